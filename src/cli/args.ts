@@ -1,0 +1,179 @@
+import { UserError } from '../util/errors.js';
+import { readJsonFile } from '../util/jsonl.js';
+
+export type FlagValue = string | number | boolean;
+
+export interface FlagSpec {
+  /** Long name in kebab-case, without the dashes. */
+  name: string;
+  type: 'string' | 'number' | 'boolean';
+  description: string;
+  default?: FlagValue;
+  /** Placeholder shown in help, e.g. DIR or N. */
+  metavar?: string;
+  /** Allowed values for a string flag. */
+  choices?: readonly string[];
+}
+
+export interface CommandSpec {
+  name: string;
+  summary: string;
+  /** Usage line after `sqlora <name>`, e.g. `--spider DIR --out DIR [flags]`. */
+  usage: string;
+  flags: FlagSpec[];
+  /** Extra help text printed after the flags. */
+  details?: string;
+  run(args: ParsedArgs): Promise<void> | void;
+}
+
+/** Flags every command accepts. */
+export const COMMON_FLAGS: FlagSpec[] = [
+  { name: 'config', type: 'string', metavar: 'FILE', description: 'JSON config file; its keys are flag names (top level, or under the command name); flags on the command line win' },
+  { name: 'help', type: 'boolean', description: 'show this help' },
+];
+
+export class ParsedArgs {
+  constructor(
+    readonly command: string,
+    private readonly values: Map<string, FlagValue | undefined>,
+    readonly positionals: string[],
+  ) {}
+
+  has(name: string): boolean {
+    return this.values.get(name) !== undefined;
+  }
+
+  string(name: string): string | undefined {
+    const v = this.get(name);
+    return v === undefined ? undefined : String(v);
+  }
+
+  /** A string flag that must be given (on the command line or in the config). */
+  required(name: string): string {
+    const v = this.string(name);
+    if (v === undefined || v === '') throw new UserError(`sqlora ${this.command}: --${name} is required (see sqlora ${this.command} --help)`);
+    return v;
+  }
+
+  number(name: string): number | undefined {
+    const v = this.get(name);
+    return v === undefined ? undefined : (v as number);
+  }
+
+  boolean(name: string): boolean {
+    return this.get(name) === true;
+  }
+
+  private get(name: string): FlagValue | undefined {
+    if (!this.values.has(name)) throw new Error(`internal: flag --${name} is not declared by ${this.command}`);
+    return this.values.get(name);
+  }
+}
+
+function coerce(command: string, spec: FlagSpec, raw: unknown, where: string): FlagValue {
+  if (spec.type === 'boolean') {
+    if (typeof raw === 'boolean') return raw;
+    if (raw === 'true' || raw === '1') return true;
+    if (raw === 'false' || raw === '0') return false;
+    throw new UserError(`sqlora ${command}: ${where} --${spec.name} expects true or false, got ${JSON.stringify(raw)}`);
+  }
+  if (spec.type === 'number') {
+    const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+    if (!Number.isFinite(n)) throw new UserError(`sqlora ${command}: ${where} --${spec.name} expects a number, got ${JSON.stringify(raw)}`);
+    return n;
+  }
+  if (typeof raw !== 'string' && typeof raw !== 'number') {
+    throw new UserError(`sqlora ${command}: ${where} --${spec.name} expects a string, got ${JSON.stringify(raw)}`);
+  }
+  const s = String(raw);
+  if (spec.choices && !spec.choices.includes(s)) {
+    throw new UserError(`sqlora ${command}: ${where} --${spec.name} must be one of ${spec.choices.join(', ')}; got ${JSON.stringify(s)}`);
+  }
+  return s;
+}
+
+/**
+ * Parses `argv` against a command's flags. Precedence: command line, then the config file's
+ * section for this command, then its top level, then the flag's default.
+ */
+export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs {
+  const all = [...spec.flags, ...COMMON_FLAGS];
+  const byName = new Map(all.map((f) => [f.name, f]));
+  const cli = new Map<string, FlagValue>();
+  const positionals: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith('--') || arg === '--') {
+      if (arg === '-h') {
+        cli.set('help', true);
+        continue;
+      }
+      positionals.push(arg);
+      continue;
+    }
+    let name = arg.slice(2);
+    let inline: string | undefined;
+    const eq = name.indexOf('=');
+    if (eq >= 0) {
+      inline = name.slice(eq + 1);
+      name = name.slice(0, eq);
+    }
+    let negated = false;
+    if (!byName.has(name) && name.startsWith('no-') && byName.get(name.slice(3))?.type === 'boolean') {
+      name = name.slice(3);
+      negated = true;
+    }
+    const flag = byName.get(name);
+    if (!flag) throw new UserError(`sqlora ${spec.name}: unknown flag --${name} (see sqlora ${spec.name} --help)`);
+    if (flag.type === 'boolean') {
+      cli.set(name, negated ? false : inline === undefined ? true : coerce(spec.name, flag, inline, 'flag'));
+      continue;
+    }
+    let raw = inline;
+    if (raw === undefined) {
+      if (i + 1 >= argv.length) throw new UserError(`sqlora ${spec.name}: --${name} needs a value`);
+      raw = argv[++i];
+    }
+    cli.set(name, coerce(spec.name, flag, raw, 'flag'));
+  }
+
+  const fromConfig = new Map<string, FlagValue>();
+  const configPath = cli.get('config') as string | undefined;
+  if (configPath !== undefined && !cli.get('help')) {
+    const cfg = readJsonFile<Record<string, unknown>>(configPath, 'config file');
+    if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new UserError(`config file ${configPath}: expected a JSON object`);
+    for (const [k, v] of Object.entries(cfg)) {
+      const flag = byName.get(k);
+      if (flag && (v === null || typeof v !== 'object')) fromConfig.set(k, coerce(spec.name, flag, v, `config ${configPath}:`));
+    }
+    const section = cfg[spec.name];
+    if (section !== undefined) {
+      if (section === null || typeof section !== 'object' || Array.isArray(section)) throw new UserError(`config file ${configPath}: "${spec.name}" must be an object of flags`);
+      for (const [k, v] of Object.entries(section as Record<string, unknown>)) {
+        const flag = byName.get(k);
+        if (!flag) throw new UserError(`config file ${configPath}: "${spec.name}.${k}" is not a flag of sqlora ${spec.name}`);
+        fromConfig.set(k, coerce(spec.name, flag, v, `config ${configPath}:`));
+      }
+    }
+  }
+
+  const values = new Map<string, FlagValue | undefined>();
+  for (const f of all) values.set(f.name, cli.get(f.name) ?? fromConfig.get(f.name) ?? f.default);
+  return new ParsedArgs(spec.name, values, positionals);
+}
+
+export function formatCommandHelp(spec: CommandSpec): string {
+  const rows = [...spec.flags, ...COMMON_FLAGS].map((f) => {
+    const left = `  --${f.name}${f.type === 'boolean' ? '' : ' ' + (f.metavar ?? (f.type === 'number' ? 'N' : 'VALUE'))}`;
+    const def = f.default !== undefined && f.type !== 'boolean' ? ` (default: ${f.default})` : f.default === true ? ' (default: on; --no-' + f.name + ' turns it off)' : '';
+    const choices = f.choices ? ` [${f.choices.join('|')}]` : '';
+    return [left, f.description + choices + def] as const;
+  });
+  const width = Math.min(34, Math.max(...rows.map(([l]) => l.length)) + 2);
+  const lines = rows.map(([l, r]) => (l.length >= width ? `${l}\n${' '.repeat(width)}${r}` : l.padEnd(width) + r));
+  return [`sqlora ${spec.name} — ${spec.summary}`, '', `usage: sqlora ${spec.name} ${spec.usage}`, '', 'flags:', ...lines, ...(spec.details ? ['', spec.details] : [])].join('\n') + '\n';
+}

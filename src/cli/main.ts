@@ -1,0 +1,69 @@
+import { formatCommandHelp, parseCommandArgs, type CommandSpec } from './args.js';
+import { UserError } from '../util/errors.js';
+
+interface CommandEntry {
+  name: string;
+  summary: string;
+  load: () => Promise<{ command: CommandSpec }>;
+}
+
+// Command modules load lazily so `sqlora --help` stays instant and one command's
+// dependencies (SQLite, the model engine) are not loaded for another.
+const COMMANDS: CommandEntry[] = [
+  { name: 'prepare', summary: 'Spider (folder or HF parquet) -> train/eval prompts as JSONL', load: () => import('./commands/prepare.js') },
+  { name: 'evaluate', summary: 'score predictions against gold: seed metrics, exact-set-match, execution', load: () => import('./commands/evaluate.js') },
+];
+
+function mainHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
+  return [
+    'sqlora — fine-tune chat LLMs into Text-to-SQL models with QLoRA, evaluate on Spider, publish and serve.',
+    '',
+    'usage: sqlora <command> [flags]     (sqlora <command> --help for its flags)',
+    '',
+    'commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    '',
+  ].join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(mainHelp());
+    return name === undefined ? 1 : 0;
+  }
+  if (name === '--version') {
+    const { createRequire } = await import('node:module');
+    process.stdout.write(createRequire(import.meta.url)('../../package.json').version + '\n');
+    return 0;
+  }
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (!entry) {
+    process.stderr.write(`sqlora: unknown command "${name}"\n\n${mainHelp()}`);
+    return 2;
+  }
+  const { command } = await entry.load();
+  const args = parseCommandArgs(command, rest);
+  if (args.boolean('help')) {
+    process.stdout.write(formatCommandHelp(command));
+    return 0;
+  }
+  await command.run(args);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    if (err instanceof UserError) {
+      process.stderr.write(`error: ${err.message}\n`);
+      process.exitCode = err.exitCode;
+    } else {
+      process.stderr.write(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 70;
+    }
+  },
+);
