@@ -1,0 +1,193 @@
+/**
+ * The one interface between the model and the hardware: device memory and the kernels a Qwen2
+ * decoder needs for inference and LoRA training. Model, LoRA and training code only ever see
+ * opaque `Tensor` handles and call these methods, so the CPU backend (the readable reference)
+ * and the CUDA backend are interchangeable and checked against each other.
+ *
+ * Conventions shared by every implementation:
+ * - Tensors are dense, row-major, and own no strides: a "view" is a contiguous range of rows
+ *   (`rows`) or the same memory under another shape (`reshape`). Kernels that take several
+ *   leading dimensions (batch, time) treat them as flattened rows.
+ * - Outputs come first in argument lists. Unless a kernel says "may alias", an output must not
+ *   overlap an input.
+ * - Float kernels accept any float dtype (f32, bf16, f16) for tensors marked "float" and compute
+ *   in f32 (accumulate in f32); token ids, positions and masks are i32. The CPU backend holds
+ *   f32 and i32 only (and nf4 weights); `computeDType` says which float dtype the model should
+ *   use for activations and frozen weights on this backend. LoRA weights, their gradients and
+ *   optimizer state are always f32.
+ * - Kernels are enqueued in call order; `download` returns after all earlier work finished.
+ */
+
+/** Element types of device tensors. `nf4` tensors are frozen weights usable only as matmul `b`. */
+export type TensorDType = 'f32' | 'bf16' | 'f16' | 'i32' | 'nf4';
+
+/** A float dtype a backend can compute in. */
+export type FloatDType = 'f32' | 'bf16' | 'f16';
+
+/** An opaque handle to device memory (or a view of it). */
+export interface Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: TensorDType;
+  /** Number of elements (product of the shape). */
+  readonly size: number;
+}
+
+/**
+ * A weight quantized to NF4 blocks (bitsandbytes layout): `codes` packs two 4-bit indices into
+ * the NF4 code book per byte, the first element in the high nibble; `absmax` holds one f32 scale
+ * per `blockSize` consecutive elements (already de-double-quantized). `shape` is the logical
+ * [out, in] shape of the weight; the element order is row-major.
+ */
+export interface Nf4Weight {
+  shape: [number, number];
+  blockSize: number;
+  codes: Uint8Array;
+  absmax: Float32Array;
+}
+
+export interface MatmulOptions {
+  /** Use a's transpose: a is stored [K, M] (batched: [batch, K, M]). */
+  transA?: boolean;
+  /** Use b's transpose: b is stored [N, K] (the layout of a Linear weight [out, in]). */
+  transB?: boolean;
+  /** Multiplies the product (default 1). */
+  alpha?: number;
+  /** Add to out instead of overwriting it. */
+  accumulate?: boolean;
+}
+
+export interface AttentionOptions {
+  /**
+   * Number of valid key/value rows per sequence: keys at slots >= kvLen are ignored. Query t
+   * (of T) sits at slot kvLen - T + t and attends causally to slots <= its own. Defaults to the
+   * key tensor's time dimension (full forward: T == S).
+   */
+  kvLen?: number;
+  /** Softmax scale (default 1/sqrt(headDim)). */
+  scale?: number;
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step number, for bias correction. */
+  step: number;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** Float dtype for activations and frozen base weights on this backend. */
+  readonly computeDType: FloatDType;
+
+  // ---- memory ----
+  /** A new zero-filled tensor. */
+  alloc(shape: readonly number[], dtype?: TensorDType): Tensor;
+  /** A new tensor holding host data; f32 data is converted to a float `dtype` (default f32). */
+  upload(data: Float32Array | Int32Array, shape: readonly number[], dtype?: TensorDType): Tensor;
+  /** A new nf4 tensor of logical shape `w.shape`. */
+  uploadNf4(w: Nf4Weight): Tensor;
+  /** The tensor's values as f32 (i32 tensors converted), after all queued work is done. */
+  download(t: Tensor): Float32Array;
+  /** Releases the memory of a tensor (not of a view); using it afterwards is an error. */
+  free(t: Tensor): void;
+  /** Rows [start, start + count) along dimension 0, sharing memory. */
+  rows(t: Tensor, start: number, count: number): Tensor;
+  /** The same memory under another shape with the same number of elements. */
+  reshape(t: Tensor, shape: readonly number[]): Tensor;
+  /** dst = src, element for element (same size; converts float dtypes). */
+  copy(dst: Tensor, src: Tensor): void;
+  fill(t: Tensor, value: number): void;
+
+  // ---- linear algebra ----
+  /**
+   * out[M, N] = alpha * op(a)[M, K] @ op(b)[K, N] (+ out if accumulate). 3-D a and out with a
+   * 2-D b multiply every batch by the same b; 3-D a, b and out are a batched matmul. b may be
+   * nf4 (2-D, then dequantized block by block inside the product).
+   */
+  matmul(out: Tensor, a: Tensor, b: Tensor, opts?: MatmulOptions): void;
+  /** x[rows, D] += bias[D] for every row (in place). */
+  addBias(x: Tensor, bias: Tensor): void;
+
+  // ---- elementwise and reductions (float) ----
+  /** out = a + b (same size; out may alias a or b). */
+  add(out: Tensor, a: Tensor, b: Tensor): void;
+  /** y += alpha * x. */
+  axpy(y: Tensor, x: Tensor, alpha: number): void;
+  /** x *= s (in place). */
+  scale(x: Tensor, s: number): void;
+  /** out[0] = sum of x (+ out[0] if accumulate); out is a 1-element f32 tensor. */
+  sum(out: Tensor, x: Tensor, accumulate?: boolean): void;
+  /** out[0] = sum of x^2 (+ out[0] if accumulate), for gradient-norm clipping. */
+  sumSquares(out: Tensor, x: Tensor, accumulate?: boolean): void;
+  /**
+   * Inverted dropout: out = x * keep / (1 - p), where keep for element i is a pure function of
+   * (seed, i), so calling it again with the same seed on the upstream gradient is the backward
+   * pass. out may alias x. p = 0 copies.
+   */
+  dropout(out: Tensor, x: Tensor, p: number, seed: number): void;
+
+  // ---- model layers ----
+  /** out[N, D] = table[ids[n], :]; ids is i32 [N]. */
+  embedding(out: Tensor, table: Tensor, ids: Tensor): void;
+  /**
+   * RMSNorm over the last dimension (as HF: x * rsqrt(mean(x^2) + eps) * weight, in f32).
+   * x, out: [N, D]; weight [D]; rstd [N] f32 receives the reciprocal RMS for the backward pass.
+   */
+  rmsNormForward(out: Tensor, rstd: Tensor, x: Tensor, weight: Tensor, eps: number): void;
+  /** dx (+= if accumulate) from dout, for a frozen weight. */
+  rmsNormBackward(dx: Tensor, dout: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, accumulate?: boolean): void;
+  /**
+   * Rotary embedding in HF's rotate_half convention (first half of each head pairs with the
+   * second half). x, out: [N, H, headDim] (out may alias x); positions i32 [N], one per token,
+   * so padded batches rotate each token by its own position. inv_freq = theta^(-2i/headDim).
+   */
+  ropeForward(out: Tensor, x: Tensor, positions: Tensor, theta: number): void;
+  /** The transpose of ropeForward (rotation by -angle); dx may alias dout. */
+  ropeBackward(dx: Tensor, dout: Tensor, positions: Tensor, theta: number): void;
+  /**
+   * Causal multi-head attention with grouped-query heads (H query heads share H / Hkv key/value
+   * heads, query head h uses kv head floor(h / (H / Hkv))).
+   * q, out: [B, T, H, hd]; k, v: [B, S, Hkv, hd]; keyMask i32 [B, S] (0 = padding, never
+   * attended); lse f32 [B, T, H] receives each row's log-sum-exp of the scaled scores for the
+   * backward pass. A query with no visible key gets a zero output and lse = -Infinity.
+   */
+  attentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts?: AttentionOptions): void;
+  /** Gradients of attentionForward; dq [B,T,H,hd], dk and dv [B,S,Hkv,hd] are overwritten. */
+  attentionBackward(
+    dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
+    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts?: AttentionOptions,
+  ): void;
+  /** out = silu(gate) * up (the Qwen2 MLP activation). */
+  swigluForward(out: Tensor, gate: Tensor, up: Tensor): void;
+  /** dgate, dup from dout (dgate/dup may alias gate/up). */
+  swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tensor, up: Tensor): void;
+  /**
+   * Softmax cross-entropy per row: logits [N, V], targets i32 [N]; a negative target (HF's
+   * ignore index -100) is ignored. losses f32 [N] receives -log p[target] (0 for ignored rows).
+   * With `dlogits` (may alias logits), also writes gradScale * (softmax - onehot) (0 rows for
+   * ignored), so a caller can run the vocabulary projection in row chunks and never hold all
+   * B*T*V logits.
+   */
+  crossEntropy(losses: Tensor, logits: Tensor, targets: Tensor, dlogits?: Tensor, gradScale?: number): void;
+
+  // ---- optimizer ----
+  /** One torch.optim.AdamW step on f32 tensors (decoupled weight decay, bias correction). */
+  adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opts: AdamWOptions): void;
+}
+
+/** Number of elements of a shape. */
+export function shapeSize(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/** Throws a descriptive error unless the tensor has exactly this shape. */
+export function expectShape(what: string, t: Tensor, shape: readonly number[]): void {
+  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
+    throw new Error(`${what}: expected shape [${shape.join(', ')}], got [${t.shape.join(', ')}]`);
+  }
+}
