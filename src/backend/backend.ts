@@ -34,13 +34,15 @@ export interface Tensor {
 
 /**
  * A weight quantized to NF4 blocks (bitsandbytes layout): `codes` packs two 4-bit indices into
- * the NF4 code book per byte, the first element in the high nibble; `absmax` holds one f32 scale
- * per `blockSize` consecutive elements (already de-double-quantized). `shape` is the logical
- * [out, in] shape of the weight; the element order is row-major.
+ * `code` (the 16-entry NF4 code book) per byte, the first element in the high nibble; `absmax`
+ * holds one f32 scale per `blockSize` consecutive elements (already de-double-quantized).
+ * `shape` is the logical [out, in] shape of the weight; the element order is row-major, so
+ * element e dequantizes to code[nibble e] * absmax[floor(e / blockSize)].
  */
 export interface Nf4Weight {
   shape: [number, number];
   blockSize: number;
+  code: Float32Array;
   codes: Uint8Array;
   absmax: Float32Array;
 }
@@ -190,4 +192,31 @@ export function expectShape(what: string, t: Tensor, shape: readonly number[]): 
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
     throw new Error(`${what}: expected shape [${shape.join(', ')}], got [${t.shape.join(', ')}]`);
   }
+}
+
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/**
+ * The uniform number in [0, 1) that decides dropout for element `index` under `seed` (both
+ * 32-bit): every backend implements exactly this (murmur3's finalizer), so a dropout mask is
+ * reproducible across backends and recomputable in the backward pass instead of stored.
+ * The element is kept when the number is >= p.
+ */
+export function dropoutUniform(seed: number, index: number): number {
+  return fmix32((Math.imul(index, 0x9e3779b1) + fmix32(seed >>> 0)) >>> 0) / 4294967296;
+}
+
+/** RoPE inverse frequencies as HF computes them in f32: theta^(-2i/headDim), i < headDim/2. */
+export function ropeInvFreq(theta: number, headDim: number): Float32Array {
+  const half = headDim / 2;
+  const inv = new Float32Array(half);
+  for (let i = 0; i < half; i++) inv[i] = 1 / Math.fround(theta ** Math.fround((2 * i) / headDim));
+  return inv;
 }

@@ -1,0 +1,233 @@
+/**
+ * The CPU backend: every kernel of the Backend interface in plain TypeScript over typed arrays.
+ * Single-threaded and exact-ish (reductions in doubles), it is the reference the CUDA backend
+ * is tested against and runs tiny models for tests and demos.
+ */
+import {
+  expectShape, shapeSize,
+  type AdamWOptions, type AttentionOptions, type Backend, type MatmulOptions, type Nf4Weight, type Tensor, type TensorDType,
+} from '../backend.js';
+import { attentionBackwardCpu, attentionForwardCpu, type AttentionDims } from './attention.js';
+import { CpuTensor, checkSameSize, f32, i32, nf4Of } from './cpu-tensor.js';
+import {
+  adamwCpu, crossEntropyCpu, dropoutCpu, embeddingCpu, rmsNormBackwardCpu, rmsNormForwardCpu, ropeCpu,
+  swigluBackwardCpu, swigluForwardCpu,
+} from './kernels.js';
+import { gemm, gemmNf4, transpose } from './matmul.js';
+
+function storageFor(dtype: TensorDType, n: number): Float32Array | Int32Array {
+  if (dtype === 'f32') return new Float32Array(n);
+  if (dtype === 'i32') return new Int32Array(n);
+  throw new TypeError(`the CPU backend stores f32 and i32 tensors (and nf4 weights), not ${dtype}`);
+}
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu';
+  readonly computeDType = 'f32' as const;
+
+  alloc(shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
+    return new CpuTensor([...shape], dtype, storageFor(dtype, shapeSize(shape)));
+  }
+
+  upload(data: Float32Array | Int32Array, shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
+    const n = shapeSize(shape);
+    if (data.length !== n) throw new Error(`upload: ${data.length} values for shape [${shape.join(', ')}]`);
+    const store = storageFor(dtype, n);
+    store.set(data);
+    return new CpuTensor([...shape], dtype, store);
+  }
+
+  uploadNf4(w: Nf4Weight): Tensor {
+    const n = w.shape[0] * w.shape[1];
+    if (w.codes.length * 2 < n || w.absmax.length * w.blockSize < n || w.code.length !== 16) {
+      throw new Error(`uploadNf4: payload too small for shape [${w.shape.join(', ')}] with blocks of ${w.blockSize}`);
+    }
+    return new CpuTensor([...w.shape], 'nf4', new Float32Array(0), w);
+  }
+
+  download(t: Tensor): Float32Array {
+    const c = t as CpuTensor;
+    if (c.dtype === 'nf4') throw new TypeError('download: nf4 tensors are write-only');
+    return Float32Array.from(c.dtype === 'f32' ? f32(t) : i32(t));
+  }
+
+  free(t: Tensor): void {
+    const c = t as CpuTensor;
+    if (c.base) throw new Error('free: cannot free a view; free the tensor it came from');
+    c.freed = true;
+  }
+
+  rows(t: Tensor, start: number, count: number): Tensor {
+    const c = t as CpuTensor;
+    const rowSize = c.size / c.shape[0];
+    if (c.dtype === 'nf4') throw new TypeError('rows: nf4 tensors cannot be sliced');
+    if (start < 0 || count < 0 || start + count > c.shape[0]) {
+      throw new RangeError(`rows: [${start}, ${start + count}) outside dimension 0 of [${c.shape.join(', ')}]`);
+    }
+    return new CpuTensor([count, ...c.shape.slice(1)], c.dtype, c.data.subarray(start * rowSize, (start + count) * rowSize), null, c.base ?? c);
+  }
+
+  reshape(t: Tensor, shape: readonly number[]): Tensor {
+    const c = t as CpuTensor;
+    if (shapeSize(shape) !== c.size) throw new Error(`reshape: [${c.shape.join(', ')}] has ${c.size} elements, [${shape.join(', ')}] needs ${shapeSize(shape)}`);
+    return new CpuTensor([...shape], c.dtype, c.data, c.nf4, c.base ?? c);
+  }
+
+  copy(dst: Tensor, src: Tensor): void {
+    checkSameSize('copy', dst, src);
+    const d = dst as CpuTensor, s = src as CpuTensor;
+    if ((d.dtype === 'i32') !== (s.dtype === 'i32')) throw new TypeError(`copy: ${s.dtype} -> ${d.dtype} is not supported`);
+    d.data.set(s.dtype === 'f32' ? f32(s) : i32(s));
+  }
+
+  fill(t: Tensor, value: number): void {
+    (t as CpuTensor).data.fill(value);
+  }
+
+  matmul(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions = {}): void {
+    const { transA = false, transB = false, alpha = 1, accumulate = false } = opts;
+    const batched = b.shape.length === 3;
+    if (batched && (a.shape.length !== 3 || out.shape.length !== 3)) throw new Error('matmul: a 3-D b needs 3-D a and out');
+    const batch = a.shape.length === 3 ? a.shape[0] : 1;
+    const a2 = a.shape.slice(-2), b2 = b.shape.slice(-2);
+    const [M, K] = transA ? [a2[1], a2[0]] : a2;
+    const [Kb, N] = transB ? [b2[1], b2[0]] : b2;
+    if (K !== Kb) throw new Error(`matmul: inner dimensions differ (a [${a.shape.join(', ')}]${transA ? 'ᵀ' : ''}, b [${b.shape.join(', ')}]${transB ? 'ᵀ' : ''})`);
+    expectShape('matmul out', out, a.shape.length === 3 ? [batch, M, N] : [M, N]);
+    if (batched && b.shape[0] !== batch) throw new Error('matmul: batch sizes of a and b differ');
+    const A = f32(a, 'matmul a'), O = f32(out, 'matmul out');
+    const w = nf4Of(b, 'matmul b');
+    if (w && batched) throw new Error('matmul: an nf4 b must be 2-D');
+    const B = w ? null : f32(b, 'matmul b');
+    for (let i = 0; i < batch; i++) {
+      const aData = transA ? transpose(A, i * M * K, K, M) : A;
+      const aMat = { data: aData, offset: transA ? 0 : i * M * K, ld: K };
+      const oMat = { data: O, offset: i * M * N, ld: N };
+      if (w) gemmNf4(oMat, aMat, w, M, N, K, transB, alpha, accumulate);
+      else gemm(oMat, aMat, { data: B as Float32Array, offset: batched ? i * K * N : 0, ld: transB ? K : N }, M, N, K, transB, alpha, accumulate);
+    }
+  }
+
+  addBias(x: Tensor, bias: Tensor): void {
+    const X = f32(x, 'addBias x'), b = f32(bias, 'addBias bias');
+    const D = b.length;
+    if (X.length % D !== 0) throw new Error(`addBias: bias of ${D} does not divide [${x.shape.join(', ')}]`);
+    for (let o = 0; o < X.length; o += D) for (let i = 0; i < D; i++) X[o + i] += b[i];
+  }
+
+  add(out: Tensor, a: Tensor, b: Tensor): void {
+    checkSameSize('add', out, a, b);
+    const O = f32(out), A = f32(a), B = f32(b);
+    for (let i = 0; i < O.length; i++) O[i] = A[i] + B[i];
+  }
+
+  axpy(y: Tensor, x: Tensor, alpha: number): void {
+    checkSameSize('axpy', y, x);
+    const Y = f32(y), X = f32(x);
+    for (let i = 0; i < Y.length; i++) Y[i] += alpha * X[i];
+  }
+
+  scale(x: Tensor, s: number): void {
+    const X = f32(x);
+    for (let i = 0; i < X.length; i++) X[i] *= s;
+  }
+
+  sum(out: Tensor, x: Tensor, accumulate = false): void {
+    const X = f32(x), O = f32(out, 'sum out');
+    let s = 0;
+    for (let i = 0; i < X.length; i++) s += X[i];
+    O[0] = accumulate ? O[0] + s : s;
+  }
+
+  sumSquares(out: Tensor, x: Tensor, accumulate = false): void {
+    const X = f32(x), O = f32(out, 'sumSquares out');
+    let s = 0;
+    for (let i = 0; i < X.length; i++) s += X[i] * X[i];
+    O[0] = accumulate ? O[0] + s : s;
+  }
+
+  dropout(out: Tensor, x: Tensor, p: number, seed: number): void {
+    checkSameSize('dropout', out, x);
+    if (!(p >= 0 && p < 1)) throw new RangeError(`dropout: p must be in [0, 1), got ${p}`);
+    dropoutCpu(f32(out), f32(x), p, seed);
+  }
+
+  embedding(out: Tensor, table: Tensor, ids: Tensor): void {
+    const D = table.shape[1];
+    expectShape('embedding out', out, [ids.size, D]);
+    embeddingCpu(f32(out), f32(table), i32(ids, 'embedding ids'), D);
+  }
+
+  rmsNormForward(out: Tensor, rstd: Tensor, x: Tensor, weight: Tensor, eps: number): void {
+    checkSameSize('rmsNormForward', out, x);
+    if (rstd.size * weight.size !== x.size) throw new Error('rmsNormForward: rstd must have one entry per row of x');
+    rmsNormForwardCpu(f32(out), f32(rstd), f32(x), f32(weight), eps);
+  }
+
+  rmsNormBackward(dx: Tensor, dout: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, accumulate = false): void {
+    checkSameSize('rmsNormBackward', dx, dout, x);
+    rmsNormBackwardCpu(f32(dx), f32(dout), f32(x), f32(weight), f32(rstd), accumulate);
+  }
+
+  ropeForward(out: Tensor, x: Tensor, positions: Tensor, theta: number): void {
+    checkSameSize('ropeForward', out, x);
+    ropeCpu(f32(out), f32(x), i32(positions, 'rope positions'), x.shape[x.shape.length - 1], theta, 1);
+  }
+
+  ropeBackward(dx: Tensor, dout: Tensor, positions: Tensor, theta: number): void {
+    checkSameSize('ropeBackward', dx, dout);
+    ropeCpu(f32(dx), f32(dout), i32(positions, 'rope positions'), dout.shape[dout.shape.length - 1], theta, -1);
+  }
+
+  attentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {}): void {
+    const d = attentionDims(q, k, v, keyMask, opts);
+    expectShape('attention out', out, q.shape);
+    expectShape('attention lse', lse, [d.B, d.T, d.H]);
+    attentionForwardCpu(f32(out), f32(lse), f32(q), f32(k), f32(v), i32(keyMask, 'attention keyMask'), d);
+  }
+
+  attentionBackward(
+    dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
+    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
+  ): void {
+    const d = attentionDims(q, k, v, keyMask, opts);
+    expectShape('attention dq', dq, q.shape);
+    expectShape('attention dk', dk, k.shape);
+    expectShape('attention dv', dv, v.shape);
+    attentionBackwardCpu(f32(dq), f32(dk), f32(dv), f32(dout), f32(q), f32(k), f32(v), f32(out), f32(lse), i32(keyMask), d);
+  }
+
+  swigluForward(out: Tensor, gate: Tensor, up: Tensor): void {
+    checkSameSize('swigluForward', out, gate, up);
+    swigluForwardCpu(f32(out), f32(gate), f32(up));
+  }
+
+  swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tensor, up: Tensor): void {
+    checkSameSize('swigluBackward', dgate, dup, dout, gate, up);
+    swigluBackwardCpu(f32(dgate), f32(dup), f32(dout), f32(gate), f32(up));
+  }
+
+  crossEntropy(losses: Tensor, logits: Tensor, targets: Tensor, dlogits?: Tensor, gradScale = 1): void {
+    const N = targets.size;
+    if (logits.size % N !== 0 || losses.size !== N) throw new Error('crossEntropy: logits must be [N, V] with N targets and N losses');
+    if (dlogits) checkSameSize('crossEntropy dlogits', dlogits, logits);
+    crossEntropyCpu(f32(losses), f32(logits), i32(targets, 'crossEntropy targets'), dlogits ? f32(dlogits) : null, gradScale);
+  }
+
+  adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opts: AdamWOptions): void {
+    checkSameSize('adamw', param, grad, m, v);
+    adamwCpu(f32(param), f32(grad), f32(m), f32(v), opts);
+  }
+}
+
+function attentionDims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): AttentionDims {
+  if (q.shape.length !== 4 || k.shape.length !== 4) throw new Error('attention: q and k must be [B, T, H, hd] and [B, S, Hkv, hd]');
+  const [B, T, H, hd] = q.shape;
+  const [Bk, S, Hkv, hdk] = k.shape;
+  if (Bk !== B || hdk !== hd || H % Hkv !== 0) throw new Error(`attention: q [${q.shape.join(', ')}] and k [${k.shape.join(', ')}] do not match`);
+  expectShape('attention v', v, k.shape);
+  expectShape('attention keyMask', keyMask, [B, S]);
+  const kvLen = opts.kvLen ?? S;
+  if (kvLen < T || kvLen > S) throw new Error(`attention: kvLen ${kvLen} must be within [T=${T}, S=${S}]`);
+  return { B, T, S, H, Hkv, hd, kvLen, scale: opts.scale ?? 1 / Math.sqrt(hd) };
+}

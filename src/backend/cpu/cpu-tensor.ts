@@ -1,0 +1,59 @@
+/**
+ * Host memory behind the CPU backend's tensor handles. Float tensors are Float32Array, ids and
+ * masks Int32Array, NF4 weights keep their packed codes and per-block scales. Views share the
+ * parent's buffer through subarray(), so kernels see plain contiguous arrays.
+ */
+import { shapeSize, type Nf4Weight, type Tensor, type TensorDType } from '../backend.js';
+
+export class CpuTensor implements Tensor {
+  readonly size: number;
+  freed = false;
+
+  constructor(
+    readonly shape: readonly number[],
+    readonly dtype: TensorDType,
+    /** Element storage (empty for nf4). */
+    readonly data: Float32Array | Int32Array,
+    readonly nf4: Nf4Weight | null = null,
+    /** The tensor that owns the memory, for views. */
+    readonly base: CpuTensor | null = null,
+  ) {
+    this.size = shapeSize(shape);
+  }
+
+  get live(): boolean {
+    return !(this.base ?? this).freed;
+  }
+}
+
+function asCpu(t: Tensor, what: string): CpuTensor {
+  if (!(t instanceof CpuTensor)) throw new TypeError(`${what}: not a CPU tensor`);
+  if (!t.live) throw new Error(`${what}: tensor was freed`);
+  return t;
+}
+
+/** The Float32Array of an f32 tensor. */
+export function f32(t: Tensor, what = 'tensor'): Float32Array {
+  const c = asCpu(t, what);
+  if (c.dtype !== 'f32') throw new TypeError(`${what}: expected an f32 tensor, got ${c.dtype}`);
+  return c.data as Float32Array;
+}
+
+/** The Int32Array of an i32 tensor. */
+export function i32(t: Tensor, what = 'tensor'): Int32Array {
+  const c = asCpu(t, what);
+  if (c.dtype !== 'i32') throw new TypeError(`${what}: expected an i32 tensor, got ${c.dtype}`);
+  return c.data as Int32Array;
+}
+
+/** The NF4 payload of an nf4 tensor, or null for a dense one. */
+export function nf4Of(t: Tensor, what = 'tensor'): Nf4Weight | null {
+  return asCpu(t, what).nf4;
+}
+
+export function checkSameSize(what: string, ...ts: Tensor[]): void {
+  const n = ts[0].size;
+  for (const t of ts) {
+    if (t.size !== n) throw new Error(`${what}: sizes differ (${ts.map((x) => `[${x.shape.join(', ')}]`).join(' vs ')})`);
+  }
+}

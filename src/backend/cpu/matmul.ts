@@ -1,0 +1,140 @@
+/**
+ * Matrix products over Float32Array: the reference the GPU's cuBLAS calls are checked against,
+ * and fast enough to train tiny models. Products are computed with B either row-major [K, N]
+ * (i-k-j order, four output rows per pass so each B row is loaded once for four) or stored
+ * transposed [N, K] (dot products of contiguous rows, again four rows of A at a time). NF4
+ * weights are dequantized a slab of rows at a time into a scratch buffer, never whole.
+ */
+import type { Nf4Weight } from '../backend.js';
+
+/** A strided 2-D operand: element (r, c) is data[offset + r * ld + c]. */
+interface Mat {
+  data: Float32Array;
+  offset: number;
+  ld: number;
+}
+
+/**
+ * out (=|+=) alpha * A[M,K] @ B where B is [K,N], or [N,K] when transB.
+ * Accumulation happens in JS doubles within a row pass, then rounds once into out.
+ */
+export function gemm(
+  out: Mat, a: Mat, b: Mat, M: number, N: number, K: number,
+  transB: boolean, alpha: number, accumulate: boolean,
+): void {
+  if (transB) gemmNT(out, a, b, M, N, K, alpha, accumulate);
+  else gemmNN(out, a, b, M, N, K, alpha, accumulate);
+}
+
+function gemmNT(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha: number, acc: boolean): void {
+  const A = a.data, B = b.data, O = out.data;
+  let i = 0;
+  for (; i + 4 <= M; i += 4) {
+    const a0 = a.offset + i * a.ld, a1 = a0 + a.ld, a2 = a1 + a.ld, a3 = a2 + a.ld;
+    const o0 = out.offset + i * out.ld;
+    for (let j = 0; j < N; j++) {
+      const bj = b.offset + j * b.ld;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let k = 0; k < K; k++) {
+        const bv = B[bj + k];
+        s0 += A[a0 + k] * bv;
+        s1 += A[a1 + k] * bv;
+        s2 += A[a2 + k] * bv;
+        s3 += A[a3 + k] * bv;
+      }
+      const o = o0 + j;
+      if (acc) {
+        O[o] += alpha * s0; O[o + out.ld] += alpha * s1; O[o + 2 * out.ld] += alpha * s2; O[o + 3 * out.ld] += alpha * s3;
+      } else {
+        O[o] = alpha * s0; O[o + out.ld] = alpha * s1; O[o + 2 * out.ld] = alpha * s2; O[o + 3 * out.ld] = alpha * s3;
+      }
+    }
+  }
+  for (; i < M; i++) {
+    const ai = a.offset + i * a.ld;
+    const oi = out.offset + i * out.ld;
+    for (let j = 0; j < N; j++) {
+      const bj = b.offset + j * b.ld;
+      let s = 0;
+      for (let k = 0; k < K; k++) s += A[ai + k] * B[bj + k];
+      O[oi + j] = acc ? O[oi + j] + alpha * s : alpha * s;
+    }
+  }
+}
+
+let rowScratch = new Float64Array(0);
+
+function gemmNN(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha: number, acc: boolean): void {
+  const A = a.data, B = b.data, O = out.data;
+  if (rowScratch.length < 4 * N) rowScratch = new Float64Array(4 * N);
+  const r = rowScratch;
+  for (let i = 0; i < M; i += 4) {
+    const rows = Math.min(4, M - i);
+    r.fill(0, 0, 4 * N);
+    const a0 = a.offset + i * a.ld;
+    for (let k = 0; k < K; k++) {
+      const bk = b.offset + k * b.ld;
+      const v0 = A[a0 + k];
+      const v1 = rows > 1 ? A[a0 + a.ld + k] : 0;
+      const v2 = rows > 2 ? A[a0 + 2 * a.ld + k] : 0;
+      const v3 = rows > 3 ? A[a0 + 3 * a.ld + k] : 0;
+      for (let j = 0; j < N; j++) {
+        const bv = B[bk + j];
+        r[j] += v0 * bv;
+        r[N + j] += v1 * bv;
+        r[2 * N + j] += v2 * bv;
+        r[3 * N + j] += v3 * bv;
+      }
+    }
+    for (let q = 0; q < rows; q++) {
+      const o = out.offset + (i + q) * out.ld;
+      const s = q * N;
+      if (acc) for (let j = 0; j < N; j++) O[o + j] += alpha * r[s + j];
+      else for (let j = 0; j < N; j++) O[o + j] = alpha * r[s + j];
+    }
+  }
+}
+
+/** Rows [r0, r0 + count) of an NF4 weight as f32, written to dst[0 .. count * cols). */
+export function dequantizeNf4Rows(w: Nf4Weight, r0: number, count: number, dst: Float32Array): void {
+  const cols = w.shape[1];
+  const start = r0 * cols, end = start + count * cols;
+  const { code, codes, absmax, blockSize } = w;
+  for (let e = start; e < end; e++) {
+    const byte = codes[e >> 1];
+    const nib = (e & 1) === 0 ? byte >> 4 : byte & 15;
+    dst[e - start] = code[nib] * absmax[Math.floor(e / blockSize)];
+  }
+}
+
+/** Elements dequantized per slab: large enough to amortize the loop, small enough for cache. */
+const SLAB_ELEMENTS = 1 << 16;
+
+/** out (=|+=) alpha * A[M,K] @ op(W) with W an NF4 weight, a slab of W's rows at a time. */
+export function gemmNf4(out: Mat, a: Mat, w: Nf4Weight, M: number, N: number, K: number, transB: boolean, alpha: number, accumulate: boolean): void {
+  const [wr, wc] = w.shape;
+  const slabRows = Math.max(1, Math.floor(SLAB_ELEMENTS / wc));
+  const scratch = new Float32Array(slabRows * wc);
+  for (let r0 = 0; r0 < wr; r0 += slabRows) {
+    const n = Math.min(slabRows, wr - r0);
+    dequantizeNf4Rows(w, r0, n, scratch);
+    const slab = { data: scratch, offset: 0, ld: wc };
+    if (transB) {
+      // W is [N, K]: this slab yields output columns r0 .. r0 + n.
+      gemmNT({ ...out, offset: out.offset + r0 }, a, slab, M, n, K, alpha, accumulate);
+    } else {
+      // W is [K, N]: this slab is the K-range r0 .. r0 + n; later slabs add to the first.
+      gemmNN(out, { ...a, offset: a.offset + r0 }, slab, M, N, n, alpha, accumulate || r0 > 0);
+    }
+  }
+}
+
+/** A [rows, cols] matrix transposed into a new [cols, rows] array. */
+export function transpose(src: Float32Array, offset: number, rows: number, cols: number): Float32Array {
+  const dst = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const s = offset + r * cols;
+    for (let c = 0; c < cols; c++) dst[c * rows + r] = src[s + c];
+  }
+  return dst;
+}

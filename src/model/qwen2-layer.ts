@@ -1,0 +1,179 @@
+/**
+ * One Qwen2 decoder layer (HF's Qwen2DecoderLayer), forward and backward, written out step by
+ * step as llm.c does:
+ *
+ *   n1 = rmsnorm(x) ; q,k,v = proj(n1) (+bias) ; q,k = rope(q,k) ; a = attention(q,k,v)
+ *   x1 = x + o_proj(a) ; n2 = rmsnorm(x1) ; s = silu(gate_proj(n2)) * up_proj(n2)
+ *   x2 = x1 + down_proj(s)
+ *
+ * Activations are [N = B*T, features] rows. A training forward returns what the backward pass
+ * needs; the backward pass frees it.
+ */
+import type { Backend, Tensor } from '../backend/backend.js';
+import type { Qwen2Config } from './config.js';
+import { linearBackward, linearForward, type Linear, type LinearSaved, type LoraWeights, type ProjectionName } from './qwen2-linear.js';
+
+export interface Qwen2LayerWeights {
+  inputLayernorm: Tensor;
+  postAttentionLayernorm: Tensor;
+  proj: Record<ProjectionName, Linear>;
+}
+
+/** LoRA factors of one layer's projections (absent = no adapter on that projection). */
+export type LayerLora = Partial<Record<ProjectionName, LoraWeights>>;
+
+/** Per-call inputs shared by all layers. */
+export interface LayerContext {
+  B: number;
+  T: number;
+  /** i32 [B*T]: each token's rotary position. */
+  positions: Tensor;
+  /** i32 [B, S]: 1 where a key slot holds a real token. */
+  keyMask: Tensor;
+  /** Training: per-layer dropout seeds come from this; null for inference. */
+  train: { seed: number } | null;
+}
+
+/** Where keys and values go: a layer's KV-cache slabs [B, S, Hkv, hd] and the slot to write at. */
+export interface KvSlot {
+  k: Tensor;
+  v: Tensor;
+  /** Slots already filled (the new T tokens go to slots [offset, offset + T)). */
+  offset: number;
+}
+
+/** Activations a training forward keeps for one layer. */
+export interface LayerSaved {
+  x: Tensor; n1: Tensor; rstd1: Tensor;
+  q: Tensor; k: Tensor; v: Tensor; attn: Tensor; lse: Tensor;
+  x1: Tensor; n2: Tensor; rstd2: Tensor;
+  gate: Tensor; up: Tensor; act: Tensor;
+  lin: Record<ProjectionName, LinearSaved>;
+}
+
+const PROJ_INDEX: Record<ProjectionName, number> = { q_proj: 0, k_proj: 1, v_proj: 2, o_proj: 3, gate_proj: 4, up_proj: 5, down_proj: 6 };
+
+/** Dropout seed of one projection in one layer, derived from the step's seed. */
+function projSeed(ctx: LayerContext, layer: number, p: ProjectionName): { seed: number } | null {
+  if (!ctx.train) return null;
+  return { seed: (Math.imul(ctx.train.seed, 0x01000193) ^ (layer * 8 + PROJ_INDEX[p] + 1) * 0x9e3779b1) >>> 0 };
+}
+
+/**
+ * Runs layer `li` on x [N, D] and returns x2 [N, D] (new tensor). `x` is not freed: the caller
+ * owns it (and a training forward keeps it in the saved record). With `kv`, keys and values
+ * are written into the cache and attention reads the whole cache.
+ */
+export function layerForward(
+  be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
+  x: Tensor, kv: KvSlot | null,
+): { out: Tensor; saved: LayerSaved | null } {
+  const { B, T } = ctx;
+  const N = B * T;
+  const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, I = cfg.intermediateSize;
+  const dt = be.computeDType;
+  const training = ctx.train !== null;
+  const lin = (p: ProjectionName, out: Tensor, input: Tensor): LinearSaved | null =>
+    linearForward(be, out, input, w.proj[p], lora[p], projSeed(ctx, li, p));
+
+  const n1 = be.alloc([N, D], dt);
+  const rstd1 = be.alloc([N]);
+  be.rmsNormForward(n1, rstd1, x, w.inputLayernorm, cfg.rmsNormEps);
+  const q = be.alloc([N, H * hd], dt), k = be.alloc([N, Hkv * hd], dt), v = be.alloc([N, Hkv * hd], dt);
+  const sq = lin('q_proj', q, n1), sk = lin('k_proj', k, n1), sv = lin('v_proj', v, n1);
+  be.ropeForward(q, be.reshape(q, [N, H, hd]), ctx.positions, cfg.ropeTheta);
+  be.ropeForward(k, be.reshape(k, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta);
+
+  const q4 = be.reshape(q, [B, T, H, hd]);
+  let k4 = be.reshape(k, [B, T, Hkv, hd]), v4 = be.reshape(v, [B, T, Hkv, hd]);
+  let kvLen = T;
+  if (kv) {
+    writeCache(be, kv.k, k, B, T, kv.offset);
+    writeCache(be, kv.v, v, B, T, kv.offset);
+    k4 = kv.k;
+    v4 = kv.v;
+    kvLen = kv.offset + T;
+  }
+  const attn = be.alloc([N, H * hd], dt);
+  const lse = be.alloc([B, T, H]);
+  be.attentionForward(be.reshape(attn, [B, T, H, hd]), lse, q4, k4, v4, ctx.keyMask, { kvLen });
+
+  const x1 = be.alloc([N, D], dt);
+  const so = lin('o_proj', x1, attn);
+  be.add(x1, x1, x);
+
+  const n2 = be.alloc([N, D], dt);
+  const rstd2 = be.alloc([N]);
+  be.rmsNormForward(n2, rstd2, x1, w.postAttentionLayernorm, cfg.rmsNormEps);
+  const gate = be.alloc([N, I], dt), up = be.alloc([N, I], dt), act = be.alloc([N, I], dt);
+  const sg = lin('gate_proj', gate, n2), su = lin('up_proj', up, n2);
+  be.swigluForward(act, gate, up);
+  const out = be.alloc([N, D], dt);
+  const sd = lin('down_proj', out, act);
+  be.add(out, out, x1);
+
+  if (!training) {
+    for (const t of [n1, rstd1, q, k, v, attn, lse, x1, n2, rstd2, gate, up, act]) be.free(t);
+    return { out, saved: null };
+  }
+  const lins = { q_proj: sq, k_proj: sk, v_proj: sv, o_proj: so, gate_proj: sg, up_proj: su, down_proj: sd } as Record<ProjectionName, LinearSaved>;
+  return { out, saved: { x, n1, rstd1, q, k, v, attn, lse, x1, n2, rstd2, gate, up, act, lin: lins } };
+}
+
+/** Copies new rows [B*T, Hkv*hd] into cache slots [offset, offset + T) of each sequence. */
+function writeCache(be: Backend, cache: Tensor, src: Tensor, B: number, T: number, offset: number): void {
+  const S = cache.shape[1];
+  const rowsOf = be.reshape(cache, [B * S, cache.size / (B * S)]);
+  const srcRows = be.reshape(src, [B * T, src.size / (B * T)]);
+  for (let b = 0; b < B; b++) be.copy(be.rows(rowsOf, b * S + offset, T), be.rows(srcRows, b * T, T));
+}
+
+/**
+ * Backward of layerForward: given dOut [N, D] (the gradient of x2), returns dx [N, D] (new
+ * tensor), adds LoRA gradients, and frees the saved activations except x.
+ */
+export function layerBackward(
+  be: Backend, cfg: Qwen2Config, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
+  s: LayerSaved, dOut: Tensor,
+): Tensor {
+  const { B, T } = ctx;
+  const N = B * T;
+  const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, I = cfg.intermediateSize;
+  const dt = be.computeDType;
+  const back = (p: ProjectionName, dx: Tensor, dy: Tensor, accumulate: boolean): void =>
+    linearBackward(be, dx, dy, w.proj[p], lora[p], s.lin[p], accumulate);
+
+  // MLP: x2 = x1 + down(swiglu(gate(n2), up(n2)))
+  const dAct = be.alloc([N, I], dt);
+  back('down_proj', dAct, dOut, false);
+  be.swigluBackward(s.gate, s.up, dAct, s.gate, s.up); // gate/up now hold their gradients
+  be.free(dAct);
+  const dN2 = be.alloc([N, D], dt);
+  back('gate_proj', dN2, s.gate, false);
+  back('up_proj', dN2, s.up, true);
+  const dX1 = be.alloc([N, D], dt);
+  be.copy(dX1, dOut);
+  be.rmsNormBackward(dX1, dN2, s.x1, w.postAttentionLayernorm, s.rstd2, true);
+  be.free(dN2);
+
+  // Attention: x1 = x + o(attention(rope(q), rope(k), v))
+  const dAttn = be.alloc([N, H * hd], dt);
+  back('o_proj', dAttn, dX1, false);
+  const dq = be.alloc([N, H * hd], dt), dk = be.alloc([N, Hkv * hd], dt), dv = be.alloc([N, Hkv * hd], dt);
+  be.attentionBackward(
+    be.reshape(dq, [B, T, H, hd]), be.reshape(dk, [B, T, Hkv, hd]), be.reshape(dv, [B, T, Hkv, hd]),
+    be.reshape(dAttn, [B, T, H, hd]),
+    be.reshape(s.q, [B, T, H, hd]), be.reshape(s.k, [B, T, Hkv, hd]), be.reshape(s.v, [B, T, Hkv, hd]),
+    be.reshape(s.attn, [B, T, H, hd]), s.lse, ctx.keyMask,
+  );
+  be.free(dAttn);
+  be.ropeBackward(dq, be.reshape(dq, [N, H, hd]), ctx.positions, cfg.ropeTheta);
+  be.ropeBackward(dk, be.reshape(dk, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta);
+  const dN1 = be.alloc([N, D], dt);
+  back('q_proj', dN1, dq, false);
+  back('k_proj', dN1, dk, true);
+  back('v_proj', dN1, dv, true);
+  be.rmsNormBackward(dX1, dN1, s.x, w.inputLayernorm, s.rstd1, true);
+  for (const t of [dq, dk, dv, dN1, s.n1, s.rstd1, s.q, s.k, s.v, s.attn, s.lse, s.x1, s.n2, s.rstd2, s.gate, s.up, s.act]) be.free(t);
+  return dX1;
+}

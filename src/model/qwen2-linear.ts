@@ -1,0 +1,117 @@
+/**
+ * A frozen linear projection (weight [out, in], optional bias, dense or NF4) with an optional
+ * LoRA update, forward and backward:
+ *
+ *   y = x W^T + b + scale * dropout(x) A^T B^T        A: [r, in], B: [out, r]
+ *
+ * The backward pass returns dx through both paths and accumulates only dA and dB (the base is
+ * frozen). The forward keeps u = dropout(x) A^T ([N, r], small); the dropout mask is recomputed
+ * from its seed instead of stored.
+ */
+import type { Backend, Tensor } from '../backend/backend.js';
+
+export const ATTENTION_MODULES = ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
+export const MLP_MODULES = ['gate_proj', 'up_proj', 'down_proj'] as const;
+/** The seven projections of a Qwen2 decoder layer, with HF's module names. */
+export const PROJECTIONS = [...ATTENTION_MODULES, ...MLP_MODULES] as const;
+export type ProjectionName = (typeof PROJECTIONS)[number];
+
+export interface Linear {
+  /** [out, in], in the backend's compute dtype or nf4. */
+  weight: Tensor;
+  /** [out] or null. */
+  bias: Tensor | null;
+}
+
+/** The LoRA factors of one projection, as the model reads them. */
+export interface LoraWeights {
+  /** lora_A: [r, in], f32. */
+  a: Tensor;
+  /** lora_B: [out, r], f32. */
+  b: Tensor;
+  /** Gradient accumulators (same shapes), written by backward passes. */
+  gradA: Tensor;
+  gradB: Tensor;
+  /** alpha / r, or alpha / sqrt(r) for rsLoRA. */
+  scale: number;
+  /** Dropout probability on the LoRA input, applied in training forwards only. */
+  dropout: number;
+}
+
+/** What a training forward keeps for the backward pass of one projection. */
+export interface LinearSaved {
+  /** The input, shared with sibling projections (not owned). */
+  x: Tensor;
+  /** dropout(x) A^T [N, r] (owned), or null without LoRA. */
+  u: Tensor | null;
+  /** Dropout seed, or null when no dropout was applied. */
+  seed: number | null;
+}
+
+/**
+ * out[N, out] = linear(x[N, in]). With `train`, LoRA dropout is applied (seeded) and the
+ * returned record feeds linearBackward; otherwise the record is null.
+ */
+export function linearForward(
+  be: Backend, out: Tensor, x: Tensor, lin: Linear, lora: LoraWeights | undefined,
+  train: { seed: number } | null,
+): LinearSaved | null {
+  be.matmul(out, x, lin.weight, { transB: true });
+  if (lin.bias) be.addBias(out, lin.bias);
+  if (!lora) return train ? { x, u: null, seed: null } : null;
+  const N = x.shape[0];
+  const r = lora.a.shape[0];
+  const dropSeed = train && lora.dropout > 0 ? train.seed : null;
+  let xd = x;
+  if (dropSeed !== null) {
+    xd = be.alloc(x.shape, x.dtype);
+    be.dropout(xd, x, lora.dropout, dropSeed);
+  }
+  const u = be.alloc([N, r]);
+  be.matmul(u, xd, lora.a, { transB: true });
+  if (xd !== x) be.free(xd);
+  be.matmul(out, u, lora.b, { transB: true, alpha: lora.scale, accumulate: true });
+  if (!train) {
+    be.free(u);
+    return null;
+  }
+  return { x, u, seed: dropSeed };
+}
+
+/**
+ * Backward of linearForward given dy[N, out]: dx[N, in] is written (or added to with
+ * `accumulate`), LoRA gradients are added to gradA/gradB. Frees the saved u.
+ */
+export function linearBackward(
+  be: Backend, dx: Tensor, dy: Tensor, lin: Linear, lora: LoraWeights | undefined, saved: LinearSaved,
+  accumulate: boolean,
+): void {
+  be.matmul(dx, dy, lin.weight, { accumulate });
+  if (!lora || !saved.u) return;
+  const { x, u, seed } = saved;
+  const N = x.shape[0];
+  const r = lora.a.shape[0];
+  // dB += scale * dy^T u
+  be.matmul(lora.gradB, dy, u, { transA: true, alpha: lora.scale, accumulate: true });
+  be.free(u);
+  // g = dy B: the gradient reaching u (before the scale).
+  const g = be.alloc([N, r]);
+  be.matmul(g, dy, lora.b);
+  let xd = x;
+  if (seed !== null) {
+    xd = be.alloc(x.shape, x.dtype);
+    be.dropout(xd, x, lora.dropout, seed);
+  }
+  // dA += scale * g^T dropout(x)
+  be.matmul(lora.gradA, g, xd, { transA: true, alpha: lora.scale, accumulate: true });
+  if (seed === null) {
+    be.matmul(dx, g, lora.a, { alpha: lora.scale, accumulate: true });
+  } else {
+    // The LoRA path's input gradient passes back through the same dropout mask.
+    be.matmul(xd, g, lora.a);
+    be.dropout(xd, xd, lora.dropout, seed);
+    be.axpy(dx, xd, lora.scale);
+    be.free(xd);
+  }
+  be.free(g);
+}

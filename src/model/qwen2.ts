@@ -1,0 +1,283 @@
+/**
+ * The Qwen2 causal LM (HF's Qwen2ForCausalLM) on a Backend: full forward to logits, a training
+ * forward/backward that yields LoRA gradients only (base frozen, gradients of activations flow
+ * through every layer), a chunked cross-entropy that never holds all B*T*V logits, and
+ * incremental decoding over a KV cache.
+ *
+ * Typical use:
+ *   const model = Qwen2Model.load(dir, new CpuBackend());
+ *   model.setLora(adapter);                              // optional, see src/lora/lora.ts
+ *   const step = model.forwardTrain(batch, { dropoutSeed: 1 });   // step.loss
+ *   model.backward(step);                                // adds into adapter grads
+ */
+import type { Backend, Tensor } from '../backend/backend.js';
+import { loadModelConfig, type Qwen2Config } from './config.js';
+import { openCheckpoint } from './checkpoint.js';
+import { checkBatch, maskOrOnes, positionsFromMask, shiftLabels, type TokenBatch, type TrainBatch } from './qwen2-batch.js';
+import { KvCache } from './qwen2-kv-cache.js';
+import { layerBackward, layerForward, type LayerContext, type LayerLora, type LayerSaved } from './qwen2-layer.js';
+import { freeQwen2Weights, uploadQwen2Weights, type Qwen2Weights, type UploadOptions } from './qwen2-weights.js';
+
+/** Where a model's LoRA factors come from (implemented by LoraAdapter). */
+export interface LoraProvider {
+  /** The factors of layer `i`'s adapted projections. */
+  layer(i: number): LayerLora;
+}
+
+export interface TrainOptions {
+  /** Seeds LoRA dropout for this micro-batch (vary it per step). Default 0. */
+  dropoutSeed?: number;
+  /**
+   * Divide the summed token losses (and gradients) by this instead of the batch's own count of
+   * target tokens: pass the count over all micro-batches of an accumulated step to get the mean
+   * over the whole step, as HF's Trainer does with num_items_in_batch.
+   */
+  lossNormalizer?: number;
+}
+
+/** The result of forwardTrain; pass it to backward() once. */
+export interface TrainStep {
+  /** Summed token loss / normalizer. */
+  loss: number;
+  /** Target tokens in this batch (labels after the shift, not -100). */
+  tokens: number;
+  /** @internal activations kept for backward */
+  readonly state: TrainState | null;
+}
+
+interface TrainState {
+  ctx: LayerContext;
+  saved: LayerSaved[];
+  last: Tensor;
+  rstdF: Tensor;
+  dxf: Tensor;
+  tensors: Tensor[];
+}
+
+export interface LoadOptions extends UploadOptions {
+  /** Elements of logits computed at once by the chunked loss (default 2^24). */
+  logitsChunkElements?: number;
+}
+
+export class Qwen2Model {
+  private lora: LoraProvider | null = null;
+  private readonly chunkElements: number;
+
+  constructor(
+    readonly config: Qwen2Config,
+    readonly backend: Backend,
+    readonly weights: Qwen2Weights,
+    opts: LoadOptions = {},
+  ) {
+    this.chunkElements = opts.logitsChunkElements ?? 1 << 24;
+  }
+
+  /** Loads config.json and safetensors weights from a checkpoint folder. */
+  static load(dir: string, backend: Backend, opts: LoadOptions = {}): Qwen2Model {
+    const config = loadModelConfig(dir);
+    const ckpt = openCheckpoint(dir);
+    try {
+      ckpt.validate(config);
+      const weights = uploadQwen2Weights(backend, config, (name, shape) => ckpt.readF32(name, shape), opts);
+      return new Qwen2Model(config, backend, weights, opts);
+    } finally {
+      ckpt.close();
+    }
+  }
+
+  /** Attaches (or with null, detaches) LoRA factors applied by every later pass. */
+  setLora(lora: LoraProvider | null): void {
+    this.lora = lora;
+  }
+
+  /** Logits [B, T, V] for every position (the caller frees the tensor). */
+  forward(batch: TokenBatch): Tensor {
+    const { ctx, owned } = this.context(batch, null);
+    let x = this.embed(batch.inputIds);
+    for (let i = 0; i < this.config.numLayers; i++) {
+      const { out } = layerForward(this.backend, this.config, i, this.weights.layers[i], this.layerLora(i), ctx, x, null);
+      this.backend.free(x);
+      x = out;
+    }
+    const logits = this.logits(x);
+    this.backend.free(x);
+    for (const t of owned) this.backend.free(t);
+    return this.backend.reshape(logits, [batch.batchSize, batch.seqLen, this.config.vocabSize]);
+  }
+
+  /** Mean token loss of a labelled batch without keeping anything for a backward pass. */
+  evalLoss(batch: TrainBatch, opts: Pick<TrainOptions, 'lossNormalizer'> = {}): { loss: number; tokens: number } {
+    const step = this.runTrain(batch, opts, false);
+    return { loss: step.loss, tokens: step.tokens };
+  }
+
+  /** Training forward: loss (with LoRA dropout) and the state backward() needs. */
+  forwardTrain(batch: TrainBatch, opts: TrainOptions = {}): TrainStep {
+    if (!this.lora) throw new Error('forwardTrain: attach a LoRA adapter first (only LoRA weights are trained)');
+    return this.runTrain(batch, opts, true);
+  }
+
+  /** Adds the gradients of the step's loss to the LoRA gradient tensors and frees the step. */
+  backward(step: TrainStep): void {
+    const s = step.state;
+    if (!s) throw new Error('backward: this step was already used or has no gradients');
+    (step as { state: TrainState | null }).state = null;
+    const be = this.backend;
+    let dx = be.alloc(s.last.shape, be.computeDType);
+    be.rmsNormBackward(dx, s.dxf, s.last, this.weights.norm, s.rstdF);
+    be.free(s.last);
+    for (let i = this.config.numLayers - 1; i >= 0; i--) {
+      const saved = s.saved[i];
+      const dPrev = layerBackward(be, this.config, this.weights.layers[i], this.layerLora(i), s.ctx, saved, dx);
+      be.free(dx);
+      be.free(saved.x);
+      dx = dPrev;
+    }
+    be.free(dx);
+    for (const t of s.tensors) be.free(t);
+  }
+
+  /** An empty KV cache for `batchSize` sequences of up to `capacity` tokens. */
+  createKvCache(batchSize: number, capacity: number): KvCache {
+    return new KvCache(this.backend, this.config, batchSize, capacity);
+  }
+
+  /**
+   * Runs new tokens through the model, appending their keys/values to the cache, and returns the
+   * logits [B, V] of each row's last new token. Prompts should be left-padded so the last slot
+   * is real for every row; decoding steps pass T = 1 (see decodeStep).
+   */
+  prefill(cache: KvCache, batch: TokenBatch): Tensor {
+    const be = this.backend;
+    const { batchSize: B, seqLen: T } = batch;
+    if (B !== cache.batchSize) throw new Error(`prefill: batch of ${B} rows for a cache of ${cache.batchSize}`);
+    checkBatch(batch, this.config.vocabSize);
+    const mask = maskOrOnes(batch);
+    const positions = be.upload(batch.positionIds ?? positionsFromMask(mask, B, T, cache.seen), [B * T], 'i32');
+    const offset = cache.length;
+    const keyMask = cache.append(mask, T);
+    const ctx: LayerContext = { B, T, positions, keyMask, train: null };
+    let x = this.embed(batch.inputIds);
+    for (let i = 0; i < this.config.numLayers; i++) {
+      const kv = { k: cache.k[i], v: cache.v[i], offset };
+      const { out } = layerForward(be, this.config, i, this.weights.layers[i], this.layerLora(i), ctx, x, kv);
+      be.free(x);
+      x = out;
+    }
+    const D = this.config.hiddenSize;
+    const lastRows = be.alloc([B, D], be.computeDType);
+    for (let b = 0; b < B; b++) be.copy(be.rows(lastRows, b, 1), be.rows(x, b * T + T - 1, 1));
+    be.free(x);
+    be.free(positions);
+    const logits = this.logits(lastRows);
+    be.free(lastRows);
+    return logits;
+  }
+
+  /** One decoding step: token i32 per row (all real), returns logits [B, V]. */
+  decodeStep(cache: KvCache, tokens: Int32Array): Tensor {
+    return this.prefill(cache, { batchSize: tokens.length, seqLen: 1, inputIds: tokens });
+  }
+
+  /** Frees the weights (the model is unusable afterwards). */
+  free(): void {
+    freeQwen2Weights(this.backend, this.weights);
+  }
+
+  private layerLora(i: number): LayerLora {
+    return this.lora ? this.lora.layer(i) : {};
+  }
+
+  private embed(ids: Int32Array): Tensor {
+    const be = this.backend;
+    const idsT = be.upload(ids, [ids.length], 'i32');
+    const x = be.alloc([ids.length, this.config.hiddenSize], be.computeDType);
+    be.embedding(x, this.weights.embedTokens, idsT);
+    be.free(idsT);
+    return x;
+  }
+
+  /** Final norm and lm_head of hidden rows [M, D] -> logits [M, V] (new tensor). */
+  private logits(h: Tensor): Tensor {
+    const be = this.backend;
+    const M = h.shape[0];
+    const normed = be.alloc(h.shape, be.computeDType);
+    const rstd = be.alloc([M]);
+    be.rmsNormForward(normed, rstd, h, this.weights.norm, this.config.rmsNormEps);
+    const out = be.alloc([M, this.config.vocabSize], be.computeDType);
+    be.matmul(out, normed, this.weights.lmHead, { transB: true });
+    be.free(normed);
+    be.free(rstd);
+    return out;
+  }
+
+  private context(batch: TokenBatch, train: { seed: number } | null): { ctx: LayerContext; owned: Tensor[] } {
+    checkBatch(batch, this.config.vocabSize);
+    const be = this.backend;
+    const { batchSize: B, seqLen: T } = batch;
+    const mask = maskOrOnes(batch);
+    const positions = be.upload(batch.positionIds ?? positionsFromMask(mask, B, T), [B * T], 'i32');
+    const keyMask = be.upload(mask, [B, T], 'i32');
+    return { ctx: { B, T, positions, keyMask, train }, owned: [positions, keyMask] };
+  }
+
+  private runTrain(batch: TrainBatch, opts: TrainOptions, withGrad: boolean): TrainStep {
+    const be = this.backend;
+    const cfg = this.config;
+    const { batchSize: B, seqLen: T } = batch;
+    const N = B * T;
+    const { targets, count } = shiftLabels(batch.labels, B, T);
+    const normalizer = opts.lossNormalizer ?? count;
+    const gradScale = normalizer > 0 ? 1 / normalizer : 0;
+    const { ctx, owned } = this.context(batch, withGrad ? { seed: opts.dropoutSeed ?? 0 } : null);
+
+    const saved: LayerSaved[] = [];
+    let x = this.embed(batch.inputIds);
+    for (let i = 0; i < cfg.numLayers; i++) {
+      const r = layerForward(be, cfg, i, this.weights.layers[i], this.layerLora(i), ctx, x, null);
+      if (r.saved) saved.push(r.saved);
+      else be.free(x);
+      x = r.out;
+    }
+    const xf = be.alloc([N, cfg.hiddenSize], be.computeDType);
+    const rstdF = be.alloc([N]);
+    be.rmsNormForward(xf, rstdF, x, this.weights.norm, cfg.rmsNormEps);
+    const dxf = withGrad ? be.alloc([N, cfg.hiddenSize], be.computeDType) : null;
+    const losses = be.alloc([N]);
+    const targetsT = be.upload(targets, [N], 'i32');
+    this.chunkedLoss(xf, targets, targetsT, losses, dxf, gradScale);
+    const total = be.alloc([1]);
+    be.sum(total, losses);
+    const sum = be.download(total)[0];
+    for (const t of [xf, losses, targetsT, total]) be.free(t);
+    const loss = normalizer > 0 ? sum / normalizer : 0;
+    if (!withGrad || !dxf) {
+      be.free(x);
+      be.free(rstdF);
+      for (const t of owned) be.free(t);
+      return { loss, tokens: count, state: null };
+    }
+    return { loss, tokens: count, state: { ctx, saved, last: x, rstdF, dxf, tensors: [rstdF, dxf, ...owned] } };
+  }
+
+  /**
+   * Cross-entropy over the vocabulary a block of rows at a time: logits of the block, per-row
+   * losses, and (for training) the gradient of the hidden rows, dxf = dlogits @ lm_head. Blocks
+   * whose targets are all ignored (prompt tokens, padding) are skipped.
+   */
+  private chunkedLoss(xf: Tensor, targets: Int32Array, targetsT: Tensor, losses: Tensor, dxf: Tensor | null, gradScale: number): void {
+    const be = this.backend;
+    const V = this.config.vocabSize;
+    const N = targets.length;
+    const rows = Math.max(1, Math.floor(this.chunkElements / V));
+    for (let r0 = 0; r0 < N; r0 += rows) {
+      const n = Math.min(rows, N - r0);
+      if (!targets.subarray(r0, r0 + n).some((t) => t >= 0)) continue;
+      const logits = be.alloc([n, V], be.computeDType);
+      be.matmul(logits, be.rows(xf, r0, n), this.weights.lmHead, { transB: true });
+      be.crossEntropy(be.rows(losses, r0, n), logits, be.rows(targetsT, r0, n), dxf ? logits : undefined, gradScale);
+      if (dxf) be.matmul(be.rows(dxf, r0, n), logits, this.weights.lmHead);
+      be.free(logits);
+    }
+  }
+}
