@@ -1,0 +1,163 @@
+/**
+ * Runs SQL that a model wrote against SQLite files, safely: read-only, one statement, rows only,
+ * and a wall-clock limit per query. better-sqlite3 is synchronous and its native calls cannot be
+ * interrupted (not even by Worker.terminate()), so queries run in long-lived child processes that
+ * are killed and replaced when a query overruns; evaluation then goes on with a fresh one.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+export interface SandboxRequest {
+  id: number;
+  dbPath: string;
+  sql: string;
+}
+
+/** Rows come back with each value as a comparison key (see valueKey in sandboxWorker.ts). */
+export type SandboxReply = { id: number; ok: true; rows: string[][] } | { id: number; ok: false; error: string };
+
+export type QueryOutcome = { ok: true; rows: string[][] } | { ok: false; error: string; timedOut: boolean };
+
+const STARTUP_LIMIT_MS = 60_000;
+
+/** How to start the worker: the compiled .js as is, the TypeScript source through tsx's loader. */
+function workerCommand(): { path: string; execArgv: string[] } {
+  const fromSource = import.meta.url.endsWith('.ts');
+  const path = fileURLToPath(new URL(fromSource ? './sandboxWorker.ts' : './sandboxWorker.js', import.meta.url));
+  if (!fromSource) return { path, execArgv: [] };
+  const loader = createRequire(import.meta.url).resolve('tsx');
+  return { path, execArgv: ['--import', pathToFileURL(loader).href] };
+}
+
+interface Pending {
+  id: number;
+  child: ChildProcess;
+  resolve: (o: QueryOutcome) => void;
+  timer?: NodeJS.Timeout;
+}
+
+/** One child process; it runs one query at a time. */
+class SandboxProcess {
+  private child: ChildProcess | null = null;
+  private ready: Promise<void> | null = null;
+  private pending: Pending | null = null;
+  private stderrTail = '';
+
+  async run(req: SandboxRequest, timeoutMs: number): Promise<QueryOutcome> {
+    await this.start();
+    const child = this.child!;
+    return new Promise<QueryOutcome>((resolve) => {
+      const pending: Pending = { id: req.id, child, resolve };
+      pending.timer = setTimeout(() => {
+        this.settle({ ok: false, error: `timed out after ${formatSeconds(timeoutMs)}`, timedOut: true });
+        this.kill();
+      }, timeoutMs);
+      this.pending = pending;
+      child.send(req);
+    });
+  }
+
+  kill(): void {
+    const child = this.child;
+    this.child = null;
+    this.ready = null;
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+
+  private start(): Promise<void> {
+    if (this.ready) return this.ready;
+    const { path, execArgv } = workerCommand();
+    const child = fork(path, [], { execArgv, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+    this.child = child;
+    this.stderrTail = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      this.stderrTail = (this.stderrTail + chunk.toString()).slice(-2000);
+    });
+    this.ready = new Promise<void>((resolve, reject) => {
+      const startup = setTimeout(() => {
+        this.kill();
+        reject(new Error(`the SQL sandbox process did not start within ${STARTUP_LIMIT_MS / 1000} s`));
+      }, STARTUP_LIMIT_MS);
+      child.on('message', (msg: SandboxReply | { ready: true }) => {
+        if ('ready' in msg) {
+          clearTimeout(startup);
+          resolve();
+        } else if (this.pending && msg.id === this.pending.id) {
+          this.settle(msg.ok ? { ok: true, rows: msg.rows } : { ok: false, error: msg.error, timedOut: false });
+        }
+      });
+      child.on('exit', (code, signal) => {
+        clearTimeout(startup);
+        if (this.child === child) {
+          this.child = null;
+          this.ready = null;
+        }
+        const why = `the SQL sandbox process exited (${signal ?? `code ${code}`})${this.stderrTail ? ': ' + lastLine(this.stderrTail) : ''}`;
+        reject(new Error(why));
+        // Exiting while its query ran means the query crashed it (e.g. out of memory on a huge result).
+        if (this.pending?.child === child) this.settle({ ok: false, error: why, timedOut: false });
+      });
+    });
+    return this.ready;
+  }
+
+  private settle(outcome: QueryOutcome): void {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = null;
+    clearTimeout(p.timer);
+    p.resolve(outcome);
+  }
+}
+
+/** A small pool of sandbox processes; `execute` queues when all are busy. */
+export class SqlSandbox {
+  private readonly idle: SandboxProcess[] = [];
+  private readonly all: SandboxProcess[] = [];
+  private readonly waiting: ((p: SandboxProcess) => void)[] = [];
+  private nextId = 1;
+  private closed = false;
+  private readonly onExit = () => this.close();
+
+  constructor(readonly size = 2) {
+    if (!Number.isInteger(size) || size < 1) throw new Error(`sandbox size must be a positive integer, got ${size}`);
+    for (let i = 0; i < size; i++) {
+      const p = new SandboxProcess();
+      this.all.push(p);
+      this.idle.push(p);
+    }
+    process.once('exit', this.onExit);
+  }
+
+  /** Runs one statement on a read-only connection to `dbPath`, giving up after `timeoutMs`. */
+  async execute(dbPath: string, sql: string, timeoutMs: number): Promise<QueryOutcome> {
+    if (this.closed) throw new Error('SqlSandbox is closed');
+    const proc = this.idle.pop() ?? (await new Promise<SandboxProcess>((resolve) => this.waiting.push(resolve)));
+    try {
+      return await proc.run({ id: this.nextId++, dbPath, sql }, timeoutMs);
+    } catch (err) {
+      return { ok: false, error: err instanceof Error ? err.message : String(err), timedOut: false };
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next(proc);
+      else this.idle.push(proc);
+    }
+  }
+
+  /** Stops every child process; call when done so the parent can exit. */
+  close(): void {
+    this.closed = true;
+    process.removeListener('exit', this.onExit);
+    for (const p of this.all) p.kill();
+  }
+}
+
+function formatSeconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(2)} s`;
+}
+
+function lastLine(text: string): string {
+  const lines = text.trim().split('\n');
+  return lines[lines.length - 1];
+}

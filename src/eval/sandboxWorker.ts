@@ -1,0 +1,53 @@
+/**
+ * Child-process side of the SQL sandbox (see sandbox.ts). It runs one query at a time on
+ * read-only connections; the parent kills this process when a query overruns its time limit,
+ * because a synchronous better-sqlite3 call cannot be interrupted from JavaScript.
+ */
+import Database from 'better-sqlite3';
+import type { SandboxReply, SandboxRequest } from './sandbox.js';
+
+const connections = new Map<string, Database.Database>();
+
+function connect(dbPath: string): Database.Database {
+  let db = connections.get(dbPath);
+  if (!db) {
+    db = new Database(dbPath, { readonly: true, fileMustExist: true });
+    // A second lock besides the read-only open: SQLite itself refuses every write on this connection.
+    db.pragma('query_only = 1');
+    connections.set(dbPath, db);
+  }
+  return db;
+}
+
+/**
+ * A value as a string that is equal exactly when Python's sqlite3 values compare equal
+ * (the official evaluator compares Python tuples): an integer equals the same whole float,
+ * text never equals a number, blobs compare by bytes.
+ */
+function valueKey(v: unknown): string {
+  if (v === null) return 'N';
+  if (typeof v === 'bigint') return 'I' + v.toString();
+  if (typeof v === 'number') return Number.isInteger(v) ? 'I' + BigInt(v).toString() : 'R' + String(v);
+  if (typeof v === 'string') return 'S' + v;
+  if (v instanceof Uint8Array) return 'B' + Buffer.from(v).toString('hex');
+  return 'U' + String(v);
+}
+
+function runQuery(req: SandboxRequest): SandboxReply {
+  try {
+    const stmt = connect(req.dbPath).prepare(req.sql);
+    if (!stmt.readonly) return { id: req.id, ok: false, error: 'rejected: the statement would modify the database (only read-only queries are run)' };
+    if (!stmt.reader) return { id: req.id, ok: false, error: 'rejected: the statement returns no rows (only queries are run)' };
+    const rows = (stmt.raw(true).safeIntegers(true).all() as unknown[][]).map((row) => row.map(valueKey));
+    return { id: req.id, ok: true, rows };
+  } catch (err) {
+    return { id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+process.on('message', (msg: SandboxRequest) => {
+  process.send?.(runQuery(msg));
+});
+// The parent went away (crashed or exited without closing us): nothing left to answer.
+process.on('disconnect', () => process.exit(0));
+process.send?.({ ready: true });
