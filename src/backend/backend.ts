@@ -24,6 +24,9 @@ export type TensorDType = 'f32' | 'bf16' | 'f16' | 'i32' | 'nf4';
 /** A float dtype a backend can compute in. */
 export type FloatDType = 'f32' | 'bf16' | 'f16';
 
+/** Float values downloaded to the host. */
+export type HostFloats = Float32Array | Float64Array;
+
 /** An opaque handle to device memory (or a view of it). */
 export interface Tensor {
   readonly shape: readonly number[];
@@ -91,8 +94,11 @@ export interface Backend {
   upload(data: Float32Array | Int32Array, shape: readonly number[], dtype?: TensorDType): Tensor;
   /** A new nf4 tensor of logical shape `w.shape`. */
   uploadNf4(w: Nf4Weight): Tensor;
-  /** The tensor's values as f32 (i32 tensors converted), after all queued work is done. */
-  download(t: Tensor): Float32Array;
+  /**
+   * The tensor's values (i32 tensors converted), after all queued work is done: a Float32Array,
+   * or a Float64Array from a CPU backend running in f64 (used by gradient checks).
+   */
+  download(t: Tensor): HostFloats;
   /** Releases the memory of a tensor (not of a view); using it afterwards is an error. */
   free(t: Tensor): void;
   /** Rows [start, start + count) along dimension 0, sharing memory. */

@@ -3,6 +3,7 @@
  * pass keeps only each row's log-sum-exp; the backward pass recomputes the probabilities from
  * it (as flash attention does), so no [T, S] matrix is ever stored.
  */
+import type { HostFloats as Floats } from '../backend.js';
 
 export interface AttentionDims {
   B: number;
@@ -28,7 +29,7 @@ function visibleLimit(d: AttentionDims, t: number): number {
 }
 
 export function attentionForwardCpu(
-  out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array,
+  out: Floats, lse: Floats, q: Floats, k: Floats, v: Floats,
   mask: Int32Array, d: AttentionDims,
 ): void {
   const { B, T, S, H, Hkv, hd, scale } = d;
@@ -73,8 +74,8 @@ export function attentionForwardCpu(
 }
 
 export function attentionBackwardCpu(
-  dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array,
-  q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array,
+  dq: Floats, dk: Floats, dv: Floats, dout: Floats,
+  q: Floats, k: Floats, v: Floats, out: Floats, lse: Floats,
   mask: Int32Array, d: AttentionDims,
 ): void {
   const { B, T, S, H, Hkv, hd, scale } = d;

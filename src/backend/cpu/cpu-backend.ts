@@ -5,7 +5,7 @@
  */
 import {
   expectShape, shapeSize,
-  type AdamWOptions, type AttentionOptions, type Backend, type MatmulOptions, type Nf4Weight, type Tensor, type TensorDType,
+  type AdamWOptions, type AttentionOptions, type Backend, type HostFloats, type MatmulOptions, type Nf4Weight, type Tensor, type TensorDType,
 } from '../backend.js';
 import { attentionBackwardCpu, attentionForwardCpu, type AttentionDims } from './attention.js';
 import { CpuTensor, checkSameSize, f32, i32, nf4Of } from './cpu-tensor.js';
@@ -15,24 +15,38 @@ import {
 } from './kernels.js';
 import { gemm, gemmNf4, transpose } from './matmul.js';
 
-function storageFor(dtype: TensorDType, n: number): Float32Array | Int32Array {
-  if (dtype === 'f32') return new Float32Array(n);
-  if (dtype === 'i32') return new Int32Array(n);
-  throw new TypeError(`the CPU backend stores f32 and i32 tensors (and nf4 weights), not ${dtype}`);
+export interface CpuBackendOptions {
+  /**
+   * Hold "f32" tensors in doubles: every kernel then runs in f64, which finite-difference
+   * gradient checks need to reach tight tolerances. Not for normal use.
+   */
+  float64?: boolean;
 }
 
 export class CpuBackend implements Backend {
-  readonly name = 'cpu';
+  readonly name: string;
   readonly computeDType = 'f32' as const;
+  private readonly float64: boolean;
+
+  constructor(opts: CpuBackendOptions = {}) {
+    this.float64 = opts.float64 ?? false;
+    this.name = this.float64 ? 'cpu-f64' : 'cpu';
+  }
+
+  private storageFor(dtype: TensorDType, n: number): HostFloats | Int32Array {
+    if (dtype === 'f32') return this.float64 ? new Float64Array(n) : new Float32Array(n);
+    if (dtype === 'i32') return new Int32Array(n);
+    throw new TypeError(`the CPU backend stores f32 and i32 tensors (and nf4 weights), not ${dtype}`);
+  }
 
   alloc(shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
-    return new CpuTensor([...shape], dtype, storageFor(dtype, shapeSize(shape)));
+    return new CpuTensor([...shape], dtype, this.storageFor(dtype, shapeSize(shape)));
   }
 
   upload(data: Float32Array | Int32Array, shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
     const n = shapeSize(shape);
     if (data.length !== n) throw new Error(`upload: ${data.length} values for shape [${shape.join(', ')}]`);
-    const store = storageFor(dtype, n);
+    const store = this.storageFor(dtype, n);
     store.set(data);
     return new CpuTensor([...shape], dtype, store);
   }
@@ -45,10 +59,11 @@ export class CpuBackend implements Backend {
     return new CpuTensor([...w.shape], 'nf4', new Float32Array(0), w);
   }
 
-  download(t: Tensor): Float32Array {
+  download(t: Tensor): HostFloats {
     const c = t as CpuTensor;
     if (c.dtype === 'nf4') throw new TypeError('download: nf4 tensors are write-only');
-    return Float32Array.from(c.dtype === 'f32' ? f32(t) : i32(t));
+    const src = c.dtype === 'f32' ? f32(t) : i32(t);
+    return this.float64 ? Float64Array.from(src) : Float32Array.from(src);
   }
 
   free(t: Tensor): void {
@@ -104,7 +119,7 @@ export class CpuBackend implements Backend {
       const aMat = { data: aData, offset: transA ? 0 : i * M * K, ld: K };
       const oMat = { data: O, offset: i * M * N, ld: N };
       if (w) gemmNf4(oMat, aMat, w, M, N, K, transB, alpha, accumulate);
-      else gemm(oMat, aMat, { data: B as Float32Array, offset: batched ? i * K * N : 0, ld: transB ? K : N }, M, N, K, transB, alpha, accumulate);
+      else gemm(oMat, aMat, { data: B as HostFloats, offset: batched ? i * K * N : 0, ld: transB ? K : N }, M, N, K, transB, alpha, accumulate);
     }
   }
 

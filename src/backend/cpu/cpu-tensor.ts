@@ -1,9 +1,10 @@
 /**
- * Host memory behind the CPU backend's tensor handles. Float tensors are Float32Array, ids and
+ * Host memory behind the CPU backend's tensor handles. Float tensors are Float32Array (Float64Array
+ * in f64 mode), ids and
  * masks Int32Array, NF4 weights keep their packed codes and per-block scales. Views share the
  * parent's buffer through subarray(), so kernels see plain contiguous arrays.
  */
-import { shapeSize, type Nf4Weight, type Tensor, type TensorDType } from '../backend.js';
+import { shapeSize, type HostFloats, type Nf4Weight, type Tensor, type TensorDType } from '../backend.js';
 
 export class CpuTensor implements Tensor {
   readonly size: number;
@@ -12,8 +13,8 @@ export class CpuTensor implements Tensor {
   constructor(
     readonly shape: readonly number[],
     readonly dtype: TensorDType,
-    /** Element storage (empty for nf4). */
-    readonly data: Float32Array | Int32Array,
+    /** Element storage (empty for nf4); f32 tensors are Float64Array in f64 mode. */
+    readonly data: HostFloats | Int32Array,
     readonly nf4: Nf4Weight | null = null,
     /** The tensor that owns the memory, for views. */
     readonly base: CpuTensor | null = null,
@@ -32,11 +33,11 @@ function asCpu(t: Tensor, what: string): CpuTensor {
   return t;
 }
 
-/** The Float32Array of an f32 tensor. */
-export function f32(t: Tensor, what = 'tensor'): Float32Array {
+/** The float array of an f32 tensor. */
+export function f32(t: Tensor, what = 'tensor'): HostFloats {
   const c = asCpu(t, what);
   if (c.dtype !== 'f32') throw new TypeError(`${what}: expected an f32 tensor, got ${c.dtype}`);
-  return c.data as Float32Array;
+  return c.data as HostFloats;
 }
 
 /** The Int32Array of an i32 tensor. */

@@ -2,9 +2,9 @@
  * Row-wise and elementwise kernels of the CPU backend over plain arrays: RMSNorm, RoPE, SwiGLU,
  * cross-entropy, embedding lookup, dropout and AdamW. Reductions run in JS doubles.
  */
-import { dropoutUniform, ropeInvFreq, type AdamWOptions } from '../backend.js';
+import { dropoutUniform, ropeInvFreq, type AdamWOptions, type HostFloats as Floats } from '../backend.js';
 
-export function rmsNormForwardCpu(out: Float32Array, rstd: Float32Array, x: Float32Array, w: Float32Array, eps: number): void {
+export function rmsNormForwardCpu(out: Floats, rstd: Floats, x: Floats, w: Floats, eps: number): void {
   const D = w.length;
   const N = x.length / D;
   for (let n = 0; n < N; n++) {
@@ -18,7 +18,7 @@ export function rmsNormForwardCpu(out: Float32Array, rstd: Float32Array, x: Floa
 }
 
 /** y_i = x_i r w_i with r = (mean x^2 + eps)^-1/2: dx_i = r w_i dy_i - x_i r^3 / D * sum_j w_j dy_j x_j. */
-export function rmsNormBackwardCpu(dx: Float32Array, dout: Float32Array, x: Float32Array, w: Float32Array, rstd: Float32Array, accumulate: boolean): void {
+export function rmsNormBackwardCpu(dx: Floats, dout: Floats, x: Floats, w: Floats, rstd: Floats, accumulate: boolean): void {
   const D = w.length;
   const N = x.length / D;
   for (let n = 0; n < N; n++) {
@@ -39,7 +39,7 @@ export function rmsNormBackwardCpu(dx: Float32Array, dout: Float32Array, x: Floa
  * angle = pos * inv_freq_i rounded to f32 as HF's f32 matmul of positions by frequencies.
  * sign = -1 applies the inverse rotation (the backward pass).
  */
-export function ropeCpu(out: Float32Array, x: Float32Array, pos: Int32Array, headDim: number, theta: number, sign: number): void {
+export function ropeCpu(out: Floats, x: Floats, pos: Int32Array, headDim: number, theta: number, sign: number): void {
   const half = headDim / 2;
   const inv = ropeInvFreq(theta, headDim);
   const N = pos.length;
@@ -62,14 +62,14 @@ export function ropeCpu(out: Float32Array, x: Float32Array, pos: Int32Array, hea
   }
 }
 
-export function swigluForwardCpu(out: Float32Array, gate: Float32Array, up: Float32Array): void {
+export function swigluForwardCpu(out: Floats, gate: Floats, up: Floats): void {
   for (let i = 0; i < out.length; i++) {
     const g = gate[i];
     out[i] = (g / (1 + Math.exp(-g))) * up[i];
   }
 }
 
-export function swigluBackwardCpu(dgate: Float32Array, dup: Float32Array, dout: Float32Array, gate: Float32Array, up: Float32Array): void {
+export function swigluBackwardCpu(dgate: Floats, dup: Floats, dout: Floats, gate: Floats, up: Floats): void {
   for (let i = 0; i < dout.length; i++) {
     const g = gate[i], u = up[i], d = dout[i];
     const sig = 1 / (1 + Math.exp(-g));
@@ -79,7 +79,7 @@ export function swigluBackwardCpu(dgate: Float32Array, dup: Float32Array, dout: 
   }
 }
 
-export function crossEntropyCpu(losses: Float32Array, logits: Float32Array, targets: Int32Array, dlogits: Float32Array | null, gradScale: number): void {
+export function crossEntropyCpu(losses: Floats, logits: Floats, targets: Int32Array, dlogits: Floats | null, gradScale: number): void {
   const N = targets.length;
   const V = logits.length / N;
   for (let n = 0; n < N; n++) {
@@ -104,7 +104,7 @@ export function crossEntropyCpu(losses: Float32Array, logits: Float32Array, targ
   }
 }
 
-export function embeddingCpu(out: Float32Array, table: Float32Array, ids: Int32Array, D: number): void {
+export function embeddingCpu(out: Floats, table: Floats, ids: Int32Array, D: number): void {
   const V = table.length / D;
   for (let n = 0; n < ids.length; n++) {
     const id = ids[n];
@@ -113,7 +113,7 @@ export function embeddingCpu(out: Float32Array, table: Float32Array, ids: Int32A
   }
 }
 
-export function dropoutCpu(out: Float32Array, x: Float32Array, p: number, seed: number): void {
+export function dropoutCpu(out: Floats, x: Floats, p: number, seed: number): void {
   if (p === 0) {
     if (out !== x) out.set(x);
     return;
@@ -123,7 +123,7 @@ export function dropoutCpu(out: Float32Array, x: Float32Array, p: number, seed: 
 }
 
 /** torch.optim.AdamW (foreach=False): p -= lr*wd*p; m, v moments; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps). */
-export function adamwCpu(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, o: AdamWOptions): void {
+export function adamwCpu(p: Floats, g: Floats, m: Floats, v: Floats, o: AdamWOptions): void {
   const decay = 1 - o.lr * o.weightDecay;
   const bc1 = 1 - o.beta1 ** o.step;
   const bc2Sqrt = Math.sqrt(1 - o.beta2 ** o.step);

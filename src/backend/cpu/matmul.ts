@@ -1,15 +1,15 @@
 /**
- * Matrix products over Float32Array: the reference the GPU's cuBLAS calls are checked against,
+ * Matrix products over typed arrays: the reference the GPU's cuBLAS calls are checked against,
  * and fast enough to train tiny models. Products are computed with B either row-major [K, N]
  * (i-k-j order, four output rows per pass so each B row is loaded once for four) or stored
  * transposed [N, K] (dot products of contiguous rows, again four rows of A at a time). NF4
  * weights are dequantized a slab of rows at a time into a scratch buffer, never whole.
  */
-import type { Nf4Weight } from '../backend.js';
+import type { HostFloats as Floats, Nf4Weight } from '../backend.js';
 
 /** A strided 2-D operand: element (r, c) is data[offset + r * ld + c]. */
 interface Mat {
-  data: Float32Array;
+  data: Floats;
   offset: number;
   ld: number;
 }
@@ -96,7 +96,7 @@ function gemmNN(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha
 }
 
 /** Rows [r0, r0 + count) of an NF4 weight as f32, written to dst[0 .. count * cols). */
-export function dequantizeNf4Rows(w: Nf4Weight, r0: number, count: number, dst: Float32Array): void {
+export function dequantizeNf4Rows(w: Nf4Weight, r0: number, count: number, dst: Floats): void {
   const cols = w.shape[1];
   const start = r0 * cols, end = start + count * cols;
   const { code, codes, absmax, blockSize } = w;
@@ -130,8 +130,8 @@ export function gemmNf4(out: Mat, a: Mat, w: Nf4Weight, M: number, N: number, K:
 }
 
 /** A [rows, cols] matrix transposed into a new [cols, rows] array. */
-export function transpose(src: Float32Array, offset: number, rows: number, cols: number): Float32Array {
-  const dst = new Float32Array(rows * cols);
+export function transpose(src: Floats, offset: number, rows: number, cols: number): Floats {
+  const dst = src instanceof Float64Array ? new Float64Array(rows * cols) : new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) {
     const s = offset + r * cols;
     for (let c = 0; c < cols; c++) dst[c * rows + r] = src[s + c];
