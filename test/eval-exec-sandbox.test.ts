@@ -86,6 +86,13 @@ describe('execution accuracy on real databases', () => {
     expect(await match('SELECT count(*) FROM singer WHERE age >= 40', 'SELECT count(*) FROM singer WHERE age > = 40')).toBe(true);
   });
 
+  it('reads "text" as a string where no such column exists, as Python\'s sqlite3 does (Spider gold relies on it)', async () => {
+    const france = await sandbox.execute(cs[0], 'SELECT count(*) FROM singer WHERE country = "France" AND "Name" != "x""y"', 5000);
+    expect(france).toEqual({ ok: true, rows: [['I4']] });
+    expect(await match("SELECT name FROM singer WHERE country = 'France'", 'SELECT "name" FROM singer WHERE country = "France"')).toBe(true);
+    expect(await match('SELECT name FROM singer', 'SELECT "nickname" FROM singer')).toBe(false);
+  });
+
   it('scores every gold query of the fixture dev set as correct when it is its own prediction', async () => {
     const dev = JSON.parse(readFileSync(join(FIXTURE, 'dev.json'), 'utf8')) as { db_id: string; query: string }[];
     const results = await Promise.all(dev.map((ex) => executionMatch(sandbox, [dbFile(ex.db_id)], ex.query, ex.query, { timeoutMs: 10_000 })));

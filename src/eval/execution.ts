@@ -7,6 +7,7 @@
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { SqlSandbox } from './sandbox.js';
+import { sqlPieces } from './sandboxLexer.js';
 
 export interface ExecutionOptions {
   timeoutMs: number;
@@ -31,42 +32,10 @@ export function prepareForExecution(sql: string, keepDistinct = false): string {
 
 /** Drops the DISTINCT keyword wherever it is a word of its own, not inside strings, quoted names or comments. */
 export function removeDistinct(sql: string): string {
-  let out = '';
-  let i = 0;
-  while (i < sql.length) {
-    const c = sql[i];
-    let end = i + 1;
-    if (c === "'" || c === '"' || c === '`') end = closingQuote(sql, i, c);
-    else if (c === '[') end = indexOrEnd(sql, ']', i + 1) + 1;
-    else if (c === '-' && sql[i + 1] === '-') end = indexOrEnd(sql, '\n', i);
-    else if (c === '/' && sql[i + 1] === '*') end = indexOrEnd(sql, '*/', i + 2) + 2;
-    else if (/[A-Za-z_]/.test(c)) {
-      while (end < sql.length && /[A-Za-z0-9_$]/.test(sql[end])) end++;
-      if (sql.slice(i, end).toLowerCase() === 'distinct') {
-        i = end;
-        continue;
-      }
-    }
-    out += sql.slice(i, end);
-    i = end;
-  }
-  return out;
-}
-
-function closingQuote(sql: string, start: number, q: string): number {
-  let i = start + 1;
-  while (i < sql.length) {
-    if (sql[i] === q) {
-      if (sql[i + 1] === q) i += 2; // a doubled quote is an escaped one
-      else return i + 1;
-    } else i++;
-  }
-  return sql.length;
-}
-
-function indexOrEnd(s: string, needle: string, from: number): number {
-  const at = s.indexOf(needle, from);
-  return at < 0 ? s.length : at;
+  return sqlPieces(sql)
+    .filter((p) => !(p.kind === 'word' && p.text.toLowerCase() === 'distinct'))
+    .map((p) => p.text)
+    .join('');
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import type { SandboxReply, SandboxRequest } from './sandbox.js';
+import { doubleQuotedToString } from './sandboxLexer.js';
 
 const connections = new Map<string, Database.Database>();
 
@@ -33,9 +34,29 @@ function valueKey(v: unknown): string {
   return 'U' + String(v);
 }
 
+const DQS_HINT = /^no such column: "(.*)" - should this be a string literal in single-quotes\?$/s;
+
+/**
+ * Prepares with SQLite's legacy reading of "text" as a string where no column of that name exists
+ * (better-sqlite3 is built without it; Spider's gold queries need it): on SQLite's hint, the token
+ * is rewritten as a string literal and the statement prepared again.
+ */
+function prepareAllowingDoubleQuotedStrings(db: Database.Database, sql: string): Database.Statement {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return db.prepare(sql);
+    } catch (err) {
+      const hint = attempt < 100 && err instanceof Error ? DQS_HINT.exec(err.message) : null;
+      const rewritten = hint ? doubleQuotedToString(sql, hint[1]) : sql;
+      if (rewritten === sql) throw err;
+      sql = rewritten;
+    }
+  }
+}
+
 function runQuery(req: SandboxRequest): SandboxReply {
   try {
-    const stmt = connect(req.dbPath).prepare(req.sql);
+    const stmt = prepareAllowingDoubleQuotedStrings(connect(req.dbPath), req.sql);
     if (!stmt.readonly) return { id: req.id, ok: false, error: 'rejected: the statement would modify the database (only read-only queries are run)' };
     if (!stmt.reader) return { id: req.id, ok: false, error: 'rejected: the statement returns no rows (only queries are run)' };
     const rows = (stmt.raw(true).safeIntegers(true).all() as unknown[][]).map((row) => row.map(valueKey));
