@@ -90,8 +90,8 @@ export interface Backend {
   // ---- memory ----
   /** A new zero-filled tensor. */
   alloc(shape: readonly number[], dtype?: TensorDType): Tensor;
-  /** A new tensor holding host data; f32 data is converted to a float `dtype` (default f32). */
-  upload(data: Float32Array | Int32Array, shape: readonly number[], dtype?: TensorDType): Tensor;
+  /** A new tensor holding host data; float data is converted to a float `dtype` (default f32). */
+  upload(data: HostFloats | Int32Array, shape: readonly number[], dtype?: TensorDType): Tensor;
   /** A new nf4 tensor of logical shape `w.shape`. */
   uploadNf4(w: Nf4Weight): Tensor;
   /**

@@ -16,8 +16,8 @@ export function rng(seed: number): () => number {
   };
 }
 
-export function randomArray(n: number, scale: number, rand: () => number, offset = 0): Float32Array {
-  const a = new Float32Array(n);
+export function randomArray(n: number, scale: number, rand: () => number, offset = 0): Float64Array {
+  const a = new Float64Array(n);
   for (let i = 0; i < n; i++) a[i] = offset + (2 * rand() - 1) * scale;
   return a;
 }
@@ -39,7 +39,7 @@ export function randomWeights(cfg: Qwen2Config, seed: number): Map<string, Float
     if (spec.optional) continue;
     const n = spec.shape.reduce((a, b) => a * b, 1);
     const isNorm = spec.name.endsWith('norm.weight');
-    out.set(spec.name, isNorm ? randomArray(n, 0.2, rand, 1) : randomArray(n, spec.name.includes('embed') ? 1 : 0.25, rand));
+    out.set(spec.name, Float32Array.from(isNorm ? randomArray(n, 0.2, rand, 1) : randomArray(n, spec.name.includes("embed") ? 1 : 0.25, rand)));
   }
   return out;
 }

@@ -43,7 +43,7 @@ export class CpuBackend implements Backend {
     return new CpuTensor([...shape], dtype, this.storageFor(dtype, shapeSize(shape)));
   }
 
-  upload(data: Float32Array | Int32Array, shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
+  upload(data: HostFloats | Int32Array, shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
     const n = shapeSize(shape);
     if (data.length !== n) throw new Error(`upload: ${data.length} values for shape [${shape.join(', ')}]`);
     const store = this.storageFor(dtype, n);
