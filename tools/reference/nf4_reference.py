@@ -1,6 +1,10 @@
 """Independent NF4 reference for test/quant-nf4.test.ts (plain Python 3, no packages).
 
   python3 tools/reference/nf4_reference.py test/fixtures/nf4
+  python tools/reference/nf4_reference.py --check-torch-map     (needs torch)
+      Compares our float32 dynamic map with the one bitsandbytes' create_dynamic_map builds
+      with torch.linspace (whose vectorized CPU path may round differently); exit 1 on any
+      difference, listing the entries.
 
 Implements bitsandbytes' published 4-bit NormalFloat quantization with double quantization,
 as its CUDA kernels compute it with IEEE float32 arithmetic:
@@ -194,7 +198,28 @@ def main(out_dir):
     print("wrote", os.path.join(out_dir, "nf4_cases.safetensors"))
 
 
+def check_torch_map():
+    import torch
+
+    data = []
+    for i in range(7):
+        bounds = torch.linspace(0.1, 1, 2**i + 1, dtype=torch.float32)
+        means = (bounds[:-1] + bounds[1:]) / 2.0
+        data += ((10 ** (-6 + i)) * means).tolist()
+        data += (-(10 ** (-6 + i)) * means).tolist()
+    data += [0, 1.0]
+    torch_map = torch.tensor(sorted(data), dtype=torch.float32).tolist()
+    ours = dynamic_map()
+    diff = [(k, ours[k], torch_map[k]) for k in range(256) if ours[k] != torch_map[k]]
+    for k, a, b in diff:
+        print(f"entry {k}: ours {a!r} torch {b!r}")
+    print(f"{len(diff)} of 256 entries differ (torch {torch.__version__}, cpu capability {torch.backends.cpu.get_cpu_capability()})")
+    sys.exit(1 if diff else 0)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--check-torch-map"]:
+        check_torch_map()
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     main(sys.argv[1])
