@@ -4,7 +4,7 @@
  * tensor name -> shard file). Tensors are read one at a time, on demand, so loading a
  * 3.7 GB model needs the memory of the converted weights only.
  */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { readJsonFile } from '../util/jsonl.js';
@@ -14,6 +14,7 @@ import { modelConfigToJson, type Qwen2Config } from './config.js';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
+const SHARD_FILE = /^model-\d{5}-of-\d{5}\.safetensors$/;
 
 export interface TensorSpec {
   name: string;
@@ -72,14 +73,15 @@ export class Checkpoint {
 
   static open(dir: string): Checkpoint {
     if (!existsSync(dir)) throw new UserError(`model directory not found: ${dir}`);
-    const indexPath = join(dir, INDEX_FILE);
-    if (existsSync(indexPath)) return Checkpoint.fromIndex(dir, indexPath);
+    // Same precedence as transformers: a single model.safetensors wins over an index.
     if (existsSync(join(dir, SINGLE_FILE))) {
       const ckpt = new Checkpoint(dir, new Map());
       const file = ckpt.shard(SINGLE_FILE);
       for (const name of file.names()) ckpt.weightMap.set(name, SINGLE_FILE);
       return ckpt;
     }
+    const indexPath = join(dir, INDEX_FILE);
+    if (existsSync(indexPath)) return Checkpoint.fromIndex(dir, indexPath);
     throw new UserError(`no weights in ${dir}: expected ${SINGLE_FILE} or ${INDEX_FILE} (only safetensors checkpoints are supported)`);
   }
 
@@ -213,7 +215,8 @@ export function saveCheckpoint(dir: string, config: Qwen2Config, tensors: Record
     size += bytes;
   }
   const meta = { format: 'pt' };
-  // The loader prefers an index over model.safetensors: never leave the other layout behind.
+  // Never leave the other layout behind: a stale file would shadow or confuse the new one.
+  for (const f of readdirSync(dir)) if (SHARD_FILE.test(f)) rmSync(join(dir, f));
   if (shards.length === 1) {
     rmSync(join(dir, INDEX_FILE), { force: true });
     writeSafetensors(join(dir, SINGLE_FILE), tensors, meta);
