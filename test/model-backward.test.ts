@@ -6,10 +6,13 @@
 import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { initLora, LoraAdapter } from '../src/lora/lora.js';
+import { readPeftAdapter } from '../src/lora/peft.js';
+import { Qwen2Model } from '../src/model/qwen2.js';
 import type { TrainBatch } from '../src/model/qwen2-batch.js';
 import { PROJECTIONS } from '../src/model/qwen2-linear.js';
 import { f32Tensor } from '../src/tensor/tensor.js';
 import { randomArray, randomModel, rng, tinyConfig } from './helpers/random-qwen2.js';
+import { adapterDir, haveTinyFixtures, MISSING_FIXTURES, modelDir, readReference, relativeError, VARIANTS } from './helpers/tiny-fixture.js';
 
 const be = new CpuBackend({ float64: true });
 const cfg = tinyConfig();
@@ -100,4 +103,39 @@ describe('Qwen2 backward (LoRA gradients)', () => {
     expect(() => model.backward(one)).toThrow(/already used/);
     adapter.free();
   });
+});
+
+if (!haveTinyFixtures) console.warn(`model-backward: skipping HF comparisons: ${MISSING_FIXTURES}`);
+
+describe.skipIf(!haveTinyFixtures)('Qwen2 loss and LoRA gradients against HF transformers + PEFT', () => {
+  for (const v of VARIANTS) {
+    it(`${v}: loss and every lora_A / lora_B gradient agree within 1e-4 (relative)`, () => {
+      const cpu = new CpuBackend();
+      const ref = readReference(v);
+      const m = Qwen2Model.load(modelDir(v), cpu);
+      const adapter = LoraAdapter.upload(cpu, m.config, readPeftAdapter(adapterDir(v), m.config));
+      m.setLora(adapter);
+      for (const side of ['right', 'left'] as const) {
+        const [B, T] = ref.shape(`${side}.input_ids`);
+        const b: TrainBatch = {
+          batchSize: B, seqLen: T, inputIds: ref.ints(`${side}.input_ids`),
+          attentionMask: ref.ints(`${side}.attention_mask`), labels: ref.ints(`${side}.labels`),
+        };
+        adapter.zeroGrad();
+        const step = m.forwardTrain(b);
+        m.backward(step);
+        expect(Math.abs(step.loss - ref.floats(`${side}.loss`)[0]) / ref.floats(`${side}.loss`)[0], `${side} loss`).toBeLessThan(1e-5);
+        if (side !== 'right') continue;
+        const grads = adapter.gradsToHost();
+        const names = ref.names().filter((n) => n.startsWith('grad.'));
+        expect(names).toHaveLength(adapter.parameters().length);
+        for (const name of names) {
+          const ours = grads[name.slice('grad.'.length)];
+          expect(ours, name).toBeDefined();
+          expect(relativeError(ours, ref.floats(name)), name).toBeLessThan(1e-4);
+        }
+      }
+      adapter.free();
+    });
+  }
 });

@@ -4,6 +4,7 @@
  * NF4 (QLoRA keeps embeddings, norms, biases and lm_head unquantized, as bitsandbytes does).
  */
 import type { Backend, Nf4Weight, Tensor } from '../backend/backend.js';
+import { nf4Absmax, nf4Quantize } from '../quant/nf4.js';
 import type { Qwen2Config } from './config.js';
 import { expectQwen2Tensors } from './checkpoint.js';
 import type { Qwen2LayerWeights } from './qwen2-layer.js';
@@ -26,9 +27,18 @@ export type TensorSource = (name: string, shape: readonly number[]) => Float32Ar
 export type Nf4Quantizer = (values: Float32Array, shape: [number, number]) => Nf4Weight;
 
 export interface UploadOptions {
-  /** Store the layer projections as NF4 through this quantizer. */
+  /** Store the layer projections as NF4 through this quantizer (see nf4Quantizer). */
   nf4?: Nf4Quantizer;
 }
+
+/**
+ * QLoRA's quantizer: bitsandbytes NF4 in blocks of 64 with double-quantized scales; the
+ * backend receives the de-double-quantized f32 scales (what the kernels multiply by).
+ */
+export const nf4Quantizer: Nf4Quantizer = (values, shape) => {
+  const q = nf4Quantize(values, shape);
+  return { shape, blockSize: q.blocksize, code: q.code, codes: q.packed, absmax: nf4Absmax(q) };
+};
 
 export function projectionPrefix(layer: number, p: ProjectionName): string {
   const block = (MLP_MODULES as readonly string[]).includes(p) ? 'mlp' : 'self_attn';

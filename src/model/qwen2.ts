@@ -16,7 +16,7 @@ import { openCheckpoint } from './checkpoint.js';
 import { checkBatch, maskOrOnes, positionsFromMask, shiftLabels, type TokenBatch, type TrainBatch } from './qwen2-batch.js';
 import { KvCache } from './qwen2-kv-cache.js';
 import { layerBackward, layerForward, type LayerContext, type LayerLora, type LayerSaved } from './qwen2-layer.js';
-import { freeQwen2Weights, uploadQwen2Weights, type Qwen2Weights, type UploadOptions } from './qwen2-weights.js';
+import { freeQwen2Weights, nf4Quantizer, uploadQwen2Weights, type Qwen2Weights } from './qwen2-weights.js';
 
 /** Where a model's LoRA factors come from (implemented by LoraAdapter). */
 export interface LoraProvider {
@@ -54,7 +54,9 @@ interface TrainState {
   tensors: Tensor[];
 }
 
-export interface LoadOptions extends UploadOptions {
+export interface LoadOptions {
+  /** Quantize the seven layer projections to NF4 (QLoRA); other weights stay dense. */
+  quantize?: 'nf4' | null;
   /** Elements of logits computed at once by the chunked loss (default 2^24). */
   logitsChunkElements?: number;
 }
@@ -78,7 +80,8 @@ export class Qwen2Model {
     const ckpt = openCheckpoint(dir);
     try {
       ckpt.validate(config);
-      const weights = uploadQwen2Weights(backend, config, (name, shape) => ckpt.readF32(name, shape), opts);
+      const upload = opts.quantize === 'nf4' ? { nf4: nf4Quantizer } : {};
+      const weights = uploadQwen2Weights(backend, config, (name, shape) => ckpt.readF32(name, shape), upload);
       return new Qwen2Model(config, backend, weights, opts);
     } finally {
       ckpt.close();
