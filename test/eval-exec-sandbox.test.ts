@@ -61,6 +61,14 @@ describe('SQL sandbox', () => {
     expect(next).toEqual({ match: true });
   });
 
+  it('reads a prediction only one row past the gold row count', async () => {
+    const db = dbFile('car_1');
+    const big = 'SELECT * FROM cars_data a, cars_data b';
+    const out = await sandbox.execute(db, big, 5000, 3);
+    expect(out.ok && out.rows.length).toBe(4);
+    expect(await executionMatch(sandbox, [db], 'SELECT * FROM cars_data', big, { timeoutMs: 5000 })).toEqual({ match: false });
+  });
+
   it('reports errors of a prediction as a failed example with the reason', async () => {
     const db = dbFile('concert_singer');
     expect(await executionMatch(sandbox, [db], 'SELECT name FROM singer', 'SELECT name FROM singers', { timeoutMs: 5000 })).toEqual({ match: false, error: 'no such table: singers' });

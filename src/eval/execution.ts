@@ -132,9 +132,12 @@ export async function executionMatch(
   // The official check is this literal substring of the lower-cased gold query.
   const orderMatters = g.toLowerCase().includes('order by');
   for (const dbPath of dbPaths) {
-    const [goldOut, predOut] = await Promise.all([sandbox.execute(dbPath, g, opts.timeoutMs), sandbox.execute(dbPath, p, opts.timeoutMs)]);
     const where = dbPaths.length > 1 ? ` on ${dbPath}` : '';
+    const goldOut = await sandbox.execute(dbPath, g, opts.timeoutMs);
     if (!goldOut.ok) return { match: false, error: `gold query failed${where}: ${goldOut.error}` };
+    // A result with more rows than gold's is wrong whatever they hold: reading one row past
+    // gold's count decides it, and a runaway result never fills memory.
+    const predOut = await sandbox.execute(dbPath, p, opts.timeoutMs, goldOut.rows.length);
     if (!predOut.ok) return { match: false, error: `${predOut.error}${where}` };
     if (!resultsEquivalent(goldOut.rows, predOut.rows, orderMatters)) return { match: false };
   }

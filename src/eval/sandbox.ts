@@ -12,6 +12,8 @@ export interface SandboxRequest {
   id: number;
   dbPath: string;
   sql: string;
+  /** Stop reading after this many rows plus one: enough to know the result is bigger. */
+  maxRows?: number;
 }
 
 /** Rows come back with each value as a comparison key (see valueKey in sandboxWorker.ts). */
@@ -130,12 +132,15 @@ export class SqlSandbox {
     process.once('exit', this.onExit);
   }
 
-  /** Runs one statement on a read-only connection to `dbPath`, giving up after `timeoutMs`. */
-  async execute(dbPath: string, sql: string, timeoutMs: number): Promise<QueryOutcome> {
+  /**
+   * Runs one statement on a read-only connection to `dbPath`, giving up after `timeoutMs`.
+   * With `maxRows`, at most maxRows + 1 rows come back.
+   */
+  async execute(dbPath: string, sql: string, timeoutMs: number, maxRows?: number): Promise<QueryOutcome> {
     if (this.closed) throw new Error('SqlSandbox is closed');
     const proc = this.idle.pop() ?? (await new Promise<SandboxProcess>((resolve) => this.waiting.push(resolve)));
     try {
-      return await proc.run({ id: this.nextId++, dbPath, sql }, timeoutMs);
+      return await proc.run({ id: this.nextId++, dbPath, sql, ...(maxRows !== undefined ? { maxRows } : {}) }, timeoutMs);
     } catch (err) {
       return { ok: false, error: err instanceof Error ? err.message : String(err), timedOut: false };
     } finally {

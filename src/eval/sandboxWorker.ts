@@ -59,7 +59,13 @@ function runQuery(req: SandboxRequest): SandboxReply {
     const stmt = prepareAllowingDoubleQuotedStrings(connect(req.dbPath), req.sql);
     if (!stmt.readonly) return { id: req.id, ok: false, error: 'rejected: the statement would modify the database (only read-only queries are run)' };
     if (!stmt.reader) return { id: req.id, ok: false, error: 'rejected: the statement returns no rows (only queries are run)' };
-    const rows = (stmt.raw(true).safeIntegers(true).all() as unknown[][]).map((row) => row.map(valueKey));
+    stmt.raw(true).safeIntegers(true);
+    const rows: string[][] = [];
+    const limit = req.maxRows ?? Infinity;
+    for (const row of stmt.iterate() as IterableIterator<unknown[]>) {
+      rows.push(row.map(valueKey));
+      if (rows.length > limit) break;
+    }
     return { id: req.id, ok: true, rows };
   } catch (err) {
     return { id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) };

@@ -1,0 +1,92 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import type { CommandSpec, ParsedArgs } from '../args.js';
+import { UserError, describeError } from '../../util/errors.js';
+import { evaluatePredictions, formatSummaryTable } from '../../eval/evaluate.js';
+import { PREDICTION_FORMATS, loadEvalItems, type PredictionFormat } from '../../eval/predictions.js';
+
+export const command: CommandSpec = {
+  name: 'evaluate',
+  summary: 'score predictions against gold: seed metrics, exact-set-match, execution',
+  usage: '--pred FILE [--gold FILE] [--spider DIR] [flags]',
+  flags: [
+    { name: 'pred', type: 'string', metavar: 'FILE', description: 'predictions: JSONL {"id","sql"} lines, one SQL per line (the official format), or a results JSON with detailed_results[] (the reference workflow\'s)' },
+    { name: 'gold', type: 'string', metavar: 'FILE', description: 'gold: eval.jsonl from sqlora prepare (matched by id), a gold.sql of SQL<TAB>db_id lines or a Spider split JSON (matched by position); not used with a results JSON' },
+    { name: 'pred-format', type: 'string', choices: PREDICTION_FORMATS, default: 'auto', description: 'format of --pred; auto goes by extension (.json results, .jsonl) and content' },
+    { name: 'spider', type: 'string', metavar: 'DIR', description: 'Spider folder: database/ (execution, hardness) and tables.json (exact-set-match); without it only the seed metrics are computed' },
+    { name: 'db-dir', type: 'string', metavar: 'DIR', description: 'database folder (<db_id>/<db_id>.sqlite; every .sqlite beside it is checked too, as with test-suite databases); default: SPIDER/database' },
+    { name: 'tables', type: 'string', metavar: 'FILE', description: 'tables.json for exact-set-match; default: SPIDER/tables.json' },
+    { name: 'timeout', type: 'number', metavar: 'SECONDS', default: 30, description: 'time limit per query; a query over it counts as wrong' },
+    { name: 'workers', type: 'number', metavar: 'N', default: Math.min(4, availableParallelism()), description: 'processes running queries in parallel' },
+    { name: 'limit', type: 'number', metavar: 'N', description: 'evaluate only the first N examples' },
+    { name: 'keep-distinct', type: 'boolean', description: 'compare results with DISTINCT kept (the official script drops it from both queries by default)' },
+    { name: 'out', type: 'string', metavar: 'FILE', description: 'write per-example results and the summary as JSON' },
+    { name: 'json', type: 'boolean', description: 'print the summary as JSON only (no table, no progress)' },
+  ],
+  details: [
+    'Metrics, per example and per Spider hardness (easy, medium, hard, extra):',
+    '  seed_exact / seed_token  the reference workflow\'s string metrics (lower-cased, whitespace collapsed,',
+    '                           trailing ";" stripped; exact equality / share of gold tokens present)',
+    '  exact_set_match          Spider\'s official component match (needs --spider or --db-dir + --tables)',
+    '  execution                same result rows as gold, official test-suite semantics (needs databases):',
+    '                           columns may be reordered, row order counts only if gold has ORDER BY',
+    'Predictions run read-only, one statement each, under --timeout; a write, an error or a timeout is a wrong',
+    'prediction with its reason in --out. Examples:',
+    '  sqlora evaluate --pred runs/eval/predictions.jsonl --gold data/eval.jsonl --spider spider --out results.json',
+    '  sqlora evaluate --pred pred.sql --gold spider/dev_gold.sql --spider spider',
+    '  sqlora evaluate --pred finetuned_results.json            (seed metrics only)',
+  ].join('\n'),
+  run: runEvaluate,
+};
+
+async function runEvaluate(args: ParsedArgs): Promise<void> {
+  const predPath = args.required('pred');
+  const goldPath = args.string('gold');
+  const spider = args.string('spider');
+  if (spider !== undefined && !existsSync(spider)) throw new UserError(`Spider folder not found: ${spider}`);
+  const dbDir = args.string('db-dir') ?? (spider !== undefined ? join(spider, 'database') : undefined);
+  const tablesPath = args.string('tables') ?? (spider !== undefined ? join(spider, 'tables.json') : undefined);
+  if (dbDir !== undefined && !existsSync(dbDir)) throw new UserError(`database folder not found: ${dbDir}${args.has('db-dir') ? '' : ' (a Spider folder holds database/ and tables.json; see --db-dir)'}`);
+  if (tablesPath !== undefined && !existsSync(tablesPath)) throw new UserError(`tables.json not found: ${tablesPath}${args.has('tables') ? '' : ' (see --tables)'}`);
+  if (tablesPath !== undefined && dbDir === undefined) throw new UserError('--tables needs the databases too (--spider or --db-dir): exact-set-match reads their schemas');
+  const timeout = positive(args, 'timeout', false);
+  const workers = positive(args, 'workers', true);
+  const limit = args.has('limit') ? positive(args, 'limit', true) : undefined;
+  const json = args.boolean('json');
+
+  const items = loadEvalItems({ predPath, goldPath, format: args.string('pred-format') as PredictionFormat, limit });
+  const started = Date.now();
+  const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs: Math.round(timeout * 1000), workers, keepDistinct: args.boolean('keep-distinct'), progress: !json });
+  const seconds = (Date.now() - started) / 1000;
+  const meta = { pred: predPath, gold: goldPath ?? null, db_dir: dbDir ?? null, tables: tablesPath ?? null, timeout_s: timeout, keep_distinct: args.boolean('keep-distinct'), count: items.length, seconds };
+
+  const out = args.string('out');
+  if (out !== undefined) {
+    try {
+      writeFileSync(out, JSON.stringify({ meta, summary: report.summary, examples: report.examples }, null, 1) + '\n');
+    } catch (err) {
+      throw new UserError(`cannot write ${out}: ${describeError(err)}`);
+    }
+  }
+  if (json) {
+    process.stdout.write(JSON.stringify({ meta, summary: report.summary }, null, 2) + '\n');
+    return;
+  }
+  const failed = report.examples.filter((e) => e.error !== undefined).length;
+  const lines = [
+    `evaluated ${items.length} examples of ${predPath} in ${seconds.toFixed(1)} s`,
+    '',
+    formatSummaryTable(report.summary),
+  ];
+  if (dbDir === undefined) lines.push('exact-set-match and execution need the databases: pass --spider DIR');
+  if (failed) lines.push(`${failed} examples have an error (a query that failed, was rejected or timed out, or SQL the parser could not read)${out ? `: see "error" in ${out}` : '; --out FILE lists them'}`);
+  if (out !== undefined) lines.push(`wrote ${out}`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+function positive(args: ParsedArgs, name: string, integer: boolean): number {
+  const v = args.number(name)!;
+  if (!(v > 0) || (integer && !Number.isInteger(v))) throw new UserError(`sqlora evaluate: --${name} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
+  return v;
+}

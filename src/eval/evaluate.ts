@@ -1,0 +1,238 @@
+/**
+ * Scores predictions against gold, per example and in summary (overall and per Spider hardness):
+ * the reference workflow's seed_exact / seed_token, Spider exact-set-match, execution accuracy.
+ * Exact-set-match needs the database schemas and tables.json; execution needs the databases.
+ * Whatever is missing is reported as null rather than guessed.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { UserError, describeError } from '../util/errors.js';
+import { Progress } from '../util/progress.js';
+import { exactSetMatch } from './exactSetMatch.js';
+import { databaseVariants, executionMatch } from './execution.js';
+import { HARDNESS_LEVELS, spiderHardness, type Hardness } from './hardness.js';
+import type { EvalItem } from './predictions.js';
+import { SqlSandbox } from './sandbox.js';
+import { seedExactMatch, seedTokenMatch } from './seedMetrics.js';
+import { loadForeignKeyMaps, loadSpiderSchema, type ForeignKeyMap, type SpiderSchema } from './spiderSchema.js';
+
+export interface EvaluateOptions {
+  /** Spider's database folder (`<db_id>/<db_id>.sqlite`): execution accuracy, hardness, schemas. */
+  dbDir?: string;
+  /** Spider's tables.json (foreign keys): with dbDir, enables exact-set-match. */
+  tablesPath?: string;
+  /** Per-query time limit; the official script's is 60 s, the CLI default 30 s. */
+  timeoutMs?: number;
+  /** Sandbox processes running queries in parallel. */
+  workers?: number;
+  keepDistinct?: boolean;
+  /** Progress bar on stderr. */
+  progress?: boolean;
+}
+
+export interface ExampleResult {
+  index: number;
+  id?: string | number;
+  db_id: string;
+  hardness: Hardness | null;
+  seed_exact: boolean;
+  seed_token: number;
+  exact_set_match: boolean | null;
+  execution: boolean | null;
+  error?: string;
+  gold: string;
+  pred: string;
+}
+
+/** `total` sums the per-example scores (1 per correct example; seed_token adds its fraction). */
+export interface MetricScore {
+  total: number;
+  pct: number;
+}
+
+export interface LevelSummary {
+  count: number;
+  seed_exact: MetricScore;
+  seed_token: MetricScore;
+  exact_set_match: MetricScore | null;
+  execution: MetricScore | null;
+}
+
+export interface Summary {
+  overall: LevelSummary;
+  /** Only the levels that have examples; empty when hardness is unknown. */
+  by_hardness: Partial<Record<Hardness, LevelSummary>>;
+}
+
+export interface EvaluationReport {
+  examples: ExampleResult[];
+  summary: Summary;
+}
+
+export async function evaluatePredictions(items: readonly EvalItem[], opts: EvaluateOptions = {}): Promise<EvaluationReport> {
+  if (items.length === 0) throw new UserError('nothing to evaluate: no predictions');
+  const dbPaths = opts.dbDir === undefined ? null : resolveDatabases(items, opts.dbDir);
+  const fkMaps = opts.tablesPath === undefined || dbPaths === null ? null : foreignKeyMaps(items, opts.tablesPath);
+  // Schemas load before any query runs, so a bad database file stops the run at once.
+  const schemas = new Map<string, SpiderSchema>();
+  if (dbPaths && (fkMaps || items.some((it) => it.hardness === undefined))) {
+    for (const [db, path] of dbPaths) {
+      try {
+        schemas.set(db, loadSpiderSchema(path));
+      } catch (err) {
+        throw new UserError(`cannot read the schema of ${path}: ${describeError(err)}`);
+      }
+    }
+  }
+  const variants = new Map<string, string[]>();
+  const variantsOf = (db: string): string[] => {
+    let v = variants.get(db);
+    if (!v) variants.set(db, (v = databaseVariants(dbPaths!.get(db)!)));
+    return v;
+  };
+
+  const sandbox = dbPaths ? new SqlSandbox(opts.workers ?? 2) : null;
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const progress = new Progress({ label: 'evaluate', total: items.length, unit: 'ex', quiet: !opts.progress });
+  const results: ExampleResult[] = new Array(items.length);
+  let executed = 0;
+  let executedOk = 0;
+
+  const evaluateOne = async (it: EvalItem): Promise<ExampleResult> => {
+    const errors: string[] = [];
+    // The official script reads a literal "value" in a prediction as a placeholder for 1.
+    const pred = it.pred.replaceAll('value', '1');
+    let hardness: Hardness | null = it.hardness ?? null;
+    const schema = schemas.get(it.db_id);
+    if (hardness === null && schema) {
+      try {
+        hardness = spiderHardness(it.gold, schema);
+      } catch (err) {
+        errors.push(`hardness: ${describeError(err)}`);
+      }
+    }
+    let esm: boolean | null = null;
+    if (fkMaps && schema) {
+      try {
+        const r = exactSetMatch(it.gold, pred, schema, fkMaps.get(it.db_id)!);
+        esm = r.match;
+        if (r.error) errors.push(`exact-set-match: ${r.error}`);
+      } catch (err) {
+        esm = false;
+        errors.push(`exact-set-match: ${describeError(err)}`);
+      }
+    }
+    let execution: boolean | null = null;
+    if (sandbox) {
+      const r = await executionMatch(sandbox, variantsOf(it.db_id), it.gold, pred, { timeoutMs, keepDistinct: opts.keepDistinct });
+      execution = r.match;
+      if (r.error) errors.push(`execution: ${r.error}`);
+      executed++;
+      if (r.match) executedOk++;
+    }
+    return {
+      index: it.index,
+      ...(it.id !== undefined ? { id: it.id } : {}),
+      db_id: it.db_id,
+      hardness,
+      seed_exact: seedExactMatch(it.gold, it.pred),
+      seed_token: seedTokenMatch(it.gold, it.pred),
+      exact_set_match: esm,
+      execution,
+      ...(errors.length ? { error: errors.join('; ') } : {}),
+      gold: it.gold,
+      pred: it.pred,
+    };
+  };
+
+  // Several examples in flight keep every sandbox process busy while another example is compared.
+  let next = 0;
+  let failed = false;
+  const lane = async (): Promise<void> => {
+    while (next < items.length && !failed) {
+      const k = next++;
+      try {
+        results[k] = await evaluateOne(items[k]);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+      progress.tick(1, executed ? { exec: `${((100 * executedOk) / executed).toFixed(1)}%` } : undefined);
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(items.length, 2 * (sandbox?.size ?? 1)) }, lane));
+  } finally {
+    sandbox?.close();
+    progress.finish();
+  }
+  return { examples: results, summary: summarize(results) };
+}
+
+/** Each db_id's SQLite file; an unknown db_id stops the run before any work. */
+function resolveDatabases(items: readonly EvalItem[], dbDir: string): Map<string, string> {
+  if (!existsSync(dbDir)) throw new UserError(`database folder not found: ${dbDir}`);
+  const out = new Map<string, string>();
+  for (const it of items) {
+    if (out.has(it.db_id)) continue;
+    const path = join(dbDir, it.db_id, `${it.db_id}.sqlite`);
+    if (!existsSync(path)) throw new UserError(`unknown db_id "${it.db_id}" (example ${it.index}): ${path} does not exist`);
+    out.set(it.db_id, path);
+  }
+  return out;
+}
+
+function foreignKeyMaps(items: readonly EvalItem[], tablesPath: string): Map<string, ForeignKeyMap> {
+  if (!existsSync(tablesPath)) throw new UserError(`tables.json not found: ${tablesPath}`);
+  const maps = loadForeignKeyMaps(tablesPath);
+  for (const it of items) {
+    if (!maps.has(it.db_id)) throw new UserError(`unknown db_id "${it.db_id}" (example ${it.index}): not in ${tablesPath}`);
+  }
+  return maps;
+}
+
+export function summarize(examples: readonly ExampleResult[]): Summary {
+  const by_hardness: Partial<Record<Hardness, LevelSummary>> = {};
+  for (const level of HARDNESS_LEVELS) {
+    const some = examples.filter((e) => e.hardness === level);
+    if (some.length) by_hardness[level] = summarizeLevel(some);
+  }
+  return { overall: summarizeLevel(examples), by_hardness };
+}
+
+function summarizeLevel(examples: readonly ExampleResult[]): LevelSummary {
+  const n = examples.length;
+  const score = (pick: (e: ExampleResult) => number): MetricScore => {
+    const total = examples.reduce((s, e) => s + pick(e), 0);
+    return { total, pct: n ? (100 * total) / n : 0 };
+  };
+  // A metric is summarized only where every example has it (one run computes the same metrics for all).
+  const optional = (pick: (e: ExampleResult) => boolean | null): MetricScore | null =>
+    n > 0 && examples.every((e) => pick(e) !== null) ? score((e) => (pick(e) ? 1 : 0)) : null;
+  return {
+    count: n,
+    seed_exact: score((e) => (e.seed_exact ? 1 : 0)),
+    seed_token: score((e) => e.seed_token),
+    exact_set_match: optional((e) => e.exact_set_match),
+    execution: optional((e) => e.execution),
+  };
+}
+
+/** The summary as a fixed-width table, levels as columns (as the official script prints). */
+export function formatSummaryTable(summary: Summary): string {
+  const levels = [...HARDNESS_LEVELS.map((h) => [h, summary.by_hardness[h]] as const), ['all', summary.overall] as const];
+  const row = (name: string, cell: (l: LevelSummary) => string): string =>
+    name.padEnd(18) + levels.map(([, l]) => (l ? cell(l) : '-').padStart(9)).join('');
+  const pct = (pick: (l: LevelSummary) => MetricScore | null) => (l: LevelSummary) => {
+    const m = pick(l);
+    return m ? m.pct.toFixed(2) : 'n/a';
+  };
+  return [
+    ''.padEnd(18) + levels.map(([name]) => name.padStart(9)).join(''),
+    row('count', (l) => String(l.count)),
+    row('seed exact %', pct((l) => l.seed_exact)),
+    row('seed token %', pct((l) => l.seed_token)),
+    row('exact-set-match %', pct((l) => l.exact_set_match)),
+    row('execution %', pct((l) => l.execution)),
+  ].join('\n') + '\n';
+}
