@@ -132,7 +132,10 @@ describe('Qwen2 forward, internal consistency', () => {
   it('gives each sequence the same logits alone and in a left- or right-padded batch', () => {
     for (const side of ['left', 'right'] as const) {
       const batch = padded(side);
-      const all = be.download(model.forward(batch));
+      const out = model.forward(batch);
+      expect(out.shape).toEqual([seqs.length, T, V]);
+      const all = be.download(out);
+      be.free(out);
       seqs.forEach((s, b) => {
         const alone = be.download(model.forward({ batchSize: 1, seqLen: s.length, inputIds: s }));
         const start = side === 'left' ? T - s.length : 0;

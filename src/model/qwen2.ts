@@ -102,10 +102,11 @@ export class Qwen2Model {
       this.backend.free(x);
       x = out;
     }
-    const logits = this.logits(x);
+    const logits = this.backend.alloc([batch.batchSize, batch.seqLen, this.config.vocabSize], this.backend.computeDType);
+    this.logits(x, this.backend.reshape(logits, [batch.batchSize * batch.seqLen, this.config.vocabSize]));
     this.backend.free(x);
     for (const t of owned) this.backend.free(t);
-    return this.backend.reshape(logits, [batch.batchSize, batch.seqLen, this.config.vocabSize]);
+    return logits;
   }
 
   /** Mean token loss of a labelled batch without keeping anything for a backward pass. */
@@ -172,7 +173,8 @@ export class Qwen2Model {
     for (let b = 0; b < B; b++) be.copy(be.rows(lastRows, b, 1), be.rows(x, b * T + T - 1, 1));
     be.free(x);
     be.free(positions);
-    const logits = this.logits(lastRows);
+    const logits = be.alloc([B, this.config.vocabSize], be.computeDType);
+    this.logits(lastRows, logits);
     be.free(lastRows);
     return logits;
   }
@@ -200,18 +202,16 @@ export class Qwen2Model {
     return x;
   }
 
-  /** Final norm and lm_head of hidden rows [M, D] -> logits [M, V] (new tensor). */
-  private logits(h: Tensor): Tensor {
+  /** Final norm and lm_head of hidden rows [M, D] into logits [M, V]. */
+  private logits(h: Tensor, out: Tensor): void {
     const be = this.backend;
     const M = h.shape[0];
     const normed = be.alloc(h.shape, be.computeDType);
     const rstd = be.alloc([M]);
     be.rmsNormForward(normed, rstd, h, this.weights.norm, this.config.rmsNormEps);
-    const out = be.alloc([M, this.config.vocabSize], be.computeDType);
     be.matmul(out, normed, this.weights.lmHead, { transB: true });
     be.free(normed);
     be.free(rstd);
-    return out;
   }
 
   private context(batch: TokenBatch, train: { seed: number } | null): { ctx: LayerContext; owned: Tensor[] } {

@@ -28,31 +28,38 @@ export function gemm(
 
 function gemmNT(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha: number, acc: boolean): void {
   const A = a.data, B = b.data, O = out.data;
+  const ld = out.ld;
   let i = 0;
+  // 4 rows of A x 2 rows of B per pass: 8 products for 6 loads.
   for (; i + 4 <= M; i += 4) {
     const a0 = a.offset + i * a.ld, a1 = a0 + a.ld, a2 = a1 + a.ld, a3 = a2 + a.ld;
-    const o0 = out.offset + i * out.ld;
-    for (let j = 0; j < N; j++) {
+    const o0 = out.offset + i * ld;
+    let j = 0;
+    for (; j + 2 <= N; j += 2) {
+      const b0 = b.offset + j * b.ld, b1 = b0 + b.ld;
+      let s00 = 0, s10 = 0, s20 = 0, s30 = 0, s01 = 0, s11 = 0, s21 = 0, s31 = 0;
+      for (let k = 0; k < K; k++) {
+        const x = B[b0 + k], y = B[b1 + k];
+        const p0 = A[a0 + k], p1 = A[a1 + k], p2 = A[a2 + k], p3 = A[a3 + k];
+        s00 += p0 * x; s10 += p1 * x; s20 += p2 * x; s30 += p3 * x;
+        s01 += p0 * y; s11 += p1 * y; s21 += p2 * y; s31 += p3 * y;
+      }
+      store(O, o0 + j, ld, alpha, acc, s00, s10, s20, s30);
+      store(O, o0 + j + 1, ld, alpha, acc, s01, s11, s21, s31);
+    }
+    for (; j < N; j++) {
       const bj = b.offset + j * b.ld;
       let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
       for (let k = 0; k < K; k++) {
-        const bv = B[bj + k];
-        s0 += A[a0 + k] * bv;
-        s1 += A[a1 + k] * bv;
-        s2 += A[a2 + k] * bv;
-        s3 += A[a3 + k] * bv;
+        const x = B[bj + k];
+        s0 += A[a0 + k] * x; s1 += A[a1 + k] * x; s2 += A[a2 + k] * x; s3 += A[a3 + k] * x;
       }
-      const o = o0 + j;
-      if (acc) {
-        O[o] += alpha * s0; O[o + out.ld] += alpha * s1; O[o + 2 * out.ld] += alpha * s2; O[o + 3 * out.ld] += alpha * s3;
-      } else {
-        O[o] = alpha * s0; O[o + out.ld] = alpha * s1; O[o + 2 * out.ld] = alpha * s2; O[o + 3 * out.ld] = alpha * s3;
-      }
+      store(O, o0 + j, ld, alpha, acc, s0, s1, s2, s3);
     }
   }
   for (; i < M; i++) {
     const ai = a.offset + i * a.ld;
-    const oi = out.offset + i * out.ld;
+    const oi = out.offset + i * ld;
     for (let j = 0; j < N; j++) {
       const bj = b.offset + j * b.ld;
       let s = 0;
@@ -62,9 +69,38 @@ function gemmNT(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha
   }
 }
 
+/** Writes (or adds) alpha * s0..s3 to one column of four consecutive output rows. */
+function store(O: Floats, o: number, ld: number, alpha: number, acc: boolean, s0: number, s1: number, s2: number, s3: number): void {
+  if (acc) {
+    O[o] += alpha * s0; O[o + ld] += alpha * s1; O[o + 2 * ld] += alpha * s2; O[o + 3 * ld] += alpha * s3;
+  } else {
+    O[o] = alpha * s0; O[o + ld] = alpha * s1; O[o + 2 * ld] = alpha * s2; O[o + 3 * ld] = alpha * s3;
+  }
+}
+
 let rowScratch = new Float64Array(0);
+/** Columns of B transposed at once when turning a row-major product into dot products. */
+const PANEL = 64;
 
 function gemmNN(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha: number, acc: boolean): void {
+  if (M < 8) {
+    gemmNNRows(out, a, b, M, N, K, alpha, acc);
+    return;
+  }
+  // Dot products over contiguous rows run faster than row updates, so transpose B a panel of
+  // columns at a time (bounded scratch even for a vocabulary-sized B).
+  const panel = b.data instanceof Float64Array ? new Float64Array(PANEL * K) : new Float32Array(PANEL * K);
+  for (let j0 = 0; j0 < N; j0 += PANEL) {
+    const nb = Math.min(PANEL, N - j0);
+    for (let k = 0; k < K; k++) {
+      const row = b.offset + k * b.ld + j0;
+      for (let j = 0; j < nb; j++) panel[j * K + k] = b.data[row + j];
+    }
+    gemmNT({ ...out, offset: out.offset + j0 }, a, { data: panel, offset: 0, ld: K }, M, nb, K, alpha, acc);
+  }
+}
+
+function gemmNNRows(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha: number, acc: boolean): void {
   const A = a.data, B = b.data, O = out.data;
   if (rowScratch.length < 4 * N) rowScratch = new Float64Array(4 * N);
   const r = rowScratch;
