@@ -166,7 +166,7 @@ def run_variant(name, spec, out_dir, seed):
     randomize(model, gen)
     check_model(model, config, spec["tie_word_embeddings"])
     vdir = os.path.join(out_dir, name)
-    model.save_pretrained(os.path.join(vdir, "model"), safe_serialization=True)
+    model.save_pretrained(os.path.join(vdir, "model"))  # safetensors (the only format in transformers 5)
 
     ref = {}
     batches = {}
@@ -228,7 +228,7 @@ def run_variant(name, spec, out_dir, seed):
             ref.update(grads)
 
     adapter_dir = os.path.join(vdir, "adapter")
-    pm.save_pretrained(adapter_dir, safe_serialization=True)
+    pm.save_pretrained(adapter_dir)  # PEFT writes adapter_model.safetensors by default
     saved = load_file(os.path.join(adapter_dir, "adapter_model.safetensors"))
     missing = [g[len("grad."):] for g in ref if g.startswith("grad.") and g[len("grad."):] not in saved]
     if missing:
