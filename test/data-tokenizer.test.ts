@@ -31,6 +31,7 @@ interface Expected {
     pad_token_id: number;
     bos_token_id: number | null;
     token_ids: Record<string, number>;
+    decode_with_unknown_id: { ids: number[]; text: string };
   };
   strings: StringCase[];
   added_token_variants: Omit<StringCase, 'token_decodes'>[];
@@ -74,6 +75,9 @@ describe('Tokenizer against HF tokenizers (Qwen1.5 tokenizer.json)', () => {
       expect(tok.idToTokenString(id)).toBe(token);
     }
     expect(tok.tokenId('no such token here')).toBeUndefined();
+    const { ids, text } = expected.meta.decode_with_unknown_id;
+    expect(tok.vocabSize).toBeLessThan(Math.max(...ids));
+    expect(tok.decode(ids)).toBe(text);
     expect(tok.isSpecial(expected.meta.eos_token_id)).toBe(true);
   });
 
@@ -198,6 +202,7 @@ describe('Tokenizer loading', () => {
     const cases: [Record<string, unknown>, RegExp][] = [
       [variant((j) => ((j.model as Record<string, unknown>).type = 'WordPiece')), /unsupported tokenizer model in x\.json: type "WordPiece"/],
       [variant((j) => ((j.model as Record<string, unknown>).byte_fallback = true)), /unsupported tokenizer model in x\.json: byte_fallback/],
+      [variant((j) => ((j.model as Record<string, unknown>).ignore_merges = true)), /unsupported tokenizer model in x\.json: ignore_merges/],
       [variant((j) => (j.pre_tokenizer = { type: 'Metaspace' })), /unsupported pre_tokenizer in x\.json/],
       [variant((j) => (j.normalizer = { type: 'Lowercase' })), /unsupported normalizer in x\.json: "Lowercase"/],
       [variant((j) => (j.decoder = { type: 'Metaspace' })), /unsupported decoder in x\.json/],

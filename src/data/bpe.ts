@@ -1,5 +1,5 @@
 import { UserError } from '../util/errors.js';
-import { BYTE_TO_CHAR, bytesToSymbols } from './byteLevel.js';
+import { BYTE_TO_CHAR } from './byteLevel.js';
 
 /** Heap entries pack (rank, position): lower rank first, then leftmost, as HF's BPE does. */
 const POS_BASE = 2 ** 26;
@@ -23,7 +23,6 @@ export class BpeModel {
     private readonly vocab: Record<string, number | undefined>,
     /** Rank by "a b". */
     private readonly ranks: ReadonlyMap<string, number>,
-    private readonly ignoreMerges: boolean,
     private readonly where: string,
   ) {}
 
@@ -34,6 +33,7 @@ export class BpeModel {
     if (m.dropout !== undefined && m.dropout !== null && m.dropout !== 0) throw bad('BPE dropout is not supported');
     if (m.byte_fallback === true) throw bad('byte_fallback=true is not supported');
     if (m.continuing_subword_prefix || m.end_of_word_suffix) throw bad('subword prefixes/suffixes are not supported');
+    if (m.ignore_merges === true) throw bad('ignore_merges=true is not supported');
     if (m.vocab === null || typeof m.vocab !== 'object' || Array.isArray(m.vocab)) throw bad('model.vocab must be an object');
     if (!Array.isArray(m.merges)) throw bad('model.merges must be a list');
 
@@ -57,7 +57,7 @@ export class BpeModel {
       // A repeated pair keeps its first (best) rank.
       if (!ranks.has(key)) ranks.set(key, rank);
     }
-    return new BpeModel(vocab, ranks, m.ignore_merges === true, where);
+    return new BpeModel(vocab, ranks, where);
   }
 
   /** Id of a vocabulary entry. */
@@ -97,10 +97,6 @@ export class BpeModel {
   }
 
   private mergeWord(bytes: Uint8Array): number[] {
-    if (this.ignoreMerges) {
-      const whole = this.tokenId(bytesToSymbols(bytes));
-      if (whole !== undefined) return [whole];
-    }
     const syms: string[] = [];
     for (const b of bytes) if (this.vocab[BYTE_TO_CHAR[b]] !== undefined) syms.push(BYTE_TO_CHAR[b]);
     const n = syms.length;

@@ -18,13 +18,6 @@ export const BYTE_TO_CHAR: readonly string[] = buildByteToChar();
 
 const CHAR_TO_BYTE: ReadonlyMap<string, number> = new Map(BYTE_TO_CHAR.map((c, b) => [c, b]));
 
-/** Byte-level spelling of UTF-8 bytes (what a vocabulary entry looks like). */
-export function bytesToSymbols(bytes: Uint8Array): string {
-  let out = '';
-  for (const b of bytes) out += BYTE_TO_CHAR[b];
-  return out;
-}
-
 /**
  * Raw bytes of a token string. As in HF's ByteLevel decoder, a token containing any character
  * outside the byte alphabet (e.g. an added token with CJK text) stands for its own UTF-8 bytes.

@@ -31,6 +31,7 @@ from transformers import AutoTokenizer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(REPO, "test", "fixtures", "tokenizer")
+UNKNOWN_ID_CASE = [9707, 151900, 1879]
 
 
 def sha256(path):
@@ -168,6 +169,8 @@ def main():
             "pad_token_id": hf.pad_token_id,
             "bos_token_id": hf.bos_token_id,
             "token_ids": {t: tk.token_to_id(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "Ġ", "SELECT", "ĠFROM")},
+            # A model's embedding table is often larger than the tokenizer; such ids decode to nothing.
+            "decode_with_unknown_id": {"ids": UNKNOWN_ID_CASE, "text": tk.decode(UNKNOWN_ID_CASE)},
         },
         "strings": string_cases,
         "chat": chat_cases,
