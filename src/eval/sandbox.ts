@@ -7,6 +7,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { UserError, describeError } from '../util/errors.js';
 
 export interface SandboxRequest {
   id: number;
@@ -47,8 +48,14 @@ class SandboxProcess {
   private stderrTail = '';
 
   async run(req: SandboxRequest, timeoutMs: number): Promise<QueryOutcome> {
-    await this.start();
-    const child = this.child!;
+    try {
+      await this.start();
+    } catch (err) {
+      // Without a working sandbox no example can be scored: stop the run rather than fail each one.
+      throw new UserError(`cannot start the SQL sandbox process: ${describeError(err)}`);
+    }
+    const child = this.child;
+    if (!child) return { ok: false, error: 'the SQL sandbox process exited before the query was sent', timedOut: false };
     return new Promise<QueryOutcome>((resolve) => {
       const pending: Pending = { id: req.id, child, resolve };
       pending.timer = setTimeout(() => {
@@ -73,6 +80,8 @@ class SandboxProcess {
     const child = fork(path, [], { execArgv, stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
     this.child = child;
     this.stderrTail = '';
+    // A send to a process that just died reports here; its 'exit' settles the query.
+    child.on('error', () => undefined);
     child.stderr?.on('data', (chunk: Buffer) => {
       this.stderrTail = (this.stderrTail + chunk.toString()).slice(-2000);
     });
@@ -89,7 +98,7 @@ class SandboxProcess {
           this.settle(msg.ok ? { ok: true, rows: msg.rows } : { ok: false, error: msg.error, timedOut: false });
         }
       });
-      child.on('exit', (code, signal) => {
+      child.on('close', (code, signal) => {
         clearTimeout(startup);
         if (this.child === child) {
           this.child = null;
@@ -141,8 +150,6 @@ export class SqlSandbox {
     const proc = this.idle.pop() ?? (await new Promise<SandboxProcess>((resolve) => this.waiting.push(resolve)));
     try {
       return await proc.run({ id: this.nextId++, dbPath, sql, ...(maxRows !== undefined ? { maxRows } : {}) }, timeoutMs);
-    } catch (err) {
-      return { ok: false, error: err instanceof Error ? err.message : String(err), timedOut: false };
     } finally {
       const next = this.waiting.shift();
       if (next) next(proc);
@@ -162,7 +169,8 @@ function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(2)} s`;
 }
 
+/** The line of a crash report that names the error (Node ends its reports with its version). */
 function lastLine(text: string): string {
   const lines = text.trim().split('\n');
-  return lines[lines.length - 1];
+  return lines.findLast((l) => /Error\b/.test(l)) ?? lines[lines.length - 1];
 }

@@ -14,7 +14,7 @@ export const command: CommandSpec = {
     { name: 'pred', type: 'string', metavar: 'FILE', description: 'predictions: JSONL {"id","sql"} lines, one SQL per line (the official format), or a results JSON with detailed_results[] (the reference workflow\'s)' },
     { name: 'gold', type: 'string', metavar: 'FILE', description: 'gold: eval.jsonl from sqlora prepare (matched by id), a gold.sql of SQL<TAB>db_id lines or a Spider split JSON (matched by position); not used with a results JSON' },
     { name: 'pred-format', type: 'string', choices: PREDICTION_FORMATS, default: 'auto', description: 'format of --pred; auto goes by extension (.json results, .jsonl) and content' },
-    { name: 'spider', type: 'string', metavar: 'DIR', description: 'Spider folder: database/ (execution, hardness) and tables.json (exact-set-match); without it only the seed metrics are computed' },
+    { name: 'spider', type: 'string', metavar: 'DIR', description: 'Spider folder: database/ (execution, hardness) and tables.json (exact-set-match); with neither it nor --db-dir only the seed metrics are computed' },
     { name: 'db-dir', type: 'string', metavar: 'DIR', description: 'database folder (<db_id>/<db_id>.sqlite; every .sqlite beside it is checked too, as with test-suite databases); default: SPIDER/database' },
     { name: 'tables', type: 'string', metavar: 'FILE', description: 'tables.json for exact-set-match; default: SPIDER/tables.json' },
     { name: 'timeout', type: 'number', metavar: 'SECONDS', default: 30, description: 'time limit per query; a query over it counts as wrong' },
