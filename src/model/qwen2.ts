@@ -11,6 +11,7 @@
  *   model.backward(step);                                // adds into adapter grads
  */
 import type { Backend, Tensor } from '../backend/backend.js';
+import { UserError } from '../util/errors.js';
 import { loadModelConfig, type Qwen2Config } from './config.js';
 import { openCheckpoint } from './checkpoint.js';
 import { checkBatch, maskOrOnes, positionsFromMask, shiftLabels, type TokenBatch, type TrainBatch } from './qwen2-batch.js';
@@ -71,6 +72,9 @@ export class Qwen2Model {
     readonly weights: Qwen2Weights,
     opts: LoadOptions = {},
   ) {
+    if (config.useSlidingWindow) {
+      throw new UserError('config.json sets use_sliding_window: sliding-window attention is not implemented (no published Qwen2 config enables it)');
+    }
     this.chunkElements = opts.logitsChunkElements ?? 1 << 24;
   }
 
