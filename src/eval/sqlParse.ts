@@ -345,6 +345,9 @@ function parseQuery(toks: Toks, start: number, ctx: Context): [number, SpiderSql
   let idx = afterOrder;
   let limit: number | null = null;
   if (idx < toks.length && toks[idx] === 'limit') {
+    // The count token must exist, but its value is never used: the official check compares a
+    // string token with int, so every LIMIT is recorded as 1.
+    at(toks, idx + 1);
     idx += 2;
     limit = 1;
   }

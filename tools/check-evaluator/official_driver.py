@@ -8,10 +8,15 @@ value/distinct removal, foreign-key unification, Evaluator.eval_exact_match) and
 removed). An exception the official script would not catch is recorded as a crash.
 
 Usage:
-  /usr/bin/python3 official_driver.py OFFICIAL_DIR DB_DIR TABLES_JSON CASES_JSONL OUT_JSONL [--exec]
+  /usr/bin/python3 official_driver.py OFFICIAL_DIR DB_DIR TABLES_JSON CASES_JSONL OUT_JSONL
+      [--exec] [--dump-meta=PATH]
 
 CASES_JSONL rows: {"id", "db_id", "gold", "pred"}; OUT_JSONL rows: {"id", "hardness",
-"exact" (1, 0 or null when the official code crashed), "pred_parsed", "crash", "exec"}.
+"exact" (1, 0 or null when the official code crashed), "pred_parsed", "crash", "exec",
+"pred_tokens" (process_sql.tokenize of the prediction, null where it raises), and, when the
+prediction is the gold query itself, "gold_sql" (get_sql's structure, tuples as lists)}.
+--dump-meta writes {"schemas": {db: get_schema}, "foreign_keys": {db: foreign-key map}} for the
+databases of the cases.
 
 nltk's punkt sentence model is not needed: word_tokenize is called with preserve_line=True,
 which tokenizes the whole query as one line (queries are single sentences).
@@ -26,6 +31,7 @@ import traceback
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith('--')]
     with_exec = '--exec' in sys.argv
+    meta_path = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--dump-meta=')), None)
     if len(args) != 5:
         sys.exit(__doc__)
     official_dir, db_dir, tables_json, cases_path, out_path = args
@@ -33,7 +39,7 @@ def main() -> None:
 
     from nltk import word_tokenize
     import process_sql
-    process_sql.word_tokenize = lambda s: word_tokenize(s, preserve_line=True)
+    process_sql.word_tokenize = lambda s, **_: word_tokenize(s, preserve_line=True)
     import evaluation as ev
 
     kmaps = ev.build_foreign_key_map_from_json(tables_json)
@@ -53,9 +59,15 @@ def main() -> None:
             g_str = case['gold']
             p_str = case['pred'].replace('value', '1')
             row = {'id': case['id'], 'hardness': None, 'exact': None, 'pred_parsed': None,
-                   'crash': None, 'exec': None}
+                   'crash': None, 'exec': None, 'pred_tokens': None}
+            try:
+                row['pred_tokens'] = process_sql.tokenize(p_str)
+            except Exception:
+                pass
             try:
                 g_sql = process_sql.get_sql(schema, g_str)
+                if case['pred'] == g_str:
+                    row['gold_sql'] = json.loads(json.dumps(g_sql))
                 row['hardness'] = evaluator.eval_hardness(g_sql)
                 try:
                     p_sql = process_sql.get_sql(schema, p_str)
@@ -82,6 +94,12 @@ def main() -> None:
                 except Exception as e:
                     row['exec_crash'] = '%s: %s' % (type(e).__name__, e)
             out.write(json.dumps(row) + '\n')
+
+    if meta_path:
+        dbs = sorted({case['db_id'] for case in cases})
+        with open(meta_path, 'w') as f:
+            json.dump({'schemas': {db: process_sql.get_schema(os.path.join(db_dir, db, db + '.sqlite')) for db in dbs},
+                       'foreign_keys': {db: kmaps[db] for db in dbs}}, f)
 
 
 def empty_sql() -> dict:
