@@ -42,11 +42,13 @@ def f32(x):
 
 
 def linspace_f32(start, end, steps):
-    """torch.linspace in float32 (scalar formula: from the start for the first half, else from the end)."""
+    """torch.linspace in float32 as its vectorized CPU kernel computes it: from the start for the
+    first half, else from the end, each point one fused multiply-add (step * i is not rounded;
+    in double it is exact). Checked against torch 2.11 (AVX512) with --check-torch-map."""
     start, end = f32(start), f32(end)
     step = f32(f32(end - start) / (steps - 1))
     half = steps // 2
-    return [f32(start + f32(step * i)) if i < half else f32(end - f32(step * (steps - i - 1))) for i in range(steps)]
+    return [f32(start + step * i) if i < half else f32(end - step * (steps - i - 1)) for i in range(steps)]
 
 
 def dynamic_map():
