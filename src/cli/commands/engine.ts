@@ -1,0 +1,94 @@
+/**
+ * What the model commands (train, generate, baseline, eval) share: the --device choice, loading
+ * a model folder or Hub id with its tokenizer and optional adapter, and the token ids that end
+ * a turn or pad a batch.
+ */
+import { resolveModel } from '../../hub/download.js';
+import type { Backend } from '../../backend/backend.js';
+import { CpuBackend } from '../../backend/cpu/cpu-backend.js';
+import { Tokenizer } from '../../data/tokenizer.js';
+import { LoraAdapter } from '../../lora/lora.js';
+import { readPeftAdapter, type PeftAdapter } from '../../lora/peft.js';
+import { loadGenerationConfig, type GenerationConfig } from '../../model/config.js';
+import { Qwen2Model } from '../../model/qwen2.js';
+import { UserError } from '../../util/errors.js';
+import type { FlagSpec } from '../args.js';
+
+export const DEVICES = ['cpu', 'cuda'] as const;
+export const QUANTIZE = ['nf4', 'none'] as const;
+/** ChatML's end of turn: a chat model's answer ends with it even where eos_token is another token. */
+export const END_OF_TURN = '<|im_end|>';
+
+export function deviceFlag(): FlagSpec {
+  return { name: 'device', type: 'string', choices: DEVICES, default: 'cpu', description: 'where the model runs (cuda: not available yet)' };
+}
+
+export function quantizeFlag(dflt: (typeof QUANTIZE)[number]): FlagSpec {
+  return { name: 'quantize', type: 'string', choices: QUANTIZE, default: dflt, description: 'store the base model\'s layer projections as NF4 (QLoRA) or keep them dense' };
+}
+
+export function createBackend(device: string): Backend {
+  if (device === 'cpu') return new CpuBackend();
+  if (device === 'cuda') throw new UserError('--device cuda: the CUDA backend is not available yet; use --device cpu');
+  throw new UserError(`unknown --device ${JSON.stringify(device)} (expected ${DEVICES.join(' or ')})`);
+}
+
+export interface LoadedModel {
+  /** The --model argument as given (Hub id or path), recorded in adapters we write. */
+  source: string;
+  dir: string;
+  model: Qwen2Model;
+  tokenizer: Tokenizer;
+  adapter: LoraAdapter | null;
+  generationConfig: GenerationConfig | undefined;
+  /** Ids that end generation: generation_config's and config's eos, the tokenizer's eos and `<|im_end|>`. */
+  stopIds: number[];
+  /** Padding for generation batches: generation_config's pad, else the tokenizer's, else the first stop id. */
+  padId: number;
+}
+
+export interface LoadModelOptions {
+  /** Hub id or folder; when absent, the adapter's base_model_name_or_path. */
+  model?: string;
+  adapter?: string;
+  device: string;
+  quantize: string;
+}
+
+/** Reads the adapter's config first (it may name the base), then the model, then attaches the adapter. */
+export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
+  const backend = createBackend(opts.device);
+  const peft: PeftAdapter | null = opts.adapter !== undefined ? readPeftAdapter(opts.adapter) : null;
+  const source = opts.model ?? peft?.baseModelNameOrPath ?? undefined;
+  if (source === undefined) {
+    throw new UserError(opts.adapter !== undefined ? `--model is required: ${opts.adapter}/adapter_config.json names no base model` : '--model is required (a model folder or a Hugging Face repo id)');
+  }
+  const { dir } = await resolveModel(source);
+  const model = Qwen2Model.load(dir, backend, { quantize: opts.quantize === 'nf4' ? 'nf4' : null });
+  const tokenizer = Tokenizer.fromModelDir(dir);
+  if (tokenizer.vocabSize > model.config.vocabSize) {
+    throw new UserError(`the tokenizer of ${dir} has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`);
+  }
+  let adapter: LoraAdapter | null = null;
+  if (peft) {
+    // upload() checks every tensor against the model's layers and shapes.
+    adapter = LoraAdapter.upload(backend, model.config, peft);
+    model.setLora(adapter);
+  }
+  const generationConfig = loadGenerationConfig(dir);
+  const stop = new Set<number>([...(generationConfig?.eosTokenIds ?? []), ...model.config.eosTokenIds]);
+  if (tokenizer.special.eos !== undefined) stop.add(tokenizer.special.eos);
+  const eot = tokenizer.tokenId(END_OF_TURN);
+  if (eot !== undefined) stop.add(eot);
+  const stopIds = [...stop];
+  const padId = generationConfig?.padTokenId ?? tokenizer.special.pad ?? stopIds[0] ?? 0;
+  return { source, dir, model, tokenizer, adapter, generationConfig, stopIds, padId };
+}
+
+/** A positive integer flag, or a UserError naming it. */
+export function positiveInt(command: string, name: string, v: number | undefined, allowZero = false): number {
+  if (v === undefined || !Number.isInteger(v) || v < 0 || (v === 0 && !allowZero)) {
+    throw new UserError(`sqlora ${command}: --${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
+  }
+  return v;
+}

@@ -1,0 +1,229 @@
+/**
+ * `sqlora baseline` and `sqlora eval`: greedy SQL generation for every eval record (base model,
+ * or base + adapter), post-processed as the reference workflow did, appended to
+ * predictions.jsonl as it goes (a rerun skips the ids already there), then scored by the
+ * evaluator into results.json, optionally next to a baseline's results.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import type { DatasetCard, PromptRecord } from '../../data/records.js';
+import { evaluatePredictions, formatSummaryTable, type LevelSummary, type Summary } from '../../eval/evaluate.js';
+import type { EvalItem } from '../../eval/predictions.js';
+import { generate } from '../../model/generate.js';
+import { UserError } from '../../util/errors.js';
+import { appendJsonl, readAppendedJsonl, readJsonFile, readJsonl } from '../../util/jsonl.js';
+import { Progress } from '../../util/progress.js';
+import type { FlagSpec, ParsedArgs } from '../args.js';
+import { deviceFlag, loadModel, positiveInt, quantizeFlag } from './engine.js';
+
+export type PredictMode = 'baseline' | 'eval';
+
+export interface Prediction {
+  id: string;
+  /** The SQL after post-processing (what is scored). */
+  sql: string;
+  /** The model's text as generated (special tokens included). */
+  raw: string;
+}
+
+/**
+ * The reference workflow's post-processing: cut at `<|im_end|>` (and `<|endoftext|>`), at the
+ * first blank line and after the first `;` (kept), drop non-ASCII characters, collapse
+ * whitespace. Leading whitespace is dropped first, so a reply opening with a blank line still
+ * yields its SQL.
+ */
+export function extractSql(raw: string): string {
+  let s = raw;
+  for (const stop of ['<|im_end|>', '<|endoftext|>']) {
+    const at = s.indexOf(stop);
+    if (at >= 0) s = s.slice(0, at);
+  }
+  s = s.trimStart();
+  const blank = /\n[ \t\r]*\n/.exec(s);
+  if (blank) s = s.slice(0, blank.index);
+  const semi = s.indexOf(';');
+  if (semi >= 0) s = s.slice(0, semi + 1);
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[^\x00-\x7f]/g, '').replace(/\s+/g, ' ').trim();
+}
+
+export function predictFlags(mode: PredictMode): FlagSpec[] {
+  return [
+    mode === 'baseline'
+      ? { name: 'model', type: 'string', metavar: 'DIR|ID', default: 'Qwen/Qwen1.5-1.8B-Chat', description: 'model folder or Hugging Face repo id' }
+      : { name: 'model', type: 'string', metavar: 'DIR|ID', description: 'base model folder or repo id (default: the adapter\'s base_model_name_or_path)' },
+    ...(mode === 'eval' ? [{ name: 'adapter', type: 'string', metavar: 'DIR', description: 'PEFT LoRA adapter folder (e.g. runs/train/adapter or a checkpoint-N folder)' } as FlagSpec] : []),
+    { name: 'data', type: 'string', metavar: 'DIR', default: 'data', description: 'folder with eval.jsonl (and dataset.json) from sqlora prepare' },
+    { name: 'eval-file', type: 'string', metavar: 'FILE', description: 'eval records (default: DATA/eval.jsonl)' },
+    { name: 'out', type: 'string', metavar: 'DIR', default: `runs/${mode}`, description: 'where predictions.jsonl and results.json go' },
+    { name: 'limit', type: 'number', metavar: 'N', description: 'only the first N eval records' },
+    { name: 'batch-size', type: 'number', default: 8, description: 'prompts decoded together' },
+    { name: 'max-new-tokens', type: 'number', default: 128, description: 'tokens generated at most per question' },
+    { name: 'repetition-penalty', type: 'number', default: 1, description: 'HF\'s repetition penalty (1 = off, plain greedy)' },
+    quantizeFlag('nf4'),
+    deviceFlag(),
+    { name: 'spider', type: 'string', metavar: 'DIR', description: 'Spider folder for exact-set-match and execution (default: the databases recorded in DATA/dataset.json)' },
+    { name: 'db-dir', type: 'string', metavar: 'DIR', description: 'database folder (<db_id>/<db_id>.sqlite); default SPIDER/database' },
+    { name: 'tables', type: 'string', metavar: 'FILE', description: 'tables.json; default SPIDER/tables.json' },
+    { name: 'timeout', type: 'number', metavar: 'SECONDS', default: 30, description: 'time limit per query when executing' },
+    { name: 'workers', type: 'number', default: Math.min(4, availableParallelism()), description: 'processes running queries in parallel' },
+    ...(mode === 'eval' ? [{ name: 'compare', type: 'string', metavar: 'FILE', description: 'a baseline\'s results.json to compare with' } as FlagSpec] : []),
+  ];
+}
+
+export const PREDICT_DETAILS = [
+  'Generation is greedy from each record\'s prompt; the reply is cut at <|im_end|>, at the first blank line and after',
+  'the first ";", non-ASCII characters are dropped and whitespace collapsed (the reference workflow\'s rules).',
+  'OUT/predictions.jsonl gets one {"id", "sql", "raw"} line per question as soon as it is generated: an interrupted',
+  'run continues where it stopped when started again with the same settings. OUT/results.json holds the metrics',
+  '(seed exact/token match; exact-set-match and execution when the databases are found), per example and per hardness.',
+].join('\n');
+
+interface RunInfo {
+  mode: PredictMode;
+  model: string | null;
+  adapter: string | null;
+  eval_file: string;
+  quantize: string;
+  max_new_tokens: number;
+  repetition_penalty: number;
+}
+
+export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<void> {
+  const data = args.string('data')!;
+  const evalFile = args.string('eval-file') ?? join(data, 'eval.jsonl');
+  const out = args.string('out')!;
+  const adapterDir = mode === 'eval' ? args.required('adapter') : undefined;
+  const limit = args.has('limit') ? positiveInt(mode, 'limit', args.number('limit')) : undefined;
+  const batchSize = positiveInt(mode, 'batch-size', args.number('batch-size'));
+  const maxNewTokens = positiveInt(mode, 'max-new-tokens', args.number('max-new-tokens'));
+  const repetitionPenalty = args.number('repetition-penalty')!;
+  if (!(repetitionPenalty > 0)) throw new UserError(`sqlora ${mode}: --repetition-penalty must be positive`);
+  const { dbDir, tablesPath } = locateDatabases(args, data);
+  const compare = mode === 'eval' ? args.string('compare') : undefined;
+  const baseline = compare !== undefined ? readJsonFile<{ summary?: Summary }>(compare, 'baseline results') : undefined;
+  if (baseline && !baseline.summary?.overall) throw new UserError(`${compare}: no "summary.overall" (expected results.json from sqlora baseline or sqlora evaluate --out)`);
+
+  const records = readEvalRecords(evalFile).slice(0, limit);
+  mkdirSync(out, { recursive: true });
+  const info: RunInfo = {
+    mode, model: args.string('model') ?? null, adapter: adapterDir ?? null, eval_file: evalFile, quantize: args.string('quantize')!,
+    max_new_tokens: maxNewTokens, repetition_penalty: repetitionPenalty,
+  };
+  checkRunInfo(join(out, 'run.json'), info);
+  const predPath = join(out, 'predictions.jsonl');
+  const done = new Map<string, Prediction>();
+  const ids = new Set(records.map((r) => r.id));
+  for (const p of readAppendedJsonl<Prediction>(predPath)) {
+    if (!ids.has(p.id)) throw new UserError(`${predPath} has a prediction for id ${JSON.stringify(p.id)}, which is not among the records of ${evalFile}${limit ? ` (first ${limit})` : ''}: use another --out`);
+    done.set(p.id, p);
+  }
+  const todo = records.filter((r) => !done.has(r.id));
+  const started = Date.now();
+  let newTokens = 0;
+  if (todo.length > 0) {
+    if (done.size > 0) process.stderr.write(`${predPath}: ${done.size} of ${records.length} already predicted; continuing\n`);
+    const loaded = await loadModel({ model: args.string('model'), adapter: adapterDir, device: args.string('device')!, quantize: args.string('quantize')! });
+    const prompts = todo.map((r) => loaded.tokenizer.encode(r.prompt));
+    const progress = new Progress({ label: mode, total: records.length, unit: 'ex' }, done.size);
+    try {
+      await generate(loaded.model, prompts, {
+        maxNewTokens, batchSize, stopIds: loaded.stopIds, padId: loaded.padId, sampling: { temperature: 0, topK: 0, topP: 1, repetitionPenalty },
+        onResult(index, g) {
+          const raw = loaded.tokenizer.decode(g.newIds);
+          const p: Prediction = { id: todo[index].id, sql: extractSql(raw), raw };
+          appendJsonl(predPath, p);
+          done.set(p.id, p);
+          newTokens += g.newIds.length;
+          progress.tick(1, { 'tok/s': newTokens / ((Date.now() - started) / 1000) });
+        },
+      });
+    } finally {
+      progress.finish();
+    }
+  }
+  const genSeconds = (Date.now() - started) / 1000;
+
+  const items: EvalItem[] = records.map((r, index) => ({ index, id: r.id, db_id: r.db_id, gold: r.query, pred: done.get(r.id)!.sql, ...(r.hardness ? { hardness: r.hardness } : {}) }));
+  const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs: Math.round(args.number('timeout')! * 1000), workers: positiveInt(mode, 'workers', args.number('workers')), progress: true });
+  const comparison = baseline?.summary ? compareSummaries(baseline.summary.overall, report.summary.overall) : undefined;
+  const resultsPath = join(out, 'results.json');
+  const meta = { ...info, count: records.length, generated: todo.length, generation_seconds: genSeconds, new_tokens: newTokens, db_dir: dbDir ?? null, tables: tablesPath ?? null, compare: compare ?? null };
+  writeFileSync(resultsPath, JSON.stringify({ meta, summary: report.summary, ...(comparison ? { comparison } : {}), examples: report.examples }, null, 1) + '\n');
+
+  const lines = [`${mode}: ${records.length} questions of ${evalFile}${todo.length > 0 ? `, ${todo.length} generated in ${genSeconds.toFixed(1)} s` : ''}`, '', formatSummaryTable(report.summary)];
+  if (comparison) lines.push(`compared with ${compare} (overall):`, formatComparison(comparison));
+  if (dbDir === undefined) lines.push('exact-set-match and execution need the databases: pass --spider DIR');
+  lines.push(`wrote ${predPath} and ${resultsPath}`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+function readEvalRecords(path: string): PromptRecord[] {
+  const rows = readJsonl<Partial<PromptRecord>>(path, 'eval records');
+  if (rows.length === 0) throw new UserError(`${path} has no records`);
+  return rows.map((r, i) => {
+    for (const f of ['id', 'db_id', 'query', 'prompt'] as const) {
+      if (typeof r?.[f] !== 'string') throw new UserError(`${path}: record ${i + 1} has no string "${f}" (write eval.jsonl with sqlora prepare)`);
+    }
+    return r as PromptRecord;
+  });
+}
+
+/** Predictions of one run must come from one setup: a rerun with other settings is refused. */
+function checkRunInfo(path: string, info: RunInfo): void {
+  if (existsSync(path)) {
+    const before = readJsonFile<Record<string, unknown>>(path, 'run info');
+    const differ = Object.entries(info).filter(([k, v]) => JSON.stringify(before[k]) !== JSON.stringify(v)).map(([k]) => k);
+    if (differ.length > 0) {
+      throw new UserError(`${dirname(path)} holds predictions made with other settings (${differ.join(', ')} differ; see ${path}): use another --out, or delete it`);
+    }
+    return;
+  }
+  writeFileSync(path, JSON.stringify(info, null, 2) + '\n');
+}
+
+/** --spider / --db-dir / --tables, else the databases `sqlora prepare` recorded in dataset.json. */
+function locateDatabases(args: ParsedArgs, data: string): { dbDir?: string; tablesPath?: string } {
+  const spider = args.string('spider');
+  if (spider !== undefined && !existsSync(spider)) throw new UserError(`Spider folder not found: ${spider}`);
+  let dbDir = args.string('db-dir') ?? (spider !== undefined ? join(spider, 'database') : undefined);
+  let tablesPath = args.string('tables') ?? (spider !== undefined ? join(spider, 'tables.json') : undefined);
+  const cardPath = join(data, 'dataset.json');
+  if (dbDir === undefined && existsSync(cardPath)) {
+    const card = readJsonFile<Partial<DatasetCard>>(cardPath, 'dataset card');
+    const recorded = card.source?.databases;
+    if (typeof recorded === 'string' && existsSync(recorded)) {
+      dbDir = recorded;
+      const candidates = [card.source?.path, dirname(recorded)].filter((p): p is string => typeof p === 'string').map((p) => join(p, 'tables.json'));
+      tablesPath ??= candidates.find((p) => existsSync(p));
+    }
+  }
+  if (dbDir !== undefined && !existsSync(dbDir)) throw new UserError(`database folder not found: ${dbDir}`);
+  if (tablesPath !== undefined && !existsSync(tablesPath)) throw new UserError(`tables.json not found: ${tablesPath}`);
+  return { dbDir, tablesPath };
+}
+
+type Metric = 'seed_exact' | 'seed_token' | 'exact_set_match' | 'execution';
+const METRICS: [Metric, string][] = [['seed_exact', 'seed exact %'], ['seed_token', 'seed token %'], ['exact_set_match', 'exact-set-match %'], ['execution', 'execution %']];
+
+export type Comparison = Partial<Record<Metric, { baseline: number; eval: number; change: number }>>;
+
+/** Overall percentages side by side; a metric either run lacks is left out. */
+export function compareSummaries(base: LevelSummary, now: LevelSummary): Comparison {
+  const out: Comparison = {};
+  for (const [m] of METRICS) {
+    const b = base[m]?.pct, e = now[m]?.pct;
+    if (b !== undefined && e !== undefined) out[m] = { baseline: b, eval: e, change: e - b };
+  }
+  return out;
+}
+
+export function formatComparison(c: Comparison): string {
+  const rows = [''.padEnd(18) + 'baseline'.padStart(10) + 'eval'.padStart(10) + 'change'.padStart(10)];
+  for (const [m, label] of METRICS) {
+    const r = c[m];
+    if (r) rows.push(label.padEnd(18) + r.baseline.toFixed(2).padStart(10) + r.eval.toFixed(2).padStart(10) + `${r.change >= 0 ? '+' : ''}${r.change.toFixed(2)}`.padStart(10));
+  }
+  return rows.join('\n') + '\n';
+}

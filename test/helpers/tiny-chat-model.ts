@@ -1,0 +1,75 @@
+/**
+ * A complete tiny chat model folder for CLI tests: a byte-level BPE tokenizer.json (the 256
+ * byte tokens, a few merges for SQL words, and ChatML's three special tokens), a
+ * tokenizer_config.json with a ChatML chat template, generation_config.json, and a random
+ * Qwen2 checkpoint whose vocabulary matches the tokenizer, saved with saveCheckpoint.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BYTE_TO_CHAR } from '../../src/data/byteLevel.js';
+import { expectQwen2Tensors, saveCheckpoint } from '../../src/model/checkpoint.js';
+import { f32Tensor } from '../../src/tensor/tensor.js';
+import { randomWeights, tinyConfig } from './random-qwen2.js';
+
+/** Qwen2's pre-tokenizer split pattern. */
+const QWEN_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const WORDS = ['SELECT', 'FROM', 'WHERE', 'count'];
+export const SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'] as const;
+const CHAT_TEMPLATE =
+  "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}{% endif %}" +
+  "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+
+export interface TinyChatModel {
+  dir: string;
+  vocabSize: number;
+  ids: { endoftext: number; imStart: number; imEnd: number };
+}
+
+/** Merges spelling each word (and its space-prefixed form) left to right. */
+function mergesFor(words: string[]): [string, string][] {
+  const merges: [string, string][] = [];
+  for (const w of words) {
+    for (const word of [w, BYTE_TO_CHAR[32] + w]) {
+      let left = word[0];
+      for (const ch of word.slice(1)) {
+        merges.push([left, ch]);
+        left += ch;
+      }
+    }
+  }
+  return merges;
+}
+
+export function writeTinyChatModel(dir: string, seed = 1): TinyChatModel {
+  const vocab: Record<string, number> = {};
+  BYTE_TO_CHAR.forEach((c, b) => (vocab[c] = b));
+  let next = 256;
+  const merges: [string, string][] = [];
+  for (const [a, b] of mergesFor(WORDS)) {
+    if (vocab[a + b] !== undefined) continue;
+    vocab[a + b] = next++;
+    merges.push([a, b]);
+  }
+  const first = next;
+  const added = SPECIAL_TOKENS.map((content, i) => ({ id: first + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const vocabSize = first + added.length;
+  const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({
+    version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: { type: 'NFC' },
+    pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: QWEN_SPLIT }, behavior: 'Isolated', invert: false }, byteLevel] },
+    post_processor: byteLevel, decoder: byteLevel,
+    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges: merges.map(([a, b]) => `${a} ${b}`) },
+  }));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({
+    add_prefix_space: false, bos_token: null, eos_token: '<|im_end|>', pad_token: '<|endoftext|>', unk_token: null,
+    additional_special_tokens: ['<|im_start|>', '<|im_end|>'], chat_template: CHAT_TEMPLATE, model_max_length: 512,
+  }));
+  const ids = { endoftext: first, imStart: first + 1, imEnd: first + 2 };
+  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [ids.imEnd, ids.endoftext], pad_token_id: ids.endoftext, do_sample: false }));
+  const cfg = tinyConfig({ vocab_size: vocabSize, eos_token_id: ids.imEnd, max_position_embeddings: 1024 });
+  const weights = randomWeights(cfg, seed);
+  const specs = expectQwen2Tensors(cfg).filter((s) => !s.optional);
+  saveCheckpoint(dir, cfg, Object.fromEntries(specs.map((s) => [s.name, f32Tensor(s.shape, weights.get(s.name) as Float32Array)])));
+  return { dir, vocabSize, ids };
+}
