@@ -174,7 +174,10 @@ export class Tokenizer {
     if (skipSpecial && this.specialIds.has(id)) return undefined;
     let bytes = this.bytesById.get(id);
     if (bytes === undefined) {
-      const token = this.idToTokenString(id);
+      const added = this.addedById.get(id);
+      // HF stores a normalized added token in its normalized (NFC) form and decodes it through
+      // the byte-level decoder like any token (so a lone "é" becomes byte 0xE9, i.e. U+FFFD).
+      const token = added ? (added.normalized && this.normalize ? this.normalize(added.content) : added.content) : this.model.idToToken(id);
       if (token === undefined) return undefined;
       bytes = symbolsToBytes(token);
       this.bytesById.set(id, bytes);

@@ -34,6 +34,7 @@ export function peftConfigJson(c: LoraConfig, baseModelNameOrPath: string | null
     fan_in_fan_out: false,
     inference_mode: true,
     init_lora_weights: true,
+    kasa_config: null,
     layer_replication: null,
     layers_pattern: null,
     layers_to_transform: null,
@@ -41,9 +42,11 @@ export function peftConfigJson(c: LoraConfig, baseModelNameOrPath: string | null
     lora_alpha: c.alpha,
     lora_bias: false,
     lora_dropout: c.dropout,
+    lora_ga_config: null,
     megatron_config: null,
     megatron_core: 'megatron.core',
     modules_to_save: null,
+    monteclora_config: null,
     peft_type: 'LORA',
     qalora_group_size: 16,
     r: c.r,
@@ -53,9 +56,11 @@ export function peftConfigJson(c: LoraConfig, baseModelNameOrPath: string | null
     target_parameters: null,
     task_type: 'CAUSAL_LM',
     trainable_token_indices: null,
+    use_bdlora: null,
     use_dora: false,
     use_qalora: false,
     use_rslora: c.useRslora,
+    velora_config: null,
   };
   return json;
 }
