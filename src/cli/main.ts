@@ -11,7 +11,11 @@ interface CommandEntry {
 // dependencies (SQLite, the model engine) are not loaded for another.
 const COMMANDS: CommandEntry[] = [
   { name: 'prepare', summary: 'Spider (folder or HF parquet) -> train/eval prompts as JSONL', load: () => import('./commands/prepare.js') },
+  { name: 'baseline', summary: 'base model -> predictions + metrics on the eval set (resumable)', load: () => import('./commands/baseline.js') },
+  { name: 'train', summary: 'QLoRA SFT -> PEFT adapter, checkpoints, metrics log (resumable)', load: () => import('./commands/train.js') },
+  { name: 'eval', summary: 'base + adapter -> predictions + metrics; compare with the baseline', load: () => import('./commands/eval.js') },
   { name: 'evaluate', summary: 'score predictions against gold: seed metrics, exact-set-match, execution', load: () => import('./commands/evaluate.js') },
+  { name: 'generate', summary: 'generate text from prompts (raw or chat), greedy or sampled', load: () => import('./commands/generate.js') },
 ];
 
 function mainHelp(): string {

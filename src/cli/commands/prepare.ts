@@ -21,7 +21,7 @@ export const command: CommandSpec = {
     { name: 'seed', type: 'number', default: 42, description: 'seed of --shuffle (train uses N, eval N+1)' },
     { name: 'train-splits', type: 'string', metavar: 'WHICH', default: 'spider', choices: TRAIN_SPLITS, description: 'training files: train_spider.json, train_others.json or both (in that order)' },
     { name: 'sample-rows', type: 'number', metavar: 'K', default: 0, description: 'schema format: first K rows of each table as INSERT statements' },
-    { name: 'max-prompt-tokens', type: 'number', default: 1024, description: 'token budget of a rendered prompt; the schema format drops sample rows, then the tables least related to the question, to fit' },
+    { name: 'max-prompt-tokens', type: 'number', default: 448, description: 'token budget of a rendered prompt (448 leaves room for the answer within train --max-length 512); the schema format drops sample rows, then the tables least related to the question, to fit' },
   ],
   details: [
     'Each record: id (dev-0, train-12: index in the source file), db_id, question, query, hardness,',
