@@ -144,6 +144,13 @@ describe('resolveModel', () => {
     expect(requests.filter((r) => r.url.includes('/resolve/'))).toEqual([]);
   });
 
+  it('fetches only tokenizer and config files when the weights are not needed', async () => {
+    const { opts } = setup();
+    const got = await resolveModel('acme/tiny', { ...opts, skipWeights: true });
+    expect(readdirSync(got.dir).sort()).toEqual(['config.json', 'tokenizer_config.json']);
+    expect(requests.some((r) => r.url.endsWith('.safetensors'))).toBe(false);
+  });
+
   it('resumes an interrupted download with a Range request', async () => {
     const { opts, cache } = setup();
     dropAfter = 50_000;

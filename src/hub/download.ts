@@ -31,6 +31,8 @@ export interface ResolveModelOptions {
   stream?: NodeJS.WriteStream;
   /** Environment to read HF_* variables from (process.env by default). */
   env?: NodeJS.ProcessEnv;
+  /** Skip the weights (safetensors and their index): enough for tokenizer and chat template. */
+  skipWeights?: boolean;
 }
 
 export interface ResolvedModel {
@@ -110,6 +112,7 @@ export async function resolveModel(idOrDir: string, opts: ResolveModelOptions = 
     files = [];
     for await (const entry of listFiles({ repo: { type: 'model', name: ref.repoId }, revision: commit, recursive: true, ...hub })) {
       if (entry.type !== 'file' || !isCheckpointFile(entry.path)) continue;
+      if (opts.skipWeights && (entry.path.endsWith('.safetensors') || entry.path.endsWith('.index.json'))) continue;
       const etag = entry.lfs?.oid ?? entry.oid;
       if (!etag) throw new UserError(`${endpoint} listed ${entry.path} of ${what} without an id`);
       files.push({ path: entry.path, size: entry.lfs?.size ?? entry.size, etag });
@@ -125,7 +128,7 @@ export async function resolveModel(idOrDir: string, opts: ResolveModelOptions = 
     }
     throw hubError(err, what, endpoint, Boolean(token));
   }
-  if (!files.some((f) => f.path.endsWith('.safetensors'))) {
+  if (!opts.skipWeights && !files.some((f) => f.path.endsWith('.safetensors'))) {
     throw new UserError(`${what} has no safetensors weights (only safetensors checkpoints are supported)`);
   }
 

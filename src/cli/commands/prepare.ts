@@ -1,6 +1,7 @@
 import type { CommandSpec } from '../args.js';
 import { prepareDataset } from '../../data/prepareDataset.js';
 import { defaultTokenizerDir } from '../../data/modelFiles.js';
+import { resolveModel } from '../../hub/download.js';
 import { PROMPT_FORMATS, type PromptFormat } from '../../data/prompts.js';
 import { TRAIN_SPLITS, type TrainSplits } from '../../data/spider.js';
 
@@ -14,7 +15,7 @@ export const command: CommandSpec = {
     { name: 'db-dir', type: 'string', metavar: 'DIR', description: 'SQLite databases for --parquet: a Spider folder or its database/ folder (<db_id>/<db_id>.sqlite)' },
     { name: 'out', type: 'string', metavar: 'DIR', default: 'data', description: 'where train.jsonl, eval.jsonl and dataset.json go' },
     { name: 'format', type: 'string', metavar: 'NAME', default: 'schema', choices: PROMPT_FORMATS, description: 'prompt format: schema = CREATE TABLE statements + question; seed = the reference workflow\'s prompt (database name only), byte for byte' },
-    { name: 'model', type: 'string', metavar: 'DIR', description: 'local model folder whose tokenizer.json and chat template are used (default: the bundled Qwen1.5 tokenizer)' },
+    { name: 'model', type: 'string', metavar: 'DIR|ID', description: 'model folder or Hub repo id whose tokenizer.json and chat template are used (only those files are downloaded; default: the bundled Qwen1.5 tokenizer, identical to Qwen/Qwen1.5-1.8B-Chat\'s)' },
     { name: 'train-limit', type: 'number', default: 3500, description: 'training examples to take (all when larger than the split)' },
     { name: 'eval-limit', type: 'number', default: 200, description: 'evaluation examples to take from dev' },
     { name: 'shuffle', type: 'boolean', description: 'take a seeded random subset instead of the first N (kept in file order)' },
@@ -40,7 +41,7 @@ export const command: CommandSpec = {
       dbDir: args.string('db-dir'),
       out: args.string('out') as string,
       format: args.string('format') as PromptFormat,
-      modelDir: args.string('model') ?? defaultTokenizerDir(),
+      modelDir: args.has('model') ? (await resolveModel(args.required('model'), { skipWeights: true })).dir : defaultTokenizerDir(),
       trainLimit: args.number('train-limit') as number,
       evalLimit: args.number('eval-limit') as number,
       shuffle: args.boolean('shuffle'),
