@@ -92,6 +92,35 @@ export function epochOrder(lengths: readonly number[], epoch: number, opts: Orde
   return opts.groupByLength ? lengthGroupedOrder(lengths, opts.groupSize, random) : permutation(lengths.length, random);
 }
 
+/**
+ * Which examples each optimizer step trains on: step s belongs to epoch floor(s / stepsPerEpoch),
+ * whose order is cut into micro-batches of batchSize; a step takes the next gradAccum of them
+ * (the last step of an epoch may take fewer). Returns example indices per micro-batch.
+ */
+export class DataOrder {
+  private cached: { epoch: number; order: number[] } | null = null;
+
+  constructor(
+    private readonly lengths: readonly number[],
+    private readonly plan: { batchesPerEpoch: number; stepsPerEpoch: number },
+    private readonly batchSize: number,
+    private readonly gradAccum: number,
+    private readonly opts: Omit<OrderOptions, 'groupSize'>,
+  ) {}
+
+  microBatches(step: number): number[][] {
+    const epoch = Math.floor(step / this.plan.stepsPerEpoch);
+    if (this.cached?.epoch !== epoch) {
+      this.cached = { epoch, order: epochOrder(this.lengths, epoch, { ...this.opts, groupSize: this.batchSize * this.gradAccum }) };
+    }
+    const order = this.cached.order;
+    const first = (step % this.plan.stepsPerEpoch) * this.gradAccum;
+    const out: number[][] = [];
+    for (let b = first; b < Math.min(first + this.gradAccum, this.plan.batchesPerEpoch); b++) out.push(order.slice(b * this.batchSize, (b + 1) * this.batchSize));
+    return out;
+  }
+}
+
 /** Right-padded batch (pad = `padId`, attention mask 0, labels -100), as HF's collator builds it. */
 export function collate(examples: readonly TrainExample[], padId: number): TrainBatch {
   const B = examples.length;

@@ -96,17 +96,13 @@ export function listCheckpoints(outDir: string): { step: number; dir: string }[]
 }
 
 /**
- * Deletes the oldest checkpoints beyond `keep` (HF's save_total_limit), never the one at
- * `protectStep` (the best eval loss so far); keep <= 0 keeps all.
+ * Keeps the newest `keep` checkpoints and the one at `protectStep` (the best eval loss so far),
+ * deleting the others, as HF's save_total_limit with load_best_model_at_end; keep <= 0 keeps all.
  */
 export function pruneCheckpoints(outDir: string, keep: number, protectStep: number | null): void {
   if (keep <= 0) return;
   const all = listCheckpoints(outDir);
-  let excess = all.length - keep;
-  for (const c of all) {
-    if (excess <= 0) break;
-    if (c.step === protectStep) continue;
-    rmSync(c.dir, { recursive: true, force: true });
-    excess--;
+  for (const c of all.slice(0, Math.max(0, all.length - keep))) {
+    if (c.step !== protectStep) rmSync(c.dir, { recursive: true, force: true });
   }
 }

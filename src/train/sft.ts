@@ -10,7 +10,7 @@ import type { LoraAdapter } from '../lora/lora.js';
 import type { Qwen2Model } from '../model/qwen2.js';
 import { UserError } from '../util/errors.js';
 import { mixSeed } from '../util/random.js';
-import { collate, epochOrder, type TrainExample } from './batching.js';
+import { collate, DataOrder, type TrainExample } from './batching.js';
 import { listCheckpoints, pruneCheckpoints, saveTrainCheckpoint, type EvalPoint, type TrainerState } from './checkpoint.js';
 import type { EvalRecord, TrainRecord } from './metrics.js';
 import { ADAMW_DEFAULTS, AdamW, clipGradNorm } from './optimizer.js';
@@ -112,20 +112,7 @@ export async function trainSft(
     checkResumable(resume, cfg, data, plan);
     optimizer.loadState(resume.optimizer, resume.state.step, resume.dir);
   }
-  const lengths = data.train.map((e) => e.ids.length);
-  const orderOpts = { seed: cfg.seed, groupByLength: cfg.groupByLength, groupSize: cfg.batchSize * cfg.gradAccum };
-  let cached: { epoch: number; order: number[] } | null = null;
-  const microBatchesOf = (step: number): TrainExample[][] => {
-    const epoch = Math.floor(step / plan.stepsPerEpoch);
-    if (cached?.epoch !== epoch) cached = { epoch, order: epochOrder(lengths, epoch, orderOpts) };
-    const order = cached.order;
-    const first = (step % plan.stepsPerEpoch) * cfg.gradAccum;
-    const out: TrainExample[][] = [];
-    for (let b = first; b < Math.min(first + cfg.gradAccum, plan.batchesPerEpoch); b++) {
-      out.push(order.slice(b * cfg.batchSize, (b + 1) * cfg.batchSize).map((i) => data.train[i]));
-    }
-    return out;
-  };
+  const order = new DataOrder(data.train.map((e) => e.ids.length), plan, cfg.batchSize, cfg.gradAccum, { seed: cfg.seed, groupByLength: cfg.groupByLength });
 
   let lastCheckpoint: string | null = null;
   const save = (): string => {
@@ -149,7 +136,7 @@ export async function trainSft(
     while (state.step < plan.totalSteps) {
       const started = performance.now();
       const step = state.step;
-      const micro = microBatchesOf(step);
+      const micro = order.microBatches(step).map((mb) => mb.map((i) => data.train[i]));
       const normalizer = micro.reduce((s, mb) => s + mb.reduce((t, e) => t + e.targets, 0), 0);
       let loss = 0;
       let tokens = 0;

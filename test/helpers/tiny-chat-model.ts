@@ -7,6 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BYTE_TO_CHAR } from '../../src/data/byteLevel.js';
+import { ChatTemplate } from '../../src/data/chatTemplate.js';
 import { expectQwen2Tensors, saveCheckpoint } from '../../src/model/checkpoint.js';
 import { f32Tensor } from '../../src/tensor/tensor.js';
 import { randomWeights, tinyConfig } from './random-qwen2.js';
@@ -72,4 +73,32 @@ export function writeTinyChatModel(dir: string, seed = 1): TinyChatModel {
   const specs = expectQwen2Tensors(cfg).filter((s) => !s.optional);
   saveCheckpoint(dir, cfg, Object.fromEntries(specs.map((s) => [s.name, f32Tensor(s.shape, weights.get(s.name) as Float32Array)])));
   return { dir, vocabSize, ids };
+}
+
+export interface SpiderQuestion {
+  db_id: string;
+  question: string;
+  query: string;
+}
+
+/**
+ * Writes prompt records as `sqlora prepare` does (id, db_id, question, query, hardness,
+ * messages, text, prompt), rendered by the model's chat template, with a short prompt so
+ * sequences stay small.
+ */
+export function writeRecords(path: string, modelDir: string, split: string, questions: readonly SpiderQuestion[]): void {
+  const template = ChatTemplate.fromModelDir(modelDir);
+  const lines = questions.map((q, i) => {
+    const messages = [
+      { role: 'system' as const, content: 'Write SQL.' },
+      { role: 'user' as const, content: `Database: ${q.db_id}\nQuestion: ${q.question}` },
+      { role: 'assistant' as const, content: q.query },
+    ];
+    const record = {
+      id: `${split}-${i}`, db_id: q.db_id, question: q.question, query: q.query, hardness: null, messages,
+      text: template.render(messages), prompt: template.render(messages.slice(0, 2), { addGenerationPrompt: true }),
+    };
+    return JSON.stringify(record) + '\n';
+  });
+  writeFileSync(path, lines.join(''));
 }

@@ -3,7 +3,7 @@
  * a model folder or Hub id with its tokenizer and optional adapter, and the token ids that end
  * a turn or pad a batch.
  */
-import { resolveModel } from '../../hub/download.js';
+import { existsSync, statSync } from 'node:fs';
 import type { Backend } from '../../backend/backend.js';
 import { CpuBackend } from '../../backend/cpu/cpu-backend.js';
 import { Tokenizer } from '../../data/tokenizer.js';
@@ -63,7 +63,7 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   if (source === undefined) {
     throw new UserError(opts.adapter !== undefined ? `--model is required: ${opts.adapter}/adapter_config.json names no base model` : '--model is required (a model folder or a Hugging Face repo id)');
   }
-  const { dir } = await resolveModel(source);
+  const dir = await modelDir(source);
   const model = Qwen2Model.load(dir, backend, { quantize: opts.quantize === 'nf4' ? 'nf4' : null });
   const tokenizer = Tokenizer.fromModelDir(dir);
   if (tokenizer.vocabSize > model.config.vocabSize) {
@@ -83,6 +83,13 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   const stopIds = [...stop];
   const padId = generationConfig?.padTokenId ?? tokenizer.special.pad ?? stopIds[0] ?? 0;
   return { source, dir, model, tokenizer, adapter, generationConfig, stopIds, padId };
+}
+
+/** A local folder as is; anything else goes to the Hub client (loaded only then: it is large). */
+async function modelDir(source: string): Promise<string> {
+  if (existsSync(source) && statSync(source).isDirectory()) return source;
+  const { resolveModel } = await import('../../hub/download.js');
+  return (await resolveModel(source)).dir;
 }
 
 /** A positive integer flag, or a UserError naming it. */
