@@ -11,18 +11,16 @@ import { OP_LIKE, OfficialEvaluatorFailure, SQL_OPS, evenSlots, isSql, oddSlots,
 export type Hardness = 'easy' | 'medium' | 'hard' | 'extra';
 export const HARDNESS_LEVELS: readonly Hardness[] = ['easy', 'medium', 'hard', 'extra'];
 
-/** Hardness of a (gold) query; throws if Spider's parser does not accept it. */
+/** Hardness of a (gold) query; throws where the official evaluator fails on it (parse errors included). */
 export function spiderHardness(sql: string, schema: SpiderSchema): Hardness {
-  let parsed: SpiderSql;
   try {
-    parsed = parseSpiderSql(sql, schema);
+    return hardnessOf(parseSpiderSql(sql, schema));
   } catch (err) {
-    throw new Error(`query is not accepted by Spider's parser (${(err as Error).message}): ${sql}`, { cause: err });
+    throw new Error(`Spider's evaluator does not accept the query (${(err as Error).message}): ${sql}`, { cause: err });
   }
-  return hardnessOf(parsed);
 }
 
-export function hardnessOf(sql: SpiderSql): Hardness {
+function hardnessOf(sql: SpiderSql): Hardness {
   const c1 = componentOneCount(sql);
   const c2 = nestedCount(sql);
   const others = otherCount(sql);
