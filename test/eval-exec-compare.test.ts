@@ -58,6 +58,10 @@ describe('resultsEquivalent (official result_eq semantics)', () => {
 describe('query rewrites before execution (official postprocess, remove_distinct, replace_cur_year)', () => {
   it('drops DISTINCT as a word only', () => {
     expect(removeDistinct('SELECT DISTINCT name FROM t')).toBe('SELECT  name FROM t');
+    // Only the first statement survives, as with the official script's sqlparse rebuild.
+    expect(removeDistinct("SELECT name FROM t; DROP TABLE t")).toBe('SELECT name FROM t;');
+    expect(removeDistinct("SELECT 'a;b' FROM t; '")).toBe("SELECT 'a;b' FROM t;");
+    expect(removeDistinct('SELECT 1 -- x; y\nFROM t')).toBe('SELECT 1 -- x; y\nFROM t');
     expect(removeDistinct('SELECT count(distinct x) FROM t')).toBe('SELECT count( x) FROM t');
     expect(removeDistinct("SELECT distinct_x FROM t WHERE a = 'distinct' AND \"distinct\" = 1 -- distinct")).toBe(
       "SELECT distinct_x FROM t WHERE a = 'distinct' AND \"distinct\" = 1 -- distinct",

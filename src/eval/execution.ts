@@ -30,9 +30,15 @@ export function prepareForExecution(sql: string, keepDistinct = false): string {
   return s.replace(/YEAR\s*\(\s*CURDATE\s*\(\s*\)\s*\)\s*/gi, '2020');
 }
 
-/** Drops the DISTINCT keyword wherever it is a word of its own, not inside strings, quoted names or comments. */
+/**
+ * Drops the DISTINCT keyword wherever it is a word of its own, not inside strings, quoted names or
+ * comments. Like the official script (which rebuilds the query from sqlparse's first statement),
+ * it keeps only the first statement: text after the first `;` outside quotes and comments is gone.
+ */
 export function removeDistinct(sql: string): string {
-  return sqlPieces(sql)
+  const pieces = sqlPieces(sql);
+  const end = pieces.findIndex((p) => p.kind === 'other' && p.text === ';');
+  return (end < 0 ? pieces : pieces.slice(0, end + 1))
     .filter((p) => !(p.kind === 'word' && p.text.toLowerCase() === 'distinct'))
     .map((p) => p.text)
     .join('');
