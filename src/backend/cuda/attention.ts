@@ -1,0 +1,96 @@
+/**
+ * Host side of the attention kernels (kernels/attention.ts): shape checks, the kernel variant
+ * for the head size, grids and shared-memory sizes. The backward pass first computes
+ * delta = rowsum(dout * out) into a scratch block, then dq (per query tile) and dk/dv (per key
+ * tile) in two kernels that each own their outputs, so no atomics and a deterministic result.
+ */
+import { expectShape, type AttentionOptions, type Tensor } from '../backend.js';
+import { floatArg, ptrOf } from './cuda-tensor.js';
+import type { CudaDevice } from './device.js';
+import { ATTENTION, ATTENTION_TILES, attentionSharedBytes } from './kernels/attention.js';
+
+interface Dims {
+  B: number;
+  T: number;
+  S: number;
+  H: number;
+  Hkv: number;
+  hd: number;
+  kvLen: number;
+  scale: number;
+  /** Head dims in units of 32 (kernel variant). */
+  nj: 1 | 2 | 4;
+}
+
+function dims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): Dims {
+  if (q.shape.length !== 4 || k.shape.length !== 4) throw new Error('attention: q and k must be [B, T, H, hd] and [B, S, Hkv, hd]');
+  const [B, T, H, hd] = q.shape;
+  const [Bk, S, Hkv, hdk] = k.shape;
+  if (Bk !== B || hdk !== hd || H % Hkv !== 0) throw new Error(`attention: q [${q.shape.join(', ')}] and k [${k.shape.join(', ')}] do not match`);
+  expectShape('attention v', v, k.shape);
+  expectShape('attention keyMask', keyMask, [B, S]);
+  const kvLen = opts.kvLen ?? S;
+  if (kvLen < T || kvLen > S) throw new Error(`attention: kvLen ${kvLen} must be within [T=${T}, S=${S}]`);
+  if (hd > 128) throw new Error(`attention: the CUDA kernels support head dims up to 128, got ${hd}`);
+  const nj = hd <= 32 ? 1 : hd <= 64 ? 2 : 4;
+  return { B, T, S, H, Hkv, hd, kvLen, scale: opts.scale ?? 1 / Math.sqrt(hd), nj };
+}
+
+/** The argument tail shared by all three kernels (q, k, v, mask and sizes). */
+function common(d: Dims, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor): number[] {
+  return [
+    ...floatArg(q, 'attention q'), ...floatArg(k, 'attention k'), ...floatArg(v, 'attention v'), ptrOf(keyMask, 'i32', 'attention keyMask'),
+    d.T, d.S, d.H, d.Hkv, d.hd, d.kvLen, d.scale,
+  ];
+}
+const COMMON_SIG = 'pipipipiiiiiif';
+
+export function attentionForwardCuda(
+  dev: CudaDevice, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
+): void {
+  const d = dims(q, k, v, keyMask, opts);
+  expectShape('attention out', out, q.shape);
+  expectShape('attention lse', lse, [d.B, d.T, d.H]);
+  if (d.B * d.T === 0) return;
+  const fn = dev.kernel(ATTENTION, `attn_fwd_${d.nj}`, `pip${COMMON_SIG}`);
+  const rows = d.T * (d.H / d.Hkv);
+  dev.launch(fn, [Math.ceil(rows / ATTENTION_TILES.fwdRows), d.B * d.Hkv], 128, attentionSharedBytes('fwd', d.nj), [
+    ...floatArg(out, 'attention out'), ptrOf(lse, 'f32', 'attention lse'), ...common(d, q, k, v, keyMask),
+  ]);
+}
+
+export function attentionBackwardCuda(
+  dev: CudaDevice, dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
+  q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
+): void {
+  const d = dims(q, k, v, keyMask, opts);
+  expectShape('attention dq', dq, q.shape);
+  expectShape('attention dk', dk, k.shape);
+  expectShape('attention dv', dv, v.shape);
+  expectShape('attention dout', dout, q.shape);
+  expectShape('attention out', out, q.shape);
+  expectShape('attention lse', lse, [d.B, d.T, d.H]);
+  if (d.B * d.S === 0) return;
+  const rowsTotal = d.B * d.T * d.H;
+  const delta = dev.allocator.alloc(rowsTotal * 4);
+  try {
+    if (rowsTotal > 0) {
+      const fd = dev.kernel(ATTENTION, 'attn_bwd_delta', 'ppipili');
+      const blocks = Math.min(Math.ceil(rowsTotal / 8), dev.smCount * 16);
+      dev.launch(fd, [blocks], 256, 0, [delta.ptr, ...floatArg(dout, 'attention dout'), ...floatArg(out, 'attention out'), rowsTotal, d.hd]);
+      const fq = dev.kernel(ATTENTION, `attn_bwd_dq_${d.nj}`, `pipipp${COMMON_SIG}`);
+      const rows = d.T * (d.H / d.Hkv);
+      dev.launch(fq, [Math.ceil(rows / ATTENTION_TILES.dqRows), d.B * d.Hkv], 128, attentionSharedBytes('dq', d.nj), [
+        ...floatArg(dq, 'attention dq'), ...floatArg(dout, 'attention dout'), delta.ptr, ptrOf(lse, 'f32', 'attention lse'),
+        ...common(d, q, k, v, keyMask),
+      ]);
+    }
+    const fkv = dev.kernel(ATTENTION, `attn_bwd_dkdv_${d.nj}`, `pipipipp${COMMON_SIG}`);
+    dev.launch(fkv, [Math.ceil(d.S / ATTENTION_TILES.dkvKeys), d.B * d.Hkv], 128, attentionSharedBytes('dkdv', d.nj), [
+      ...floatArg(dk, 'attention dk'), ...floatArg(dv, 'attention dv'), ...floatArg(dout, 'attention dout'), delta.ptr,
+      ptrOf(lse, 'f32', 'attention lse'), ...common(d, q, k, v, keyMask),
+    ]);
+  } finally {
+    dev.allocator.release(delta.ptr, delta.size);
+  }
+}

@@ -1,0 +1,415 @@
+/**
+ * The CUDA backend: every kernel of the Backend interface on an NVIDIA GPU, in bf16 compute
+ * (activations and frozen weights) with f32 accumulation, LoRA weights and optimizer state in
+ * f32. All work is queued asynchronously on one stream; the host waits only in download(),
+ * where the interface hands values back. Device memory comes from a caching allocator, so a
+ * training step allocates nothing from the driver after the first one.
+ *
+ * Kernels that meet invalid input on the device (a token id or target outside the vocabulary)
+ * cannot throw there; they set a device error word, which download() checks and reports.
+ */
+import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/dtype.js';
+import { UserError } from '../../util/errors.js';
+import {
+  expectShape, ropeInvFreq, shapeSize,
+  type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type MatmulOptions, type Nf4Weight, type Tensor,
+  type TensorDType,
+} from '../backend.js';
+import { attentionBackwardCuda, attentionForwardCuda } from './attention.js';
+import { Cublas, type GemmDType } from './cublas.js';
+import { asCuda, checkSameSize, CudaTensor, elementBytes, floatArg, isFloat, ptrOf, type Block } from './cuda-tensor.js';
+import { CudaDevice } from './device.js';
+import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
+import { ELEMENTWISE } from './kernels/elementwise.js';
+import { ROWS } from './kernels/rows.js';
+import type { MemoryStats } from './memory.js';
+import { cudaMatmul, type MatmulHost } from './matmul.js';
+
+export interface CudaBackendOptions {
+  /** Device ordinal (default 0). */
+  device?: number;
+  /** Float dtype of activations and frozen weights (default bf16; f32 runs the model in full precision). */
+  computeDType?: FloatDType;
+}
+
+/** Elements converted per staged upload chunk (64 MiB of f32). */
+const UPLOAD_CHUNK = 1 << 24;
+
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+export class CudaBackend implements Backend, MatmulHost {
+  readonly name: string;
+  readonly computeDType: FloatDType;
+  readonly device: CudaDevice;
+  readonly gemm: Cublas;
+  private readonly errorWord: Block;
+  private readonly errorHost = new Int32Array(1);
+  private readonly ropeTables = new Map<string, CudaTensor>();
+
+  constructor(opts: CudaBackendOptions = {}) {
+    this.device = new CudaDevice(opts.device ?? 0);
+    if (this.device.cc < 80) {
+      throw new UserError(`the CUDA backend needs a GPU of compute capability 8.0 or newer (bf16, large shared memory); ${this.device.name} has ${this.device.cc / 10}`);
+    }
+    this.gemm = new Cublas(this.device.stream);
+    this.computeDType = opts.computeDType ?? 'bf16';
+    this.name = `cuda:${this.device.ordinal} (${this.device.name})`;
+    this.errorWord = this.device.allocator.alloc(4);
+    this.device.memset(this.errorWord.ptr, 32, 0, 1);
+  }
+
+  // ---- memory ----
+
+  alloc(shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
+    const t = this.raw(shape, dtype, 'alloc');
+    this.device.memset(t.ptr, 8, 0, t.size * elementBytes(t.dtype as Exclude<TensorDType, 'nf4'>));
+    return t;
+  }
+
+  upload(data: HostFloats | Int32Array, shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
+    const n = shapeSize(shape);
+    if (data.length !== n) throw new Error(`upload: ${data.length} values for shape [${shape.join(', ')}]`);
+    const t = this.raw(shape, dtype, 'upload');
+    if (dtype === 'i32') {
+      this.device.upload(t.ptr, data instanceof Int32Array ? data : Int32Array.from(data));
+    } else if (dtype === 'f32') {
+      this.device.upload(t.ptr, data instanceof Float32Array ? data : Float32Array.from(data));
+    } else {
+      // 16-bit floats: stage f32 chunks on the device and convert there (rounding to nearest even).
+      const src = data instanceof Float32Array ? data : Float32Array.from(data);
+      const stage = this.device.allocator.alloc(Math.min(n, UPLOAD_CHUNK) * 4);
+      const fn = this.device.kernel(ELEMENTWISE, 'convert', 'pipil');
+      for (let i = 0; i < n; i += UPLOAD_CHUNK) {
+        const m = Math.min(UPLOAD_CHUNK, n - i);
+        this.device.upload(stage.ptr, src.subarray(i, i + m));
+        this.device.launch(fn, [this.gridFor(m)], 256, 0, [t.ptr + i * 2, DTYPE_CODE[dtype as FloatDType], stage.ptr, DTYPE_CODE.f32, m]);
+      }
+      this.device.allocator.release(stage.ptr, stage.size);
+    }
+    return t;
+  }
+
+  uploadNf4(w: Nf4Weight): Tensor {
+    const n = w.shape[0] * w.shape[1];
+    if (w.codes.length * 2 < n || w.absmax.length * w.blockSize < n || w.code.length !== 16) {
+      throw new Error(`uploadNf4: payload too small for shape [${w.shape.join(', ')}] with blocks of ${w.blockSize}`);
+    }
+    const put = (data: Uint8Array | Float32Array): Block => {
+      const b = this.device.allocator.alloc(data.byteLength);
+      this.device.upload(b.ptr, data);
+      return b;
+    };
+    const codes = put(w.codes.subarray(0, Math.ceil(n / 2)));
+    const absmax = put(w.absmax.subarray(0, Math.ceil(n / w.blockSize)));
+    const code = put(Float32Array.from(w.code));
+    return new CudaTensor([...w.shape], 'nf4', codes.ptr, [codes, absmax, code], null, { absmax: absmax.ptr, code: code.ptr, blockSize: w.blockSize });
+  }
+
+  download(t: Tensor): HostFloats {
+    const c = asCuda(t, 'download');
+    if (c.dtype === 'nf4') throw new TypeError('download: nf4 tensors are write-only');
+    const n = c.size;
+    let out: Float32Array;
+    if (c.dtype === 'f32') {
+      out = new Float32Array(n);
+      this.device.download(out, c.ptr);
+      this.finish();
+    } else if (c.dtype === 'i32') {
+      const ints = new Int32Array(n);
+      this.device.download(ints, c.ptr);
+      this.finish();
+      out = Float32Array.from(ints);
+    } else {
+      const bits = new Uint16Array(n);
+      this.device.download(bits, c.ptr);
+      this.finish();
+      out = c.dtype === 'bf16' ? bf16ToF32(bits) : f16ToF32(bits);
+    }
+    return out;
+  }
+
+  free(t: Tensor): void {
+    const c = asCudaAny(t);
+    if (c.base) throw new Error('free: cannot free a view; free the tensor it came from');
+    if (c.freed) return;
+    c.freed = true;
+    for (const b of c.blocks) this.device.allocator.release(b.ptr, b.size);
+  }
+
+  rows(t: Tensor, start: number, count: number): Tensor {
+    const c = asCuda(t, 'rows');
+    if (c.dtype === 'nf4') throw new TypeError('rows: nf4 tensors cannot be sliced');
+    const rowSize = c.size / c.shape[0];
+    if (start < 0 || count < 0 || start + count > c.shape[0]) {
+      throw new RangeError(`rows: [${start}, ${start + count}) outside dimension 0 of [${c.shape.join(', ')}]`);
+    }
+    return new CudaTensor([count, ...c.shape.slice(1)], c.dtype, c.ptr + start * rowSize * elementBytes(c.dtype), [], c.base ?? c);
+  }
+
+  reshape(t: Tensor, shape: readonly number[]): Tensor {
+    const c = asCuda(t, 'reshape');
+    if (shapeSize(shape) !== c.size) throw new Error(`reshape: [${c.shape.join(', ')}] has ${c.size} elements, [${shape.join(', ')}] needs ${shapeSize(shape)}`);
+    return new CudaTensor([...shape], c.dtype, c.ptr, [], c.base ?? c, c.nf4);
+  }
+
+  copy(dst: Tensor, src: Tensor): void {
+    checkSameSize('copy', dst, src);
+    const d = asCuda(dst, 'copy dst'), s = asCuda(src, 'copy src');
+    if (d.dtype === 'nf4' || s.dtype === 'nf4' || (d.dtype === 'i32') !== (s.dtype === 'i32')) {
+      throw new TypeError(`copy: ${s.dtype} -> ${d.dtype} is not supported`);
+    }
+    if (d.dtype === s.dtype) this.device.copy(d.ptr, s.ptr, d.size * elementBytes(d.dtype));
+    else this.convert(d, s);
+  }
+
+  fill(t: Tensor, value: number): void {
+    const c = asCuda(t, 'fill');
+    switch (c.dtype) {
+      case 'f32': this.device.memset(c.ptr, 32, new Uint32Array(Float32Array.of(value).buffer)[0], c.size); break;
+      case 'i32': this.device.memset(c.ptr, 32, value | 0, c.size); break;
+      case 'bf16': this.device.memset(c.ptr, 16, f32ToBf16Bits(value), c.size); break;
+      case 'f16': this.device.memset(c.ptr, 16, f32ToF16Bits(value), c.size); break;
+      default: throw new TypeError('fill: nf4 tensors cannot be filled');
+    }
+  }
+
+  // ---- linear algebra ----
+
+  matmul(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions = {}): void {
+    cudaMatmul(this, out, a, b, opts);
+  }
+
+  addBias(x: Tensor, bias: Tensor): void {
+    const D = bias.size;
+    if (x.size % D !== 0) throw new Error(`addBias: bias of ${D} does not divide [${x.shape.join(', ')}]`);
+    this.elementwise('add_bias', 'pipili', x.size, [...floatArg(x, 'addBias x'), ...floatArg(bias, 'addBias bias'), x.size, D]);
+  }
+
+  // ---- elementwise and reductions ----
+
+  add(out: Tensor, a: Tensor, b: Tensor): void {
+    checkSameSize('add', out, a, b);
+    this.elementwise('add', 'pipipil', out.size, [...floatArg(out, 'add out'), ...floatArg(a, 'add a'), ...floatArg(b, 'add b'), out.size]);
+  }
+
+  axpy(y: Tensor, x: Tensor, alpha: number): void {
+    checkSameSize('axpy', y, x);
+    this.elementwise('axpy', 'pipidl', y.size, [...floatArg(y, 'axpy y'), ...floatArg(x, 'axpy x'), alpha, y.size]);
+  }
+
+  scale(x: Tensor, s: number): void {
+    this.elementwise('scale', 'pidl', x.size, [...floatArg(x, 'scale x'), s, x.size]);
+  }
+
+  sum(out: Tensor, x: Tensor, accumulate = false): void {
+    this.reduce(out, x, false, accumulate);
+  }
+
+  sumSquares(out: Tensor, x: Tensor, accumulate = false): void {
+    this.reduce(out, x, true, accumulate);
+  }
+
+  dropout(out: Tensor, x: Tensor, p: number, seed: number): void {
+    checkSameSize('dropout', out, x);
+    if (!(p >= 0 && p < 1)) throw new RangeError(`dropout: p must be in [0, 1), got ${p}`);
+    const o = asCuda(out, 'dropout out'), s = asCuda(x, 'dropout x');
+    if (p === 0) {
+      if (o.ptr !== s.ptr || o.dtype !== s.dtype) this.copy(out, x);
+      return;
+    }
+    this.elementwise('dropout', 'pipiddul', out.size, [...floatArg(out, 'dropout out'), ...floatArg(x, 'dropout x'), p, 1 / (1 - p), fmix32(seed >>> 0), out.size]);
+  }
+
+  // ---- model layers ----
+
+  embedding(out: Tensor, table: Tensor, ids: Tensor): void {
+    const [V, D] = table.shape;
+    expectShape('embedding out', out, [ids.size, D]);
+    if (ids.size === 0) return;
+    const fn = this.device.kernel(ELEMENTWISE, 'embedding', 'pipipiip');
+    this.device.launch(fn, [ids.size], Math.min(256, 32 * Math.ceil(D / 32)), 0, [
+      ...floatArg(out, 'embedding out'), ...floatArg(table, 'embedding table'), ptrOf(ids, 'i32', 'embedding ids'), D, V, this.errorWord.ptr,
+    ]);
+  }
+
+  rmsNormForward(out: Tensor, rstd: Tensor, x: Tensor, weight: Tensor, eps: number): void {
+    checkSameSize('rmsNormForward', out, x);
+    if (rstd.size * weight.size !== x.size) throw new Error('rmsNormForward: rstd must have one entry per row of x');
+    if (rstd.size === 0) return;
+    const D = weight.size;
+    this.device.launch(this.device.kernel(ROWS, 'rmsnorm_fwd', 'pippipiif'), [rstd.size], this.rowThreads(D), 0, [
+      ...floatArg(out, 'rmsNorm out'), ptrOf(rstd, 'f32', 'rmsNorm rstd'), ...floatArg(x, 'rmsNorm x'), ...floatArg(weight, 'rmsNorm weight'), D, eps,
+    ]);
+  }
+
+  rmsNormBackward(dx: Tensor, dout: Tensor, x: Tensor, weight: Tensor, rstd: Tensor, accumulate = false): void {
+    checkSameSize('rmsNormBackward', dx, dout, x);
+    if (rstd.size * weight.size !== x.size) throw new Error('rmsNormBackward: rstd must have one entry per row of x');
+    if (rstd.size === 0) return;
+    const D = weight.size;
+    this.device.launch(this.device.kernel(ROWS, 'rmsnorm_bwd', 'pipipipipii'), [rstd.size], this.rowThreads(D), 0, [
+      ...floatArg(dx, 'rmsNorm dx'), ...floatArg(dout, 'rmsNorm dout'), ...floatArg(x, 'rmsNorm x'), ...floatArg(weight, 'rmsNorm weight'),
+      ptrOf(rstd, 'f32', 'rmsNorm rstd'), D, accumulate ? 1 : 0,
+    ]);
+  }
+
+  ropeForward(out: Tensor, x: Tensor, positions: Tensor, theta: number): void {
+    checkSameSize('ropeForward', out, x);
+    this.rope(out, x, positions, theta, 1);
+  }
+
+  ropeBackward(dx: Tensor, dout: Tensor, positions: Tensor, theta: number): void {
+    checkSameSize('ropeBackward', dx, dout);
+    this.rope(dx, dout, positions, theta, -1);
+  }
+
+  attentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {}): void {
+    attentionForwardCuda(this.device, out, lse, q, k, v, keyMask, opts);
+  }
+
+  attentionBackward(
+    dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
+    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
+  ): void {
+    attentionBackwardCuda(this.device, dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts);
+  }
+
+  swigluForward(out: Tensor, gate: Tensor, up: Tensor): void {
+    checkSameSize('swigluForward', out, gate, up);
+    this.elementwise('swiglu_fwd', 'pipipil', out.size, [...floatArg(out, 'swiglu out'), ...floatArg(gate, 'swiglu gate'), ...floatArg(up, 'swiglu up'), out.size]);
+  }
+
+  swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tensor, up: Tensor): void {
+    checkSameSize('swigluBackward', dgate, dup, dout, gate, up);
+    this.elementwise('swiglu_bwd', 'pipipipipil', dout.size, [
+      ...floatArg(dgate, 'swiglu dgate'), ...floatArg(dup, 'swiglu dup'), ...floatArg(dout, 'swiglu dout'),
+      ...floatArg(gate, 'swiglu gate'), ...floatArg(up, 'swiglu up'), dout.size,
+    ]);
+  }
+
+  crossEntropy(losses: Tensor, logits: Tensor, targets: Tensor, dlogits?: Tensor, gradScale = 1): void {
+    const N = targets.size;
+    if (logits.size % N !== 0 || losses.size !== N) throw new Error('crossEntropy: logits must be [N, V] with N targets and N losses');
+    if (dlogits) checkSameSize('crossEntropy dlogits', dlogits, logits);
+    if (N === 0) return;
+    const V = logits.size / N;
+    const [dPtr, dCode] = dlogits ? floatArg(dlogits, 'crossEntropy dlogits') : [0, 0];
+    this.device.launch(this.device.kernel(ROWS, 'cross_entropy', 'ppippiifip'), [N], Math.min(1024, 32 * Math.ceil(V / 64)), 0, [
+      ptrOf(losses, 'f32', 'crossEntropy losses'), ...floatArg(logits, 'crossEntropy logits'), ptrOf(targets, 'i32', 'crossEntropy targets'),
+      dPtr, dCode, dlogits ? 1 : 0, gradScale, V, this.errorWord.ptr,
+    ]);
+  }
+
+  // ---- optimizer ----
+
+  adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: AdamWOptions): void {
+    checkSameSize('adamw', param, grad, m, v);
+    const bc1 = 1 - o.beta1 ** o.step;
+    this.elementwise('adamw', 'ppppldddddd', param.size, [
+      ptrOf(param, 'f32', 'adamw param'), ptrOf(grad, 'f32', 'adamw grad'), ptrOf(m, 'f32', 'adamw m'), ptrOf(v, 'f32', 'adamw v'), param.size,
+      o.beta1, o.beta2, 1 - o.lr * o.weightDecay, o.lr / bc1, Math.sqrt(1 - o.beta2 ** o.step), o.eps,
+    ]);
+  }
+
+  // ---- beyond the interface ----
+
+  /** Waits until all queued work is done (for timing). */
+  synchronize(): void {
+    this.device.synchronize();
+  }
+
+  memoryStats(): MemoryStats {
+    return this.device.allocator.stats();
+  }
+
+  /** @internal MatmulHost: an uninitialized tensor from the allocator. */
+  scratch(shape: readonly number[], dtype: GemmDType): CudaTensor {
+    return this.raw(shape, dtype, 'scratch');
+  }
+
+  /** @internal */
+  releaseScratch(t: CudaTensor): void {
+    this.free(t);
+  }
+
+  /** @internal dst = src converted between float dtypes (same size). */
+  convert(dst: CudaTensor, src: CudaTensor): void {
+    this.elementwise('convert', 'pipil', dst.size, [...floatArg(dst, 'convert dst'), ...floatArg(src, 'convert src'), dst.size]);
+  }
+
+  /** @internal dst (float, w's size) = the dequantized NF4 weight w. */
+  dequantizeNf4(dst: CudaTensor, w: CudaTensor): void {
+    const parts = w.nf4;
+    if (!parts) throw new TypeError('dequantizeNf4: not an nf4 tensor');
+    this.elementwise('nf4_dequant', 'pipppli', Math.ceil(w.size / 8), [
+      ...floatArg(dst, 'dequantize dst'), w.ptr, parts.absmax, parts.code, w.size, parts.blockSize,
+    ]);
+  }
+
+  private raw(shape: readonly number[], dtype: TensorDType, what: string): CudaTensor {
+    if (dtype === 'nf4') throw new TypeError(`${what}: nf4 tensors come from uploadNf4`);
+    if (!isFloat(dtype) && dtype !== 'i32') throw new TypeError(`${what}: unknown dtype ${String(dtype)}`);
+    const block = this.device.allocator.alloc(shapeSize(shape) * elementBytes(dtype));
+    return new CudaTensor([...shape], dtype, block.ptr, [block]);
+  }
+
+  private gridFor(n: number): number {
+    return Math.max(1, Math.min(Math.ceil(n / 256), this.device.smCount * 32));
+  }
+
+  private elementwise(name: string, sig: string, n: number, args: number[]): void {
+    if (n === 0) return;
+    this.device.launch(this.device.kernel(ELEMENTWISE, name, sig), [this.gridFor(n)], 256, 0, args);
+  }
+
+  private rowThreads(D: number): number {
+    return Math.min(512, 32 * Math.ceil(D / 256));
+  }
+
+  private reduce(out: Tensor, x: Tensor, squares: boolean, accumulate: boolean): void {
+    const o = ptrOf(out, 'f32', squares ? 'sumSquares out' : 'sum out');
+    const blocks = Math.max(1, Math.min(256, Math.ceil(x.size / 1024)));
+    const partial = this.device.allocator.alloc(blocks * 8);
+    this.device.launch(this.device.kernel(ROWS, 'reduce_partial', 'pilip'), [blocks], 256, 0, [...floatArg(x, 'sum x'), x.size, squares ? 1 : 0, partial.ptr]);
+    this.device.launch(this.device.kernel(ROWS, 'reduce_final', 'pipi'), [1], 256, 0, [partial.ptr, blocks, o, accumulate ? 1 : 0]);
+    this.device.allocator.release(partial.ptr, partial.size);
+  }
+
+  private rope(out: Tensor, x: Tensor, positions: Tensor, theta: number, sign: number): void {
+    const hd = x.shape[x.shape.length - 1];
+    const N = positions.size;
+    if (N === 0 || x.size === 0) return;
+    if (hd % 2 !== 0 || x.size % (N * hd) !== 0) throw new Error(`rope: x [${x.shape.join(', ')}] is not [N=${N}, heads, even head dim]`);
+    const key = `${theta}/${hd}`;
+    let inv = this.ropeTables.get(key);
+    if (!inv) this.ropeTables.set(key, (inv = this.upload(ropeInvFreq(theta, hd), [hd / 2]) as CudaTensor));
+    const half = hd / 2;
+    this.device.launch(this.device.kernel(ROWS, 'rope', 'pipippiiif'), [Math.ceil((N * half) / 256)], 256, 0, [
+      ...floatArg(out, 'rope out'), ...floatArg(x, 'rope x'), ptrOf(positions, 'i32', 'rope positions'), inv.ptr, N, x.size / (N * hd), hd, sign,
+    ]);
+  }
+
+  /** Waits for queued work and reports any invalid input the kernels flagged on the device. */
+  private finish(): void {
+    this.device.download(this.errorHost, this.errorWord.ptr);
+    this.device.synchronize();
+    const code = this.errorHost[0];
+    if (code !== 0) {
+      this.device.memset(this.errorWord.ptr, 32, 0, 1);
+      throw new RangeError(DEVICE_ERRORS[code] ?? `a kernel reported error ${code}`);
+    }
+  }
+}
+
+/** Like asCuda, but accepts freed tensors (free is idempotent). */
+function asCudaAny(t: Tensor): CudaTensor {
+  if (!(t instanceof CudaTensor)) throw new TypeError('free: not a CUDA tensor');
+  return t;
+}

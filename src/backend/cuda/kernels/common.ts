@@ -1,0 +1,64 @@
+/**
+ * CUDA C shared by every kernel module. Float tensors reach a kernel as an untyped pointer plus
+ * a dtype code (DT_F32/DT_BF16/DT_F16, see DTYPE_CODE), so one kernel serves every mix of
+ * float dtypes; the branch is uniform across a launch and costs little next to memory traffic.
+ * Conversions are written out (bf16 with round-to-nearest-even, f16 through PTX cvt) so the
+ * source needs no CUDA headers: NVRTC then compiles it with nothing but the driver installed.
+ */
+import type { TensorDType } from '../../backend.js';
+
+export const DTYPE_CODE: Readonly<Record<Exclude<TensorDType, 'i32' | 'nf4'>, number>> = { f32: 0, bf16: 1, f16: 2 };
+
+/** Codes kernels write to the device error word (see CudaBackend.download). */
+export const DEVICE_ERRORS: Readonly<Record<number, string>> = {
+  1: 'embedding: a token id is outside the vocabulary',
+  2: 'crossEntropy: a target is outside the vocabulary',
+};
+
+export const COMMON_CUDA = String.raw`
+typedef unsigned short u16;
+typedef long long i64;
+#define DT_F32 0
+#define DT_BF16 1
+#define DT_F16 2
+#define NEG_INF (__int_as_float(0xff800000))
+
+__device__ __forceinline__ float bf16_to_f32(u16 h) { return __uint_as_float(((unsigned)h) << 16); }
+__device__ __forceinline__ u16 f32_to_bf16(float f) {
+  unsigned x = __float_as_uint(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (u16)((x >> 16) | 0x40u);
+  return (u16)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+__device__ __forceinline__ float f16_to_f32(u16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+__device__ __forceinline__ u16 f32_to_f16(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+
+__device__ __forceinline__ float ldf(const void* p, int dt, i64 i) {
+  if (dt == DT_BF16) return bf16_to_f32(((const u16*)p)[i]);
+  if (dt == DT_F16) return f16_to_f32(((const u16*)p)[i]);
+  return ((const float*)p)[i];
+}
+__device__ __forceinline__ void stf(void* p, int dt, i64 i, float v) {
+  if (dt == DT_BF16) ((u16*)p)[i] = f32_to_bf16(v);
+  else if (dt == DT_F16) ((u16*)p)[i] = f32_to_f16(v);
+  else ((float*)p)[i] = v;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+/** Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result. */
+__device__ float block_sum(float v, float* scratch) {
+  v = warp_sum(v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < nw ? scratch[lane] : 0.f;
+  return warp_sum(v);
+}
+`;

@@ -1,0 +1,131 @@
+/**
+ * Elementwise kernels: dtype conversion, add/axpy/scale/bias, dropout (the exact hash of
+ * backend.ts's dropoutUniform), SwiGLU forward/backward, AdamW (in doubles, rounding m and v
+ * to f32 where the CPU reference stores them), NF4 dequantization and the embedding gather.
+ * All loop grid-stride over 64-bit indices.
+ */
+import type { KernelModule } from '../device.js';
+import { COMMON_CUDA } from './common.js';
+
+const SOURCE = String.raw`
+#define GRID_LOOP(i, n) for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
+extern "C" __global__ void convert(void* dst, int ddt, const void* src, int sdt, i64 n) {
+  GRID_LOOP(i, n) stf(dst, ddt, i, ldf(src, sdt, i));
+}
+
+extern "C" __global__ void add(void* out, int odt, const void* a, int adt, const void* b, int bdt, i64 n) {
+  GRID_LOOP(i, n) stf(out, odt, i, ldf(a, adt, i) + ldf(b, bdt, i));
+}
+
+extern "C" __global__ void axpy(void* y, int ydt, const void* x, int xdt, double alpha, i64 n) {
+  GRID_LOOP(i, n) stf(y, ydt, i, (float)((double)ldf(y, ydt, i) + alpha * (double)ldf(x, xdt, i)));
+}
+
+extern "C" __global__ void scale(void* x, int dt, double s, i64 n) {
+  GRID_LOOP(i, n) stf(x, dt, i, (float)((double)ldf(x, dt, i) * s));
+}
+
+extern "C" __global__ void add_bias(void* x, int xdt, const void* bias, int bdt, i64 n, int D) {
+  GRID_LOOP(i, n) stf(x, xdt, i, ldf(x, xdt, i) + ldf(bias, bdt, i % D));
+}
+
+__device__ __forceinline__ unsigned fmix32(unsigned h) {
+  h ^= h >> 16; h *= 0x85ebca6bu; h ^= h >> 13; h *= 0xc2b2ae35u; h ^= h >> 16;
+  return h;
+}
+
+/** seedMix = fmix32(seed), computed once on the host. */
+extern "C" __global__ void dropout(void* out, int odt, const void* x, int xdt, double p, double keepScale, unsigned seedMix, i64 n) {
+  GRID_LOOP(i, n) {
+    const double u = (double)fmix32((unsigned)i * 0x9e3779b1u + seedMix) * (1.0 / 4294967296.0);
+    stf(out, odt, i, u >= p ? (float)((double)ldf(x, xdt, i) * keepScale) : 0.f);
+  }
+}
+
+extern "C" __global__ void swiglu_fwd(void* out, int odt, const void* gate, int gdt, const void* up, int udt, i64 n) {
+  GRID_LOOP(i, n) {
+    const float g = ldf(gate, gdt, i);
+    stf(out, odt, i, g / (1.f + expf(-g)) * ldf(up, udt, i));
+  }
+}
+
+extern "C" __global__ void swiglu_bwd(void* dgate, int dgdt, void* dup, int dudt, const void* dout, int ddt,
+                                      const void* gate, int gdt, const void* up, int udt, i64 n) {
+  GRID_LOOP(i, n) {
+    const float g = ldf(gate, gdt, i), u = ldf(up, udt, i), d = ldf(dout, ddt, i);
+    const float sig = 1.f / (1.f + expf(-g));
+    stf(dgate, dgdt, i, d * u * sig * (1.f + g * (1.f - sig)));
+    stf(dup, dudt, i, d * g * sig);
+  }
+}
+
+extern "C" __global__ void adamw(float* p, const float* g, float* m, float* v, i64 n,
+                                 double beta1, double beta2, double decay, double stepSize, double bc2Sqrt, double eps) {
+  GRID_LOOP(i, n) {
+    const double gi = g[i];
+    const float mi = (float)((double)m[i] + (gi - (double)m[i]) * (1.0 - beta1));
+    const float vi = (float)((double)v[i] * beta2 + (1.0 - beta2) * gi * gi);
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = (float)((double)p[i] * decay - (stepSize * (double)mi) / (sqrt((double)vi) / bc2Sqrt + eps));
+  }
+}
+
+/**
+ * Element e = code[nibble e] * absmax[e / blockSize], nibble e the high half of byte e/2 for even
+ * e. Eight elements per step: one 32-bit load of codes and, when blocks hold whole groups of
+ * eight, one scale and one 16-byte store (out is an allocator block, so aligned).
+ */
+extern "C" __global__ void nf4_dequant(void* out, int odt, const unsigned char* codes, const float* absmax,
+                                       const float* code, i64 n, int blockSize) {
+  __shared__ float cb[16];
+  if (threadIdx.x < 16) cb[threadIdx.x] = code[threadIdx.x];
+  __syncthreads();
+  const bool whole = (blockSize & 7) == 0;
+  GRID_LOOP(g, (n + 7) / 8) {
+    const i64 e0 = g * 8;
+    if (whole && e0 + 8 <= n) {
+      const unsigned w = ((const unsigned*)codes)[g];
+      const float s = absmax[e0 / blockSize];
+      float v[8];
+      #pragma unroll
+      for (int k = 0; k < 4; k++) {
+        const unsigned byte = (w >> (8 * k)) & 255u;
+        v[2 * k] = cb[byte >> 4] * s;
+        v[2 * k + 1] = cb[byte & 15u] * s;
+      }
+      if (odt == DT_F32) {
+        float4 lo, hi;
+        lo.x = v[0]; lo.y = v[1]; lo.z = v[2]; lo.w = v[3];
+        hi.x = v[4]; hi.y = v[5]; hi.z = v[6]; hi.w = v[7];
+        ((float4*)out)[2 * g] = lo;
+        ((float4*)out)[2 * g + 1] = hi;
+      } else {
+        unsigned h[8];
+        #pragma unroll
+        for (int k = 0; k < 8; k++) h[k] = odt == DT_BF16 ? f32_to_bf16(v[k]) : f32_to_f16(v[k]);
+        uint4 w4;
+        w4.x = h[0] | (h[1] << 16); w4.y = h[2] | (h[3] << 16); w4.z = h[4] | (h[5] << 16); w4.w = h[6] | (h[7] << 16);
+        ((uint4*)out)[g] = w4;
+      }
+    } else {
+      for (i64 e = e0; e < e0 + 8 && e < n; e++) {
+        const unsigned byte = codes[e >> 1];
+        stf(out, odt, e, cb[(e & 1) ? (byte & 15u) : (byte >> 4)] * absmax[e / blockSize]);
+      }
+    }
+  }
+}
+
+/** One block per token; an id outside [0, V) sets error word 1 and yields a zero row. */
+extern "C" __global__ void embedding(void* out, int odt, const void* table, int tdt, const int* ids, int D, int V, int* err) {
+  const i64 n = blockIdx.x;
+  const int id = ids[n];
+  const bool ok = id >= 0 && id < V;
+  if (!ok && threadIdx.x == 0) atomicExch(err, 1);
+  for (int d = threadIdx.x; d < D; d += blockDim.x) stf(out, odt, n * D + d, ok ? ldf(table, tdt, (i64)id * D + d) : 0.f);
+}
+`;
+
+export const ELEMENTWISE: KernelModule = { name: 'elementwise', source: COMMON_CUDA + SOURCE };

@@ -1,0 +1,49 @@
+/**
+ * The CUDA backend kernel by kernel against the CPU reference, with f32 storage (tight: the
+ * same math in another order) and bf16 storage (the training setting: one bf16 rounding of
+ * each output), on identical bf16-representable inputs. Skips, saying why, without a GPU.
+ */
+import { describe, expect, it } from 'vitest';
+import type { FloatDType } from '../src/backend/backend.js';
+import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
+import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
+import { probeCuda } from '../src/backend/select.js';
+import { BF16_TOLERANCE, compareOutputs, F32_TOLERANCE, PARITY_CASES } from './helpers/backend-parity.js';
+
+const probe = probeCuda();
+if (!probe.available) console.warn(`backend-cuda-kernels: skipping, no CUDA GPU (${probe.reason})`);
+
+describe.skipIf(!probe.available)('CUDA kernels against the CPU backend', () => {
+  const cpu = new CpuBackend();
+  const cuda: Partial<Record<FloatDType, CudaBackend>> = {};
+  const backend = (dt: FloatDType): CudaBackend => (cuda[dt] ??= new CudaBackend({ computeDType: dt }));
+
+  for (const c of PARITY_CASES) {
+    it(c.name, () => {
+      const ref = c.run(cpu, 'f32');
+      for (const dt of ['f32', 'bf16'] as const) {
+        const tol = dt === 'f32' ? c.f32Tolerance ?? F32_TOLERANCE : c.bf16Tolerance ?? BF16_TOLERANCE;
+        for (const r of compareOutputs(c.run(backend(dt), dt), ref)) expect(r.rel, `${dt} ${r.output}`).toBeLessThanOrEqual(tol);
+      }
+    });
+  }
+
+  it('reports a token id outside the vocabulary at the next download, then works on', () => {
+    const be = backend('bf16');
+    const table = be.upload(new Float32Array(40), [10, 4], 'bf16'), ids = be.upload(Int32Array.of(3, 10), [2], 'i32'), out = be.alloc([2, 4], 'bf16');
+    be.embedding(out, table, ids);
+    expect(() => be.download(out)).toThrow(/token id is outside the vocabulary/);
+    expect(be.download(out)).toHaveLength(8);
+    for (const t of [table, ids, out]) be.free(t);
+  });
+
+  it('reuses freed blocks instead of asking the driver again', () => {
+    const be = backend('bf16');
+    const first = be.alloc([1000, 1000], 'bf16');
+    be.free(first);
+    const reserved = be.memoryStats().reserved;
+    for (let i = 0; i < 20; i++) be.free(be.alloc([1000, 999], 'bf16'));
+    expect(be.memoryStats().reserved).toBe(reserved);
+    expect(() => be.download(first)).toThrow(/freed/);
+  });
+});
