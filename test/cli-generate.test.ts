@@ -53,10 +53,6 @@ describe('sqlora generate', () => {
       expect(l.text).toBe(tokenizer.decode(stopped ? l.new_ids.slice(0, -1) : l.new_ids));
     });
     expect(lines[0].prompt_ids[0]).toBe(tiny.ids.imStart);
-
-    // The same prompt alone gives the same tokens (batching does not change greedy results).
-    const one = await sqlora('generate', ['--model', tiny.dir, '--prompt', prompts[3], '--json', '--max-new-tokens', '12']);
-    expect(parse(one.stdout)[0].new_ids).toEqual(lines[3].new_ids);
   });
 
   it('--chat renders the prompt as a user turn with the model\'s chat template', async () => {

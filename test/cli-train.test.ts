@@ -66,6 +66,7 @@ describe('sqlora train', () => {
     // A fresh run must not write over a run's checkpoints; other settings cannot resume it.
     await expect(command.run(parseCommandArgs(command, common(out1, 6)))).rejects.toThrow(/already holds checkpoints .* pass --resume/);
     await expect(command.run(parseCommandArgs(command, [...common(out1, 6), '--resume', '--lr', '0.5']))).rejects.toThrow(/settings differ \(--lr 0.01 there, 0.5 now\)/);
+    expect(trainLosses(out1).length).toBe(6);
   });
 
   it('on Ctrl-C finishes the step, saves a checkpoint and exits non-zero with how to resume', async () => {

@@ -55,7 +55,6 @@ export interface SftData {
 export interface SftHooks {
   onStep?(record: TrainRecord, plan: StepPlan): void;
   onEval?(record: EvalRecord): void;
-  onCheckpoint?(dir: string, step: number): void;
   /** Polled between micro-batches; true ends the run after the current step, with a checkpoint. */
   stopRequested?(): boolean;
 }
@@ -115,12 +114,9 @@ export async function trainSft(
   const order = new DataOrder(data.train.map((e) => e.ids.length), plan, cfg.batchSize, cfg.gradAccum, { seed: cfg.seed, groupByLength: cfg.groupByLength });
 
   let lastCheckpoint: string | null = null;
-  const save = (): string => {
-    const dir = saveTrainCheckpoint(cfg.outDir, adapter.toHost(), optimizer.stateToHost(), state);
+  const save = (): void => {
+    lastCheckpoint = saveTrainCheckpoint(cfg.outDir, adapter.toHost(), optimizer.stateToHost(), state);
     pruneCheckpoints(cfg.outDir, cfg.saveTotalLimit, state.best_eval?.step ?? null);
-    lastCheckpoint = dir;
-    hooks.onCheckpoint?.(dir, state.step);
-    return dir;
   };
   const runEval = async (): Promise<void> => {
     if (!data.eval || data.eval.length === 0) return;
@@ -196,8 +192,8 @@ function checkResumable(resume: SftResume, cfg: SftConfig, data: SftData, plan: 
 function diverged(outDir: string, what: string): never {
   const good = listCheckpoints(outDir).pop();
   const keep = good
-    ? `The last good checkpoint is ${good.dir} (step ${good.step}); resume from it with --resume-from ${good.dir} and a lower --lr, or more --warmup-ratio.`
-    : 'No checkpoint was saved yet; try a lower --lr or more --warmup-ratio.';
+    ? `The last good checkpoint is ${good.dir} (step ${good.step}); its adapter is usable as is. Resuming would repeat the same steps: start a new run with a lower --lr or a larger --warmup-ratio.`
+    : 'No checkpoint was saved yet; start again with a lower --lr or a larger --warmup-ratio.';
   throw new TrainingDivergedError(`training stopped: ${what}. ${keep}`);
 }
 

@@ -104,7 +104,9 @@ async function runTrain(args: ParsedArgs): Promise<void> {
     saveSteps: int('save-steps', true), saveTotalLimit: int('save-total-limit', true), padId, outDir: out, baseModel: loaded.source, settings,
   };
   const trainable = adapter.parameters().reduce((s, p) => s + p.param.size, 0);
-  const log = new MetricsLog(join(out, 'metrics.jsonl'), checkpoint ? checkpoint.state.step : null);
+  // Opened at the first step, once trainSft has accepted a resume: a refused one keeps the log intact.
+  let log: MetricsLog | null = null;
+  const metrics = (): MetricsLog => (log ??= new MetricsLog(join(out, 'metrics.jsonl'), checkpoint ? checkpoint.state.step : null));
   process.stderr.write(
     `train: ${train.examples.length} examples (${train.truncated} cut at ${maxLength} tokens)` +
       (evalSplit ? `, eval: ${evalSplit.examples.length}` : ', no eval set') +
@@ -129,11 +131,11 @@ async function runTrain(args: ParsedArgs): Promise<void> {
     result = await trainSft(model, adapter, { train: train.examples, eval: evalSplit?.examples ?? null, fingerprint: fingerprintExamples(train.examples) }, cfg, {
       onStep(r, plan) {
         progress ??= new Progress({ label: 'train', total: plan.totalSteps, unit: 'step' }, r.step - 1);
-        log.append(r);
+        metrics().append(r);
         progress.tick(1, { loss: r.loss, lr: r.lr, 'tok/s': r.tokens_per_s });
       },
       onEval(r) {
-        log.append(r);
+        metrics().append(r);
         progress?.set({ eval: r.eval_loss });
       },
       stopRequested: () => stopping,
@@ -162,6 +164,8 @@ async function runTrain(args: ParsedArgs): Promise<void> {
     epochs: s.epoch,
     train_loss: s.loss_sum / s.step,
     best_eval: s.best_eval,
+    // The checkpoint holding the adapter of the best eval loss, when one was saved at that step.
+    best_checkpoint: s.best_eval ? (listCheckpoints(out).find((c) => c.step === s.best_eval!.step)?.dir ?? null) : null,
     final_eval: s.last_eval,
     train_seconds: s.train_seconds,
     tokens_seen: s.tokens_seen,
