@@ -20,11 +20,11 @@ export const QUANTIZE = ['nf4', 'none'] as const;
 export const END_OF_TURN = '<|im_end|>';
 
 export function deviceFlag(): FlagSpec {
-  return { name: 'device', type: 'string', choices: DEVICES, default: 'cpu', description: 'where the model runs (cuda: not available yet)' };
+  return { name: 'device', type: 'string', metavar: 'DEVICE', choices: DEVICES, default: 'cpu', description: 'where the model runs (cuda: not available yet)' };
 }
 
 export function quantizeFlag(dflt: (typeof QUANTIZE)[number]): FlagSpec {
-  return { name: 'quantize', type: 'string', choices: QUANTIZE, default: dflt, description: 'store the base model\'s layer projections as NF4 (QLoRA) or keep them dense' };
+  return { name: 'quantize', type: 'string', metavar: 'MODE', choices: QUANTIZE, default: dflt, description: 'store the base model\'s layer projections as NF4 (QLoRA) or keep them dense' };
 }
 
 export function createBackend(device: string): Backend {
