@@ -22,9 +22,24 @@ export interface HfResult {
 
 export type HfOutcome = { ok: true; result: HfResult } | { ok: false; error: string };
 
+/**
+ * Python's environment: the bundle's launcher puts the system CUDA folders first on
+ * LD_LIBRARY_PATH for sqlora, which could make torch load those instead of the CUDA libraries it
+ * ships with; torch gets the caller's value back.
+ */
+function pythonEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: '1' };
+  const caller = env.SQLORA_CALLER_LD_LIBRARY_PATH;
+  if (caller !== undefined) {
+    if (caller) env.LD_LIBRARY_PATH = caller;
+    else delete env.LD_LIBRARY_PATH;
+  }
+  return env;
+}
+
 function runPython(python: string, args: string[]): string | null {
   process.stderr.write(`bench: ${python} ${[HF_SCRIPT, ...args].join(' ')}\n`);
-  const r = spawnSync(python, [HF_SCRIPT, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, PYTHONUNBUFFERED: '1' } });
+  const r = spawnSync(python, [HF_SCRIPT, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: pythonEnv() });
   if (r.error) return `cannot run ${python}: ${r.error.message}`;
   if (r.status !== 0) return `${python} bench_hf.py exited with ${r.status ?? r.signal}`;
   return null;

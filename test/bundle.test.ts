@@ -124,7 +124,7 @@ describe.skipIf(!hasXz)('node launcher', () => {
     mkdirSync(join(dir, 'runtime'));
     // A stand-in for the node binary: prints its arguments and LD_LIBRARY_PATH.
     const fake = join(dir, 'fake-node');
-    writeFileSync(fake, '#!/bin/sh\necho "args:$*"\necho "ld:$LD_LIBRARY_PATH"\n');
+    writeFileSync(fake, '#!/bin/sh\necho "args:$*"\necho "ld:$LD_LIBRARY_PATH"\necho "caller:$SQLORA_CALLER_LD_LIBRARY_PATH"\n');
     expect(spawnSync('sh', ['-c', `xz -c ${fake} > ${join(dir, 'runtime', 'node.xz')}`]).status).toBe(0);
     writeFileSync(join(dir, 'node'), nodeLauncher({ file: 'node.xz', sha256: 'ab'.repeat(32), bytes: 0 }));
     chmodSync(join(dir, 'node'), 0o755);
@@ -134,6 +134,7 @@ describe.skipIf(!hasXz)('node launcher', () => {
     expect(first.status).toBe(0);
     expect(first.stdout).toContain('args:a b c');
     expect(first.stdout).toMatch(/ld:.*\/opt\/x/);
+    expect(first.stdout).toContain('caller:/opt/x\n');
     expect(first.stderr).toContain('unpacking');
     expect(readdirSync(cache)).toEqual([`node-${'ab'.repeat(8)}`]);
 

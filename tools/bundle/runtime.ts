@@ -75,6 +75,8 @@ export function nodeLauncher(rt: NodeRuntime): string {
 # Runs this bundle's Node.js ${process.version} with the NVIDIA library folders on LD_LIBRARY_PATH.
 set -euo pipefail
 here="$(cd "$(dirname "\${BASH_SOURCE[0]}")" && pwd -P)"
+# The caller's value, for child processes that must not see ours (the benchmark's Python and torch).
+export SQLORA_CALLER_LD_LIBRARY_PATH="\${SQLORA_CALLER_LD_LIBRARY_PATH-\${LD_LIBRARY_PATH-}}"
 for d in /usr/local/cuda/lib64 /usr/local/nvidia/lib64; do
   if [ -d "$d" ]; then
     case ":\${LD_LIBRARY_PATH:-}:" in *":$d:"*) ;; *) LD_LIBRARY_PATH="$d\${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;; esac
