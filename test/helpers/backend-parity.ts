@@ -69,22 +69,27 @@ interface AttnConfig {
   mask: number[];
 }
 
-function attentionCase(name: string, c: AttnConfig, backward: boolean): ParityCase {
+/**
+ * Attention forward (and backward) on random inputs. With 16 or more queries and one dtype the
+ * CUDA backend multiplies matrices; `outputsF32` (mixed dtypes) sends it to the flash kernels.
+ */
+function attentionCase(name: string, c: AttnConfig, backward: boolean, outputsF32 = false): ParityCase {
   return {
     name,
-    run(be, dt) {
+    run(be, dtIn) {
+      const dt = outputsF32 ? 'f32' : dtIn;
       const rand = rng(c.T * 1000 + c.S * 10 + c.hd);
       const qn = c.B * c.T * c.H * c.hd, kn = c.B * c.S * c.Hkv * c.hd;
-      const q = be.upload(values(qn, 1.5, rand), [c.B, c.T, c.H, c.hd], dt);
-      const k = be.upload(values(kn, 1.5, rand), [c.B, c.S, c.Hkv, c.hd], dt);
-      const v = be.upload(values(kn, 1, rand), [c.B, c.S, c.Hkv, c.hd], dt);
+      const q = be.upload(values(qn, 1.5, rand), [c.B, c.T, c.H, c.hd], dtIn);
+      const k = be.upload(values(kn, 1.5, rand), [c.B, c.S, c.Hkv, c.hd], dtIn);
+      const v = be.upload(values(kn, 1, rand), [c.B, c.S, c.Hkv, c.hd], dtIn);
       const mask = be.upload(ints(c.mask), [c.B, c.S], 'i32');
       const out = be.alloc([c.B, c.T, c.H, c.hd], dt), lse = be.alloc([c.B, c.T, c.H]);
       be.attentionForward(out, lse, q, k, v, mask, { kvLen: c.kvLen });
       const result: Record<string, Float32Array> = { out: get(be, out), lse: get(be, lse) };
       const owned = [q, k, v, mask, out, lse];
       if (backward) {
-        const dout = be.upload(values(qn, 1, rand), [c.B, c.T, c.H, c.hd], dt);
+        const dout = be.upload(values(qn, 1, rand), [c.B, c.T, c.H, c.hd], dtIn);
         const dq = be.alloc(q.shape, dt), dk = be.alloc(k.shape, dt), dv = be.alloc(v.shape, dt);
         be.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, mask, { kvLen: c.kvLen });
         Object.assign(result, { dq: get(be, dq), dk: get(be, dk), dv: get(be, dv) });
@@ -226,8 +231,11 @@ export const PARITY_CASES: ParityCase[] = [
     },
   },
   attentionCase('attention fwd+bwd, GQA 4/2, hd 16, left padding', { B: 2, T: 5, S: 5, H: 4, Hkv: 2, hd: 16, kvLen: 5, mask: padMask(2, 5, [0, 2], 'left') }, true),
-  attentionCase('attention fwd+bwd, hd 64, T 70 (tile edges), right padding', { B: 2, T: 70, S: 70, H: 2, Hkv: 1, hd: 64, kvLen: 70, mask: padMask(2, 70, [0, 9], 'right') }, true),
+  attentionCase('attention fwd+bwd, hd 64, T 70, GQA 2/1, right padding', { B: 2, T: 70, S: 70, H: 2, Hkv: 1, hd: 64, kvLen: 70, mask: padMask(2, 70, [0, 9], 'right') }, true),
+  attentionCase('attention fwd+bwd, flash kernels at T 70 (tile edges; f32 outputs of 16-bit inputs)', { B: 2, T: 70, S: 70, H: 2, Hkv: 1, hd: 64, kvLen: 70, mask: padMask(2, 70, [0, 9], 'right') }, true, true),
   attentionCase('attention fwd+bwd, hd 128, MHA, T 40', { B: 1, T: 40, S: 40, H: 3, Hkv: 3, hd: 128, kvLen: 40, mask: padMask(1, 40, [0], 'left') }, true),
+  attentionCase('attention fwd+bwd, GQA 4/2, hd 32, T 20 of kvLen 50 (S 60), rows with no visible key', { B: 2, T: 20, S: 60, H: 4, Hkv: 2, hd: 32, kvLen: 50, mask: padMask(2, 60, [0, 40], 'left') }, true),
+  attentionCase('attention fwd+bwd, hd 160 (matrix path only), T 17', { B: 1, T: 17, S: 17, H: 2, Hkv: 1, hd: 160, kvLen: 17, mask: padMask(1, 17, [3], 'left') }, true),
   attentionCase('attention fwd, KV cache prefill (T 3 of kvLen 75, S 80), hd 128', { B: 2, T: 3, S: 80, H: 4, Hkv: 2, hd: 128, kvLen: 75, mask: padMask(2, 80, [0, 30], 'left') }, false),
   attentionCase('attention fwd, decode step (T 1), GQA 8/2, hd 64', { B: 3, T: 1, S: 40, H: 8, Hkv: 2, hd: 64, kvLen: 33, mask: padMask(3, 40, [0, 5, 20], 'left') }, false),
   attentionCase('attention fwd+bwd, hd 3, a row with no visible key', { B: 1, T: 4, S: 6, H: 2, Hkv: 1, hd: 3, kvLen: 6, mask: [0, 0, 0, 1, 1, 1] }, true),

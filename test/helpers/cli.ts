@@ -1,4 +1,4 @@
-/** Spawns a sqlora command (see command-main.ts) and collects its exit code and output. */
+/** Spawns `bin/sqlora.js <command> ...` and collects its exit code and output. */
 import { spawn, type ChildProcess } from 'node:child_process';
 
 export interface CliRun {
@@ -16,7 +16,7 @@ export interface CliOptions {
 
 export function sqlora(command: string, args: string[], opts: CliOptions = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/command-main.ts', command, ...args], {
+    const child = spawn(process.execPath, ['bin/sqlora.js', command, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ...opts.env },
     });
