@@ -133,8 +133,10 @@ export const PARITY_CASES: ParityCase[] = [
       be.add(z, x, y);
       be.axpy(y, z, -0.3);
       be.scale(z, 1.7);
-      const r = { x: get(be, x), y: get(be, y), z: get(be, z) };
-      for (const t of [x, bias, y, z]) be.free(t);
+      const part = be.alloc([11, 50], dt);
+      be.add(part, be.rows(x, 1, 11), be.rows(y, 0, 11));
+      const r = { x: get(be, x), y: get(be, y), z: get(be, z), part: get(be, part) };
+      for (const t of [x, bias, y, z, part]) be.free(t);
       return r;
     },
   },
@@ -158,11 +160,13 @@ export const PARITY_CASES: ParityCase[] = [
       const rand = rng(5);
       const x = be.upload(values(ELEMENTWISE_N, 1, rand), [ELEMENTWISE_N], dt), out = be.alloc([ELEMENTWISE_N], dt);
       be.dropout(out, x, 0.3, 12345);
+      const odd = be.alloc([999], dt);
+      be.dropout(odd, be.rows(x, 1, 999), 0.2, 99);
       const copy = be.alloc([ELEMENTWISE_N], dt);
       be.dropout(copy, x, 0, 1);
       be.dropout(x, x, 0.5, 0xdeadbeef);
-      const r = { out: get(be, out), copy: get(be, copy), inPlace: get(be, x) };
-      for (const t of [x, out, copy]) be.free(t);
+      const r = { out: get(be, out), odd: get(be, odd), copy: get(be, copy), inPlace: get(be, x) };
+      for (const t of [x, out, copy, odd]) be.free(t);
       return r;
     },
   },
@@ -240,16 +244,18 @@ export const PARITY_CASES: ParityCase[] = [
   attentionCase('attention fwd, decode step (T 1), GQA 8/2, hd 64', { B: 3, T: 1, S: 40, H: 8, Hkv: 2, hd: 64, kvLen: 33, mask: padMask(3, 40, [0, 5, 20], 'left') }, false),
   attentionCase('attention fwd+bwd, hd 3, a row with no visible key', { B: 1, T: 4, S: 6, H: 2, Hkv: 1, hd: 3, kvLen: 6, mask: [0, 0, 0, 1, 1, 1] }, true),
   {
-    name: 'swiglu forward and backward (in place)',
+    name: 'swiglu forward and backward (in place; sizes with and without 16-byte vectors)',
     run(be, dt) {
       const rand = rng(10);
-      const n = ELEMENTWISE_N;
-      const gate = be.upload(values(n, 4, rand), [n], dt), up = be.upload(values(n, 1, rand), [n], dt), out = be.alloc([n], dt);
-      be.swigluForward(out, gate, up);
-      const dout = be.upload(values(n, 1, rand), [n], dt);
-      be.swigluBackward(gate, up, dout, gate, up);
-      const r = { out: get(be, out), dgate: get(be, gate), dup: get(be, up) };
-      for (const t of [gate, up, out, dout]) be.free(t);
+      const r: Record<string, Float32Array> = {};
+      for (const n of [ELEMENTWISE_N, 1001]) {
+        const gate = be.upload(values(n, 4, rand), [n], dt), up = be.upload(values(n, 1, rand), [n], dt), out = be.alloc([n], dt);
+        be.swigluForward(out, gate, up);
+        const dout = be.upload(values(n, 1, rand), [n], dt);
+        be.swigluBackward(gate, up, dout, gate, up);
+        Object.assign(r, { [`out${n}`]: get(be, out), [`dgate${n}`]: get(be, gate), [`dup${n}`]: get(be, up) });
+        for (const t of [gate, up, out, dout]) be.free(t);
+      }
       return r;
     },
   },

@@ -59,7 +59,7 @@ section('device', () => {
   const be = cuda('bf16');
   const d = be.device;
   report.device = { name: d.name, cc: d.cc, sms: d.smCount, memoryGiB: d.totalMemory / 2 ** 30 };
-  log(`  ${be.name}: compute capability ${d.cc / 10}, ${d.smCount} SMs, ${(d.totalMemory / 2 ** 30).toFixed(1)} GiB`);
+  log(`  ${be.name}: compute capability ${(d.cc / 10).toFixed(1)}, ${d.smCount} SMs, ${(d.totalMemory / 2 ** 30).toFixed(1)} GiB`);
 });
 
 section('kernels against the CPU backend (max |diff| / max |ref|)', () => {
@@ -150,7 +150,8 @@ if (timing) {
     const full = fixed + SHAPE_1_8B.layers * perLayer;
     log(`  per layer ${perLayer.toFixed(1)} ms, embedding + lm_head + loss + optimizer ${fixed.toFixed(1)} ms`);
     log(`  estimated 24-layer step (Qwen1.5-1.8B): ${full.toFixed(0)} ms = ${((8 * 512) / full * 1000).toFixed(0)} tokens/s`);
-    report.stepTimings = { two, four, perLayer, fixed, estimated24: full };
+    const bigChunks = trainStepTiming(be, 2, log, 1 << 26);
+    report.stepTimings = { two, four, perLayer, fixed, estimated24: full, twoWithChunks2e26: bigChunks };
     report.generation = generationTiming(be, 4, log);
     log(`  memory: ${JSON.stringify(be.memoryStats())}`);
   });

@@ -7,6 +7,7 @@
  */
 import type { Tensor } from '../../src/backend/backend.js';
 import type { CudaBackend } from '../../src/backend/cuda/cuda-backend.js';
+import type { CudaTensor } from '../../src/backend/cuda/cuda-tensor.js';
 import { initLora, LoraAdapter } from '../../src/lora/lora.js';
 import { parseModelConfig } from '../../src/model/config.js';
 import type { TrainBatch } from '../../src/model/qwen2-batch.js';
@@ -70,6 +71,12 @@ export function kernelTimings(be: CudaBackend, log: Log): Record<string, number>
   owned.push(wq);
   record('matmul bf16 [4096x2048] x [5504x2048]^T', timeMs(be, 10, () => be.matmul(y, x, wd, { transB: true })), 2 * N * D * I);
   record('matmul nf4 (dequant + bf16 GEMM) same shape', timeMs(be, 10, () => be.matmul(y, x, wq, { transB: true })), 2 * N * D * I);
+  const deq = be.scratch([I, D], 'bf16');
+  record('  of which NF4 dequantize [5504x2048] -> bf16', timeMs(be, 10, () => be.dequantizeNf4(deq, wq as CudaTensor)));
+  record('  of which bf16 GEMM with the dequantized scratch', timeMs(be, 10, () => be.matmul(y, x, deq, { transB: true })), 2 * N * D * I);
+  be.releaseScratch(deq);
+  const wide = t([I, D], 'f32');
+  record('convert bf16 -> f32 [5504x2048] (bandwidth reference)', timeMs(be, 10, () => be.copy(wide, wd)));
   const loraA = t([16, D], 'f32'), u = t([N, 16], 'f32');
   record('LoRA u = x A^T ([4096x2048] x f32 [16x2048]^T)', timeMs(be, 10, () => be.matmul(u, x, loraA, { transB: true })));
   const q = t([B, T, H, hd]), k = t([B, T, H, hd]), v = t([B, T, H, hd]), o = t([B, T, H, hd]), lse = t([B, T, H], 'f32');
@@ -96,7 +103,7 @@ export function kernelTimings(be: CudaBackend, log: Log): Record<string, number>
   return out;
 }
 
-function model18(layers: number, be: CudaBackend): Qwen2Model {
+function model18(layers: number, be: CudaBackend, logitsChunkElements?: number): Qwen2Model {
   const { D, H, I, V } = SHAPE_1_8B;
   const cfg = parseModelConfig({
     model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], hidden_size: D, intermediate_size: I, num_hidden_layers: layers,
@@ -106,7 +113,7 @@ function model18(layers: number, be: CudaBackend): Qwen2Model {
     const n = shape.reduce((a, b) => a * b, 1);
     return name.endsWith('norm.weight') ? filled(n, 1) : /_proj\.weight$/.test(name) ? new Float32Array(1) : filled(n);
   }, { nf4: randomNf4 });
-  return new Qwen2Model(cfg, be, weights);
+  return new Qwen2Model(cfg, be, weights, { logitsChunkElements });
 }
 
 function batch18(B: number, T: number): TrainBatch {
@@ -123,8 +130,8 @@ export interface StepTiming {
 }
 
 /** One optimizer step on one micro-batch of 8 x 512 tokens: forward, backward, clip, AdamW. */
-export function trainStepTiming(be: CudaBackend, layers: number, log: Log): StepTiming {
-  const model = model18(layers, be);
+export function trainStepTiming(be: CudaBackend, layers: number, log: Log, logitsChunkElements?: number): StepTiming {
+  const model = model18(layers, be, logitsChunkElements);
   const lora = LoraAdapter.upload(be, model.config, initLora(model.config, { r: 16, alpha: 32, dropout: 0.05, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], useRslora: false }, 1));
   model.setLora(lora);
   const opt = new AdamW(be, lora.parameters(), { weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
@@ -142,7 +149,7 @@ export function trainStepTiming(be: CudaBackend, layers: number, log: Log): Step
   be.device.allocator.resetPeak();
   const ms = timeMs(be, 3, step);
   const peakGiB = be.memoryStats().peakInUse / 2 ** 30;
-  log(`  train step, ${layers} layers, 8 x 512 tokens: ${ms.toFixed(1)} ms (${((8 * 512) / ms * 1000).toFixed(0)} tokens/s), peak ${peakGiB.toFixed(2)} GiB in use`);
+  log(`  train step, ${layers} layers${logitsChunkElements ? `, logits chunks of ${logitsChunkElements} elements` : ''}, 8 x 512 tokens: ${ms.toFixed(1)} ms (${((8 * 512) / ms * 1000).toFixed(0)} tokens/s), peak ${peakGiB.toFixed(2)} GiB in use`);
   opt.free();
   lora.free();
   model.free();

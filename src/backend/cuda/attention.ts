@@ -1,11 +1,15 @@
 /**
- * Host side of the attention kernels (kernels/attention.ts): shape checks, the kernel variant
- * for the head size, grids and shared-memory sizes. The backward pass first computes
- * delta = rowsum(dout * out) into a scratch block, then dq (per query tile) and dk/dv (per key
- * tile) in two kernels that each own their outputs, so no atomics and a deterministic result.
+ * Host side of attention: shape checks and the choice of implementation. With at least
+ * GEMM_MIN_QUERIES queries and one dtype throughout (training, prompt prefill), attention runs
+ * as batched tensor-core products (attention-gemm.ts); otherwise (decoding steps, mixed dtypes)
+ * in the tiled flash kernels of kernels/attention.ts, which need no score buffer. The backward
+ * pass first computes delta = rowsum(dout * out); the flash path then runs dq (per query tile)
+ * and dk/dv (per key tile) in two kernels that each own their outputs: no atomics, deterministic.
  */
 import { expectShape, type AttentionOptions, type Tensor } from '../backend.js';
-import { floatArg, ptrOf } from './cuda-tensor.js';
+import { attentionBackwardGemm, attentionForwardGemm } from './attention-gemm.js';
+import type { Cublas } from './cublas.js';
+import { asCuda, floatArg, ptrOf } from './cuda-tensor.js';
 import type { CudaDevice } from './device.js';
 import { ATTENTION, ATTENTION_TILES, attentionSharedBytes } from './kernels/attention.js';
 
@@ -18,8 +22,21 @@ interface Dims {
   hd: number;
   kvLen: number;
   scale: number;
-  /** Head dims in units of 32 (kernel variant). */
-  nj: 1 | 2 | 4;
+  /** Head dims in units of 32 (flash kernel variant); null past 128. */
+  nj: 1 | 2 | 4 | null;
+}
+
+/** Queries per sequence from which the matrix-product path pays for its score buffers. */
+const GEMM_MIN_QUERIES = 16;
+
+function useGemm(d: Dims, tensors: Tensor[]): boolean {
+  const dtype = asCuda(tensors[0], 'attention').dtype;
+  return d.T >= GEMM_MIN_QUERIES && tensors.every((t) => asCuda(t, 'attention').dtype === dtype);
+}
+
+function flashVariant(d: Dims): 1 | 2 | 4 {
+  if (d.nj === null) throw new Error(`attention: for fewer than ${GEMM_MIN_QUERIES} queries or mixed dtypes the CUDA kernels support head dims up to 128, got ${d.hd}`);
+  return d.nj;
 }
 
 function dims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): Dims {
@@ -31,8 +48,7 @@ function dims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionO
   expectShape('attention keyMask', keyMask, [B, S]);
   const kvLen = opts.kvLen ?? S;
   if (kvLen < T || kvLen > S) throw new Error(`attention: kvLen ${kvLen} must be within [T=${T}, S=${S}]`);
-  if (hd > 128) throw new Error(`attention: the CUDA kernels support head dims up to 128, got ${hd}`);
-  const nj = hd <= 32 ? 1 : hd <= 64 ? 2 : 4;
+  const nj = hd <= 32 ? 1 : hd <= 64 ? 2 : hd <= 128 ? 4 : null;
   return { B, T, S, H, Hkv, hd, kvLen, scale: opts.scale ?? 1 / Math.sqrt(hd), nj };
 }
 
@@ -46,21 +62,25 @@ function common(d: Dims, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor): numb
 const COMMON_SIG = 'pipipipiiiiiif';
 
 export function attentionForwardCuda(
-  dev: CudaDevice, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
+  dev: CudaDevice, blas: Cublas, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
 ): void {
   const d = dims(q, k, v, keyMask, opts);
   expectShape('attention out', out, q.shape);
   expectShape('attention lse', lse, [d.B, d.T, d.H]);
   if (d.B * d.T === 0) return;
-  const fn = dev.kernel(ATTENTION, `attn_fwd_${d.nj}`, `pip${COMMON_SIG}`);
+  if (useGemm(d, [q, k, v, out])) {
+    attentionForwardGemm(dev, blas, d, out, lse, q, k, v, keyMask);
+    return;
+  }
+  const fn = dev.kernel(ATTENTION, `attn_fwd_${flashVariant(d)}`, `pip${COMMON_SIG}`);
   const rows = d.T * (d.H / d.Hkv);
-  dev.launch(fn, [Math.ceil(rows / ATTENTION_TILES.fwdRows), d.B * d.Hkv], 128, attentionSharedBytes('fwd', d.nj), [
+  dev.launch(fn, [Math.ceil(rows / ATTENTION_TILES.fwdRows), d.B * d.Hkv], 128, attentionSharedBytes('fwd', flashVariant(d)), [
     ...floatArg(out, 'attention out'), ptrOf(lse, 'f32', 'attention lse'), ...common(d, q, k, v, keyMask),
   ]);
 }
 
 export function attentionBackwardCuda(
-  dev: CudaDevice, dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
+  dev: CudaDevice, blas: Cublas, dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
   q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
 ): void {
   const d = dims(q, k, v, keyMask, opts);
@@ -78,15 +98,22 @@ export function attentionBackwardCuda(
       const fd = dev.kernel(ATTENTION, 'attn_bwd_delta', 'ppipili');
       const blocks = Math.min(Math.ceil(rowsTotal / 8), dev.smCount * 16);
       dev.launch(fd, [blocks], 256, 0, [delta.ptr, ...floatArg(dout, 'attention dout'), ...floatArg(out, 'attention out'), rowsTotal, d.hd]);
-      const fq = dev.kernel(ATTENTION, `attn_bwd_dq_${d.nj}`, `pipipp${COMMON_SIG}`);
+    }
+    if (useGemm(d, [q, k, v, out, dout, dq, dk, dv])) {
+      attentionBackwardGemm(dev, blas, d, dq, dk, dv, dout, q, k, v, lse, keyMask, delta.ptr);
+      return;
+    }
+    const nj = flashVariant(d);
+    if (rowsTotal > 0) {
+      const fq = dev.kernel(ATTENTION, `attn_bwd_dq_${nj}`, `pipipp${COMMON_SIG}`);
       const rows = d.T * (d.H / d.Hkv);
-      dev.launch(fq, [Math.ceil(rows / ATTENTION_TILES.dqRows), d.B * d.Hkv], 128, attentionSharedBytes('dq', d.nj), [
+      dev.launch(fq, [Math.ceil(rows / ATTENTION_TILES.dqRows), d.B * d.Hkv], 128, attentionSharedBytes('dq', nj), [
         ...floatArg(dq, 'attention dq'), ...floatArg(dout, 'attention dout'), delta.ptr, ptrOf(lse, 'f32', 'attention lse'),
         ...common(d, q, k, v, keyMask),
       ]);
     }
-    const fkv = dev.kernel(ATTENTION, `attn_bwd_dkdv_${d.nj}`, `pipipipp${COMMON_SIG}`);
-    dev.launch(fkv, [Math.ceil(d.S / ATTENTION_TILES.dkvKeys), d.B * d.Hkv], 128, attentionSharedBytes('dkdv', d.nj), [
+    const fkv = dev.kernel(ATTENTION, `attn_bwd_dkdv_${nj}`, `pipipipp${COMMON_SIG}`);
+    dev.launch(fkv, [Math.ceil(d.S / ATTENTION_TILES.dkvKeys), d.B * d.Hkv], 128, attentionSharedBytes('dkdv', nj), [
       ...floatArg(dk, 'attention dk'), ...floatArg(dv, 'attention dv'), ...floatArg(dout, 'attention dout'), delta.ptr,
       ptrOf(lse, 'f32', 'attention lse'), ...common(d, q, k, v, keyMask),
     ]);

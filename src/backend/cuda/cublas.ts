@@ -36,6 +36,29 @@ export interface Gemm {
   batch: number;
 }
 
+/**
+ * A batch of row-major products with explicit row strides (lda, ldb, ldc in elements), each
+ * matrix located by a device array of addresses (aArray, bArray, cArray: `batch` uint64 each).
+ */
+export interface GemmArrays {
+  M: number;
+  N: number;
+  K: number;
+  transA: boolean;
+  transB: boolean;
+  dtype: GemmDType;
+  outDtype: GemmDType;
+  aArray: number;
+  lda: number;
+  bArray: number;
+  ldb: number;
+  cArray: number;
+  ldc: number;
+  alpha: number;
+  beta: number;
+  batch: number;
+}
+
 export class Cublas {
   private readonly api: CublasApi;
   private readonly handle: unknown;
@@ -64,5 +87,16 @@ export class Cublas {
       : this.api.cublasGemmStridedBatchedEx(this.handle, opB, opA, N, M, K, this.alpha, b.ptr, bt, ldb, b.stride, a.ptr, at, lda, a.stride,
         this.beta, out.ptr, ct, N, out.stride, g.batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     checkCublas(rc, `gemm ${M}x${N}x${K} (${a.dtype} x ${b.dtype} -> ${out.dtype})`);
+  }
+
+  gemmArrays(g: GemmArrays): void {
+    if (g.M === 0 || g.N === 0 || g.batch === 0) return;
+    this.alpha[0] = g.alpha;
+    this.beta[0] = g.beta;
+    const t = CUDA_DATA_TYPE[g.dtype];
+    const rc = this.api.cublasGemmBatchedEx(this.handle, g.transB ? CUBLAS_OP_T : CUBLAS_OP_N, g.transA ? CUBLAS_OP_T : CUBLAS_OP_N, g.N, g.M, g.K,
+      this.alpha, g.bArray, t, g.ldb, g.aArray, t, g.lda, this.beta, g.cArray, CUDA_DATA_TYPE[g.outDtype], g.ldc, g.batch,
+      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    checkCublas(rc, `batched gemm ${g.batch} x ${g.M}x${g.N}x${g.K} (${g.dtype} -> ${g.outDtype})`);
   }
 }

@@ -196,7 +196,8 @@ export class CudaBackend implements Backend, MatmulHost {
 
   add(out: Tensor, a: Tensor, b: Tensor): void {
     checkSameSize('add', out, a, b);
-    this.elementwise('add', 'pipipil', out.size, [...floatArg(out, 'add out'), ...floatArg(a, 'add a'), ...floatArg(b, 'add b'), out.size]);
+    if (this.bf16x8(out, a, b)) this.elementwise('add_bf16x8', 'pppl', out.size / 8, [ptrArg(out), ptrArg(a), ptrArg(b), out.size / 8]);
+    else this.elementwise('add', 'pipipil', out.size, [...floatArg(out, 'add out'), ...floatArg(a, 'add a'), ...floatArg(b, 'add b'), out.size]);
   }
 
   axpy(y: Tensor, x: Tensor, alpha: number): void {
@@ -224,7 +225,9 @@ export class CudaBackend implements Backend, MatmulHost {
       if (o.ptr !== s.ptr || o.dtype !== s.dtype) this.copy(out, x);
       return;
     }
-    this.elementwise('dropout', 'pipiddul', out.size, [...floatArg(out, 'dropout out'), ...floatArg(x, 'dropout x'), p, 1 / (1 - p), fmix32(seed >>> 0), out.size]);
+    const seedMix = fmix32(seed >>> 0);
+    if (this.bf16x8(out, x)) this.elementwise('dropout_bf16x8', 'ppddul', out.size / 8, [o.ptr, s.ptr, p, 1 / (1 - p), seedMix, out.size / 8]);
+    else this.elementwise('dropout', 'pipiddul', out.size, [...floatArg(out, 'dropout out'), ...floatArg(x, 'dropout x'), p, 1 / (1 - p), seedMix, out.size]);
   }
 
   // ---- model layers ----
@@ -271,23 +274,28 @@ export class CudaBackend implements Backend, MatmulHost {
   }
 
   attentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {}): void {
-    attentionForwardCuda(this.device, out, lse, q, k, v, keyMask, opts);
+    attentionForwardCuda(this.device, this.gemm, out, lse, q, k, v, keyMask, opts);
   }
 
   attentionBackward(
     dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
     q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
   ): void {
-    attentionBackwardCuda(this.device, dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts);
+    attentionBackwardCuda(this.device, this.gemm, dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts);
   }
 
   swigluForward(out: Tensor, gate: Tensor, up: Tensor): void {
     checkSameSize('swigluForward', out, gate, up);
-    this.elementwise('swiglu_fwd', 'pipipil', out.size, [...floatArg(out, 'swiglu out'), ...floatArg(gate, 'swiglu gate'), ...floatArg(up, 'swiglu up'), out.size]);
+    if (this.bf16x8(out, gate, up)) this.elementwise('swiglu_fwd_bf16x8', 'pppl', out.size / 8, [ptrArg(out), ptrArg(gate), ptrArg(up), out.size / 8]);
+    else this.elementwise('swiglu_fwd', 'pipipil', out.size, [...floatArg(out, 'swiglu out'), ...floatArg(gate, 'swiglu gate'), ...floatArg(up, 'swiglu up'), out.size]);
   }
 
   swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tensor, up: Tensor): void {
     checkSameSize('swigluBackward', dgate, dup, dout, gate, up);
+    if (this.bf16x8(dgate, dup, dout, gate, up)) {
+      this.elementwise('swiglu_bwd_bf16x8', 'pppppl', dout.size / 8, [ptrArg(dgate), ptrArg(dup), ptrArg(dout), ptrArg(gate), ptrArg(up), dout.size / 8]);
+      return;
+    }
     this.elementwise('swiglu_bwd', 'pipipipipil', dout.size, [
       ...floatArg(dgate, 'swiglu dgate'), ...floatArg(dup, 'swiglu dup'), ...floatArg(dout, 'swiglu dout'),
       ...floatArg(gate, 'swiglu gate'), ...floatArg(up, 'swiglu up'), dout.size,
@@ -348,8 +356,9 @@ export class CudaBackend implements Backend, MatmulHost {
   dequantizeNf4(dst: CudaTensor, w: CudaTensor): void {
     const parts = w.nf4;
     if (!parts) throw new TypeError('dequantizeNf4: not an nf4 tensor');
-    this.elementwise('nf4_dequant', 'pipppli', Math.ceil(w.size / 8), [
-      ...floatArg(dst, 'dequantize dst'), w.ptr, parts.absmax, parts.code, w.size, parts.blockSize,
+    const shift = Number.isInteger(Math.log2(parts.blockSize)) ? Math.log2(parts.blockSize) : -1;
+    this.elementwise('nf4_dequant', 'pipppliii', Math.ceil(w.size / 8), [
+      ...floatArg(dst, 'dequantize dst'), w.ptr, parts.absmax, parts.code, w.size, parts.blockSize, shift,
     ]);
   }
 
@@ -358,6 +367,14 @@ export class CudaBackend implements Backend, MatmulHost {
     if (!isFloat(dtype) && dtype !== 'i32') throw new TypeError(`${what}: unknown dtype ${String(dtype)}`);
     const block = this.device.allocator.alloc(shapeSize(shape) * elementBytes(dtype));
     return new CudaTensor([...shape], dtype, block.ptr, [block]);
+  }
+
+  /** Whether the all-bf16 kernels moving 8 elements per access apply. */
+  private bf16x8(...ts: Tensor[]): boolean {
+    return ts.every((t) => {
+      const c = asCuda(t, 'elementwise');
+      return c.dtype === 'bf16' && c.ptr % 16 === 0;
+    }) && ts[0].size % 8 === 0;
   }
 
   private gridFor(n: number): number {
@@ -406,6 +423,10 @@ export class CudaBackend implements Backend, MatmulHost {
       throw new RangeError(DEVICE_ERRORS[code] ?? `a kernel reported error ${code}`);
     }
   }
+}
+
+function ptrArg(t: Tensor): number {
+  return asCuda(t, 'elementwise').ptr;
 }
 
 /** Like asCuda, but accepts freed tensors (free is idempotent). */

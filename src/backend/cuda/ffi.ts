@@ -90,6 +90,7 @@ const CUBLAS = {
   cublasSetStream: 'int cublasSetStream_v2(void *handle, void *stream)',
   cublasGetStatusString: 'const char *cublasGetStatusString(int status)',
   cublasGemmEx: 'int cublasGemmEx(void *h, int transa, int transb, int m, int n, int k, const void *alpha, uint64_t A, int Atype, int lda, uint64_t B, int Btype, int ldb, const void *beta, uint64_t C, int Ctype, int ldc, int computeType, int algo)',
+  cublasGemmBatchedEx: 'int cublasGemmBatchedEx(void *h, int transa, int transb, int m, int n, int k, const void *alpha, uint64_t Aarray, int Atype, int lda, uint64_t Barray, int Btype, int ldb, const void *beta, uint64_t Carray, int Ctype, int ldc, int batchCount, int computeType, int algo)',
   cublasGemmStridedBatchedEx: 'int cublasGemmStridedBatchedEx(void *h, int transa, int transb, int m, int n, int k, const void *alpha, uint64_t A, int Atype, int lda, int64_t strideA, uint64_t B, int Btype, int ldb, int64_t strideB, const void *beta, uint64_t C, int Ctype, int ldc, int64_t strideC, int batchCount, int computeType, int algo)',
 } as const;
 

@@ -2,7 +2,8 @@
  * Elementwise kernels: dtype conversion, add/axpy/scale/bias, dropout (the exact hash of
  * backend.ts's dropoutUniform), SwiGLU forward/backward, AdamW (in doubles, rounding m and v
  * to f32 where the CPU reference stores them), NF4 dequantization and the embedding gather.
- * All loop grid-stride over 64-bit indices.
+ * All loop grid-stride over 64-bit indices; add, dropout and SwiGLU have all-bf16 variants
+ * that move 16 bytes per access.
  */
 import type { KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
@@ -75,10 +76,11 @@ extern "C" __global__ void adamw(float* p, const float* g, float* m, float* v, i
 /**
  * Element e = code[nibble e] * absmax[e / blockSize], nibble e the high half of byte e/2 for even
  * e. Eight elements per step: one 32-bit load of codes and, when blocks hold whole groups of
- * eight, one scale and one 16-byte store (out is an allocator block, so aligned).
+ * eight, one scale and one 16-byte store (out is an allocator block, so aligned). blockShift is
+ * log2(blockSize) for a power of two (the usual 64), else -1.
  */
 extern "C" __global__ void nf4_dequant(void* out, int odt, const unsigned char* codes, const float* absmax,
-                                       const float* code, i64 n, int blockSize) {
+                                       const float* code, i64 n, int blockSize, int blockShift) {
   __shared__ float cb[16];
   if (threadIdx.x < 16) cb[threadIdx.x] = code[threadIdx.x];
   __syncthreads();
@@ -87,7 +89,7 @@ extern "C" __global__ void nf4_dequant(void* out, int odt, const unsigned char* 
     const i64 e0 = g * 8;
     if (whole && e0 + 8 <= n) {
       const unsigned w = ((const unsigned*)codes)[g];
-      const float s = absmax[e0 / blockSize];
+      const float s = absmax[blockShift >= 0 ? (e0 >> blockShift) : e0 / blockSize];
       float v[8];
       #pragma unroll
       for (int k = 0; k < 4; k++) {
@@ -115,6 +117,74 @@ extern "C" __global__ void nf4_dequant(void* out, int odt, const unsigned char* 
         stf(out, odt, e, cb[(e & 1) ? (byte & 15u) : (byte >> 4)] * absmax[e / blockSize]);
       }
     }
+  }
+}
+
+// bf16 fast paths: 8 elements per thread through 16-byte loads and stores (the host picks them
+// when every tensor is bf16, 16-byte aligned and the size a multiple of 8).
+__device__ __forceinline__ void unpack8(const uint4 w, float (&v)[8]) {
+  const unsigned u[4] = {w.x, w.y, w.z, w.w};
+  #pragma unroll
+  for (int k = 0; k < 4; k++) { v[2 * k] = bf16_to_f32((u16)(u[k] & 0xffffu)); v[2 * k + 1] = bf16_to_f32((u16)(u[k] >> 16)); }
+}
+__device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
+  unsigned u[4];
+  #pragma unroll
+  for (int k = 0; k < 4; k++) u[k] = (unsigned)f32_to_bf16(v[2 * k]) | ((unsigned)f32_to_bf16(v[2 * k + 1]) << 16);
+  uint4 w;
+  w.x = u[0]; w.y = u[1]; w.z = u[2]; w.w = u[3];
+  return w;
+}
+
+extern "C" __global__ void add_bf16x8(uint4* out, const uint4* a, const uint4* b, i64 n8) {
+  GRID_LOOP(g, n8) {
+    float x[8], y[8];
+    unpack8(a[g], x);
+    unpack8(b[g], y);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) x[k] += y[k];
+    out[g] = pack8(x);
+  }
+}
+
+extern "C" __global__ void dropout_bf16x8(uint4* out, const uint4* x, double p, double keepScale, unsigned seedMix, i64 n8) {
+  GRID_LOOP(g, n8) {
+    float v[8];
+    unpack8(x[g], v);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) {
+      const double u = (double)fmix32((unsigned)(g * 8 + k) * 0x9e3779b1u + seedMix) * (1.0 / 4294967296.0);
+      v[k] = u >= p ? (float)((double)v[k] * keepScale) : 0.f;
+    }
+    out[g] = pack8(v);
+  }
+}
+
+extern "C" __global__ void swiglu_fwd_bf16x8(uint4* out, const uint4* gate, const uint4* up, i64 n8) {
+  GRID_LOOP(g, n8) {
+    float a[8], b[8];
+    unpack8(gate[g], a);
+    unpack8(up[g], b);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) a[k] = a[k] / (1.f + expf(-a[k])) * b[k];
+    out[g] = pack8(a);
+  }
+}
+
+extern "C" __global__ void swiglu_bwd_bf16x8(uint4* dgate, uint4* dup, const uint4* dout, const uint4* gate, const uint4* up, i64 n8) {
+  GRID_LOOP(g, n8) {
+    float a[8], b[8], d[8], ga[8], gu[8];
+    unpack8(gate[g], a);
+    unpack8(up[g], b);
+    unpack8(dout[g], d);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) {
+      const float sig = 1.f / (1.f + expf(-a[k]));
+      ga[k] = d[k] * b[k] * sig * (1.f + a[k] * (1.f - sig));
+      gu[k] = d[k] * a[k] * sig;
+    }
+    dgate[g] = pack8(ga);
+    dup[g] = pack8(gu);
   }
 }
 
