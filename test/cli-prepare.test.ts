@@ -83,7 +83,7 @@ describe('sqlora prepare (CLI)', () => {
     expect(r.stderr).toMatch(/^error: example dev-1: unknown db_id "nope" \(not in .*tables\.json\)\n$/);
     const m = sqlora('--spider', SPIDER, '--model', join(tmp, 'no-model'), '--out', join(tmp, 'bad-out'));
     expect(m.status).toBe(1);
-    expect(m.stderr).toMatch(/^error: model folder not found: .*no-model\n$/);
+    expect(m.stderr).toMatch(/^error: model not found: .*no-model is neither a directory nor a Hub repo id/);
   });
 
   it('documents every flag in --help', () => {
