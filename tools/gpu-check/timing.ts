@@ -74,6 +74,15 @@ export function kernelTimings(be: CudaBackend, log: Log): Record<string, number>
   const deq = be.scratch([I, D], 'bf16');
   record('  of which NF4 dequantize [5504x2048] -> bf16', timeMs(be, 10, () => be.dequantizeNf4(deq, wq as CudaTensor)));
   record('  of which bf16 GEMM with the dequantized scratch', timeMs(be, 10, () => be.matmul(y, x, deq, { transB: true })), 2 * N * D * I);
+  record('  the two queued back to back (no matmul wrapper)', timeMs(be, 10, () => {
+    be.dequantizeNf4(deq as CudaTensor, wq as CudaTensor);
+    be.matmul(y, x, deq, { transB: true });
+  }));
+  const h0 = performance.now();
+  for (let i = 0; i < 10; i++) be.matmul(y, x, wq, { transB: true });
+  const hostMs = (performance.now() - h0) / 10;
+  be.synchronize();
+  record('  host time to queue one nf4 matmul', hostMs);
   be.releaseScratch(deq);
   const wide = t([I, D], 'f32');
   record('convert bf16 -> f32 [5504x2048] (bandwidth reference)', timeMs(be, 10, () => be.copy(wide, wd)));

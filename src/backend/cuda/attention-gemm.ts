@@ -90,7 +90,7 @@ export function attentionForwardGemm(
   const [Q, K, V, O] = [q, k, v, out].map((t) => floatArg(t, 'attention')[0]);
   const lsePtr = ptrOf(lse, 'f32', 'attention lse'), mask = ptrOf(keyMask, 'i32', 'attention keyMask');
   const L = d.kvLen;
-  const softmax = dev.kernel(ATTENTION_SCORES, 'attn_softmax', 'pipppiiiii');
+  const softmax = dev.kernel(ATTENTION_SCORES, 'attn_softmax');
   for (const c of chunks(d, 4 + es)) {
     const n = c.count * d.H;
     const scores = dev.allocator.alloc(n * d.T * L * 4), probs = dev.allocator.alloc(n * d.T * L * es);
@@ -135,7 +135,7 @@ export function attentionBackwardGemm(
   const dKt = accK?.ptr ?? dK, dVt = accV?.ptr ?? dV;
   // Key slots past kvLen get no gradient; the products below write only the first kvLen rows.
   if (L < d.S) for (const p of [dKt, dVt]) dev.memset(p, 8, 0, kvSize * kvEs);
-  const grad = dev.kernel(ATTENTION_SCORES, 'attn_grad_scores', 'ppipppppiiiiif');
+  const grad = dev.kernel(ATTENTION_SCORES, 'attn_grad_scores');
   for (const c of chunks(d, 8 + 2 * es)) {
     const n = c.count * d.H, size = n * d.T * L;
     const scores = dev.allocator.alloc(size * 4), dP = dev.allocator.alloc(size * 4);
@@ -184,7 +184,7 @@ export function attentionBackwardGemm(
     for (const b of [scores, dP, probs, dS, block]) dev.allocator.release(b.ptr, b.size);
   }
   if (accK && accV) {
-    const convert = dev.kernel(ELEMENTWISE, 'convert', 'pipil');
+    const convert = dev.kernel(ELEMENTWISE, 'convert');
     const grid = Math.max(1, Math.min(Math.ceil(kvSize / 256), dev.smCount * 32));
     dev.launch(convert, [grid], 256, 0, [dK, code, accK.ptr, DTYPE_CODE.f32, kvSize]);
     dev.launch(convert, [grid], 256, 0, [dV, code, accV.ptr, DTYPE_CODE.f32, kvSize]);

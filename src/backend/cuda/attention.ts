@@ -59,7 +59,6 @@ function common(d: Dims, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor): numb
     d.T, d.S, d.H, d.Hkv, d.hd, d.kvLen, d.scale,
   ];
 }
-const COMMON_SIG = 'pipipipiiiiiif';
 
 export function attentionForwardCuda(
   dev: CudaDevice, blas: Cublas, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
@@ -72,7 +71,7 @@ export function attentionForwardCuda(
     attentionForwardGemm(dev, blas, d, out, lse, q, k, v, keyMask);
     return;
   }
-  const fn = dev.kernel(ATTENTION, `attn_fwd_${flashVariant(d)}`, `pip${COMMON_SIG}`);
+  const fn = dev.kernel(ATTENTION, `attn_fwd_${flashVariant(d)}`);
   const rows = d.T * (d.H / d.Hkv);
   dev.launch(fn, [Math.ceil(rows / ATTENTION_TILES.fwdRows), d.B * d.Hkv], 128, attentionSharedBytes('fwd', flashVariant(d)), [
     ...floatArg(out, 'attention out'), ptrOf(lse, 'f32', 'attention lse'), ...common(d, q, k, v, keyMask),
@@ -95,7 +94,7 @@ export function attentionBackwardCuda(
   const delta = dev.allocator.alloc(rowsTotal * 4);
   try {
     if (rowsTotal > 0) {
-      const fd = dev.kernel(ATTENTION, 'attn_bwd_delta', 'ppipili');
+      const fd = dev.kernel(ATTENTION, 'attn_bwd_delta');
       const blocks = Math.min(Math.ceil(rowsTotal / 8), dev.smCount * 16);
       dev.launch(fd, [blocks], 256, 0, [delta.ptr, ...floatArg(dout, 'attention dout'), ...floatArg(out, 'attention out'), rowsTotal, d.hd]);
     }
@@ -105,14 +104,14 @@ export function attentionBackwardCuda(
     }
     const nj = flashVariant(d);
     if (rowsTotal > 0) {
-      const fq = dev.kernel(ATTENTION, `attn_bwd_dq_${nj}`, `pipipp${COMMON_SIG}`);
+      const fq = dev.kernel(ATTENTION, `attn_bwd_dq_${nj}`);
       const rows = d.T * (d.H / d.Hkv);
       dev.launch(fq, [Math.ceil(rows / ATTENTION_TILES.dqRows), d.B * d.Hkv], 128, attentionSharedBytes('dq', nj), [
         ...floatArg(dq, 'attention dq'), ...floatArg(dout, 'attention dout'), delta.ptr, ptrOf(lse, 'f32', 'attention lse'),
         ...common(d, q, k, v, keyMask),
       ]);
     }
-    const fkv = dev.kernel(ATTENTION, `attn_bwd_dkdv_${nj}`, `pipipipp${COMMON_SIG}`);
+    const fkv = dev.kernel(ATTENTION, `attn_bwd_dkdv_${nj}`);
     dev.launch(fkv, [Math.ceil(d.S / ATTENTION_TILES.dkvKeys), d.B * d.Hkv], 128, attentionSharedBytes('dkdv', nj), [
       ...floatArg(dk, 'attention dk'), ...floatArg(dv, 'attention dv'), ...floatArg(dout, 'attention dout'), delta.ptr,
       ptrOf(lse, 'f32', 'attention lse'), ...common(d, q, k, v, keyMask),

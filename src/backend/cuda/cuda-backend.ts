@@ -19,6 +19,7 @@ import { attentionBackwardCuda, attentionForwardCuda } from './attention.js';
 import { Cublas, type GemmDType } from './cublas.js';
 import { asCuda, checkSameSize, CudaTensor, elementBytes, floatArg, isFloat, ptrOf, type Block } from './cuda-tensor.js';
 import { CudaDevice } from './device.js';
+import { nvrtcApi } from './ffi.js';
 import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
 import { ROWS } from './kernels/rows.js';
@@ -59,6 +60,7 @@ export class CudaBackend implements Backend, MatmulHost {
       throw new UserError(`the CUDA backend needs a GPU of compute capability 8.0 or newer (bf16, large shared memory); ${this.device.name} has ${this.device.cc / 10}`);
     }
     this.gemm = new Cublas(this.device.stream);
+    nvrtcApi(); // kernels compile on first use; a missing NVRTC should fail here, not mid-run
     this.computeDType = opts.computeDType ?? 'bf16';
     this.name = `cuda:${this.device.ordinal} (${this.device.name})`;
     this.errorWord = this.device.allocator.alloc(4);
@@ -85,7 +87,7 @@ export class CudaBackend implements Backend, MatmulHost {
       // 16-bit floats: stage f32 chunks on the device and convert there (rounding to nearest even).
       const src = data instanceof Float32Array ? data : Float32Array.from(data);
       const stage = this.device.allocator.alloc(Math.min(n, UPLOAD_CHUNK) * 4);
-      const fn = this.device.kernel(ELEMENTWISE, 'convert', 'pipil');
+      const fn = this.device.kernel(ELEMENTWISE, 'convert');
       for (let i = 0; i < n; i += UPLOAD_CHUNK) {
         const m = Math.min(UPLOAD_CHUNK, n - i);
         this.device.upload(stage.ptr, src.subarray(i, i + m));
@@ -189,24 +191,24 @@ export class CudaBackend implements Backend, MatmulHost {
   addBias(x: Tensor, bias: Tensor): void {
     const D = bias.size;
     if (x.size % D !== 0) throw new Error(`addBias: bias of ${D} does not divide [${x.shape.join(', ')}]`);
-    this.elementwise('add_bias', 'pipili', x.size, [...floatArg(x, 'addBias x'), ...floatArg(bias, 'addBias bias'), x.size, D]);
+    this.elementwise('add_bias', x.size, [...floatArg(x, 'addBias x'), ...floatArg(bias, 'addBias bias'), x.size, D]);
   }
 
   // ---- elementwise and reductions ----
 
   add(out: Tensor, a: Tensor, b: Tensor): void {
     checkSameSize('add', out, a, b);
-    if (this.bf16x8(out, a, b)) this.elementwise('add_bf16x8', 'pppl', out.size / 8, [ptrArg(out), ptrArg(a), ptrArg(b), out.size / 8]);
-    else this.elementwise('add', 'pipipil', out.size, [...floatArg(out, 'add out'), ...floatArg(a, 'add a'), ...floatArg(b, 'add b'), out.size]);
+    if (this.bf16x8(out, a, b)) this.elementwise('add_bf16x8', out.size / 8, [ptrArg(out), ptrArg(a), ptrArg(b), out.size / 8]);
+    else this.elementwise('add', out.size, [...floatArg(out, 'add out'), ...floatArg(a, 'add a'), ...floatArg(b, 'add b'), out.size]);
   }
 
   axpy(y: Tensor, x: Tensor, alpha: number): void {
     checkSameSize('axpy', y, x);
-    this.elementwise('axpy', 'pipidl', y.size, [...floatArg(y, 'axpy y'), ...floatArg(x, 'axpy x'), alpha, y.size]);
+    this.elementwise('axpy', y.size, [...floatArg(y, 'axpy y'), ...floatArg(x, 'axpy x'), alpha, y.size]);
   }
 
   scale(x: Tensor, s: number): void {
-    this.elementwise('scale', 'pidl', x.size, [...floatArg(x, 'scale x'), s, x.size]);
+    this.elementwise('scale', x.size, [...floatArg(x, 'scale x'), s, x.size]);
   }
 
   sum(out: Tensor, x: Tensor, accumulate = false): void {
@@ -226,8 +228,8 @@ export class CudaBackend implements Backend, MatmulHost {
       return;
     }
     const seedMix = fmix32(seed >>> 0);
-    if (this.bf16x8(out, x)) this.elementwise('dropout_bf16x8', 'ppddul', out.size / 8, [o.ptr, s.ptr, p, 1 / (1 - p), seedMix, out.size / 8]);
-    else this.elementwise('dropout', 'pipiddul', out.size, [...floatArg(out, 'dropout out'), ...floatArg(x, 'dropout x'), p, 1 / (1 - p), seedMix, out.size]);
+    if (this.bf16x8(out, x)) this.elementwise('dropout_bf16x8', out.size / 8, [o.ptr, s.ptr, p, 1 / (1 - p), seedMix, out.size / 8]);
+    else this.elementwise('dropout', out.size, [...floatArg(out, 'dropout out'), ...floatArg(x, 'dropout x'), p, 1 / (1 - p), seedMix, out.size]);
   }
 
   // ---- model layers ----
@@ -236,7 +238,7 @@ export class CudaBackend implements Backend, MatmulHost {
     const [V, D] = table.shape;
     expectShape('embedding out', out, [ids.size, D]);
     if (ids.size === 0) return;
-    const fn = this.device.kernel(ELEMENTWISE, 'embedding', 'pipipiip');
+    const fn = this.device.kernel(ELEMENTWISE, 'embedding');
     this.device.launch(fn, [ids.size], Math.min(256, 32 * Math.ceil(D / 32)), 0, [
       ...floatArg(out, 'embedding out'), ...floatArg(table, 'embedding table'), ptrOf(ids, 'i32', 'embedding ids'), D, V, this.errorWord.ptr,
     ]);
@@ -247,7 +249,7 @@ export class CudaBackend implements Backend, MatmulHost {
     if (rstd.size * weight.size !== x.size) throw new Error('rmsNormForward: rstd must have one entry per row of x');
     if (rstd.size === 0) return;
     const D = weight.size;
-    this.device.launch(this.device.kernel(ROWS, 'rmsnorm_fwd', 'pippipiif'), [rstd.size], this.rowThreads(D), 0, [
+    this.device.launch(this.device.kernel(ROWS, 'rmsnorm_fwd'), [rstd.size], this.rowThreads(D), 0, [
       ...floatArg(out, 'rmsNorm out'), ptrOf(rstd, 'f32', 'rmsNorm rstd'), ...floatArg(x, 'rmsNorm x'), ...floatArg(weight, 'rmsNorm weight'), D, eps,
     ]);
   }
@@ -257,7 +259,7 @@ export class CudaBackend implements Backend, MatmulHost {
     if (rstd.size * weight.size !== x.size) throw new Error('rmsNormBackward: rstd must have one entry per row of x');
     if (rstd.size === 0) return;
     const D = weight.size;
-    this.device.launch(this.device.kernel(ROWS, 'rmsnorm_bwd', 'pipipipipii'), [rstd.size], this.rowThreads(D), 0, [
+    this.device.launch(this.device.kernel(ROWS, 'rmsnorm_bwd'), [rstd.size], this.rowThreads(D), 0, [
       ...floatArg(dx, 'rmsNorm dx'), ...floatArg(dout, 'rmsNorm dout'), ...floatArg(x, 'rmsNorm x'), ...floatArg(weight, 'rmsNorm weight'),
       ptrOf(rstd, 'f32', 'rmsNorm rstd'), D, accumulate ? 1 : 0,
     ]);
@@ -286,17 +288,17 @@ export class CudaBackend implements Backend, MatmulHost {
 
   swigluForward(out: Tensor, gate: Tensor, up: Tensor): void {
     checkSameSize('swigluForward', out, gate, up);
-    if (this.bf16x8(out, gate, up)) this.elementwise('swiglu_fwd_bf16x8', 'pppl', out.size / 8, [ptrArg(out), ptrArg(gate), ptrArg(up), out.size / 8]);
-    else this.elementwise('swiglu_fwd', 'pipipil', out.size, [...floatArg(out, 'swiglu out'), ...floatArg(gate, 'swiglu gate'), ...floatArg(up, 'swiglu up'), out.size]);
+    if (this.bf16x8(out, gate, up)) this.elementwise('swiglu_fwd_bf16x8', out.size / 8, [ptrArg(out), ptrArg(gate), ptrArg(up), out.size / 8]);
+    else this.elementwise('swiglu_fwd', out.size, [...floatArg(out, 'swiglu out'), ...floatArg(gate, 'swiglu gate'), ...floatArg(up, 'swiglu up'), out.size]);
   }
 
   swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tensor, up: Tensor): void {
     checkSameSize('swigluBackward', dgate, dup, dout, gate, up);
     if (this.bf16x8(dgate, dup, dout, gate, up)) {
-      this.elementwise('swiglu_bwd_bf16x8', 'pppppl', dout.size / 8, [ptrArg(dgate), ptrArg(dup), ptrArg(dout), ptrArg(gate), ptrArg(up), dout.size / 8]);
+      this.elementwise('swiglu_bwd_bf16x8', dout.size / 8, [ptrArg(dgate), ptrArg(dup), ptrArg(dout), ptrArg(gate), ptrArg(up), dout.size / 8]);
       return;
     }
-    this.elementwise('swiglu_bwd', 'pipipipipil', dout.size, [
+    this.elementwise('swiglu_bwd', dout.size, [
       ...floatArg(dgate, 'swiglu dgate'), ...floatArg(dup, 'swiglu dup'), ...floatArg(dout, 'swiglu dout'),
       ...floatArg(gate, 'swiglu gate'), ...floatArg(up, 'swiglu up'), dout.size,
     ]);
@@ -309,7 +311,7 @@ export class CudaBackend implements Backend, MatmulHost {
     if (N === 0) return;
     const V = logits.size / N;
     const [dPtr, dCode] = dlogits ? floatArg(dlogits, 'crossEntropy dlogits') : [0, 0];
-    this.device.launch(this.device.kernel(ROWS, 'cross_entropy', 'ppippiifip'), [N], Math.min(1024, 32 * Math.ceil(V / 64)), 0, [
+    this.device.launch(this.device.kernel(ROWS, 'cross_entropy'), [N], Math.min(1024, 32 * Math.ceil(V / 64)), 0, [
       ptrOf(losses, 'f32', 'crossEntropy losses'), ...floatArg(logits, 'crossEntropy logits'), ptrOf(targets, 'i32', 'crossEntropy targets'),
       dPtr, dCode, dlogits ? 1 : 0, gradScale, V, this.errorWord.ptr,
     ]);
@@ -320,7 +322,7 @@ export class CudaBackend implements Backend, MatmulHost {
   adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: AdamWOptions): void {
     checkSameSize('adamw', param, grad, m, v);
     const bc1 = 1 - o.beta1 ** o.step;
-    this.elementwise('adamw', 'ppppldddddd', param.size, [
+    this.elementwise('adamw', param.size, [
       ptrOf(param, 'f32', 'adamw param'), ptrOf(grad, 'f32', 'adamw grad'), ptrOf(m, 'f32', 'adamw m'), ptrOf(v, 'f32', 'adamw v'), param.size,
       o.beta1, o.beta2, 1 - o.lr * o.weightDecay, o.lr / bc1, Math.sqrt(1 - o.beta2 ** o.step), o.eps,
     ]);
@@ -349,7 +351,7 @@ export class CudaBackend implements Backend, MatmulHost {
 
   /** @internal dst = src converted between float dtypes (same size). */
   convert(dst: CudaTensor, src: CudaTensor): void {
-    this.elementwise('convert', 'pipil', dst.size, [...floatArg(dst, 'convert dst'), ...floatArg(src, 'convert src'), dst.size]);
+    this.elementwise('convert', dst.size, [...floatArg(dst, 'convert dst'), ...floatArg(src, 'convert src'), dst.size]);
   }
 
   /** @internal dst (float, w's size) = the dequantized NF4 weight w. */
@@ -357,7 +359,7 @@ export class CudaBackend implements Backend, MatmulHost {
     const parts = w.nf4;
     if (!parts) throw new TypeError('dequantizeNf4: not an nf4 tensor');
     const shift = Number.isInteger(Math.log2(parts.blockSize)) ? Math.log2(parts.blockSize) : -1;
-    this.elementwise('nf4_dequant', 'pipppliii', Math.ceil(w.size / 8), [
+    this.elementwise('nf4_dequant', Math.ceil(w.size / 8), [
       ...floatArg(dst, 'dequantize dst'), w.ptr, parts.absmax, parts.code, w.size, parts.blockSize, shift,
     ]);
   }
@@ -381,9 +383,9 @@ export class CudaBackend implements Backend, MatmulHost {
     return Math.max(1, Math.min(Math.ceil(n / 256), this.device.smCount * 32));
   }
 
-  private elementwise(name: string, sig: string, n: number, args: number[]): void {
+  private elementwise(name: string, n: number, args: number[]): void {
     if (n === 0) return;
-    this.device.launch(this.device.kernel(ELEMENTWISE, name, sig), [this.gridFor(n)], 256, 0, args);
+    this.device.launch(this.device.kernel(ELEMENTWISE, name), [this.gridFor(n)], 256, 0, args);
   }
 
   private rowThreads(D: number): number {
@@ -394,8 +396,8 @@ export class CudaBackend implements Backend, MatmulHost {
     const o = ptrOf(out, 'f32', squares ? 'sumSquares out' : 'sum out');
     const blocks = Math.max(1, Math.min(256, Math.ceil(x.size / 1024)));
     const partial = this.device.allocator.alloc(blocks * 8);
-    this.device.launch(this.device.kernel(ROWS, 'reduce_partial', 'pilip'), [blocks], 256, 0, [...floatArg(x, 'sum x'), x.size, squares ? 1 : 0, partial.ptr]);
-    this.device.launch(this.device.kernel(ROWS, 'reduce_final', 'pipi'), [1], 256, 0, [partial.ptr, blocks, o, accumulate ? 1 : 0]);
+    this.device.launch(this.device.kernel(ROWS, 'reduce_partial'), [blocks], 256, 0, [...floatArg(x, 'sum x'), x.size, squares ? 1 : 0, partial.ptr]);
+    this.device.launch(this.device.kernel(ROWS, 'reduce_final'), [1], 256, 0, [partial.ptr, blocks, o, accumulate ? 1 : 0]);
     this.device.allocator.release(partial.ptr, partial.size);
   }
 
@@ -408,7 +410,7 @@ export class CudaBackend implements Backend, MatmulHost {
     let inv = this.ropeTables.get(key);
     if (!inv) this.ropeTables.set(key, (inv = this.upload(ropeInvFreq(theta, hd), [hd / 2]) as CudaTensor));
     const half = hd / 2;
-    this.device.launch(this.device.kernel(ROWS, 'rope', 'pipippiiif'), [Math.ceil((N * half) / 256)], 256, 0, [
+    this.device.launch(this.device.kernel(ROWS, 'rope'), [Math.ceil((N * half) / 256)], 256, 0, [
       ...floatArg(out, 'rope out'), ...floatArg(x, 'rope x'), ptrOf(positions, 'i32', 'rope positions'), inv.ptr, N, x.size / (N * hd), hd, sign,
     ]);
   }

@@ -9,17 +9,43 @@ import { checkCu, driverApi, outNumber, type DriverApi } from './ffi.js';
 import { DeviceAllocator } from './memory.js';
 import { compileModule } from './nvrtc.js';
 
-/** A named CUDA C translation unit (see kernels/). */
-export interface KernelModule {
-  name: string;
-  source: string;
-}
-
 /**
  * Argument kinds of a kernel signature, one letter per parameter: p = device pointer,
  * i = int32, u = uint32, l = int64, f = float32, d = float64.
  */
 export type Signature = string;
+
+/** A named CUDA C translation unit (see kernels/) and the signatures of its kernels. */
+export interface KernelModule {
+  name: string;
+  source: string;
+  kernels: ReadonlyMap<string, Signature>;
+}
+
+const PARAM_KINDS: [RegExp, string][] = [[/\*/, 'p'], [/^(const )?(i64|long long)$/, 'l'], [/^(const )?unsigned( int)?$/, 'u'], [/^(const )?int$/, 'i'], [/^(const )?float$/, 'f'], [/^(const )?double$/, 'd']];
+
+/**
+ * The signature of every `extern "C" __global__` function in a CUDA source, read from its
+ * parameter list, so the argument packing can never disagree with the kernel.
+ */
+export function kernelSignatures(source: string): Map<string, Signature> {
+  const out = new Map<string, Signature>();
+  const decl = /extern "C" __global__ void (?:__launch_bounds__\([^)]*\) )?(\w+)\(([^)]*)\)/g;
+  for (const [, name, params] of source.matchAll(decl)) {
+    const sig = params.split(',').map((param) => {
+      const type = param.trim().replace(/\s*\b\w+$/, '').trim();
+      const kind = PARAM_KINDS.find(([re]) => re.test(type));
+      if (!kind) throw new Error(`kernel ${name}: unsupported parameter type ${JSON.stringify(type)}`);
+      return kind[1];
+    });
+    out.set(name, sig.join(''));
+  }
+  return out;
+}
+
+export function kernelModule(name: string, source: string): KernelModule {
+  return { name, source, kernels: kernelSignatures(source) };
+}
 
 const CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16;
 const CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75;
@@ -112,10 +138,12 @@ export class CudaDevice {
   }
 
   /** The kernel `name` of `mod`, compiling and loading the module on first use. */
-  kernel(mod: KernelModule, name: string, sig: Signature): Kernel {
+  kernel(mod: KernelModule, name: string): Kernel {
     const key = `${mod.name}/${name}`;
     let k = this.kernels.get(key);
     if (k) return k;
+    const sig = mod.kernels.get(name);
+    if (sig === undefined) throw new Error(`no kernel ${name} in kernels/${mod.name}`);
     let handle = this.modules.get(mod.name);
     if (!handle) {
       const { image } = compileModule(mod.source, mod.name, this.cc);

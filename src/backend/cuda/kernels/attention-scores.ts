@@ -8,7 +8,7 @@
  *                      a row that sees no key)
  *   attn_grad_scores   P = exp(S - lse) recomputed, dS = P * (dP - delta) * scale
  */
-import type { KernelModule } from '../device.js';
+import { kernelModule, type KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
 
 const SOURCE = String.raw`
@@ -61,4 +61,4 @@ extern "C" __global__ void attn_grad_scores(void* P, void* dS, int dt, const flo
 }
 `;
 
-export const ATTENTION_SCORES: KernelModule = { name: 'attention-scores', source: COMMON_CUDA + SOURCE };
+export const ATTENTION_SCORES: KernelModule = kernelModule('attention-scores', COMMON_CUDA + SOURCE);

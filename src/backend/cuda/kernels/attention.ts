@@ -20,7 +20,7 @@
  *   attn_bwd_delta D[row] = dout . out (per query row)
  * N = head dims / 32 rounded up (1, 2 or 4: head_dim <= 128).
  */
-import type { KernelModule } from '../device.js';
+import { kernelModule, type KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
 
 /** Tile sizes shared with the host code that computes grids and shared-memory sizes. */
@@ -386,18 +386,21 @@ extern "C" __global__ void attn_bwd_delta(float* delta, const void* dout, int dd
   }
 }
 
-#define ATTN_ARGS const void* q, int qdt, const void* k, int kdt, const void* v, int vdt, const int* mask, int T, int S, int H, int Hkv, int hd, int kvLen, float scale
-#define ATTN_PASS q, qdt, k, kdt, v, vdt, mask, T, S, H, Hkv, hd, kvLen, scale
-#define ATTN_INSTANCES(NJ) \
-extern "C" __global__ void __launch_bounds__(128) attn_fwd_##NJ(void* out, int odt, float* lse, ATTN_ARGS) { \
-  attn_fwd<NJ>(out, odt, lse, ATTN_PASS); } \
-extern "C" __global__ void __launch_bounds__(128) attn_bwd_dq_##NJ(void* dq, int dqdt, const void* dout, int ddt, const float* delta, \
-    const float* lse, ATTN_ARGS) { attn_bwd_dq<NJ>(dq, dqdt, dout, ddt, delta, lse, ATTN_PASS); } \
-extern "C" __global__ void __launch_bounds__(128) attn_bwd_dkdv_##NJ(void* dk, int dkdt, void* dv, int dvdt, const void* dout, int ddt, \
-    const float* delta, const float* lse, ATTN_ARGS) { attn_bwd_dkdv<NJ>(dk, dkdt, dv, dvdt, dout, ddt, delta, lse, ATTN_PASS); }
-ATTN_INSTANCES(1)
-ATTN_INSTANCES(2)
-ATTN_INSTANCES(4)
 `;
 
-export const ATTENTION: KernelModule = { name: 'attention', source: COMMON_CUDA + SOURCE };
+const ARGS = 'const void* q, int qdt, const void* k, int kdt, const void* v, int vdt, const int* mask, int T, int S, int H, int Hkv, int hd, int kvLen, float scale';
+const PASS = 'q, qdt, k, kdt, v, vdt, mask, T, S, H, Hkv, hd, kvLen, scale';
+
+/** The extern "C" entry points of each head-size variant (written out so their signatures can be read). */
+const INSTANCES = [1, 2, 4].map((nj) => `
+extern "C" __global__ void __launch_bounds__(128) attn_fwd_${nj}(void* out, int odt, float* lse, ${ARGS}) {
+  attn_fwd<${nj}>(out, odt, lse, ${PASS});
+}
+extern "C" __global__ void __launch_bounds__(128) attn_bwd_dq_${nj}(void* dq, int dqdt, const void* dout, int ddt, const float* delta, const float* lse, ${ARGS}) {
+  attn_bwd_dq<${nj}>(dq, dqdt, dout, ddt, delta, lse, ${PASS});
+}
+extern "C" __global__ void __launch_bounds__(128) attn_bwd_dkdv_${nj}(void* dk, int dkdt, void* dv, int dvdt, const void* dout, int ddt, const float* delta, const float* lse, ${ARGS}) {
+  attn_bwd_dkdv<${nj}>(dk, dkdt, dv, dvdt, dout, ddt, delta, lse, ${PASS});
+}`).join('\n');
+
+export const ATTENTION: KernelModule = kernelModule('attention', COMMON_CUDA + SOURCE + INSTANCES);

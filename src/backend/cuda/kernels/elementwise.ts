@@ -5,7 +5,7 @@
  * All loop grid-stride over 64-bit indices; add, dropout and SwiGLU have all-bf16 variants
  * that move 16 bytes per access.
  */
-import type { KernelModule } from '../device.js';
+import { kernelModule, type KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
 
 const SOURCE = String.raw`
@@ -198,4 +198,4 @@ extern "C" __global__ void embedding(void* out, int odt, const void* table, int 
 }
 `;
 
-export const ELEMENTWISE: KernelModule = { name: 'elementwise', source: COMMON_CUDA + SOURCE };
+export const ELEMENTWISE: KernelModule = kernelModule('elementwise', COMMON_CUDA + SOURCE);

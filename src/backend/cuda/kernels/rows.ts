@@ -3,7 +3,7 @@
  * over a vocabulary row (one online max/sum pass, then the gradient pass), plus rotary
  * embedding and the two-stage sums (deterministic: fixed partial blocks, summed in doubles).
  */
-import type { KernelModule } from '../device.js';
+import { kernelModule, type KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
 
 const SOURCE = String.raw`
@@ -143,4 +143,4 @@ extern "C" __global__ void reduce_final(const double* partial, int count, float*
 }
 `;
 
-export const ROWS: KernelModule = { name: 'rows', source: COMMON_CUDA + SOURCE };
+export const ROWS: KernelModule = kernelModule('rows', COMMON_CUDA + SOURCE);

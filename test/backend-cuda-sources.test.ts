@@ -1,0 +1,54 @@
+/**
+ * The CUDA kernel sources as the host code sees them, checked without a GPU: every kernel the
+ * backend launches exists in its module, and signatures are read correctly from the CUDA
+ * parameter lists (the launch packing relies on them).
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { kernelSignatures, type KernelModule } from '../src/backend/cuda/device.js';
+import { ATTENTION } from '../src/backend/cuda/kernels/attention.js';
+import { ATTENTION_SCORES } from '../src/backend/cuda/kernels/attention-scores.js';
+import { ELEMENTWISE } from '../src/backend/cuda/kernels/elementwise.js';
+import { ROWS } from '../src/backend/cuda/kernels/rows.js';
+
+const MODULES: Record<string, KernelModule> = { ATTENTION, ATTENTION_SCORES, ELEMENTWISE, ROWS };
+const CUDA_DIR = join(import.meta.dirname, '..', 'src', 'backend', 'cuda');
+
+describe('CUDA kernel sources', () => {
+  it('reads signatures from CUDA parameter lists', () => {
+    const sigs = kernelSignatures(`
+      extern "C" __global__ void a(void* out, int dt, const float* x, i64 n, double p, unsigned seed, float s) {}
+      extern "C" __global__ void __launch_bounds__(128) b(const int* ids, long long n) {}
+      __global__ void notExported(int x) {}`);
+    expect(Object.fromEntries(sigs)).toEqual({ a: 'piplduf', b: 'pl' });
+    expect(() => kernelSignatures('extern "C" __global__ void c(short x) {}')).toThrow(/unsupported parameter type "short"/);
+  });
+
+  it('every module declares its kernels, including the attention head-size variants', () => {
+    for (const mod of Object.values(MODULES)) expect(mod.kernels.size, mod.name).toBeGreaterThan(0);
+    for (const nj of [1, 2, 4]) {
+      expect(ATTENTION.kernels.get(`attn_fwd_${nj}`)).toBe('pip' + 'pipipipiiiiiif');
+      expect(ATTENTION.kernels.get(`attn_bwd_dkdv_${nj}`)).toBe('pipipipp' + 'pipipipiiiiiif');
+    }
+    expect(ELEMENTWISE.kernels.get('convert')).toBe('pipil');
+    expect(ROWS.kernels.get('cross_entropy')).toBe('ppippiifip');
+  });
+
+  it('every kernel the host code launches exists in the module it names', () => {
+    const launched: [string, string][] = [];
+    for (const file of readdirSync(CUDA_DIR).filter((f) => f.endsWith('.ts'))) {
+      const text = readFileSync(join(CUDA_DIR, file), 'utf8');
+      for (const [, mod, name] of text.matchAll(/kernel\((\w+), ['`]([\w$]+)/g)) launched.push([mod, name]);
+      // this.elementwise('name', ...) launches from the elementwise module.
+      for (const [, name] of text.matchAll(/this\.elementwise\('(\w+)'/g)) launched.push(['ELEMENTWISE', name]);
+    }
+    expect(launched.length).toBeGreaterThan(20);
+    for (const [mod, name] of launched) {
+      const kernels = MODULES[mod]?.kernels;
+      expect(kernels, `module ${mod}`).toBeDefined();
+      const names = name.endsWith('_$') ? [1, 2, 4].map((nj) => name.slice(0, -1) + nj) : [name];
+      for (const n of names) expect(kernels?.has(n), `${mod}.${n}`).toBe(true);
+    }
+  });
+});
