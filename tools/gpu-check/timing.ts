@@ -21,9 +21,12 @@ export const SHAPE_1_8B = { D: 2048, H: 16, hd: 128, I: 5504, V: 151936, layers:
 
 type Log = (line: string) => void;
 
-/** Mean milliseconds of `fn` over `iters` runs after one warm-up (synchronized). */
-function timeMs(be: CudaBackend, iters: number, fn: () => void): number {
-  fn();
+/**
+ * Mean milliseconds of `fn` over `iters` runs (synchronized), after warm-up runs that also let
+ * the JavaScript engine optimize the host code (cold host code can be slower than the GPU).
+ */
+function timeMs(be: CudaBackend, iters: number, fn: () => void, warmup = 20): number {
+  for (let i = 0; i < warmup; i++) fn();
   be.synchronize();
   const t0 = performance.now();
   for (let i = 0; i < iters; i++) fn();
@@ -78,12 +81,12 @@ export function kernelTimings(be: CudaBackend, log: Log): Record<string, number>
     be.dequantizeNf4(deq as CudaTensor, wq as CudaTensor);
     be.matmul(y, x, deq, { transB: true });
   }));
+  be.releaseScratch(deq);
+  be.synchronize();
   const h0 = performance.now();
   for (let i = 0; i < 10; i++) be.matmul(y, x, wq, { transB: true });
-  const hostMs = (performance.now() - h0) / 10;
+  record('  host time to queue one nf4 matmul (warm)', (performance.now() - h0) / 10);
   be.synchronize();
-  record('  host time to queue one nf4 matmul', hostMs);
-  be.releaseScratch(deq);
   const wide = t([I, D], 'f32');
   record('convert bf16 -> f32 [5504x2048] (bandwidth reference)', timeMs(be, 10, () => be.copy(wide, wd)));
   const loraA = t([16, D], 'f32'), u = t([N, 16], 'f32');
@@ -91,8 +94,8 @@ export function kernelTimings(be: CudaBackend, log: Log): Record<string, number>
   const q = t([B, T, H, hd]), k = t([B, T, H, hd]), v = t([B, T, H, hd]), o = t([B, T, H, hd]), lse = t([B, T, H], 'f32');
   const mask = t([B, T], 'i32', 1), dq = t([B, T, H, hd]), dk = t([B, T, H, hd]), dv = t([B, T, H, hd]);
   const attnFlops = 4 * B * H * hd * (T * (T + 1)) / 2;
-  record('attention forward B8 T512 H16 hd128 (causal)', timeMs(be, 5, () => be.attentionForward(o, lse, q, k, v, mask)), attnFlops);
-  record('attention backward', timeMs(be, 3, () => be.attentionBackward(dq, dk, dv, o, q, k, v, o, lse, mask)), 2.5 * attnFlops);
+  record('attention forward B8 T512 H16 hd128 (causal)', timeMs(be, 10, () => be.attentionForward(o, lse, q, k, v, mask)), attnFlops);
+  record('attention backward', timeMs(be, 10, () => be.attentionBackward(dq, dk, dv, o, q, k, v, o, lse, mask)), 2.5 * attnFlops);
   const rstd = t([N], 'f32'), w = t([D], 'bf16', 1), xn = t([N, D]);
   record('rmsNorm forward [4096x2048]', timeMs(be, 20, () => be.rmsNormForward(xn, rstd, x, w, 1e-6)));
   record('rmsNorm backward', timeMs(be, 20, () => be.rmsNormBackward(xn, x, x, w, rstd, true)));
@@ -153,10 +156,8 @@ export function trainStepTiming(be: CudaBackend, layers: number, log: Log, logit
     clipGradNorm(be, lora.parameters(), 1);
     opt.step(2e-4);
   };
-  step();
-  be.synchronize();
   be.device.allocator.resetPeak();
-  const ms = timeMs(be, 3, step);
+  const ms = timeMs(be, 5, step, 3);
   const peakGiB = be.memoryStats().peakInUse / 2 ** 30;
   log(`  train step, ${layers} layers${logitsChunkElements ? `, logits chunks of ${logitsChunkElements} elements` : ''}, 8 x 512 tokens: ${ms.toFixed(1)} ms (${((8 * 512) / ms * 1000).toFixed(0)} tokens/s), peak ${peakGiB.toFixed(2)} GiB in use`);
   opt.free();

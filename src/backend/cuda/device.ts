@@ -99,7 +99,7 @@ export class CudaDevice {
   readonly allocator: DeviceAllocator;
   private readonly maxShared: number;
   private readonly modules = new Map<string, unknown>();
-  private readonly kernels = new Map<string, Kernel>();
+  private readonly kernels = new Map<KernelModule, Map<string, Kernel>>();
 
   constructor(readonly ordinal = 0) {
     const api = (this.api = driverApi());
@@ -139,8 +139,9 @@ export class CudaDevice {
 
   /** The kernel `name` of `mod`, compiling and loading the module on first use. */
   kernel(mod: KernelModule, name: string): Kernel {
-    const key = `${mod.name}/${name}`;
-    let k = this.kernels.get(key);
+    let loaded = this.kernels.get(mod);
+    if (!loaded) this.kernels.set(mod, (loaded = new Map()));
+    let k = loaded.get(name);
     if (k) return k;
     const sig = mod.kernels.get(name);
     if (sig === undefined) throw new Error(`no kernel ${name} in kernels/${mod.name}`);
@@ -155,7 +156,7 @@ export class CudaDevice {
     const fn: unknown[] = [null];
     checkCu(this.api.cuModuleGetFunction(fn, handle, name), `finding kernel ${name} in ${mod.name}`);
     k = new Kernel(name, fn[0], sig);
-    this.kernels.set(key, k);
+    loaded.set(name, k);
     return k;
   }
 
