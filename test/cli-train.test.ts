@@ -96,6 +96,6 @@ describe('sqlora train', () => {
     const out = join(tmp, 'bad');
     await expect(command.run(parseCommandArgs(command, [...common(out, 6), '--target-modules', 'q_proj,foo']))).rejects.toThrow(/"foo" is not one of/);
     await expect(command.run(parseCommandArgs(command, [...common(out, 6), '--resume']))).rejects.toThrow(/no checkpoint in .* to continue from/);
-    await expect(command.run(parseCommandArgs(command, [...common(out, 6), '--device', 'cuda']))).rejects.toThrow(/not available yet/);
+    expect(() => parseCommandArgs(command, [...common(out, 6), '--device', 'tpu'])).toThrow(/--device must be one of cpu, cuda, auto/);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import type { Backend } from '../../backend/backend.js';
-import { CpuBackend } from '../../backend/cpu/cpu-backend.js';
+import { createBackend, DEVICES } from '../../backend/select.js';
 import { Tokenizer } from '../../data/tokenizer.js';
 import { LoraAdapter } from '../../lora/lora.js';
 import { readPeftAdapter, type PeftAdapter } from '../../lora/peft.js';
@@ -14,23 +14,16 @@ import { Qwen2Model } from '../../model/qwen2.js';
 import { UserError } from '../../util/errors.js';
 import type { FlagSpec } from '../args.js';
 
-export const DEVICES = ['cpu', 'cuda'] as const;
 export const QUANTIZE = ['nf4', 'none'] as const;
 /** ChatML's end of turn: a chat model's answer ends with it even where eos_token is another token. */
 export const END_OF_TURN = '<|im_end|>';
 
 export function deviceFlag(): FlagSpec {
-  return { name: 'device', type: 'string', metavar: 'DEVICE', choices: DEVICES, default: 'cpu', description: 'where the model runs (cuda: not available yet)' };
+  return { name: 'device', type: 'string', metavar: 'DEVICE', choices: DEVICES, default: 'auto', description: 'where the model runs: auto = an NVIDIA GPU when one is found, else the CPU' };
 }
 
 export function quantizeFlag(dflt: (typeof QUANTIZE)[number]): FlagSpec {
   return { name: 'quantize', type: 'string', metavar: 'MODE', choices: QUANTIZE, default: dflt, description: 'store the base model\'s layer projections as NF4 (QLoRA) or keep them dense' };
-}
-
-export function createBackend(device: string): Backend {
-  if (device === 'cpu') return new CpuBackend();
-  if (device === 'cuda') throw new UserError('--device cuda: the CUDA backend is not available yet; use --device cpu');
-  throw new UserError(`unknown --device ${JSON.stringify(device)} (expected ${DEVICES.join(' or ')})`);
 }
 
 export interface LoadedModel {
@@ -64,7 +57,9 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
     throw new UserError(opts.adapter !== undefined ? `--model is required: ${opts.adapter}/adapter_config.json names no base model` : '--model is required (a model folder or a Hugging Face repo id)');
   }
   const dir = await modelDir(source);
-  const model = Qwen2Model.load(dir, backend, { quantize: opts.quantize === 'nf4' ? 'nf4' : null });
+  // On a GPU larger logits chunks pay (fewer, bigger GEMMs); the CPU keeps the default.
+  const logitsChunkElements = backend.computeDType === 'f32' ? undefined : 1 << 26;
+  const model = Qwen2Model.load(dir, backend, { quantize: opts.quantize === 'nf4' ? 'nf4' : null, logitsChunkElements });
   const tokenizer = Tokenizer.fromModelDir(dir);
   if (tokenizer.vocabSize > model.config.vocabSize) {
     throw new UserError(`the tokenizer of ${dir} has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`);
