@@ -4,7 +4,6 @@
  * a turn or pad a batch.
  */
 import { existsSync, statSync } from 'node:fs';
-import type { Backend } from '../../backend/backend.js';
 import { createBackend, DEVICES } from '../../backend/select.js';
 import { Tokenizer } from '../../data/tokenizer.js';
 import { LoraAdapter } from '../../lora/lora.js';
