@@ -15,6 +15,7 @@ import { loadSpiderSchema, type SpiderSchema } from '../eval/spiderSchema.js';
 import { UserError } from '../util/errors.js';
 import { writeJsonl } from '../util/jsonl.js';
 import { Progress } from '../util/progress.js';
+import { mulberry32 } from '../util/random.js';
 
 export interface PrepareOptions {
   /** Spider folder (official layout); the source unless `parquet` is given, else the databases. */
@@ -36,18 +37,6 @@ export interface PrepareOptions {
   maxPromptTokens: number;
   /** No progress output on stderr. */
   quiet?: boolean;
-}
-
-/** mulberry32: a small, fast 32-bit PRNG; the same seed gives the same sequence everywhere. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

@@ -12,6 +12,7 @@ import type { LoraProvider } from '../model/qwen2.js';
 import { projectionPrefix } from '../model/qwen2-weights.js';
 import { f32Tensor, toF32, type HostTensor } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
+import { mulberry32 } from '../util/random.js';
 
 export interface LoraConfig {
   r: number;
@@ -72,25 +73,13 @@ export function projectionShape(cfg: Qwen2Config, p: ProjectionName): [number, n
   }
 }
 
-/** mulberry32: a small seeded generator; initialization needs reproducibility, not torch's stream. */
-function seededUniform(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * A fresh adapter initialized as PEFT does by default: A ~ kaiming_uniform(a = sqrt(5)), i.e.
  * U(-1/sqrt(in), 1/sqrt(in)), and B = 0, so the adapted model starts equal to the base.
  */
 export function initLora(cfg: Qwen2Config, config: LoraConfig, seed: number): HostLora {
   const c = validateLoraConfig(config);
-  const rand = seededUniform(seed);
+  const rand = mulberry32(seed);
   const tensors: Record<string, HostTensor> = {};
   for (let i = 0; i < cfg.numLayers; i++) {
     for (const p of c.targetModules) {

@@ -3,22 +3,11 @@
  * harmless rewrite, to compare our evaluator's decisions with the official script's on.
  * Every kind either returns a changed query or null where it does not apply.
  */
+import { mulberry32 } from '../../src/util/random.js';
 
 export interface Perturbation {
   kind: string;
   pred: string;
-}
-
-/** mulberry32: a tiny seeded generator, so the case list is the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function hash(s: string): number {
@@ -303,9 +292,9 @@ export function perturb(gold: string, index: number, columns: ReadonlySet<string
       seen.add(pred);
     }
   };
-  for (const [kind, rewrite] of Object.entries(REWRITES)) add(kind, rewrite(gold, rng(hash(`${kind}#${index}`)), columns));
+  for (const [kind, rewrite] of Object.entries(REWRITES)) add(kind, rewrite(gold, mulberry32(hash(`${kind}#${index}`)), columns));
   for (let round = 0; round < fuzzRounds; round++) {
-    for (const [kind, rewrite] of Object.entries(FUZZ)) add(kind, rewrite(gold, rng(hash(`${kind}#${index}#${round}`)), columns));
+    for (const [kind, rewrite] of Object.entries(FUZZ)) add(kind, rewrite(gold, mulberry32(hash(`${kind}#${index}#${round}`)), columns));
   }
   return out;
 }
