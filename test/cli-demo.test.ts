@@ -25,7 +25,7 @@ describe('sqlora demo', () => {
     for (const [i, stage] of ['model', 'prepare', 'baseline', 'train', 'eval', 'report'].entries()) expect(run.stdout).toContain(`[${i + 1}/6] ${stage}:`);
     expect(run.stdout).toMatch(/model: a randomly initialized toy Qwen2 model \(2 layers, hidden size 128, [\d,]+ parameters, 3,259-token vocabulary/);
     expect(run.stdout).toContain(`NOT ${REAL_MODEL}`);
-    expect(run.stdout).toContain(`sqlora train --model ${REAL_MODEL} --data data --out runs/train --device cuda`);
+    expect(run.stdout).toContain(`sqlora train --model ${REAL_MODEL} --data data --out runs/train`);
     expect(run.stdout).toContain(`sqlora report --run runs/train --baseline runs/baseline/results.json --finetuned runs/eval/results.json --out runs/report`);
   });
 

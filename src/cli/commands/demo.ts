@@ -79,9 +79,9 @@ function shellQuote(a: string): string {
 function realCommands(): string {
   return [
     'sqlora prepare --spider spider --out data',
-    `sqlora baseline --model ${REAL_MODEL} --data data --out runs/baseline --device cuda`,
-    `sqlora train --model ${REAL_MODEL} --data data --out runs/train --device cuda`,
-    `sqlora eval --model ${REAL_MODEL} --adapter runs/train/adapter --data data --out runs/eval --compare runs/baseline/results.json --device cuda`,
+    `sqlora baseline --model ${REAL_MODEL} --data data --out runs/baseline`,
+    `sqlora train --model ${REAL_MODEL} --data data --out runs/train`,
+    `sqlora eval --model ${REAL_MODEL} --adapter runs/train/adapter --data data --out runs/eval --compare runs/baseline/results.json`,
     'sqlora report --run runs/train --baseline runs/baseline/results.json --finetuned runs/eval/results.json --out runs/report',
   ].map((c) => `  ${c}`).join('\n');
 }
@@ -164,8 +164,9 @@ async function runDemo(args: ParsedArgs): Promise<void> {
     '',
     'A randomly initialized toy model knows no SQL, so its absolute scores are near zero. What the demo shows is the',
     'pipeline running end to end, and training moving the loss and the token-match metric.',
-    `The real thing: the full Spider folder (spider/) and ${REAL_MODEL} on a GPU, with the reference workflow's settings`,
-    '(NF4 base, LoRA r=16 on q,k,v,o, 5 epochs, 3,500 train and 200 dev questions; add --format seed to prepare for its prompt):',
+    `The real thing: the full Spider folder (spider/) and ${REAL_MODEL} on an NVIDIA GPU (found and used by default),`,
+    'with the reference workflow\'s settings (NF4 base, LoRA r=16 on q,k,v,o, 5 epochs, 3,500 train and 200 dev questions;',
+    'add --format seed to prepare for its prompt):',
     realCommands(),
   ].join('\n') + '\n');
 }
