@@ -112,6 +112,14 @@ describe('report: examples that changed', () => {
     expect(html).toContain('<dt>fine-tuned</dt><dd><code>The answer is | `42`</code></dd>');
   });
 
+  it('keeps the lines of a multi-line prediction in a fenced block under its list item', () => {
+    const i = inputs();
+    const baseline = { ...i.baseline!, examples: i.baseline!.examples.map((e) => (e.id === 'dev-1' ? { ...e, pred: 'SELECT name\nFROM singers' } : e)) };
+    const { md, html } = render({ baseline });
+    expect(md).toContain('- baseline:\n  ```\n  SELECT name\n  FROM singers\n  ```\n- fine-tuned:');
+    expect(html).toContain('<dt>baseline</dt><dd><code>SELECT name\nFROM singers</code></dd>');
+  });
+
   it('caps each list at --examples', () => {
     expect(render({ examples: 2 }).md).toContain('### Wrong → right (2 of 3)');
   });

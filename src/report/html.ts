@@ -12,7 +12,7 @@ th{background:#f7f7f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.6em 1em;margin:1em 0}
 .chart{margin:1em 0}.chart svg{max-width:100%;height:auto;border:1px solid #eee}
 .example{border:1px solid #e5e5e5;border-radius:6px;padding:.6em 1em;margin:.8em 0}.example .sub{color:#666}
-.example dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;margin:.5em 0 0}.example dt{color:#555}.example dd{margin:0}
+.example dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;margin:.5em 0 0}.example dt{color:#555}.example dd{margin:0}.example dd code{white-space:pre-wrap}
 `.trim();
 
 function inlines(parts: Inline[]): string {

@@ -17,6 +17,12 @@ export function mdText(s: string): string {
   return s.replace(/[\\`*[\]<|]|(?<!\w)_|_(?!\w)/g, (c) => '\\' + c);
 }
 
+/** A fenced code block indented under a list item: multi-line SQL keeps its lines. */
+function mdIndentedBlock(s: string): string {
+  const fence = '`'.repeat(Math.max(3, ...(s.match(/`+/g) ?? []).map((r) => r.length + 1)));
+  return ['', fence, ...s.split(/\r?\n/), fence].map((l) => (l === '' ? '' : `  ${l}`)).join('\n');
+}
+
 function inlines(parts: Inline[]): string {
   return parts.map((p) => (typeof p === 'string' ? mdText(p) : mdCode(p.code))).join('');
 }
@@ -54,7 +60,7 @@ export function renderMarkdown(blocks: readonly Block[]): string {
         break;
       case 'example':
         out.push(
-          [`**${mdText(b.title)}**${b.subtitle ? ` — ${mdText(b.subtitle)}` : ''}`, '', ...b.fields.map(([label, value]) => `- ${mdText(label)}: ${mdCode(value)}`)].join('\n'),
+          [`**${mdText(b.title)}**${b.subtitle ? ` — ${mdText(b.subtitle)}` : ''}`, '', ...b.fields.map(([label, value]) => `- ${mdText(label)}:${value.includes('\n') ? mdIndentedBlock(value) : ` ${mdCode(value)}`}`)].join('\n'),
         );
         break;
     }

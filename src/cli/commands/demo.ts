@@ -130,7 +130,7 @@ async function runDemo(args: ParsedArgs): Promise<void> {
     {
       name: 'train', what: 'LoRA fine-tuning on the CPU',
       argv: [...common, '--out', p('train'), '--target-modules', ALL_PROJECTIONS, '--lora-r', String(loraR), '--lora-alpha', String(2 * loraR), '--epochs', String(epochs),
-        '--batch-size', String(batchSize), '--grad-accum', '1', '--lr', String(lr), '--eval-steps', String(int('eval-steps')), '--save-steps', '0', '--seed', String(int('seed'))],
+        '--batch-size', String(batchSize), '--grad-accum', '1', '--lr', String(lr), '--eval-steps', String(int('eval-steps')), '--save-steps', '0', '--seed', String(positiveInt('demo', 'seed', args.number('seed'), true))],
     },
     { name: 'eval', what: 'the fine-tuned model answers the same questions', argv: [...common, '--adapter', join(p('train'), 'adapter'), '--out', p('eval'), '--compare', join(p('baseline'), 'results.json'), ...generation] },
     {
