@@ -16,6 +16,8 @@ const COMMANDS: CommandEntry[] = [
   { name: 'eval', summary: 'base + adapter -> predictions + metrics; compare with the baseline', load: () => import('./commands/eval.js') },
   { name: 'evaluate', summary: 'score predictions against gold: seed metrics, exact-set-match, execution', load: () => import('./commands/evaluate.js') },
   { name: 'generate', summary: 'generate text from prompts (raw or chat), greedy or sampled', load: () => import('./commands/generate.js') },
+  { name: 'report', summary: 'markdown + self-contained HTML report: loss curves, before/after by hardness, examples', load: () => import('./commands/report.js') },
+  { name: 'demo', summary: 'the whole pipeline on a toy model and the bundled Spider subset, on the CPU in a minute or two', load: () => import('./commands/demo.js') },
 ];
 
 function mainHelp(): string {

@@ -21,7 +21,8 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Compiled into app/ with their relative layout (bench imports ../src/...). */
 const SOURCE_DIRS = ['src', 'bench'];
 /** Non-TypeScript files the compiled code reads next to itself. */
-const EXTRA_FILES = ['tools/reference/bench_hf.py'];
+// Files the compiled code reads at run time: the HF side of the benchmark, and the Spider subset `sqlora demo` runs on.
+const EXTRA_FILES = ['tools/reference/bench_hf.py', 'test/fixtures/spider'];
 
 function fail(msg: string): never {
   process.stderr.write(`bundle: ${msg}\n`);
@@ -140,7 +141,7 @@ function main(): void {
   mkdirSync(join(outDir, 'runtime'), { recursive: true });
   log('compiling TypeScript');
   compile(appDir);
-  for (const f of EXTRA_FILES) cpSync(join(ROOT, f), join(appDir, f));
+  for (const f of EXTRA_FILES) cpSync(join(ROOT, f), join(appDir, f), { recursive: true });
   writePackageJson(appDir);
   const deps = copyDependencies(appDir);
   const rt = writeNodeRuntime(process.execPath, join(outDir, 'runtime'), values.compress, join(ROOT, 'node_modules', '.cache', 'sqlora-bundle'), log);
