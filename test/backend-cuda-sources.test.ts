@@ -9,10 +9,11 @@ import { describe, expect, it } from 'vitest';
 import { kernelSignatures, type KernelModule } from '../src/backend/cuda/device.js';
 import { ATTENTION } from '../src/backend/cuda/kernels/attention.js';
 import { ATTENTION_SCORES } from '../src/backend/cuda/kernels/attention-scores.js';
+import { DECODE } from '../src/backend/cuda/kernels/decode.js';
 import { ELEMENTWISE } from '../src/backend/cuda/kernels/elementwise.js';
 import { ROWS } from '../src/backend/cuda/kernels/rows.js';
 
-const MODULES: Record<string, KernelModule> = { ATTENTION, ATTENTION_SCORES, ELEMENTWISE, ROWS };
+const MODULES: Record<string, KernelModule> = { ATTENTION, ATTENTION_SCORES, DECODE, ELEMENTWISE, ROWS };
 const CUDA_DIR = join(import.meta.dirname, '..', 'src', 'backend', 'cuda');
 
 describe('CUDA kernel sources', () => {

@@ -27,6 +27,12 @@ export type FloatDType = 'f32' | 'bf16' | 'f16';
 /** Float values downloaded to the host. */
 export type HostFloats = Float32Array | Float64Array;
 
+/** A copy to the host started by Backend.downloadAsync. */
+export interface PendingDownload {
+  /** Waits for this copy only (work queued after it may still run) and returns download()'s values. */
+  wait(): HostFloats;
+}
+
 /** An opaque handle to device memory (or a view of it). */
 export interface Tensor {
   readonly shape: readonly number[];
@@ -90,6 +96,11 @@ export interface Backend {
   // ---- memory ----
   /** A new zero-filled tensor. */
   alloc(shape: readonly number[], dtype?: TensorDType): Tensor;
+  /**
+   * A new tensor whose values are unspecified, for outputs a kernel overwrites entirely: skips
+   * alloc's zero fill (a pass over the memory and a launch on a GPU).
+   */
+  empty(shape: readonly number[], dtype?: TensorDType): Tensor;
   /** A new tensor holding host data; float data is converted to a float `dtype` (default f32). */
   upload(data: HostFloats | Int32Array, shape: readonly number[], dtype?: TensorDType): Tensor;
   /** A new nf4 tensor of logical shape `w.shape`. */
@@ -130,6 +141,12 @@ export interface Backend {
   sum(out: Tensor, x: Tensor, accumulate?: boolean): void;
   /** out[0] = sum of x^2 (+ out[0] if accumulate), for gradient-norm clipping. */
   sumSquares(out: Tensor, x: Tensor, accumulate?: boolean): void;
+  /**
+   * Gradient clipping without a host round trip (torch's clip_grad_norm_): with norm =
+   * sqrt(sumSquares[0]) (a 1-element f32 tensor, as sumSquares writes it), x *= maxNorm /
+   * (norm + 1e-6) when that factor is below 1; x is left as it is when the norm is not finite.
+   */
+  clipByNorm(x: Tensor, sumSquares: Tensor, maxNorm: number): void;
   /**
    * Inverted dropout: out = x * keep / (1 - p), where keep for element i is a pure function of
    * (seed, i), so calling it again with the same seed on the upstream gradient is the backward
@@ -184,6 +201,39 @@ export interface Backend {
   // ---- optimizer ----
   /** One torch.optim.AdamW step on f32 tensors (decoupled weight decay, bias correction). */
   adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opts: AdamWOptions): void;
+
+  // ---- inference (decoding over a KV cache) ----
+  /**
+   * Starts copying `t` to the host and returns at once: work queued afterwards keeps running
+   * while the host waits for these values, so a decoding loop can queue step n + 1 before it
+   * reads step n's tokens.
+   */
+  downloadAsync(t: Tensor): PendingDownload;
+  /** x += value, for an i32 tensor (rotary positions advancing by one per decoding step). */
+  addI32(x: Tensor, value: number): void;
+  /**
+   * out[i, ...] = src[index[i], ...]: whole rows along dimension 0, same dtype (i32 or float),
+   * index i32 [N] with values in [0, rows of src). out must not overlap src.
+   */
+  gatherRows(out: Tensor, src: Tensor, index: Tensor): void;
+  /**
+   * out i32 [N] = the index of the largest value of each row of x [N, V], the first one on ties
+   * (as torch.argmax): greedy decoding without bringing the logits to the host.
+   */
+  argmaxRows(out: Tensor, x: Tensor): void;
+  /**
+   * sum = a + b, then RMSNorm of that sum exactly as rmsNormForward(out, rstd, sum, ...) would
+   * compute it from the stored sum (the residual add and the next norm of a decoder layer in
+   * one pass). sum may alias a or b; out must not alias the inputs.
+   */
+  addRmsNorm(sum: Tensor, out: Tensor, rstd: Tensor, a: Tensor, b: Tensor, weight: Tensor, eps: number): void;
+  /**
+   * The rotary embedding of new tokens, with their keys and values stored in a KV cache:
+   * q [B, T, H, hd] is rotated in place (as ropeForward); k and v [B, T, Hkv, hd] go to slots
+   * [offset, offset + T) of kCache and vCache [B, S, Hkv, hd], k rotated (k itself is left
+   * as it is). positions i32 [B*T].
+   */
+  ropeAppendKv(kCache: Tensor, vCache: Tensor, q: Tensor, k: Tensor, v: Tensor, positions: Tensor, offset: number, theta: number): void;
 }
 
 /** Number of elements of a shape. */
@@ -198,6 +248,20 @@ export function expectShape(what: string, t: Tensor, shape: readonly number[]): 
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
     throw new Error(`${what}: expected shape [${shape.join(', ')}], got [${t.shape.join(', ')}]`);
   }
+}
+
+/** Checks the shapes of Backend.ropeAppendKv's arguments and returns the sizes. */
+export function ropeAppendKvDims(kCache: Tensor, vCache: Tensor, q: Tensor, k: Tensor, v: Tensor, positions: Tensor, offset: number): { B: number; T: number; S: number; H: number; Hkv: number; hd: number } {
+  if (q.shape.length !== 4 || k.shape.length !== 4 || kCache.shape.length !== 4) throw new Error('ropeAppendKv: q, k and the caches must be [B, T, heads, hd]');
+  const [B, T, H, hd] = q.shape;
+  const [, S, Hkv] = kCache.shape;
+  expectShape('ropeAppendKv k', k, [B, T, Hkv, hd]);
+  expectShape('ropeAppendKv v', v, [B, T, Hkv, hd]);
+  expectShape('ropeAppendKv kCache', kCache, [B, S, Hkv, hd]);
+  expectShape('ropeAppendKv vCache', vCache, [B, S, Hkv, hd]);
+  expectShape('ropeAppendKv positions', positions, [B * T]);
+  if (!(offset >= 0 && offset + T <= S)) throw new RangeError(`ropeAppendKv: slots [${offset}, ${offset + T}) outside a cache of ${S}`);
+  return { B, T, S, H, Hkv, hd };
 }
 
 function fmix32(h: number): number {

@@ -4,13 +4,14 @@
  * is tested against and runs tiny models for tests and demos.
  */
 import {
-  expectShape, shapeSize,
-  type AdamWOptions, type AttentionOptions, type Backend, type HostFloats, type MatmulOptions, type Nf4Weight, type Tensor, type TensorDType,
+  expectShape, ropeAppendKvDims, shapeSize,
+  type AdamWOptions, type AttentionOptions, type Backend, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload, type Tensor,
+  type TensorDType,
 } from '../backend.js';
 import { attentionBackwardCpu, attentionForwardCpu, type AttentionDims } from './attention.js';
 import { CpuTensor, checkSameSize, f32, i32, nf4Of } from './cpu-tensor.js';
 import {
-  adamwCpu, crossEntropyCpu, dropoutCpu, embeddingCpu, rmsNormBackwardCpu, rmsNormForwardCpu, ropeCpu,
+  adamwCpu, argmaxRowsCpu, crossEntropyCpu, dropoutCpu, embeddingCpu, rmsNormBackwardCpu, rmsNormForwardCpu, ropeAppendKvCpu, ropeCpu,
   swigluBackwardCpu, swigluForwardCpu,
 } from './kernels.js';
 import { gemm, gemmNf4, transpose } from './matmul.js';
@@ -41,6 +42,10 @@ export class CpuBackend implements Backend {
 
   alloc(shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
     return new CpuTensor([...shape], dtype, this.storageFor(dtype, shapeSize(shape)));
+  }
+
+  empty(shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
+    return this.alloc(shape, dtype);
   }
 
   upload(data: HostFloats | Int32Array, shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
@@ -147,6 +152,12 @@ export class CpuBackend implements Backend {
     for (let i = 0; i < X.length; i++) X[i] *= s;
   }
 
+  clipByNorm(x: Tensor, sumSquares: Tensor, maxNorm: number): void {
+    const norm = Math.sqrt(f32(sumSquares, 'clipByNorm sumSquares')[0]);
+    const coef = maxNorm / (norm + 1e-6);
+    if (Number.isFinite(norm) && coef < 1) this.scale(x, coef);
+  }
+
   sum(out: Tensor, x: Tensor, accumulate = false): void {
     const X = f32(x), O = f32(out, 'sum out');
     let s = 0;
@@ -233,7 +244,47 @@ export class CpuBackend implements Backend {
     checkSameSize('adamw', param, grad, m, v);
     adamwCpu(f32(param), f32(grad), f32(m), f32(v), opts);
   }
+
+  downloadAsync(t: Tensor): PendingDownload {
+    // Work runs as it is called here, so the values are final already.
+    const values = this.download(t);
+    return { wait: () => values };
+  }
+
+  addI32(x: Tensor, value: number): void {
+    const X = i32(x, 'addI32 x');
+    for (let i = 0; i < X.length; i++) X[i] += value;
+  }
+
+  gatherRows(out: Tensor, src: Tensor, index: Tensor): void {
+    const o = out as CpuTensor, s = src as CpuTensor, idx = i32(index, 'gatherRows index');
+    if (o.dtype !== s.dtype || o.dtype === 'nf4') throw new TypeError(`gatherRows: ${s.dtype} -> ${o.dtype} is not supported`);
+    const width = s.size / s.shape[0];
+    if (o.shape[0] !== idx.length || o.size !== idx.length * width) throw new Error(`gatherRows: out [${o.shape.join(', ')}] is not ${idx.length} rows of ${width}`);
+    const O = o.dtype === 'f32' ? f32(o) : i32(o), S = s.dtype === 'f32' ? f32(s) : i32(s);
+    idx.forEach((r, i) => {
+      if (!(r >= 0 && r < s.shape[0])) throw new RangeError(`gatherRows: index ${r} is outside the ${s.shape[0]} source rows`);
+      O.set(S.subarray(r * width, (r + 1) * width), i * width);
+    });
+  }
+
+  argmaxRows(out: Tensor, x: Tensor): void {
+    const O = i32(out, 'argmaxRows out');
+    if (x.size % O.length !== 0) throw new Error(`argmaxRows: x [${x.shape.join(', ')}] is not ${O.length} rows`);
+    argmaxRowsCpu(O, f32(x, 'argmaxRows x'));
+  }
+
+  addRmsNorm(sum: Tensor, out: Tensor, rstd: Tensor, a: Tensor, b: Tensor, weight: Tensor, eps: number): void {
+    this.add(sum, a, b);
+    this.rmsNormForward(out, rstd, sum, weight, eps);
+  }
+
+  ropeAppendKv(kCache: Tensor, vCache: Tensor, q: Tensor, k: Tensor, v: Tensor, positions: Tensor, offset: number, theta: number): void {
+    const d = ropeAppendKvDims(kCache, vCache, q, k, v, positions, offset);
+    ropeAppendKvCpu(f32(kCache), f32(vCache), f32(q), f32(k), f32(v), i32(positions, 'ropeAppendKv positions'), d.T, d.S, offset, d.hd, theta);
+  }
 }
+
 
 function attentionDims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): AttentionDims {
   if (q.shape.length !== 4 || k.shape.length !== 4) throw new Error('attention: q and k must be [B, T, H, hd] and [B, S, Hkv, hd]');

@@ -135,3 +135,37 @@ export function adamwCpu(p: Floats, g: Floats, m: Floats, v: Floats, o: AdamWOpt
     p[i] = p[i] * decay - (stepSize * m[i]) / (Math.sqrt(v[i]) / bc2Sqrt + o.eps);
   }
 }
+
+/** out[n] = first index of the largest value of row n of x [N, V]. */
+export function argmaxRowsCpu(out: Int32Array, x: Floats): void {
+  const V = x.length / out.length;
+  for (let n = 0; n < out.length; n++) {
+    const o = n * V;
+    let best = 0;
+    for (let j = 1; j < V; j++) if (x[o + j] > x[o + best]) best = j;
+    out[n] = best;
+  }
+}
+
+/**
+ * Rotates q [N, H, hd] in place and writes k rotated and v into the cache slots of their tokens:
+ * token n = b*T + t goes to slot offset + t of sequence b in caches [B, S, Hkv, hd].
+ */
+export function ropeAppendKvCpu(
+  kCache: Floats, vCache: Floats, q: Floats, k: Floats, v: Floats, pos: Int32Array, T: number, S: number, offset: number,
+  headDim: number, theta: number,
+): void {
+  const N = pos.length;
+  const kvWidth = k.length / N;
+  ropeCpu(q, q, pos, headDim, theta, 1);
+  const rotated = new Float64Array(k.length);
+  ropeCpu(rotated, k, pos, headDim, theta, 1);
+  for (let n = 0; n < N; n++) {
+    const b = Math.floor(n / T), t = n % T;
+    const dst = (b * S + offset + t) * kvWidth;
+    for (let i = 0; i < kvWidth; i++) {
+      kCache[dst + i] = rotated[n * kvWidth + i];
+      vCache[dst + i] = v[n * kvWidth + i];
+    }
+  }
+}

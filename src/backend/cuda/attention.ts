@@ -1,8 +1,9 @@
 /**
  * Host side of attention: shape checks and the choice of implementation. With at least
  * GEMM_MIN_QUERIES queries and one dtype throughout (training, prompt prefill), attention runs
- * as batched tensor-core products (attention-gemm.ts); otherwise (decoding steps, mixed dtypes)
- * in the tiled flash kernels of kernels/attention.ts, which need no score buffer. The backward
+ * as batched tensor-core products (attention-gemm.ts); a forward pass with one query per
+ * sequence (a decoding step) in kernels/decode.ts's attn_decode; otherwise (a few queries, mixed
+ * dtypes) in the tiled flash kernels of kernels/attention.ts, which need no score buffer. The backward
  * pass first computes delta = rowsum(dout * out); the flash path then runs dq (per query tile)
  * and dk/dv (per key tile) in two kernels that each own their outputs: no atomics, deterministic.
  */
@@ -12,6 +13,7 @@ import type { Cublas } from './cublas.js';
 import { asCuda, floatArg, ptrOf } from './cuda-tensor.js';
 import type { CudaDevice } from './device.js';
 import { ATTENTION, ATTENTION_TILES, attentionSharedBytes } from './kernels/attention.js';
+import { DECODE, DECODE_ATTENTION } from './kernels/decode.js';
 
 interface Dims {
   B: number;
@@ -67,6 +69,14 @@ export function attentionForwardCuda(
   expectShape('attention out', out, q.shape);
   expectShape('attention lse', lse, [d.B, d.T, d.H]);
   if (d.B * d.T === 0) return;
+  if (d.T === 1 && d.nj !== null) {
+    // A decoding step: one query per sequence, read against the cache by attn_decode.
+    dev.launch(dev.kernel(DECODE, `attn_decode_${d.nj}`), [d.B * d.H], DECODE_ATTENTION.threads, 0, [
+      ...floatArg(out, 'attention out'), ptrOf(lse, 'f32', 'attention lse'), ...floatArg(q, 'attention q'), ...floatArg(k, 'attention k'),
+      ...floatArg(v, 'attention v'), ptrOf(keyMask, 'i32', 'attention keyMask'), d.S, d.H, d.Hkv, d.hd, d.kvLen, d.scale,
+    ]);
+    return;
+  }
   if (useGemm(d, [q, k, v, out])) {
     attentionForwardGemm(dev, blas, d, out, lse, q, k, v, keyMask);
     return;

@@ -11,9 +11,9 @@
 import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/dtype.js';
 import { UserError } from '../../util/errors.js';
 import {
-  expectShape, ropeInvFreq, shapeSize,
-  type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type MatmulOptions, type Nf4Weight, type Tensor,
-  type TensorDType,
+  expectShape, ropeAppendKvDims, ropeInvFreq, shapeSize,
+  type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload,
+  type Tensor, type TensorDType,
 } from '../backend.js';
 import { attentionBackwardCuda, attentionForwardCuda } from './attention.js';
 import { Cublas, type GemmDType } from './cublas.js';
@@ -21,8 +21,10 @@ import { asCuda, checkSameSize, CudaTensor, elementBytes, floatArg, isFloat, ptr
 import { CudaDevice } from './device.js';
 import { nvrtcApi } from './ffi.js';
 import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
+import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
 import { ROWS } from './kernels/rows.js';
+import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
 import { cudaMatmul, type MatmulHost } from './matmul.js';
 
@@ -53,6 +55,7 @@ export class CudaBackend implements Backend, MatmulHost {
   private readonly errorWord: Block;
   private readonly errorHost = new Int32Array(1);
   private readonly ropeTables = new Map<string, CudaTensor>();
+  private readonly hostCopies: HostCopies;
 
   constructor(opts: CudaBackendOptions = {}) {
     this.device = new CudaDevice(opts.device ?? 0);
@@ -65,6 +68,7 @@ export class CudaBackend implements Backend, MatmulHost {
     this.name = `cuda:${this.device.ordinal} (${this.device.name})`;
     this.errorWord = this.device.allocator.alloc(4);
     this.device.memset(this.errorWord.ptr, 32, 0, 1);
+    this.hostCopies = new HostCopies(this.device.api, this.device.stream);
   }
 
   // ---- memory ----
@@ -73,6 +77,10 @@ export class CudaBackend implements Backend, MatmulHost {
     const t = this.raw(shape, dtype, 'alloc');
     this.device.memset(t.ptr, 8, 0, t.size * elementBytes(t.dtype as Exclude<TensorDType, 'nf4'>));
     return t;
+  }
+
+  empty(shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
+    return this.raw(shape, dtype, 'empty');
   }
 
   upload(data: HostFloats | Int32Array, shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
@@ -219,6 +227,10 @@ export class CudaBackend implements Backend, MatmulHost {
     this.reduce(out, x, true, accumulate);
   }
 
+  clipByNorm(x: Tensor, sumSquares: Tensor, maxNorm: number): void {
+    this.elementwise('clip_by_norm', x.size, [...floatArg(x, 'clipByNorm x'), ptrOf(sumSquares, 'f32', 'clipByNorm sumSquares'), maxNorm, x.size]);
+  }
+
   dropout(out: Tensor, x: Tensor, p: number, seed: number): void {
     checkSameSize('dropout', out, x);
     if (!(p >= 0 && p < 1)) throw new RangeError(`dropout: p must be in [0, 1), got ${p}`);
@@ -328,6 +340,90 @@ export class CudaBackend implements Backend, MatmulHost {
     ]);
   }
 
+  // ---- inference ----
+
+  downloadAsync(t: Tensor): PendingDownload {
+    const c = asCuda(t, 'downloadAsync');
+    if (c.dtype === 'nf4') throw new TypeError('downloadAsync: nf4 tensors are write-only');
+    const dtype = c.dtype;
+    const bytes = c.size * elementBytes(dtype);
+    // The error word comes along, so kernels' reports surface here as they do in download().
+    const copy = this.hostCopies.start([{ src: c.ptr, bytes }, { src: this.errorWord.ptr, bytes: 4 }]);
+    let values: HostFloats | null = null;
+    return {
+      wait: () => {
+        if (values) return values;
+        const raw = this.hostCopies.wait(copy);
+        this.throwDeviceError(new DataView(raw.buffer).getInt32(bytes, true));
+        const data = raw.buffer.slice(0, bytes);
+        values = dtype === 'f32' ? new Float32Array(data)
+          : dtype === 'i32' ? Float32Array.from(new Int32Array(data))
+            : dtype === 'bf16' ? bf16ToF32(new Uint16Array(data)) : f16ToF32(new Uint16Array(data));
+        return values;
+      },
+    };
+  }
+
+  addI32(x: Tensor, value: number): void {
+    const p = ptrOf(x, 'i32', 'addI32 x');
+    if (x.size > 0) this.device.launch(this.device.kernel(DECODE, 'add_i32'), [this.gridFor(x.size)], 256, 0, [p, value | 0, x.size]);
+  }
+
+  gatherRows(out: Tensor, src: Tensor, index: Tensor): void {
+    const o = asCuda(out, 'gatherRows out'), s = asCuda(src, 'gatherRows src');
+    if (o.dtype !== s.dtype || o.dtype === 'nf4') throw new TypeError(`gatherRows: ${s.dtype} -> ${o.dtype} is not supported`);
+    const N = index.size, rows = s.shape[0];
+    const width = rows > 0 ? s.size / rows : 0;
+    if (o.shape[0] !== N || o.size !== N * width) throw new Error(`gatherRows: out [${o.shape.join(', ')}] is not ${N} rows of ${width}`);
+    if (N > 65535) throw new RangeError(`gatherRows: at most 65535 rows at once, got ${N}`);
+    if (N === 0 || width === 0) return;
+    const rowBytes = width * elementBytes(o.dtype);
+    const unit = [16, 4, 2, 1].find((u) => rowBytes % u === 0 && o.ptr % u === 0 && s.ptr % u === 0) ?? 1;
+    const words = rowBytes / unit;
+    this.device.launch(this.device.kernel(DECODE, 'gather_rows'), [Math.min(Math.ceil(words / 256), 1024), N], 256, 0, [
+      o.ptr, s.ptr, ptrOf(index, 'i32', 'gatherRows index'), words, unit, rows, this.errorWord.ptr,
+    ]);
+  }
+
+  argmaxRows(out: Tensor, x: Tensor): void {
+    const o = ptrOf(out, 'i32', 'argmaxRows out');
+    const N = out.size;
+    if (N === 0) return;
+    if (x.size % N !== 0) throw new Error(`argmaxRows: x [${x.shape.join(', ')}] is not ${N} rows`);
+    if (N > 65535) throw new RangeError(`argmaxRows: at most 65535 rows at once, got ${N}`);
+    const V = x.size / N;
+    // Rows are split into chunks so that a few rows still fill the GPU; a second kernel picks per row.
+    const chunk = 4096, chunks = Math.ceil(V / chunk);
+    const values = this.device.allocator.alloc(N * chunks * 4), indices = this.device.allocator.alloc(N * chunks * 4);
+    this.device.launch(this.device.kernel(DECODE, 'argmax_partial'), [chunks, N], 256, 0, [...floatArg(x, 'argmaxRows x'), V, chunk, values.ptr, indices.ptr]);
+    this.device.launch(this.device.kernel(DECODE, 'argmax_final'), [Math.ceil(N / 8)], 256, 0, [o, values.ptr, indices.ptr, chunks, N]);
+    this.device.allocator.release(values.ptr, values.size);
+    this.device.allocator.release(indices.ptr, indices.size);
+  }
+
+  addRmsNorm(sum: Tensor, out: Tensor, rstd: Tensor, a: Tensor, b: Tensor, weight: Tensor, eps: number): void {
+    checkSameSize('addRmsNorm', sum, out, a, b);
+    if (rstd.size * weight.size !== sum.size) throw new Error('addRmsNorm: rstd must have one entry per row');
+    if (rstd.size === 0) return;
+    const D = weight.size;
+    this.device.launch(this.device.kernel(DECODE, 'add_rmsnorm'), [rstd.size], this.rowThreads(D), 0, [
+      ...floatArg(sum, 'addRmsNorm sum'), ...floatArg(out, 'addRmsNorm out'), ptrOf(rstd, 'f32', 'addRmsNorm rstd'),
+      ...floatArg(a, 'addRmsNorm a'), ...floatArg(b, 'addRmsNorm b'), ...floatArg(weight, 'addRmsNorm weight'), D, eps,
+    ]);
+  }
+
+  ropeAppendKv(kCache: Tensor, vCache: Tensor, q: Tensor, k: Tensor, v: Tensor, positions: Tensor, offset: number, theta: number): void {
+    const d = ropeAppendKvDims(kCache, vCache, q, k, v, positions, offset);
+    const N = d.B * d.T, half = d.hd / 2;
+    if (N === 0) return;
+    if (d.hd % 2 !== 0) throw new Error(`ropeAppendKv: head dim ${d.hd} is odd`);
+    this.device.launch(this.device.kernel(DECODE, 'rope_append_kv'), [Math.ceil((N * half) / 256)], 256, 0, [
+      ...floatArg(kCache, 'ropeAppendKv kCache'), ...floatArg(vCache, 'ropeAppendKv vCache'), ...floatArg(q, 'ropeAppendKv q'),
+      ...floatArg(k, 'ropeAppendKv k'), ...floatArg(v, 'ropeAppendKv v'), ptrOf(positions, 'i32', 'ropeAppendKv positions'),
+      this.ropeTable(theta, d.hd).ptr, N, d.T, d.S, offset, d.H, d.Hkv, d.hd,
+    ]);
+  }
+
   // ---- beyond the interface ----
 
   /** Waits until all queued work is done (for timing). */
@@ -406,24 +502,33 @@ export class CudaBackend implements Backend, MatmulHost {
     const N = positions.size;
     if (N === 0 || x.size === 0) return;
     if (hd % 2 !== 0 || x.size % (N * hd) !== 0) throw new Error(`rope: x [${x.shape.join(', ')}] is not [N=${N}, heads, even head dim]`);
+    const half = hd / 2;
+    this.device.launch(this.device.kernel(ROWS, 'rope'), [Math.ceil((N * half) / 256)], 256, 0, [
+      ...floatArg(out, 'rope out'), ...floatArg(x, 'rope x'), ptrOf(positions, 'i32', 'rope positions'), this.ropeTable(theta, hd).ptr, N,
+      x.size / (N * hd), hd, sign,
+    ]);
+  }
+
+  /** RoPE inverse frequencies on the device, uploaded once per (theta, head dim). */
+  private ropeTable(theta: number, hd: number): CudaTensor {
     const key = `${theta}/${hd}`;
     let inv = this.ropeTables.get(key);
     if (!inv) this.ropeTables.set(key, (inv = this.upload(ropeInvFreq(theta, hd), [hd / 2]) as CudaTensor));
-    const half = hd / 2;
-    this.device.launch(this.device.kernel(ROWS, 'rope'), [Math.ceil((N * half) / 256)], 256, 0, [
-      ...floatArg(out, 'rope out'), ...floatArg(x, 'rope x'), ptrOf(positions, 'i32', 'rope positions'), inv.ptr, N, x.size / (N * hd), hd, sign,
-    ]);
+    return inv;
   }
 
   /** Waits for queued work and reports any invalid input the kernels flagged on the device. */
   private finish(): void {
     this.device.download(this.errorHost, this.errorWord.ptr);
     this.device.synchronize();
-    const code = this.errorHost[0];
-    if (code !== 0) {
-      this.device.memset(this.errorWord.ptr, 32, 0, 1);
-      throw new RangeError(DEVICE_ERRORS[code] ?? `a kernel reported error ${code}`);
-    }
+    this.throwDeviceError(this.errorHost[0]);
+  }
+
+  /** Clears and reports a device error word read back to the host (0 = none). */
+  private throwDeviceError(code: number): void {
+    if (code === 0) return;
+    this.device.memset(this.errorWord.ptr, 32, 0, 1);
+    throw new RangeError(DEVICE_ERRORS[code] ?? `a kernel reported error ${code}`);
   }
 }
 

@@ -67,6 +67,14 @@ const DRIVER = {
   cuModuleGetFunction: 'int cuModuleGetFunction(_Out_ void **fn, void *module, const char *name)',
   cuFuncSetAttribute: 'int cuFuncSetAttribute(void *fn, int attrib, int value)',
   cuLaunchKernel: 'int cuLaunchKernel(void *fn, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, void *stream, void **params, void **extra)',
+  // Page-locked host memory and events: device-to-host copies the host waits for one by one.
+  cuMemAllocHost: 'int cuMemAllocHost_v2(_Out_ void **ptr, size_t bytes)',
+  cuMemFreeHost: 'int cuMemFreeHost(void *ptr)',
+  /** cuMemcpyDtoHAsync with the destination as an address, to copy into page-locked memory at an offset. */
+  cuMemcpyDtoHAsyncToAddress: 'int cuMemcpyDtoHAsync_v2(uint64_t dst, uint64_t src, size_t bytes, void *stream)',
+  cuEventCreate: 'int cuEventCreate(_Out_ void **event, unsigned int flags)',
+  cuEventRecord: 'int cuEventRecord(void *event, void *stream)',
+  cuEventSynchronize: 'int cuEventSynchronize(void *event)',
 } as const;
 
 const NVRTC = {

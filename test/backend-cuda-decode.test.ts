@@ -1,0 +1,48 @@
+/**
+ * The CUDA backend's decoding kernels against the CPU reference (test/helpers/decode-parity.ts),
+ * with f32 and bf16 storage, and downloadAsync: a copy waited for while later work is queued.
+ * Skips, saying why, without a GPU.
+ */
+import { describe, expect, it } from 'vitest';
+import type { FloatDType } from '../src/backend/backend.js';
+import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
+import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
+import { probeCuda } from '../src/backend/select.js';
+import { BF16_TOLERANCE, compareOutputs, F32_TOLERANCE } from './helpers/backend-parity.js';
+import { DECODE_PARITY_CASES } from './helpers/decode-parity.js';
+
+const probe = probeCuda();
+if (!probe.available) console.warn(`backend-cuda-decode: skipping, no CUDA GPU (${probe.reason})`);
+
+describe.skipIf(!probe.available)('CUDA decoding kernels against the CPU backend', () => {
+  const cpu = new CpuBackend();
+  const cuda: Partial<Record<FloatDType, CudaBackend>> = {};
+  const backend = (dt: FloatDType): CudaBackend => (cuda[dt] ??= new CudaBackend({ computeDType: dt }));
+
+  for (const c of DECODE_PARITY_CASES) {
+    it(c.name, () => {
+      const ref = c.run(cpu, 'f32');
+      for (const dt of ['f32', 'bf16'] as const) {
+        const tol = dt === 'f32' ? c.f32Tolerance ?? F32_TOLERANCE : c.bf16Tolerance ?? BF16_TOLERANCE;
+        for (const r of compareOutputs(c.run(backend(dt), dt), ref)) expect(r.rel, `${dt} ${r.output}`).toBeLessThanOrEqual(tol);
+      }
+    });
+  }
+
+  it('downloadAsync returns the values as of its call while later work runs, and reports device errors', () => {
+    const be = backend('bf16');
+    const t = be.upload(Float32Array.of(1.5, -2, 3), [3], 'bf16'), ids = be.upload(Int32Array.of(7, 9), [2], 'i32');
+    const first = be.downloadAsync(t), firstIds = be.downloadAsync(ids);
+    be.scale(t, 2);
+    be.addI32(ids, 1);
+    const second = be.downloadAsync(t);
+    expect([...firstIds.wait()]).toEqual([7, 9]);
+    expect([...second.wait()]).toEqual([3, -4, 6]);
+    expect([...first.wait()]).toEqual([1.5, -2, 3]);
+    const table = be.upload(new Float32Array(8), [2, 4], 'bf16'), out = be.alloc([2, 4], 'bf16');
+    be.embedding(out, table, ids);
+    expect(() => be.downloadAsync(out).wait()).toThrow(/token id is outside the vocabulary/);
+    expect(be.download(ids)).toEqual(Float32Array.of(8, 10));
+    for (const x of [t, ids, table, out]) be.free(x);
+  });
+});
