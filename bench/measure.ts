@@ -7,9 +7,9 @@ import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
 import { initLora, LoraAdapter, type LoraConfig } from '../src/lora/lora.js';
 import { parseModelConfig, type Qwen2Config } from '../src/model/config.js';
 import { generate } from '../src/model/generate.js';
-import { Qwen2Model } from '../src/model/qwen2.js';
-import { uploadQwen2Weights } from '../src/model/qwen2-weights.js';
-import { ADAMW_DEFAULTS, AdamW, clipGradNorm } from '../src/train/optimizer.js';
+import { Qwen2Model, type TrainOptions } from '../src/model/qwen2.js';
+import { nf4Quantizer, uploadQwen2Weights } from '../src/model/qwen2-weights.js';
+import { ADAMW_DEFAULTS, AdamW, clipGradNormOnDevice } from '../src/train/optimizer.js';
 import { mixSeed, mulberry32 } from '../src/util/random.js';
 
 export type ShapeName = '1.8b' | 'tiny';
@@ -59,9 +59,10 @@ export function trainFlops(c: Qwen2Config, seqLen: number, loraR: number, target
 
 /**
  * A model with random weights as transformers initializes them (std 0.02 — here uniform with that
- * std, which is as fast to compute with and much faster to draw —, zero biases, unit norms).
+ * std, which is as fast to compute with and much faster to draw —, zero biases, unit norms),
+ * its layer projections optionally quantized to NF4.
  */
-export function randomModel(c: Qwen2Config, be: Backend, seed: number): Qwen2Model {
+export function randomModel(c: Qwen2Config, be: Backend, seed: number, quantize: 'nf4' | null = null): Qwen2Model {
   const bound = 0.02 * Math.sqrt(3);
   let n = 0;
   const weights = uploadQwen2Weights(be, c, (name, shape) => {
@@ -71,7 +72,7 @@ export function randomModel(c: Qwen2Config, be: Backend, seed: number): Qwen2Mod
     const rand = mulberry32(mixSeed(seed, n++));
     for (let i = 0; i < values.length; i++) values[i] = (2 * rand() - 1) * bound;
     return values;
-  });
+  }, quantize === 'nf4' ? { nf4: nf4Quantizer } : {});
   return new Qwen2Model(c, be, weights);
 }
 
@@ -129,17 +130,19 @@ export interface TrainResult {
 
 /**
  * Timed LoRA training steps on one fixed random batch (labels = inputs, every position trained):
- * forward, backward, gradient clipping at 1.0, AdamW (lr 2e-4, weight decay 0.01), zero grads —
- * the step of src/train/sft.ts without data loading. `warmup` untimed steps come first.
+ * forward, backward, gradient clipping at 1.0, AdamW (lr 2e-4, weight decay 0.01), zero grads,
+ * then the loss and gradient norm read back — the step of src/train/sft.ts without data loading.
+ * `warmup` untimed steps come first.
  */
 export async function measureTrain(
   model: Qwen2Model, batch: number, seq: number, steps: number, warmup: number, lora: LoraSettings, seed: number,
+  trainOptions: Pick<TrainOptions, 'recomputeLayers' | 'activationBudget'> = {},
 ): Promise<TrainResult> {
   const be = model.backend;
   const cfg: LoraConfig = { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets, useRslora: false };
   const adapter = LoraAdapter.upload(be, model.config, initLora(model.config, cfg, seed));
   const params = adapter.parameters();
-  const optimizer = new AdamW(be, params, { ...ADAMW_DEFAULTS, weightDecay: 0.01 });
+  const optimizer = new AdamW(be, params, { ...ADAMW_DEFAULTS, weightDecay: 0.01 }, adapter.flat());
   const probe = be.alloc([1]);
   const rand = mulberry32(mixSeed(seed, batch, seq));
   const ids = Int32Array.from({ length: batch * seq }, () => Math.floor(rand() * model.config.vocabSize));
@@ -153,12 +156,14 @@ export async function measureTrain(
         synchronize(be, probe);
         start = performance.now();
       }
-      const out = model.forwardTrain({ batchSize: batch, seqLen: seq, inputIds: ids, labels: ids }, { dropoutSeed: mixSeed(seed, step) });
+      const out = model.forwardTrain({ batchSize: batch, seqLen: seq, inputIds: ids, labels: ids }, { dropoutSeed: mixSeed(seed, step), ...trainOptions });
       model.backward(out);
-      clipGradNorm(be, params, 1.0);
+      const normSquared = clipGradNormOnDevice(be, [adapter.flat().grad], 1.0);
       optimizer.step(2e-4);
       adapter.zeroGrad();
       losses.push(out.loss);
+      be.download(normSquared);
+      be.free(normSquared);
       // Lets a Ctrl-C through between steps.
       await new Promise((resolve) => setImmediate(resolve));
     }

@@ -11,9 +11,10 @@ import { ATTENTION } from '../src/backend/cuda/kernels/attention.js';
 import { ATTENTION_SCORES } from '../src/backend/cuda/kernels/attention-scores.js';
 import { DECODE } from '../src/backend/cuda/kernels/decode.js';
 import { ELEMENTWISE } from '../src/backend/cuda/kernels/elementwise.js';
+import { FLASH_ATTENTION, FLASH_HEAD_DIMS } from '../src/backend/cuda/kernels/flash-attention.js';
 import { ROWS } from '../src/backend/cuda/kernels/rows.js';
 
-const MODULES: Record<string, KernelModule> = { ATTENTION, ATTENTION_SCORES, DECODE, ELEMENTWISE, ROWS };
+const MODULES: Record<string, KernelModule> = { ATTENTION, ATTENTION_SCORES, DECODE, ELEMENTWISE, FLASH_ATTENTION, ROWS };
 const CUDA_DIR = join(import.meta.dirname, '..', 'src', 'backend', 'cuda');
 
 describe('CUDA kernel sources', () => {
@@ -48,7 +49,9 @@ describe('CUDA kernel sources', () => {
     for (const [mod, name] of launched) {
       const kernels = MODULES[mod]?.kernels;
       expect(kernels, `module ${mod}`).toBeDefined();
-      const names = name.endsWith('_$') ? [1, 2, 4].map((nj) => name.slice(0, -1) + nj) : [name];
+      // Names ending in a template's `${...}`: the head-size variants.
+      const variants: readonly number[] = mod === 'FLASH_ATTENTION' ? FLASH_HEAD_DIMS : [1, 2, 4];
+      const names = name.endsWith('_$') ? variants.map((v) => name.slice(0, -1) + v) : [name];
       for (const n of names) expect(kernels?.has(n), `${mod}.${n}`).toBe(true);
     }
   });

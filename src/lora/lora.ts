@@ -37,6 +37,20 @@ export interface LoraParameter {
   grad: Tensor;
 }
 
+/**
+ * Every parameter of an adapter in one buffer (and every gradient in another of the same
+ * layout), so that clipping, AdamW and zeroing are one kernel each instead of one per tensor.
+ */
+export interface FlatParameters {
+  param: Tensor;
+  grad: Tensor;
+  /** Element offset of each parameter (in parameters() order) within both buffers. */
+  offsets: number[];
+}
+
+/** Parameters start at multiples of this many elements (256 bytes of f32), so views stay aligned. */
+const FLAT_ALIGN = 64;
+
 export function loraScale(c: LoraConfig): number {
   return c.useRslora ? c.alpha / Math.sqrt(c.r) : c.alpha / c.r;
 }
@@ -94,10 +108,17 @@ export function initLora(cfg: Qwen2Config, config: LoraConfig, seed: number): Ho
   return { config: c, tensors };
 }
 
-/** Adapter factors and gradients on a backend; attach with model.setLora(adapter). */
+/**
+ * Adapter factors and gradients on a backend; attach with model.setLora(adapter). Factors and
+ * gradients live in one f32 buffer each (see FlatParameters); on a backend computing in a
+ * 16-bit dtype, a copy of the factors in that dtype feeds the matrix products (PEFT under
+ * autocast also multiplies in bf16), refreshed by prepare() before every pass.
+ */
 export class LoraAdapter implements LoraProvider {
   private readonly layers: LayerLora[] = [];
   private readonly params: LoraParameter[] = [];
+  private flatParams: FlatParameters | null = null;
+  private computeCopy: Tensor | null = null;
 
   private constructor(private readonly be: Backend, readonly config: LoraConfig) {}
 
@@ -106,25 +127,50 @@ export class LoraAdapter implements LoraProvider {
     const c = validateLoraConfig(host.config);
     const ad = new LoraAdapter(be, c);
     const scale = loraScale(c);
-    const expected = new Set<string>();
+    const expected: { name: string; shape: [number, number] }[] = [];
+    for (let i = 0; i < cfg.numLayers; i++) {
+      for (const p of c.targetModules) {
+        const [out, inp] = projectionShape(cfg, p);
+        expected.push({ name: peftTensorName(i, p, 'A'), shape: [c.r, inp] }, { name: peftTensorName(i, p, 'B'), shape: [out, c.r] });
+      }
+    }
+    const names = new Set(expected.map((e) => e.name));
+    const extra = Object.keys(host.tensors).filter((n) => !names.has(n));
+    if (extra.length > 0) {
+      throw new UserError(`adapter has tensors its config does not explain (e.g. ${extra[0]}); target_modules or num_hidden_layers differ`);
+    }
+    const offsets: number[] = [];
+    let total = 0;
+    for (const e of expected) {
+      offsets.push(total);
+      total += Math.ceil((e.shape[0] * e.shape[1]) / FLAT_ALIGN) * FLAT_ALIGN;
+    }
+    const values = new Float32Array(total);
+    expected.forEach((e, k) => values.set(checkedValues(e.name, host.tensors[e.name], e.shape), offsets[k]));
+    const flat: FlatParameters = { param: be.upload(values, [total], 'f32'), grad: be.alloc([total], 'f32'), offsets };
+    ad.flatParams = flat;
+    if (be.computeDType !== 'f32') ad.computeCopy = be.empty([total], be.computeDType);
+    const view = (t: Tensor, k: number): Tensor => be.reshape(be.rows(t, offsets[k], expected[k].shape[0] * expected[k].shape[1]), expected[k].shape);
+    let k = 0;
     for (let i = 0; i < cfg.numLayers; i++) {
       const layer: LayerLora = {};
       for (const p of c.targetModules) {
-        const [out, inp] = projectionShape(cfg, p);
-        const nameA = peftTensorName(i, p, 'A'), nameB = peftTensorName(i, p, 'B');
-        expected.add(nameA).add(nameB);
-        const a = ad.param(nameA, host.tensors[nameA], [c.r, inp]);
-        const b = ad.param(nameB, host.tensors[nameB], [out, c.r]);
+        const [a, b] = [k, k + 1].map((j) => {
+          const param: LoraParameter = { name: expected[j].name, param: view(flat.param, j), grad: view(flat.grad, j) };
+          ad.params.push(param);
+          return param;
+        });
         const w: LoraWeights = { a: a.param, b: b.param, gradA: a.grad, gradB: b.grad, scale, dropout: c.dropout };
+        if (ad.computeCopy) {
+          w.aCompute = view(ad.computeCopy, k);
+          w.bCompute = view(ad.computeCopy, k + 1);
+        }
         layer[p] = w;
+        k += 2;
       }
       ad.layers.push(layer);
     }
-    const extra = Object.keys(host.tensors).filter((n) => !expected.has(n));
-    if (extra.length > 0) {
-      ad.free();
-      throw new UserError(`adapter has tensors its config does not explain (e.g. ${extra[0]}); target_modules or num_hidden_layers differ`);
-    }
+    ad.prepare();
     return ad;
   }
 
@@ -132,13 +178,24 @@ export class LoraAdapter implements LoraProvider {
     return this.layers[i];
   }
 
+  /** Refreshes the compute-dtype copy of the factors (the model calls this before each pass). */
+  prepare(): void {
+    if (this.computeCopy && this.flatParams) this.be.copy(this.computeCopy, this.flatParams.param);
+  }
+
   /** Every trainable tensor with its gradient, in a stable order. */
   parameters(): LoraParameter[] {
     return this.params;
   }
 
+  /** The buffers behind parameters(): clip, update and zero them in one kernel each. */
+  flat(): FlatParameters {
+    if (!this.flatParams) throw new Error('LoraAdapter: used after free()');
+    return this.flatParams;
+  }
+
   zeroGrad(): void {
-    for (const p of this.params) this.be.fill(p.grad, 0);
+    this.be.fill(this.flat().grad, 0);
   }
 
   /** Current factors as host tensors (PEFT names). */
@@ -154,21 +211,18 @@ export class LoraAdapter implements LoraProvider {
   }
 
   free(): void {
-    for (const p of this.params) {
-      this.be.free(p.param);
-      this.be.free(p.grad);
-    }
+    for (const t of [this.flatParams?.param, this.flatParams?.grad, this.computeCopy]) if (t) this.be.free(t);
+    this.flatParams = null;
+    this.computeCopy = null;
     this.params.length = 0;
     this.layers.length = 0;
   }
+}
 
-  private param(name: string, t: HostTensor | undefined, shape: [number, number]): LoraParameter {
-    if (!t) throw new UserError(`adapter is missing ${name}`);
-    if (t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
-      throw new UserError(`adapter tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}] (r or model size differ)`);
-    }
-    const p: LoraParameter = { name, param: this.be.upload(toF32(t), shape, 'f32'), grad: this.be.alloc(shape, 'f32') };
-    this.params.push(p);
-    return p;
+function checkedValues(name: string, t: HostTensor | undefined, shape: [number, number]): Float32Array {
+  if (!t) throw new UserError(`adapter is missing ${name}`);
+  if (t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
+    throw new UserError(`adapter tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}] (r or model size differ)`);
   }
+  return toF32(t);
 }

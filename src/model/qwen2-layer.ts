@@ -6,8 +6,12 @@
  *   x1 = x + o_proj(a) ; n2 = rmsnorm(x1) ; s = silu(gate_proj(n2)) * up_proj(n2)
  *   x2 = x1 + down_proj(s)
  *
- * Activations are [N = B*T, features] rows. A training forward returns what the backward pass
- * needs; the backward pass frees it.
+ * Activations are [N = B*T, features] rows. A training forward keeps what the backward pass
+ * cannot cheaply recompute: q, k, v (after RoPE), the attention output and its log-sum-exp, x1
+ * and the MLP's gate and up products (plus the layer input x, which the caller owns). The norm
+ * outputs n1, n2 and the SwiGLU output are recomputed in the backward pass when a LoRA factor
+ * needs them (one elementwise kernel each) and never kept otherwise. With `recompute`, nothing
+ * but x is kept and the backward pass runs the forward again first (activation checkpointing).
  */
 import type { Backend, Tensor } from '../backend/backend.js';
 import type { Qwen2Config } from './config.js';
@@ -42,13 +46,20 @@ export interface KvSlot {
   offset: number;
 }
 
-/** Activations a training forward keeps for one layer. */
-export interface LayerSaved {
-  x: Tensor; n1: Tensor; rstd1: Tensor;
+/** Activations a training forward keeps for one layer (see the file comment). */
+export interface LayerActivations {
+  rstd1: Tensor;
   q: Tensor; k: Tensor; v: Tensor; attn: Tensor; lse: Tensor;
-  x1: Tensor; n2: Tensor; rstd2: Tensor;
-  gate: Tensor; up: Tensor; act: Tensor;
+  x1: Tensor; rstd2: Tensor;
+  gate: Tensor; up: Tensor;
   lin: Record<ProjectionName, LinearSaved>;
+}
+
+/** What a training forward keeps for one layer: its input, and its activations unless recomputed. */
+export interface LayerSaved {
+  x: Tensor;
+  /** null: recompute them from x in the backward pass. */
+  acts: LayerActivations | null;
 }
 
 const PROJ_INDEX: Record<ProjectionName, number> = { q_proj: 0, k_proj: 1, v_proj: 2, o_proj: 3, gate_proj: 4, up_proj: 5, down_proj: 6 };
@@ -59,15 +70,37 @@ function projSeed(ctx: LayerContext, layer: number, p: ProjectionName): { seed: 
   return { seed: (Math.imul(ctx.train.seed, 0x01000193) ^ (layer * 8 + PROJ_INDEX[p] + 1) * 0x9e3779b1) >>> 0 };
 }
 
+/** Bytes a training forward keeps for one layer of N tokens (activations and LoRA products, not x). */
+export function layerActivationBytes(be: Backend, cfg: Qwen2Config, lora: LayerLora, N: number): number {
+  const es = be.computeDType === 'f32' ? 4 : 2;
+  const q = cfg.numHeads * cfg.headDim, kv = cfg.numKvHeads * cfg.headDim;
+  const r = Object.values(lora).reduce((s, w) => s + (w ? w.a.shape[0] : 0), 0);
+  return N * ((2 * q + 2 * kv + cfg.hiddenSize + 2 * cfg.intermediateSize + r) * es + (2 + cfg.numHeads) * 4);
+}
+
 /**
  * Runs layer `li` on x [N, D] and returns x2 [N, D] (new tensor). `x` is not freed: the caller
  * owns it (and a training forward keeps it in the saved record). With `kv`, keys and values
- * are written into the cache and attention reads the whole cache.
+ * are written into the cache and attention reads the whole cache. A training forward with
+ * `recompute` keeps only x; its backward pass recomputes the rest.
  */
 export function layerForward(
   be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
-  x: Tensor, kv: KvSlot | null,
+  x: Tensor, kv: KvSlot | null, recompute = false,
 ): { out: Tensor; saved: LayerSaved | null } {
+  const { acts, out } = runForward(be, cfg, li, w, lora, ctx, x, kv, true);
+  if (!acts) return { out: out as Tensor, saved: null };
+  if (recompute) {
+    freeActivations(be, acts, true);
+    return { out: out as Tensor, saved: { x, acts: null } };
+  }
+  return { out: out as Tensor, saved: { x, acts } };
+}
+
+function runForward(
+  be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
+  x: Tensor, kv: KvSlot | null, withOutput: boolean,
+): { out: Tensor | null; acts: LayerActivations | null } {
   const { B, T } = ctx;
   const N = B * T;
   const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, I = cfg.intermediateSize;
@@ -76,11 +109,12 @@ export function layerForward(
   const lin = (p: ProjectionName, out: Tensor, input: Tensor): LinearSaved | null =>
     linearForward(be, out, input, w.proj[p], lora[p], projSeed(ctx, li, p));
 
-  const n1 = be.alloc([N, D], dt);
-  const rstd1 = be.alloc([N]);
+  const n1 = be.empty([N, D], dt);
+  const rstd1 = be.empty([N]);
   be.rmsNormForward(n1, rstd1, x, w.inputLayernorm, cfg.rmsNormEps);
-  const q = be.alloc([N, H * hd], dt), k = be.alloc([N, Hkv * hd], dt), v = be.alloc([N, Hkv * hd], dt);
+  const q = be.empty([N, H * hd], dt), k = be.empty([N, Hkv * hd], dt), v = be.empty([N, Hkv * hd], dt);
   const sq = lin('q_proj', q, n1), sk = lin('k_proj', k, n1), sv = lin('v_proj', v, n1);
+  be.free(n1);
   be.ropeForward(q, be.reshape(q, [N, H, hd]), ctx.positions, cfg.ropeTheta);
   be.ropeForward(k, be.reshape(k, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta);
 
@@ -94,30 +128,44 @@ export function layerForward(
     v4 = kv.v;
     kvLen = kv.offset + T;
   }
-  const attn = be.alloc([N, H * hd], dt);
-  const lse = be.alloc([B, T, H]);
+  const attn = be.empty([N, H * hd], dt);
+  const lse = be.empty([B, T, H]);
   be.attentionForward(be.reshape(attn, [B, T, H, hd]), lse, q4, k4, v4, ctx.keyMask, { kvLen });
 
-  const x1 = be.alloc([N, D], dt);
+  const x1 = be.empty([N, D], dt);
   const so = lin('o_proj', x1, attn);
   be.add(x1, x1, x);
 
-  const n2 = be.alloc([N, D], dt);
-  const rstd2 = be.alloc([N]);
+  const n2 = be.empty([N, D], dt);
+  const rstd2 = be.empty([N]);
   be.rmsNormForward(n2, rstd2, x1, w.postAttentionLayernorm, cfg.rmsNormEps);
-  const gate = be.alloc([N, I], dt), up = be.alloc([N, I], dt), act = be.alloc([N, I], dt);
+  const gate = be.empty([N, I], dt), up = be.empty([N, I], dt);
   const sg = lin('gate_proj', gate, n2), su = lin('up_proj', up, n2);
-  be.swigluForward(act, gate, up);
-  const out = be.alloc([N, D], dt);
-  const sd = lin('down_proj', out, act);
-  be.add(out, out, x1);
-
+  be.free(n2);
+  let out: Tensor | null = null;
+  let sd: LinearSaved | null = { u: null, seed: null };
+  // A recomputing backward pass needs gate and up, not the layer's output.
+  if (withOutput || lora.down_proj) {
+    const act = be.empty([N, I], dt);
+    be.swigluForward(act, gate, up);
+    out = be.empty([N, D], dt);
+    sd = lin('down_proj', out, act);
+    be.free(act);
+    if (withOutput) be.add(out, out, x1);
+    else be.free(out);
+  }
   if (!training) {
-    for (const t of [n1, rstd1, q, k, v, attn, lse, x1, n2, rstd2, gate, up, act]) be.free(t);
-    return { out, saved: null };
+    for (const t of [rstd1, q, k, v, attn, lse, x1, rstd2, gate, up]) be.free(t);
+    return { out, acts: null };
   }
   const lins = { q_proj: sq, k_proj: sk, v_proj: sv, o_proj: so, gate_proj: sg, up_proj: su, down_proj: sd } as Record<ProjectionName, LinearSaved>;
-  return { out, saved: { x, n1, rstd1, q, k, v, attn, lse, x1, n2, rstd2, gate, up, act, lin: lins } };
+  return { out: withOutput ? out : null, acts: { rstd1, q, k, v, attn, lse, x1, rstd2, gate, up, lin: lins } };
+}
+
+/** Frees a layer's activations; `withLora` also the LoRA products (linearBackward frees those it used). */
+function freeActivations(be: Backend, a: LayerActivations, withLora: boolean): void {
+  for (const t of [a.rstd1, a.q, a.k, a.v, a.attn, a.lse, a.x1, a.rstd2, a.gate, a.up]) be.free(t);
+  if (withLora) for (const s of Object.values(a.lin)) if (s.u) be.free(s.u);
 }
 
 /** Copies new rows [B*T, Hkv*hd] into cache slots [offset, offset + T) of each sequence. */
@@ -130,36 +178,52 @@ function writeCache(be: Backend, cache: Tensor, src: Tensor, B: number, T: numbe
 
 /**
  * Backward of layerForward: given dOut [N, D] (the gradient of x2), returns dx [N, D] (new
- * tensor), adds LoRA gradients, and frees the saved activations except x.
+ * tensor), adds LoRA gradients, and frees the saved activations (not x).
  */
 export function layerBackward(
-  be: Backend, cfg: Qwen2Config, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
-  s: LayerSaved, dOut: Tensor,
+  be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
+  saved: LayerSaved, dOut: Tensor,
 ): Tensor {
   const { B, T } = ctx;
   const N = B * T;
   const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, I = cfg.intermediateSize;
   const dt = be.computeDType;
-  const back = (p: ProjectionName, dx: Tensor, dy: Tensor, accumulate: boolean): void =>
-    linearBackward(be, dx, dy, w.proj[p], lora[p], s.lin[p], accumulate);
+  const x = saved.x;
+  const s = saved.acts ?? (runForward(be, cfg, li, w, lora, ctx, x, null, false).acts as LayerActivations);
+  const back = (p: ProjectionName, dx: Tensor, dy: Tensor, accumulate: boolean, input: Tensor | null): void =>
+    linearBackward(be, dx, dy, w.proj[p], lora[p], s.lin[p], accumulate, input);
+  /** A norm's output again from its input and weight (for the LoRA factors that read it). */
+  const renorm = (input: Tensor, weight: Tensor, rstd: Tensor): Tensor => {
+    const n = be.empty([N, D], dt);
+    be.rmsNormForward(n, rstd, input, weight, cfg.rmsNormEps);
+    return n;
+  };
 
   // MLP: x2 = x1 + down(swiglu(gate(n2), up(n2)))
-  const dAct = be.alloc([N, I], dt);
-  back('down_proj', dAct, dOut, false);
+  const dAct = be.empty([N, I], dt);
+  let act: Tensor | null = null;
+  if (lora.down_proj) {
+    act = be.empty([N, I], dt);
+    be.swigluForward(act, s.gate, s.up);
+  }
+  back('down_proj', dAct, dOut, false, act);
+  if (act) be.free(act);
   be.swigluBackward(s.gate, s.up, dAct, s.gate, s.up); // gate/up now hold their gradients
   be.free(dAct);
-  const dN2 = be.alloc([N, D], dt);
-  back('gate_proj', dN2, s.gate, false);
-  back('up_proj', dN2, s.up, true);
-  const dX1 = be.alloc([N, D], dt);
+  const n2 = lora.gate_proj || lora.up_proj ? renorm(s.x1, w.postAttentionLayernorm, s.rstd2) : null;
+  const dN2 = be.empty([N, D], dt);
+  back('gate_proj', dN2, s.gate, false, n2);
+  back('up_proj', dN2, s.up, true, n2);
+  if (n2) be.free(n2);
+  const dX1 = be.empty([N, D], dt);
   be.copy(dX1, dOut);
   be.rmsNormBackward(dX1, dN2, s.x1, w.postAttentionLayernorm, s.rstd2, true);
   be.free(dN2);
 
   // Attention: x1 = x + o(attention(rope(q), rope(k), v))
-  const dAttn = be.alloc([N, H * hd], dt);
-  back('o_proj', dAttn, dX1, false);
-  const dq = be.alloc([N, H * hd], dt), dk = be.alloc([N, Hkv * hd], dt), dv = be.alloc([N, Hkv * hd], dt);
+  const dAttn = be.empty([N, H * hd], dt);
+  back('o_proj', dAttn, dX1, false, s.attn);
+  const dq = be.empty([N, H * hd], dt), dk = be.empty([N, Hkv * hd], dt), dv = be.empty([N, Hkv * hd], dt);
   be.attentionBackward(
     be.reshape(dq, [B, T, H, hd]), be.reshape(dk, [B, T, Hkv, hd]), be.reshape(dv, [B, T, Hkv, hd]),
     be.reshape(dAttn, [B, T, H, hd]),
@@ -169,11 +233,14 @@ export function layerBackward(
   be.free(dAttn);
   be.ropeBackward(dq, be.reshape(dq, [N, H, hd]), ctx.positions, cfg.ropeTheta);
   be.ropeBackward(dk, be.reshape(dk, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta);
-  const dN1 = be.alloc([N, D], dt);
-  back('q_proj', dN1, dq, false);
-  back('k_proj', dN1, dk, true);
-  back('v_proj', dN1, dv, true);
-  be.rmsNormBackward(dX1, dN1, s.x, w.inputLayernorm, s.rstd1, true);
-  for (const t of [dq, dk, dv, dN1, s.n1, s.rstd1, s.q, s.k, s.v, s.attn, s.lse, s.x1, s.n2, s.rstd2, s.gate, s.up, s.act]) be.free(t);
+  const n1 = lora.q_proj || lora.k_proj || lora.v_proj ? renorm(x, w.inputLayernorm, s.rstd1) : null;
+  const dN1 = be.empty([N, D], dt);
+  back('q_proj', dN1, dq, false, n1);
+  back('k_proj', dN1, dk, true, n1);
+  back('v_proj', dN1, dv, true, n1);
+  if (n1) be.free(n1);
+  be.rmsNormBackward(dX1, dN1, x, w.inputLayernorm, s.rstd1, true);
+  for (const t of [dq, dk, dv, dN1]) be.free(t);
+  freeActivations(be, s, false);
   return dX1;
 }

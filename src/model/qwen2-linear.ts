@@ -6,7 +6,8 @@
  *
  * The backward pass returns dx through both paths and accumulates only dA and dB (the base is
  * frozen). The forward keeps u = dropout(x) A^T ([N, r], small); the dropout mask is recomputed
- * from its seed instead of stored.
+ * from its seed instead of stored, and x itself is not kept here: the layer hands it back to
+ * the backward pass (it may have recomputed it).
  */
 import type { Backend, Tensor } from '../backend/backend.js';
 
@@ -32,6 +33,13 @@ export interface LoraWeights {
   /** Gradient accumulators (same shapes), written by backward passes. */
   gradA: Tensor;
   gradB: Tensor;
+  /**
+   * Copies of a and b in the backend's 16-bit compute dtype, current at the start of every pass
+   * (see LoraProvider.prepare), used by the matrix products instead of a and b: the f32 factors
+   * would otherwise be converted at every product.
+   */
+  aCompute?: Tensor;
+  bCompute?: Tensor;
   /** alpha / r, or alpha / sqrt(r) for rsLoRA. */
   scale: number;
   /** Dropout probability on the LoRA input, applied in training forwards only. */
@@ -40,9 +48,7 @@ export interface LoraWeights {
 
 /** What a training forward keeps for the backward pass of one projection. */
 export interface LinearSaved {
-  /** The input, shared with sibling projections (not owned). */
-  x: Tensor;
-  /** dropout(x) A^T [N, r] (owned), or null without LoRA. */
+  /** dropout(x) A^T [N, r] (owned, in the compute dtype), or null without LoRA. */
   u: Tensor | null;
   /** Dropout seed, or null when no dropout was applied. */
   seed: number | null;
@@ -58,57 +64,59 @@ export function linearForward(
 ): LinearSaved | null {
   be.matmul(out, x, lin.weight, { transB: true });
   if (lin.bias) be.addBias(out, lin.bias);
-  if (!lora) return train ? { x, u: null, seed: null } : null;
+  if (!lora) return train ? { u: null, seed: null } : null;
   const N = x.shape[0];
   const r = lora.a.shape[0];
   const dropSeed = train && lora.dropout > 0 ? train.seed : null;
   let xd = x;
   if (dropSeed !== null) {
-    xd = be.alloc(x.shape, x.dtype);
+    xd = be.empty(x.shape, x.dtype);
     be.dropout(xd, x, lora.dropout, dropSeed);
   }
-  const u = be.alloc([N, r]);
-  be.matmul(u, xd, lora.a, { transB: true });
+  const u = be.empty([N, r], be.computeDType);
+  be.matmul(u, xd, lora.aCompute ?? lora.a, { transB: true });
   if (xd !== x) be.free(xd);
-  be.matmul(out, u, lora.b, { transB: true, alpha: lora.scale, accumulate: true });
+  be.matmul(out, u, lora.bCompute ?? lora.b, { transB: true, alpha: lora.scale, accumulate: true });
   if (!train) {
     be.free(u);
     return null;
   }
-  return { x, u, seed: dropSeed };
+  return { u, seed: dropSeed };
 }
 
 /**
  * Backward of linearForward given dy[N, out]: dx[N, in] is written (or added to with
- * `accumulate`), LoRA gradients are added to gradA/gradB. Frees the saved u.
+ * `accumulate`), LoRA gradients are added to gradA/gradB. `x` is the forward's input (needed
+ * only with LoRA). Frees the saved u.
  */
 export function linearBackward(
   be: Backend, dx: Tensor, dy: Tensor, lin: Linear, lora: LoraWeights | undefined, saved: LinearSaved,
-  accumulate: boolean,
+  accumulate: boolean, x: Tensor | null,
 ): void {
   be.matmul(dx, dy, lin.weight, { accumulate });
   if (!lora || !saved.u) return;
-  const { x, u, seed } = saved;
+  if (!x) throw new Error('linearBackward: the LoRA path needs the forward input');
+  const { u, seed } = saved;
   const N = x.shape[0];
   const r = lora.a.shape[0];
   // dB += scale * dy^T u
   be.matmul(lora.gradB, dy, u, { transA: true, alpha: lora.scale, accumulate: true });
   be.free(u);
   // g = dy B: the gradient reaching u (before the scale).
-  const g = be.alloc([N, r]);
-  be.matmul(g, dy, lora.b);
+  const g = be.empty([N, r], be.computeDType);
+  be.matmul(g, dy, lora.bCompute ?? lora.b);
   let xd = x;
   if (seed !== null) {
-    xd = be.alloc(x.shape, x.dtype);
+    xd = be.empty(x.shape, x.dtype);
     be.dropout(xd, x, lora.dropout, seed);
   }
   // dA += scale * g^T dropout(x)
   be.matmul(lora.gradA, g, xd, { transA: true, alpha: lora.scale, accumulate: true });
   if (seed === null) {
-    be.matmul(dx, g, lora.a, { alpha: lora.scale, accumulate: true });
+    be.matmul(dx, g, lora.aCompute ?? lora.a, { alpha: lora.scale, accumulate: true });
   } else {
     // The LoRA path's input gradient passes back through the same dropout mask.
-    be.matmul(xd, g, lora.a);
+    be.matmul(xd, g, lora.aCompute ?? lora.a);
     be.dropout(xd, xd, lora.dropout, seed);
     be.axpy(dx, xd, lora.scale);
     be.free(xd);

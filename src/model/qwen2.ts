@@ -16,13 +16,15 @@ import { loadModelConfig, type Qwen2Config } from './config.js';
 import { openCheckpoint } from './checkpoint.js';
 import { checkBatch, maskOrOnes, positionsFromMask, shiftLabels, type TokenBatch, type TrainBatch } from './qwen2-batch.js';
 import { KvCache } from './qwen2-kv-cache.js';
-import { layerBackward, layerForward, type LayerContext, type LayerLora, type LayerSaved } from './qwen2-layer.js';
+import { layerActivationBytes, layerBackward, layerForward, type LayerContext, type LayerLora, type LayerSaved } from './qwen2-layer.js';
 import { freeQwen2Weights, nf4Quantizer, uploadQwen2Weights, type Qwen2Weights } from './qwen2-weights.js';
 
 /** Where a model's LoRA factors come from (implemented by LoraAdapter). */
 export interface LoraProvider {
   /** The factors of layer `i`'s adapted projections. */
   layer(i: number): LayerLora;
+  /** Called before every pass: brings derived copies of the factors (LoraWeights.aCompute) up to date. */
+  prepare?(): void;
 }
 
 export interface TrainOptions {
@@ -34,12 +36,26 @@ export interface TrainOptions {
    * over the whole step, as HF's Trainer does with num_items_in_batch.
    */
   lossNormalizer?: number;
+  /**
+   * Recompute the activations of the first n layers in the backward pass instead of keeping
+   * them (activation checkpointing: about a third more layer work for those layers, their
+   * memory down to the layer input). Default 0.
+   */
+  recomputeLayers?: number;
+  /**
+   * Bytes the kept activations may take: recomputes as many more layers as needed to stay
+   * within it (see recomputeLayers). Default: no limit.
+   */
+  activationBudget?: number;
 }
 
 /** The result of forwardTrain; pass it to backward() once. */
 export interface TrainStep {
-  /** Summed token loss / normalizer. */
-  loss: number;
+  /**
+   * Summed token loss / normalizer. Reading it waits for the device (the first read only):
+   * read it after queuing the backward pass and optimizer step, not between them.
+   */
+  readonly loss: number;
   /** Target tokens in this batch (labels after the shift, not -100). */
   tokens: number;
   /** @internal activations kept for backward */
@@ -58,13 +74,17 @@ interface TrainState {
 export interface LoadOptions {
   /** Quantize the seven layer projections to NF4 (QLoRA); other weights stay dense. */
   quantize?: 'nf4' | null;
-  /** Elements of logits computed at once by the chunked loss (default 2^24). */
+  /** Elements of logits computed at once by the chunked loss (default 2^24; 2^26 for 16-bit compute). */
   logitsChunkElements?: number;
 }
+
+/** Unread losses a model keeps before reading them all (each holds a device scalar until read). */
+const MAX_UNREAD_LOSSES = 64;
 
 export class Qwen2Model {
   private lora: LoraProvider | null = null;
   private readonly chunkElements: number;
+  private readonly unreadLosses = new Set<TrainStep>();
 
   constructor(
     readonly config: Qwen2Config,
@@ -75,7 +95,7 @@ export class Qwen2Model {
     if (config.useSlidingWindow) {
       throw new UserError('config.json sets use_sliding_window: sliding-window attention is not implemented (no published Qwen2 config enables it)');
     }
-    this.chunkElements = opts.logitsChunkElements ?? 1 << 24;
+    this.chunkElements = opts.logitsChunkElements ?? (backend.computeDType === 'f32' ? 1 << 24 : 1 << 26);
   }
 
   /** Loads config.json and safetensors weights from a checkpoint folder. */
@@ -131,12 +151,12 @@ export class Qwen2Model {
     if (!s) throw new Error('backward: this step was already used or has no gradients');
     (step as { state: TrainState | null }).state = null;
     const be = this.backend;
-    let dx = be.alloc(s.last.shape, be.computeDType);
+    let dx = be.empty(s.last.shape, be.computeDType);
     be.rmsNormBackward(dx, s.dxf, s.last, this.weights.norm, s.rstdF);
     be.free(s.last);
     for (let i = this.config.numLayers - 1; i >= 0; i--) {
       const saved = s.saved[i];
-      const dPrev = layerBackward(be, this.config, this.weights.layers[i], this.layerLora(i), s.ctx, saved, dx);
+      const dPrev = layerBackward(be, this.config, i, this.weights.layers[i], this.layerLora(i), s.ctx, saved, dx);
       be.free(dx);
       be.free(saved.x);
       dx = dPrev;
@@ -160,6 +180,7 @@ export class Qwen2Model {
     const { batchSize: B, seqLen: T } = batch;
     if (B !== cache.batchSize) throw new Error(`prefill: batch of ${B} rows for a cache of ${cache.batchSize}`);
     checkBatch(batch, this.config.vocabSize);
+    this.lora?.prepare?.();
     const mask = maskOrOnes(batch);
     const positions = be.upload(batch.positionIds ?? positionsFromMask(mask, B, T, cache.seen), [B * T], 'i32');
     const offset = cache.length;
@@ -220,6 +241,7 @@ export class Qwen2Model {
 
   private context(batch: TokenBatch, train: { seed: number } | null): { ctx: LayerContext; owned: Tensor[] } {
     checkBatch(batch, this.config.vocabSize);
+    this.lora?.prepare?.();
     const be = this.backend;
     const { batchSize: B, seqLen: T } = batch;
     const mask = maskOrOnes(batch);
@@ -237,34 +259,63 @@ export class Qwen2Model {
     const normalizer = opts.lossNormalizer ?? count;
     const gradScale = normalizer > 0 ? 1 / normalizer : 0;
     const { ctx, owned } = this.context(batch, withGrad ? { seed: opts.dropoutSeed ?? 0 } : null);
+    if (this.unreadLosses.size >= MAX_UNREAD_LOSSES) for (const old of this.unreadLosses) void old.loss;
+    const recompute = withGrad ? this.recomputedLayers(N, opts) : 0;
 
     const saved: LayerSaved[] = [];
     let x = this.embed(batch.inputIds);
     for (let i = 0; i < cfg.numLayers; i++) {
-      const r = layerForward(be, cfg, i, this.weights.layers[i], this.layerLora(i), ctx, x, null);
+      const r = layerForward(be, cfg, i, this.weights.layers[i], this.layerLora(i), ctx, x, null, i < recompute);
       if (r.saved) saved.push(r.saved);
       else be.free(x);
       x = r.out;
     }
-    const xf = be.alloc([N, cfg.hiddenSize], be.computeDType);
-    const rstdF = be.alloc([N]);
+    const xf = be.empty([N, cfg.hiddenSize], be.computeDType);
+    const rstdF = be.empty([N]);
     be.rmsNormForward(xf, rstdF, x, this.weights.norm, cfg.rmsNormEps);
     const dxf = withGrad ? be.alloc([N, cfg.hiddenSize], be.computeDType) : null;
     const losses = be.alloc([N]);
     const targetsT = be.upload(targets, [N], 'i32');
     this.chunkedLoss(xf, targets, targetsT, losses, dxf, gradScale);
-    const total = be.alloc([1]);
+    const total = be.empty([1]);
     be.sum(total, losses);
-    const sum = be.download(total)[0];
-    for (const t of [xf, losses, targetsT, total]) be.free(t);
-    const loss = normalizer > 0 ? sum / normalizer : 0;
-    if (!withGrad || !dxf) {
+    for (const t of [xf, losses, targetsT]) be.free(t);
+    const state = withGrad && dxf ? { ctx, saved, last: x, rstdF, dxf, tensors: [rstdF, dxf, ...owned] } : null;
+    if (!state) {
       be.free(x);
       be.free(rstdF);
       for (const t of owned) be.free(t);
-      return { loss, tokens: count, state: null };
     }
-    return { loss, tokens: count, state: { ctx, saved, last: x, rstdF, dxf, tensors: [rstdF, dxf, ...owned] } };
+    // The loss stays on the device until someone reads it, so queuing the backward pass never waits for it.
+    let loss: number | null = null;
+    const unread = this.unreadLosses;
+    const step: TrainStep = {
+      tokens: count,
+      state,
+      get loss(): number {
+        if (loss === null) {
+          unread.delete(step);
+          const sum = be.download(total)[0];
+          be.free(total);
+          loss = normalizer > 0 ? sum / normalizer : 0;
+        }
+        return loss;
+      },
+    };
+    unread.add(step);
+    return step;
+  }
+
+  /** How many leading layers a training pass of N tokens recomputes (see TrainOptions). */
+  private recomputedLayers(N: number, opts: TrainOptions): number {
+    const L = this.config.numLayers;
+    let n = Math.min(L, Math.max(0, Math.floor(opts.recomputeLayers ?? 0)));
+    if (opts.activationBudget !== undefined) {
+      const per = Array.from({ length: L }, (_, i) => layerActivationBytes(this.backend, this.config, this.layerLora(i), N));
+      let kept = per.slice(n).reduce((a, b) => a + b, 0);
+      while (n < L && kept > opts.activationBudget) kept -= per[n++];
+    }
+    return n;
   }
 
   /**

@@ -3,7 +3,7 @@
  * with HF Trainer's weight-decay grouping, and torch's clip_grad_norm_.
  */
 import type { Backend, Tensor } from '../backend/backend.js';
-import type { LoraParameter } from '../lora/lora.js';
+import type { FlatParameters, LoraParameter } from '../lora/lora.js';
 import { f32Tensor, toF32, type HostTensor } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
 
@@ -34,20 +34,35 @@ interface Slot {
 
 export class AdamW {
   private readonly slots: Slot[];
+  /** Moments in the layout of `flat`, when every parameter lives there and all decay alike: one kernel per step. */
+  private readonly flat: { params: FlatParameters; m: Tensor; v: Tensor; decay: boolean } | null = null;
   /** Updates done so far (torch's per-parameter `step`, the same for all here). */
   stepCount = 0;
 
-  constructor(private readonly be: Backend, params: readonly LoraParameter[], readonly config: AdamWConfig) {
-    this.slots = params.map((p) => ({ p, m: be.alloc(p.param.shape, 'f32'), v: be.alloc(p.param.shape, 'f32'), decay: appliesWeightDecay(p.name) }));
+  /** `flat`: the buffers behind `params` (LoraAdapter.flat()), to update them all at once. */
+  constructor(private readonly be: Backend, params: readonly LoraParameter[], readonly config: AdamWConfig, flat?: FlatParameters) {
+    const decays = params.map((p) => appliesWeightDecay(p.name));
+    if (flat && flat.offsets.length === params.length && decays.every((d) => d === decays[0])) {
+      const size = flat.param.size;
+      const m = be.alloc([size], 'f32'), v = be.alloc([size], 'f32');
+      const view = (t: Tensor, i: number): Tensor => be.reshape(be.rows(t, flat.offsets[i], params[i].param.size), params[i].param.shape);
+      this.flat = { params: flat, m, v, decay: decays[0] ?? true };
+      this.slots = params.map((p, i) => ({ p, m: view(m, i), v: view(v, i), decay: decays[i] }));
+    } else {
+      this.slots = params.map((p, i) => ({ p, m: be.alloc(p.param.shape, 'f32'), v: be.alloc(p.param.shape, 'f32'), decay: decays[i] }));
+    }
   }
 
   /** One update of every parameter from its gradient at learning rate `lr`. */
   step(lr: number): void {
     this.stepCount++;
     const { beta1, beta2, eps, weightDecay } = this.config;
-    for (const s of this.slots) {
-      this.be.adamw(s.p.param, s.p.grad, s.m, s.v, { lr, beta1, beta2, eps, weightDecay: s.decay ? weightDecay : 0, step: this.stepCount });
+    const opts = (decay: boolean) => ({ lr, beta1, beta2, eps, weightDecay: decay ? weightDecay : 0, step: this.stepCount });
+    if (this.flat) {
+      this.be.adamw(this.flat.params.param, this.flat.params.grad, this.flat.m, this.flat.v, opts(this.flat.decay));
+      return;
     }
+    for (const s of this.slots) this.be.adamw(s.p.param, s.p.grad, s.m, s.v, opts(s.decay));
   }
 
   /** exp_avg / exp_avg_sq of every parameter, named `<param>.exp_avg(_sq)`. */
@@ -77,11 +92,30 @@ export class AdamW {
   }
 
   free(): void {
+    if (this.flat) {
+      this.be.free(this.flat.m);
+      this.be.free(this.flat.v);
+      return;
+    }
     for (const s of this.slots) {
       this.be.free(s.m);
       this.be.free(s.v);
     }
   }
+}
+
+/**
+ * clip_grad_norm_ without waiting for the device: returns a 1-element f32 tensor that will hold
+ * the squared norm over `grads` (the caller reads and frees it, after queuing the rest of the
+ * step); the gradients are scaled on the device as clipGradNorm scales them. maxNorm <= 0 only
+ * measures.
+ */
+export function clipGradNormOnDevice(be: Backend, grads: readonly Tensor[], maxNorm: number): Tensor {
+  const acc = be.empty([1]);
+  grads.forEach((g, i) => be.sumSquares(acc, g, i > 0));
+  if (grads.length === 0) be.fill(acc, 0);
+  if (maxNorm > 0) for (const g of grads) be.clipByNorm(g, acc, maxNorm);
+  return acc;
 }
 
 /**

@@ -7,13 +7,13 @@
  * the step in progress, with a checkpoint) when asked, and refuses to continue on a NaN loss.
  */
 import type { LoraAdapter } from '../lora/lora.js';
-import type { Qwen2Model } from '../model/qwen2.js';
+import type { Qwen2Model, TrainStep } from '../model/qwen2.js';
 import { UserError } from '../util/errors.js';
 import { mixSeed } from '../util/random.js';
 import { collate, DataOrder, type TrainExample } from './batching.js';
 import { listCheckpoints, pruneCheckpoints, saveTrainCheckpoint, type EvalPoint, type TrainerState } from './checkpoint.js';
 import type { EvalRecord, TrainRecord } from './metrics.js';
-import { ADAMW_DEFAULTS, AdamW, clipGradNorm } from './optimizer.js';
+import { ADAMW_DEFAULTS, AdamW, clipGradNormOnDevice } from './optimizer.js';
 import { cosineWithWarmup, planSteps, warmupSteps, type StepPlan } from './schedule.js';
 
 export interface SftConfig {
@@ -100,7 +100,7 @@ export async function trainSft(
   const plan = planSteps({ examples: data.train.length, batchSize: cfg.batchSize, gradAccum: cfg.gradAccum, epochs: cfg.epochs, maxSteps: cfg.maxSteps });
   const warmup = warmupSteps(cfg.warmupRatio, plan.totalSteps);
   const params = adapter.parameters();
-  const optimizer = new AdamW(be, params, { ...ADAMW_DEFAULTS, weightDecay: cfg.weightDecay });
+  const optimizer = new AdamW(be, params, { ...ADAMW_DEFAULTS, weightDecay: cfg.weightDecay }, adapter.flat());
   const state: TrainerState = resume
     ? { ...resume.state }
     : {
@@ -134,21 +134,29 @@ export async function trainSft(
       const step = state.step;
       const micro = order.microBatches(step).map((mb) => mb.map((i) => data.train[i]));
       const normalizer = micro.reduce((s, mb) => s + mb.reduce((t, e) => t + e.targets, 0), 0);
-      let loss = 0;
+      // The whole step is queued before anything is read back: the device never waits for the host mid-step.
+      const outs: TrainStep[] = [];
       let tokens = 0;
       for (let m = 0; m < micro.length; m++) {
         const out = model.forwardTrain(collate(micro[m], cfg.padId), { dropoutSeed: mixSeed(cfg.seed, step, m, 0x5eed), lossNormalizer: normalizer });
         model.backward(out);
-        if (!Number.isFinite(out.loss)) diverged(cfg.outDir, `the loss is ${out.loss} at step ${step + 1} (micro-batch ${m + 1} of ${micro.length})`);
-        loss += out.loss;
+        outs.push(out);
         tokens += micro[m].reduce((t, e) => t + e.ids.length, 0);
         await yieldToEventLoop();
       }
-      const gradNorm = clipGradNorm(be, params, cfg.maxGradNorm);
-      if (!Number.isFinite(gradNorm)) diverged(cfg.outDir, `the gradient norm is ${gradNorm} at step ${step + 1}`);
+      const normSquared = clipGradNormOnDevice(be, [adapter.flat().grad], cfg.maxGradNorm);
       const lr = cfg.lr * cosineWithWarmup(step, warmup, plan.totalSteps);
       optimizer.step(lr);
       adapter.zeroGrad();
+      const gradNorm = Math.sqrt(be.download(normSquared)[0]);
+      be.free(normSquared);
+      let loss = 0;
+      outs.forEach((out, m) => {
+        if (!Number.isFinite(out.loss)) diverged(cfg.outDir, `the loss is ${out.loss} at step ${step + 1} (micro-batch ${m + 1} of ${micro.length})`);
+        loss += out.loss;
+      });
+      // A non-finite norm left the gradients unclipped and the update is garbage; nothing of it is saved.
+      if (!Number.isFinite(gradNorm)) diverged(cfg.outDir, `the gradient norm is ${gradNorm} at step ${step + 1}`);
 
       const seconds = (performance.now() - started) / 1000;
       state.step = step + 1;

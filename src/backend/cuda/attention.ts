@@ -13,6 +13,7 @@ import type { Cublas } from './cublas.js';
 import { asCuda, floatArg, ptrOf } from './cuda-tensor.js';
 import type { CudaDevice } from './device.js';
 import { ATTENTION, ATTENTION_TILES, attentionSharedBytes } from './kernels/attention.js';
+import { FLASH_ATTENTION, FLASH_HEAD_DIMS, FLASH_TILES, flashSharedBytes } from './kernels/flash-attention.js';
 import { DECODE, DECODE_ATTENTION } from './kernels/decode.js';
 
 interface Dims {
@@ -34,6 +35,18 @@ const GEMM_MIN_QUERIES = 16;
 function useGemm(d: Dims, tensors: Tensor[]): boolean {
   const dtype = asCuda(tensors[0], 'attention').dtype;
   return d.T >= GEMM_MIN_QUERIES && tensors.every((t) => asCuda(t, 'attention').dtype === dtype);
+}
+
+/**
+ * The tensor-core flash kernels: bf16 tensors with 16-byte aligned rows, head dims they were
+ * compiled for. Opt-in (SQLORA_ATTENTION=flash) until checked on a GPU.
+ */
+function useTensorCoreFlash(d: Dims, tensors: Tensor[]): boolean {
+  if (process.env.SQLORA_ATTENTION !== 'flash') return false;
+  return (FLASH_HEAD_DIMS as readonly number[]).includes(d.hd) && tensors.every((t) => {
+    const c = asCuda(t, 'attention');
+    return c.dtype === 'bf16' && c.ptr % 16 === 0;
+  });
 }
 
 function flashVariant(d: Dims): 1 | 2 | 4 {
@@ -62,6 +75,14 @@ function common(d: Dims, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor): numb
   ];
 }
 
+/** q, k, v, mask and sizes as the tensor-core kernels take them. */
+function tensorCoreArgs(d: Dims, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor): number[] {
+  return [
+    ptrOf(q, 'bf16', 'attention q'), ptrOf(k, 'bf16', 'attention k'), ptrOf(v, 'bf16', 'attention v'), ptrOf(keyMask, 'i32', 'attention keyMask'),
+    d.T, d.S, d.H, d.Hkv, d.kvLen, d.scale,
+  ];
+}
+
 export function attentionForwardCuda(
   dev: CudaDevice, blas: Cublas, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
 ): void {
@@ -74,6 +95,12 @@ export function attentionForwardCuda(
     dev.launch(dev.kernel(DECODE, `attn_decode_${d.nj}`), [d.B * d.H], DECODE_ATTENTION.threads, 0, [
       ...floatArg(out, 'attention out'), ptrOf(lse, 'f32', 'attention lse'), ...floatArg(q, 'attention q'), ...floatArg(k, 'attention k'),
       ...floatArg(v, 'attention v'), ptrOf(keyMask, 'i32', 'attention keyMask'), d.S, d.H, d.Hkv, d.hd, d.kvLen, d.scale,
+    ]);
+    return;
+  }
+  if (useGemm(d, [q, k, v, out]) && useTensorCoreFlash(d, [q, k, v, out])) {
+    dev.launch(dev.kernel(FLASH_ATTENTION, `flash_fwd_${d.hd}`), [Math.ceil(d.T / FLASH_TILES.fwdRows), d.B * d.H], 128, flashSharedBytes('fwd', d.hd), [
+      ptrOf(out, 'bf16', 'attention out'), ptrOf(lse, 'f32', 'attention lse'), ...tensorCoreArgs(d, q, k, v, keyMask),
     ]);
     return;
   }
@@ -107,6 +134,17 @@ export function attentionBackwardCuda(
       const fd = dev.kernel(ATTENTION, 'attn_bwd_delta');
       const blocks = Math.min(Math.ceil(rowsTotal / 8), dev.smCount * 16);
       dev.launch(fd, [blocks], 256, 0, [delta.ptr, ...floatArg(dout, 'attention dout'), ...floatArg(out, 'attention out'), rowsTotal, d.hd]);
+    }
+    const all = [q, k, v, out, dout, dq, dk, dv];
+    if (useGemm(d, all) && useTensorCoreFlash(d, all)) {
+      const tail = [delta.ptr, ptrOf(lse, 'f32', 'attention lse'), ...tensorCoreArgs(d, q, k, v, keyMask)];
+      dev.launch(dev.kernel(FLASH_ATTENTION, `flash_bwd_dkdv_${d.hd}`), [Math.ceil(d.S / FLASH_TILES.dkvKeys), d.B * d.Hkv], 128, flashSharedBytes('dkdv', d.hd), [
+        ptrOf(dk, 'bf16', 'attention dk'), ptrOf(dv, 'bf16', 'attention dv'), ptrOf(dout, 'bf16', 'attention dout'), ...tail,
+      ]);
+      dev.launch(dev.kernel(FLASH_ATTENTION, `flash_bwd_dq_${d.hd}`), [Math.ceil(d.T / FLASH_TILES.dqRows), d.B * d.H], 128, flashSharedBytes('dq', d.hd), [
+        ptrOf(dq, 'bf16', 'attention dq'), ptrOf(dout, 'bf16', 'attention dout'), ...tail,
+      ]);
+      return;
     }
     if (useGemm(d, [q, k, v, out, dout, dq, dk, dv])) {
       attentionBackwardGemm(dev, blas, d, dq, dk, dv, dout, q, k, v, lse, keyMask, delta.ptr);

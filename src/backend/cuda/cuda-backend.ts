@@ -79,6 +79,10 @@ export class CudaBackend implements Backend, MatmulHost {
     return t;
   }
 
+  empty(shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
+    return this.raw(shape, dtype, 'empty');
+  }
+
   upload(data: HostFloats | Int32Array, shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
     const n = shapeSize(shape);
     if (data.length !== n) throw new Error(`upload: ${data.length} values for shape [${shape.join(', ')}]`);
@@ -221,6 +225,10 @@ export class CudaBackend implements Backend, MatmulHost {
 
   sumSquares(out: Tensor, x: Tensor, accumulate = false): void {
     this.reduce(out, x, true, accumulate);
+  }
+
+  clipByNorm(x: Tensor, sumSquares: Tensor, maxNorm: number): void {
+    this.elementwise('clip_by_norm', x.size, [...floatArg(x, 'clipByNorm x'), ptrOf(sumSquares, 'f32', 'clipByNorm sumSquares'), maxNorm, x.size]);
   }
 
   dropout(out: Tensor, x: Tensor, p: number, seed: number): void {

@@ -27,6 +27,14 @@ extern "C" __global__ void scale(void* x, int dt, double s, i64 n) {
   GRID_LOOP(i, n) stf(x, dt, i, (float)((double)ldf(x, dt, i) * s));
 }
 
+/** x *= maxNorm / (sqrt(ss[0]) + 1e-6) when that is below 1 and finite (the host's clip_grad_norm_ arithmetic). */
+extern "C" __global__ void clip_by_norm(void* x, int dt, const float* ss, double maxNorm, i64 n) {
+  const double norm = sqrt((double)ss[0]);
+  const double coef = maxNorm / (norm + 1e-6);
+  if (!(norm <= 1.0e308) || !(coef < 1.0)) return;
+  GRID_LOOP(i, n) stf(x, dt, i, (float)((double)ldf(x, dt, i) * coef));
+}
+
 extern "C" __global__ void add_bias(void* x, int xdt, const void* bias, int bdt, i64 n, int D) {
   GRID_LOOP(i, n) stf(x, xdt, i, ldf(x, xdt, i) + ldf(bias, bdt, i % D));
 }
