@@ -43,6 +43,7 @@ flags:
   --prompt-len N        their length, +-10% (default 110; tiny 24)
   --new-tokens N        new tokens per prompt (default 64; tiny 8)
   --gen-batch N         prompts decoded together (default 50; tiny 4)
+  --quantize nf4        sqlora's base in NF4 (QLoRA's); HF stays bf16 (it has no bitsandbytes here)
   --model DIR           use this checkpoint on both sides instead of random weights
   --work DIR            where the random checkpoint and HF results go (default: $TMPDIR/sqlora-bench-SHAPE)
   --hf-python CMD       Python with torch, transformers, peft (default python3)
@@ -63,7 +64,7 @@ function parse() {
   const { values } = parseArgs({
     options: {
       shape: str, device: str, batch: str, seq: str, steps: str, warmup: str, mode: str, prompts: str, 'prompt-len': str, 'new-tokens': str,
-      'gen-batch': str, model: str, work: str, 'hf-python': str, 'skip-hf': { type: 'boolean', default: false }, seed: str, out: str,
+      'gen-batch': str, quantize: str, model: str, work: str, 'hf-python': str, 'skip-hf': { type: 'boolean', default: false }, seed: str, out: str,
       help: { type: 'boolean', default: false },
     },
   });
@@ -74,13 +75,15 @@ function parse() {
   const shape = (values.shape ?? '1.8b') as ShapeName;
   if (!(shape in DEFAULTS)) throw new UserError(`--shape must be 1.8b or tiny, got ${values.shape}`);
   const device = values.device ?? 'cuda';
+  if (values.quantize !== undefined && values.quantize !== 'nf4') throw new UserError(`--quantize must be nf4, got ${values.quantize}`);
+  const quantize: 'nf4' | null = values.quantize === 'nf4' ? 'nf4' : null;
   const mode = values.mode ?? 'all';
   if (!['all', 'train', 'generate'].includes(mode)) throw new UserError(`--mode must be all, train or generate, got ${mode}`);
   const d = DEFAULTS[shape];
   if ((values.batch === undefined) !== (values.seq === undefined)) throw new UserError('give --batch and --seq together');
   const cases: [number, number][] = values.batch !== undefined ? [[positive('batch', values.batch, 0), positive('seq', values.seq, 0)]] : d.cases;
   return {
-    shape, device, mode, cases,
+    shape, device, mode, cases, quantize,
     steps: positive('steps', values.steps, d.steps), warmup: positive('warmup', values.warmup, d.warmup, true),
     prompts: positive('prompts', values.prompts, d.prompts), promptLen: positive('prompt-len', values['prompt-len'], d.promptLen),
     newTokens: positive('new-tokens', values['new-tokens'], d.newTokens), genBatch: positive('gen-batch', values['gen-batch'], d.genBatch),
@@ -152,7 +155,7 @@ async function main(): Promise<void> {
       rows.push({ workload: `train ${b}x${t}`, unit: 'tokens/s', sqlora: { error: 'not run' }, hf: null, flopsPerToken: trainFlops(config, t, LORA.r, LORA.targets).perToken });
     }
   }
-  if (gen) rows.push({ workload: `generate ${o.prompts}x~${o.promptLen}+${o.newTokens} b${o.genBatch}`, unit: 'new tokens/s', sqlora: { error: 'not run' }, hf: null, flopsPerToken: null });
+  if (gen) rows.push({ workload: `generate ${o.prompts}x~${o.promptLen}+${o.newTokens} b${o.genBatch}${o.quantize ? ` (sqlora ${o.quantize})` : ''}`, unit: 'new tokens/s', sqlora: { error: 'not run' }, hf: null, flopsPerToken: null });
 
   // HF first, each measurement in its own process that frees the GPU before sqlora starts.
   if (!o.skipHf) {
@@ -167,8 +170,8 @@ async function main(): Promise<void> {
   }
 
   const be = createBackend(o.device);
-  process.stderr.write(`bench: sqlora on ${be.name} (${be.computeDType}), ${modelDir ? `loading ${modelDir}` : 'random weights'}\n`);
-  const model = modelDir ? Qwen2Model.load(modelDir, be) : randomModel(config, be, o.seed);
+  process.stderr.write(`bench: sqlora on ${be.name} (${be.computeDType}${o.quantize ? `, ${o.quantize} base` : ''}), ${modelDir ? `loading ${modelDir}` : 'random weights'}\n`);
+  const model = modelDir ? Qwen2Model.load(modelDir, be, { quantize: o.quantize }) : randomModel(config, be, o.seed, o.quantize);
   let i = 0;
   if (train) {
     for (const [b, t] of o.cases) {
@@ -196,7 +199,7 @@ async function main(): Promise<void> {
   process.stdout.write(`\n${header}\n\n${table(rows)}\n\n${footer.join('\n')}\n`);
 
   const json = {
-    shape: o.shape, model: modelDir ?? `random ${o.shape} (JavaScript)`, device: o.device, backend: be.name, seed: o.seed, lora: LORA,
+    shape: o.shape, model: modelDir ?? `random ${o.shape} (JavaScript)`, device: o.device, backend: be.name, quantize: o.quantize, seed: o.seed, lora: LORA,
     settings: { steps: o.steps, warmup: o.warmup, prompts: o.prompts, prompt_len: o.promptLen, new_tokens: o.newTokens, gen_batch: o.genBatch },
     peak_flops: PEAK_FLOPS, hf_script: HF_SCRIPT, notes,
     rows: rows.map((r) => ({ workload: r.workload, unit: r.unit, flops_per_token: r.flopsPerToken, sqlora: r.sqlora, hf: r.hf ? (r.hf.ok ? r.hf.result : { error: r.hf.error }) : null })),

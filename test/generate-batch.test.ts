@@ -71,6 +71,23 @@ describe('generate', () => {
     expect(c.map((g) => g.newIds)).not.toEqual(a.map((g) => g.newIds));
   });
 
+  it('sampling: rows that stop leave the batch without changing what the others draw', async () => {
+    const sampling = { temperature: 1.2, topK: 0, topP: 1, repetitionPenalty: 1 };
+    const opts = { maxNewTokens: 10, padId: 0, sampling, seed: 3 };
+    const alone = await Promise.all(prompts.map(async (p, i) => {
+      // Prompt i on its own draws from the generator of prompt i (seed, i) only when it is at index i.
+      const single = prompts.map((q, j) => (j === i ? q : [1]));
+      return (await generate(model, single, { ...opts, stopIds: [], batchSize: 1 }))[i].newIds;
+    }));
+    const counts = new Map<number, number>();
+    for (const ids of alone) for (const id of new Set(ids.slice(0, 8))) counts.set(id, (counts.get(id) ?? 0) + 1);
+    const stopId = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0][0];
+    const got = await generate(model, prompts, { ...opts, stopIds: [stopId], batchSize: 7 });
+    const cut = (ids: number[]): number[] => (ids.includes(stopId) ? ids.slice(0, ids.indexOf(stopId) + 1) : ids);
+    expect(got.map((g) => g.newIds)).toEqual(alone.map(cut));
+    expect(got.filter((g) => g.finishReason === 'stop').length).toBeGreaterThan(3);
+  });
+
   it('refuses an empty prompt', async () => {
     await expect(generate(model, [[1, 2], []], { maxNewTokens: 2, stopIds: [], padId: 0, batchSize: 2 })).rejects.toThrow(/prompt 2 is empty/);
   });

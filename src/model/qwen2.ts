@@ -15,6 +15,7 @@ import { UserError } from '../util/errors.js';
 import { loadModelConfig, type Qwen2Config } from './config.js';
 import { openCheckpoint } from './checkpoint.js';
 import { checkBatch, maskOrOnes, positionsFromMask, shiftLabels, type TokenBatch, type TrainBatch } from './qwen2-batch.js';
+import { decodeLogits, InferenceBuffers, prefillLogits } from './qwen2-inference.js';
 import { KvCache } from './qwen2-kv-cache.js';
 import { layerActivationBytes, layerBackward, layerForward, type LayerContext, type LayerLora, type LayerSaved } from './qwen2-layer.js';
 import { freeQwen2Weights, nf4Quantizer, uploadQwen2Weights, type Qwen2Weights } from './qwen2-weights.js';
@@ -172,41 +173,28 @@ export class Qwen2Model {
 
   /**
    * Runs new tokens through the model, appending their keys/values to the cache, and returns the
-   * logits [B, V] of each row's last new token. Prompts should be left-padded so the last slot
-   * is real for every row; decoding steps pass T = 1 (see decodeStep).
+   * logits [B, V] of each row's last new token (the caller frees them). Prompts should be
+   * left-padded so the last slot is real for every row. generate() runs the same passes
+   * (qwen2-inference.ts) in buffers it keeps for the whole generation.
    */
   prefill(cache: KvCache, batch: TokenBatch): Tensor {
-    const be = this.backend;
-    const { batchSize: B, seqLen: T } = batch;
-    if (B !== cache.batchSize) throw new Error(`prefill: batch of ${B} rows for a cache of ${cache.batchSize}`);
-    checkBatch(batch, this.config.vocabSize);
-    this.lora?.prepare?.();
-    const mask = maskOrOnes(batch);
-    const positions = be.upload(batch.positionIds ?? positionsFromMask(mask, B, T, cache.seen), [B * T], 'i32');
-    const offset = cache.length;
-    const keyMask = cache.append(mask, T);
-    const ctx: LayerContext = { B, T, positions, keyMask, train: null };
-    let x = this.embed(batch.inputIds);
-    for (let i = 0; i < this.config.numLayers; i++) {
-      const kv = { k: cache.k[i], v: cache.v[i], offset };
-      const { out } = layerForward(be, this.config, i, this.weights.layers[i], this.layerLora(i), ctx, x, kv);
-      be.free(x);
-      x = out;
-    }
-    const D = this.config.hiddenSize;
-    const lastRows = be.alloc([B, D], be.computeDType);
-    for (let b = 0; b < B; b++) be.copy(be.rows(lastRows, b, 1), be.rows(x, b * T + T - 1, 1));
-    be.free(x);
-    be.free(positions);
-    const logits = be.alloc([B, this.config.vocabSize], be.computeDType);
-    this.logits(lastRows, logits);
-    be.free(lastRows);
-    return logits;
+    return this.detachedPass(batch.batchSize * batch.seqLen, batch.batchSize, (ws) => prefillLogits(this, cache, ws, batch));
   }
 
-  /** One decoding step: token i32 per row (all real), returns logits [B, V]. */
+  /** One decoding step: token i32 per row (all real), returns logits [B, V] (the caller frees them). */
   decodeStep(cache: KvCache, tokens: Int32Array): Tensor {
-    return this.prefill(cache, { batchSize: tokens.length, seqLen: 1, inputIds: tokens });
+    const ids = this.backend.upload(tokens, [tokens.length], 'i32');
+    try {
+      return this.detachedPass(tokens.length, tokens.length, (ws) => decodeLogits(this, cache, ws, ids));
+    } finally {
+      this.backend.free(ids);
+    }
+  }
+
+  /** Each layer's LoRA factors for an inference pass about to run (see qwen2-inference.ts). */
+  inferenceLora(): LayerLora[] {
+    this.lora?.prepare?.();
+    return Array.from({ length: this.config.numLayers }, (_, i) => this.layerLora(i));
   }
 
   /** Frees the weights (the model is unusable afterwards). */
@@ -216,6 +204,20 @@ export class Qwen2Model {
 
   private layerLora(i: number): LayerLora {
     return this.lora ? this.lora.layer(i) : {};
+  }
+
+  /** Runs an inference pass in buffers of its own and returns a copy of its logits. */
+  private detachedPass(rows: number, sequences: number, pass: (ws: InferenceBuffers) => Tensor): Tensor {
+    const be = this.backend;
+    const ws = new InferenceBuffers(be, this.config, rows, sequences);
+    try {
+      const view = pass(ws);
+      const logits = be.empty(view.shape, view.dtype);
+      be.copy(logits, view);
+      return logits;
+    } finally {
+      ws.free();
+    }
   }
 
   private embed(ids: Int32Array): Tensor {
