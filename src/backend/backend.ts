@@ -153,6 +153,17 @@ export interface Backend {
    * pass. out may alias x. p = 0 copies.
    */
   dropout(out: Tensor, x: Tensor, p: number, seed: number): void;
+  /**
+   * A LoRA down-projection with its dropout: u [N, r] = dropout(x, p, seed) a^T for x [N, in]
+   * and a [r, in] (dropout() then matmul(u, .., a, { transB: true }), without storing the
+   * dropped-out x). p = 0: no dropout.
+   */
+  loraDown(u: Tensor, x: Tensor, a: Tensor, p: number, seed: number): void;
+  /**
+   * The input gradient of loraDown: dx [N, in] += alpha * dropout(g a, p, seed) for g [N, r]
+   * (loraDown's mask applied to g a).
+   */
+  loraDownBackward(dx: Tensor, g: Tensor, a: Tensor, p: number, seed: number, alpha: number): void;
 
   // ---- model layers ----
   /** out[N, D] = table[ids[n], :]; ids is i32 [N]. */

@@ -68,14 +68,8 @@ export function linearForward(
   const N = x.shape[0];
   const r = lora.a.shape[0];
   const dropSeed = train && lora.dropout > 0 ? train.seed : null;
-  let xd = x;
-  if (dropSeed !== null) {
-    xd = be.empty(x.shape, x.dtype);
-    be.dropout(xd, x, lora.dropout, dropSeed);
-  }
   const u = be.empty([N, r], be.computeDType);
-  be.matmul(u, xd, lora.aCompute ?? lora.a, { transB: true });
-  if (xd !== x) be.free(xd);
+  be.loraDown(u, x, lora.aCompute ?? lora.a, dropSeed === null ? 0 : lora.dropout, dropSeed ?? 0);
   be.matmul(out, u, lora.bCompute ?? lora.b, { transB: true, alpha: lora.scale, accumulate: true });
   if (!train) {
     be.free(u);
@@ -112,14 +106,9 @@ export function linearBackward(
   }
   // dA += scale * g^T dropout(x)
   be.matmul(lora.gradA, g, xd, { transA: true, alpha: lora.scale, accumulate: true });
-  if (seed === null) {
-    be.matmul(dx, g, lora.aCompute ?? lora.a, { alpha: lora.scale, accumulate: true });
-  } else {
-    // The LoRA path's input gradient passes back through the same dropout mask.
-    be.matmul(xd, g, lora.aCompute ?? lora.a);
-    be.dropout(xd, xd, lora.dropout, seed);
-    be.axpy(dx, xd, lora.scale);
-    be.free(xd);
-  }
+  if (xd !== x) be.free(xd);
+  // The LoRA path's input gradient passes back through the same dropout mask.
+  if (seed === null) be.matmul(dx, g, lora.aCompute ?? lora.a, { alpha: lora.scale, accumulate: true });
+  else be.loraDownBackward(dx, g, lora.aCompute ?? lora.a, lora.dropout, seed, lora.scale);
   be.free(g);
 }

@@ -171,6 +171,38 @@ export const PARITY_CASES: ParityCase[] = [
     },
   },
   {
+    name: 'loraDown and loraDownBackward (dropout and none, r 16 and 8, rows and columns past a tile)',
+    run(be, dt) {
+      const rand = rng(13);
+      const r: Record<string, Float32Array> = {};
+      for (const [rank, p, N, D] of [[16, 0.1, 70, 136], [8, 0, 33, 64]]) {
+        const x = be.upload(values(N * D, 1, rand), [N, D], dt), a = be.upload(values(rank * D, 0.5, rand), [rank, D], dt);
+        const u = be.alloc([N, rank], dt);
+        be.loraDown(u, x, a, p, 777);
+        const g = be.upload(values(N * rank, 1, rand), [N, rank], dt), dx = be.upload(values(N * D, 1, rand), [N, D], dt);
+        be.loraDownBackward(dx, g, a, p, 777, 1.5);
+        Object.assign(r, { [`u${rank}`]: get(be, u), [`dx${rank}`]: get(be, dx) });
+        for (const t of [x, a, u, g, dx]) be.free(t);
+      }
+      return r;
+    },
+  },
+  {
+    name: 'clipByNorm (clipped, below the limit, non-finite norm)',
+    run(be, dt) {
+      const rand = rng(14);
+      const x = be.upload(values(1000, 1, rand), [1000], dt), y = be.upload(values(1000, 1, rand), [1000], dt), z = be.upload(values(1000, 1, rand), [1000], dt);
+      const ss = be.alloc([1]), nan = be.upload(Float32Array.of(NaN), [1]);
+      be.sumSquares(ss, x);
+      be.clipByNorm(x, ss, 2);
+      be.clipByNorm(y, ss, 1e6);
+      be.clipByNorm(z, nan, 1);
+      const out = { clipped: get(be, x), unchanged: get(be, y), nonFinite: get(be, z) };
+      for (const t of [x, y, z, ss, nan]) be.free(t);
+      return out;
+    },
+  },
+  {
     name: 'copy across dtypes, fill, rows and reshape views',
     f32Tolerance: 0,
     run(be, dt) {
@@ -242,6 +274,8 @@ export const PARITY_CASES: ParityCase[] = [
   attentionCase('attention fwd+bwd, hd 160 (matrix path only), T 17', { B: 1, T: 17, S: 17, H: 2, Hkv: 1, hd: 160, kvLen: 17, mask: padMask(1, 17, [3], 'left') }, true),
   attentionCase('attention fwd, KV cache prefill (T 3 of kvLen 75, S 80), hd 128', { B: 2, T: 3, S: 80, H: 4, Hkv: 2, hd: 128, kvLen: 75, mask: padMask(2, 80, [0, 30], 'left') }, false),
   attentionCase('attention fwd, decode step (T 1), GQA 8/2, hd 64', { B: 3, T: 1, S: 40, H: 8, Hkv: 2, hd: 64, kvLen: 33, mask: padMask(3, 40, [0, 5, 20], 'left') }, false),
+  attentionCase('attention fwd+bwd, hd 128, T 200 (several 64-row tiles), GQA 4/2, left padding', { B: 2, T: 200, S: 200, H: 4, Hkv: 2, hd: 128, kvLen: 200, mask: padMask(2, 200, [0, 37], 'left') }, true),
+  attentionCase('attention fwd+bwd, hd 64, T 90 of kvLen 150 (S 160), MHA', { B: 2, T: 90, S: 160, H: 2, Hkv: 2, hd: 64, kvLen: 150, mask: padMask(2, 160, [0, 50], 'left') }, true),
   attentionCase('attention fwd+bwd, hd 3, a row with no visible key', { B: 1, T: 4, S: 6, H: 2, Hkv: 1, hd: 3, kvLen: 6, mask: [0, 0, 0, 1, 1, 1] }, true),
   {
     name: 'swiglu forward and backward (in place; sizes with and without 16-byte vectors)',

@@ -115,7 +115,8 @@ export function kernelTimings(be: CudaBackend, log: Log): Record<string, number>
   return out;
 }
 
-function model18(layers: number, be: CudaBackend, logitsChunkElements?: number): Qwen2Model {
+/** A Qwen1.5-1.8B-shaped model of `layers` layers with random NF4 projections (fast to build: no quantizer run). */
+export function model18(layers: number, be: CudaBackend, logitsChunkElements?: number): Qwen2Model {
   const { D, H, I, V } = SHAPE_1_8B;
   const cfg = parseModelConfig({
     model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], hidden_size: D, intermediate_size: I, num_hidden_layers: layers,

@@ -178,6 +178,21 @@ export class CpuBackend implements Backend {
     dropoutCpu(f32(out), f32(x), p, seed);
   }
 
+  loraDown(u: Tensor, x: Tensor, a: Tensor, p: number, seed: number): void {
+    const xd = p > 0 ? this.alloc(x.shape, x.dtype) : x;
+    if (xd !== x) this.dropout(xd, x, p, seed);
+    this.matmul(u, xd, a, { transB: true });
+    if (xd !== x) this.free(xd);
+  }
+
+  loraDownBackward(dx: Tensor, g: Tensor, a: Tensor, p: number, seed: number, alpha: number): void {
+    const t = this.alloc(dx.shape, dx.dtype);
+    this.matmul(t, g, a);
+    if (p > 0) this.dropout(t, t, p, seed);
+    this.axpy(dx, t, alpha);
+    this.free(t);
+  }
+
   embedding(out: Tensor, table: Tensor, ids: Tensor): void {
     const D = table.shape[1];
     expectShape('embedding out', out, [ids.size, D]);

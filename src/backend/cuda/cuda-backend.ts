@@ -23,6 +23,7 @@ import { nvrtcApi } from './ffi.js';
 import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
+import { LORA, LORA_DOWN, LORA_RANKS } from './kernels/lora.js';
 import { ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
@@ -242,6 +243,41 @@ export class CudaBackend implements Backend, MatmulHost {
     const seedMix = fmix32(seed >>> 0);
     if (this.bf16x8(out, x)) this.elementwise('dropout_bf16x8', out.size / 8, [o.ptr, s.ptr, p, 1 / (1 - p), seedMix, out.size / 8]);
     else this.elementwise('dropout', out.size, [...floatArg(out, 'dropout out'), ...floatArg(x, 'dropout x'), p, 1 / (1 - p), seedMix, out.size]);
+  }
+
+  loraDown(u: Tensor, x: Tensor, a: Tensor, p: number, seed: number): void {
+    const [N, r] = u.shape, D = x.shape[x.shape.length - 1];
+    expectShape('loraDown a', a, [r, D]);
+    if (x.size !== N * D) throw new Error(`loraDown: x [${x.shape.join(', ')}] is not ${N} rows of ${D}`);
+    if (!this.fusedLora([u, x, a], r, D)) {
+      const xd = p > 0 ? this.empty(x.shape, x.dtype) : x;
+      if (xd !== x) this.dropout(xd, x, p, seed);
+      this.matmul(u, xd, a, { transB: true });
+      if (xd !== x) this.free(xd);
+      return;
+    }
+    if (N === 0) return;
+    this.device.launch(this.device.kernel(LORA, `lora_down_${r}`), [Math.ceil(N / LORA_DOWN.rows)], LORA_DOWN.threads, LORA_DOWN.sharedBytes(r), [
+      ptrArg(u), ptrArg(x), ptrArg(a), N, D, p, p > 0 ? 1 / (1 - p) : 1, fmix32(seed >>> 0), p > 0 ? 1 : 0,
+    ]);
+  }
+
+  loraDownBackward(dx: Tensor, g: Tensor, a: Tensor, p: number, seed: number, alpha: number): void {
+    const [N, r] = g.shape, D = dx.shape[dx.shape.length - 1];
+    expectShape('loraDownBackward a', a, [r, D]);
+    if (dx.size !== N * D) throw new Error(`loraDownBackward: dx [${dx.shape.join(', ')}] is not ${N} rows of ${D}`);
+    if (!this.fusedLora([dx, g, a], r, D)) {
+      const t = this.empty(dx.shape, dx.dtype);
+      this.matmul(t, g, a);
+      if (p > 0) this.dropout(t, t, p, seed);
+      this.axpy(dx, t, alpha);
+      this.free(t);
+      return;
+    }
+    if (N === 0) return;
+    this.device.launch(this.device.kernel(LORA, 'lora_up_grad'), [this.gridFor((N * D) / 8)], 256, 0, [
+      ptrArg(dx), ptrArg(g), ptrArg(a), N, D, r, alpha, p, p > 0 ? 1 / (1 - p) : 1, fmix32(seed >>> 0), p > 0 ? 1 : 0,
+    ]);
   }
 
   // ---- model layers ----
@@ -465,6 +501,14 @@ export class CudaBackend implements Backend, MatmulHost {
     if (!isFloat(dtype) && dtype !== 'i32') throw new TypeError(`${what}: unknown dtype ${String(dtype)}`);
     const block = this.device.allocator.alloc(shapeSize(shape) * elementBytes(dtype));
     return new CudaTensor([...shape], dtype, block.ptr, [block]);
+  }
+
+  /** Whether the fused LoRA kernels apply: bf16 throughout, a compiled rank, rows of whole 16-byte groups. */
+  private fusedLora(ts: Tensor[], r: number, D: number): boolean {
+    return (LORA_RANKS as readonly number[]).includes(r) && D % 8 === 0 && ts.every((t) => {
+      const c = asCuda(t, 'lora');
+      return c.dtype === 'bf16' && c.ptr % 16 === 0;
+    });
   }
 
   /** Whether the all-bf16 kernels moving 8 elements per access apply. */

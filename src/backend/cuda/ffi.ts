@@ -75,6 +75,8 @@ const DRIVER = {
   cuEventCreate: 'int cuEventCreate(_Out_ void **event, unsigned int flags)',
   cuEventRecord: 'int cuEventRecord(void *event, void *stream)',
   cuEventSynchronize: 'int cuEventSynchronize(void *event)',
+  // Timing (tools/gpu-check/train-profile.ts).
+  cuEventElapsedTime: 'int cuEventElapsedTime(_Out_ float *ms, void *start, void *end)',
 } as const;
 
 const NVRTC = {

@@ -1,0 +1,141 @@
+/**
+ * The two LoRA products that read or write a full activation matrix, with the dropout mask
+ * computed inside instead of materialized (bf16 tensors, r a multiple of 8 up to 64):
+ *
+ *   lora_down_R      u [N, R] = dropout(x) a^T: 32-row blocks stage dropped-out tiles of x in
+ *                    shared memory (the very values the dropout kernel would store) and multiply
+ *                    them with a on tensor cores (mma.sync m16n8k16, f32 accumulation)
+ *   lora_up_grad     dx [N, D] += alpha * dropout(g a): one thread per 8 elements of a row,
+ *                    g's row and a's columns read through the caches
+ *
+ * The mask of element i = n * D + d is backend.ts's dropoutUniform(seed, i) >= p, as in the
+ * elementwise dropout kernels (seedMix = fmix32(seed)); drop = 0 applies no dropout.
+ */
+import { kernelModule, type KernelModule } from '../device.js';
+import { COMMON_CUDA } from './common.js';
+
+/** Ranks with a compiled lora_down variant. */
+export const LORA_RANKS = [8, 16, 32, 64] as const;
+
+/** Rows per lora_down block and the shared memory it needs for rank r. */
+export const LORA_DOWN = { rows: 32, threads: 64, sharedBytes: (r: number) => (32 + r) * (128 + 8) * 2 } as const;
+
+const SOURCE = String.raw`
+__device__ __forceinline__ unsigned lora_fmix32(unsigned h) {
+  h ^= h >> 16; h *= 0x85ebca6bu; h ^= h >> 13; h *= 0xc2b2ae35u; h ^= h >> 16;
+  return h;
+}
+__device__ __forceinline__ bool lora_keep(i64 i, unsigned seedMix, double p) {
+  return (double)lora_fmix32((unsigned)i * 0x9e3779b1u + seedMix) * (1.0 / 4294967296.0) >= p;
+}
+
+__device__ __forceinline__ void lora_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/** Requires D % 8 == 0 and 16-byte aligned rows. */
+template <int R>
+__device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, int N, int D, double p, double keepScale, unsigned seedMix, int drop) {
+  constexpr int KT = 128, LD = KT + 8, NT = R / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  u16* sx = (u16*)smem_raw;
+  u16* sa = sx + 32 * LD;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int n0 = blockIdx.x * 32;
+  float acc[NT][4];
+  #pragma unroll
+  for (int j = 0; j < NT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  for (int d0 = 0; d0 < D; d0 += KT) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < 32 * (KT / 8); e += blockDim.x) {
+      const int r = e / (KT / 8), c = (e - r * (KT / 8)) * 8, n = n0 + r, d = d0 + c;
+      uint4 v = make_uint4(0u, 0u, 0u, 0u);
+      if (n < N && d < D) {
+        v = *(const uint4*)(x + (i64)n * D + d);
+        if (drop) {
+          unsigned w[4] = {v.x, v.y, v.z, v.w};
+          #pragma unroll
+          for (int k = 0; k < 8; k++) {
+            const u16 h = (u16)(w[k >> 1] >> (16 * (k & 1)));
+            const float f = lora_keep((i64)n * D + d + k, seedMix, p) ? (float)((double)bf16_to_f32(h) * keepScale) : 0.f;
+            w[k >> 1] = (w[k >> 1] & (0xffffu << (16 * (1 - (k & 1))))) | ((unsigned)f32_to_bf16(f) << (16 * (k & 1)));
+          }
+          v = make_uint4(w[0], w[1], w[2], w[3]);
+        }
+      }
+      *(uint4*)(sx + r * LD + c) = v;
+    }
+    for (int e = threadIdx.x; e < R * (KT / 8); e += blockDim.x) {
+      const int r = e / (KT / 8), c = (e - r * (KT / 8)) * 8, d = d0 + c;
+      *(uint4*)(sa + r * LD + c) = d < D ? *(const uint4*)(a + (i64)r * D + d) : make_uint4(0u, 0u, 0u, 0u);
+    }
+    __syncthreads();
+    #pragma unroll
+    for (int kc = 0; kc < KT / 16; kc++) {
+      const u16* px = sx + (warp * 16 + g) * LD + kc * 16 + 2 * t;
+      const unsigned fa[4] = {*(const unsigned*)px, *(const unsigned*)(px + 8 * LD), *(const unsigned*)(px + 8), *(const unsigned*)(px + 8 * LD + 8)};
+      #pragma unroll
+      for (int j = 0; j < NT; j++) {
+        const u16* pa = sa + (j * 8 + g) * LD + kc * 16 + 2 * t;
+        lora_mma(acc[j], fa, *(const unsigned*)pa, *(const unsigned*)(pa + 8));
+      }
+    }
+  }
+  #pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const int n = n0 + warp * 16 + g + 8 * i;
+    if (n >= N) continue;
+    #pragma unroll
+    for (int j = 0; j < NT; j++) {
+      const unsigned packed = (unsigned)f32_to_bf16(acc[j][2 * i]) | ((unsigned)f32_to_bf16(acc[j][2 * i + 1]) << 16);
+      *(unsigned*)(u + (i64)n * R + j * 8 + 2 * t) = packed;
+    }
+  }
+}
+
+/** One thread per 8 consecutive elements of a row; requires D % 8 == 0 and 16-byte aligned rows. */
+extern "C" __global__ void lora_up_grad(u16* dx, const u16* g, const u16* a, int N, int D, int R, double alpha, double p, double keepScale,
+                                        unsigned seedMix, int drop) {
+  const i64 chunks = (i64)N * (D / 8);
+  for (i64 cidx = (i64)blockIdx.x * blockDim.x + threadIdx.x; cidx < chunks; cidx += (i64)gridDim.x * blockDim.x) {
+    const i64 n = cidx / (D / 8);
+    const int d = (int)(cidx - n * (D / 8)) * 8;
+    float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    for (int j = 0; j < R; j++) {
+      const float gj = bf16_to_f32(g[n * R + j]);
+      const uint4 w = *(const uint4*)(a + (i64)j * D + d);
+      const unsigned ws[4] = {w.x, w.y, w.z, w.w};
+      #pragma unroll
+      for (int k = 0; k < 4; k++) {
+        s[2 * k] += gj * bf16_to_f32((u16)(ws[k] & 0xffffu));
+        s[2 * k + 1] += gj * bf16_to_f32((u16)(ws[k] >> 16));
+      }
+    }
+    uint4* px = (uint4*)(dx + n * D + d);
+    const uint4 old = *px;
+    unsigned o[4] = {old.x, old.y, old.z, old.w};
+    #pragma unroll
+    for (int k = 0; k < 8; k++) {
+      const i64 i = n * D + d + k;
+      const double v = drop ? (lora_keep(i, seedMix, p) ? (double)s[k] * keepScale : 0.0) : (double)s[k];
+      const u16 h = (u16)(o[k >> 1] >> (16 * (k & 1)));
+      const float r = (float)((double)bf16_to_f32(h) + alpha * v);
+      o[k >> 1] = (o[k >> 1] & (0xffffu << (16 * (1 - (k & 1))))) | ((unsigned)f32_to_bf16(r) << (16 * (k & 1)));
+    }
+    *px = make_uint4(o[0], o[1], o[2], o[3]);
+  }
+}
+`;
+
+function variant(r: number): string {
+  return String.raw`
+extern "C" __global__ void __launch_bounds__(64) lora_down_${r}(u16* u, const u16* x, const u16* a, int N, int D, double p, double keepScale,
+                                                               unsigned seedMix, int drop) {
+  lora_down<${r}>(u, x, a, N, D, p, keepScale, seedMix, drop);
+}
+`;
+}
+
+export const LORA: KernelModule = kernelModule('lora', COMMON_CUDA + SOURCE + LORA_RANKS.map(variant).join(''));
