@@ -18,7 +18,7 @@ import type { Qwen2Config } from './config.js';
 import type { Qwen2Model } from './qwen2.js';
 import { checkBatch, maskOrOnes, positionsFromMask, type TokenBatch } from './qwen2-batch.js';
 import type { KvCache } from './qwen2-kv-cache.js';
-import { linearForward } from './qwen2-linear.js';
+import { linearBiasLora, linearForward, type ProjectionName } from './qwen2-linear.js';
 
 /** Activation buffers for passes of up to `rows` tokens and logits of up to `sequences` rows. */
 export class InferenceBuffers {
@@ -97,18 +97,20 @@ function runLayers(model: Qwen2Model, cache: KvCache, ws: InferenceBuffers, p: P
   be.rmsNormForward(a.h, a.rstd, a.x, w.layers[0].inputLayernorm, eps);
   for (let i = 0; i < cfg.numLayers; i++) {
     const lw = w.layers[i], lora = loras[i];
-    const proj = (name: keyof typeof lw.proj, out: Tensor, input: Tensor): void => {
+    const proj = (name: ProjectionName, out: Tensor, input: Tensor): void => {
       linearForward(be, out, input, lw.proj[name], lora[name], null);
     };
-    proj('q_proj', a.q, a.h);
-    proj('k_proj', a.k, a.h);
-    proj('v_proj', a.v, a.h);
+    // Projections of one input: base products together, then each one's bias and LoRA update.
+    const projMany = (names: ProjectionName[], outs: Tensor[], input: Tensor): void => {
+      be.matmulMany(outs, input, names.map((n) => lw.proj[n].weight));
+      names.forEach((n, j) => linearBiasLora(be, outs[j], input, lw.proj[n], lora[n], null));
+    };
+    projMany(['q_proj', 'k_proj', 'v_proj'], [a.q, a.k, a.v], a.h);
     be.ropeAppendKv(cache.k[i], cache.v[i], q4, k4, v4, p.positions, p.offset, cfg.ropeTheta);
     be.attentionForward(attn4, lse, q4, cache.k[i], cache.v[i], p.keyMask, { kvLen: p.offset + T });
     proj('o_proj', a.o, a.attn);
     be.addRmsNorm(a.x, a.h, a.rstd, a.x, a.o, lw.postAttentionLayernorm, eps);
-    proj('gate_proj', a.gate, a.h);
-    proj('up_proj', a.up, a.h);
+    projMany(['gate_proj', 'up_proj'], [a.gate, a.up], a.h);
     be.swigluForward(a.act, a.gate, a.up);
     proj('down_proj', a.o, a.act);
     const nextNorm = i + 1 < cfg.numLayers ? w.layers[i + 1].inputLayernorm : w.norm;

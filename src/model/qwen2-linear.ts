@@ -63,6 +63,17 @@ export function linearForward(
   train: { seed: number } | null,
 ): LinearSaved | null {
   be.matmul(out, x, lin.weight, { transB: true });
+  return linearBiasLora(be, out, x, lin, lora, train);
+}
+
+/**
+ * The rest of linearForward once out holds the base product x W^T: the bias, then the LoRA
+ * update (for callers that compute several base products at once, see Backend.matmulMany).
+ */
+export function linearBiasLora(
+  be: Backend, out: Tensor, x: Tensor, lin: Linear, lora: LoraWeights | undefined,
+  train: { seed: number } | null,
+): LinearSaved | null {
   if (lin.bias) be.addBias(out, lin.bias);
   if (!lora) return train ? { u: null, seed: null } : null;
   const N = x.shape[0];

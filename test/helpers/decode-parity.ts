@@ -1,7 +1,8 @@
 /**
  * Parity cases (see backend-parity.ts) for the kernels of the decoding loop: argmax, row
- * gathers and position updates must match the CPU exactly; the fused add + RMSNorm, RoPE into
- * the cache and one-query attention within the usual tolerances. Inputs are bf16-representable,
+ * gathers and position updates must match the CPU exactly; projections sharing an input, the
+ * fused add + RMSNorm, RoPE into the cache and one-query attention (bf16 storage: the vectorized
+ * kernel; f32: the generic one) within the usual tolerances. Inputs are bf16-representable,
  * so both backends see identical values. Used by test/backend-cuda-decode.test.ts and
  * tools/gpu-check/generate-check.ts.
  */
@@ -131,7 +132,28 @@ function decodeAttentionCase(c: DecodeAttention): ParityCase {
   };
 }
 
+/** Projections sharing one input: two groups of equal shapes and a lone weight. */
+const matmulManyCase: ParityCase = {
+  name: 'matmulMany (q/k/v-like: 2 x [48, 64] and [16, 64]; gate/up-like: 2 x [96, 64]; 37 rows)',
+  run(be, dt) {
+    const rand = rng(29);
+    const a = be.upload(values(37 * 64, 1, rand), [37, 64], dt);
+    const result: Record<string, Float32Array> = {};
+    const owned: Tensor[] = [a];
+    for (const rows of [[48, 16, 48], [96, 96]]) {
+      const bs = rows.map((n) => be.upload(values(n * 64, 1, rand), [n, 64], dt));
+      const outs = rows.map((n) => be.alloc([37, n], dt));
+      be.matmulMany(outs, a, bs);
+      outs.forEach((o, i) => (result[`${rows.join('/')} out ${i}`] = get(be, o)));
+      owned.push(...bs, ...outs);
+    }
+    freeAll(be, owned);
+    return result;
+  },
+};
+
 export const DECODE_PARITY_CASES: ParityCase[] = [
+  matmulManyCase,
   argmaxCase(7, 10007),
   argmaxCase(2, 151936),
   gatherCase,
@@ -141,4 +163,5 @@ export const DECODE_PARITY_CASES: ParityCase[] = [
   decodeAttentionCase({ B: 3, S: 300, H: 4, Hkv: 4, hd: 128, kvLen: 290, pad: [0, 7, 100] }),
   decodeAttentionCase({ B: 2, S: 20, H: 6, Hkv: 2, hd: 64, kvLen: 13, pad: [3, 15] }),
   decodeAttentionCase({ B: 1, S: 9, H: 2, Hkv: 1, hd: 3, kvLen: 9, pad: [2] }),
+  decodeAttentionCase({ B: 2, S: 40, H: 4, Hkv: 1, hd: 32, kvLen: 37, pad: [0, 36] }),
 ];

@@ -260,6 +260,11 @@ export class CpuBackend implements Backend {
     adamwCpu(f32(param), f32(grad), f32(m), f32(v), opts);
   }
 
+  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[]): void {
+    if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
+    outs.forEach((out, i) => this.matmul(out, a, bs[i], { transB: true }));
+  }
+
   downloadAsync(t: Tensor): PendingDownload {
     // Work runs as it is called here, so the values are final already.
     const values = this.download(t);

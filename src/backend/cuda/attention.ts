@@ -90,6 +90,14 @@ export function attentionForwardCuda(
   expectShape('attention out', out, q.shape);
   expectShape('attention lse', lse, [d.B, d.T, d.H]);
   if (d.B * d.T === 0) return;
+  if (d.T === 1 && d.nj !== null && d.hd === 32 * d.nj && [q, k, v, out].every((t) => asCuda(t, 'attention').dtype === 'bf16' && asCuda(t, 'attention').ptr % 8 === 0)) {
+    // A decoding step in bf16 with head dims of 32, 64 or 128: vector loads of the cache.
+    dev.launch(dev.kernel(DECODE, `attn_decode_bf16_${d.nj}`), [d.B * d.H], DECODE_ATTENTION.threads, 0, [
+      ptrOf(out, 'bf16', 'attention out'), ptrOf(lse, 'f32', 'attention lse'), ptrOf(q, 'bf16', 'attention q'), ptrOf(k, 'bf16', 'attention k'),
+      ptrOf(v, 'bf16', 'attention v'), ptrOf(keyMask, 'i32', 'attention keyMask'), d.S, d.H, d.Hkv, d.kvLen, d.scale,
+    ]);
+    return;
+  }
   if (d.T === 1 && d.nj !== null) {
     // A decoding step: one query per sequence, read against the cache by attn_decode.
     dev.launch(dev.kernel(DECODE, `attn_decode_${d.nj}`), [d.B * d.H], DECODE_ATTENTION.threads, 0, [

@@ -57,6 +57,8 @@ export class CudaBackend implements Backend, MatmulHost {
   private readonly errorHost = new Int32Array(1);
   private readonly ropeTables = new Map<string, CudaTensor>();
   private readonly hostCopies: HostCopies;
+  /** Device arrays of matrix addresses for matmulMany, by their contents (a decoding loop repeats a few). */
+  private readonly addressArrays = new Map<string, Block>();
 
   constructor(opts: CudaBackendOptions = {}) {
     this.device = new CudaDevice(opts.device ?? 0);
@@ -378,6 +380,35 @@ export class CudaBackend implements Backend, MatmulHost {
 
   // ---- inference ----
 
+  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[]): void {
+    if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
+    // Dense weights of one shape, in the dtype of a and the outputs, go through one batched product.
+    const A = asCuda(a, 'matmulMany a');
+    const groups = new Map<string, number[]>();
+    bs.forEach((b, i) => {
+      const B = asCuda(b, 'matmulMany b'), O = asCuda(outs[i], 'matmulMany out');
+      const batchable = isFloat(A.dtype) && a.shape.length === 2 && b.shape.length === 2 && B.dtype === A.dtype && O.dtype === A.dtype && a.shape[1] > 0;
+      const key = batchable ? b.shape.join('x') : `alone ${i}`;
+      groups.set(key, [...(groups.get(key) ?? []), i]);
+    });
+    for (const group of groups.values()) {
+      if (group.length === 1) {
+        this.matmul(outs[group[0]], a, bs[group[0]], { transB: true });
+        continue;
+      }
+      const [M, K] = a.shape, [N, Kb] = bs[group[0]].shape;
+      if (Kb !== K) throw new Error(`matmulMany: a [${a.shape.join(', ')}] and b [${bs[group[0]].shape.join(', ')}]ᵀ do not match`);
+      for (const i of group) expectShape('matmulMany out', outs[i], [M, N]);
+      const n = group.length;
+      const arrays = this.addressArray([...group.map(() => A.ptr), ...group.map((i) => asCuda(bs[i], 'matmulMany b').ptr), ...group.map((i) => asCuda(outs[i], 'matmulMany out').ptr)]);
+      const dtype = A.dtype as GemmDType;
+      this.gemm.gemmArrays({
+        M, N, K, transA: false, transB: true, dtype, outDtype: dtype, aArray: arrays, lda: K, bArray: arrays + 8 * n, ldb: K, cArray: arrays + 16 * n, ldc: N,
+        alpha: 1, beta: 0, batch: n,
+      });
+    }
+  }
+
   downloadAsync(t: Tensor): PendingDownload {
     const c = asCuda(t, 'downloadAsync');
     if (c.dtype === 'nf4') throw new TypeError('downloadAsync: nf4 tensors are write-only');
@@ -551,6 +582,28 @@ export class CudaBackend implements Backend, MatmulHost {
       ...floatArg(out, 'rope out'), ...floatArg(x, 'rope x'), ptrOf(positions, 'i32', 'rope positions'), this.ropeTable(theta, hd).ptr, N,
       x.size / (N * hd), hd, sign,
     ]);
+  }
+
+  /** A device array of these addresses (uint64), uploaded on first use and kept. */
+  private addressArray(addresses: readonly number[]): number {
+    const key = addresses.join(',');
+    let block = this.addressArrays.get(key);
+    if (!block) {
+      // Bounded: freed blocks are reused only by work queued after everything that read them.
+      if (this.addressArrays.size >= 1024) {
+        for (const b of this.addressArrays.values()) this.device.allocator.release(b.ptr, b.size);
+        this.addressArrays.clear();
+      }
+      const host = new Uint32Array(2 * addresses.length);
+      addresses.forEach((v, i) => {
+        host[2 * i] = v >>> 0;
+        host[2 * i + 1] = Math.floor(v / 4294967296);
+      });
+      block = this.device.allocator.alloc(host.byteLength);
+      this.device.upload(block.ptr, host);
+      this.addressArrays.set(key, block);
+    }
+    return block.ptr;
   }
 
   /** RoPE inverse frequencies on the device, uploaded once per (theta, head dim). */

@@ -6,6 +6,9 @@
  *                    (sequence, query head), its 4 warps split the key slots (4 slots in flight
  *                    per warp, a lane per 32nd head dim) with an online softmax each, merged at
  *                    the end; N = head dims / 32 rounded up (1, 2 or 4)
+ *   attn_decode_bf16_N  the same for bf16 tensors and head dims of exactly 32 * N: each lane
+ *                    loads N neighbouring dims at once and 8 slots are in flight per warp, so
+ *                    the cache streams at a larger share of the memory bandwidth
  *   rope_append_kv   RoPE of the new queries (in place) and keys, keys and values stored in their
  *                    cache slots: one launch instead of two rotations and a copy per sequence
  *   add_rmsnorm      residual add and the next RMSNorm in one pass over the row
@@ -119,6 +122,124 @@ extern "C" __global__ void __launch_bounds__(128) attn_decode_2(void* out, int o
 }
 extern "C" __global__ void __launch_bounds__(128) attn_decode_4(void* out, int odt, float* lse, const void* q, int qdt, const void* k, int kdt, const void* v, int vdt, const int* mask, int S, int H, int Hkv, int hd, int kvLen, float scale) {
   attn_decode<4>(out, odt, lse, q, qdt, k, kdt, v, vdt, mask, S, H, Hkv, hd, kvLen, scale);
+}
+
+/** VEC neighbouring bf16 values loaded in one access (VEC * 2 bytes, aligned); kept packed until used. */
+template <int VEC> struct Bf16Vec;
+template <> struct Bf16Vec<4> {
+  uint2 w;
+  __device__ __forceinline__ void load(const u16* p) { w = *(const uint2*)p; }
+  __device__ __forceinline__ void zero() { w.x = 0u; w.y = 0u; }
+  __device__ __forceinline__ float at(int j) const { const unsigned x = j < 2 ? w.x : w.y; return bf16_to_f32((u16)((j & 1) ? x >> 16 : x & 0xffffu)); }
+};
+template <> struct Bf16Vec<2> {
+  unsigned w;
+  __device__ __forceinline__ void load(const u16* p) { w = *(const unsigned*)p; }
+  __device__ __forceinline__ void zero() { w = 0u; }
+  __device__ __forceinline__ float at(int j) const { return bf16_to_f32((u16)(j ? w >> 16 : w & 0xffffu)); }
+};
+template <> struct Bf16Vec<1> {
+  u16 w;
+  __device__ __forceinline__ void load(const u16* p) { w = *p; }
+  __device__ __forceinline__ void zero() { w = 0; }
+  __device__ __forceinline__ float at(int) const { return bf16_to_f32(w); }
+};
+
+#define DEC_KEYS_BF16 8
+
+template <int VEC>
+__device__ void attn_decode_bf16(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const int* mask,
+                                 int S, int H, int Hkv, int kvLen, float scale) {
+  constexpr int HD = 32 * VEC, KEYS = DEC_KEYS_BF16;
+  __shared__ float wm[DEC_WARPS], wl[DEC_WARPS];
+  __shared__ float wacc[DEC_WARPS][HD];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int bh = blockIdx.x, b = bh / H, h = bh - b * H, kh = h / (H / Hkv);
+  float qf[VEC], acc[VEC];
+  Bf16Vec<VEC> qv;
+  qv.load(q + (i64)bh * HD + lane * VEC);
+  #pragma unroll
+  for (int j = 0; j < VEC; j++) {
+    qf[j] = qv.at(j);
+    acc[j] = 0.f;
+  }
+  float m = NEG_INF, l = 0.f;
+  for (int s0 = warp * KEYS; s0 < kvLen; s0 += DEC_WARPS * KEYS) {
+    Bf16Vec<VEC> kr[KEYS], vr[KEYS];
+    bool ok[KEYS];
+    #pragma unroll
+    for (int u = 0; u < KEYS; u++) {
+      const int s = s0 + u;
+      ok[u] = s < kvLen && mask[(i64)b * S + s] != 0;
+      if (ok[u]) {
+        const i64 o = (((i64)b * S + s) * Hkv + kh) * HD + lane * VEC;
+        kr[u].load(k + o);
+        vr[u].load(v + o);
+      } else {
+        kr[u].zero();
+        vr[u].zero();
+      }
+    }
+    float sc[KEYS], tmax = NEG_INF;
+    #pragma unroll
+    for (int u = 0; u < KEYS; u++) {
+      float dot = 0.f;
+      #pragma unroll
+      for (int j = 0; j < VEC; j++) dot = fmaf(qf[j], kr[u].at(j), dot);
+      dot = warp_sum(dot);
+      sc[u] = ok[u] ? dot * scale : NEG_INF;
+      tmax = fmaxf(tmax, sc[u]);
+    }
+    const float mnew = fmaxf(m, tmax);
+    if (mnew == NEG_INF) continue;
+    const float alpha = expf(m - mnew);
+    float ps = 0.f;
+    #pragma unroll
+    for (int u = 0; u < KEYS; u++) {
+      sc[u] = ok[u] ? expf(sc[u] - mnew) : 0.f;
+      ps += sc[u];
+    }
+    l = l * alpha + ps;
+    #pragma unroll
+    for (int j = 0; j < VEC; j++) {
+      float a = acc[j] * alpha;
+      #pragma unroll
+      for (int u = 0; u < KEYS; u++) a = fmaf(sc[u], vr[u].at(j), a);
+      acc[j] = a;
+    }
+    m = mnew;
+  }
+  if (lane == 0) { wm[warp] = m; wl[warp] = l; }
+  #pragma unroll
+  for (int j = 0; j < VEC; j++) wacc[warp][lane * VEC + j] = acc[j];
+  __syncthreads();
+  if (warp != 0) return;
+  float M = NEG_INF;
+  for (int w = 0; w < DEC_WARPS; w++) M = fmaxf(M, wm[w]);
+  float L = 0.f, o[VEC];
+  #pragma unroll
+  for (int j = 0; j < VEC; j++) o[j] = 0.f;
+  for (int w = 0; w < DEC_WARPS; w++) {
+    if (wm[w] == NEG_INF) continue;
+    const float f = expf(wm[w] - M);
+    L += wl[w] * f;
+    #pragma unroll
+    for (int j = 0; j < VEC; j++) o[j] = fmaf(wacc[w][lane * VEC + j], f, o[j]);
+  }
+  const float inv = L > 0.f ? 1.f / L : 0.f;
+  #pragma unroll
+  for (int j = 0; j < VEC; j++) out[(i64)bh * HD + lane * VEC + j] = f32_to_bf16(o[j] * inv);
+  if (lane == 0) lse[bh] = L > 0.f ? M + logf(L) : NEG_INF;
+}
+
+extern "C" __global__ void __launch_bounds__(128) attn_decode_bf16_1(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const int* mask, int S, int H, int Hkv, int kvLen, float scale) {
+  attn_decode_bf16<1>(out, lse, q, k, v, mask, S, H, Hkv, kvLen, scale);
+}
+extern "C" __global__ void __launch_bounds__(128) attn_decode_bf16_2(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const int* mask, int S, int H, int Hkv, int kvLen, float scale) {
+  attn_decode_bf16<2>(out, lse, q, k, v, mask, S, H, Hkv, kvLen, scale);
+}
+extern "C" __global__ void __launch_bounds__(128) attn_decode_bf16_4(u16* out, float* lse, const u16* q, const u16* k, const u16* v, const int* mask, int S, int H, int Hkv, int kvLen, float scale) {
+  attn_decode_bf16<4>(out, lse, q, k, v, mask, S, H, Hkv, kvLen, scale);
 }
 
 /**
