@@ -216,10 +216,11 @@ export interface Backend {
   // ---- inference (decoding over a KV cache) ----
   /**
    * outs[i] = a @ bs[i]^T for weights sharing one input (a decoder layer's q/k/v or gate/up
-   * projections): what matmul(outs[i], a, bs[i], { transB: true }) gives for each, in as few
-   * launches as the backend can manage (one per group of equally shaped weights on CUDA).
+   * projections), then biases[i] added to every row where given: what matmul(outs[i], a, bs[i],
+   * { transB: true }) and addBias(outs[i], biases[i]) give for each, in as few launches as the
+   * backend can manage (on CUDA one product per group of equally shaped weights, one bias kernel).
    */
-  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[]): void;
+  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases?: readonly (Tensor | null)[]): void;
   /**
    * Starts copying `t` to the host and returns at once: work queued afterwards keeps running
    * while the host waits for these values, so a decoding loop can queue step n + 1 before it

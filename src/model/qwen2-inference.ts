@@ -100,10 +100,10 @@ function runLayers(model: Qwen2Model, cache: KvCache, ws: InferenceBuffers, p: P
     const proj = (name: ProjectionName, out: Tensor, input: Tensor): void => {
       linearForward(be, out, input, lw.proj[name], lora[name], null);
     };
-    // Projections of one input: base products together, then each one's bias and LoRA update.
+    // Projections of one input: base products and biases together, then each one's LoRA update.
     const projMany = (names: ProjectionName[], outs: Tensor[], input: Tensor): void => {
-      be.matmulMany(outs, input, names.map((n) => lw.proj[n].weight));
-      names.forEach((n, j) => linearBiasLora(be, outs[j], input, lw.proj[n], lora[n], null));
+      be.matmulMany(outs, input, names.map((n) => lw.proj[n].weight), names.map((n) => lw.proj[n].bias));
+      names.forEach((n, j) => linearBiasLora(be, outs[j], input, { weight: lw.proj[n].weight, bias: null }, lora[n], null));
     };
     projMany(['q_proj', 'k_proj', 'v_proj'], [a.q, a.k, a.v], a.h);
     be.ropeAppendKv(cache.k[i], cache.v[i], q4, k4, v4, p.positions, p.offset, cfg.ropeTheta);

@@ -132,18 +132,20 @@ function decodeAttentionCase(c: DecodeAttention): ParityCase {
   };
 }
 
-/** Projections sharing one input: two groups of equal shapes and a lone weight. */
+/** Projections sharing one input: two groups of equal shapes and a lone weight, with and without biases. */
 const matmulManyCase: ParityCase = {
-  name: 'matmulMany (q/k/v-like: 2 x [48, 64] and [16, 64]; gate/up-like: 2 x [96, 64]; 37 rows)',
+  name: 'matmulMany (q/k/v-like: 2 x [48, 64] and [16, 64], biases on two; gate/up-like: 2 x [96, 64]; 37 rows)',
   run(be, dt) {
     const rand = rng(29);
     const a = be.upload(values(37 * 64, 1, rand), [37, 64], dt);
     const result: Record<string, Float32Array> = {};
     const owned: Tensor[] = [a];
-    for (const rows of [[48, 16, 48], [96, 96]]) {
+    for (const [rows, biased] of [[[48, 16, 48], [true, false, true]], [[96, 96], [false, false]]] as const) {
       const bs = rows.map((n) => be.upload(values(n * 64, 1, rand), [n, 64], dt));
+      const biases = rows.map((n, i) => (biased[i] ? be.upload(values(n, 1, rand), [n], dt) : null));
       const outs = rows.map((n) => be.alloc([37, n], dt));
-      be.matmulMany(outs, a, bs);
+      be.matmulMany(outs, a, bs, biases);
+      owned.push(...biases.filter((b): b is Tensor => b !== null));
       outs.forEach((o, i) => (result[`${rows.join('/')} out ${i}`] = get(be, o)));
       owned.push(...bs, ...outs);
     }

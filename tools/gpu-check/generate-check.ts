@@ -20,6 +20,7 @@ import type { FloatDType, Tensor } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { CudaBackend } from '../../src/backend/cuda/cuda-backend.js';
 import type { CudaTensor } from '../../src/backend/cuda/cuda-tensor.js';
+import { checkCu } from '../../src/backend/cuda/ffi.js';
 import { probeCuda } from '../../src/backend/select.js';
 import { generate, type GenerateOptions } from '../../src/model/generate.js';
 import { decodeLogits, InferenceBuffers, prefillLogits } from '../../src/model/qwen2-inference.js';
@@ -265,14 +266,100 @@ if (timing) {
     for (let i = 0; i < 200; i++) be.matmul(a.q, a.h, w.proj.q_proj.weight, { transB: true });
     record('host time to queue one cuBLAS matmul (mean of 200)', (performance.now() - h1) / 200);
     be.synchronize();
-    const perLayer = 4 * times['matmul q_proj [50x2048] x [2048x2048]^T'] + 2 * times['matmul gate_proj [50x2048] x [5504x2048]^T']
-      + times['matmul down_proj [50x5504] x [2048x5504]^T'] + 3 * times['addBias [50x2048]'] + times['ropeAppendKv [50 tokens, 16+16 heads]']
-      + times[`attention, one query, kvLen ${kvLen + 1} of ${S}`] + 2 * times['addRmsNorm [50x2048]'] + times['swiglu [50x5504]'];
-    record('sum of kernels: 24 layers + lm_head + argmax + embedding', 24 * perLayer + times['matmul lm_head [50x2048] x [151936x2048]^T'] + times['argmaxRows [50x151936]'] + times['embedding [50]']);
+    const p = w.proj;
+    record('matmulMany q/k/v [50x2048] x 3 x [2048x2048]^T', timeMs(be, 30, () => be.matmulMany([a.q, a.k, a.v], a.h, [p.q_proj.weight, p.k_proj.weight, p.v_proj.weight])));
+    record('matmulMany gate/up [50x2048] x 2 x [5504x2048]^T', timeMs(be, 30, () => be.matmulMany([a.gate, a.up], a.h, [p.gate_proj.weight, p.up_proj.weight])));
     for (const x of [pos, lse, half, slab, nf4, ids]) be.free(x);
     cache.free();
     ws.free();
     report.timesMs = times;
+  });
+
+  await section('1.8B shape, bf16, batch 50: GPU time of decoding steps (queued behind a long product, so events time kernels, not the host)', () => {
+    if (!model) throw new Error('no model (previous section failed)');
+    const m = model as Qwen2Model;
+    const B = 50, steps = 10;
+    const prompts = randomPrompts(B, PROMPT_LEN, V, 2);
+    const T = Math.max(...prompts.map((x) => x.length));
+    const inputIds = new Int32Array(B * T), attentionMask = new Int32Array(B * T);
+    prompts.forEach((x, b) => {
+      inputIds.set(x, b * T + T - x.length);
+      attentionMask.fill(1, b * T + T - x.length, (b + 1) * T);
+    });
+    const ws = new InferenceBuffers(be, cfg, B * T, B);
+    const cache = m.createKvCache(B, T + 2 * steps + 2);
+    const ids = be.empty([B], 'i32');
+    be.argmaxRows(ids, prefillLogits(m, cache, ws, { batchSize: B, seqLen: T, inputIds, attentionMask }));
+    const big = be.alloc([4096, D], 'bf16'), bigOut = be.empty([4096, V], 'bf16');
+    const blocker = (): void => {
+      for (let i = 0; i < 16; i++) be.matmul(bigOut, big, m.weights.lmHead, { transB: true });
+    };
+    const api = be.device.api, stream = be.device.stream;
+    const event = (): unknown => {
+      const e: unknown[] = [null];
+      checkCu(api.cuEventCreate(e, 0), 'cuEventCreate');
+      return e[0];
+    };
+    const elapsed = (a: unknown, b: unknown): number => {
+      const ms = new Float32Array(1);
+      checkCu(api.cuEventElapsedTime(ms, a, b), 'cuEventElapsedTime');
+      return ms[0];
+    };
+    const step = (): void => {
+      be.argmaxRows(ids, decodeLogits(m, cache, ws, ids));
+    };
+    // Whole steps.
+    blocker();
+    const e0 = event(), e1 = event();
+    checkCu(api.cuEventRecord(e0, stream), 'cuEventRecord');
+    const h0 = performance.now();
+    for (let s = 0; s < steps; s++) step();
+    const hostMs = (performance.now() - h0) / steps;
+    checkCu(api.cuEventRecord(e1, stream), 'cuEventRecord');
+    be.synchronize();
+    record(`decoding step, GPU time (mean of ${steps}, kvLen ~${cache.length})`, elapsed(e0, e1) / steps);
+    record('decoding step, host time to queue (same steps)', hostMs);
+    // One step, call by call, and its launches.
+    const target = be as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const names = ['matmul', 'matmulMany', 'addBias', 'ropeAppendKv', 'attentionForward', 'addRmsNorm', 'swigluForward', 'embedding', 'argmaxRows', 'addI32', 'rmsNormForward', 'loraDown', 'upload'];
+    const spans: { kind: string; start: unknown; end: unknown }[] = [];
+    for (const name of names) {
+      const original = target[name].bind(be);
+      target[name] = (...args: unknown[]) => {
+        const start = event(), end = event();
+        checkCu(api.cuEventRecord(start, stream), 'cuEventRecord');
+        const r = original(...args);
+        checkCu(api.cuEventRecord(end, stream), 'cuEventRecord');
+        const b0 = args[2] as Tensor | undefined;
+        spans.push({ kind: name === 'matmul' && b0 && b0.shape[0] === V ? 'matmul lm_head' : name, start, end });
+        return r;
+      };
+    }
+    const launch = be.device.launch.bind(be.device), gemm = be.gemm.gemm.bind(be.gemm), gemmArrays = be.gemm.gemmArrays.bind(be.gemm);
+    let launches = 0;
+    be.device.launch = (...args: Parameters<typeof launch>) => { launches++; launch(...args); };
+    be.gemm.gemm = (g) => { launches++; gemm(g); };
+    be.gemm.gemmArrays = (g) => { launches++; gemmArrays(g); };
+    blocker();
+    step();
+    be.synchronize();
+    for (const name of names) delete target[name];
+    delete (be.device as unknown as Record<string, unknown>).launch;
+    delete (be.gemm as unknown as Record<string, unknown>).gemm;
+    delete (be.gemm as unknown as Record<string, unknown>).gemmArrays;
+    const byKind = new Map<string, { ms: number; calls: number }>();
+    for (const sp of spans) {
+      const e = byKind.get(sp.kind) ?? { ms: 0, calls: 0 };
+      e.ms += elapsed(sp.start, sp.end);
+      e.calls++;
+      byKind.set(sp.kind, e);
+    }
+    log(`  one step: ${launches} kernel launches and cuBLAS calls`);
+    for (const [kind, e] of [...byKind].sort((x, y) => y[1].ms - x[1].ms)) record(`  GPU time in ${kind} (${e.calls} calls)`, e.ms);
+    report.stepLaunches = launches;
+    for (const x of [ids, big, bigOut]) be.free(x);
+    cache.free();
+    ws.free();
   });
 
   await section(`1.8B shape, bf16: generate() new tokens/s (~${PROMPT_LEN}-token prompts, ${NEW_TOKENS} greedy new tokens, prefill included)`, async () => {

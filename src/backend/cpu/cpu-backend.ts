@@ -260,9 +260,13 @@ export class CpuBackend implements Backend {
     adamwCpu(f32(param), f32(grad), f32(m), f32(v), opts);
   }
 
-  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[]): void {
+  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases: readonly (Tensor | null)[] = []): void {
     if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
     outs.forEach((out, i) => this.matmul(out, a, bs[i], { transB: true }));
+    outs.forEach((out, i) => {
+      const bias = biases[i];
+      if (bias) this.addBias(out, bias);
+    });
   }
 
   downloadAsync(t: Tensor): PendingDownload {

@@ -277,8 +277,8 @@ export class CudaBackend implements Backend, MatmulHost {
       return;
     }
     if (N === 0) return;
-    this.device.launch(this.device.kernel(LORA, 'lora_up_grad'), [this.gridFor((N * D) / 8)], 256, 0, [
-      ptrArg(dx), ptrArg(g), ptrArg(a), N, D, r, alpha, p, p > 0 ? 1 / (1 - p) : 1, fmix32(seed >>> 0), p > 0 ? 1 : 0,
+    this.device.launch(this.device.kernel(LORA, `lora_up_grad_${r}`), [this.gridFor((Math.ceil(N / 4) * D) / 8)], 256, 0, [
+      ptrArg(dx), ptrArg(g), ptrArg(a), N, D, alpha, p, p > 0 ? 1 / (1 - p) : 1, fmix32(seed >>> 0), p > 0 ? 1 : 0,
     ]);
   }
 
@@ -380,8 +380,26 @@ export class CudaBackend implements Backend, MatmulHost {
 
   // ---- inference ----
 
-  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[]): void {
+  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases: readonly (Tensor | null)[] = []): void {
     if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
+    this.productsSharingInput(outs, a, bs);
+    // The biases, three outputs per launch.
+    const withBias = outs.flatMap((out, i) => {
+      const bias = biases[i];
+      if (!bias) return [];
+      if (out.size % bias.size !== 0) throw new Error(`matmulMany: bias of ${bias.size} does not divide [${out.shape.join(', ')}]`);
+      return out.size > 0 ? [[...floatArg(out, 'matmulMany out'), ...floatArg(bias, 'matmulMany bias'), out.size, bias.size]] : [];
+    });
+    for (let i = 0; i < withBias.length; i += 3) {
+      const part = withBias.slice(i, i + 3);
+      const total = part.reduce((n, args) => n + args[4], 0);
+      while (part.length < 3) part.push([0, 0, 0, 0, 0, 1]);
+      this.device.launch(this.device.kernel(DECODE, 'add_bias3'), [this.gridFor(total)], 256, 0, part.flat());
+    }
+  }
+
+  /** The products of matmulMany: one batched product per group of equally shaped dense weights. */
+  private productsSharingInput(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[]): void {
     // Dense weights of one shape, in the dtype of a and the outputs, go through one batched product.
     const A = asCuda(a, 'matmulMany a');
     const groups = new Map<string, number[]>();

@@ -14,6 +14,7 @@
  *   add_rmsnorm      residual add and the next RMSNorm in one pass over the row
  *   argmax_partial / argmax_final   greedy token choice on the device, first index on ties
  *   gather_rows      whole rows by index (compacting the KV cache when sequences finish)
+ *   add_bias3        the biases of up to three projections in one launch
  *   add_i32          rotary positions advancing by one per step
  */
 import { kernelModule, type KernelModule } from '../device.js';
@@ -377,6 +378,17 @@ extern "C" __global__ void gather_rows(void* out, const void* src, const int* in
     else if (unit == 4) ((unsigned*)out)[o + w] = ((const unsigned*)src)[s + w];
     else if (unit == 2) ((u16*)out)[o + w] = ((const u16*)src)[s + w];
     else ((unsigned char*)out)[o + w] = ((const unsigned char*)src)[s + w];
+  }
+}
+
+/** Bias rows added to up to three outputs in one launch (x[i] += bias[i % D]); an absent one has n = 0. */
+extern "C" __global__ void add_bias3(void* x0, int xdt0, const void* b0, int bdt0, i64 n0, int D0,
+                                     void* x1, int xdt1, const void* b1, int bdt1, i64 n1, int D1,
+                                     void* x2, int xdt2, const void* b2, int bdt2, i64 n2, int D2) {
+  for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n0 + n1 + n2; i += (i64)gridDim.x * blockDim.x) {
+    if (i < n0) stf(x0, xdt0, i, ldf(x0, xdt0, i) + ldf(b0, bdt0, i % D0));
+    else if (i < n0 + n1) { const i64 j = i - n0; stf(x1, xdt1, j, ldf(x1, xdt1, j) + ldf(b1, bdt1, j % D1)); }
+    else { const i64 j = i - n0 - n1; stf(x2, xdt2, j, ldf(x2, xdt2, j) + ldf(b2, bdt2, j % D2)); }
   }
 }
 
