@@ -179,8 +179,9 @@ export interface Backend {
    * Rotary embedding in HF's rotate_half convention (first half of each head pairs with the
    * second half). x, out: [N, H, headDim] (out may alias x); positions i32 [N], one per token,
    * so padded batches rotate each token by its own position. inv_freq = theta^(-2i/headDim).
+   * With `bias` ([H * headDim]), rotates x + bias: a projection's bias add and RoPE in one pass.
    */
-  ropeForward(out: Tensor, x: Tensor, positions: Tensor, theta: number): void;
+  ropeForward(out: Tensor, x: Tensor, positions: Tensor, theta: number, bias?: Tensor): void;
   /** The transpose of ropeForward (rotation by -angle); dx may alias dout. */
   ropeBackward(dx: Tensor, dout: Tensor, positions: Tensor, theta: number): void;
   /**

@@ -106,17 +106,18 @@ function runForward(
   const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, I = cfg.intermediateSize;
   const dt = be.computeDType;
   const training = ctx.train !== null;
-  const lin = (p: ProjectionName, out: Tensor, input: Tensor): LinearSaved | null =>
-    linearForward(be, out, input, w.proj[p], lora[p], projSeed(ctx, li, p));
+  const lin = (p: ProjectionName, out: Tensor, input: Tensor, withBias = true): LinearSaved | null =>
+    linearForward(be, out, input, w.proj[p], lora[p], projSeed(ctx, li, p), withBias);
 
   const n1 = be.empty([N, D], dt);
   const rstd1 = be.empty([N]);
   be.rmsNormForward(n1, rstd1, x, w.inputLayernorm, cfg.rmsNormEps);
   const q = be.empty([N, H * hd], dt), k = be.empty([N, Hkv * hd], dt), v = be.empty([N, Hkv * hd], dt);
-  const sq = lin('q_proj', q, n1), sk = lin('k_proj', k, n1), sv = lin('v_proj', v, n1);
+  // q and k get their biases inside the rotary embedding's pass.
+  const sq = lin('q_proj', q, n1, false), sk = lin('k_proj', k, n1, false), sv = lin('v_proj', v, n1);
   be.free(n1);
-  be.ropeForward(q, be.reshape(q, [N, H, hd]), ctx.positions, cfg.ropeTheta);
-  be.ropeForward(k, be.reshape(k, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta);
+  be.ropeForward(q, be.reshape(q, [N, H, hd]), ctx.positions, cfg.ropeTheta, w.proj.q_proj.bias ?? undefined);
+  be.ropeForward(k, be.reshape(k, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta, w.proj.k_proj.bias ?? undefined);
 
   const q4 = be.reshape(q, [B, T, H, hd]);
   let k4 = be.reshape(k, [B, T, Hkv, hd]), v4 = be.reshape(v, [B, T, Hkv, hd]);
@@ -177,8 +178,9 @@ function writeCache(be: Backend, cache: Tensor, src: Tensor, B: number, T: numbe
 }
 
 /**
- * Backward of layerForward: given dOut [N, D] (the gradient of x2), returns dx [N, D] (new
- * tensor), adds LoRA gradients, and frees the saved activations (not x).
+ * Backward of layerForward: given dOut [N, D] (the gradient of x2), returns dx [N, D] — dOut
+ * itself, updated in place (the residual path carries the gradient through) —, adds LoRA
+ * gradients, and frees the saved activations (not x).
  */
 export function layerBackward(
   be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
@@ -215,8 +217,7 @@ export function layerBackward(
   back('gate_proj', dN2, s.gate, false, n2);
   back('up_proj', dN2, s.up, true, n2);
   if (n2) be.free(n2);
-  const dX1 = be.empty([N, D], dt);
-  be.copy(dX1, dOut);
+  const dX1 = dOut;
   be.rmsNormBackward(dX1, dN2, s.x1, w.postAttentionLayernorm, s.rstd2, true);
   be.free(dN2);
 

@@ -56,14 +56,15 @@ export interface LinearSaved {
 
 /**
  * out[N, out] = linear(x[N, in]). With `train`, LoRA dropout is applied (seeded) and the
- * returned record feeds linearBackward; otherwise the record is null.
+ * returned record feeds linearBackward; otherwise the record is null. `withBias` false leaves
+ * the bias to the caller (who adds it in a later kernel, see Backend.ropeForward).
  */
 export function linearForward(
   be: Backend, out: Tensor, x: Tensor, lin: Linear, lora: LoraWeights | undefined,
-  train: { seed: number } | null,
+  train: { seed: number } | null, withBias = true,
 ): LinearSaved | null {
   be.matmul(out, x, lin.weight, { transB: true });
-  return linearBiasLora(be, out, x, lin, lora, train);
+  return linearBiasLora(be, out, x, lin, lora, train, withBias);
 }
 
 /**
@@ -72,9 +73,9 @@ export function linearForward(
  */
 export function linearBiasLora(
   be: Backend, out: Tensor, x: Tensor, lin: Linear, lora: LoraWeights | undefined,
-  train: { seed: number } | null,
+  train: { seed: number } | null, withBias = true,
 ): LinearSaved | null {
-  if (lin.bias) be.addBias(out, lin.bias);
+  if (lin.bias && withBias) be.addBias(out, lin.bias);
   if (!lora) return train ? { u: null, seed: null } : null;
   const N = x.shape[0];
   const r = lora.a.shape[0];

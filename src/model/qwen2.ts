@@ -157,10 +157,8 @@ export class Qwen2Model {
     be.free(s.last);
     for (let i = this.config.numLayers - 1; i >= 0; i--) {
       const saved = s.saved[i];
-      const dPrev = layerBackward(be, this.config, i, this.weights.layers[i], this.layerLora(i), s.ctx, saved, dx);
-      be.free(dx);
+      dx = layerBackward(be, this.config, i, this.weights.layers[i], this.layerLora(i), s.ctx, saved, dx);
       be.free(saved.x);
-      dx = dPrev;
     }
     be.free(dx);
     for (const t of s.tensors) be.free(t);
@@ -223,7 +221,7 @@ export class Qwen2Model {
   private embed(ids: Int32Array): Tensor {
     const be = this.backend;
     const idsT = be.upload(ids, [ids.length], 'i32');
-    const x = be.alloc([ids.length, this.config.hiddenSize], be.computeDType);
+    const x = be.empty([ids.length, this.config.hiddenSize], be.computeDType);
     be.embedding(x, this.weights.embedTokens, idsT);
     be.free(idsT);
     return x;
@@ -333,7 +331,7 @@ export class Qwen2Model {
     for (let r0 = 0; r0 < N; r0 += rows) {
       const n = Math.min(rows, N - r0);
       if (!targets.subarray(r0, r0 + n).some((t) => t >= 0)) continue;
-      const logits = be.alloc([n, V], be.computeDType);
+      const logits = be.empty([n, V], be.computeDType);
       be.matmul(logits, be.rows(xf, r0, n), this.weights.lmHead, { transB: true });
       be.crossEntropy(be.rows(losses, r0, n), logits, be.rows(targetsT, r0, n), dxf ? logits : undefined, gradScale);
       if (dxf) be.matmul(be.rows(dxf, r0, n), logits, this.weights.lmHead);

@@ -135,8 +135,10 @@ export const PARITY_CASES: ParityCase[] = [
       be.scale(z, 1.7);
       const part = be.alloc([11, 50], dt);
       be.add(part, be.rows(x, 1, 11), be.rows(y, 0, 11));
-      const r = { x: get(be, x), y: get(be, y), z: get(be, z), part: get(be, part) };
-      for (const t of [x, bias, y, z, part]) be.free(t);
+      const wide = be.upload(values(6 * 64, 1, rand), [6, 64], dt), wideBias = be.upload(values(64, 1, rand), [64], dt);
+      be.addBias(wide, wideBias);
+      const r = { x: get(be, x), y: get(be, y), z: get(be, z), part: get(be, part), wide: get(be, wide) };
+      for (const t of [x, bias, y, z, part, wide, wideBias]) be.free(t);
       return r;
     },
   },
@@ -249,7 +251,7 @@ export const PARITY_CASES: ParityCase[] = [
     },
   },
   {
-    name: 'rope forward and backward (hd 16 and 128, positions up to 4000, in place)',
+    name: 'rope forward (plain and with a bias) and backward (hd 16 and 128, positions up to 4000, in place)',
     run(be, dt) {
       const rand = rng(9);
       const r: Record<string, Float32Array> = {};
@@ -258,10 +260,13 @@ export const PARITY_CASES: ParityCase[] = [
         const pos = be.upload(ints([0, 1, 17, 511, 4000]), [N], 'i32');
         const x = be.upload(values(N * H * hd, 1, rand), [N, H, hd], dt), out = be.alloc([N, H, hd], dt);
         be.ropeForward(out, x, pos, 1e6);
+        const bias = be.upload(values(H * hd, 1, rand), [H * hd], dt), biased = be.alloc([N, H, hd], dt);
+        be.ropeForward(biased, x, pos, 1e6, bias);
         be.ropeBackward(x, x, pos, 10000);
         r[`fwd${hd}`] = get(be, out);
+        r[`biased${hd}`] = get(be, biased);
         r[`bwd${hd}`] = get(be, x);
-        for (const t of [pos, x, out]) be.free(t);
+        for (const t of [pos, x, out, bias, biased]) be.free(t);
       }
       return r;
     },

@@ -210,9 +210,16 @@ export class CpuBackend implements Backend {
     rmsNormBackwardCpu(f32(dx), f32(dout), f32(x), f32(weight), f32(rstd), accumulate);
   }
 
-  ropeForward(out: Tensor, x: Tensor, positions: Tensor, theta: number): void {
+  ropeForward(out: Tensor, x: Tensor, positions: Tensor, theta: number, bias?: Tensor): void {
     checkSameSize('ropeForward', out, x);
-    ropeCpu(f32(out), f32(x), i32(positions, 'rope positions'), x.shape[x.shape.length - 1], theta, 1);
+    let input = x;
+    if (bias) {
+      input = this.alloc(x.shape, x.dtype);
+      this.copy(input, x);
+      this.addBias(input, bias);
+    }
+    ropeCpu(f32(out), f32(input), i32(positions, 'rope positions'), x.shape[x.shape.length - 1], theta, 1);
+    if (input !== x) this.free(input);
   }
 
   ropeBackward(dx: Tensor, dout: Tensor, positions: Tensor, theta: number): void {

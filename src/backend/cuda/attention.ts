@@ -39,7 +39,7 @@ function useGemm(d: Dims, tensors: Tensor[]): boolean {
 
 /**
  * The tensor-core flash kernels: bf16 tensors with 16-byte aligned rows, head dims they were
- * compiled for. Opt-in (SQLORA_ATTENTION=flash) until checked on a GPU.
+ * compiled for. Opt-in (SQLORA_ATTENTION=flash) until this version is checked on a GPU.
  */
 function useTensorCoreFlash(d: Dims, tensors: Tensor[]): boolean {
   if (process.env.SQLORA_ATTENTION !== 'flash') return false;

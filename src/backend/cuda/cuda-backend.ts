@@ -202,7 +202,8 @@ export class CudaBackend implements Backend, MatmulHost {
   addBias(x: Tensor, bias: Tensor): void {
     const D = bias.size;
     if (x.size % D !== 0) throw new Error(`addBias: bias of ${D} does not divide [${x.shape.join(', ')}]`);
-    this.elementwise('add_bias', x.size, [...floatArg(x, 'addBias x'), ...floatArg(bias, 'addBias bias'), x.size, D]);
+    if (D % 8 === 0 && this.bf16x8(x, bias)) this.elementwise('add_bias_bf16x8', x.size / 8, [ptrArg(x), ptrArg(bias), x.size / 8, D / 8]);
+    else this.elementwise('add_bias', x.size, [...floatArg(x, 'addBias x'), ...floatArg(bias, 'addBias bias'), x.size, D]);
   }
 
   // ---- elementwise and reductions ----
@@ -299,6 +300,12 @@ export class CudaBackend implements Backend, MatmulHost {
     if (rstd.size * weight.size !== x.size) throw new Error('rmsNormForward: rstd must have one entry per row of x');
     if (rstd.size === 0) return;
     const D = weight.size;
+    if (D % 8 === 0 && this.bf16x8(out, x, weight)) {
+      this.device.launch(this.device.kernel(ROWS, 'rmsnorm_fwd_bf16x8'), [rstd.size], this.rowThreads8(D / 8), 0, [
+        ptrArg(out), ptrOf(rstd, 'f32', 'rmsNorm rstd'), ptrArg(x), ptrArg(weight), D / 8, eps,
+      ]);
+      return;
+    }
     this.device.launch(this.device.kernel(ROWS, 'rmsnorm_fwd'), [rstd.size], this.rowThreads(D), 0, [
       ...floatArg(out, 'rmsNorm out'), ptrOf(rstd, 'f32', 'rmsNorm rstd'), ...floatArg(x, 'rmsNorm x'), ...floatArg(weight, 'rmsNorm weight'), D, eps,
     ]);
@@ -309,15 +316,28 @@ export class CudaBackend implements Backend, MatmulHost {
     if (rstd.size * weight.size !== x.size) throw new Error('rmsNormBackward: rstd must have one entry per row of x');
     if (rstd.size === 0) return;
     const D = weight.size;
+    if (D % 8 === 0 && this.bf16x8(dx, dout, x, weight)) {
+      this.device.launch(this.device.kernel(ROWS, 'rmsnorm_bwd_bf16x8'), [rstd.size], this.rowThreads8(D / 8), 0, [
+        ptrArg(dx), ptrArg(dout), ptrArg(x), ptrArg(weight), ptrOf(rstd, 'f32', 'rmsNorm rstd'), D / 8, accumulate ? 1 : 0,
+      ]);
+      return;
+    }
     this.device.launch(this.device.kernel(ROWS, 'rmsnorm_bwd'), [rstd.size], this.rowThreads(D), 0, [
       ...floatArg(dx, 'rmsNorm dx'), ...floatArg(dout, 'rmsNorm dout'), ...floatArg(x, 'rmsNorm x'), ...floatArg(weight, 'rmsNorm weight'),
       ptrOf(rstd, 'f32', 'rmsNorm rstd'), D, accumulate ? 1 : 0,
     ]);
   }
 
-  ropeForward(out: Tensor, x: Tensor, positions: Tensor, theta: number): void {
+  ropeForward(out: Tensor, x: Tensor, positions: Tensor, theta: number, bias?: Tensor): void {
     checkSameSize('ropeForward', out, x);
-    this.rope(out, x, positions, theta, 1);
+    if (bias && !this.rope(out, x, positions, theta, 1, bias)) {
+      // No fused kernel for these dtypes: add the bias (in out), then rotate in place.
+      if (asCuda(out, 'ropeForward out').ptr !== asCuda(x, 'ropeForward x').ptr) this.copy(out, x);
+      this.addBias(out, bias);
+      this.rope(out, out, positions, theta, 1);
+      return;
+    }
+    if (!bias) this.rope(out, x, positions, theta, 1);
   }
 
   ropeBackward(dx: Tensor, dout: Tensor, positions: Tensor, theta: number): void {
@@ -360,6 +380,13 @@ export class CudaBackend implements Backend, MatmulHost {
     if (dlogits) checkSameSize('crossEntropy dlogits', dlogits, logits);
     if (N === 0) return;
     const V = logits.size / N;
+    if (V % 8 === 0 && this.bf16x8(logits, ...(dlogits ? [dlogits] : []))) {
+      this.device.launch(this.device.kernel(ROWS, 'cross_entropy_bf16x8'), [N], Math.min(1024, 32 * Math.ceil(V / 256)), 0, [
+        ptrOf(losses, 'f32', 'crossEntropy losses'), ptrArg(logits), ptrOf(targets, 'i32', 'crossEntropy targets'), dlogits ? ptrArg(dlogits) : 0,
+        dlogits ? 1 : 0, gradScale, V / 8, this.errorWord.ptr,
+      ]);
+      return;
+    }
     const [dPtr, dCode] = dlogits ? floatArg(dlogits, 'crossEntropy dlogits') : [0, 0];
     this.device.launch(this.device.kernel(ROWS, 'cross_entropy'), [N], Math.min(1024, 32 * Math.ceil(V / 64)), 0, [
       ptrOf(losses, 'f32', 'crossEntropy losses'), ...floatArg(logits, 'crossEntropy logits'), ptrOf(targets, 'i32', 'crossEntropy targets'),
@@ -577,6 +604,11 @@ export class CudaBackend implements Backend, MatmulHost {
     this.device.launch(this.device.kernel(ELEMENTWISE, name), [this.gridFor(n)], 256, 0, args);
   }
 
+  /** Threads of a row kernel moving 8 elements per access over D8 groups. */
+  private rowThreads8(D8: number): number {
+    return Math.min(256, 32 * Math.ceil(D8 / 32));
+  }
+
   private rowThreads(D: number): number {
     return Math.min(512, 32 * Math.ceil(D / 256));
   }
@@ -590,16 +622,29 @@ export class CudaBackend implements Backend, MatmulHost {
     this.device.allocator.release(partial.ptr, partial.size);
   }
 
-  private rope(out: Tensor, x: Tensor, positions: Tensor, theta: number, sign: number): void {
+  /**
+   * Rotates x into out. With a bias (added first), only the bf16 kernel applies: returns false
+   * when it does not, having done nothing.
+   */
+  private rope(out: Tensor, x: Tensor, positions: Tensor, theta: number, sign: number, bias?: Tensor): boolean {
     const hd = x.shape[x.shape.length - 1];
     const N = positions.size;
-    if (N === 0 || x.size === 0) return;
+    if (N === 0 || x.size === 0) return true;
     if (hd % 2 !== 0 || x.size % (N * hd) !== 0) throw new Error(`rope: x [${x.shape.join(', ')}] is not [N=${N}, heads, even head dim]`);
-    const half = hd / 2;
+    const half = hd / 2, H = x.size / (N * hd);
+    if (bias && bias.size !== H * hd) throw new Error(`ropeForward: bias of ${bias.size} for ${H} heads of ${hd}`);
+    if (half % 8 === 0 && this.bf16x8(out, x, ...(bias ? [bias] : []))) {
+      this.device.launch(this.device.kernel(ROWS, 'rope_bf16x8'), [Math.ceil((N * half) / 8 / 256)], 256, 0, [
+        ptrArg(out), ptrArg(x), bias ? ptrArg(bias) : 0, ptrOf(positions, 'i32', 'rope positions'), this.ropeTable(theta, hd).ptr, N, H, hd, sign,
+      ]);
+      return true;
+    }
+    if (bias) return false;
     this.device.launch(this.device.kernel(ROWS, 'rope'), [Math.ceil((N * half) / 256)], 256, 0, [
       ...floatArg(out, 'rope out'), ...floatArg(x, 'rope x'), ptrOf(positions, 'i32', 'rope positions'), this.ropeTable(theta, hd).ptr, N,
-      x.size / (N * hd), hd, sign,
+      H, hd, sign,
     ]);
+    return true;
   }
 
   /** A device array of these addresses (uint64), uploaded on first use and kept. */

@@ -52,6 +52,21 @@ __device__ __forceinline__ float warp_max(float v) {
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
+/** 8 bf16 values of a 16-byte load as floats, and back (round to nearest even). */
+__device__ __forceinline__ void unpack8(const uint4 w, float (&v)[8]) {
+  const unsigned u[4] = {w.x, w.y, w.z, w.w};
+  #pragma unroll
+  for (int k = 0; k < 4; k++) { v[2 * k] = bf16_to_f32((u16)(u[k] & 0xffffu)); v[2 * k + 1] = bf16_to_f32((u16)(u[k] >> 16)); }
+}
+__device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
+  unsigned u[4];
+  #pragma unroll
+  for (int k = 0; k < 4; k++) u[k] = (unsigned)f32_to_bf16(v[2 * k]) | ((unsigned)f32_to_bf16(v[2 * k + 1]) << 16);
+  uint4 w;
+  w.x = u[0]; w.y = u[1]; w.z = u[2]; w.w = u[3];
+  return w;
+}
+
 /** Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result. */
 __device__ float block_sum(float v, float* scratch) {
   v = warp_sum(v);

@@ -128,20 +128,17 @@ extern "C" __global__ void nf4_dequant(void* out, int odt, const unsigned char* 
   }
 }
 
-// bf16 fast paths: 8 elements per thread through 16-byte loads and stores (the host picks them
-// when every tensor is bf16, 16-byte aligned and the size a multiple of 8).
-__device__ __forceinline__ void unpack8(const uint4 w, float (&v)[8]) {
-  const unsigned u[4] = {w.x, w.y, w.z, w.w};
-  #pragma unroll
-  for (int k = 0; k < 4; k++) { v[2 * k] = bf16_to_f32((u16)(u[k] & 0xffffu)); v[2 * k + 1] = bf16_to_f32((u16)(u[k] >> 16)); }
-}
-__device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
-  unsigned u[4];
-  #pragma unroll
-  for (int k = 0; k < 4; k++) u[k] = (unsigned)f32_to_bf16(v[2 * k]) | ((unsigned)f32_to_bf16(v[2 * k + 1]) << 16);
-  uint4 w;
-  w.x = u[0]; w.y = u[1]; w.z = u[2]; w.w = u[3];
-  return w;
+// bf16 fast paths (the host picks them when every tensor is bf16, 16-byte aligned and the size
+// a multiple of 8) move 8 elements per thread through unpack8/pack8 of common.ts.
+extern "C" __global__ void add_bias_bf16x8(uint4* x, const uint4* bias, i64 n8, int D8) {
+  GRID_LOOP(g, n8) {
+    float v[8], b[8];
+    unpack8(x[g], v);
+    unpack8(bias[g % D8], b);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) v[k] += b[k];
+    x[g] = pack8(v);
+  }
 }
 
 extern "C" __global__ void add_bf16x8(uint4* out, const uint4* a, const uint4* b, i64 n8) {

@@ -7,8 +7,9 @@
  *
  * Layouts as in the Backend interface: q, out [B, T, H, hd]; k, v [B, S, Hkv, hd]; lse f32
  * [B, T, H] (natural log of the scaled scores' sum of exponentials); key slot s is visible to
- * query t when s <= kvLen - T + t and keyMask[b, s] != 0. Shared-memory tiles have rows of
- * hd + 8 bf16, so the 32-bit fragment loads of a warp's 8 row groups hit distinct banks.
+ * query t when s <= kvLen - T + t and keyMask[b, s] != 0. Tiles stream into shared memory by
+ * cp.async, the next one loading while the current one is multiplied; their rows of hd + 8 bf16
+ * keep the ldmatrix fragment loads of a warp's 8 row addresses on distinct banks.
  *
  * A warp owns 16 rows of the M dimension of every product; in the m16n8k16 fragment layout a
  * lane (group g = lane / 4, t = lane % 4) holds rows g and g + 8, columns 2t and 2t + 1 of
@@ -24,6 +25,7 @@
  */
 import { kernelModule, type KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
+import { TENSOR_CORE_CUDA } from './tensor-core.js';
 
 /** Head dims with compiled variants. */
 export const FLASH_HEAD_DIMS = [64, 128] as const;
@@ -31,66 +33,38 @@ export const FLASH_HEAD_DIMS = [64, 128] as const;
 /** Rows per block of each kernel, for the host's grids. */
 export const FLASH_TILES = { fwdRows: 64, dkvKeys: 64, dqRows: 64 } as const;
 
-/** Dynamic shared memory of each kernel (bytes). */
+/** Dynamic shared memory of each kernel (bytes): tiles of rows of hd + 8 bf16, double-buffered where they stream. */
 export function flashSharedBytes(kernel: 'fwd' | 'dkdv' | 'dq', hd: number): number {
   const row = (hd + 8) * 2;
   switch (kernel) {
-    case 'fwd': return 3 * 64 * row + 64 * 4;
-    case 'dkdv': return 2 * 64 * row + 2 * 32 * row + 2 * 32 * 4 + 64 * 4;
-    case 'dq': return 4 * 64 * row + 2 * 64 * 4 + 64 * 4;
+    case 'fwd': return (64 + 4 * 64) * row + 2 * 64 * 4;
+    case 'dkdv': return (2 * 64 + 4 * 32) * row + 4 * 32 * 4 + 64 * 4;
+    case 'dq': return (2 * 64 + 4 * 64) * row + 2 * 64 * 4 + 2 * 64 * 4;
   }
 }
 
 const SOURCE = String.raw`
 #define LOG2E 1.4426950408889634f
 
-__device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/** Two floats as bf16x2, lo in the low half (round to nearest even). */
-__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
-  unsigned r;
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
-
-__device__ __forceinline__ unsigned ld32(const u16* p) { return *(const unsigned*)p; }
-/** Two bf16 from different rows (p and p + stride) packed as one operand register. */
-__device__ __forceinline__ unsigned ld2rows(const u16* p, int stride) { return (unsigned)p[0] | ((unsigned)p[stride] << 16); }
-
 /**
- * Rows [r0, r0 + n) of a [*, rowStride]-strided bf16 matrix (row i at src + i * rowStride)
- * into shared memory rows of ld elements; rows at or past limit are zeros. 16-byte accesses.
+ * Starts copying rows [r0, r0 + ROWS) of a [*, rowStride]-strided bf16 matrix into shared rows
+ * of HD + 8 elements (cp.async, 16 bytes per thread and step, 128 threads); rows at or past
+ * limit become zeros.
  */
-template <int HD>
-__device__ __forceinline__ void load_tile(u16* sm, int ld, const u16* src, i64 rowStride, int r0, int n, int limit) {
-  constexpr int C8 = HD / 8;
-  for (int e = threadIdx.x; e < n * C8; e += blockDim.x) {
-    const int r = e / C8, c = e - r * C8;
-    uint4 v = make_uint4(0u, 0u, 0u, 0u);
-    if (r0 + r < limit) v = *(const uint4*)(src + (i64)(r0 + r) * rowStride + c * 8);
-    *(uint4*)(sm + r * ld + c * 8) = v;
+template <int HD, int ROWS>
+__device__ __forceinline__ void load_tile(u16* sm, const u16* src, i64 rowStride, int r0, int limit) {
+  constexpr int C8 = HD / 8, LD = HD + 8, PER = ROWS * C8 / 128;
+  #pragma unroll
+  for (int it = 0; it < PER; it++) {
+    const int e = threadIdx.x + it * 128, r = e / C8, c = (e - r * C8) * 8;
+    const bool ok = r0 + r < limit;
+    cp_async16(sm + r * LD + c, src + (i64)(ok ? r0 + r : 0) * rowStride + c, ok ? 16 : 0);
   }
 }
 
-/** A-operand fragment (16 rows x 16 columns at k0) of a row-major shared tile. */
-__device__ __forceinline__ void frag_a(unsigned (&a)[4], const u16* sm, int ld, int row0, int k0, int g, int t) {
-  const u16* p = sm + (row0 + g) * ld + k0 + 2 * t;
-  a[0] = ld32(p);
-  a[1] = ld32(p + 8 * ld);
-  a[2] = ld32(p + 8);
-  a[3] = ld32(p + 8 * ld + 8);
-}
-
-/** P (two adjacent 16 x 8 accumulator tiles) as an A operand over their 16 columns. */
-__device__ __forceinline__ void acc_to_a(unsigned (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
-  a[0] = pack_bf16(c0[0], c0[1]);
-  a[1] = pack_bf16(c0[2], c0[3]);
-  a[2] = pack_bf16(c1[0], c1[1]);
-  a[3] = pack_bf16(c1[2], c1[3]);
+/** mask[b, s0 + i] for i < n (0 past kvLen), by plain loads. */
+__device__ __forceinline__ void load_mask(int* sm, const int* mask, int b, int S, int s0, int n, int kvLen) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) sm[i] = s0 + i < kvLen ? mask[(i64)b * S + s0 + i] : 0;
 }
 
 template <int HD>
@@ -99,18 +73,29 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
   constexpr int LD = HD + 8, NT = HD / 8, KC = HD / 16;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   u16* sQ = (u16*)smem_raw;
-  u16* sK = sQ + 64 * LD;
-  u16* sV = sK + 64 * LD;
-  int* sMask = (int*)(sV + 64 * LD);
+  u16* sK = sQ + 64 * LD;        // [2][64][LD]
+  u16* sV = sK + 2 * 64 * LD;    // [2][64][LD]
+  int* sMask = (int*)(sV + 2 * 64 * LD);  // [2][64]
   const int b = blockIdx.y / H, h = blockIdx.y - b * H, kh = h / (H / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int q0 = blockIdx.x * 64, offset = kvLen - T;
   const i64 qStride = (i64)H * HD, kvStride = (i64)Hkv * HD;
-  load_tile<HD>(sQ, LD, Q + ((i64)b * T * H + h) * HD, qStride, q0, 64, T);
+  const int kEnd = min(kvLen, offset + min(q0 + 64, T));
+  const int tiles = (kEnd + 63) / 64;
+  const u16* Kb = K + ((i64)b * S * Hkv + kh) * HD;
+  const u16* Vb = V + ((i64)b * S * Hkv + kh) * HD;
+  load_tile<HD, 64>(sQ, Q + ((i64)b * T * H + h) * HD, qStride, q0, T);
+  if (tiles > 0) {
+    load_tile<HD, 64>(sK, Kb, kvStride, 0, kvLen);
+    load_tile<HD, 64>(sV, Vb, kvStride, 0, kvLen);
+    load_mask(sMask, mask, b, S, 0, 64, kvLen);
+  }
+  cp_commit();
+  cp_wait<0>();
   __syncthreads();
   unsigned qf[KC][4];
   #pragma unroll
-  for (int kc = 0; kc < KC; kc++) frag_a(qf[kc], sQ, LD, warp * 16, kc * 16, g, t);
+  for (int kc = 0; kc < KC; kc++) frag_a(qf[kc], sQ, LD, warp * 16, kc * 16, lane);
 
   const float sl = scale * LOG2E;
   float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
@@ -118,23 +103,32 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
   #pragma unroll
   for (int j = 0; j < NT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
   const int qr[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
-  const int kEnd = min(kvLen, offset + min(q0 + 64, T));
-  const u16* Kb = K + ((i64)b * S * Hkv + kh) * HD;
-  const u16* Vb = V + ((i64)b * S * Hkv + kh) * HD;
-  for (int s0 = 0; s0 < kEnd; s0 += 64) {
+  for (int it = 0; it < tiles; it++) {
+    const int buf = it & 1, s0 = it * 64;
+    if (it + 1 < tiles) {
+      load_tile<HD, 64>(sK + (buf ^ 1) * 64 * LD, Kb, kvStride, s0 + 64, kvLen);
+      load_tile<HD, 64>(sV + (buf ^ 1) * 64 * LD, Vb, kvStride, s0 + 64, kvLen);
+      load_mask(sMask + (buf ^ 1) * 64, mask, b, S, s0 + 64, 64, kvLen);
+      cp_commit();
+      cp_wait<1>();
+    } else {
+      cp_wait<0>();
+    }
     __syncthreads();
-    load_tile<HD>(sK, LD, Kb, kvStride, s0, 64, kvLen);
-    load_tile<HD>(sV, LD, Vb, kvStride, s0, 64, kvLen);
-    if (threadIdx.x < 64) sMask[threadIdx.x] = (s0 + threadIdx.x < kvLen) ? mask[(i64)b * S + s0 + threadIdx.x] : 0;
-    __syncthreads();
+    const u16* tK = sK + buf * 64 * LD;
+    const u16* tV = sV + buf * 64 * LD;
+    const int* tM = sMask + buf * 64;
     float s[8][4];
     #pragma unroll
-    for (int j = 0; j < 8; j++) {
-      s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+    for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+    #pragma unroll
+    for (int kc = 0; kc < KC; kc++) {
       #pragma unroll
-      for (int kc = 0; kc < KC; kc++) {
-        const u16* p = sK + (j * 8 + g) * LD + kc * 16 + 2 * t;
-        mma_bf16(s[j], qf[kc], ld32(p), ld32(p + 8));
+      for (int j = 0; j < 8; j += 2) {
+        unsigned bk[4];
+        frag_b_nk(bk, tK, LD, j * 8, kc * 16, lane);
+        mma_bf16(s[j], qf[kc], bk[0], bk[1]);
+        mma_bf16(s[j + 1], qf[kc], bk[2], bk[3]);
       }
     }
     #pragma unroll
@@ -145,7 +139,7 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
         #pragma unroll
         for (int u = 0; u < 2; u++) {
           const int key = j * 8 + 2 * t + u;
-          const bool vis = qr[i] < T && sMask[key] != 0 && s0 + key <= offset + qr[i];
+          const bool vis = qr[i] < T && tM[key] != 0 && s0 + key <= offset + qr[i];
           const float v = vis ? s[j][2 * i + u] * sl : NEG_INF;
           s[j][2 * i + u] = v;
           mx = fmaxf(mx, v);
@@ -175,14 +169,17 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
     }
     #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-      unsigned a[4];
-      acc_to_a(a, s[2 * kk], s[2 * kk + 1]);
+      const unsigned a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
       #pragma unroll
-      for (int j = 0; j < NT; j++) {
-        const u16* p = sV + (kk * 16 + 2 * t) * LD + j * 8 + g;
-        mma_bf16(o[j], a, ld2rows(p, LD), ld2rows(p + 8 * LD, LD));
+      for (int j = 0; j < NT; j += 2) {
+        unsigned bv[4];
+        frag_b_kn(bv, tV, LD, j * 8, kk * 16, lane);
+        mma_bf16(o[j], a, bv[0], bv[1]);
+        mma_bf16(o[j + 1], a, bv[2], bv[3]);
       }
     }
+    __syncthreads();
   }
   #pragma unroll
   for (int i = 0; i < 2; i++) {
@@ -203,18 +200,35 @@ __device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, const u16* dO, 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   u16* sK = (u16*)smem_raw;
   u16* sV = sK + 64 * LD;
-  u16* sQ = sV + 64 * LD;
-  u16* sO = sQ + 32 * LD;
-  float* sL = (float*)(sO + 32 * LD);
-  float* sD = sL + 32;
-  int* sMask = (int*)(sD + 32);
+  u16* sQ = sV + 64 * LD;        // [2][32][LD]
+  u16* sO = sQ + 2 * 32 * LD;    // [2][32][LD]
+  float* sL = (float*)(sO + 2 * 32 * LD);  // [2][32]
+  float* sD = sL + 2 * 32;                 // [2][32]
+  int* sMask = (int*)(sD + 2 * 32);        // [64]
   const int G = H / Hkv, b = blockIdx.y / Hkv, kh = blockIdx.y - b * Hkv;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int k0 = blockIdx.x * 64, offset = kvLen - T;
   const i64 qStride = (i64)H * HD, kvStride = (i64)Hkv * HD;
-  load_tile<HD>(sK, LD, K + ((i64)b * S * Hkv + kh) * HD, kvStride, k0, 64, kvLen);
-  load_tile<HD>(sV, LD, V + ((i64)b * S * Hkv + kh) * HD, kvStride, k0, 64, kvLen);
-  if (threadIdx.x < 64) sMask[threadIdx.x] = (k0 + threadIdx.x < kvLen) ? mask[(i64)b * S + k0 + threadIdx.x] : 0;
+  // Queries that can see key k0 start at k0 - offset; the block streams (head, query tile) pairs.
+  const int qStart = max(0, k0 - offset) & ~31;
+  const int qTiles = qStart < T ? (T - qStart + 31) / 32 : 0;
+  const int tiles = G * qTiles;
+  auto issue = [&](int it, int buf) {
+    const int h = kh * G + it / qTiles, q0 = qStart + (it % qTiles) * 32;
+    load_tile<HD, 32>(sQ + buf * 32 * LD, Q + ((i64)b * T * H + h) * HD, qStride, q0, T);
+    load_tile<HD, 32>(sO + buf * 32 * LD, dO + ((i64)b * T * H + h) * HD, qStride, q0, T);
+    if (threadIdx.x < 32) {
+      const bool ok = q0 + threadIdx.x < T;
+      const i64 row = ((i64)b * T + q0 + threadIdx.x) * H + h;
+      sL[buf * 32 + threadIdx.x] = ok ? lse[row] : NEG_INF;
+      sD[buf * 32 + threadIdx.x] = ok ? delta[row] : 0.f;
+    }
+  };
+  load_tile<HD, 64>(sK, K + ((i64)b * S * Hkv + kh) * HD, kvStride, k0, kvLen);
+  load_tile<HD, 64>(sV, V + ((i64)b * S * Hkv + kh) * HD, kvStride, k0, kvLen);
+  load_mask(sMask, mask, b, S, k0, 64, kvLen);
+  if (tiles > 0) issue(0, 0);
+  cp_commit();
   const float sl = scale * LOG2E;
   float dk[NT][4], dv[NT][4];
   #pragma unroll
@@ -223,71 +237,75 @@ __device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, const u16* dO, 
     dv[j][0] = dv[j][1] = dv[j][2] = dv[j][3] = 0.f;
   }
   const int kr[2] = {warp * 16 + g, warp * 16 + g + 8};  // key rows of this lane within the tile
-  // Queries that can see key k0 start at k0 - offset.
-  const int qStart = max(0, k0 - offset) & ~31;
-  for (int gi = 0; gi < G; gi++) {
-    const int h = kh * G + gi;
-    const u16* Qh = Q + ((i64)b * T * H + h) * HD;
-    const u16* dOh = dO + ((i64)b * T * H + h) * HD;
-    for (int q0 = qStart; q0 < T; q0 += 32) {
-      __syncthreads();
-      load_tile<HD>(sQ, LD, Qh, qStride, q0, 32, T);
-      load_tile<HD>(sO, LD, dOh, qStride, q0, 32, T);
-      if (threadIdx.x < 32) {
-        const bool ok = q0 + threadIdx.x < T;
-        const i64 row = ((i64)b * T + q0 + threadIdx.x) * H + h;
-        sL[threadIdx.x] = ok ? lse[row] : NEG_INF;
-        sD[threadIdx.x] = ok ? delta[row] : 0.f;
-      }
-      __syncthreads();
-      // S^T (16 keys x 32 queries) and dP^T = V dO^T.
-      float st[4][4], dpt[4][4];
+  for (int it = 0; it < tiles; it++) {
+    const int buf = it & 1, q0 = qStart + (it % qTiles) * 32;
+    if (it + 1 < tiles) {
+      issue(it + 1, buf ^ 1);
+      cp_commit();
+      cp_wait<1>();
+    } else {
+      cp_wait<0>();
+    }
+    __syncthreads();
+    const u16* tQ = sQ + buf * 32 * LD;
+    const u16* tO = sO + buf * 32 * LD;
+    const float* tL = sL + buf * 32;
+    const float* tD = sD + buf * 32;
+    // S^T (16 keys x 32 queries) = K Q^T and dP^T = V dO^T.
+    float st[4][4], dpt[4][4];
+    #pragma unroll
+    for (int j = 0; j < 4; j++) {
+      st[j][0] = st[j][1] = st[j][2] = st[j][3] = 0.f;
+      dpt[j][0] = dpt[j][1] = dpt[j][2] = dpt[j][3] = 0.f;
+    }
+    #pragma unroll
+    for (int kc = 0; kc < KC; kc++) {
+      unsigned ak[4], av[4];
+      frag_a(ak, sK, LD, warp * 16, kc * 16, lane);
+      frag_a(av, sV, LD, warp * 16, kc * 16, lane);
       #pragma unroll
-      for (int j = 0; j < 4; j++) {
-        st[j][0] = st[j][1] = st[j][2] = st[j][3] = 0.f;
-        dpt[j][0] = dpt[j][1] = dpt[j][2] = dpt[j][3] = 0.f;
-      }
-      #pragma unroll
-      for (int kc = 0; kc < KC; kc++) {
-        unsigned ak[4], av[4];
-        frag_a(ak, sK, LD, warp * 16, kc * 16, g, t);
-        frag_a(av, sV, LD, warp * 16, kc * 16, g, t);
-        #pragma unroll
-        for (int j = 0; j < 4; j++) {
-          const u16* pq = sQ + (j * 8 + g) * LD + kc * 16 + 2 * t;
-          mma_bf16(st[j], ak, ld32(pq), ld32(pq + 8));
-          const u16* po = sO + (j * 8 + g) * LD + kc * 16 + 2 * t;
-          mma_bf16(dpt[j], av, ld32(po), ld32(po + 8));
-        }
-      }
-      // P^T and dS^T = P^T (dP^T - delta) scale, in place.
-      #pragma unroll
-      for (int j = 0; j < 4; j++) {
-        #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int key = kr[e >> 1], qi = j * 8 + 2 * t + (e & 1), q = q0 + qi;
-          const float L = sL[qi];
-          const bool vis = q < T && L != NEG_INF && sMask[key] != 0 && k0 + key <= offset + q;
-          const float p = vis ? exp2f(st[j][e] * sl - L * LOG2E) : 0.f;
-          st[j][e] = p;
-          dpt[j][e] = p * (dpt[j][e] - sD[qi]) * scale;
-        }
-      }
-      // dV += P^T dO, dK += dS^T Q (k dimension = the 32 queries).
-      #pragma unroll
-      for (int kk = 0; kk < 2; kk++) {
-        unsigned ap[4], ads[4];
-        acc_to_a(ap, st[2 * kk], st[2 * kk + 1]);
-        acc_to_a(ads, dpt[2 * kk], dpt[2 * kk + 1]);
-        #pragma unroll
-        for (int j = 0; j < NT; j++) {
-          const u16* po = sO + (kk * 16 + 2 * t) * LD + j * 8 + g;
-          mma_bf16(dv[j], ap, ld2rows(po, LD), ld2rows(po + 8 * LD, LD));
-          const u16* pq = sQ + (kk * 16 + 2 * t) * LD + j * 8 + g;
-          mma_bf16(dk[j], ads, ld2rows(pq, LD), ld2rows(pq + 8 * LD, LD));
-        }
+      for (int j = 0; j < 4; j += 2) {
+        unsigned bq[4], bo[4];
+        frag_b_nk(bq, tQ, LD, j * 8, kc * 16, lane);
+        frag_b_nk(bo, tO, LD, j * 8, kc * 16, lane);
+        mma_bf16(st[j], ak, bq[0], bq[1]);
+        mma_bf16(st[j + 1], ak, bq[2], bq[3]);
+        mma_bf16(dpt[j], av, bo[0], bo[1]);
+        mma_bf16(dpt[j + 1], av, bo[2], bo[3]);
       }
     }
+    // P^T and dS^T = P^T (dP^T - delta) scale, in place.
+    #pragma unroll
+    for (int j = 0; j < 4; j++) {
+      #pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int key = kr[e >> 1], qi = j * 8 + 2 * t + (e & 1), q = q0 + qi;
+        const float L = tL[qi];
+        const bool vis = q < T && L != NEG_INF && sMask[key] != 0 && k0 + key <= offset + q;
+        const float p = vis ? exp2f(st[j][e] * sl - L * LOG2E) : 0.f;
+        st[j][e] = p;
+        dpt[j][e] = p * (dpt[j][e] - tD[qi]) * scale;
+      }
+    }
+    // dV += P^T dO, dK += dS^T Q (k dimension = the 32 queries).
+    #pragma unroll
+    for (int kk = 0; kk < 2; kk++) {
+      const unsigned ap[4] = {pack_bf16(st[2 * kk][0], st[2 * kk][1]), pack_bf16(st[2 * kk][2], st[2 * kk][3]),
+                              pack_bf16(st[2 * kk + 1][0], st[2 * kk + 1][1]), pack_bf16(st[2 * kk + 1][2], st[2 * kk + 1][3])};
+      const unsigned ads[4] = {pack_bf16(dpt[2 * kk][0], dpt[2 * kk][1]), pack_bf16(dpt[2 * kk][2], dpt[2 * kk][3]),
+                               pack_bf16(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]), pack_bf16(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3])};
+      #pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        unsigned bo[4], bq[4];
+        frag_b_kn(bo, tO, LD, j * 8, kk * 16, lane);
+        frag_b_kn(bq, tQ, LD, j * 8, kk * 16, lane);
+        mma_bf16(dv[j], ap, bo[0], bo[1]);
+        mma_bf16(dv[j + 1], ap, bo[2], bo[3]);
+        mma_bf16(dk[j], ads, bq[0], bq[1]);
+        mma_bf16(dk[j + 1], ads, bq[2], bq[3]);
+      }
+    }
+    __syncthreads();
   }
   #pragma unroll
   for (int i = 0; i < 2; i++) {
@@ -310,37 +328,53 @@ __device__ __forceinline__ void flash_bwd_dq(u16* dQ, const u16* dO, const float
   extern __shared__ __align__(16) unsigned char smem_raw[];
   u16* sQ = (u16*)smem_raw;
   u16* sO = sQ + 64 * LD;
-  u16* sK = sO + 64 * LD;
-  u16* sV = sK + 64 * LD;
-  float* sL = (float*)(sV + 64 * LD);
+  u16* sK = sO + 64 * LD;        // [2][64][LD]
+  u16* sV = sK + 2 * 64 * LD;    // [2][64][LD]
+  float* sL = (float*)(sV + 2 * 64 * LD);
   float* sD = sL + 64;
-  int* sMask = (int*)(sD + 64);
+  int* sMask = (int*)(sD + 64);  // [2][64]
   const int b = blockIdx.y / H, h = blockIdx.y - b * H, kh = h / (H / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int q0 = blockIdx.x * 64, offset = kvLen - T;
   const i64 qStride = (i64)H * HD, kvStride = (i64)Hkv * HD;
-  load_tile<HD>(sQ, LD, Q + ((i64)b * T * H + h) * HD, qStride, q0, 64, T);
-  load_tile<HD>(sO, LD, dO + ((i64)b * T * H + h) * HD, qStride, q0, 64, T);
+  const int kEnd = min(kvLen, offset + min(q0 + 64, T));
+  const int tiles = (kEnd + 63) / 64;
+  const u16* Kb = K + ((i64)b * S * Hkv + kh) * HD;
+  const u16* Vb = V + ((i64)b * S * Hkv + kh) * HD;
+  load_tile<HD, 64>(sQ, Q + ((i64)b * T * H + h) * HD, qStride, q0, T);
+  load_tile<HD, 64>(sO, dO + ((i64)b * T * H + h) * HD, qStride, q0, T);
   if (threadIdx.x < 64) {
     const bool ok = q0 + threadIdx.x < T;
     const i64 row = ((i64)b * T + q0 + threadIdx.x) * H + h;
     sL[threadIdx.x] = ok ? lse[row] : NEG_INF;
     sD[threadIdx.x] = ok ? delta[row] : 0.f;
   }
+  if (tiles > 0) {
+    load_tile<HD, 64>(sK, Kb, kvStride, 0, kvLen);
+    load_tile<HD, 64>(sV, Vb, kvStride, 0, kvLen);
+    load_mask(sMask, mask, b, S, 0, 64, kvLen);
+  }
+  cp_commit();
   const float sl = scale * LOG2E;
   float dq[NT][4];
   #pragma unroll
   for (int j = 0; j < NT; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;
   const int rr[2] = {warp * 16 + g, warp * 16 + g + 8};
-  const int kEnd = min(kvLen, offset + min(q0 + 64, T));
-  const u16* Kb = K + ((i64)b * S * Hkv + kh) * HD;
-  const u16* Vb = V + ((i64)b * S * Hkv + kh) * HD;
-  for (int s0 = 0; s0 < kEnd; s0 += 64) {
+  for (int it = 0; it < tiles; it++) {
+    const int buf = it & 1, s0 = it * 64;
+    if (it + 1 < tiles) {
+      load_tile<HD, 64>(sK + (buf ^ 1) * 64 * LD, Kb, kvStride, s0 + 64, kvLen);
+      load_tile<HD, 64>(sV + (buf ^ 1) * 64 * LD, Vb, kvStride, s0 + 64, kvLen);
+      load_mask(sMask + (buf ^ 1) * 64, mask, b, S, s0 + 64, 64, kvLen);
+      cp_commit();
+      cp_wait<1>();
+    } else {
+      cp_wait<0>();
+    }
     __syncthreads();
-    load_tile<HD>(sK, LD, Kb, kvStride, s0, 64, kvLen);
-    load_tile<HD>(sV, LD, Vb, kvStride, s0, 64, kvLen);
-    if (threadIdx.x < 64) sMask[threadIdx.x] = (s0 + threadIdx.x < kvLen) ? mask[(i64)b * S + s0 + threadIdx.x] : 0;
-    __syncthreads();
+    const u16* tK = sK + buf * 64 * LD;
+    const u16* tV = sV + buf * 64 * LD;
+    const int* tM = sMask + buf * 64;
     float s[8][4], dp[8][4];
     #pragma unroll
     for (int j = 0; j < 8; j++) {
@@ -350,14 +384,17 @@ __device__ __forceinline__ void flash_bwd_dq(u16* dQ, const u16* dO, const float
     #pragma unroll
     for (int kc = 0; kc < KC; kc++) {
       unsigned aq[4], ao[4];
-      frag_a(aq, sQ, LD, warp * 16, kc * 16, g, t);
-      frag_a(ao, sO, LD, warp * 16, kc * 16, g, t);
+      frag_a(aq, sQ, LD, warp * 16, kc * 16, lane);
+      frag_a(ao, sO, LD, warp * 16, kc * 16, lane);
       #pragma unroll
-      for (int j = 0; j < 8; j++) {
-        const u16* pk = sK + (j * 8 + g) * LD + kc * 16 + 2 * t;
-        mma_bf16(s[j], aq, ld32(pk), ld32(pk + 8));
-        const u16* pv = sV + (j * 8 + g) * LD + kc * 16 + 2 * t;
-        mma_bf16(dp[j], ao, ld32(pv), ld32(pv + 8));
+      for (int j = 0; j < 8; j += 2) {
+        unsigned bk[4], bv[4];
+        frag_b_nk(bk, tK, LD, j * 8, kc * 16, lane);
+        frag_b_nk(bv, tV, LD, j * 8, kc * 16, lane);
+        mma_bf16(s[j], aq, bk[0], bk[1]);
+        mma_bf16(s[j + 1], aq, bk[2], bk[3]);
+        mma_bf16(dp[j], ao, bv[0], bv[1]);
+        mma_bf16(dp[j + 1], ao, bv[2], bv[3]);
       }
     }
     #pragma unroll
@@ -366,21 +403,24 @@ __device__ __forceinline__ void flash_bwd_dq(u16* dQ, const u16* dO, const float
       for (int e = 0; e < 4; e++) {
         const int r = rr[e >> 1], q = q0 + r, key = j * 8 + 2 * t + (e & 1);
         const float L = sL[r];
-        const bool vis = q < T && L != NEG_INF && sMask[key] != 0 && s0 + key <= offset + q;
+        const bool vis = q < T && L != NEG_INF && tM[key] != 0 && s0 + key <= offset + q;
         const float p = vis ? exp2f(s[j][e] * sl - L * LOG2E) : 0.f;
         s[j][e] = p * (dp[j][e] - sD[r]) * scale;
       }
     }
     #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-      unsigned a[4];
-      acc_to_a(a, s[2 * kk], s[2 * kk + 1]);
+      const unsigned a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
       #pragma unroll
-      for (int j = 0; j < NT; j++) {
-        const u16* pk = sK + (kk * 16 + 2 * t) * LD + j * 8 + g;
-        mma_bf16(dq[j], a, ld2rows(pk, LD), ld2rows(pk + 8 * LD, LD));
+      for (int j = 0; j < NT; j += 2) {
+        unsigned bk[4];
+        frag_b_kn(bk, tK, LD, j * 8, kk * 16, lane);
+        mma_bf16(dq[j], a, bk[0], bk[1]);
+        mma_bf16(dq[j + 1], a, bk[2], bk[3]);
       }
     }
+    __syncthreads();
   }
   #pragma unroll
   for (int i = 0; i < 2; i++) {
@@ -391,7 +431,6 @@ __device__ __forceinline__ void flash_bwd_dq(u16* dQ, const u16* dO, const float
     for (int j = 0; j < NT; j++) *(unsigned*)(dst + j * 8) = pack_bf16(dq[j][2 * i], dq[j][2 * i + 1]);
   }
 }
-
 `;
 
 /** The exported entry points of one head-dim variant (written out: the host reads their signatures). */
@@ -413,4 +452,4 @@ extern "C" __global__ void __launch_bounds__(128) flash_bwd_dq_${hd}(u16* dQ, co
 `;
 }
 
-export const FLASH_ATTENTION: KernelModule = kernelModule('flash-attention', COMMON_CUDA + SOURCE + FLASH_HEAD_DIMS.map(variant).join(''));
+export const FLASH_ATTENTION: KernelModule = kernelModule('flash-attention', COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + FLASH_HEAD_DIMS.map(variant).join(''));

@@ -5,16 +5,17 @@
  *   lora_down_R      u [N, R] = dropout(x) a^T: 32-row blocks stage dropped-out tiles of x in
  *                    shared memory (the very values the dropout kernel would store) and multiply
  *                    them with a on tensor cores (mma.sync m16n8k16, f32 accumulation)
- *   lora_up_grad     dx [N, D] += alpha * dropout(g a): one thread per 8 elements of a row,
- *                    g's row and a's columns read through the caches
+ *   lora_up_grad_R   dx [N, D] += alpha * dropout(g a): one thread per 8 columns of 4 rows,
+ *                    a's columns held in registers for the 4 rows
  *
  * The mask of element i = n * D + d is backend.ts's dropoutUniform(seed, i) >= p, as in the
  * elementwise dropout kernels (seedMix = fmix32(seed)); drop = 0 applies no dropout.
  */
 import { kernelModule, type KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
+import { TENSOR_CORE_CUDA } from './tensor-core.js';
 
-/** Ranks with a compiled lora_down variant. */
+/** Ranks with compiled lora_down and lora_up_grad variants. */
 export const LORA_RANKS = [8, 16, 32, 64] as const;
 
 /** Rows per lora_down block and the shared memory it needs for rank r. */
@@ -29,16 +30,14 @@ __device__ __forceinline__ bool lora_keep(i64 i, unsigned seedMix, double p) {
   return (double)lora_fmix32((unsigned)i * 0x9e3779b1u + seedMix) * (1.0 / 4294967296.0) >= p;
 }
 
-__device__ __forceinline__ void lora_mma(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-/** Requires D % 8 == 0 and 16-byte aligned rows. */
+/**
+ * Requires D % 8 == 0 and 16-byte aligned rows. 64 threads stage a 32 x 128 tile of x: each
+ * loads its 8 chunks of 8 elements for the next tile into registers while the tensor cores work
+ * on the current one, then masks and stores them (a's tile comes by cp.async).
+ */
 template <int R>
 __device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, int N, int D, double p, double keepScale, unsigned seedMix, int drop) {
-  constexpr int KT = 128, LD = KT + 8, NT = R / 8;
+  constexpr int KT = 128, LD = KT + 8, NT = R / 8, PER = 32 * (KT / 8) / 64;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   u16* sx = (u16*)smem_raw;
   u16* sa = sx + 32 * LD;
@@ -47,84 +46,103 @@ __device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, in
   float acc[NT][4];
   #pragma unroll
   for (int j = 0; j < NT; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+  uint4 v[PER];
+  auto fetch = [&](int d0) {
+    #pragma unroll
+    for (int it = 0; it < PER; it++) {
+      const int e = threadIdx.x + it * 64, r = e / (KT / 8), c = (e - r * (KT / 8)) * 8, n = n0 + r, d = d0 + c;
+      v[it] = n < N && d < D ? *(const uint4*)(x + (i64)n * D + d) : make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+  fetch(0);
   for (int d0 = 0; d0 < D; d0 += KT) {
-    __syncthreads();
-    for (int e = threadIdx.x; e < 32 * (KT / 8); e += blockDim.x) {
-      const int r = e / (KT / 8), c = (e - r * (KT / 8)) * 8, n = n0 + r, d = d0 + c;
-      uint4 v = make_uint4(0u, 0u, 0u, 0u);
-      if (n < N && d < D) {
-        v = *(const uint4*)(x + (i64)n * D + d);
-        if (drop) {
-          unsigned w[4] = {v.x, v.y, v.z, v.w};
-          #pragma unroll
-          for (int k = 0; k < 8; k++) {
-            const u16 h = (u16)(w[k >> 1] >> (16 * (k & 1)));
-            const float f = lora_keep((i64)n * D + d + k, seedMix, p) ? (float)((double)bf16_to_f32(h) * keepScale) : 0.f;
-            w[k >> 1] = (w[k >> 1] & (0xffffu << (16 * (1 - (k & 1))))) | ((unsigned)f32_to_bf16(f) << (16 * (k & 1)));
-          }
-          v = make_uint4(w[0], w[1], w[2], w[3]);
+    #pragma unroll
+    for (int it = 0; it < PER; it++) {
+      const int e = threadIdx.x + it * 64, r = e / (KT / 8), c = (e - r * (KT / 8)) * 8;
+      uint4 w4 = v[it];
+      if (drop) {
+        unsigned w[4] = {w4.x, w4.y, w4.z, w4.w};
+        #pragma unroll
+        for (int k = 0; k < 8; k++) {
+          const u16 h = (u16)(w[k >> 1] >> (16 * (k & 1)));
+          const i64 i = (i64)(n0 + r) * D + d0 + c + k;
+          const float f = lora_keep(i, seedMix, p) ? (float)((double)bf16_to_f32(h) * keepScale) : 0.f;
+          w[k >> 1] = (w[k >> 1] & (0xffffu << (16 * (1 - (k & 1))))) | ((unsigned)f32_to_bf16(f) << (16 * (k & 1)));
         }
+        w4 = make_uint4(w[0], w[1], w[2], w[3]);
       }
-      *(uint4*)(sx + r * LD + c) = v;
+      *(uint4*)(sx + r * LD + c) = w4;
     }
-    for (int e = threadIdx.x; e < R * (KT / 8); e += blockDim.x) {
+    for (int e = threadIdx.x; e < R * (KT / 8); e += 64) {
       const int r = e / (KT / 8), c = (e - r * (KT / 8)) * 8, d = d0 + c;
-      *(uint4*)(sa + r * LD + c) = d < D ? *(const uint4*)(a + (i64)r * D + d) : make_uint4(0u, 0u, 0u, 0u);
+      cp_async16(sa + r * LD + c, a + (i64)r * D + (d < D ? d : 0), d < D ? 16 : 0);
     }
+    cp_commit();
+    cp_wait<0>();
     __syncthreads();
+    if (d0 + KT < D) fetch(d0 + KT);
     #pragma unroll
     for (int kc = 0; kc < KT / 16; kc++) {
-      const u16* px = sx + (warp * 16 + g) * LD + kc * 16 + 2 * t;
-      const unsigned fa[4] = {*(const unsigned*)px, *(const unsigned*)(px + 8 * LD), *(const unsigned*)(px + 8), *(const unsigned*)(px + 8 * LD + 8)};
+      unsigned fa[4];
+      frag_a(fa, sx, LD, warp * 16, kc * 16, lane);
       #pragma unroll
-      for (int j = 0; j < NT; j++) {
-        const u16* pa = sa + (j * 8 + g) * LD + kc * 16 + 2 * t;
-        lora_mma(acc[j], fa, *(const unsigned*)pa, *(const unsigned*)(pa + 8));
+      for (int j = 0; j < NT; j += 2) {
+        unsigned fb[4];
+        frag_b_nk(fb, sa, LD, j * 8, kc * 16, lane);
+        mma_bf16(acc[j], fa, fb[0], fb[1]);
+        mma_bf16(acc[j + 1], fa, fb[2], fb[3]);
       }
     }
+    __syncthreads();
   }
   #pragma unroll
   for (int i = 0; i < 2; i++) {
     const int n = n0 + warp * 16 + g + 8 * i;
     if (n >= N) continue;
     #pragma unroll
-    for (int j = 0; j < NT; j++) {
-      const unsigned packed = (unsigned)f32_to_bf16(acc[j][2 * i]) | ((unsigned)f32_to_bf16(acc[j][2 * i + 1]) << 16);
-      *(unsigned*)(u + (i64)n * R + j * 8 + 2 * t) = packed;
-    }
+    for (int j = 0; j < NT; j++) *(unsigned*)(u + (i64)n * R + j * 8 + 2 * t) = pack_bf16(acc[j][2 * i], acc[j][2 * i + 1]);
   }
 }
 
-/** One thread per 8 consecutive elements of a row; requires D % 8 == 0 and 16-byte aligned rows. */
-extern "C" __global__ void lora_up_grad(u16* dx, const u16* g, const u16* a, int N, int D, int R, double alpha, double p, double keepScale,
-                                        unsigned seedMix, int drop) {
-  const i64 chunks = (i64)N * (D / 8);
+/**
+ * One thread per 8 consecutive columns of 4 rows: a's 8 columns (all R rows of a) are read once
+ * into registers and serve the 4 rows. Requires D % 8 == 0 and 16-byte aligned rows.
+ */
+template <int R>
+__device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g, const u16* a, int N, int D, double alpha, double p, double keepScale,
+                                             unsigned seedMix, int drop) {
+  const int C8 = D / 8;
+  const i64 chunks = (i64)((N + 3) / 4) * C8;
   for (i64 cidx = (i64)blockIdx.x * blockDim.x + threadIdx.x; cidx < chunks; cidx += (i64)gridDim.x * blockDim.x) {
-    const i64 n = cidx / (D / 8);
-    const int d = (int)(cidx - n * (D / 8)) * 8;
-    float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    for (int j = 0; j < R; j++) {
-      const float gj = bf16_to_f32(g[n * R + j]);
-      const uint4 w = *(const uint4*)(a + (i64)j * D + d);
-      const unsigned ws[4] = {w.x, w.y, w.z, w.w};
-      #pragma unroll
-      for (int k = 0; k < 4; k++) {
-        s[2 * k] += gj * bf16_to_f32((u16)(ws[k] & 0xffffu));
-        s[2 * k + 1] += gj * bf16_to_f32((u16)(ws[k] >> 16));
-      }
-    }
-    uint4* px = (uint4*)(dx + n * D + d);
-    const uint4 old = *px;
-    unsigned o[4] = {old.x, old.y, old.z, old.w};
+    const int n0 = (int)(cidx / C8) * 4, d = (int)(cidx % C8) * 8;
+    uint4 av[R];
     #pragma unroll
-    for (int k = 0; k < 8; k++) {
-      const i64 i = n * D + d + k;
-      const double v = drop ? (lora_keep(i, seedMix, p) ? (double)s[k] * keepScale : 0.0) : (double)s[k];
-      const u16 h = (u16)(o[k >> 1] >> (16 * (k & 1)));
-      const float r = (float)((double)bf16_to_f32(h) + alpha * v);
-      o[k >> 1] = (o[k >> 1] & (0xffffu << (16 * (1 - (k & 1))))) | ((unsigned)f32_to_bf16(r) << (16 * (k & 1)));
+    for (int j = 0; j < R; j++) av[j] = *(const uint4*)(a + (i64)j * D + d);
+    for (int n = n0; n < n0 + 4 && n < N; n++) {
+      float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+      #pragma unroll
+      for (int j = 0; j < R; j++) {
+        const float gj = bf16_to_f32(g[(i64)n * R + j]);
+        const unsigned ws[4] = {av[j].x, av[j].y, av[j].z, av[j].w};
+        #pragma unroll
+        for (int k = 0; k < 4; k++) {
+          s[2 * k] += gj * bf16_to_f32((u16)(ws[k] & 0xffffu));
+          s[2 * k + 1] += gj * bf16_to_f32((u16)(ws[k] >> 16));
+        }
+      }
+      uint4* px = (uint4*)(dx + (i64)n * D + d);
+      const uint4 old = *px;
+      unsigned o[4] = {old.x, old.y, old.z, old.w};
+      #pragma unroll
+      for (int k = 0; k < 8; k++) {
+        const i64 i = (i64)n * D + d + k;
+        const double v = drop ? (lora_keep(i, seedMix, p) ? (double)s[k] * keepScale : 0.0) : (double)s[k];
+        const u16 h = (u16)(o[k >> 1] >> (16 * (k & 1)));
+        const float r = (float)((double)bf16_to_f32(h) + alpha * v);
+        o[k >> 1] = (o[k >> 1] & (0xffffu << (16 * (1 - (k & 1))))) | ((unsigned)f32_to_bf16(r) << (16 * (k & 1)));
+      }
+      *px = make_uint4(o[0], o[1], o[2], o[3]);
     }
-    *px = make_uint4(o[0], o[1], o[2], o[3]);
   }
 }
 `;
@@ -135,7 +153,11 @@ extern "C" __global__ void __launch_bounds__(64) lora_down_${r}(u16* u, const u1
                                                                unsigned seedMix, int drop) {
   lora_down<${r}>(u, x, a, N, D, p, keepScale, seedMix, drop);
 }
+extern "C" __global__ void lora_up_grad_${r}(u16* dx, const u16* g, const u16* a, int N, int D, double alpha, double p, double keepScale,
+                                            unsigned seedMix, int drop) {
+  lora_up_grad<${r}>(dx, g, a, N, D, alpha, p, keepScale, seedMix, drop);
+}
 `;
 }
 
-export const LORA: KernelModule = kernelModule('lora', COMMON_CUDA + SOURCE + LORA_RANKS.map(variant).join(''));
+export const LORA: KernelModule = kernelModule('lora', COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + LORA_RANKS.map(variant).join(''));

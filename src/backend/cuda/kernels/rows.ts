@@ -18,6 +18,30 @@ extern "C" __global__ void rmsnorm_fwd(void* out, int odt, float* rstd, const vo
   for (int i = threadIdx.x; i < D; i += blockDim.x) stf(out, odt, o + i, ldf(x, xdt, o + i) * r * ldf(w, wdt, i));
 }
 
+/** rmsnorm_fwd for bf16 x, out and w, D = 8 * D8: 16-byte accesses. */
+extern "C" __global__ void rmsnorm_fwd_bf16x8(uint4* out, float* rstd, const uint4* x, const uint4* w, int D8, float eps) {
+  __shared__ float scratch[32];
+  const i64 o = (i64)blockIdx.x * D8;
+  float ss = 0.f;
+  for (int i = threadIdx.x; i < D8; i += blockDim.x) {
+    float v[8];
+    unpack8(x[o + i], v);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) ss += v[k] * v[k];
+  }
+  ss = block_sum(ss, scratch);
+  const float r = 1.f / sqrtf(ss / (float)(8 * D8) + eps);
+  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+  for (int i = threadIdx.x; i < D8; i += blockDim.x) {
+    float v[8], ww[8];
+    unpack8(x[o + i], v);
+    unpack8(w[i], ww);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = v[k] * r * ww[k];
+    out[o + i] = pack8(v);
+  }
+}
+
 /** dx_i (+)= r w_i dy_i - x_i r^3 / D * sum_j w_j dy_j x_j. */
 extern "C" __global__ void rmsnorm_bwd(void* dx, int dxdt, const void* dout, int ddt, const void* x, int xdt, const void* w, int wdt,
                                        const float* rstd, int D, int accumulate) {
@@ -32,6 +56,37 @@ extern "C" __global__ void rmsnorm_bwd(void* dx, int dxdt, const void* dout, int
     float g = r * ldf(w, wdt, i) * ldf(dout, ddt, o + i) - ldf(x, xdt, o + i) * c;
     if (accumulate) g += ldf(dx, dxdt, o + i);
     stf(dx, dxdt, o + i, g);
+  }
+}
+
+/** rmsnorm_bwd for bf16 tensors, D = 8 * D8: 16-byte accesses (dx must not alias dout or x). */
+extern "C" __global__ void rmsnorm_bwd_bf16x8(uint4* dx, const uint4* dout, const uint4* x, const uint4* w, const float* rstd, int D8, int accumulate) {
+  __shared__ float scratch[32];
+  const i64 o = (i64)blockIdx.x * D8;
+  float dot = 0.f;
+  for (int i = threadIdx.x; i < D8; i += blockDim.x) {
+    float ww[8], dy[8], xv[8];
+    unpack8(w[i], ww);
+    unpack8(dout[o + i], dy);
+    unpack8(x[o + i], xv);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) dot += ww[k] * dy[k] * xv[k];
+  }
+  dot = block_sum(dot, scratch);
+  const float r = rstd[blockIdx.x];
+  const float c = dot * r * r * r / (float)(8 * D8);
+  for (int i = threadIdx.x; i < D8; i += blockDim.x) {
+    float ww[8], dy[8], xv[8], acc[8];
+    unpack8(w[i], ww);
+    unpack8(dout[o + i], dy);
+    unpack8(x[o + i], xv);
+    if (accumulate) unpack8(dx[o + i], acc);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) {
+      const float gk = r * ww[k] * dy[k] - xv[k] * c;
+      acc[k] = accumulate ? gk + acc[k] : gk;
+    }
+    dx[o + i] = pack8(acc);
   }
 }
 
@@ -55,6 +110,50 @@ extern "C" __global__ void rope(void* out, int odt, const void* x, int xdt, cons
     const float x1 = ldf(x, xdt, o + i), x2 = ldf(x, xdt, o + i + half);
     stf(out, odt, o + i, x1 * c - x2 * s);
     stf(out, odt, o + i + half, x2 * c + x1 * s);
+  }
+}
+
+/**
+ * rope for bf16 tensors with half a head a multiple of 8: one thread per token and 8 frequencies,
+ * 16-byte accesses. With bias (bf16 [H * hd]), rotates x + bias, rounded to bf16 first as a
+ * separate add would store it.
+ */
+extern "C" __global__ void rope_bf16x8(u16* out, const u16* x, const u16* bias, const int* pos, const float* invFreq, int N, int H, int hd, float sign) {
+  const int half = hd >> 1, c8 = half >> 3;
+  const i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= (i64)N * c8) return;
+  const int n = (int)(idx / c8), i0 = (int)(idx % c8) * 8;
+  float c[8], s[8];
+  #pragma unroll
+  for (int k = 0; k < 8; k++) {
+    double sd, cd;
+    sincos((double)((float)pos[n] * invFreq[i0 + k]), &sd, &cd);
+    c[k] = (float)cd;
+    s[k] = sign * (float)sd;
+  }
+  for (int h = 0; h < H; h++) {
+    const i64 o = ((i64)n * H + h) * hd + i0;
+    float x1[8], x2[8];
+    unpack8(*(const uint4*)(x + o), x1);
+    unpack8(*(const uint4*)(x + o + half), x2);
+    if (bias) {
+      float b1[8], b2[8];
+      unpack8(*(const uint4*)(bias + h * hd + i0), b1);
+      unpack8(*(const uint4*)(bias + h * hd + i0 + half), b2);
+      #pragma unroll
+      for (int k = 0; k < 8; k++) {
+        x1[k] = bf16_to_f32(f32_to_bf16(x1[k] + b1[k]));
+        x2[k] = bf16_to_f32(f32_to_bf16(x2[k] + b2[k]));
+      }
+    }
+    float y1[8], y2[8];
+    #pragma unroll
+    for (int k = 0; k < 8; k++) {
+      y1[k] = x1[k] * c[k] - x2[k] * s[k];
+      y2[k] = x2[k] * c[k] + x1[k] * s[k];
+    }
+    *(uint4*)(out + o) = pack8(y1);
+    *(uint4*)(out + o + half) = pack8(y2);
   }
 }
 
@@ -108,6 +207,63 @@ extern "C" __global__ void cross_entropy(float* losses, const void* logits, int 
     float d = expf(ldf(logits, ldt, o + j) - lse) * gradScale;
     if (j == t) d -= gradScale;
     stf(dlogits, ddt, o + j, d);
+  }
+}
+
+/**
+ * cross_entropy for bf16 logits (and dlogits) with V = 8 * V8: 16-byte accesses. dlogits may
+ * alias logits (each thread reads a chunk before writing it).
+ */
+extern "C" __global__ void cross_entropy_bf16x8(float* losses, const uint4* logits, const int* targets, uint4* dlogits, int hasGrad,
+                                                float gradScale, int V8, int* err) {
+  __shared__ float sm[32], ss[32];
+  __shared__ float targetLogit;
+  const int V = 8 * V8;
+  const i64 o = (i64)blockIdx.x * V8;
+  const int t = targets[blockIdx.x];
+  if (t < 0 || t >= V) {
+    if (threadIdx.x == 0) {
+      losses[blockIdx.x] = t < 0 ? 0.f : __int_as_float(0x7fc00000);
+      if (t >= V) atomicExch(err, 2);
+    }
+    if (hasGrad) for (int j = threadIdx.x; j < V8; j += blockDim.x) dlogits[o + j] = make_uint4(0u, 0u, 0u, 0u);
+    return;
+  }
+  if (threadIdx.x == 0) targetLogit = bf16_to_f32(((const u16*)logits)[(i64)blockIdx.x * V + t]);
+  float m = NEG_INF, s = 0.f;
+  for (int j = threadIdx.x; j < V8; j += blockDim.x) {
+    float v[8];
+    unpack8(logits[o + j], v);
+    float mx = v[0];
+    #pragma unroll
+    for (int k = 1; k < 8; k++) mx = fmaxf(mx, v[k]);
+    if (mx > m) { s = m == NEG_INF ? 0.f : s * expf(m - mx); m = mx; }
+    if (m != NEG_INF) {
+      #pragma unroll
+      for (int k = 0; k < 8; k++) s += expf(v[k] - m);
+    }
+  }
+  for (int d = 16; d > 0; d >>= 1) {
+    const float m2 = __shfl_xor_sync(0xffffffffu, m, d), s2 = __shfl_xor_sync(0xffffffffu, s, d);
+    lse_merge(m, s, m2, s2);
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  if (lane == 0) { sm[warp] = m; ss[warp] = s; }
+  __syncthreads();
+  m = NEG_INF; s = 0.f;
+  for (int w = 0; w < nw; w++) lse_merge(m, s, sm[w], ss[w]);
+  const float lse = m + logf(s);
+  if (threadIdx.x == 0) losses[blockIdx.x] = lse - targetLogit;
+  if (!hasGrad) return;
+  for (int j = threadIdx.x; j < V8; j += blockDim.x) {
+    float v[8];
+    unpack8(logits[o + j], v);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) {
+      v[k] = expf(v[k] - lse) * gradScale;
+      if (j * 8 + k == t) v[k] -= gradScale;
+    }
+    dlogits[o + j] = pack8(v);
   }
 }
 
