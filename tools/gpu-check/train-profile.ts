@@ -73,7 +73,10 @@ class CallTimer {
     if (b.dtype === 'nf4') return opts.transB ? 'matmul nf4 base, forward' : 'matmul nf4 base, input gradient';
     if (b.shape[0] === SHAPE_1_8B.V) return opts.transB ? 'matmul lm_head, forward' : 'matmul lm_head, input gradient';
     const dims = [...a.shape, ...b.shape];
-    return Math.min(...dims) <= 64 ? 'matmul LoRA (rank-sized)' : 'matmul other';
+    if (Math.min(...dims) > 64) return 'matmul other';
+    // LoRA products by their rank-sized operand: u B^T (forward), dy^T u (grad B), dy B, g^T x (grad A).
+    if (opts.transA) return b.shape[1] <= 64 ? 'matmul LoRA grad B = dy^T u' : 'matmul LoRA grad A = g^T x';
+    return opts.transB ? 'matmul LoRA forward u B^T' : 'matmul LoRA g = dy B';
   }
 
   private event(): unknown {
@@ -159,6 +162,7 @@ async function throughput(): Promise<void> {
     { name: `${attention} attention`, env: attention },
     ...(attention === 'flash' ? [{ name: 'gemm attention', env: 'gemm' }] : []),
     { name: `${attention} attention, all layers recomputed`, env: attention, opts: { recomputeLayers: layers } },
+    { name: `${attention} attention, logits chunks of 2^26 elements`, env: attention, chunk: 1 << 26 },
     { name: `${attention} attention, logits chunks of 2^28 elements`, env: attention, chunk: 1 << 28 },
   ];
   for (const [B, T] of cases) {

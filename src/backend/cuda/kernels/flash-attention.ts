@@ -307,6 +307,7 @@ __device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, const u16* dO, 
     }
     __syncthreads();
   }
+  cp_wait<0>();  // a block with no query tile never waited for its K and V
   #pragma unroll
   for (int i = 0; i < 2; i++) {
     const int s = k0 + kr[i];
@@ -422,6 +423,7 @@ __device__ __forceinline__ void flash_bwd_dq(u16* dQ, const u16* dO, const float
     }
     __syncthreads();
   }
+  cp_wait<0>();  // a block with no key tile never waited for its Q and dO
   #pragma unroll
   for (int i = 0; i < 2; i++) {
     const int q = q0 + rr[i];
