@@ -1,11 +1,14 @@
 /**
  * Inference over a KV cache: prompt prefill and decoding steps. The arithmetic is a decoder
- * layer's (see qwen2-layer.ts) in the same order, so results equal layerForward's, but built for
- * speed where one step is a single token per sequence and launches set the pace:
+ * layer's (see qwen2-layer.ts), each output computed in the same order, so results equal
+ * layerForward's, but built for speed where one step is a single token per sequence and kernel
+ * launches set the pace (on an H100 a 1.8B decoding step at batch 50 is ~3.5 ms of GPU work in
+ * ~260 launches):
  *
  * - activations live in InferenceBuffers, allocated once per generation, not per layer and step;
- * - RoPE and the cache write are one kernel (ropeAppendKv), and each residual add is fused with
- *   the RMSNorm that follows it (addRmsNorm):
+ * - projections of one input are one batched product with their biases (matmulMany: q/k/v,
+ *   gate/up), RoPE and the cache write are one kernel (ropeAppendKv), and each residual add is
+ *   fused with the RMSNorm that follows it (addRmsNorm):
  *
  *     h = norm1(x) ; q,k,v = proj(h) ; cache <- rope(k), v ; a = attention(rope(q), cache)
  *     x += o_proj(a), h = norm2(x) ; x += down(silu(gate(h)) * up(h)), h = next norm(x)
