@@ -164,6 +164,11 @@ export interface Backend {
    * (loraDown's mask applied to g a).
    */
   loraDownBackward(dx: Tensor, g: Tensor, a: Tensor, p: number, seed: number, alpha: number): void;
+  /**
+   * The weight gradient of loraDown: gradA [r, in] (f32) += alpha * g^T dropout(x, p, seed) for
+   * g [N, r] and x [N, in] (matmul(gradA, g, dropout(x), { transA: true, alpha, accumulate: true })).
+   */
+  loraDownWeightGrad(gradA: Tensor, g: Tensor, x: Tensor, p: number, seed: number, alpha: number): void;
 
   // ---- model layers ----
   /** out[N, D] = table[ids[n], :]; ids is i32 [N]. */

@@ -111,14 +111,8 @@ export function linearBackward(
   // g = dy B: the gradient reaching u (before the scale).
   const g = be.empty([N, r], be.computeDType);
   be.matmul(g, dy, lora.bCompute ?? lora.b);
-  let xd = x;
-  if (seed !== null) {
-    xd = be.empty(x.shape, x.dtype);
-    be.dropout(xd, x, lora.dropout, seed);
-  }
   // dA += scale * g^T dropout(x)
-  be.matmul(lora.gradA, g, xd, { transA: true, alpha: lora.scale, accumulate: true });
-  if (xd !== x) be.free(xd);
+  be.loraDownWeightGrad(lora.gradA, g, x, seed === null ? 0 : lora.dropout, seed ?? 0, lora.scale);
   // The LoRA path's input gradient passes back through the same dropout mask.
   if (seed === null) be.matmul(dx, g, lora.aCompute ?? lora.a, { alpha: lora.scale, accumulate: true });
   else be.loraDownBackward(dx, g, lora.aCompute ?? lora.a, lora.dropout, seed, lora.scale);

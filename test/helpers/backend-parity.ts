@@ -101,6 +101,37 @@ function attentionCase(name: string, c: AttnConfig, backward: boolean, outputsF3
   };
 }
 
+interface LoraInputs {
+  dt: FloatDType; rank: number; p: number; N: number; D: number;
+  x: Tensor; a: Tensor; g: Tensor; dx: Tensor; gradA: Tensor;
+}
+
+/**
+ * One of the fused LoRA products on random inputs: with dropout at rank 16 (rows and columns
+ * past a tile), without at rank 8, and over 600 rows (several row chunks).
+ */
+function loraCase(kernel: string, run: (be: Backend, c: LoraInputs) => Tensor): ParityCase {
+  return {
+    name: `${kernel} (dropout and none, r 16 and 8, rows and columns past a tile)`,
+    run(be, dt) {
+      const rand = rng(13);
+      const r: Record<string, Float32Array> = {};
+      for (const [rank, p, N, D] of [[16, 0.1, 70, 136], [8, 0, 33, 64], [16, 0.2, 600, 256]]) {
+        const c: LoraInputs = {
+          dt, rank, p, N, D,
+          x: be.upload(values(N * D, 1, rand), [N, D], dt), a: be.upload(values(rank * D, 0.5, rand), [rank, D], dt),
+          g: be.upload(values(N * rank, 1, rand), [N, rank], dt), dx: be.upload(values(N * D, 1, rand), [N, D], dt),
+          gradA: be.upload(values(rank * D, 1, rand), [rank, D]),
+        };
+        const out = run(be, c);
+        r[`${rank}x${N}`] = get(be, out);
+        for (const t of new Set([c.x, c.a, c.g, c.dx, c.gradA, out])) be.free(t);
+      }
+      return r;
+    },
+  };
+}
+
 /** Mask of B rows of S slots where row b has `pad[b]` padding slots on the `side`. */
 function padMask(B: number, S: number, pad: number[], side: 'left' | 'right'): number[] {
   const m: number[] = [];
@@ -172,23 +203,19 @@ export const PARITY_CASES: ParityCase[] = [
       return r;
     },
   },
-  {
-    name: 'loraDown and loraDownBackward (dropout and none, r 16 and 8, rows and columns past a tile)',
-    run(be, dt) {
-      const rand = rng(13);
-      const r: Record<string, Float32Array> = {};
-      for (const [rank, p, N, D] of [[16, 0.1, 70, 136], [8, 0, 33, 64]]) {
-        const x = be.upload(values(N * D, 1, rand), [N, D], dt), a = be.upload(values(rank * D, 0.5, rand), [rank, D], dt);
-        const u = be.alloc([N, rank], dt);
-        be.loraDown(u, x, a, p, 777);
-        const g = be.upload(values(N * rank, 1, rand), [N, rank], dt), dx = be.upload(values(N * D, 1, rand), [N, D], dt);
-        be.loraDownBackward(dx, g, a, p, 777, 1.5);
-        Object.assign(r, { [`u${rank}`]: get(be, u), [`dx${rank}`]: get(be, dx) });
-        for (const t of [x, a, u, g, dx]) be.free(t);
-      }
-      return r;
-    },
-  },
+  loraCase('loraDown', (be, c) => {
+    const u = be.alloc([c.N, c.rank], c.dt);
+    be.loraDown(u, c.x, c.a, c.p, 777);
+    return u;
+  }),
+  loraCase('loraDownBackward', (be, c) => {
+    be.loraDownBackward(c.dx, c.g, c.a, c.p, 777, 1.5);
+    return c.dx;
+  }),
+  loraCase('loraDownWeightGrad', (be, c) => {
+    be.loraDownWeightGrad(c.gradA, c.g, c.x, c.p, 777, 1.5);
+    return c.gradA;
+  }),
   {
     name: 'clipByNorm (clipped, below the limit, non-finite norm)',
     run(be, dt) {

@@ -4,7 +4,10 @@
  * CPU, then timings at Qwen1.5-1.8B's shapes. Prints a report and writes it (plus JSON) to the
  * folder given as the first argument. Each section catches its own failure and goes on.
  *
- *   npx tsx tools/gpu-check/cuda-check.ts out/ [--no-timing]
+ *   npx tsx tools/gpu-check/cuda-check.ts out/ [--no-timing] [--only=TEXT]
+ *
+ * --only=TEXT runs only the kernel cases whose name contains TEXT (and nothing else): a kernel
+ * that crashes the device then takes no other case down with it.
  *
  * For a machine without Node tooling, bundle it (koffi stays external):
  *   npx esbuild tools/gpu-check/cuda-check.ts --bundle --platform=node --format=esm \
@@ -23,7 +26,8 @@ import { haveTinyFixtures, VARIANTS } from '../../test/helpers/tiny-fixture.js';
 import { generationTiming, kernelTimings, SHAPE_1_8B, trainStepTiming } from './timing.js';
 
 const outDir = process.argv[2] ?? 'gpu-check-out';
-const timing = !process.argv.includes('--no-timing');
+const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? null;
+const timing = !process.argv.includes('--no-timing') && only === null;
 mkdirSync(outDir, { recursive: true });
 const logFile = join(outDir, 'cuda-check.log');
 writeFileSync(logFile, '');
@@ -64,7 +68,7 @@ section('device', () => {
 
 section('kernels against the CPU backend (max |diff| / max |ref|)', () => {
   const rows: unknown[] = [];
-  for (const c of PARITY_CASES) {
+  for (const c of PARITY_CASES.filter((k) => only === null || k.name.includes(only))) {
     let ref: Record<string, Float32Array>;
     try {
       ref = c.run(cpu, 'f32');
@@ -94,6 +98,11 @@ section('kernels against the CPU backend (max |diff| / max |ref|)', () => {
   }
   report.kernels = rows;
 });
+
+if (only !== null) {
+  log(`\n${failures === 0 ? 'ALL CHECKS PASSED' : `${failures} FAILURES`} (cases matching ${JSON.stringify(only)})`);
+  process.exit(failures === 0 ? 0 : 1);
+}
 
 section('invalid ids are reported at the next download', () => {
   const be = cuda('bf16');

@@ -153,8 +153,11 @@ function describe(r: TrainResult): string {
   return `${Math.round(r.tokens_per_s).toLocaleString('en-US')} tokens/s, ${r.step_ms.toFixed(1)} ms/step, peak ${gib(r.peak_bytes)}, loss ${r.loss_first.toFixed(3)} -> ${r.loss_last.toFixed(3)}`;
 }
 
-/** SQLORA_ATTENTION=gemm before the start: the flash kernels failed their check, measure without them. */
-const attention = process.env.SQLORA_ATTENTION === 'gemm' ? 'gemm' : 'flash';
+/** Kernels turned off at the start (SQLORA_CUDA_OFF, a comma list: flash, lora-down, ...): they failed their check. */
+const off = process.env.SQLORA_CUDA_OFF ?? '';
+const attention = off.split(',').includes('flash') ? 'gemm' : 'flash';
+/** SQLORA_CUDA_OFF for a variant: the flash kernels on or off, the others as given. */
+const offWith = (flash: boolean): string => [...off.split(',').filter((k) => k && k !== 'flash'), ...(flash ? [] : ['flash'])].join(',');
 
 async function throughput(): Promise<void> {
   const rows: Record<string, unknown>[] = [];
@@ -167,7 +170,7 @@ async function throughput(): Promise<void> {
   ];
   for (const [B, T] of cases) {
     for (const v of variants) {
-      if (v.env) process.env.SQLORA_ATTENTION = v.env;
+      if (v.env) process.env.SQLORA_CUDA_OFF = offWith(v.env === 'flash');
       const m = v.chunk ? new Qwen2Model(model.config, be, model.weights, { logitsChunkElements: v.chunk }) : model;
       try {
         const r = await measureTrain(m, B, T, steps, 3, LORA, 0, v.opts ?? {});
@@ -178,7 +181,7 @@ async function throughput(): Promise<void> {
       }
     }
   }
-  process.env.SQLORA_ATTENTION = attention;
+  process.env.SQLORA_CUDA_OFF = off;
   report.throughput = rows;
 }
 

@@ -185,6 +185,13 @@ export class CpuBackend implements Backend {
     if (xd !== x) this.free(xd);
   }
 
+  loraDownWeightGrad(gradA: Tensor, g: Tensor, x: Tensor, p: number, seed: number, alpha: number): void {
+    const xd = p > 0 ? this.alloc(x.shape, x.dtype) : x;
+    if (xd !== x) this.dropout(xd, x, p, seed);
+    this.matmul(gradA, g, xd, { transA: true, alpha, accumulate: true });
+    if (xd !== x) this.free(xd);
+  }
+
   loraDownBackward(dx: Tensor, g: Tensor, a: Tensor, p: number, seed: number, alpha: number): void {
     const t = this.alloc(dx.shape, dx.dtype);
     this.matmul(t, g, a);

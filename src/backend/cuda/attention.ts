@@ -39,10 +39,10 @@ function useGemm(d: Dims, tensors: Tensor[]): boolean {
 
 /**
  * The tensor-core flash kernels: bf16 tensors with 16-byte aligned rows, head dims they were
- * compiled for. Opt-in (SQLORA_ATTENTION=flash) until this version is checked on a GPU.
+ * compiled for.
  */
 function useTensorCoreFlash(d: Dims, tensors: Tensor[]): boolean {
-  if (process.env.SQLORA_ATTENTION !== 'flash') return false;
+  if ((process.env.SQLORA_CUDA_OFF ?? '').split(',').includes('flash')) return false;
   return (FLASH_HEAD_DIMS as readonly number[]).includes(d.hd) && tensors.every((t) => {
     const c = asCuda(t, 'attention');
     return c.dtype === 'bf16' && c.ptr % 16 === 0;

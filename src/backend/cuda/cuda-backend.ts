@@ -23,7 +23,7 @@ import { nvrtcApi } from './ffi.js';
 import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
-import { LORA, LORA_DOWN, LORA_RANKS } from './kernels/lora.js';
+import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS } from './kernels/lora.js';
 import { ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
@@ -252,7 +252,7 @@ export class CudaBackend implements Backend, MatmulHost {
     const [N, r] = u.shape, D = x.shape[x.shape.length - 1];
     expectShape('loraDown a', a, [r, D]);
     if (x.size !== N * D) throw new Error(`loraDown: x [${x.shape.join(', ')}] is not ${N} rows of ${D}`);
-    if (!this.fusedLora([u, x, a], r, D)) {
+    if (!this.fusedLora([u, x, a], r, D, 'lora-down')) {
       const xd = p > 0 ? this.empty(x.shape, x.dtype) : x;
       if (xd !== x) this.dropout(xd, x, p, seed);
       this.matmul(u, xd, a, { transB: true });
@@ -265,11 +265,32 @@ export class CudaBackend implements Backend, MatmulHost {
     ]);
   }
 
+  loraDownWeightGrad(gradA: Tensor, g: Tensor, x: Tensor, p: number, seed: number, alpha: number): void {
+    const [N, r] = g.shape, D = x.shape[x.shape.length - 1];
+    expectShape('loraDownWeightGrad gradA', gradA, [r, D]);
+    if (x.size !== N * D) throw new Error(`loraDownWeightGrad: x [${x.shape.join(', ')}] is not ${N} rows of ${D}`);
+    if (!this.fusedLora([g, x], r, D, 'lora-grad-a') || asCuda(gradA, 'loraDownWeightGrad gradA').dtype !== 'f32') {
+      const xd = p > 0 ? this.empty(x.shape, x.dtype) : x;
+      if (xd !== x) this.dropout(xd, x, p, seed);
+      this.matmul(gradA, g, xd, { transA: true, alpha, accumulate: true });
+      if (xd !== x) this.free(xd);
+      return;
+    }
+    if (N === 0) return;
+    const chunks = Math.ceil(N / LORA_GRAD_A.rows);
+    const part = this.device.allocator.alloc(chunks * r * D * 4);
+    this.device.launch(this.device.kernel(LORA, `lora_grad_a_${r}`), [Math.ceil(D / LORA_GRAD_A.cols), chunks], LORA_GRAD_A.threads, LORA_GRAD_A.sharedBytes(r), [
+      part.ptr, ptrArg(g), ptrArg(x), N, D, p, p > 0 ? 1 / (1 - p) : 1, fmix32(seed >>> 0), p > 0 ? 1 : 0,
+    ]);
+    this.device.launch(this.device.kernel(LORA, 'lora_grad_a_sum'), [this.gridFor(r * D)], 256, 0, [ptrOf(gradA, 'f32', 'loraDownWeightGrad gradA'), part.ptr, chunks, r * D, alpha]);
+    this.device.allocator.release(part.ptr, part.size);
+  }
+
   loraDownBackward(dx: Tensor, g: Tensor, a: Tensor, p: number, seed: number, alpha: number): void {
     const [N, r] = g.shape, D = dx.shape[dx.shape.length - 1];
     expectShape('loraDownBackward a', a, [r, D]);
     if (dx.size !== N * D) throw new Error(`loraDownBackward: dx [${dx.shape.join(', ')}] is not ${N} rows of ${D}`);
-    if (!this.fusedLora([dx, g, a], r, D)) {
+    if (!this.fusedLora([dx, g, a], r, D, 'lora-up-grad')) {
       const t = this.empty(dx.shape, dx.dtype);
       this.matmul(t, g, a);
       if (p > 0) this.dropout(t, t, p, seed);
@@ -580,7 +601,8 @@ export class CudaBackend implements Backend, MatmulHost {
   }
 
   /** Whether the fused LoRA kernels apply: bf16 throughout, a compiled rank, rows of whole 16-byte groups. */
-  private fusedLora(ts: Tensor[], r: number, D: number): boolean {
+  private fusedLora(ts: Tensor[], r: number, D: number, kernel: string): boolean {
+    if ((process.env.SQLORA_CUDA_OFF ?? '').split(',').includes(kernel)) return false;
     return (LORA_RANKS as readonly number[]).includes(r) && D % 8 === 0 && ts.every((t) => {
       const c = asCuda(t, 'lora');
       return c.dtype === 'bf16' && c.ptr % 16 === 0;

@@ -7,6 +7,8 @@
  *                    them with a on tensor cores (mma.sync m16n8k16, f32 accumulation)
  *   lora_up_grad_R   dx [N, D] += alpha * dropout(g a): one thread per 8 columns of 4 rows,
  *                    a's columns held in registers for the 4 rows
+ *   lora_grad_a_R    gradA [R, D] += alpha * g^T dropout(x): partial products of row chunks on
+ *                    tensor cores, then lora_grad_a_sum adds them in a fixed order
  *
  * The mask of element i = n * D + d is backend.ts's dropoutUniform(seed, i) >= p, as in the
  * elementwise dropout kernels (seedMix = fmix32(seed)); drop = 0 applies no dropout.
@@ -15,11 +17,17 @@ import { kernelModule, type KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
 import { TENSOR_CORE_CUDA } from './tensor-core.js';
 
-/** Ranks with compiled lora_down and lora_up_grad variants. */
+/** Ranks with compiled lora_down, lora_up_grad and lora_grad_a variants. */
 export const LORA_RANKS = [8, 16, 32, 64] as const;
 
+/** r rounded up to whole 16-row tiles (the kernels pad a and g with zeros to it). */
+const padded = (r: number): number => Math.ceil(r / 16) * 16;
+
 /** Rows per lora_down block and the shared memory it needs for rank r. */
-export const LORA_DOWN = { rows: 32, threads: 64, sharedBytes: (r: number) => (32 + r) * (128 + 8) * 2 } as const;
+export const LORA_DOWN = { rows: 32, threads: 64, sharedBytes: (r: number) => (32 + padded(r)) * (128 + 8) * 2 } as const;
+
+/** lora_grad_a: 128-column tiles by chunks of 256 rows, and its shared memory for rank r. */
+export const LORA_GRAD_A = { cols: 128, rows: 256, threads: 128, sharedBytes: (r: number) => 32 * (128 + 8) * 2 + 32 * (padded(r) + 8) * 2 } as const;
 
 const SOURCE = String.raw`
 __device__ __forceinline__ unsigned lora_fmix32(unsigned h) {
@@ -37,7 +45,8 @@ __device__ __forceinline__ bool lora_keep(i64 i, unsigned seedMix, double p) {
  */
 template <int R>
 __device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, int N, int D, double p, double keepScale, unsigned seedMix, int drop) {
-  constexpr int KT = 128, LD = KT + 8, NT = R / 8, PER = 32 * (KT / 8) / 64;
+  // NT: 8-column tiles of u, rounded up to pairs (a's rows past R are zeros).
+  constexpr int KT = 128, LD = KT + 8, NT = (R + 15) / 16 * 2, PER = 32 * (KT / 8) / 64;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   u16* sx = (u16*)smem_raw;
   u16* sa = sx + 32 * LD;
@@ -73,9 +82,10 @@ __device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, in
       }
       *(uint4*)(sx + r * LD + c) = w4;
     }
-    for (int e = threadIdx.x; e < R * (KT / 8); e += 64) {
+    for (int e = threadIdx.x; e < NT * 8 * (KT / 8); e += 64) {
       const int r = e / (KT / 8), c = (e - r * (KT / 8)) * 8, d = d0 + c;
-      cp_async16(sa + r * LD + c, a + (i64)r * D + (d < D ? d : 0), d < D ? 16 : 0);
+      const bool ok = r < R && d < D;
+      cp_async16(sa + r * LD + c, a + (ok ? (i64)r * D + d : 0), ok ? 16 : 0);
     }
     cp_commit();
     cp_wait<0>();
@@ -100,7 +110,105 @@ __device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, in
     const int n = n0 + warp * 16 + g + 8 * i;
     if (n >= N) continue;
     #pragma unroll
-    for (int j = 0; j < NT; j++) *(unsigned*)(u + (i64)n * R + j * 8 + 2 * t) = pack_bf16(acc[j][2 * i], acc[j][2 * i + 1]);
+    for (int j = 0; j < R / 8; j++) *(unsigned*)(u + (i64)n * R + j * 8 + 2 * t) = pack_bf16(acc[j][2 * i], acc[j][2 * i + 1]);
+  }
+}
+
+/** An A operand (16 x 16 at m0, k0) from a shared tile stored [k][m], through transposed loads. */
+__device__ __forceinline__ void frag_a_km(unsigned (&a)[4], const u16* sm, int ld, int m0, int k0, int lane) {
+  ldsm4t(a, sm + (k0 + (lane >> 4) * 8 + (lane & 7)) * ld + m0 + ((lane >> 3) & 1) * 8);
+}
+
+/**
+ * gradA's partial sums g^T dropout(x) over one chunk of 256 rows and one tile of 128 columns:
+ * 32-row steps stage x (masked as lora_down masks it) and g (R columns, zeros up to a whole
+ * 16) in shared memory; warp w multiplies columns 32w..32w+31 on tensor cores. part[chunk][R][D]
+ * is summed over the chunks in order by lora_grad_a_sum. Requires D % 8 == 0, aligned rows.
+ */
+template <int R>
+__device__ __forceinline__ void lora_grad_a(float* part, const u16* g, const u16* x, int N, int D, double p, double keepScale, unsigned seedMix, int drop) {
+  constexpr int CT = 128, LDX = CT + 8, R16 = (R + 15) / 16 * 16, LDG = R16 + 8, MT = R16 / 16;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  u16* sx = (u16*)smem_raw;     // [32][LDX]: rows of x
+  u16* sg = sx + 32 * LDX;      // [32][LDG]: rows of g
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, t = lane & 3;
+  const int c0 = blockIdx.x * CT, chunk = blockIdx.y, rEnd = min(N, (chunk + 1) * 256);
+  float acc[MT][4][4];
+  #pragma unroll
+  for (int m = 0; m < MT; m++)
+    #pragma unroll
+    for (int j = 0; j < 4; j++) acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.f;
+  for (int r0 = chunk * 256; r0 < rEnd; r0 += 32) {
+    uint4 v[4];
+    #pragma unroll
+    for (int it = 0; it < 4; it++) {
+      const int e = threadIdx.x + it * 128, r = e >> 4, c = (e & 15) * 8, n = r0 + r, d = c0 + c;
+      v[it] = n < rEnd && d < D ? *(const uint4*)(x + (i64)n * D + d) : make_uint4(0u, 0u, 0u, 0u);
+    }
+    #pragma unroll
+    for (int it = 0; it < 4; it++) {
+      const int e = threadIdx.x + it * 128, r = e >> 4, c = (e & 15) * 8;
+      uint4 w4 = v[it];
+      if (drop) {
+        unsigned w[4] = {w4.x, w4.y, w4.z, w4.w};
+        #pragma unroll
+        for (int k = 0; k < 8; k++) {
+          const u16 h = (u16)(w[k >> 1] >> (16 * (k & 1)));
+          const i64 i = (i64)(r0 + r) * D + c0 + c + k;
+          const float f = lora_keep(i, seedMix, p) ? (float)((double)bf16_to_f32(h) * keepScale) : 0.f;
+          w[k >> 1] = (w[k >> 1] & (0xffffu << (16 * (1 - (k & 1))))) | ((unsigned)f32_to_bf16(f) << (16 * (k & 1)));
+        }
+        w4 = make_uint4(w[0], w[1], w[2], w[3]);
+      }
+      *(uint4*)(sx + r * LDX + c) = w4;
+    }
+    for (int e = threadIdx.x; e < 32 * (R16 / 8); e += 128) {
+      const int r = e / (R16 / 8), c = (e - r * (R16 / 8)) * 8, n = r0 + r;
+      *(uint4*)(sg + r * LDG + c) = n < rEnd && c < R ? *(const uint4*)(g + (i64)n * R + c) : make_uint4(0u, 0u, 0u, 0u);
+    }
+    __syncthreads();
+    #pragma unroll
+    for (int kc = 0; kc < 2; kc++) {
+      unsigned bx[2][4];
+      frag_b_kn(bx[0], sx, LDX, warp * 32, kc * 16, lane);
+      frag_b_kn(bx[1], sx, LDX, warp * 32 + 16, kc * 16, lane);
+      #pragma unroll
+      for (int m = 0; m < MT; m++) {
+        unsigned ag[4];
+        frag_a_km(ag, sg, LDG, m * 16, kc * 16, lane);
+        mma_bf16(acc[m][0], ag, bx[0][0], bx[0][1]);
+        mma_bf16(acc[m][1], ag, bx[0][2], bx[0][3]);
+        mma_bf16(acc[m][2], ag, bx[1][0], bx[1][1]);
+        mma_bf16(acc[m][3], ag, bx[1][2], bx[1][3]);
+      }
+    }
+    __syncthreads();
+  }
+  #pragma unroll
+  for (int m = 0; m < MT; m++) {
+    #pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int row = m * 16 + gq + 8 * i;
+      if (row >= R) continue;
+      #pragma unroll
+      for (int j = 0; j < 4; j++) {
+        const int d = c0 + warp * 32 + j * 8 + 2 * t;
+        if (d < D) {
+          float* dst = part + ((i64)chunk * R + row) * D + d;
+          dst[0] = acc[m][j][2 * i];
+          dst[1] = acc[m][j][2 * i + 1];
+        }
+      }
+    }
+  }
+}
+
+/** gradA[i] += alpha * (sum over the chunks, in order, of part[c][i]). */
+extern "C" __global__ void lora_grad_a_sum(float* gradA, const float* part, int chunks, i64 n, double alpha) {
+  for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+    float s = 0.f;
+    for (int c = 0; c < chunks; c++) s += part[(i64)c * n + i];
+    gradA[i] = (float)((double)gradA[i] + alpha * (double)s);
   }
 }
 
@@ -156,6 +264,10 @@ extern "C" __global__ void __launch_bounds__(64) lora_down_${r}(u16* u, const u1
 extern "C" __global__ void lora_up_grad_${r}(u16* dx, const u16* g, const u16* a, int N, int D, double alpha, double p, double keepScale,
                                             unsigned seedMix, int drop) {
   lora_up_grad<${r}>(dx, g, a, N, D, alpha, p, keepScale, seedMix, drop);
+}
+extern "C" __global__ void __launch_bounds__(128) lora_grad_a_${r}(float* part, const u16* g, const u16* x, int N, int D, double p, double keepScale,
+                                                                  unsigned seedMix, int drop) {
+  lora_grad_a<${r}>(part, g, x, N, D, p, keepScale, seedMix, drop);
 }
 `;
 }
