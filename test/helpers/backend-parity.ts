@@ -287,8 +287,10 @@ export const PARITY_CASES: ParityCase[] = [
         const pos = be.upload(ints([0, 1, 17, 511, 4000]), [N], 'i32');
         const x = be.upload(values(N * H * hd, 1, rand), [N, H, hd], dt), out = be.alloc([N, H, hd], dt);
         be.ropeForward(out, x, pos, 1e6);
-        const bias = be.upload(values(H * hd, 1, rand), [H * hd], dt), biased = be.alloc([N, H, hd], dt);
-        be.ropeForward(biased, x, pos, 1e6, bias);
+        // As a layer calls it: out is the projection's [N, H * hd] rows, x their [N, H, hd] view.
+        const bias = be.upload(values(H * hd, 1, rand), [H * hd], dt), biased = be.alloc([N, H * hd], dt);
+        be.copy(biased, x);
+        be.ropeForward(biased, be.reshape(biased, [N, H, hd]), pos, 1e6, bias);
         be.ropeBackward(x, x, pos, 10000);
         r[`fwd${hd}`] = get(be, out);
         r[`biased${hd}`] = get(be, biased);

@@ -352,10 +352,11 @@ export class CudaBackend implements Backend, MatmulHost {
   ropeForward(out: Tensor, x: Tensor, positions: Tensor, theta: number, bias?: Tensor): void {
     checkSameSize('ropeForward', out, x);
     if (bias && !this.rope(out, x, positions, theta, 1, bias)) {
-      // No fused kernel for these dtypes: add the bias (in out), then rotate in place.
+      // No fused kernel for these dtypes: add the bias (in out), then rotate in place (as x's
+      // [N, heads, head dim], which out need not share).
       if (asCuda(out, 'ropeForward out').ptr !== asCuda(x, 'ropeForward x').ptr) this.copy(out, x);
       this.addBias(out, bias);
-      this.rope(out, out, positions, theta, 1);
+      this.rope(out, this.reshape(out, x.shape), positions, theta, 1);
       return;
     }
     if (!bias) this.rope(out, x, positions, theta, 1);
