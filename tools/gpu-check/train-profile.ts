@@ -55,7 +55,7 @@ class CallTimer {
 
   constructor(private readonly be: CudaBackend) {
     const names = [
-      'matmul', 'addBias', 'add', 'axpy', 'scale', 'sum', 'sumSquares', 'clipByNorm', 'dropout', 'loraDown', 'loraDownBackward', 'embedding',
+      'matmul', 'addBias', 'add', 'axpy', 'scale', 'sum', 'sumSquares', 'clipByNorm', 'dropout', 'loraDown', 'loraDownBackward', 'loraDownWeightGrad', 'embedding',
       'rmsNormForward', 'rmsNormBackward', 'ropeForward', 'ropeBackward', 'attentionForward', 'attentionBackward', 'swigluForward',
       'swigluBackward', 'crossEntropy', 'adamw', 'copy', 'fill', 'alloc', 'upload', 'download',
     ] as const;

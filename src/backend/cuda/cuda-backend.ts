@@ -23,7 +23,7 @@ import { nvrtcApi } from './ffi.js';
 import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
-import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS } from './kernels/lora.js';
+import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_GRAD_THREADS, loraDropoutArgs } from './kernels/lora.js';
 import { ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
@@ -261,7 +261,7 @@ export class CudaBackend implements Backend, MatmulHost {
     }
     if (N === 0) return;
     this.device.launch(this.device.kernel(LORA, `lora_down_${r}`), [Math.ceil(N / LORA_DOWN.rows)], LORA_DOWN.threads, LORA_DOWN.sharedBytes(r), [
-      ptrArg(u), ptrArg(x), ptrArg(a), N, D, p, p > 0 ? 1 / (1 - p) : 1, fmix32(seed >>> 0), p > 0 ? 1 : 0,
+      ptrArg(u), ptrArg(x), ptrArg(a), N, D, ...dropoutArgs(p, seed),
     ]);
   }
 
@@ -280,7 +280,7 @@ export class CudaBackend implements Backend, MatmulHost {
     const chunks = Math.ceil(N / LORA_GRAD_A.rows);
     const part = this.device.allocator.alloc(chunks * r * D * 4);
     this.device.launch(this.device.kernel(LORA, `lora_grad_a_${r}`), [Math.ceil(D / LORA_GRAD_A.cols), chunks], LORA_GRAD_A.threads, LORA_GRAD_A.sharedBytes(r), [
-      part.ptr, ptrArg(g), ptrArg(x), N, D, p, p > 0 ? 1 / (1 - p) : 1, fmix32(seed >>> 0), p > 0 ? 1 : 0,
+      part.ptr, ptrArg(g), ptrArg(x), N, D, ...dropoutArgs(p, seed),
     ]);
     this.device.launch(this.device.kernel(LORA, 'lora_grad_a_sum'), [this.gridFor(r * D)], 256, 0, [ptrOf(gradA, 'f32', 'loraDownWeightGrad gradA'), part.ptr, chunks, r * D, alpha]);
     this.device.allocator.release(part.ptr, part.size);
@@ -299,8 +299,9 @@ export class CudaBackend implements Backend, MatmulHost {
       return;
     }
     if (N === 0) return;
-    this.device.launch(this.device.kernel(LORA, `lora_up_grad_${r}`), [this.gridFor((Math.ceil(N / 4) * D) / 8)], 256, 0, [
-      ptrArg(dx), ptrArg(g), ptrArg(a), N, D, alpha, p, p > 0 ? 1 / (1 - p) : 1, fmix32(seed >>> 0), p > 0 ? 1 : 0,
+    const chunks = (Math.ceil(N / 4) * D) / 8;
+    this.device.launch(this.device.kernel(LORA, `lora_up_grad_${r}`), [Math.max(1, Math.min(Math.ceil(chunks / LORA_UP_GRAD_THREADS), this.device.smCount * 32))], LORA_UP_GRAD_THREADS, 0, [
+      ptrArg(dx), ptrArg(g), ptrArg(a), N, D, alpha, ...dropoutArgs(p, seed),
     ]);
   }
 
@@ -713,6 +714,12 @@ export class CudaBackend implements Backend, MatmulHost {
     this.device.memset(this.errorWord.ptr, 32, 0, 1);
     throw new RangeError(DEVICE_ERRORS[code] ?? `a kernel reported error ${code}`);
   }
+}
+
+/** keepFrom, keepScale, seedMix and drop, the dropout arguments of the LoRA kernels. */
+function dropoutArgs(p: number, seed: number): number[] {
+  const d = loraDropoutArgs(p, seed);
+  return [d.keepFrom, d.keepScale, d.seedMix, d.drop];
 }
 
 function ptrArg(t: Tensor): number {

@@ -11,7 +11,9 @@
  *                    tensor cores, then lora_grad_a_sum adds them in a fixed order
  *
  * The mask of element i = n * D + d is backend.ts's dropoutUniform(seed, i) >= p, as in the
- * elementwise dropout kernels (seedMix = fmix32(seed)); drop = 0 applies no dropout.
+ * elementwise dropout kernels, decided in integers (see loraDropoutArgs); kept values are scaled
+ * in f32 (the elementwise kernel scales in doubles: a bf16 result differs at most on rare ties).
+ * drop = 0 applies no dropout.
  */
 import { kernelModule, type KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
@@ -23,8 +25,25 @@ export const LORA_RANKS = [8, 16, 32, 64] as const;
 /** r rounded up to whole 16-row tiles (the kernels pad a and g with zeros to it). */
 const padded = (r: number): number => Math.ceil(r / 16) * 16;
 
-/** Rows per lora_down block and the shared memory it needs for rank r. */
-export const LORA_DOWN = { rows: 32, threads: 64, sharedBytes: (r: number) => (32 + padded(r)) * (128 + 8) * 2 } as const;
+/** Rows per lora_down block and the shared memory it needs for rank r (a's tiles double-buffered). */
+export const LORA_DOWN = { rows: 32, threads: 64, sharedBytes: (r: number) => (32 + 2 * padded(r)) * (128 + 8) * 2 } as const;
+
+/** Threads per lora_up_grad block. */
+export const LORA_UP_GRAD_THREADS = 128;
+
+/** The kernels' dropout arguments: keep element i when its hash is >= keepFrom = ceil(p 2^32), scale kept values by 1 / (1 - p). */
+export function loraDropoutArgs(p: number, seed: number): { keepFrom: number; keepScale: number; seedMix: number; drop: number } {
+  return { keepFrom: p > 0 ? Math.ceil(p * 4294967296) : 0, keepScale: p > 0 ? 1 / (1 - p) : 1, seedMix: fmix32(seed >>> 0), drop: p > 0 ? 1 : 0 };
+}
+
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
 
 /** lora_grad_a: 128-column tiles by chunks of 256 rows, and its shared memory for rank r. */
 export const LORA_GRAD_A = { cols: 128, rows: 256, threads: 128, sharedBytes: (r: number) => 32 * (128 + 8) * 2 + 32 * (padded(r) + 8) * 2 } as const;
@@ -34,22 +53,35 @@ __device__ __forceinline__ unsigned lora_fmix32(unsigned h) {
   h ^= h >> 16; h *= 0x85ebca6bu; h ^= h >> 13; h *= 0xc2b2ae35u; h ^= h >> 16;
   return h;
 }
-__device__ __forceinline__ bool lora_keep(i64 i, unsigned seedMix, double p) {
-  return (double)lora_fmix32((unsigned)i * 0x9e3779b1u + seedMix) * (1.0 / 4294967296.0) >= p;
+/**
+ * Whether element i is kept: dropoutUniform(seed, i) = hash / 2^32 >= p, decided in integers as
+ * hash >= keepFrom = ceil(p 2^32) (the host's arithmetic, exact).
+ */
+__device__ __forceinline__ bool lora_keep(i64 i, unsigned seedMix, i64 keepFrom) {
+  return (i64)lora_fmix32((unsigned)i * 0x9e3779b1u + seedMix) >= keepFrom;
+}
+
+/** 8 bf16 of x (elements i0..i0+7 of the tensor) with the dropout mask applied, as bf16. */
+__device__ __forceinline__ uint4 lora_drop8(uint4 w4, i64 i0, unsigned seedMix, i64 keepFrom, float keepScale) {
+  float v[8];
+  unpack8(w4, v);
+  #pragma unroll
+  for (int k = 0; k < 8; k++) v[k] = lora_keep(i0 + k, seedMix, keepFrom) ? v[k] * keepScale : 0.f;
+  return pack8(v);
 }
 
 /**
- * Requires D % 8 == 0 and 16-byte aligned rows. 64 threads stage a 32 x 128 tile of x: each
- * loads its 8 chunks of 8 elements for the next tile into registers while the tensor cores work
- * on the current one, then masks and stores them (a's tile comes by cp.async).
+ * Requires D % 8 == 0 and 16-byte aligned rows. 64 threads stage a 32 x 128 tile of x: the
+ * next tile's x (into registers) and a (cp.async, double-buffered) load while the tensor cores
+ * work on the current one; x is masked on its way to shared memory.
  */
 template <int R>
-__device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, int N, int D, double p, double keepScale, unsigned seedMix, int drop) {
+__device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, int N, int D, i64 keepFrom, float keepScale, unsigned seedMix, int drop) {
   // NT: 8-column tiles of u, rounded up to pairs (a's rows past R are zeros).
   constexpr int KT = 128, LD = KT + 8, NT = (R + 15) / 16 * 2, PER = 32 * (KT / 8) / 64;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  u16* sx = (u16*)smem_raw;
-  u16* sa = sx + 32 * LD;
+  u16* sx = (u16*)smem_raw;     // [32][LD]
+  u16* sa = sx + 32 * LD;       // [2][NT * 8][LD]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int n0 = blockIdx.x * 32;
   float acc[NT][4];
@@ -63,34 +95,29 @@ __device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, in
       v[it] = n < N && d < D ? *(const uint4*)(x + (i64)n * D + d) : make_uint4(0u, 0u, 0u, 0u);
     }
   };
-  fetch(0);
-  for (int d0 = 0; d0 < D; d0 += KT) {
-    #pragma unroll
-    for (int it = 0; it < PER; it++) {
-      const int e = threadIdx.x + it * 64, r = e / (KT / 8), c = (e - r * (KT / 8)) * 8;
-      uint4 w4 = v[it];
-      if (drop) {
-        unsigned w[4] = {w4.x, w4.y, w4.z, w4.w};
-        #pragma unroll
-        for (int k = 0; k < 8; k++) {
-          const u16 h = (u16)(w[k >> 1] >> (16 * (k & 1)));
-          const i64 i = (i64)(n0 + r) * D + d0 + c + k;
-          const float f = lora_keep(i, seedMix, p) ? (float)((double)bf16_to_f32(h) * keepScale) : 0.f;
-          w[k >> 1] = (w[k >> 1] & (0xffffu << (16 * (1 - (k & 1))))) | ((unsigned)f32_to_bf16(f) << (16 * (k & 1)));
-        }
-        w4 = make_uint4(w[0], w[1], w[2], w[3]);
-      }
-      *(uint4*)(sx + r * LD + c) = w4;
-    }
+  auto fetchA = [&](int d0, int buf) {
     for (int e = threadIdx.x; e < NT * 8 * (KT / 8); e += 64) {
       const int r = e / (KT / 8), c = (e - r * (KT / 8)) * 8, d = d0 + c;
       const bool ok = r < R && d < D;
-      cp_async16(sa + r * LD + c, a + (ok ? (i64)r * D + d : 0), ok ? 16 : 0);
+      cp_async16(sa + (buf * NT * 8 + r) * LD + c, a + (ok ? (i64)r * D + d : 0), ok ? 16 : 0);
     }
     cp_commit();
+  };
+  fetch(0);
+  fetchA(0, 0);
+  for (int d0 = 0, it = 0; d0 < D; d0 += KT, it++) {
+    #pragma unroll
+    for (int k = 0; k < PER; k++) {
+      const int e = threadIdx.x + k * 64, r = e / (KT / 8), c = (e - r * (KT / 8)) * 8;
+      *(uint4*)(sx + r * LD + c) = drop ? lora_drop8(v[k], (i64)(n0 + r) * D + d0 + c, seedMix, keepFrom, keepScale) : v[k];
+    }
     cp_wait<0>();
     __syncthreads();
-    if (d0 + KT < D) fetch(d0 + KT);
+    if (d0 + KT < D) {
+      fetch(d0 + KT);
+      fetchA(d0 + KT, (it + 1) & 1);
+    }
+    const u16* tA = sa + (it & 1) * NT * 8 * LD;
     #pragma unroll
     for (int kc = 0; kc < KT / 16; kc++) {
       unsigned fa[4];
@@ -98,7 +125,7 @@ __device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, in
       #pragma unroll
       for (int j = 0; j < NT; j += 2) {
         unsigned fb[4];
-        frag_b_nk(fb, sa, LD, j * 8, kc * 16, lane);
+        frag_b_nk(fb, tA, LD, j * 8, kc * 16, lane);
         mma_bf16(acc[j], fa, fb[0], fb[1]);
         mma_bf16(acc[j + 1], fa, fb[2], fb[3]);
       }
@@ -122,12 +149,13 @@ __device__ __forceinline__ void frag_a_km(unsigned (&a)[4], const u16* sm, int l
 /**
  * gradA's partial sums g^T dropout(x) over one chunk of 256 rows and one tile of 128 columns:
  * 32-row steps stage x (masked as lora_down masks it) and g (R columns, zeros up to a whole
- * 16) in shared memory; warp w multiplies columns 32w..32w+31 on tensor cores. part[chunk][R][D]
- * is summed over the chunks in order by lora_grad_a_sum. Requires D % 8 == 0, aligned rows.
+ * 16) in shared memory, the next step's rows loading into registers meanwhile; warp w
+ * multiplies columns 32w..32w+31 on tensor cores. part[chunk][R][D] is summed over the chunks
+ * in order by lora_grad_a_sum. Requires D % 8 == 0 and aligned rows.
  */
 template <int R>
-__device__ __forceinline__ void lora_grad_a(float* part, const u16* g, const u16* x, int N, int D, double p, double keepScale, unsigned seedMix, int drop) {
-  constexpr int CT = 128, LDX = CT + 8, R16 = (R + 15) / 16 * 16, LDG = R16 + 8, MT = R16 / 16;
+__device__ __forceinline__ void lora_grad_a(float* part, const u16* g, const u16* x, int N, int D, i64 keepFrom, float keepScale, unsigned seedMix, int drop) {
+  constexpr int CT = 128, LDX = CT + 8, R16 = (R + 15) / 16 * 16, LDG = R16 + 8, MT = R16 / 16, GC = 32 * (R16 / 8);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   u16* sx = (u16*)smem_raw;     // [32][LDX]: rows of x
   u16* sg = sx + 32 * LDX;      // [32][LDG]: rows of g
@@ -138,35 +166,33 @@ __device__ __forceinline__ void lora_grad_a(float* part, const u16* g, const u16
   for (int m = 0; m < MT; m++)
     #pragma unroll
     for (int j = 0; j < 4; j++) acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.f;
-  for (int r0 = chunk * 256; r0 < rEnd; r0 += 32) {
-    uint4 v[4];
+  uint4 v[4], gv[(GC + 127) / 128];
+  auto fetch = [&](int r0) {
     #pragma unroll
     for (int it = 0; it < 4; it++) {
       const int e = threadIdx.x + it * 128, r = e >> 4, c = (e & 15) * 8, n = r0 + r, d = c0 + c;
       v[it] = n < rEnd && d < D ? *(const uint4*)(x + (i64)n * D + d) : make_uint4(0u, 0u, 0u, 0u);
     }
     #pragma unroll
+    for (int it = 0; it < (GC + 127) / 128; it++) {
+      const int e = threadIdx.x + it * 128, r = e / (R16 / 8), c = (e - r * (R16 / 8)) * 8, n = r0 + r;
+      gv[it] = e < GC && n < rEnd && c < R ? *(const uint4*)(g + (i64)n * R + c) : make_uint4(0u, 0u, 0u, 0u);
+    }
+  };
+  fetch(chunk * 256);
+  for (int r0 = chunk * 256; r0 < rEnd; r0 += 32) {
+    #pragma unroll
     for (int it = 0; it < 4; it++) {
       const int e = threadIdx.x + it * 128, r = e >> 4, c = (e & 15) * 8;
-      uint4 w4 = v[it];
-      if (drop) {
-        unsigned w[4] = {w4.x, w4.y, w4.z, w4.w};
-        #pragma unroll
-        for (int k = 0; k < 8; k++) {
-          const u16 h = (u16)(w[k >> 1] >> (16 * (k & 1)));
-          const i64 i = (i64)(r0 + r) * D + c0 + c + k;
-          const float f = lora_keep(i, seedMix, p) ? (float)((double)bf16_to_f32(h) * keepScale) : 0.f;
-          w[k >> 1] = (w[k >> 1] & (0xffffu << (16 * (1 - (k & 1))))) | ((unsigned)f32_to_bf16(f) << (16 * (k & 1)));
-        }
-        w4 = make_uint4(w[0], w[1], w[2], w[3]);
-      }
-      *(uint4*)(sx + r * LDX + c) = w4;
+      *(uint4*)(sx + r * LDX + c) = drop ? lora_drop8(v[it], (i64)(r0 + r) * D + c0 + c, seedMix, keepFrom, keepScale) : v[it];
     }
-    for (int e = threadIdx.x; e < 32 * (R16 / 8); e += 128) {
-      const int r = e / (R16 / 8), c = (e - r * (R16 / 8)) * 8, n = r0 + r;
-      *(uint4*)(sg + r * LDG + c) = n < rEnd && c < R ? *(const uint4*)(g + (i64)n * R + c) : make_uint4(0u, 0u, 0u, 0u);
+    #pragma unroll
+    for (int it = 0; it < (GC + 127) / 128; it++) {
+      const int e = threadIdx.x + it * 128, r = e / (R16 / 8), c = (e - r * (R16 / 8)) * 8;
+      if (e < GC) *(uint4*)(sg + r * LDG + c) = gv[it];
     }
     __syncthreads();
+    if (r0 + 32 < rEnd) fetch(r0 + 32);
     #pragma unroll
     for (int kc = 0; kc < 2; kc++) {
       unsigned bx[2][4];
@@ -214,42 +240,48 @@ extern "C" __global__ void lora_grad_a_sum(float* gradA, const float* part, int 
 
 /**
  * One thread per 8 consecutive columns of 4 rows: a's 8 columns (all R rows of a) are read once
- * into registers and serve the 4 rows. Requires D % 8 == 0 and 16-byte aligned rows.
+ * into registers and serve the 4 rows, whose g rows and dx chunks load together before any of
+ * them is computed. Requires D % 8 == 0 and 16-byte aligned rows.
  */
 template <int R>
-__device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g, const u16* a, int N, int D, double alpha, double p, double keepScale,
+__device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g, const u16* a, int N, int D, float alpha, i64 keepFrom, float keepScale,
                                              unsigned seedMix, int drop) {
   const int C8 = D / 8;
   const i64 chunks = (i64)((N + 3) / 4) * C8;
   for (i64 cidx = (i64)blockIdx.x * blockDim.x + threadIdx.x; cidx < chunks; cidx += (i64)gridDim.x * blockDim.x) {
     const int n0 = (int)(cidx / C8) * 4, d = (int)(cidx % C8) * 8;
-    uint4 av[R];
+    uint4 av[R], gv[4][R / 8], dv[4];
     #pragma unroll
     for (int j = 0; j < R; j++) av[j] = *(const uint4*)(a + (i64)j * D + d);
-    for (int n = n0; n < n0 + 4 && n < N; n++) {
+    #pragma unroll
+    for (int q = 0; q < 4; q++) {
+      const bool ok = n0 + q < N;
+      dv[q] = ok ? *(const uint4*)(dx + (i64)(n0 + q) * D + d) : make_uint4(0u, 0u, 0u, 0u);
+      #pragma unroll
+      for (int c = 0; c < R / 8; c++) gv[q][c] = ok ? *(const uint4*)(g + (i64)(n0 + q) * R + c * 8) : make_uint4(0u, 0u, 0u, 0u);
+    }
+    #pragma unroll
+    for (int q = 0; q < 4; q++) {
+      if (n0 + q >= N) break;
       float s[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
       #pragma unroll
-      for (int j = 0; j < R; j++) {
-        const float gj = bf16_to_f32(g[(i64)n * R + j]);
-        const unsigned ws[4] = {av[j].x, av[j].y, av[j].z, av[j].w};
+      for (int c = 0; c < R / 8; c++) {
+        float gj[8];
+        unpack8(gv[q][c], gj);
         #pragma unroll
-        for (int k = 0; k < 4; k++) {
-          s[2 * k] += gj * bf16_to_f32((u16)(ws[k] & 0xffffu));
-          s[2 * k + 1] += gj * bf16_to_f32((u16)(ws[k] >> 16));
+        for (int jj = 0; jj < 8; jj++) {
+          float aj[8];
+          unpack8(av[c * 8 + jj], aj);
+          #pragma unroll
+          for (int k = 0; k < 8; k++) s[k] += gj[jj] * aj[k];
         }
       }
-      uint4* px = (uint4*)(dx + (i64)n * D + d);
-      const uint4 old = *px;
-      unsigned o[4] = {old.x, old.y, old.z, old.w};
+      float o[8];
+      unpack8(dv[q], o);
+      const i64 i0 = (i64)(n0 + q) * D + d;
       #pragma unroll
-      for (int k = 0; k < 8; k++) {
-        const i64 i = (i64)n * D + d + k;
-        const double v = drop ? (lora_keep(i, seedMix, p) ? (double)s[k] * keepScale : 0.0) : (double)s[k];
-        const u16 h = (u16)(o[k >> 1] >> (16 * (k & 1)));
-        const float r = (float)((double)bf16_to_f32(h) + alpha * v);
-        o[k >> 1] = (o[k >> 1] & (0xffffu << (16 * (1 - (k & 1))))) | ((unsigned)f32_to_bf16(r) << (16 * (k & 1)));
-      }
-      *px = make_uint4(o[0], o[1], o[2], o[3]);
+      for (int k = 0; k < 8; k++) o[k] += alpha * (drop ? (lora_keep(i0 + k, seedMix, keepFrom) ? s[k] * keepScale : 0.f) : s[k]);
+      *(uint4*)(dx + i0) = pack8(o);
     }
   }
 }
@@ -257,17 +289,17 @@ __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g, const u16* a
 
 function variant(r: number): string {
   return String.raw`
-extern "C" __global__ void __launch_bounds__(64) lora_down_${r}(u16* u, const u16* x, const u16* a, int N, int D, double p, double keepScale,
+extern "C" __global__ void __launch_bounds__(64) lora_down_${r}(u16* u, const u16* x, const u16* a, int N, int D, i64 keepFrom, float keepScale,
                                                                unsigned seedMix, int drop) {
-  lora_down<${r}>(u, x, a, N, D, p, keepScale, seedMix, drop);
+  lora_down<${r}>(u, x, a, N, D, keepFrom, keepScale, seedMix, drop);
 }
-extern "C" __global__ void lora_up_grad_${r}(u16* dx, const u16* g, const u16* a, int N, int D, double alpha, double p, double keepScale,
-                                            unsigned seedMix, int drop) {
-  lora_up_grad<${r}>(dx, g, a, N, D, alpha, p, keepScale, seedMix, drop);
+extern "C" __global__ void __launch_bounds__(128) lora_up_grad_${r}(u16* dx, const u16* g, const u16* a, int N, int D, float alpha, i64 keepFrom,
+                                                                   float keepScale, unsigned seedMix, int drop) {
+  lora_up_grad<${r}>(dx, g, a, N, D, alpha, keepFrom, keepScale, seedMix, drop);
 }
-extern "C" __global__ void __launch_bounds__(128) lora_grad_a_${r}(float* part, const u16* g, const u16* x, int N, int D, double p, double keepScale,
+extern "C" __global__ void __launch_bounds__(128) lora_grad_a_${r}(float* part, const u16* g, const u16* x, int N, int D, i64 keepFrom, float keepScale,
                                                                   unsigned seedMix, int drop) {
-  lora_grad_a<${r}>(part, g, x, N, D, p, keepScale, seedMix, drop);
+  lora_grad_a<${r}>(part, g, x, N, D, keepFrom, keepScale, seedMix, drop);
 }
 `;
 }
