@@ -19,7 +19,7 @@ import type { FloatDType } from '../src/backend/backend.js';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
 import { probeCuda } from '../src/backend/select.js';
-import { hfFixtureErrors, trainingErrors, type HfFixtureErrors } from './helpers/model-parity.js';
+import { hfFixtureErrors, recomputeGradients, trainingErrors, type HfFixtureErrors } from './helpers/model-parity.js';
 import { haveTinyFixtures, MISSING_FIXTURES, VARIANTS } from './helpers/tiny-fixture.js';
 
 const probe = probeCuda();
@@ -68,6 +68,16 @@ describe.skipIf(!probe.available)('training on CUDA against the CPU backend', ()
     expect(e.paramsWorst.rel, e.paramsWorst.name).toBeLessThan(5e-3);
     expect(e.nf4Logits.rel).toBeLessThan(1e-5);
   });
+
+  for (const dt of ['f32', 'bf16'] as const) {
+    it(`${dt}: recomputing every layer in the backward pass gives the gradients of keeping their activations`, () => {
+      const { kept, recomputed } = recomputeGradients(new CudaBackend({ computeDType: dt }));
+      for (const [name, g] of Object.entries(kept)) {
+        expect(g.some((v) => v !== 0), `${name} has a gradient`).toBe(true);
+        expect(recomputed[name], name).toEqual(g);
+      }
+    });
+  }
 
   it('bf16: three SFT steps stay within bf16 tolerances', () => {
     const e = trainingErrors(new CudaBackend());

@@ -213,3 +213,25 @@ export function trainingErrors(be: Backend): TrainingErrors {
     nf4Logits: err(got.logits, ref.logits),
   };
 }
+
+/**
+ * LoRA gradients of one micro-batch (NF4 base, dropout, all seven projections adapted) with
+ * every layer's activations kept and with every layer recomputed in the backward pass, on the
+ * same backend: the two should agree to the last bit where the kernels are deterministic.
+ */
+export function recomputeGradients(be: Backend): { kept: Record<string, Float32Array>; recomputed: Record<string, Float32Array> } {
+  const cfg = tinyConfig({ hidden_size: 64, intermediate_size: 96, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 300 });
+  const model = randomModel(be, cfg, 21, { nf4: nf4Quantizer });
+  const adapter = LoraAdapter.upload(be, cfg, initLora(cfg, { r: 8, alpha: 16, dropout: 0.1, targetModules: [...PROJECTIONS], useRslora: false }, 3));
+  model.setLora(adapter);
+  const grads = (recomputeLayers: number): Record<string, Float32Array> => {
+    adapter.zeroGrad();
+    model.backward(model.forwardTrain(trainBatch(cfg.vocabSize, 100), { dropoutSeed: 5, recomputeLayers }));
+    return Object.fromEntries(Object.entries(adapter.gradsToHost()).map(([k, v]) => [k, Float32Array.from(v)]));
+  };
+  const kept = grads(0), recomputed = grads(cfg.numLayers);
+  model.setLora(null);
+  adapter.free();
+  model.free();
+  return { kept, recomputed };
+}

@@ -21,7 +21,7 @@ import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { CudaBackend } from '../../src/backend/cuda/cuda-backend.js';
 import { probeCuda } from '../../src/backend/select.js';
 import { BF16_TOLERANCE, compareOutputs, F32_TOLERANCE, PARITY_CASES } from '../../test/helpers/backend-parity.js';
-import { hfFixtureErrors, trainingErrors } from '../../test/helpers/model-parity.js';
+import { hfFixtureErrors, recomputeGradients, trainingErrors } from '../../test/helpers/model-parity.js';
 import { haveTinyFixtures, VARIANTS } from '../../test/helpers/tiny-fixture.js';
 import { generationTiming, kernelTimings, SHAPE_1_8B, trainStepTiming } from './timing.js';
 
@@ -145,6 +145,15 @@ section('training against the CPU backend (3 steps, NF4 base, LoRA with dropout,
     log(`      LoRA updates worst rel ${e.paramsWorst.rel.toExponential(2)} rms ${e.paramsWorst.rms.toExponential(2)} (${e.paramsWorst.name}); NF4 logits rel ${e.nf4Logits.rel.toExponential(2)} rms ${e.nf4Logits.rms.toExponential(2)}`);
   }
   report.training = all;
+});
+
+section('activation checkpointing: recomputed layers give the same LoRA gradients', () => {
+  for (const dt of ['f32', 'bf16'] as const) {
+    const { kept, recomputed } = recomputeGradients(cuda(dt));
+    const differ = Object.keys(kept).filter((k) => kept[k].some((v, i) => v !== recomputed[k][i]));
+    if (differ.length > 0) failures++;
+    log(`  ${differ.length === 0 ? 'ok  ' : 'FAIL'} ${dt}: ${Object.keys(kept).length - differ.length}/${Object.keys(kept).length} gradients bit-identical${differ.length ? ` (differ: ${differ.slice(0, 3).join(', ')})` : ''}`);
+  }
 });
 
 if (timing) {
