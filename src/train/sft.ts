@@ -43,6 +43,11 @@ export interface SftConfig {
   baseModel: string | null;
   /** Everything a resumed run must share with the one it continues (flag -> value). */
   settings: Record<string, unknown>;
+  /**
+   * Bytes the activations kept for the backward pass may take per micro-batch: layers beyond it
+   * are recomputed (see TrainOptions.activationBudget). Default: no limit.
+   */
+  activationBudget?: number;
 }
 
 export interface SftData {
@@ -138,7 +143,9 @@ export async function trainSft(
       const outs: TrainStep[] = [];
       let tokens = 0;
       for (let m = 0; m < micro.length; m++) {
-        const out = model.forwardTrain(collate(micro[m], cfg.padId), { dropoutSeed: mixSeed(cfg.seed, step, m, 0x5eed), lossNormalizer: normalizer });
+        const out = model.forwardTrain(collate(micro[m], cfg.padId), {
+          dropoutSeed: mixSeed(cfg.seed, step, m, 0x5eed), lossNormalizer: normalizer, activationBudget: cfg.activationBudget,
+        });
         model.backward(out);
         outs.push(out);
         tokens += micro[m].reduce((t, e) => t + e.ids.length, 0);
