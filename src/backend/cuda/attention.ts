@@ -39,7 +39,7 @@ function useGemm(d: Dims, tensors: Tensor[]): boolean {
 
 /**
  * The tensor-core flash kernels: bf16 tensors with 16-byte aligned rows, head dims they were
- * compiled for.
+ * compiled for, unless SQLORA_CUDA_OFF (a comma list, for diagnosis) names flash.
  */
 function useTensorCoreFlash(d: Dims, tensors: Tensor[]): boolean {
   if ((process.env.SQLORA_CUDA_OFF ?? '').split(',').includes('flash')) return false;

@@ -602,7 +602,11 @@ export class CudaBackend implements Backend, MatmulHost {
     return new CudaTensor([...shape], dtype, block.ptr, [block]);
   }
 
-  /** Whether the fused LoRA kernels apply: bf16 throughout, a compiled rank, rows of whole 16-byte groups. */
+  /**
+   * Whether the fused LoRA kernels apply: bf16 throughout, a compiled rank, rows of whole 16-byte
+   * groups, and `kernel` (lora-down, lora-up-grad, lora-grad-a) not listed in SQLORA_CUDA_OFF
+   * (a comma list, for diagnosis: the composed products and dropout kernels run instead).
+   */
   private fusedLora(ts: Tensor[], r: number, D: number, kernel: string): boolean {
     if ((process.env.SQLORA_CUDA_OFF ?? '').split(',').includes(kernel)) return false;
     return (LORA_RANKS as readonly number[]).includes(r) && D % 8 === 0 && ts.every((t) => {
