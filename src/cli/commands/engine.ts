@@ -56,9 +56,7 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
     throw new UserError(opts.adapter !== undefined ? `--model is required: ${opts.adapter}/adapter_config.json names no base model` : '--model is required (a model folder or a Hugging Face repo id)');
   }
   const dir = await modelDir(source);
-  // On a GPU larger logits chunks pay (fewer, bigger GEMMs); the CPU keeps the default.
-  const logitsChunkElements = backend.computeDType === 'f32' ? undefined : 1 << 26;
-  const model = Qwen2Model.load(dir, backend, { quantize: opts.quantize === 'nf4' ? 'nf4' : null, logitsChunkElements });
+  const model = Qwen2Model.load(dir, backend, { quantize: opts.quantize === 'nf4' ? 'nf4' : null });
   const tokenizer = Tokenizer.fromModelDir(dir);
   if (tokenizer.vocabSize > model.config.vocabSize) {
     throw new UserError(`the tokenizer of ${dir} has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`);
