@@ -38,14 +38,6 @@ export interface LayerContext {
   train: { seed: number } | null;
 }
 
-/** Where keys and values go: a layer's KV-cache slabs [B, S, Hkv, hd] and the slot to write at. */
-export interface KvSlot {
-  k: Tensor;
-  v: Tensor;
-  /** Slots already filled (the new T tokens go to slots [offset, offset + T)). */
-  offset: number;
-}
-
 /** Activations a training forward keeps for one layer (see the file comment). */
 export interface LayerActivations {
   rstd1: Tensor;
@@ -80,15 +72,15 @@ export function layerActivationBytes(be: Backend, cfg: Qwen2Config, lora: LayerL
 
 /**
  * Runs layer `li` on x [N, D] and returns x2 [N, D] (new tensor). `x` is not freed: the caller
- * owns it (and a training forward keeps it in the saved record). With `kv`, keys and values
- * are written into the cache and attention reads the whole cache. A training forward with
- * `recompute` keeps only x; its backward pass recomputes the rest.
+ * owns it (and a training forward keeps it in the saved record). Decoding over a KV cache has
+ * its own path (qwen2-inference.ts). A training forward with `recompute` keeps only x; its
+ * backward pass recomputes the rest.
  */
 export function layerForward(
   be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
-  x: Tensor, kv: KvSlot | null, recompute = false,
+  x: Tensor, recompute = false,
 ): { out: Tensor; saved: LayerSaved | null } {
-  const { acts, out } = runForward(be, cfg, li, w, lora, ctx, x, kv, true);
+  const { acts, out } = runForward(be, cfg, li, w, lora, ctx, x, true);
   if (!acts) return { out: out as Tensor, saved: null };
   if (recompute) {
     freeActivations(be, acts, true);
@@ -99,7 +91,7 @@ export function layerForward(
 
 function runForward(
   be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
-  x: Tensor, kv: KvSlot | null, withOutput: boolean,
+  x: Tensor, withOutput: boolean,
 ): { out: Tensor | null; acts: LayerActivations | null } {
   const { B, T } = ctx;
   const N = B * T;
@@ -120,18 +112,10 @@ function runForward(
   be.ropeForward(k, be.reshape(k, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta, w.proj.k_proj.bias ?? undefined);
 
   const q4 = be.reshape(q, [B, T, H, hd]);
-  let k4 = be.reshape(k, [B, T, Hkv, hd]), v4 = be.reshape(v, [B, T, Hkv, hd]);
-  let kvLen = T;
-  if (kv) {
-    writeCache(be, kv.k, k, B, T, kv.offset);
-    writeCache(be, kv.v, v, B, T, kv.offset);
-    k4 = kv.k;
-    v4 = kv.v;
-    kvLen = kv.offset + T;
-  }
+  const k4 = be.reshape(k, [B, T, Hkv, hd]), v4 = be.reshape(v, [B, T, Hkv, hd]);
   const attn = be.empty([N, H * hd], dt);
   const lse = be.empty([B, T, H]);
-  be.attentionForward(be.reshape(attn, [B, T, H, hd]), lse, q4, k4, v4, ctx.keyMask, { kvLen });
+  be.attentionForward(be.reshape(attn, [B, T, H, hd]), lse, q4, k4, v4, ctx.keyMask, { kvLen: T });
 
   const x1 = be.empty([N, D], dt);
   const so = lin('o_proj', x1, attn);
@@ -169,14 +153,6 @@ function freeActivations(be: Backend, a: LayerActivations, withLora: boolean): v
   if (withLora) for (const s of Object.values(a.lin)) if (s.u) be.free(s.u);
 }
 
-/** Copies new rows [B*T, Hkv*hd] into cache slots [offset, offset + T) of each sequence. */
-function writeCache(be: Backend, cache: Tensor, src: Tensor, B: number, T: number, offset: number): void {
-  const S = cache.shape[1];
-  const rowsOf = be.reshape(cache, [B * S, cache.size / (B * S)]);
-  const srcRows = be.reshape(src, [B * T, src.size / (B * T)]);
-  for (let b = 0; b < B; b++) be.copy(be.rows(rowsOf, b * S + offset, T), be.rows(srcRows, b * T, T));
-}
-
 /**
  * Backward of layerForward: given dOut [N, D] (the gradient of x2), returns dx [N, D] — dOut
  * itself, updated in place (the residual path carries the gradient through) —, adds LoRA
@@ -191,7 +167,7 @@ export function layerBackward(
   const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, I = cfg.intermediateSize;
   const dt = be.computeDType;
   const x = saved.x;
-  const s = saved.acts ?? (runForward(be, cfg, li, w, lora, ctx, x, null, false).acts as LayerActivations);
+  const s = saved.acts ?? (runForward(be, cfg, li, w, lora, ctx, x, false).acts as LayerActivations);
   const back = (p: ProjectionName, dx: Tensor, dy: Tensor, accumulate: boolean, input: Tensor | null): void =>
     linearBackward(be, dx, dy, w.proj[p], lora[p], s.lin[p], accumulate, input);
   /** A norm's output again from its input and weight (for the LoRA factors that read it). */

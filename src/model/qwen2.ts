@@ -123,7 +123,7 @@ export class Qwen2Model {
     const { ctx, owned } = this.context(batch, null);
     let x = this.embed(batch.inputIds);
     for (let i = 0; i < this.config.numLayers; i++) {
-      const { out } = layerForward(this.backend, this.config, i, this.weights.layers[i], this.layerLora(i), ctx, x, null);
+      const { out } = layerForward(this.backend, this.config, i, this.weights.layers[i], this.layerLora(i), ctx, x);
       this.backend.free(x);
       x = out;
     }
@@ -265,7 +265,7 @@ export class Qwen2Model {
     const saved: LayerSaved[] = [];
     let x = this.embed(batch.inputIds);
     for (let i = 0; i < cfg.numLayers; i++) {
-      const r = layerForward(be, cfg, i, this.weights.layers[i], this.layerLora(i), ctx, x, null, i < recompute);
+      const r = layerForward(be, cfg, i, this.weights.layers[i], this.layerLora(i), ctx, x, i < recompute);
       if (r.saved) saved.push(r.saved);
       else be.free(x);
       x = r.out;
