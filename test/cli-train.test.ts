@@ -92,6 +92,15 @@ describe('sqlora train', () => {
     expect(existsSync(join(out, 'adapter'))).toBe(false);
   });
 
+  it('recomputing layers under --max-activation-gib gives the same loss curve', async () => {
+    const plain = join(tmp, 'act-plain'), budget = join(tmp, 'act-budget');
+    for (const [out, extra] of [[plain, []], [budget, ['--max-activation-gib', '0.000001']]] as const) {
+      await command.run(parseCommandArgs(command, [...common(out, 2), '--device', 'cpu', ...extra]));
+    }
+    expect(trainLosses(budget)).toEqual(trainLosses(plain));
+    expect(trainLosses(plain)).toHaveLength(2);
+  });
+
   it('explains bad settings', async () => {
     const out = join(tmp, 'bad');
     await expect(command.run(parseCommandArgs(command, [...common(out, 6), '--target-modules', 'q_proj,foo']))).rejects.toThrow(/"foo" is not one of/);

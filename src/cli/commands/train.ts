@@ -37,6 +37,7 @@ export const command: CommandSpec = {
     { name: 'warmup-ratio', type: 'number', default: 0.05, description: 'linear warmup over ceil(ratio x total steps) steps' },
     { name: 'weight-decay', type: 'number', default: 0.01, description: 'AdamW decoupled weight decay (applied to the LoRA weights)' },
     { name: 'max-grad-norm', type: 'number', default: 1, description: 'clip the gradient norm to this (0 = no clipping)' },
+    { name: 'max-activation-gib', type: 'number', metavar: 'GIB', default: 0, description: 'keep the activations saved for backward under this many GiB by recomputing the fewest layers that fit (0 = no limit, recompute nothing)' },
     { name: 'max-length', type: 'number', default: 512, description: 'tokens per example; longer ones are cut at the end' },
     { name: 'loss-on-prompt', type: 'boolean', description: 'train on the whole sequence, prompt included (the reference workflow); default: the answer and its <|im_end|> only' },
     { name: 'group-by-length', type: 'boolean', default: true, description: 'batch examples of similar length (HF\'s megabatch scheme)' },
@@ -81,7 +82,7 @@ async function runTrain(args: ParsedArgs): Promise<void> {
   };
   const maxLength = int('max-length');
   for (const name of ['lr', 'epochs'] as const) if (!(args.number(name)! > 0)) throw new UserError(`sqlora train: --${name} must be positive`);
-  for (const name of ['warmup-ratio', 'weight-decay', 'max-grad-norm'] as const) if (!(args.number(name)! >= 0)) throw new UserError(`sqlora train: --${name} must be >= 0`);
+  for (const name of ['warmup-ratio', 'weight-decay', 'max-grad-norm', 'max-activation-gib'] as const) if (!(args.number(name)! >= 0)) throw new UserError(`sqlora train: --${name} must be >= 0`);
   const resume = findResume(args, out);
 
   const records = readRecords(trainFile);
@@ -102,6 +103,7 @@ async function runTrain(args: ParsedArgs): Promise<void> {
     lr: args.number('lr')!, warmupRatio: args.number('warmup-ratio')!, weightDecay: args.number('weight-decay')!, maxGradNorm: args.number('max-grad-norm')!,
     seed: args.number('seed')!, groupByLength: args.boolean('group-by-length'), evalSteps: int('eval-steps', true), evalBatchSize: int('eval-batch-size'),
     saveSteps: int('save-steps', true), saveTotalLimit: int('save-total-limit', true), padId, outDir: out, baseModel: loaded.source, settings,
+    activationBudget: args.number('max-activation-gib')! > 0 ? args.number('max-activation-gib')! * 2 ** 30 : undefined,
   };
   const trainable = adapter.parameters().reduce((s, p) => s + p.param.size, 0);
   // Opened at the first step, once trainSft has accepted a resume: a refused one keeps the log intact.
