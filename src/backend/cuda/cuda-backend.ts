@@ -23,7 +23,7 @@ import { nvrtcApi } from './ffi.js';
 import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
-import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_GRAD_THREADS, loraDropoutArgs } from './kernels/lora.js';
+import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_GRAD_THREADS, loraDownSplit, loraDropoutArgs } from './kernels/lora.js';
 import { ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
@@ -260,9 +260,14 @@ export class CudaBackend implements Backend, MatmulHost {
       return;
     }
     if (N === 0) return;
-    this.device.launch(this.device.kernel(LORA, `lora_down_${r}`), [Math.ceil(N / LORA_DOWN.rows)], LORA_DOWN.threads, LORA_DOWN.sharedBytes(r), [
-      ptrArg(u), ptrArg(x), ptrArg(a), N, D, ...dropoutArgs(p, seed),
+    const { splits, perSplit } = loraDownSplit(N, D, this.device.smCount);
+    const part = splits > 1 ? this.device.allocator.alloc(splits * N * r * 4) : null;
+    this.device.launch(this.device.kernel(LORA, `lora_down_${r}`), [Math.ceil(N / LORA_DOWN.rows), splits], LORA_DOWN.threads, LORA_DOWN.sharedBytes(r), [
+      ptrArg(u), part ? part.ptr : 0, ptrArg(x), ptrArg(a), N, D, perSplit, ...dropoutArgs(p, seed),
     ]);
+    if (!part) return;
+    this.device.launch(this.device.kernel(LORA, 'lora_down_sum'), [this.gridFor(N * r)], 256, 0, [ptrArg(u), part.ptr, splits, N * r]);
+    this.device.allocator.release(part.ptr, part.size);
   }
 
   loraDownWeightGrad(gradA: Tensor, g: Tensor, x: Tensor, p: number, seed: number, alpha: number): void {

@@ -4,7 +4,9 @@
  *
  *   lora_down_R      u [N, R] = dropout(x) a^T: 32-row blocks stage dropped-out tiles of x in
  *                    shared memory (the very values the dropout kernel would store) and multiply
- *                    them with a on tensor cores (mma.sync m16n8k16, f32 accumulation)
+ *                    them with a on tensor cores (mma.sync m16n8k16, f32 accumulation); blocks
+ *                    also split D (grid.y) so that enough warps run to keep reads in flight,
+ *                    their f32 partial sums added in order by lora_down_sum
  *   lora_up_grad_R   dx [N, D] += alpha * dropout(g a): one thread per 8 columns of 4 rows,
  *                    a's columns held in registers for the 4 rows
  *   lora_grad_a_R    gradA [R, D] += alpha * g^T dropout(x): partial products of row chunks on
@@ -25,8 +27,20 @@ export const LORA_RANKS = [8, 16, 32, 64] as const;
 /** r rounded up to whole 16-row tiles (the kernels pad a and g with zeros to it). */
 const padded = (r: number): number => Math.ceil(r / 16) * 16;
 
-/** Rows per lora_down block and the shared memory it needs for rank r (a's tiles double-buffered). */
-export const LORA_DOWN = { rows: 32, threads: 64, sharedBytes: (r: number) => (32 + 2 * padded(r)) * (128 + 8) * 2 } as const;
+/** Rows and columns (one tile) per lora_down step and the shared memory it needs for rank r (a's tiles double-buffered). */
+export const LORA_DOWN = { rows: 32, cols: 128, threads: 64, sharedBytes: (r: number) => (32 + 2 * padded(r)) * (128 + 8) * 2 } as const;
+
+/**
+ * How lora_down splits D for N rows: 32-row blocks alone leave an H100 mostly idle (N = 8192
+ * gives 256 blocks of 2 warps), so each block takes `perSplit` columns (whole tiles) of its rows,
+ * aiming at `blocksPerSm` blocks per SM in all.
+ */
+export function loraDownSplit(N: number, D: number, smCount: number, blocksPerSm = 8): { splits: number; perSplit: number } {
+  const tiles = Math.ceil(D / LORA_DOWN.cols), rowBlocks = Math.max(1, Math.ceil(N / LORA_DOWN.rows));
+  const want = Math.min(tiles, Math.max(1, Math.ceil((smCount * blocksPerSm) / rowBlocks)));
+  const tilesPer = Math.ceil(tiles / want);
+  return { splits: Math.ceil(tiles / tilesPer), perSplit: tilesPer * LORA_DOWN.cols };
+}
 
 /** Threads per lora_up_grad block. */
 export const LORA_UP_GRAD_THREADS = 128;
@@ -73,10 +87,13 @@ __device__ __forceinline__ uint4 lora_drop8(uint4 w4, i64 i0, unsigned seedMix, 
 /**
  * Requires D % 8 == 0 and 16-byte aligned rows. 64 threads stage a 32 x 128 tile of x: the
  * next tile's x (into registers) and a (cp.async, double-buffered) load while the tensor cores
- * work on the current one; x is masked on its way to shared memory.
+ * work on the current one; x is masked on its way to shared memory. Block (i, s) covers
+ * columns [s perSplit, (s + 1) perSplit) (perSplit a multiple of 128); with part, it writes its
+ * f32 sums to part[s][N][R] instead of u.
  */
 template <int R>
-__device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, int N, int D, i64 keepFrom, float keepScale, unsigned seedMix, int drop) {
+__device__ __forceinline__ void lora_down(u16* u, float* part, const u16* x, const u16* a, int N, int D, int perSplit, i64 keepFrom, float keepScale,
+                                          unsigned seedMix, int drop) {
   // NT: 8-column tiles of u, rounded up to pairs (a's rows past R are zeros).
   constexpr int KT = 128, LD = KT + 8, NT = (R + 15) / 16 * 2, PER = 32 * (KT / 8) / 64;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -103,9 +120,10 @@ __device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, in
     }
     cp_commit();
   };
-  fetch(0);
-  fetchA(0, 0);
-  for (int d0 = 0, it = 0; d0 < D; d0 += KT, it++) {
+  const int dBeg = blockIdx.y * perSplit, dEnd = min(D, dBeg + perSplit);
+  fetch(dBeg);
+  fetchA(dBeg, 0);
+  for (int d0 = dBeg, it = 0; d0 < dEnd; d0 += KT, it++) {
     #pragma unroll
     for (int k = 0; k < PER; k++) {
       const int e = threadIdx.x + k * 64, r = e / (KT / 8), c = (e - r * (KT / 8)) * 8;
@@ -113,7 +131,7 @@ __device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, in
     }
     cp_wait<0>();
     __syncthreads();
-    if (d0 + KT < D) {
+    if (d0 + KT < dEnd) {
       fetch(d0 + KT);
       fetchA(d0 + KT, (it + 1) & 1);
     }
@@ -137,7 +155,19 @@ __device__ __forceinline__ void lora_down(u16* u, const u16* x, const u16* a, in
     const int n = n0 + warp * 16 + g + 8 * i;
     if (n >= N) continue;
     #pragma unroll
-    for (int j = 0; j < R / 8; j++) *(unsigned*)(u + (i64)n * R + j * 8 + 2 * t) = pack_bf16(acc[j][2 * i], acc[j][2 * i + 1]);
+    for (int j = 0; j < R / 8; j++) {
+      if (part) *(float2*)(part + ((i64)blockIdx.y * N + n) * R + j * 8 + 2 * t) = make_float2(acc[j][2 * i], acc[j][2 * i + 1]);
+      else *(unsigned*)(u + (i64)n * R + j * 8 + 2 * t) = pack_bf16(acc[j][2 * i], acc[j][2 * i + 1]);
+    }
+  }
+}
+
+/** u[i] = bf16 of the sum over the splits, in order, of part[s][i] (lora_down's split columns). */
+extern "C" __global__ void lora_down_sum(u16* u, const float* part, int splits, i64 n) {
+  for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (i64)gridDim.x * blockDim.x) {
+    float s = 0.f;
+    for (int c = 0; c < splits; c++) s += part[(i64)c * n + i];
+    u[i] = f32_to_bf16(s);
   }
 }
 
@@ -289,9 +319,9 @@ __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g, const u16* a
 
 function variant(r: number): string {
   return String.raw`
-extern "C" __global__ void __launch_bounds__(64) lora_down_${r}(u16* u, const u16* x, const u16* a, int N, int D, i64 keepFrom, float keepScale,
-                                                               unsigned seedMix, int drop) {
-  lora_down<${r}>(u, x, a, N, D, keepFrom, keepScale, seedMix, drop);
+extern "C" __global__ void __launch_bounds__(64) lora_down_${r}(u16* u, float* part, const u16* x, const u16* a, int N, int D, int perSplit,
+                                                               i64 keepFrom, float keepScale, unsigned seedMix, int drop) {
+  lora_down<${r}>(u, part, x, a, N, D, perSplit, keepFrom, keepScale, seedMix, drop);
 }
 extern "C" __global__ void __launch_bounds__(128) lora_up_grad_${r}(u16* dx, const u16* g, const u16* a, int N, int D, float alpha, i64 keepFrom,
                                                                    float keepScale, unsigned seedMix, int drop) {
