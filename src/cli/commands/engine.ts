@@ -85,6 +85,11 @@ async function modelDir(source: string): Promise<string> {
 }
 
 /** A positive integer flag, or a UserError naming it. */
+/** Prompts decoded together: the flag's value, or with 0 what pays on the backend (a GPU wants wide batches). */
+export function decodeBatchSize(requested: number, loaded: LoadedModel): number {
+  return requested > 0 ? requested : loaded.model.backend.computeDType === 'f32' ? 8 : 64;
+}
+
 export function positiveInt(command: string, name: string, v: number | undefined, allowZero = false): number {
   if (v === undefined || !Number.isInteger(v) || v < 0 || (v === 0 && !allowZero)) {
     throw new UserError(`sqlora ${command}: --${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);

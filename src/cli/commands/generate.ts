@@ -4,7 +4,7 @@ import { generate, type Generation } from '../../model/generate.js';
 import { UserError } from '../../util/errors.js';
 import { readJsonl } from '../../util/jsonl.js';
 import type { CommandSpec, ParsedArgs } from '../args.js';
-import { deviceFlag, loadModel, positiveInt, quantizeFlag } from './engine.js';
+import { decodeBatchSize, deviceFlag, loadModel, positiveInt, quantizeFlag } from './engine.js';
 
 export const command: CommandSpec = {
   name: 'generate',
@@ -22,7 +22,7 @@ export const command: CommandSpec = {
     { name: 'top-k', type: 'number', default: 0, description: 'sampling: keep the K most likely tokens (0 = all)' },
     { name: 'repetition-penalty', type: 'number', default: 1, description: 'HF\'s repetition penalty over prompt and output (1 = off)' },
     { name: 'seed', type: 'number', default: 0, description: 'sampling seed (each prompt draws from its own stream, so batching does not change results)' },
-    { name: 'batch-size', type: 'number', default: 8, description: 'prompts decoded together' },
+    { name: 'batch-size', type: 'number', default: 0, description: 'prompts decoded together (0 = 64 on a GPU, 8 on the CPU)' },
     quantizeFlag('none'),
     deviceFlag(),
     { name: 'json', type: 'boolean', description: 'print one JSON object per prompt and line, in input order: {index, prompt_ids, new_ids, text, finish_reason}' },
@@ -41,7 +41,7 @@ export const command: CommandSpec = {
 async function runGenerate(args: ParsedArgs): Promise<void> {
   const texts = readPrompts(args);
   const maxNewTokens = positiveInt('generate', 'max-new-tokens', args.number('max-new-tokens'));
-  const batchSize = positiveInt('generate', 'batch-size', args.number('batch-size'));
+  const requestedBatch = positiveInt('generate', 'batch-size', args.number('batch-size'), true);
   const temperature = args.number('temperature')!;
   const topP = args.number('top-p')!;
   const topK = positiveInt('generate', 'top-k', args.number('top-k'), true);
@@ -64,7 +64,7 @@ async function runGenerate(args: ParsedArgs): Promise<void> {
   const done: (Generation | undefined)[] = new Array(prompts.length);
   let printed = 0;
   const results = await generate(loaded.model, prompts, {
-    maxNewTokens, batchSize, stopIds, padId: loaded.padId, seed: args.number('seed'),
+    maxNewTokens, batchSize: decodeBatchSize(requestedBatch, loaded), stopIds, padId: loaded.padId, seed: args.number('seed'),
     sampling: { temperature, topP, topK, repetitionPenalty },
     onToken: stream ? (_, id) => {
       if (!stop.has(id)) process.stdout.write(stream.push(id));

@@ -15,7 +15,7 @@ import { UserError } from '../../util/errors.js';
 import { appendJsonl, readAppendedJsonl, readJsonFile, readJsonl } from '../../util/jsonl.js';
 import { Progress } from '../../util/progress.js';
 import type { FlagSpec, ParsedArgs } from '../args.js';
-import { deviceFlag, loadModel, positiveInt, quantizeFlag } from './engine.js';
+import { decodeBatchSize, deviceFlag, loadModel, positiveInt, quantizeFlag } from './engine.js';
 
 export type PredictMode = 'baseline' | 'eval';
 
@@ -58,7 +58,7 @@ export function predictFlags(mode: PredictMode): FlagSpec[] {
     { name: 'eval-file', type: 'string', metavar: 'FILE', description: 'eval records (default: DATA/eval.jsonl)' },
     { name: 'out', type: 'string', metavar: 'DIR', default: `runs/${mode}`, description: 'where predictions.jsonl and results.json go' },
     { name: 'limit', type: 'number', metavar: 'N', description: 'only the first N eval records' },
-    { name: 'batch-size', type: 'number', default: 8, description: 'prompts decoded together' },
+    { name: 'batch-size', type: 'number', default: 0, description: 'prompts decoded together (0 = 64 on a GPU, 8 on the CPU)' },
     { name: 'max-new-tokens', type: 'number', default: 128, description: 'tokens generated at most per question' },
     { name: 'repetition-penalty', type: 'number', default: 1, description: 'HF\'s repetition penalty (1 = off, plain greedy)' },
     quantizeFlag('nf4'),
@@ -96,7 +96,7 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   const out = args.string('out')!;
   const adapterDir = mode === 'eval' ? args.required('adapter') : undefined;
   const limit = args.has('limit') ? positiveInt(mode, 'limit', args.number('limit')) : undefined;
-  const batchSize = positiveInt(mode, 'batch-size', args.number('batch-size'));
+  const requestedBatch = positiveInt(mode, 'batch-size', args.number('batch-size'), true);
   const maxNewTokens = positiveInt(mode, 'max-new-tokens', args.number('max-new-tokens'));
   const repetitionPenalty = args.number('repetition-penalty')!;
   if (!(repetitionPenalty > 0)) throw new UserError(`sqlora ${mode}: --repetition-penalty must be positive`);
@@ -129,7 +129,7 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
     const progress = new Progress({ label: mode, total: records.length, unit: 'ex' }, done.size);
     try {
       await generate(loaded.model, prompts, {
-        maxNewTokens, batchSize, stopIds: loaded.stopIds, padId: loaded.padId, sampling: { temperature: 0, topK: 0, topP: 1, repetitionPenalty },
+        maxNewTokens, batchSize: decodeBatchSize(requestedBatch, loaded), stopIds: loaded.stopIds, padId: loaded.padId, sampling: { temperature: 0, topK: 0, topP: 1, repetitionPenalty },
         onResult(index, g) {
           const raw = loaded.tokenizer.decode(g.newIds);
           const p: Prediction = { id: todo[index].id, sql: extractSql(raw), raw };
