@@ -288,7 +288,8 @@ export function ropeAppendKvDims(kCache: Tensor, vCache: Tensor, q: Tensor, k: T
   return { B, T, S, H, Hkv, hd };
 }
 
-function fmix32(h: number): number {
+/** murmur3's 32-bit finalizer: the hash behind dropout masks, shared by every backend. */
+export function fmix32(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;
@@ -313,4 +314,29 @@ export function ropeInvFreq(theta: number, headDim: number): Float32Array {
   const inv = new Float32Array(half);
   for (let i = 0; i < half; i++) inv[i] = 1 / Math.fround(theta ** Math.fround((2 * i) / headDim));
   return inv;
+}
+
+/** Sizes of one attention call, from q [B, T, H, hd] and k, v [B, S, Hkv, hd]. */
+export interface AttentionDims {
+  B: number;
+  T: number;
+  S: number;
+  H: number;
+  Hkv: number;
+  hd: number;
+  kvLen: number;
+  scale: number;
+}
+
+/** Checks an attention call's shapes (what every backend accepts) and returns its sizes. */
+export function attentionDims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): AttentionDims {
+  if (q.shape.length !== 4 || k.shape.length !== 4) throw new Error('attention: q and k must be [B, T, H, hd] and [B, S, Hkv, hd]');
+  const [B, T, H, hd] = q.shape;
+  const [Bk, S, Hkv, hdk] = k.shape;
+  if (Bk !== B || hdk !== hd || H % Hkv !== 0) throw new Error(`attention: q [${q.shape.join(', ')}] and k [${k.shape.join(', ')}] do not match`);
+  expectShape('attention v', v, k.shape);
+  expectShape('attention keyMask', keyMask, [B, S]);
+  const kvLen = opts.kvLen ?? S;
+  if (kvLen < T || kvLen > S) throw new Error(`attention: kvLen ${kvLen} must be within [T=${T}, S=${S}]`);
+  return { B, T, S, H, Hkv, hd, kvLen, scale: opts.scale ?? 1 / Math.sqrt(hd) };
 }

@@ -3,18 +3,7 @@
  * pass keeps only each row's log-sum-exp; the backward pass recomputes the probabilities from
  * it (as flash attention does), so no [T, S] matrix is ever stored.
  */
-import type { HostFloats as Floats } from '../backend.js';
-
-export interface AttentionDims {
-  B: number;
-  T: number;
-  S: number;
-  H: number;
-  Hkv: number;
-  hd: number;
-  kvLen: number;
-  scale: number;
-}
+import type { AttentionDims, HostFloats as Floats } from '../backend.js';
 
 let scoreScratch = new Float64Array(0);
 

@@ -4,11 +4,11 @@
  * is tested against and runs tiny models for tests and demos.
  */
 import {
-  expectShape, ropeAppendKvDims, shapeSize,
+  attentionDims, expectShape, ropeAppendKvDims, shapeSize,
   type AdamWOptions, type AttentionOptions, type Backend, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload, type Tensor,
   type TensorDType,
 } from '../backend.js';
-import { attentionBackwardCpu, attentionForwardCpu, type AttentionDims } from './attention.js';
+import { attentionBackwardCpu, attentionForwardCpu } from './attention.js';
 import { CpuTensor, checkSameSize, f32, i32, nf4Of } from './cpu-tensor.js';
 import {
   adamwCpu, argmaxRowsCpu, crossEntropyCpu, dropoutCpu, embeddingCpu, rmsNormBackwardCpu, rmsNormForwardCpu, ropeAppendKvCpu, ropeCpu,
@@ -324,14 +324,3 @@ export class CpuBackend implements Backend {
 }
 
 
-function attentionDims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): AttentionDims {
-  if (q.shape.length !== 4 || k.shape.length !== 4) throw new Error('attention: q and k must be [B, T, H, hd] and [B, S, Hkv, hd]');
-  const [B, T, H, hd] = q.shape;
-  const [Bk, S, Hkv, hdk] = k.shape;
-  if (Bk !== B || hdk !== hd || H % Hkv !== 0) throw new Error(`attention: q [${q.shape.join(', ')}] and k [${k.shape.join(', ')}] do not match`);
-  expectShape('attention v', v, k.shape);
-  expectShape('attention keyMask', keyMask, [B, S]);
-  const kvLen = opts.kvLen ?? S;
-  if (kvLen < T || kvLen > S) throw new Error(`attention: kvLen ${kvLen} must be within [T=${T}, S=${S}]`);
-  return { B, T, S, H, Hkv, hd, kvLen, scale: opts.scale ?? 1 / Math.sqrt(hd) };
-}

@@ -8,7 +8,7 @@
  * a time. Tensor cores do the work; the score buffers are transient and bounded by
  * SCORE_BUDGET (sequences are processed in chunks), and nothing of size T x S is kept.
  */
-import type { Tensor } from '../backend.js';
+import type { AttentionDims, Tensor } from '../backend.js';
 import type { Cublas, GemmDType } from './cublas.js';
 import { asCuda, elementBytes, floatArg, ptrOf, type Block } from './cuda-tensor.js';
 import type { CudaDevice } from './device.js';
@@ -18,17 +18,6 @@ import { ELEMENTWISE } from './kernels/elementwise.js';
 
 /** Transient score memory per chunk of sequences. */
 const SCORE_BUDGET = 512 * 2 ** 20;
-
-export interface GemmAttentionDims {
-  B: number;
-  T: number;
-  S: number;
-  H: number;
-  Hkv: number;
-  hd: number;
-  kvLen: number;
-  scale: number;
-}
 
 /** Device arrays of matrix addresses for batched products, uploaded together. */
 class AddressArrays {
@@ -59,7 +48,7 @@ interface Chunk {
   count: number;
 }
 
-function chunks(d: GemmAttentionDims, bytesPerScore: number): Chunk[] {
+function chunks(d: AttentionDims, bytesPerScore: number): Chunk[] {
   const perSequence = d.H * d.T * d.kvLen * bytesPerScore;
   const size = Math.max(1, Math.min(d.B, Math.floor(SCORE_BUDGET / perSequence)));
   const out: Chunk[] = [];
@@ -68,7 +57,7 @@ function chunks(d: GemmAttentionDims, bytesPerScore: number): Chunk[] {
 }
 
 /** Addresses of every (sequence, head) matrix of a chunk, in (b, h) order. */
-function layout(d: GemmAttentionDims, c: Chunk, es: number) {
+function layout(d: AttentionDims, c: Chunk, es: number) {
   const G = d.H / d.Hkv;
   const pairs: { b: number; h: number; i: number }[] = [];
   for (let b = c.b0; b < c.b0 + c.count; b++) for (let h = 0; h < d.H; h++) pairs.push({ b, h, i: (b - c.b0) * d.H + h });
@@ -88,7 +77,7 @@ function rowThreads(L: number): number {
 }
 
 export function attentionForwardGemm(
-  dev: CudaDevice, blas: Cublas, d: GemmAttentionDims, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor,
+  dev: CudaDevice, blas: Cublas, d: AttentionDims, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor,
 ): void {
   const dt = asCuda(q, 'attention q').dtype as GemmDType;
   const es = elementBytes(dt);
@@ -124,7 +113,7 @@ export function attentionForwardGemm(
 
 /** `delta` holds rowsum(dout * out) per (b, t, h) (f32). */
 export function attentionBackwardGemm(
-  dev: CudaDevice, blas: Cublas, d: GemmAttentionDims, dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
+  dev: CudaDevice, blas: Cublas, d: AttentionDims, dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
   q: Tensor, k: Tensor, v: Tensor, lse: Tensor, keyMask: Tensor, delta: number,
 ): void {
   const dt = asCuda(q, 'attention q').dtype as GemmDType;

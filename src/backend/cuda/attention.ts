@@ -7,7 +7,7 @@
  * pass first computes delta = rowsum(dout * out); the flash path then runs dq (per query tile)
  * and dk/dv (per key tile) in two kernels that each own their outputs: no atomics, deterministic.
  */
-import { expectShape, type AttentionOptions, type Tensor } from '../backend.js';
+import { attentionDims, expectShape, type AttentionDims, type AttentionOptions, type Tensor } from '../backend.js';
 import { attentionBackwardGemm, attentionForwardGemm } from './attention-gemm.js';
 import type { Cublas } from './cublas.js';
 import { asCuda, floatArg, ptrOf } from './cuda-tensor.js';
@@ -16,15 +16,7 @@ import { ATTENTION, ATTENTION_TILES, attentionSharedBytes } from './kernels/atte
 import { FLASH_ATTENTION, FLASH_HEAD_DIMS, FLASH_TILES, flashSharedBytes } from './kernels/flash-attention.js';
 import { DECODE, DECODE_ATTENTION } from './kernels/decode.js';
 
-interface Dims {
-  B: number;
-  T: number;
-  S: number;
-  H: number;
-  Hkv: number;
-  hd: number;
-  kvLen: number;
-  scale: number;
+interface Dims extends AttentionDims {
   /** Head dims in units of 32 (flash kernel variant); null past 128. */
   nj: 1 | 2 | 4 | null;
 }
@@ -55,16 +47,8 @@ function flashVariant(d: Dims): 1 | 2 | 4 {
 }
 
 function dims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): Dims {
-  if (q.shape.length !== 4 || k.shape.length !== 4) throw new Error('attention: q and k must be [B, T, H, hd] and [B, S, Hkv, hd]');
-  const [B, T, H, hd] = q.shape;
-  const [Bk, S, Hkv, hdk] = k.shape;
-  if (Bk !== B || hdk !== hd || H % Hkv !== 0) throw new Error(`attention: q [${q.shape.join(', ')}] and k [${k.shape.join(', ')}] do not match`);
-  expectShape('attention v', v, k.shape);
-  expectShape('attention keyMask', keyMask, [B, S]);
-  const kvLen = opts.kvLen ?? S;
-  if (kvLen < T || kvLen > S) throw new Error(`attention: kvLen ${kvLen} must be within [T=${T}, S=${S}]`);
-  const nj = hd <= 32 ? 1 : hd <= 64 ? 2 : hd <= 128 ? 4 : null;
-  return { B, T, S, H, Hkv, hd, kvLen, scale: opts.scale ?? 1 / Math.sqrt(hd), nj };
+  const d = attentionDims(q, k, v, keyMask, opts);
+  return { ...d, nj: d.hd <= 32 ? 1 : d.hd <= 64 ? 2 : d.hd <= 128 ? 4 : null };
 }
 
 /** The argument tail shared by all three kernels (q, k, v, mask and sizes). */
