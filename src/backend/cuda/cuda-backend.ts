@@ -24,7 +24,7 @@ import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
 import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_GRAD_THREADS, loraDownSplit, loraDropoutArgs } from './kernels/lora.js';
-import { ROWS } from './kernels/rows.js';
+import { CE_CLUSTER, ROPE_HEADS, ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
 import { cudaMatmul, type MatmulHost } from './matmul.js';
@@ -401,6 +401,15 @@ export class CudaBackend implements Backend, MatmulHost {
     if (N === 0) return;
     const V = logits.size / N;
     if (V % 8 === 0 && this.bf16x8(logits, ...(dlogits ? [dlogits] : []))) {
+      // One read of the logits where a cluster of blocks (sm_90) can hold the row in registers.
+      const threads = 32 * Math.ceil(V / 8 / CE_CLUSTER.blocks / CE_CLUSTER.perThread / 32);
+      if (this.device.cc >= 90 && threads <= 1024) {
+        this.device.launch(this.device.kernel(ROWS, 'cross_entropy_bf16x8_cluster'), [N * CE_CLUSTER.blocks], threads, 0, [
+          ptrOf(losses, 'f32', 'crossEntropy losses'), ptrArg(logits), ptrOf(targets, 'i32', 'crossEntropy targets'), dlogits ? ptrArg(dlogits) : 0,
+          dlogits ? 1 : 0, gradScale, V / 8, this.errorWord.ptr,
+        ]);
+        return;
+      }
       this.device.launch(this.device.kernel(ROWS, 'cross_entropy_bf16x8'), [N], Math.min(1024, 32 * Math.ceil(V / 256)), 0, [
         ptrOf(losses, 'f32', 'crossEntropy losses'), ptrArg(logits), ptrOf(targets, 'i32', 'crossEntropy targets'), dlogits ? ptrArg(dlogits) : 0,
         dlogits ? 1 : 0, gradScale, V / 8, this.errorWord.ptr,
@@ -659,7 +668,7 @@ export class CudaBackend implements Backend, MatmulHost {
     const half = hd / 2, H = x.size / (N * hd);
     if (bias && bias.size !== H * hd) throw new Error(`ropeForward: bias of ${bias.size} for ${H} heads of ${hd}`);
     if (half % 8 === 0 && this.bf16x8(out, x, ...(bias ? [bias] : []))) {
-      this.device.launch(this.device.kernel(ROWS, 'rope_bf16x8'), [Math.ceil((N * half) / 8 / 256)], 256, 0, [
+      this.device.launch(this.device.kernel(ROWS, 'rope_bf16x8'), [Math.ceil((N * Math.ceil(H / ROPE_HEADS) * half) / 8 / 256)], 256, 0, [
         ptrArg(out), ptrArg(x), bias ? ptrArg(bias) : 0, ptrOf(positions, 'i32', 'rope positions'), this.ropeTable(theta, hd).ptr, N, H, hd, sign,
       ]);
       return true;

@@ -1,10 +1,15 @@
 /**
  * Row-wise kernels, one thread block per row: RMSNorm forward/backward, softmax cross-entropy
- * over a vocabulary row (one online max/sum pass, then the gradient pass), plus rotary
- * embedding and the two-stage sums (deterministic: fixed partial blocks, summed in doubles).
+ * over a vocabulary row (one online max/sum pass, then the gradient pass; on sm_90 a cluster of
+ * blocks a row, in one read), plus rotary embedding and the two-stage sums (deterministic: fixed partial blocks, summed in doubles).
  */
 import { kernelModule, type KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
+
+/** Heads a rope_bf16x8 thread rotates. */
+export const ROPE_HEADS = 4;
+/** Blocks a row and 16-byte chunks a thread of cross_entropy_bf16x8_cluster. */
+export const CE_CLUSTER = { blocks: 8, perThread: 8 } as const;
 
 const SOURCE = String.raw`
 extern "C" __global__ void rmsnorm_fwd(void* out, int odt, float* rstd, const void* x, int xdt, const void* w, int wdt, int D, float eps) {
@@ -114,15 +119,27 @@ extern "C" __global__ void rope(void* out, int odt, const void* x, int xdt, cons
 }
 
 /**
- * rope for bf16 tensors with half a head a multiple of 8: one thread per token and 8 frequencies,
- * 16-byte accesses. With bias (bf16 [H * hd]), rotates x + bias, rounded to bf16 first as a
- * separate add would store it.
+ * rope for bf16 tensors with half a head a multiple of 8: one thread per token, group of
+ * ROPE_HEADS heads and 8 frequencies, 16-byte accesses, all the group's loads issued before any
+ * store (out may alias x, so the compiler cannot hoist them itself). With bias (bf16 [H * hd]),
+ * rotates x + bias, rounded to bf16 first as a separate add would store it.
  */
+#define ROPE_HEADS ${ROPE_HEADS}
 extern "C" __global__ void rope_bf16x8(u16* out, const u16* x, const u16* bias, const int* pos, const float* invFreq, int N, int H, int hd, float sign) {
-  const int half = hd >> 1, c8 = half >> 3;
+  const int half = hd >> 1, c8 = half >> 3, G = (H + ROPE_HEADS - 1) / ROPE_HEADS;
   const i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= (i64)N * c8) return;
-  const int n = (int)(idx / c8), i0 = (int)(idx % c8) * 8;
+  if (idx >= (i64)N * G * c8) return;
+  const i64 ng = idx / c8;
+  const int i0 = (int)(idx % c8) * 8, h0 = (int)(ng % G) * ROPE_HEADS, n = (int)(ng / G);
+  uint4 lo[ROPE_HEADS], hi[ROPE_HEADS];
+  #pragma unroll
+  for (int g = 0; g < ROPE_HEADS; g++) {
+    if (h0 + g < H) {
+      const i64 o = ((i64)n * H + h0 + g) * hd + i0;
+      lo[g] = *(const uint4*)(x + o);
+      hi[g] = *(const uint4*)(x + o + half);
+    }
+  }
   float c[8], s[8];
   #pragma unroll
   for (int k = 0; k < 8; k++) {
@@ -131,11 +148,13 @@ extern "C" __global__ void rope_bf16x8(u16* out, const u16* x, const u16* bias, 
     c[k] = (float)cd;
     s[k] = sign * (float)sd;
   }
-  for (int h = 0; h < H; h++) {
-    const i64 o = ((i64)n * H + h) * hd + i0;
+  #pragma unroll
+  for (int g = 0; g < ROPE_HEADS; g++) {
+    const int h = h0 + g;
+    if (h >= H) break;
     float x1[8], x2[8];
-    unpack8(*(const uint4*)(x + o), x1);
-    unpack8(*(const uint4*)(x + o + half), x2);
+    unpack8(lo[g], x1);
+    unpack8(hi[g], x2);
     if (bias) {
       float b1[8], b2[8];
       unpack8(*(const uint4*)(bias + h * hd + i0), b1);
@@ -152,6 +171,7 @@ extern "C" __global__ void rope_bf16x8(u16* out, const u16* x, const u16* bias, 
       y1[k] = x1[k] * c[k] - x2[k] * s[k];
       y2[k] = x2[k] * c[k] + x1[k] * s[k];
     }
+    const i64 o = ((i64)n * H + h) * hd + i0;
     *(uint4*)(out + o) = pack8(y1);
     *(uint4*)(out + o + half) = pack8(y2);
   }
@@ -266,6 +286,118 @@ extern "C" __global__ void cross_entropy_bf16x8(float* losses, const uint4* logi
     dlogits[o + j] = pack8(v);
   }
 }
+
+#if __CUDA_ARCH__ >= 900
+#define CE_CLUSTER ${CE_CLUSTER.blocks}
+#define CE_PER_THREAD ${CE_CLUSTER.perThread}
+
+__device__ float block_max(float v, float* scratch) {
+  for (int d = 16; d > 0; d >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, d));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < nw ? scratch[lane] : NEG_INF;
+  for (int d = 16; d > 0; d >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, d));
+  return v;
+}
+
+/** Every thread of every block of the cluster arrives; shared writes before it are visible after. */
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+
+/** p (a shared address of this block) in the cluster's block of that rank. */
+__device__ __forceinline__ float ld_cluster(const float* p, int rank) {
+  unsigned a, ra;
+  float v;
+  asm volatile("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(ra) : "r"(a), "r"(rank));
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(ra) : "memory");
+  return v;
+}
+
+/**
+ * cross_entropy_bf16x8 in one read of the logits: a cluster of CE_CLUSTER blocks per row, each
+ * holding its slice in registers (at most CE_PER_THREAD 16-byte chunks a thread) while the
+ * blocks' (max, sum of exp) are merged through distributed shared memory; the gradient is then
+ * written from the registers. Grid: CE_CLUSTER blocks per row. dlogits may alias logits.
+ */
+extern "C" __global__ void __cluster_dims__(CE_CLUSTER, 1, 1)
+cross_entropy_bf16x8_cluster(float* losses, const uint4* logits, const int* targets, uint4* dlogits, int hasGrad,
+                             float gradScale, int V8, int* err) {
+  __shared__ float scratch[32];
+  __shared__ float part[2];
+  const int row = blockIdx.x / CE_CLUSTER, rank = blockIdx.x % CE_CLUSTER;
+  const int V = 8 * V8, per = (V8 + CE_CLUSTER - 1) / CE_CLUSTER;
+  const int j0 = rank * per, j1 = min(V8, j0 + per);
+  const i64 o = (i64)row * V8;
+  const int t = targets[row];
+  if (t < 0 || t >= V) {  // the same for the whole cluster: none of it reaches a cluster barrier
+    if (rank == 0 && threadIdx.x == 0) {
+      losses[row] = t < 0 ? 0.f : __int_as_float(0x7fc00000);
+      if (t >= V) atomicExch(err, 2);
+    }
+    if (hasGrad) for (int j = j0 + threadIdx.x; j < j1; j += blockDim.x) dlogits[o + j] = make_uint4(0u, 0u, 0u, 0u);
+    return;
+  }
+  // Read before any block of the cluster may overwrite it with the gradient.
+  const float targetLogit = rank == 0 && threadIdx.x == 0 ? bf16_to_f32(((const u16*)logits)[(i64)row * V + t]) : 0.f;
+  uint4 r[CE_PER_THREAD];
+  #pragma unroll
+  for (int k = 0; k < CE_PER_THREAD; k++) {
+    const int j = j0 + k * blockDim.x + threadIdx.x;
+    if (j < j1) r[k] = logits[o + j];
+  }
+  float m = NEG_INF;
+  #pragma unroll
+  for (int k = 0; k < CE_PER_THREAD; k++) {
+    if (j0 + k * (int)blockDim.x + (int)threadIdx.x < j1) {
+      float v[8];
+      unpack8(r[k], v);
+      #pragma unroll
+      for (int q = 0; q < 8; q++) m = fmaxf(m, v[q]);
+    }
+  }
+  m = block_max(m, scratch);
+  float s = 0.f;
+  if (m != NEG_INF) {
+    #pragma unroll
+    for (int k = 0; k < CE_PER_THREAD; k++) {
+      if (j0 + k * (int)blockDim.x + (int)threadIdx.x < j1) {
+        float v[8];
+        unpack8(r[k], v);
+        #pragma unroll
+        for (int q = 0; q < 8; q++) s += expf(v[q] - m);
+      }
+    }
+  }
+  s = block_sum(s, scratch);
+  if (threadIdx.x == 0) { part[0] = m; part[1] = s; }
+  cluster_sync();
+  float M = NEG_INF, S = 0.f;
+  #pragma unroll
+  for (int c = 0; c < CE_CLUSTER; c++) lse_merge(M, S, ld_cluster(&part[0], c), ld_cluster(&part[1], c));
+  cluster_sync();  // no block leaves while another may still read its part
+  const float lse = M + logf(S);
+  if (rank == 0 && threadIdx.x == 0) losses[row] = lse - targetLogit;
+  if (!hasGrad) return;
+  #pragma unroll
+  for (int k = 0; k < CE_PER_THREAD; k++) {
+    const int j = j0 + k * blockDim.x + threadIdx.x;
+    if (j < j1) {
+      float v[8];
+      unpack8(r[k], v);
+      #pragma unroll
+      for (int q = 0; q < 8; q++) {
+        v[q] = expf(v[q] - lse) * gradScale;
+        if (j * 8 + q == t) v[q] -= gradScale;
+      }
+      dlogits[o + j] = pack8(v);
+    }
+  }
+}
+#endif
 
 __device__ double block_sum_d(double v, double* scratch) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
