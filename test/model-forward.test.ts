@@ -14,6 +14,7 @@ import { nf4Quantizer, uploadQwen2Weights } from '../src/model/qwen2-weights.js'
 import { nf4Dequantize, nf4Quantize } from '../src/quant/nf4.js';
 import { adapterDir, haveTinyFixtures, maxAbsDiff, MISSING_FIXTURES, modelDir, readReference, relativeRms, VARIANTS } from './helpers/tiny-fixture.js';
 import { randomModel, randomWeights, rng, tinyConfig } from './helpers/random-qwen2.js';
+import { greedy } from './helpers/model-parity.js';
 
 const be = new CpuBackend();
 
@@ -26,29 +27,6 @@ function refBatch(ref: ReturnType<typeof readReference>, side: 'right' | 'left')
     inputIds: ref.ints(`${side}.input_ids`),
     attentionMask: ref.ints(`${side}.attention_mask`),
   };
-}
-
-/** Greedy decoding over the KV cache; returns generated tokens [B, steps] and each step's logits. */
-function greedy(model: Qwen2Model, prompt: TokenBatch, steps: number): { tokens: Int32Array[]; logits: Float32Array[] } {
-  const cache = model.createKvCache(prompt.batchSize, prompt.seqLen + steps);
-  const tokens: Int32Array[] = [], logits: Float32Array[] = [];
-  let out = model.prefill(cache, prompt);
-  for (let s = 0; s < steps; s++) {
-    const l = Float32Array.from(be.download(out));
-    be.free(out);
-    logits.push(l);
-    const V = model.config.vocabSize;
-    const next = new Int32Array(prompt.batchSize);
-    for (let b = 0; b < prompt.batchSize; b++) {
-      let best = 0;
-      for (let j = 1; j < V; j++) if (l[b * V + j] > l[b * V + best]) best = j;
-      next[b] = best;
-    }
-    tokens.push(next);
-    if (s + 1 < steps) out = model.decodeStep(cache, next);
-  }
-  cache.free();
-  return { tokens, logits };
 }
 
 describe.skipIf(!haveTinyFixtures)('Qwen2 forward against HF transformers', () => {
@@ -96,7 +74,7 @@ describe.skipIf(!haveTinyFixtures)('Qwen2 forward against HF transformers', () =
           const seqs = ref.ints(`generate.${key}sequences`);
           const steps = ref.shape(`generate.${key}logits`)[0];
           const stepLogits = ref.floats(`generate.${key}logits`);
-          const { tokens, logits } = greedy(model, prompt, steps);
+          const { tokens, logits } = greedy(be, model, prompt, steps);
           const width = prompt.seqLen + steps;
           const per = prompt.batchSize * model.config.vocabSize;
           for (let s = 0; s < steps; s++) {
@@ -148,7 +126,7 @@ describe('Qwen2 forward, internal consistency', () => {
   it('prefill + decode steps over the KV cache equal one full forward', () => {
     const prompt = padded('left');
     const steps = 4;
-    const { tokens, logits } = greedy(model, prompt, steps);
+    const { tokens, logits } = greedy(be, model, prompt, steps);
     // The full sequence: prompt then the generated tokens, all real.
     const W = T + steps - 1;
     const inputIds = new Int32Array(seqs.length * W), attentionMask = new Int32Array(seqs.length * W);

@@ -328,6 +328,51 @@ export interface AttentionDims {
   scale: number;
 }
 
+/** attentionDims, plus the forward's outputs: out like q, lse [B, T, H]. */
+export function attentionForwardDims(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): AttentionDims {
+  const d = attentionDims(q, k, v, keyMask, opts);
+  expectShape('attention out', out, q.shape);
+  expectShape('attention lse', lse, [d.B, d.T, d.H]);
+  return d;
+}
+
+/** attentionForwardDims, plus the backward's gradients: dq and dout like q, dk and dv like k. */
+export function attentionBackwardDims(
+  dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions,
+): AttentionDims {
+  const d = attentionForwardDims(out, lse, q, k, v, keyMask, opts);
+  expectShape('attention dq', dq, q.shape);
+  expectShape('attention dk', dk, k.shape);
+  expectShape('attention dv', dv, v.shape);
+  expectShape('attention dout', dout, q.shape);
+  return d;
+}
+
+/** Sizes of a matmul: out [batch?, M, N] = op(a) [batch?, M, K] x op(b) [batch?, K, N]. */
+export interface MatmulDims {
+  batched: boolean;
+  batch: number;
+  M: number;
+  K: number;
+  N: number;
+}
+
+/** Checks a matmul call's shapes (what every backend accepts) and returns its sizes. */
+export function matmulDims(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions): MatmulDims {
+  const { transA = false, transB = false } = opts;
+  const batched = b.shape.length === 3;
+  if (batched && (a.shape.length !== 3 || out.shape.length !== 3)) throw new Error('matmul: a 3-D b needs 3-D a and out');
+  const batch = a.shape.length === 3 ? a.shape[0] : 1;
+  const a2 = a.shape.slice(-2), b2 = b.shape.slice(-2);
+  const [M, K] = transA ? [a2[1], a2[0]] : a2;
+  const [Kb, N] = transB ? [b2[1], b2[0]] : b2;
+  if (K !== Kb) throw new Error(`matmul: inner dimensions differ (a [${a.shape.join(', ')}]${transA ? 'ᵀ' : ''}, b [${b.shape.join(', ')}]${transB ? 'ᵀ' : ''})`);
+  expectShape('matmul out', out, a.shape.length === 3 ? [batch, M, N] : [M, N]);
+  if (batched && b.shape[0] !== batch) throw new Error('matmul: batch sizes of a and b differ');
+  if (b.dtype === 'nf4' && batched) throw new Error('matmul: an nf4 b must be 2-D');
+  return { batched, batch, M, K, N };
+}
+
 /** Checks an attention call's shapes (what every backend accepts) and returns its sizes. */
 export function attentionDims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): AttentionDims {
   if (q.shape.length !== 4 || k.shape.length !== 4) throw new Error('attention: q and k must be [B, T, H, hd] and [B, S, Hkv, hd]');

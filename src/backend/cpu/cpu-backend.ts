@@ -4,7 +4,7 @@
  * is tested against and runs tiny models for tests and demos.
  */
 import {
-  attentionDims, expectShape, ropeAppendKvDims, shapeSize,
+  attentionBackwardDims, attentionForwardDims, expectShape, matmulDims, ropeAppendKvDims, shapeSize,
   type AdamWOptions, type AttentionOptions, type Backend, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload, type Tensor,
   type TensorDType,
 } from '../backend.js';
@@ -106,18 +106,9 @@ export class CpuBackend implements Backend {
 
   matmul(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions = {}): void {
     const { transA = false, transB = false, alpha = 1, accumulate = false } = opts;
-    const batched = b.shape.length === 3;
-    if (batched && (a.shape.length !== 3 || out.shape.length !== 3)) throw new Error('matmul: a 3-D b needs 3-D a and out');
-    const batch = a.shape.length === 3 ? a.shape[0] : 1;
-    const a2 = a.shape.slice(-2), b2 = b.shape.slice(-2);
-    const [M, K] = transA ? [a2[1], a2[0]] : a2;
-    const [Kb, N] = transB ? [b2[1], b2[0]] : b2;
-    if (K !== Kb) throw new Error(`matmul: inner dimensions differ (a [${a.shape.join(', ')}]${transA ? 'ᵀ' : ''}, b [${b.shape.join(', ')}]${transB ? 'ᵀ' : ''})`);
-    expectShape('matmul out', out, a.shape.length === 3 ? [batch, M, N] : [M, N]);
-    if (batched && b.shape[0] !== batch) throw new Error('matmul: batch sizes of a and b differ');
+    const { batched, batch, M, K, N } = matmulDims(out, a, b, opts);
     const A = f32(a, 'matmul a'), O = f32(out, 'matmul out');
     const w = nf4Of(b, 'matmul b');
-    if (w && batched) throw new Error('matmul: an nf4 b must be 2-D');
     const B = w ? null : f32(b, 'matmul b');
     for (let i = 0; i < batch; i++) {
       const aData = transA ? transpose(A, i * M * K, K, M) : A;
@@ -235,9 +226,7 @@ export class CpuBackend implements Backend {
   }
 
   attentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {}): void {
-    const d = attentionDims(q, k, v, keyMask, opts);
-    expectShape('attention out', out, q.shape);
-    expectShape('attention lse', lse, [d.B, d.T, d.H]);
+    const d = attentionForwardDims(out, lse, q, k, v, keyMask, opts);
     attentionForwardCpu(f32(out), f32(lse), f32(q), f32(k), f32(v), i32(keyMask, 'attention keyMask'), d);
   }
 
@@ -245,10 +234,7 @@ export class CpuBackend implements Backend {
     dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
     q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
   ): void {
-    const d = attentionDims(q, k, v, keyMask, opts);
-    expectShape('attention dq', dq, q.shape);
-    expectShape('attention dk', dk, k.shape);
-    expectShape('attention dv', dv, v.shape);
+    const d = attentionBackwardDims(dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts);
     attentionBackwardCpu(f32(dq), f32(dk), f32(dv), f32(dout), f32(q), f32(k), f32(v), f32(out), f32(lse), i32(keyMask), d);
   }
 

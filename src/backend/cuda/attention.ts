@@ -7,7 +7,7 @@
  * pass first computes delta = rowsum(dout * out); the flash path then runs dq (per query tile)
  * and dk/dv (per key tile) in two kernels that each own their outputs: no atomics, deterministic.
  */
-import { attentionDims, expectShape, type AttentionDims, type AttentionOptions, type Tensor } from '../backend.js';
+import { attentionBackwardDims, attentionForwardDims, type AttentionDims, type AttentionOptions, type Tensor } from '../backend.js';
 import { attentionBackwardGemm, attentionForwardGemm } from './attention-gemm.js';
 import type { Cublas } from './cublas.js';
 import { asCuda, floatArg, ptrOf } from './cuda-tensor.js';
@@ -46,8 +46,7 @@ function flashVariant(d: Dims): 1 | 2 | 4 {
   return d.nj;
 }
 
-function dims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): Dims {
-  const d = attentionDims(q, k, v, keyMask, opts);
+function withVariant(d: AttentionDims): Dims {
   return { ...d, nj: d.hd <= 32 ? 1 : d.hd <= 64 ? 2 : d.hd <= 128 ? 4 : null };
 }
 
@@ -70,9 +69,7 @@ function tensorCoreArgs(d: Dims, q: Tensor, k: Tensor, v: Tensor, keyMask: Tenso
 export function attentionForwardCuda(
   dev: CudaDevice, blas: Cublas, out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
 ): void {
-  const d = dims(q, k, v, keyMask, opts);
-  expectShape('attention out', out, q.shape);
-  expectShape('attention lse', lse, [d.B, d.T, d.H]);
+  const d = withVariant(attentionForwardDims(out, lse, q, k, v, keyMask, opts));
   if (d.B * d.T === 0) return;
   if (d.T === 1 && d.nj !== null && d.hd === 32 * d.nj && [q, k, v, out].every((t) => asCuda(t, 'attention').dtype === 'bf16' && asCuda(t, 'attention').ptr % 8 === 0)) {
     // A decoding step in bf16 with head dims of 32, 64 or 128: vector loads of the cache.
@@ -111,13 +108,7 @@ export function attentionBackwardCuda(
   dev: CudaDevice, blas: Cublas, dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
   q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
 ): void {
-  const d = dims(q, k, v, keyMask, opts);
-  expectShape('attention dq', dq, q.shape);
-  expectShape('attention dk', dk, k.shape);
-  expectShape('attention dv', dv, v.shape);
-  expectShape('attention dout', dout, q.shape);
-  expectShape('attention out', out, q.shape);
-  expectShape('attention lse', lse, [d.B, d.T, d.H]);
+  const d = withVariant(attentionBackwardDims(dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts));
   if (d.B * d.S === 0) return;
   const rowsTotal = d.B * d.T * d.H;
   const delta = dev.allocator.alloc(rowsTotal * 4);

@@ -5,7 +5,7 @@
  * so conversions cost little. An NF4 b is dequantized into a scratch matrix of the operand dtype
  * right before the product (the scratch block is reused through the allocator's cache).
  */
-import { expectShape, type MatmulOptions, type Tensor, type TensorDType } from '../backend.js';
+import { matmulDims, type MatmulOptions, type Tensor, type TensorDType } from '../backend.js';
 import type { Cublas, GemmDType } from './cublas.js';
 import { asCuda, isFloat, type CudaTensor } from './cuda-tensor.js';
 
@@ -27,16 +27,7 @@ function isHalf(d: TensorDType): d is 'bf16' | 'f16' {
 export function cudaMatmul(host: MatmulHost, out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions = {}): void {
   const { transA = false, transB = false, alpha = 1, accumulate = false } = opts;
   const A = asCuda(a, 'matmul a'), B = asCuda(b, 'matmul b'), O = asCuda(out, 'matmul out');
-  const batched = b.shape.length === 3;
-  if (batched && (a.shape.length !== 3 || out.shape.length !== 3)) throw new Error('matmul: a 3-D b needs 3-D a and out');
-  const batch = a.shape.length === 3 ? a.shape[0] : 1;
-  const a2 = a.shape.slice(-2), b2 = b.shape.slice(-2);
-  const [M, K] = transA ? [a2[1], a2[0]] : a2;
-  const [Kb, N] = transB ? [b2[1], b2[0]] : b2;
-  if (K !== Kb) throw new Error(`matmul: inner dimensions differ (a [${a.shape.join(', ')}]${transA ? 'ᵀ' : ''}, b [${b.shape.join(', ')}]${transB ? 'ᵀ' : ''})`);
-  expectShape('matmul out', out, a.shape.length === 3 ? [batch, M, N] : [M, N]);
-  if (batched && b.shape[0] !== batch) throw new Error('matmul: batch sizes of a and b differ');
-  if (B.dtype === 'nf4' && batched) throw new Error('matmul: an nf4 b must be 2-D');
+  const { batched, batch, M, K, N } = matmulDims(out, a, b, opts);
   for (const [t, what] of [[A, 'a'], [O, 'out']] as const) {
     if (!isFloat(t.dtype)) throw new TypeError(`matmul ${what}: expected a float tensor, got ${t.dtype}`);
   }
