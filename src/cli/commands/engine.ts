@@ -3,7 +3,7 @@
  * a model folder or Hub id with its tokenizer and optional adapter, and the token ids that end
  * a turn or pad a batch.
  */
-import { existsSync, statSync } from 'node:fs';
+import { resolveModel } from '../../hub/download.js';
 import { createBackend, DEVICES } from '../../backend/select.js';
 import { Tokenizer } from '../../data/tokenizer.js';
 import { LoraAdapter } from '../../lora/lora.js';
@@ -55,7 +55,7 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   if (source === undefined) {
     throw new UserError(opts.adapter !== undefined ? `--model is required: ${opts.adapter}/adapter_config.json names no base model` : '--model is required (a model folder or a Hugging Face repo id)');
   }
-  const dir = await modelDir(source);
+  const dir = (await resolveModel(source)).dir;
   const model = Qwen2Model.load(dir, backend, { quantize: opts.quantize === 'nf4' ? 'nf4' : null });
   const tokenizer = Tokenizer.fromModelDir(dir);
   if (tokenizer.vocabSize > model.config.vocabSize) {
@@ -78,18 +78,12 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
 }
 
 /** A local folder as is; anything else goes to the Hub client (loaded only then: it is large). */
-async function modelDir(source: string): Promise<string> {
-  if (existsSync(source) && statSync(source).isDirectory()) return source;
-  const { resolveModel } = await import('../../hub/download.js');
-  return (await resolveModel(source)).dir;
-}
-
-/** A positive integer flag, or a UserError naming it. */
 /** Prompts decoded together: the flag's value, or with 0 what pays on the backend (a GPU wants wide batches). */
 export function decodeBatchSize(requested: number, loaded: LoadedModel): number {
   return requested > 0 ? requested : loaded.model.backend.computeDType === 'f32' ? 8 : 64;
 }
 
+/** A positive integer flag, or a UserError naming it. */
 export function positiveInt(command: string, name: string, v: number | undefined, allowZero = false): number {
   if (v === undefined || !Number.isInteger(v) || v < 0 || (v === 0 && !allowZero)) {
     throw new UserError(`sqlora ${command}: --${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
