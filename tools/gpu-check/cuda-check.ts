@@ -14,7 +14,7 @@
  *     --external:koffi --outfile=.gpu/cuda-test/bundle/run.mjs
  * and run it next to node_modules/koffi and a copy of test/fixtures/tiny as ../fixtures/tiny.
  */
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FloatDType } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
@@ -24,17 +24,12 @@ import { BF16_TOLERANCE, compareOutputs, F32_TOLERANCE, PARITY_CASES } from '../
 import { hfFixtureErrors, recomputeGradients, trainingErrors } from '../../test/helpers/model-parity.js';
 import { haveTinyFixtures, VARIANTS } from '../../test/helpers/tiny-fixture.js';
 import { generationTiming, kernelTimings, SHAPE_1_8B, trainStepTiming } from './timing.js';
+import { openLog } from './log.js';
 
 const outDir = process.argv[2] ?? 'gpu-check-out';
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice('--only='.length) ?? null;
 const timing = !process.argv.includes('--no-timing') && only === null;
-mkdirSync(outDir, { recursive: true });
-const logFile = join(outDir, 'cuda-check.log');
-writeFileSync(logFile, '');
-const log = (line: string): void => {
-  console.log(line);
-  appendFileSync(logFile, `${line}\n`);
-};
+const log = openLog(outDir, 'cuda-check.log');
 const report: Record<string, unknown> = {};
 let failures = 0;
 

@@ -14,7 +14,7 @@
  *   cp -r test/fixtures/tiny BUNDLE/app/fixtures/tiny     # read as ../fixtures/tiny
  *   BUNDLE/node BUNDLE/app/check/generate-check.mjs out/
  */
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FloatDType, Tensor } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
@@ -33,16 +33,11 @@ import { DECODE_PARITY_CASES } from '../../test/helpers/decode-parity.js';
 import { hfFixtureErrors } from '../../test/helpers/model-parity.js';
 import { randomModel, rng, tinyConfig } from '../../test/helpers/random-qwen2.js';
 import { haveTinyFixtures, VARIANTS } from '../../test/helpers/tiny-fixture.js';
+import { openLog } from './log.js';
 
 const outDir = process.argv[2] ?? 'generate-check-out';
 const timing = !process.argv.includes('--no-timing');
-mkdirSync(outDir, { recursive: true });
-const logFile = join(outDir, 'generate-check.log');
-writeFileSync(logFile, '');
-const log = (line: string): void => {
-  console.log(line);
-  appendFileSync(logFile, `${line}\n`);
-};
+const log = openLog(outDir, 'generate-check.log');
 const report: Record<string, unknown> = {};
 let failures = 0;
 const fail = (msg: string): void => {

@@ -14,7 +14,7 @@
  *
  * Prints a report and writes it with the numbers as JSON to OUT_DIR.
  */
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { measureTrain, type LoraSettings, type TrainResult } from '../../bench/measure.js';
@@ -26,6 +26,7 @@ import { initLora, LoraAdapter } from '../../src/lora/lora.js';
 import { Qwen2Model } from '../../src/model/qwen2.js';
 import { ADAMW_DEFAULTS, AdamW, clipGradNormOnDevice } from '../../src/train/optimizer.js';
 import { model18, SHAPE_1_8B } from './timing.js';
+import { openLog } from './log.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -35,13 +36,7 @@ const outDir = positionals[0] ?? 'train-profile-out';
 const layers = Number(values.layers ?? SHAPE_1_8B.layers);
 const cases = (values.cases ?? '16x512,8x128').split(',').map((c) => c.split('x').map(Number) as [number, number]);
 const steps = Number(values.steps ?? 10);
-mkdirSync(outDir, { recursive: true });
-const logFile = join(outDir, 'train-profile.log');
-writeFileSync(logFile, '');
-const log = (line: string): void => {
-  console.log(line);
-  appendFileSync(logFile, `${line}\n`);
-};
+const log = openLog(outDir, 'train-profile.log');
 const report: Record<string, unknown> = {};
 const LORA: LoraSettings = { r: 16, alpha: 32, dropout: 0.05, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
 
