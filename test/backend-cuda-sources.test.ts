@@ -12,7 +12,7 @@ import { ATTENTION_SCORES } from '../src/backend/cuda/kernels/attention-scores.j
 import { DECODE } from '../src/backend/cuda/kernels/decode.js';
 import { ELEMENTWISE } from '../src/backend/cuda/kernels/elementwise.js';
 import { FLASH_ATTENTION, FLASH_HEAD_DIMS } from '../src/backend/cuda/kernels/flash-attention.js';
-import { LORA, LORA_RANKS } from '../src/backend/cuda/kernels/lora.js';
+import { LORA, LORA_VARIANTS } from '../src/backend/cuda/kernels/lora.js';
 import { ROWS } from '../src/backend/cuda/kernels/rows.js';
 
 const MODULES: Record<string, KernelModule> = { ATTENTION, ATTENTION_SCORES, DECODE, ELEMENTWISE, FLASH_ATTENTION, LORA, ROWS };
@@ -50,8 +50,8 @@ describe('CUDA kernel sources', () => {
     for (const [mod, name] of launched) {
       const kernels = MODULES[mod]?.kernels;
       expect(kernels, `module ${mod}`).toBeDefined();
-      // Names ending in a template's `${...}`: the head-size variants.
-      const variants: readonly number[] = mod === 'FLASH_ATTENTION' ? FLASH_HEAD_DIMS : mod === 'LORA' ? LORA_RANKS : [1, 2, 4];
+      // Names ending in a template's `${...}`: the head-size variants, or LoRA's (rank, members) ones.
+      const variants: readonly (number | string)[] = mod === 'FLASH_ATTENTION' ? FLASH_HEAD_DIMS : mod === 'LORA' ? LORA_VARIANTS : [1, 2, 4];
       const names = name.endsWith('_$') ? variants.map((v) => name.slice(0, -1) + v) : [name];
       for (const n of names) expect(kernels?.has(n), `${mod}.${n}`).toBe(true);
     }

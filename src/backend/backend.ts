@@ -154,21 +154,23 @@ export interface Backend {
    */
   dropout(out: Tensor, x: Tensor, p: number, seed: number): void;
   /**
-   * A LoRA down-projection with its dropout: u [N, r] = dropout(x, p, seed) a^T for x [N, in]
-   * and a [r, in] (dropout() then matmul(u, .., a, { transB: true }), without storing the
-   * dropped-out x). p = 0: no dropout.
+   * LoRA down-projections of one input (a group: q, k and v read the same normed x), each with
+   * its own dropout mask: us[m] [N, r] = dropout(x, p, seeds[m]) as[m]^T for x [N, in] and
+   * as[m] [r, in] (dropout() then matmul(.., { transB: true }) per member, without storing the
+   * dropped-out x, and reading x once for the group). p = 0: no dropout (seeds unused).
    */
-  loraDown(u: Tensor, x: Tensor, a: Tensor, p: number, seed: number): void;
+  loraDown(us: readonly Tensor[], x: Tensor, as: readonly Tensor[], p: number, seeds: readonly number[]): void;
   /**
-   * The input gradient of loraDown: dx [N, in] += alpha * dropout(g a, p, seed) for g [N, r]
-   * (loraDown's mask applied to g a).
+   * The input gradient of a loraDown group: dx [N, in] = (dx if accumulate, else 0) + alpha *
+   * sum over m of dropout(gs[m] as[m], p, seeds[m]) for gs[m] [N, r] (each member's mask
+   * applied to its own product).
    */
-  loraDownBackward(dx: Tensor, g: Tensor, a: Tensor, p: number, seed: number, alpha: number): void;
+  loraDownBackward(dx: Tensor, gs: readonly Tensor[], as: readonly Tensor[], p: number, seeds: readonly number[], alpha: number, accumulate: boolean): void;
   /**
-   * The weight gradient of loraDown: gradA [r, in] (f32) += alpha * g^T dropout(x, p, seed) for
-   * g [N, r] and x [N, in] (matmul(gradA, g, dropout(x), { transA: true, alpha, accumulate: true })).
+   * The weight gradients of a loraDown group: gradAs[m] [r, in] (f32) += alpha * gs[m]^T
+   * dropout(x, p, seeds[m]) for gs[m] [N, r] and x [N, in].
    */
-  loraDownWeightGrad(gradA: Tensor, g: Tensor, x: Tensor, p: number, seed: number, alpha: number): void;
+  loraDownWeightGrad(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number): void;
 
   // ---- model layers ----
   /** out[N, D] = table[ids[n], :]; ids is i32 [N]. */
@@ -306,6 +308,21 @@ export function fmix32(h: number): number {
  */
 export function dropoutUniform(seed: number, index: number): number {
   return fmix32((Math.imul(index, 0x9e3779b1) + fmix32(seed >>> 0)) >>> 0) / 4294967296;
+}
+
+/**
+ * Sizes of a LoRA group call (loraDown and its gradients): `rows` [N, r] per member and the
+ * members' a (or gradA) [r, D], one seed each; x (or dx) holds N rows of D.
+ */
+export function loraGroupDims(what: string, rows: readonly Tensor[], as: readonly Tensor[], seeds: readonly number[], x: Tensor): { N: number; r: number; D: number } {
+  if (rows.length === 0 || rows.length !== as.length || seeds.length !== rows.length) {
+    throw new Error(`${what}: a group needs as many factors and seeds as members, got ${rows.length}, ${as.length} and ${seeds.length}`);
+  }
+  const [N, r] = rows[0].shape, D = x.shape[x.shape.length - 1];
+  if (x.size !== N * D) throw new Error(`${what}: x [${x.shape.join(', ')}] is not ${N} rows of ${D}`);
+  rows.forEach((t, m) => expectShape(`${what} member ${m}`, t, [N, r]));
+  as.forEach((t, m) => expectShape(`${what} factor ${m}`, t, [r, D]));
+  return { N, r, D };
 }
 
 /** RoPE inverse frequencies as HF computes them in f32: theta^(-2i/headDim), i < headDim/2. */

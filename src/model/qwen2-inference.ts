@@ -21,7 +21,7 @@ import type { Qwen2Config } from './config.js';
 import type { Qwen2Model } from './qwen2.js';
 import { checkBatch, maskOrOnes, positionsFromMask, type TokenBatch } from './qwen2-batch.js';
 import type { KvCache } from './qwen2-kv-cache.js';
-import { linearBiasLora, linearForward, type ProjectionName } from './qwen2-linear.js';
+import { linearGroupForward, type ProjectionName } from './qwen2-linear.js';
 
 /** Activation buffers for passes of up to `rows` tokens and logits of up to `sequences` rows. */
 export class InferenceBuffers {
@@ -101,12 +101,12 @@ function runLayers(model: Qwen2Model, cache: KvCache, ws: InferenceBuffers, p: P
   for (let i = 0; i < cfg.numLayers; i++) {
     const lw = w.layers[i], lora = loras[i];
     const proj = (name: ProjectionName, out: Tensor, input: Tensor): void => {
-      linearForward(be, out, input, lw.proj[name], lora[name], null);
+      linearGroupForward(be, input, [{ out, lin: lw.proj[name], lora: lora[name] }], false);
     };
     // Projections of one input: base products and biases together, then each one's LoRA update.
     const projMany = (names: ProjectionName[], outs: Tensor[], input: Tensor): void => {
       be.matmulMany(outs, input, names.map((n) => lw.proj[n].weight), names.map((n) => lw.proj[n].bias));
-      names.forEach((n, j) => linearBiasLora(be, outs[j], input, { weight: lw.proj[n].weight, bias: null }, lora[n], null));
+      linearGroupForward(be, input, names.map((n, j) => ({ out: outs[j], lin: lw.proj[n], lora: lora[n], withBias: false })), false, true);
     };
     projMany(['q_proj', 'k_proj', 'v_proj'], [a.q, a.k, a.v], a.h);
     be.ropeAppendKv(cache.k[i], cache.v[i], q4, k4, v4, p.positions, p.offset, cfg.ropeTheta);

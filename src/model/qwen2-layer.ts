@@ -15,7 +15,7 @@
  */
 import type { Backend, Tensor } from '../backend/backend.js';
 import type { Qwen2Config } from './config.js';
-import { linearBackward, linearForward, type Linear, type LinearSaved, type LoraWeights, type ProjectionName } from './qwen2-linear.js';
+import { linearGroupBackward, linearGroupForward, type Linear, type LinearSaved, type LoraWeights, type ProjectionName } from './qwen2-linear.js';
 
 export interface Qwen2LayerWeights {
   inputLayernorm: Tensor;
@@ -57,9 +57,9 @@ export interface LayerSaved {
 const PROJ_INDEX: Record<ProjectionName, number> = { q_proj: 0, k_proj: 1, v_proj: 2, o_proj: 3, gate_proj: 4, up_proj: 5, down_proj: 6 };
 
 /** Dropout seed of one projection in one layer, derived from the step's seed. */
-function projSeed(ctx: LayerContext, layer: number, p: ProjectionName): { seed: number } | null {
-  if (!ctx.train) return null;
-  return { seed: (Math.imul(ctx.train.seed, 0x01000193) ^ (layer * 8 + PROJ_INDEX[p] + 1) * 0x9e3779b1) >>> 0 };
+function projSeed(ctx: LayerContext, layer: number, p: ProjectionName): number {
+  if (!ctx.train) return 0;
+  return (Math.imul(ctx.train.seed, 0x01000193) ^ (layer * 8 + PROJ_INDEX[p] + 1) * 0x9e3779b1) >>> 0;
 }
 
 /** Bytes a training forward keeps for one layer of N tokens (activations and LoRA products, not x). */
@@ -98,15 +98,16 @@ function runForward(
   const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, I = cfg.intermediateSize;
   const dt = be.computeDType;
   const training = ctx.train !== null;
-  const lin = (p: ProjectionName, out: Tensor, input: Tensor, withBias = true): LinearSaved | null =>
-    linearForward(be, out, input, w.proj[p], lora[p], projSeed(ctx, li, p), withBias);
+  /** Projections of one input: [name, output, bias added here] each. */
+  const lin = (input: Tensor, ...projs: [ProjectionName, Tensor, boolean?][]): (LinearSaved | null)[] =>
+    linearGroupForward(be, input, projs.map(([p, out, withBias]) => ({ out, lin: w.proj[p], lora: lora[p], seed: projSeed(ctx, li, p), withBias })), training);
 
   const n1 = be.empty([N, D], dt);
   const rstd1 = be.empty([N]);
   be.rmsNormForward(n1, rstd1, x, w.inputLayernorm, cfg.rmsNormEps);
   const q = be.empty([N, H * hd], dt), k = be.empty([N, Hkv * hd], dt), v = be.empty([N, Hkv * hd], dt);
   // q and k get their biases inside the rotary embedding's pass.
-  const sq = lin('q_proj', q, n1, false), sk = lin('k_proj', k, n1, false), sv = lin('v_proj', v, n1);
+  const [sq, sk, sv] = lin(n1, ['q_proj', q, false], ['k_proj', k, false], ['v_proj', v]);
   be.free(n1);
   be.ropeForward(q, be.reshape(q, [N, H, hd]), ctx.positions, cfg.ropeTheta, w.proj.q_proj.bias ?? undefined);
   be.ropeForward(k, be.reshape(k, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta, w.proj.k_proj.bias ?? undefined);
@@ -118,14 +119,14 @@ function runForward(
   be.attentionForward(be.reshape(attn, [B, T, H, hd]), lse, q4, k4, v4, ctx.keyMask, { kvLen: T });
 
   const x1 = be.empty([N, D], dt);
-  const so = lin('o_proj', x1, attn);
+  const [so] = lin(attn, ['o_proj', x1]);
   be.add(x1, x1, x);
 
   const n2 = be.empty([N, D], dt);
   const rstd2 = be.empty([N]);
   be.rmsNormForward(n2, rstd2, x1, w.postAttentionLayernorm, cfg.rmsNormEps);
   const gate = be.empty([N, I], dt), up = be.empty([N, I], dt);
-  const sg = lin('gate_proj', gate, n2), su = lin('up_proj', up, n2);
+  const [sg, su] = lin(n2, ['gate_proj', gate], ['up_proj', up]);
   be.free(n2);
   let out: Tensor | null = null;
   let sd: LinearSaved | null = { u: null, seed: null };
@@ -134,7 +135,7 @@ function runForward(
     const act = be.empty([N, I], dt);
     be.swigluForward(act, gate, up);
     out = be.empty([N, D], dt);
-    sd = lin('down_proj', out, act);
+    [sd] = lin(act, ['down_proj', out]);
     be.free(act);
     if (withOutput) be.add(out, out, x1);
     else be.free(out);
@@ -168,8 +169,9 @@ export function layerBackward(
   const dt = be.computeDType;
   const x = saved.x;
   const s = saved.acts ?? (runForward(be, cfg, li, w, lora, ctx, x, false).acts as LayerActivations);
-  const back = (p: ProjectionName, dx: Tensor, dy: Tensor, accumulate: boolean, input: Tensor | null): void =>
-    linearBackward(be, dx, dy, w.proj[p], lora[p], s.lin[p], accumulate, input);
+  /** dx (written) from the gradients of projections of one input: [name, dy] each. */
+  const back = (dx: Tensor, input: Tensor | null, ...projs: [ProjectionName, Tensor][]): void =>
+    linearGroupBackward(be, dx, projs.map(([p, dy]) => ({ dy, lin: w.proj[p], lora: lora[p], saved: s.lin[p] })), false, input);
   /** A norm's output again from its input and weight (for the LoRA factors that read it). */
   const renorm = (input: Tensor, weight: Tensor, rstd: Tensor): Tensor => {
     const n = be.empty([N, D], dt);
@@ -184,14 +186,13 @@ export function layerBackward(
     act = be.empty([N, I], dt);
     be.swigluForward(act, s.gate, s.up);
   }
-  back('down_proj', dAct, dOut, false, act);
+  back(dAct, act, ['down_proj', dOut]);
   if (act) be.free(act);
   be.swigluBackward(s.gate, s.up, dAct, s.gate, s.up); // gate/up now hold their gradients
   be.free(dAct);
   const n2 = lora.gate_proj || lora.up_proj ? renorm(s.x1, w.postAttentionLayernorm, s.rstd2) : null;
   const dN2 = be.empty([N, D], dt);
-  back('gate_proj', dN2, s.gate, false, n2);
-  back('up_proj', dN2, s.up, true, n2);
+  back(dN2, n2, ['gate_proj', s.gate], ['up_proj', s.up]);
   if (n2) be.free(n2);
   const dX1 = dOut;
   be.rmsNormBackward(dX1, dN2, s.x1, w.postAttentionLayernorm, s.rstd2, true);
@@ -199,7 +200,7 @@ export function layerBackward(
 
   // Attention: x1 = x + o(attention(rope(q), rope(k), v))
   const dAttn = be.empty([N, H * hd], dt);
-  back('o_proj', dAttn, dX1, false, s.attn);
+  back(dAttn, s.attn, ['o_proj', dX1]);
   const dq = be.empty([N, H * hd], dt), dk = be.empty([N, Hkv * hd], dt), dv = be.empty([N, Hkv * hd], dt);
   be.attentionBackward(
     be.reshape(dq, [B, T, H, hd]), be.reshape(dk, [B, T, Hkv, hd]), be.reshape(dv, [B, T, Hkv, hd]),
@@ -212,9 +213,7 @@ export function layerBackward(
   be.ropeBackward(dk, be.reshape(dk, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta);
   const n1 = lora.q_proj || lora.k_proj || lora.v_proj ? renorm(x, w.inputLayernorm, s.rstd1) : null;
   const dN1 = be.empty([N, D], dt);
-  back('q_proj', dN1, dq, false, n1);
-  back('k_proj', dN1, dk, true, n1);
-  back('v_proj', dN1, dv, true, n1);
+  back(dN1, n1, ['q_proj', dq], ['k_proj', dk], ['v_proj', dv]);
   if (n1) be.free(n1);
   be.rmsNormBackward(dX1, dN1, x, w.inputLayernorm, s.rstd1, true);
   for (const t of [dq, dk, dv, dN1]) be.free(t);

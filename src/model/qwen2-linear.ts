@@ -7,7 +7,8 @@
  * The backward pass returns dx through both paths and accumulates only dA and dB (the base is
  * frozen). The forward keeps u = dropout(x) A^T ([N, r], small); the dropout mask is recomputed
  * from its seed instead of stored, and x itself is not kept here: the layer hands it back to
- * the backward pass (it may have recomputed it).
+ * the backward pass (it may have recomputed it). Projections reading one input run as a group,
+ * so that the LoRA kernels read x once for all of them.
  */
 import type { Backend, Tensor } from '../backend/backend.js';
 
@@ -54,67 +55,103 @@ export interface LinearSaved {
   seed: number | null;
 }
 
-/**
- * out[N, out] = linear(x[N, in]). With `train`, LoRA dropout is applied (seeded) and the
- * returned record feeds linearBackward; otherwise the record is null. `withBias` false leaves
- * the bias to the caller (who adds it in a later kernel, see Backend.ropeForward).
- */
-export function linearForward(
-  be: Backend, out: Tensor, x: Tensor, lin: Linear, lora: LoraWeights | undefined,
-  train: { seed: number } | null, withBias = true,
-): LinearSaved | null {
-  be.matmul(out, x, lin.weight, { transB: true });
-  return linearBiasLora(be, out, x, lin, lora, train, withBias);
+/** One projection of a group reading the same input (q, k and v; gate and up). */
+export interface GroupMember {
+  /** [N, out], written. */
+  out: Tensor;
+  lin: Linear;
+  lora?: LoraWeights;
+  /** The dropout seed of a training forward (ignored outside training). */
+  seed?: number;
+  /** false leaves the bias to the caller (who adds it in a later kernel, see Backend.ropeForward). */
+  withBias?: boolean;
 }
 
 /**
- * The rest of linearForward once out holds the base product x W^T: the bias, then the LoRA
- * update (for callers that compute several base products at once, see Backend.matmulMany).
+ * Members whose LoRA calls can share one pass over x: equal rank, dropout and scale, in order.
+ * Without LoRA a member is in no set.
  */
-export function linearBiasLora(
-  be: Backend, out: Tensor, x: Tensor, lin: Linear, lora: LoraWeights | undefined,
-  train: { seed: number } | null, withBias = true,
-): LinearSaved | null {
-  if (lin.bias && withBias) be.addBias(out, lin.bias);
-  if (!lora) return train ? { u: null, seed: null } : null;
-  const N = x.shape[0];
-  const r = lora.a.shape[0];
-  const dropSeed = train && lora.dropout > 0 ? train.seed : null;
-  const u = be.empty([N, r], be.computeDType);
-  be.loraDown(u, x, lora.aCompute ?? lora.a, dropSeed === null ? 0 : lora.dropout, dropSeed ?? 0);
-  be.matmul(out, u, lora.bCompute ?? lora.b, { transB: true, alpha: lora.scale, accumulate: true });
-  if (!train) {
-    be.free(u);
-    return null;
+function loraSets<T extends { lora?: LoraWeights }>(members: readonly T[]): T[][] {
+  const sets = new Map<string, T[]>();
+  for (const m of members) {
+    if (!m.lora) continue;
+    const key = `${m.lora.a.shape[0]}/${m.lora.dropout}/${m.lora.scale}`;
+    sets.set(key, [...(sets.get(key) ?? []), m]);
   }
-  return { u, seed: dropSeed };
+  return [...sets.values()];
 }
 
 /**
- * Backward of linearForward given dy[N, out]: dx[N, in] is written (or added to with
- * `accumulate`), LoRA gradients are added to gradA/gradB. `x` is the forward's input (needed
- * only with LoRA). Frees the saved u.
+ * out = linear(x) for every member, x [N, in] read by one loraDown call per set of alike
+ * adapters. Each LoRA update s u B^T is written first and the base product added onto it
+ * (`baseDone`: the caller already wrote the base products, see Backend.matmulMany; the updates
+ * are then added). With `train`, dropout is applied with each member's seed and the returned
+ * records (one per member, in order) feed linearGroupBackward; otherwise they are null.
  */
-export function linearBackward(
-  be: Backend, dx: Tensor, dy: Tensor, lin: Linear, lora: LoraWeights | undefined, saved: LinearSaved,
-  accumulate: boolean, x: Tensor | null,
-): void {
-  be.matmul(dx, dy, lin.weight, { accumulate });
-  if (!lora || !saved.u) return;
-  if (!x) throw new Error('linearBackward: the LoRA path needs the forward input');
-  const { u, seed } = saved;
+export function linearGroupForward(
+  be: Backend, x: Tensor, members: readonly GroupMember[], train: boolean, baseDone = false,
+): (LinearSaved | null)[] {
   const N = x.shape[0];
-  const r = lora.a.shape[0];
-  // dB += scale * dy^T u
-  be.matmul(lora.gradB, dy, u, { transA: true, alpha: lora.scale, accumulate: true });
-  be.free(u);
-  // g = dy B: the gradient reaching u (before the scale).
-  const g = be.empty([N, r], be.computeDType);
-  be.matmul(g, dy, lora.bCompute ?? lora.b);
-  // dA += scale * g^T dropout(x)
-  be.loraDownWeightGrad(lora.gradA, g, x, seed === null ? 0 : lora.dropout, seed ?? 0, lora.scale);
-  // The LoRA path's input gradient passes back through the same dropout mask.
-  if (seed === null) be.matmul(dx, g, lora.aCompute ?? lora.a, { alpha: lora.scale, accumulate: true });
-  else be.loraDownBackward(dx, g, lora.aCompute ?? lora.a, lora.dropout, seed, lora.scale);
-  be.free(g);
+  const saved = new Map<GroupMember, LinearSaved>();
+  for (const set of loraSets(members)) {
+    const lora = set[0].lora as LoraWeights;
+    const p = train ? lora.dropout : 0;
+    const us = set.map(() => be.empty([N, lora.a.shape[0]], be.computeDType));
+    be.loraDown(us, x, set.map((m) => (m.lora as LoraWeights).aCompute ?? (m.lora as LoraWeights).a), p, set.map((m) => m.seed ?? 0));
+    set.forEach((m, i) => saved.set(m, { u: us[i], seed: p > 0 ? (m.seed ?? 0) : null }));
+  }
+  return members.map((m) => {
+    const s = saved.get(m);
+    if (s?.u && m.lora) be.matmul(m.out, s.u, m.lora.bCompute ?? m.lora.b, { transB: true, alpha: m.lora.scale, accumulate: baseDone });
+    if (!baseDone) be.matmul(m.out, x, m.lin.weight, { transB: true, accumulate: s !== undefined });
+    if (m.lin.bias && m.withBias !== false) be.addBias(m.out, m.lin.bias);
+    if (train) return s ?? { u: null, seed: null };
+    if (s?.u) be.free(s.u);
+    return null;
+  });
+}
+
+/** One projection of a group in the backward pass: dy [N, out] and what its forward kept. */
+export interface GroupGradient {
+  dy: Tensor;
+  lin: Linear;
+  lora?: LoraWeights;
+  saved: LinearSaved;
+}
+
+/**
+ * Backward of linearGroupForward: dx [N, in] is written (or added to with `accumulate`) with
+ * the sum over the members of both paths, LoRA gradients are added to gradA and gradB. `x` is
+ * the forward's input (needed only with LoRA). The LoRA input gradient is written first and the
+ * base products added onto it. Frees the saved u's.
+ */
+export function linearGroupBackward(
+  be: Backend, dx: Tensor, members: readonly GroupGradient[], accumulate: boolean, x: Tensor | null,
+): void {
+  const N = dx.shape[0];
+  let acc = accumulate;
+  for (const set of loraSets(members.filter((m) => m.saved.u))) {
+    if (!x) throw new Error('linearGroupBackward: the LoRA path needs the forward input');
+    const lora = set[0].lora as LoraWeights;
+    const seed = set[0].saved.seed;
+    const gs = set.map((m) => {
+      const l = m.lora as LoraWeights, u = m.saved.u as Tensor;
+      // dB += scale * dy^T u; g = dy B, the gradient reaching u (before the scale).
+      be.matmul(l.gradB, m.dy, u, { transA: true, alpha: l.scale, accumulate: true });
+      be.free(u);
+      const g = be.empty([N, l.a.shape[0]], be.computeDType);
+      be.matmul(g, m.dy, l.bCompute ?? l.b);
+      return g;
+    });
+    const p = seed === null ? 0 : lora.dropout, seeds = set.map((m) => m.saved.seed ?? 0);
+    // dA += scale * g^T dropout(x); the input gradient passes back through the same masks.
+    be.loraDownWeightGrad(set.map((m) => (m.lora as LoraWeights).gradA), gs, x, p, seeds, lora.scale);
+    be.loraDownBackward(dx, gs, set.map((m) => (m.lora as LoraWeights).aCompute ?? (m.lora as LoraWeights).a), p, seeds, lora.scale, acc);
+    acc = true;
+    for (const g of gs) be.free(g);
+  }
+  for (const m of members) {
+    be.matmul(dx, m.dy, m.lin.weight, { accumulate: acc });
+    acc = true;
+  }
 }

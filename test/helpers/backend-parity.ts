@@ -102,30 +102,32 @@ function attentionCase(name: string, c: AttnConfig, backward: boolean, outputsF3
 }
 
 interface LoraInputs {
-  dt: FloatDType; rank: number; p: number; N: number; D: number;
-  x: Tensor; a: Tensor; g: Tensor; dx: Tensor; gradA: Tensor;
+  dt: FloatDType; rank: number; p: number; N: number; D: number; seeds: number[];
+  x: Tensor; as: Tensor[]; gs: Tensor[]; dx: Tensor; gradAs: Tensor[];
 }
 
 /**
- * One of the fused LoRA products on random inputs: with dropout at rank 16 (rows and columns
- * past a tile), without at rank 8, and over 600 rows (several row chunks).
+ * One of the fused LoRA group products on random inputs: three members with dropout at rank 16
+ * (rows and columns past a tile), one member without dropout at rank 8, four members (more
+ * than one kernel call takes) over 600 rows (several row chunks), and two at rank 32.
  */
-function loraCase(kernel: string, run: (be: Backend, c: LoraInputs) => Tensor): ParityCase {
+function loraCase(kernel: string, run: (be: Backend, c: LoraInputs) => Tensor[]): ParityCase {
   return {
-    name: `${kernel} (dropout and none, r 16 and 8, rows and columns past a tile)`,
+    name: `${kernel} (groups of 1 to 4, dropout and none, r 8, 16 and 32, rows and columns past a tile)`,
     run(be, dt) {
       const rand = rng(13);
       const r: Record<string, Float32Array> = {};
-      for (const [rank, p, N, D] of [[16, 0.1, 70, 136], [8, 0, 33, 64], [16, 0.2, 600, 256]]) {
+      for (const [rank, p, N, D, M] of [[16, 0.1, 70, 136, 3], [8, 0, 33, 64, 1], [16, 0.2, 600, 256, 4], [32, 0.1, 40, 72, 2]]) {
+        const members = Array.from({ length: M }, (_, m) => m);
         const c: LoraInputs = {
-          dt, rank, p, N, D,
-          x: be.upload(values(N * D, 1, rand), [N, D], dt), a: be.upload(values(rank * D, 0.5, rand), [rank, D], dt),
-          g: be.upload(values(N * rank, 1, rand), [N, rank], dt), dx: be.upload(values(N * D, 1, rand), [N, D], dt),
-          gradA: be.upload(values(rank * D, 1, rand), [rank, D]),
+          dt, rank, p, N, D, seeds: members.map((m) => 777 + 1000 * m),
+          x: be.upload(values(N * D, 1, rand), [N, D], dt), as: members.map(() => be.upload(values(rank * D, 0.5, rand), [rank, D], dt)),
+          gs: members.map(() => be.upload(values(N * rank, 1, rand), [N, rank], dt)), dx: be.upload(values(N * D, 1, rand), [N, D], dt),
+          gradAs: members.map(() => be.upload(values(rank * D, 1, rand), [rank, D])),
         };
-        const out = run(be, c);
-        r[`${rank}x${N}`] = get(be, out);
-        for (const t of new Set([c.x, c.a, c.g, c.dx, c.gradA, out])) be.free(t);
+        const outs = run(be, c);
+        outs.forEach((o, m) => (r[`${rank}x${N}x${M}.${m}`] = get(be, o)));
+        for (const t of new Set([c.x, ...c.as, ...c.gs, c.dx, ...c.gradAs, ...outs])) be.free(t);
       }
       return r;
     },
@@ -204,17 +206,20 @@ export const PARITY_CASES: ParityCase[] = [
     },
   },
   loraCase('loraDown', (be, c) => {
-    const u = be.alloc([c.N, c.rank], c.dt);
-    be.loraDown(u, c.x, c.a, c.p, 777);
-    return u;
+    const us = c.gs.map(() => be.alloc([c.N, c.rank], c.dt));
+    be.loraDown(us, c.x, c.as, c.p, c.seeds);
+    return us;
   }),
   loraCase('loraDownBackward', (be, c) => {
-    be.loraDownBackward(c.dx, c.g, c.a, c.p, 777, 1.5);
-    return c.dx;
+    // Added onto dx; then written over a copy (accumulate false).
+    const fresh = be.alloc(c.dx.shape, c.dt);
+    be.loraDownBackward(c.dx, c.gs, c.as, c.p, c.seeds, 1.5, true);
+    be.loraDownBackward(fresh, c.gs, c.as, c.p, c.seeds, 0.5, false);
+    return [c.dx, fresh];
   }),
   loraCase('loraDownWeightGrad', (be, c) => {
-    be.loraDownWeightGrad(c.gradA, c.g, c.x, c.p, 777, 1.5);
-    return c.gradA;
+    be.loraDownWeightGrad(c.gradAs, c.gs, c.x, c.p, c.seeds, 1.5);
+    return c.gradAs;
   }),
   {
     name: 'clipByNorm (clipped, below the limit, non-finite norm)',

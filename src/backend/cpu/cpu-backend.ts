@@ -4,10 +4,11 @@
  * is tested against and runs tiny models for tests and demos.
  */
 import {
-  attentionBackwardDims, attentionForwardDims, expectShape, matmulDims, ropeAppendKvDims, shapeSize,
+  attentionBackwardDims, attentionForwardDims, expectShape, loraGroupDims, matmulDims, ropeAppendKvDims, shapeSize,
   type AdamWOptions, type AttentionOptions, type Backend, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload, type Tensor,
   type TensorDType,
 } from '../backend.js';
+import { loraDownBackwardComposed, loraDownComposed, loraDownWeightGradComposed } from '../lora-composed.js';
 import { attentionBackwardCpu, attentionForwardCpu } from './attention.js';
 import { CpuTensor, checkSameSize, f32, i32, nf4Of } from './cpu-tensor.js';
 import {
@@ -169,26 +170,19 @@ export class CpuBackend implements Backend {
     dropoutCpu(f32(out), f32(x), p, seed);
   }
 
-  loraDown(u: Tensor, x: Tensor, a: Tensor, p: number, seed: number): void {
-    const xd = p > 0 ? this.alloc(x.shape, x.dtype) : x;
-    if (xd !== x) this.dropout(xd, x, p, seed);
-    this.matmul(u, xd, a, { transB: true });
-    if (xd !== x) this.free(xd);
+  loraDown(us: readonly Tensor[], x: Tensor, as: readonly Tensor[], p: number, seeds: readonly number[]): void {
+    loraGroupDims('loraDown', us, as, seeds, x);
+    loraDownComposed(this, us, x, as, p, seeds);
   }
 
-  loraDownWeightGrad(gradA: Tensor, g: Tensor, x: Tensor, p: number, seed: number, alpha: number): void {
-    const xd = p > 0 ? this.alloc(x.shape, x.dtype) : x;
-    if (xd !== x) this.dropout(xd, x, p, seed);
-    this.matmul(gradA, g, xd, { transA: true, alpha, accumulate: true });
-    if (xd !== x) this.free(xd);
+  loraDownWeightGrad(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number): void {
+    loraGroupDims('loraDownWeightGrad', gs, gradAs, seeds, x);
+    loraDownWeightGradComposed(this, gradAs, gs, x, p, seeds, alpha);
   }
 
-  loraDownBackward(dx: Tensor, g: Tensor, a: Tensor, p: number, seed: number, alpha: number): void {
-    const t = this.alloc(dx.shape, dx.dtype);
-    this.matmul(t, g, a);
-    if (p > 0) this.dropout(t, t, p, seed);
-    this.axpy(dx, t, alpha);
-    this.free(t);
+  loraDownBackward(dx: Tensor, gs: readonly Tensor[], as: readonly Tensor[], p: number, seeds: readonly number[], alpha: number, accumulate: boolean): void {
+    loraGroupDims('loraDownBackward', gs, as, seeds, dx);
+    loraDownBackwardComposed(this, dx, gs, as, p, seeds, alpha, accumulate);
   }
 
   embedding(out: Tensor, table: Tensor, ids: Tensor): void {

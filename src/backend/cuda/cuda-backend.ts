@@ -11,7 +11,7 @@
 import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/dtype.js';
 import { UserError } from '../../util/errors.js';
 import {
-  expectShape, fmix32, ropeAppendKvDims, ropeInvFreq, shapeSize,
+  expectShape, fmix32, loraGroupDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
   type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
@@ -23,7 +23,8 @@ import { nvrtcApi } from './ffi.js';
 import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
-import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_GRAD_THREADS, loraDownSplit, loraDropoutArgs } from './kernels/lora.js';
+import { loraDownBackwardComposed, loraDownComposed, loraDownWeightGradComposed } from '../lora-composed.js';
+import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_GRAD, loraDownSplit, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
 import { CE_CLUSTER, ROPE_HEADS, ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
@@ -240,67 +241,64 @@ export class CudaBackend implements Backend, MatmulHost {
     else this.elementwise('dropout', out.size, [...floatArg(out, 'dropout out'), ...floatArg(x, 'dropout x'), p, 1 / (1 - p), seedMix, out.size]);
   }
 
-  loraDown(u: Tensor, x: Tensor, a: Tensor, p: number, seed: number): void {
-    const [N, r] = u.shape, D = x.shape[x.shape.length - 1];
-    expectShape('loraDown a', a, [r, D]);
-    if (x.size !== N * D) throw new Error(`loraDown: x [${x.shape.join(', ')}] is not ${N} rows of ${D}`);
-    if (!this.fusedLora([u, x, a], r, D, 'lora-down')) {
-      const xd = p > 0 ? this.empty(x.shape, x.dtype) : x;
-      if (xd !== x) this.dropout(xd, x, p, seed);
-      this.matmul(u, xd, a, { transB: true });
-      if (xd !== x) this.free(xd);
+  loraDown(us: readonly Tensor[], x: Tensor, as: readonly Tensor[], p: number, seeds: readonly number[]): void {
+    const { N, r, D } = loraGroupDims('loraDown', us, as, seeds, x);
+    if (!this.fusedLora([...us, x, ...as], r, D, 'lora-down')) {
+      loraDownComposed(this, us, x, as, p, seeds);
       return;
     }
     if (N === 0) return;
-    const { splits, perSplit } = loraDownSplit(N, D, this.device.smCount);
-    const part = splits > 1 ? this.device.allocator.alloc(splits * N * r * 4) : null;
-    this.device.launch(this.device.kernel(LORA, `lora_down_${r}`), [Math.ceil(N / LORA_DOWN.rows), splits], LORA_DOWN.threads, LORA_DOWN.sharedBytes(r), [
-      ptrArg(u), part ? part.ptr : 0, ptrArg(x), ptrArg(a), N, D, perSplit, ...dropoutArgs(p, seed),
-    ]);
-    if (!part) return;
-    this.device.launch(this.device.kernel(LORA, 'lora_down_sum'), [this.gridFor(N * r)], 256, 0, [ptrArg(u), part.ptr, splits, N * r]);
-    this.device.allocator.release(part.ptr, part.size);
+    for (const c of loraChunks(us.length, r)) {
+      const M = c.length;
+      const { splits, perSplit } = loraDownSplit(N, D, this.device.smCount);
+      const part = splits > 1 ? this.device.allocator.alloc(splits * M * N * r * 4) : null;
+      const u3 = pad3(c.map((m) => ptrArg(us[m])));
+      this.device.launch(this.device.kernel(LORA, `lora_down_${r}_${M}`), [Math.ceil(N / LORA_DOWN.rows), splits], LORA_DOWN.threads, LORA_DOWN.sharedBytes(r, M), [
+        ...u3, part ? part.ptr : 0, ptrArg(x), ...pad3(c.map((m) => ptrArg(as[m]))), N, D, perSplit, ...dropoutArgs(p, c.map((m) => seeds[m])),
+      ]);
+      if (!part) continue;
+      this.device.launch(this.device.kernel(LORA, 'lora_down_sum'), [this.gridFor(M * N * r)], 256, 0, [...u3, part.ptr, splits, M, N * r]);
+      this.device.allocator.release(part.ptr, part.size);
+    }
   }
 
-  loraDownWeightGrad(gradA: Tensor, g: Tensor, x: Tensor, p: number, seed: number, alpha: number): void {
-    const [N, r] = g.shape, D = x.shape[x.shape.length - 1];
-    expectShape('loraDownWeightGrad gradA', gradA, [r, D]);
-    if (x.size !== N * D) throw new Error(`loraDownWeightGrad: x [${x.shape.join(', ')}] is not ${N} rows of ${D}`);
-    if (!this.fusedLora([g, x], r, D, 'lora-grad-a') || asCuda(gradA, 'loraDownWeightGrad gradA').dtype !== 'f32') {
-      const xd = p > 0 ? this.empty(x.shape, x.dtype) : x;
-      if (xd !== x) this.dropout(xd, x, p, seed);
-      this.matmul(gradA, g, xd, { transA: true, alpha, accumulate: true });
-      if (xd !== x) this.free(xd);
+  loraDownWeightGrad(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number): void {
+    const { N, r, D } = loraGroupDims('loraDownWeightGrad', gs, gradAs, seeds, x);
+    if (!this.fusedLora([...gs, x], r, D, 'lora-grad-a') || gradAs.some((t) => asCuda(t, 'loraDownWeightGrad gradA').dtype !== 'f32')) {
+      loraDownWeightGradComposed(this, gradAs, gs, x, p, seeds, alpha);
       return;
     }
     if (N === 0) return;
-    const chunks = Math.ceil(N / LORA_GRAD_A.rows);
-    const part = this.device.allocator.alloc(chunks * r * D * 4);
-    this.device.launch(this.device.kernel(LORA, `lora_grad_a_${r}`), [Math.ceil(D / LORA_GRAD_A.cols), chunks], LORA_GRAD_A.threads, LORA_GRAD_A.sharedBytes(r), [
-      part.ptr, ptrArg(g), ptrArg(x), N, D, ...dropoutArgs(p, seed),
-    ]);
-    this.device.launch(this.device.kernel(LORA, 'lora_grad_a_sum'), [this.gridFor(r * D)], 256, 0, [ptrOf(gradA, 'f32', 'loraDownWeightGrad gradA'), part.ptr, chunks, r * D, alpha]);
-    this.device.allocator.release(part.ptr, part.size);
+    for (const c of loraChunks(gs.length, r)) {
+      const M = c.length;
+      const chunks = Math.ceil(N / LORA_GRAD_A.rows);
+      const part = this.device.allocator.alloc(chunks * M * r * D * 4);
+      this.device.launch(this.device.kernel(LORA, `lora_grad_a_${r}_${M}`), [Math.ceil(D / LORA_GRAD_A.cols), chunks], LORA_GRAD_A.threads, LORA_GRAD_A.sharedBytes(r, M), [
+        part.ptr, ...pad3(c.map((m) => ptrArg(gs[m]))), ptrArg(x), N, D, ...dropoutArgs(p, c.map((m) => seeds[m])),
+      ]);
+      this.device.launch(this.device.kernel(LORA, 'lora_grad_a_sum'), [this.gridFor(M * r * D)], 256, 0, [
+        ...pad3(c.map((m) => ptrOf(gradAs[m], 'f32', 'loraDownWeightGrad gradA'))), part.ptr, chunks, M, r * D, alpha,
+      ]);
+      this.device.allocator.release(part.ptr, part.size);
+    }
   }
 
-  loraDownBackward(dx: Tensor, g: Tensor, a: Tensor, p: number, seed: number, alpha: number): void {
-    const [N, r] = g.shape, D = dx.shape[dx.shape.length - 1];
-    expectShape('loraDownBackward a', a, [r, D]);
-    if (dx.size !== N * D) throw new Error(`loraDownBackward: dx [${dx.shape.join(', ')}] is not ${N} rows of ${D}`);
-    if (!this.fusedLora([dx, g, a], r, D, 'lora-up-grad')) {
-      const t = this.empty(dx.shape, dx.dtype);
-      this.matmul(t, g, a);
-      if (p > 0) this.dropout(t, t, p, seed);
-      this.axpy(dx, t, alpha);
-      this.free(t);
+  loraDownBackward(dx: Tensor, gs: readonly Tensor[], as: readonly Tensor[], p: number, seeds: readonly number[], alpha: number, accumulate: boolean): void {
+    const { N, r, D } = loraGroupDims('loraDownBackward', gs, as, seeds, dx);
+    if (!this.fusedLora([dx, ...gs, ...as], r, D, 'lora-up-grad')) {
+      loraDownBackwardComposed(this, dx, gs, as, p, seeds, alpha, accumulate);
       return;
     }
     if (N === 0) return;
-    const chunks = (Math.ceil(N / 4) * D) / 8;
-    this.device.launch(this.device.kernel(LORA, `lora_up_grad_${r}`), [Math.max(1, Math.min(Math.ceil(chunks / LORA_UP_GRAD_THREADS), this.device.smCount * 32))], LORA_UP_GRAD_THREADS, 0, [
-      ptrArg(dx), ptrArg(g), ptrArg(a), N, D, alpha, ...dropoutArgs(p, seed),
-    ]);
+    loraChunks(gs.length, r).forEach((c, i) => {
+      const M = c.length;
+      this.device.launch(this.device.kernel(LORA, `lora_up_grad_${r}_${M}`), [Math.ceil(N / LORA_UP_GRAD.rows), Math.ceil(D / LORA_UP_GRAD.cols)], LORA_UP_GRAD.threads, LORA_UP_GRAD.sharedBytes(r, M), [
+        ptrArg(dx), ...pad3(c.map((m) => ptrArg(gs[m]))), ...pad3(c.map((m) => ptrArg(as[m]))), N, D, alpha, ...dropoutArgs(p, c.map((m) => seeds[m])),
+        accumulate || i > 0 ? 1 : 0,
+      ]);
+    });
   }
+
 
   // ---- model layers ----
 
@@ -726,10 +724,22 @@ export class CudaBackend implements Backend, MatmulHost {
   }
 }
 
-/** keepFrom, keepScale, seedMix and drop, the dropout arguments of the LoRA kernels. */
-function dropoutArgs(p: number, seed: number): number[] {
-  const d = loraDropoutArgs(p, seed);
-  return [d.keepFrom, d.keepScale, d.seedMix, d.drop];
+/** keepFrom, keepScale, the three members' seed terms (zeros past the chunk) and drop: the LoRA kernels' dropout arguments. */
+function dropoutArgs(p: number, seeds: readonly number[]): number[] {
+  const d = loraDropoutArgs(p);
+  return [d.keepFrom, d.keepScale, ...pad3(seeds.map(loraSeedMix)), d.drop];
+}
+
+/** Three kernel arguments from up to three values (zeros for absent members). */
+function pad3(values: readonly number[]): number[] {
+  return [0, 1, 2].map((i) => values[i] ?? 0);
+}
+
+/** Member indices of a group in chunks one kernel call takes. */
+function loraChunks(members: number, r: number): number[][] {
+  const size = loraGroupMax(r), out: number[][] = [];
+  for (let i = 0; i < members; i += size) out.push(Array.from({ length: Math.min(size, members - i) }, (_, j) => i + j));
+  return out;
 }
 
 function ptrArg(t: Tensor): number {

@@ -1,0 +1,38 @@
+/**
+ * The LoRA group operations of the Backend interface (loraDown, loraDownWeightGrad,
+ * loraDownBackward) composed from dropout and matmul, one member at a time: the CPU backend's
+ * implementation and the CUDA backend's where its fused kernels do not apply.
+ */
+import type { Backend, Tensor } from './backend.js';
+
+/** fn(dropout(x, p, seed)), through a temporary unless p = 0. */
+function withDropout(be: Backend, x: Tensor, p: number, seed: number, fn: (xd: Tensor) => void): void {
+  if (p === 0) return fn(x);
+  const xd = be.empty(x.shape, x.dtype);
+  be.dropout(xd, x, p, seed);
+  fn(xd);
+  be.free(xd);
+}
+
+export function loraDownComposed(be: Backend, us: readonly Tensor[], x: Tensor, as: readonly Tensor[], p: number, seeds: readonly number[]): void {
+  us.forEach((u, m) => withDropout(be, x, p, seeds[m], (xd) => be.matmul(u, xd, as[m], { transB: true })));
+}
+
+export function loraDownWeightGradComposed(
+  be: Backend, gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number,
+): void {
+  gs.forEach((g, m) => withDropout(be, x, p, seeds[m], (xd) => be.matmul(gradAs[m], g, xd, { transA: true, alpha, accumulate: true })));
+}
+
+export function loraDownBackwardComposed(
+  be: Backend, dx: Tensor, gs: readonly Tensor[], as: readonly Tensor[], p: number, seeds: readonly number[], alpha: number, accumulate: boolean,
+): void {
+  if (!accumulate) be.fill(dx, 0);
+  const t = be.empty(dx.shape, dx.dtype);
+  gs.forEach((g, m) => {
+    be.matmul(t, g, as[m]);
+    if (p > 0) be.dropout(t, t, p, seeds[m]);
+    be.axpy(dx, t, alpha);
+  });
+  be.free(t);
+}
