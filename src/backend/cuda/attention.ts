@@ -21,6 +21,9 @@ interface Dims extends AttentionDims {
   nj: 1 | 2 | 4 | null;
 }
 
+/** The most memory the flash backward's stored dS (bf16, B H S T) may take; past it dQ recomputes dS instead. */
+const DS_BUDGET = 512 * 2 ** 20;
+
 /** Queries per sequence from which the matrix-product path pays for its score buffers. */
 const GEMM_MIN_QUERIES = 16;
 
@@ -34,11 +37,16 @@ function useGemm(d: Dims, tensors: Tensor[]): boolean {
  * compiled for, unless SQLORA_CUDA_OFF (a comma list, for diagnosis) names flash.
  */
 function useTensorCoreFlash(d: Dims, tensors: Tensor[]): boolean {
-  if ((process.env.SQLORA_CUDA_OFF ?? '').split(',').includes('flash')) return false;
+  if (cudaOff('flash')) return false;
   return (FLASH_HEAD_DIMS as readonly number[]).includes(d.hd) && tensors.every((t) => {
     const c = asCuda(t, 'attention');
     return c.dtype === 'bf16' && c.ptr % 16 === 0;
   });
+}
+
+/** Whether SQLORA_CUDA_OFF (a comma list, for diagnosis) names `kernel`. */
+function cudaOff(kernel: string): boolean {
+  return (process.env.SQLORA_CUDA_OFF ?? '').split(',').includes(kernel);
 }
 
 function flashVariant(d: Dims): 1 | 2 | 4 {
@@ -121,12 +129,26 @@ export function attentionBackwardCuda(
     const all = [q, k, v, out, dout, dq, dk, dv];
     if (useGemm(d, all) && useTensorCoreFlash(d, all)) {
       const tail = [delta.ptr, ptrOf(lse, 'f32', 'attention lse'), ...tensorCoreArgs(d, q, k, v, keyMask)];
-      dev.launch(dev.kernel(FLASH_ATTENTION, `flash_bwd_dkdv_${d.hd}`), [Math.ceil(d.S / FLASH_TILES.dkvKeys), d.B * d.Hkv], 128, flashSharedBytes('dkdv', d.hd), [
-        ptrOf(dk, 'bf16', 'attention dk'), ptrOf(dv, 'bf16', 'attention dv'), ptrOf(dout, 'bf16', 'attention dout'), ...tail,
-      ]);
-      dev.launch(dev.kernel(FLASH_ATTENTION, `flash_bwd_dq_${d.hd}`), [Math.ceil(d.T / FLASH_TILES.dqRows), d.B * d.H], 128, flashSharedBytes('dq', d.hd), [
-        ptrOf(dq, 'bf16', 'attention dq'), ptrOf(dout, 'bf16', 'attention dout'), ...tail,
-      ]);
+      // Training (no cached prefix, T a multiple of 8): the dK/dV kernel stores dS for dQ = dS K.
+      const dsBytes = d.B * d.H * d.S * d.T * 2;
+      const ds = d.kvLen === d.T && d.T % 8 === 0 && dsBytes <= DS_BUDGET && !cudaOff('flash-ds') ? dev.allocator.alloc(dsBytes) : null;
+      try {
+        dev.launch(dev.kernel(FLASH_ATTENTION, `flash_bwd_dkdv_${d.hd}`), [Math.ceil(d.S / FLASH_TILES.dkvKeys), d.B * d.Hkv], 128, flashSharedBytes('dkdv', d.hd), [
+          ptrOf(dk, 'bf16', 'attention dk'), ptrOf(dv, 'bf16', 'attention dv'), ds ? ds.ptr : 0, ptrOf(dout, 'bf16', 'attention dout'), ...tail,
+        ]);
+        const grid = [Math.ceil(d.T / FLASH_TILES.dqRows), d.B * d.H];
+        if (ds) {
+          dev.launch(dev.kernel(FLASH_ATTENTION, `flash_bwd_dq_ds_${d.hd}`), grid, 128, flashSharedBytes('dq_ds', d.hd), [
+            ptrOf(dq, 'bf16', 'attention dq'), ds.ptr, ptrOf(k, 'bf16', 'attention k'), d.T, d.S, d.H, d.Hkv, d.kvLen,
+          ]);
+        } else {
+          dev.launch(dev.kernel(FLASH_ATTENTION, `flash_bwd_dq_${d.hd}`), grid, 128, flashSharedBytes('dq', d.hd), [
+            ptrOf(dq, 'bf16', 'attention dq'), ptrOf(dout, 'bf16', 'attention dout'), ...tail,
+          ]);
+        }
+      } finally {
+        if (ds) dev.allocator.release(ds.ptr, ds.size);
+      }
       return;
     }
     if (useGemm(d, [q, k, v, out, dout, dq, dk, dv])) {

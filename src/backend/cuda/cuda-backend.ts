@@ -11,7 +11,7 @@
 import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/dtype.js';
 import { UserError } from '../../util/errors.js';
 import {
-  expectShape, fmix32, loraGroupDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
+  expectShape, loraGroupDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
   type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
@@ -236,7 +236,7 @@ export class CudaBackend implements Backend, MatmulHost {
       if (o.ptr !== s.ptr || o.dtype !== s.dtype) this.copy(out, x);
       return;
     }
-    const seedMix = fmix32(seed >>> 0);
+    const seedMix = loraSeedMix(seed);
     if (this.bf16x8(out, x)) this.elementwise('dropout_bf16x8', out.size / 8, [o.ptr, s.ptr, p, 1 / (1 - p), seedMix, out.size / 8]);
     else this.elementwise('dropout', out.size, [...floatArg(out, 'dropout out'), ...floatArg(x, 'dropout x'), p, 1 / (1 - p), seedMix, out.size]);
   }
@@ -269,15 +269,17 @@ export class CudaBackend implements Backend, MatmulHost {
       return;
     }
     if (N === 0) return;
+    const d = loraDropoutArgs(p);
     for (const c of loraChunks(gs.length, r)) {
       const M = c.length;
       const chunks = Math.ceil(N / LORA_GRAD_A.rows);
       const part = this.device.allocator.alloc(chunks * M * r * D * 4);
       this.device.launch(this.device.kernel(LORA, `lora_grad_a_${r}_${M}`), [Math.ceil(D / LORA_GRAD_A.cols), chunks], LORA_GRAD_A.threads, LORA_GRAD_A.sharedBytes(r, M), [
-        part.ptr, ...pad3(c.map((m) => ptrArg(gs[m]))), ptrArg(x), N, D, ...dropoutArgs(p, c.map((m) => seeds[m])),
+        part.ptr, ...pad3(c.map((m) => ptrArg(gs[m]))), ptrArg(x), N, D, d.keepFrom, ...pad3(c.map((m) => loraSeedMix(seeds[m]))), d.drop,
       ]);
+      // The kernel sums masked, unscaled values: dropout's 1 / (1 - p) joins alpha.
       this.device.launch(this.device.kernel(LORA, 'lora_grad_a_sum'), [this.gridFor(M * r * D)], 256, 0, [
-        ...pad3(c.map((m) => ptrOf(gradAs[m], 'f32', 'loraDownWeightGrad gradA'))), part.ptr, chunks, M, r * D, alpha,
+        ...pad3(c.map((m) => ptrOf(gradAs[m], 'f32', 'loraDownWeightGrad gradA'))), part.ptr, chunks, M, r * D, alpha * d.keepScale,
       ]);
       this.device.allocator.release(part.ptr, part.size);
     }
@@ -594,6 +596,10 @@ export class CudaBackend implements Backend, MatmulHost {
     const parts = w.nf4;
     if (!parts) throw new TypeError('dequantizeNf4: not an nf4 tensor');
     const shift = Number.isInteger(Math.log2(parts.blockSize)) ? Math.log2(parts.blockSize) : -1;
+    if (dst.dtype === 'bf16' && shift >= 4 && w.size % 16 === 0 && dst.ptr % 16 === 0 && w.ptr % 8 === 0) {
+      this.elementwise('nf4_dequant_bf16x16', w.size / 16, [dst.ptr, w.ptr, parts.absmax, parts.code, w.size / 16, shift]);
+      return;
+    }
     this.elementwise('nf4_dequant', Math.ceil(w.size / 8), [
       ...floatArg(dst, 'dequantize dst'), w.ptr, parts.absmax, parts.code, w.size, parts.blockSize, shift,
     ]);

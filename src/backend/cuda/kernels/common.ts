@@ -67,6 +67,34 @@ __device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
   return w;
 }
 
+/** Two floats as bf16x2, lo in the low half (round to nearest even, one instruction on sm_80+). */
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
+}
+
+/** murmur3's 32-bit finalizer, behind the dropout masks (backend.ts's fmix32). */
+__device__ __forceinline__ unsigned fmix32(unsigned h) {
+  h ^= h >> 16; h *= 0x85ebca6bu; h ^= h >> 13; h *= 0xc2b2ae35u; h ^= h >> 16;
+  return h;
+}
+/**
+ * The hash of element pair "pair" (elements 2 pair and 2 pair + 1) under seedMix = fmix32(seed):
+ * its low 16 bits decide the even element, its high 16 bits the odd one (backend.ts's
+ * dropoutUniform times 2^16).
+ */
+__device__ __forceinline__ unsigned dropout_pair_hash(i64 pair, unsigned seedMix) { return fmix32((unsigned)pair * 0x9e3779b1u + seedMix); }
+/** Element i's 16 bits. */
+__device__ __forceinline__ unsigned dropout_bits(i64 i, unsigned seedMix) {
+  const unsigned h = dropout_pair_hash(i >> 1, seedMix);
+  return (i & 1) ? h >> 16 : h & 0xffffu;
+}
+/** The bit mask keeping each bf16 half of a pair's word whose 16 bits are >= keepFrom (= ceil(p 2^16)). */
+__device__ __forceinline__ unsigned dropout_mask2(unsigned h, unsigned keepFrom) {
+  return ((h & 0xffffu) >= keepFrom ? 0xffffu : 0u) | ((h >> 16) >= keepFrom ? 0xffff0000u : 0u);
+}
+
 /** Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result. */
 __device__ float block_sum(float v, float* scratch) {
   v = warp_sum(v);

@@ -39,15 +39,10 @@ extern "C" __global__ void add_bias(void* x, int xdt, const void* bias, int bdt,
   GRID_LOOP(i, n) stf(x, xdt, i, ldf(x, xdt, i) + ldf(bias, bdt, i % D));
 }
 
-__device__ __forceinline__ unsigned fmix32(unsigned h) {
-  h ^= h >> 16; h *= 0x85ebca6bu; h ^= h >> 13; h *= 0xc2b2ae35u; h ^= h >> 16;
-  return h;
-}
-
 /** seedMix = fmix32(seed), computed once on the host. */
 extern "C" __global__ void dropout(void* out, int odt, const void* x, int xdt, double p, double keepScale, unsigned seedMix, i64 n) {
   GRID_LOOP(i, n) {
-    const double u = (double)fmix32((unsigned)i * 0x9e3779b1u + seedMix) * (1.0 / 4294967296.0);
+    const double u = (double)dropout_bits(i, seedMix) * (1.0 / 65536.0);
     stf(out, odt, i, u >= p ? (float)((double)ldf(x, xdt, i) * keepScale) : 0.f);
   }
 }
@@ -128,6 +123,29 @@ extern "C" __global__ void nf4_dequant(void* out, int odt, const unsigned char* 
   }
 }
 
+/**
+ * nf4_dequant for bf16 outputs and power-of-two blocks of at least 16 elements (the usual 64):
+ * 16 elements per step from one 8-byte load of codes and one scale, rounded two at a time by
+ * cvt (the same round-to-nearest-even), two 16-byte stores.
+ */
+extern "C" __global__ void nf4_dequant_bf16x16(uint4* out, const uint2* codes, const float* absmax, const float* code, i64 n16, int blockShift) {
+  __shared__ float cb[16];
+  if (threadIdx.x < 16) cb[threadIdx.x] = code[threadIdx.x];
+  __syncthreads();
+  GRID_LOOP(g, n16) {
+    const uint2 w = codes[g];
+    const float s = absmax[(g * 16) >> blockShift];
+    unsigned h[8];
+    #pragma unroll
+    for (int k = 0; k < 8; k++) {
+      const unsigned byte = ((k < 4 ? w.x : w.y) >> (8 * (k & 3))) & 255u;
+      h[k] = pack_bf16(cb[byte >> 4] * s, cb[byte & 15u] * s);
+    }
+    out[2 * g] = make_uint4(h[0], h[1], h[2], h[3]);
+    out[2 * g + 1] = make_uint4(h[4], h[5], h[6], h[7]);
+  }
+}
+
 // bf16 fast paths (the host picks them when every tensor is bf16, 16-byte aligned and the size
 // a multiple of 8) move 8 elements per thread through unpack8/pack8 of common.ts.
 extern "C" __global__ void add_bias_bf16x8(uint4* x, const uint4* bias, i64 n8, int D8) {
@@ -157,9 +175,10 @@ extern "C" __global__ void dropout_bf16x8(uint4* out, const uint4* x, double p, 
     float v[8];
     unpack8(x[g], v);
     #pragma unroll
-    for (int k = 0; k < 8; k++) {
-      const double u = (double)fmix32((unsigned)(g * 8 + k) * 0x9e3779b1u + seedMix) * (1.0 / 4294967296.0);
-      v[k] = u >= p ? (float)((double)v[k] * keepScale) : 0.f;
+    for (int k = 0; k < 8; k += 2) {
+      const unsigned h = dropout_pair_hash(g * 4 + k / 2, seedMix);
+      v[k] = (double)(h & 0xffffu) * (1.0 / 65536.0) >= p ? (float)((double)v[k] * keepScale) : 0.f;
+      v[k + 1] = (double)(h >> 16) * (1.0 / 65536.0) >= p ? (float)((double)v[k + 1] * keepScale) : 0.f;
     }
     out[g] = pack8(v);
   }

@@ -20,7 +20,11 @@
  *   flash_bwd_dkdv_HD  block = 64 keys of one (b, kv head); loops over the heads sharing it and
  *                      over query tiles of 32: S^T = K Q^T, dV += P^T dO, dK += dS^T Q, all
  *                      with keys as rows, so dK and dV are owned by one block (no atomics)
- *   flash_bwd_dq_HD    block = 64 queries of one (b, h); loops over key tiles of 64: dQ += dS K
+ *   flash_bwd_dq_HD    block = 64 queries of one (b, h); loops over key tiles of 64: dQ += dS K,
+ *                      recomputing S and dP to get dS
+ *   flash_bwd_dq_ds_HD the same from the dS that flash_bwd_dkdv_HD stored (bf16, [B, H, S, T]):
+ *                      one product per tile instead of three, for the training case (kvLen = T,
+ *                      T a multiple of 8) when the buffer fits (see ../attention.ts)
  * delta (rowsum dout * out) comes from attn_bwd_delta in kernels/attention.ts.
  */
 import { kernelModule, type KernelModule } from '../device.js';
@@ -34,9 +38,10 @@ export const FLASH_HEAD_DIMS = [64, 128] as const;
 export const FLASH_TILES = { fwdRows: 64, dkvKeys: 64, dqRows: 64 } as const;
 
 /** Dynamic shared memory of each kernel (bytes): tiles of rows of hd + 8 bf16, double-buffered where they stream. */
-export function flashSharedBytes(kernel: 'fwd' | 'dkdv' | 'dq', hd: number): number {
+export function flashSharedBytes(kernel: 'fwd' | 'dkdv' | 'dq' | 'dq_ds', hd: number): number {
   const row = (hd + 8) * 2;
   switch (kernel) {
+    case 'dq_ds': return 2 * 64 * row + 2 * 64 * (64 + 8) * 2;
     case 'fwd': return (64 + 4 * 64) * row + 2 * 64 * 4;
     case 'dkdv': return (2 * 64 + 4 * 32) * row + 4 * 32 * 4 + 64 * 4;
     case 'dq': return (2 * 64 + 4 * 64) * row + 2 * 64 * 4 + 2 * 64 * 4;
@@ -193,7 +198,7 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
 }
 
 template <int HD>
-__device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, const u16* dO, const float* delta, const float* lse,
+__device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, u16* dS, const u16* dO, const float* delta, const float* lse,
                                                const u16* Q, const u16* K, const u16* V, const int* mask,
                                                int T, int S, int H, int Hkv, int kvLen, float scale) {
   constexpr int LD = HD + 8, NT = HD / 8, KC = HD / 16;
@@ -285,6 +290,18 @@ __device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, const u16* dO, 
         const float p = vis ? exp2f(st[j][e] * sl - L * LOG2E) : 0.f;
         st[j][e] = p;
         dpt[j][e] = p * (dpt[j][e] - tD[qi]) * scale;
+      }
+    }
+    if (dS) {
+      // dS^T rows of this lane's keys, queries q0 + 8j + 2t and the next (T even: pairs stay in range together).
+      const int h = kh * G + it / qTiles;
+      #pragma unroll
+      for (int i = 0; i < 2; i++) {
+        u16* row = dS + (((i64)b * H + h) * S + k0 + kr[i]) * T + q0 + 2 * t;
+        #pragma unroll
+        for (int j = 0; j < 4; j++) {
+          if (k0 + kr[i] < S && q0 + j * 8 + 2 * t < T) *(unsigned*)(row + j * 8) = pack_bf16(dpt[j][2 * i], dpt[j][2 * i + 1]);
+        }
       }
     }
     // dV += P^T dO, dK += dS^T Q (k dimension = the 32 queries).
@@ -433,6 +450,75 @@ __device__ __forceinline__ void flash_bwd_dq(u16* dQ, const u16* dO, const float
     for (int j = 0; j < NT; j++) *(unsigned*)(dst + j * 8) = pack_bf16(dq[j][2 * i], dq[j][2 * i + 1]);
   }
 }
+
+/**
+ * dQ = dS K from the stored dS^T ([B, H, S, T]): tiles of 64 keys x 64 queries of dS^T and 64
+ * keys of K stream in by cp.async (double-buffered); warp w multiplies its 16 query rows, the
+ * dS operand read through transposed fragment loads. Keys at or past the block's causal limit
+ * and queries past T load as zeros. Requires kvLen = T and T % 8 == 0 (aligned 16-byte rows).
+ */
+template <int HD>
+__device__ __forceinline__ void flash_bwd_dq_ds(u16* dQ, const u16* dS, const u16* K, int T, int S, int H, int Hkv, int kvLen) {
+  constexpr int LD = HD + 8, NT = HD / 8, LDS = 64 + 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  u16* sK = (u16*)smem_raw;        // [2][64][LD]
+  u16* sD = sK + 2 * 64 * LD;      // [2][64][LDS]: rows = keys, columns = queries
+  const int b = blockIdx.y / H, h = blockIdx.y - b * H, kh = h / (H / Hkv);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  const int q0 = blockIdx.x * 64, offset = kvLen - T;
+  const i64 kvStride = (i64)Hkv * HD;
+  const int kEnd = min(kvLen, offset + min(q0 + 64, T));
+  const int tiles = (kEnd + 63) / 64;
+  const u16* Kb = K + ((i64)b * S * Hkv + kh) * HD;
+  const u16* Db = dS + ((i64)b * H + h) * S * T;
+  auto issue = [&](int s0, int buf) {
+    load_tile<HD, 64>(sK + buf * 64 * LD, Kb, kvStride, s0, kEnd);
+    #pragma unroll
+    for (int it = 0; it < 4; it++) {
+      const int e = threadIdx.x + it * 128, r = e >> 3, c = (e & 7) * 8;
+      const bool ok = s0 + r < kEnd && q0 + c < T;
+      cp_async16(sD + (buf * 64 + r) * LDS + c, Db + (ok ? (i64)(s0 + r) * T + q0 + c : 0), ok ? 16 : 0);
+    }
+    cp_commit();
+  };
+  float dq[NT][4];
+  #pragma unroll
+  for (int j = 0; j < NT; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;
+  if (tiles > 0) issue(0, 0);
+  for (int it = 0; it < tiles; it++) {
+    const int buf = it & 1;
+    if (it + 1 < tiles) {
+      issue((it + 1) * 64, buf ^ 1);
+      cp_wait<1>();
+    } else {
+      cp_wait<0>();
+    }
+    __syncthreads();
+    const u16* tK = sK + buf * 64 * LD;
+    const u16* tD = sD + buf * 64 * LDS;
+    #pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+      unsigned a[4];
+      frag_a_km(a, tD, LDS, warp * 16, kk * 16, lane);
+      #pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        unsigned bk[4];
+        frag_b_kn(bk, tK, LD, j * 8, kk * 16, lane);
+        mma_bf16(dq[j], a, bk[0], bk[1]);
+        mma_bf16(dq[j + 1], a, bk[2], bk[3]);
+      }
+    }
+    __syncthreads();
+  }
+  #pragma unroll
+  for (int i = 0; i < 2; i++) {
+    const int q = q0 + warp * 16 + g + 8 * i;
+    if (q >= T) continue;
+    u16* dst = dQ + (((i64)b * T + q) * H + h) * HD + 2 * t;
+    #pragma unroll
+    for (int j = 0; j < NT; j++) *(unsigned*)(dst + j * 8) = pack_bf16(dq[j][2 * i], dq[j][2 * i + 1]);
+  }
+}
 `;
 
 /** The exported entry points of one head-dim variant (written out: the host reads their signatures). */
@@ -443,9 +529,12 @@ function variant(hd: number): string {
 extern "C" __global__ void __launch_bounds__(128) flash_fwd_${hd}(u16* O, float* lse, const u16* Q, const u16* K, const u16* V, ${tail}) {
   flash_fwd<${hd}>(O, lse, Q, K, V, ${args});
 }
-extern "C" __global__ void __launch_bounds__(128) flash_bwd_dkdv_${hd}(u16* dK, u16* dV, const u16* dO, const float* delta, const float* lse,
+extern "C" __global__ void __launch_bounds__(128) flash_bwd_dkdv_${hd}(u16* dK, u16* dV, u16* dS, const u16* dO, const float* delta, const float* lse,
                                                                      const u16* Q, const u16* K, const u16* V, ${tail}) {
-  flash_bwd_dkdv<${hd}>(dK, dV, dO, delta, lse, Q, K, V, ${args});
+  flash_bwd_dkdv<${hd}>(dK, dV, dS, dO, delta, lse, Q, K, V, ${args});
+}
+extern "C" __global__ void __launch_bounds__(128) flash_bwd_dq_ds_${hd}(u16* dQ, const u16* dS, const u16* K, int T, int S, int H, int Hkv, int kvLen) {
+  flash_bwd_dq_ds<${hd}>(dQ, dS, K, T, S, H, Hkv, kvLen);
 }
 extern "C" __global__ void __launch_bounds__(128) flash_bwd_dq_${hd}(u16* dQ, const u16* dO, const float* delta, const float* lse,
                                                                    const u16* Q, const u16* K, const u16* V, ${tail}) {

@@ -17,9 +17,10 @@
  *
  * x is read once per group: three separate calls would read it three times. The mask of
  * element i = n * D + d is backend.ts's dropoutUniform(seed_m, i) >= p, as in the elementwise
- * dropout kernels, decided in integers (see loraDropoutArgs); kept values are scaled in f32 (the
- * elementwise kernel scales in doubles: a bf16 result differs at most on rare ties).
- * drop = 0 applies no dropout.
+ * dropout kernels, decided in integers (see loraDropoutArgs). Dropped elements are zeroed with
+ * bit masks on bf16 pairs (one hash per pair, no conversions), and the 1 / (1 - p) of the kept
+ * ones scales the f32 sums instead (the same sum; the composed path rounds x * scale to bf16
+ * first, so results differ within bf16 rounding). drop = 0 applies no dropout.
  */
 import { fmix32 } from '../../backend.js';
 import { kernelModule, type KernelModule } from '../device.js';
@@ -41,7 +42,7 @@ export const LORA_VARIANTS: readonly string[] = LORA_RANKS.flatMap((r) => Array.
 const padded = (r: number): number => Math.ceil(r / 16) * 16;
 
 /** Rows and columns (one tile) per lora_down step and the shared memory it needs for rank r and m members (a's tiles double-buffered). */
-export const LORA_DOWN = { rows: 32, cols: 128, threads: 64, sharedBytes: (r: number, m: number) => (32 * m + 2 * m * padded(r)) * (128 + 8) * 2 } as const;
+export const LORA_DOWN = { rows: 32, cols: 128, threads: 64, sharedBytes: (r: number, m: number) => (32 + 2 * m * padded(r)) * (128 + 8) * 2 } as const;
 
 /**
  * How lora_down splits D for N rows: 32-row blocks alone leave an H100 mostly idle (N = 8192
@@ -61,9 +62,12 @@ export const LORA_UP_GRAD = {
   sharedBytes: (r: number, m: number) => m * 64 * (padded(r) + 8) * 2 + m * padded(r) * (128 + 8) * 2 + 64 * (128 + 4) * 4,
 } as const;
 
-/** The kernels' dropout arguments: keep element i when its hash is >= keepFrom = ceil(p 2^32), scale kept values by 1 / (1 - p). */
+/**
+ * The kernels' dropout arguments: keep element i when its 16 bits (see backend.ts's
+ * dropoutUniform) are >= keepFrom = ceil(p 2^16), scale kept values by 1 / (1 - p).
+ */
 export function loraDropoutArgs(p: number): { keepFrom: number; keepScale: number; drop: number } {
-  return { keepFrom: p > 0 ? Math.ceil(p * 4294967296) : 0, keepScale: p > 0 ? 1 / (1 - p) : 1, drop: p > 0 ? 1 : 0 };
+  return { keepFrom: p > 0 ? Math.ceil(p * 65536) : 0, keepScale: p > 0 ? 1 / (1 - p) : 1, drop: p > 0 ? 1 : 0 };
 }
 
 /** A member's seed as the kernels take it (the hash's additive term). */
@@ -73,25 +77,17 @@ export const loraSeedMix = (seed: number): number => fmix32(seed >>> 0);
 export const LORA_GRAD_A = { cols: 128, rows: 256, threads: 128, sharedBytes: (r: number, m: number) => m * 32 * (128 + 8) * 2 + m * 32 * (padded(r) + 8) * 2 } as const;
 
 const SOURCE = String.raw`
-__device__ __forceinline__ unsigned lora_fmix32(unsigned h) {
-  h ^= h >> 16; h *= 0x85ebca6bu; h ^= h >> 13; h *= 0xc2b2ae35u; h ^= h >> 16;
-  return h;
-}
 /**
- * Whether element i is kept: dropoutUniform(seed, i) = hash / 2^32 >= p, decided in integers as
- * hash >= keepFrom = ceil(p 2^32) (the host's arithmetic, exact).
+ * x's 8 bf16 at elements i0..i0+7 (i0 even) with dropout's zeros: the kept values are not
+ * scaled here (callers scale the products by 1 / (1 - p), which is the same sum).
  */
-__device__ __forceinline__ bool lora_keep(i64 i, unsigned seedMix, i64 keepFrom) {
-  return (i64)lora_fmix32((unsigned)i * 0x9e3779b1u + seedMix) >= keepFrom;
-}
-
-/** 8 bf16 of x (elements i0..i0+7 of the tensor) with the dropout mask applied, as bf16. */
-__device__ __forceinline__ uint4 lora_drop8(uint4 w4, i64 i0, unsigned seedMix, i64 keepFrom, float keepScale) {
-  float v[8];
-  unpack8(w4, v);
-  #pragma unroll
-  for (int k = 0; k < 8; k++) v[k] = lora_keep(i0 + k, seedMix, keepFrom) ? v[k] * keepScale : 0.f;
-  return pack8(v);
+__device__ __forceinline__ uint4 lora_mask8(uint4 w, i64 i0, unsigned seedMix, unsigned keepFrom) {
+  const i64 p0 = i0 >> 1;
+  w.x &= dropout_mask2(dropout_pair_hash(p0, seedMix), keepFrom);
+  w.y &= dropout_mask2(dropout_pair_hash(p0 + 1, seedMix), keepFrom);
+  w.z &= dropout_mask2(dropout_pair_hash(p0 + 2, seedMix), keepFrom);
+  w.w &= dropout_mask2(dropout_pair_hash(p0 + 3, seedMix), keepFrom);
+  return w;
 }
 
 /** Member m's pointer among three (m is uniform; a select, not a local array). */
@@ -99,20 +95,21 @@ template <typename T>
 __device__ __forceinline__ T pick3(int m, T p0, T p1, T p2) { return m == 0 ? p0 : m == 1 ? p1 : p2; }
 
 /**
- * Requires D % 8 == 0 and 16-byte aligned rows. 64 threads stage a 32 x 128 tile of x per
- * member (masked with the member's seed; one shared copy without dropout): the next tile's x
- * (into registers) and a_m (cp.async, double-buffered) load while the tensor cores work on the
- * current one. Block (i, s) covers columns [s perSplit, (s + 1) perSplit) (perSplit a multiple
- * of 128); with part, it writes its f32 sums to part[s][m][N][R] instead of u_m.
+ * Requires D % 8 == 0 and 16-byte aligned rows. 64 threads stage a 32 x 128 tile of x: the next
+ * tile's x (into registers) and a_m (cp.async, double-buffered) load while the tensor cores work
+ * on the current one. Each member's mask is applied to the A fragments in registers (a pair of
+ * bf16 per register, one hash each), the 1 / (1 - p) scale to the sums. Block (i, s) covers
+ * columns [s perSplit, (s + 1) perSplit) (perSplit a multiple of 128); with part, it writes its
+ * f32 sums to part[s][m][N][R] instead of u_m.
  */
 template <int R, int M>
 __device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, float* part, const u16* x, const u16* a0, const u16* a1, const u16* a2,
-                                          int N, int D, int perSplit, i64 keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
+                                          int N, int D, int perSplit, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
   // NT: 8-column tiles of u, rounded up to pairs (a's rows past R are zeros).
   constexpr int KT = 128, LD = KT + 8, R16 = (R + 15) / 16 * 16, NT = R16 / 8, PER = 32 * (KT / 8) / 64;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  u16* sx = (u16*)smem_raw;       // [M][32][LD]
-  u16* sa = sx + M * 32 * LD;     // [2][M][R16][LD]
+  u16* sx = (u16*)smem_raw;       // [32][LD]
+  u16* sa = sx + 32 * LD;         // [2][M][R16][LD]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int n0 = blockIdx.x * 32;
   const unsigned seeds[3] = {s0, s1, s2};
@@ -144,12 +141,7 @@ __device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, float* part
     #pragma unroll
     for (int k = 0; k < PER; k++) {
       const int e = threadIdx.x + k * 64, r = e / (KT / 8), c = (e - r * (KT / 8)) * 8;
-      if (drop) {
-        #pragma unroll
-        for (int m = 0; m < M; m++) *(uint4*)(sx + (m * 32 + r) * LD + c) = lora_drop8(v[k], (i64)(n0 + r) * D + d0 + c, seeds[m], keepFrom, keepScale);
-      } else {
-        *(uint4*)(sx + r * LD + c) = v[k];
-      }
+      *(uint4*)(sx + r * LD + c) = v[k];
     }
     cp_wait<0>();
     __syncthreads();
@@ -158,24 +150,37 @@ __device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, float* part
       fetchA(d0 + KT, (it + 1) & 1);
     }
     #pragma unroll
-    for (int m = 0; m < M; m++) {
-      const u16* tX = sx + (drop ? m : 0) * 32 * LD;
-      const u16* tA = sa + ((it & 1) * M + m) * R16 * LD;
+    for (int kc = 0; kc < KT / 16; kc++) {
+      unsigned fa[4];
+      frag_a(fa, sx, LD, warp * 16, kc * 16, lane);
+      // Registers 0-3 hold rows g, g + 8, g, g + 8 at columns 2t (+ 8 for 2 and 3): element pairs.
+      const i64 p0 = ((i64)(n0 + warp * 16 + g) * D + d0 + kc * 16 + 2 * t) >> 1, p8 = (i64)4 * D;
       #pragma unroll
-      for (int kc = 0; kc < KT / 16; kc++) {
-        unsigned fa[4];
-        frag_a(fa, tX, LD, warp * 16, kc * 16, lane);
+      for (int m = 0; m < M; m++) {
+        unsigned fm[4] = {fa[0], fa[1], fa[2], fa[3]};
+        if (drop) {
+          fm[0] &= dropout_mask2(dropout_pair_hash(p0, seeds[m]), keepFrom);
+          fm[1] &= dropout_mask2(dropout_pair_hash(p0 + p8, seeds[m]), keepFrom);
+          fm[2] &= dropout_mask2(dropout_pair_hash(p0 + 4, seeds[m]), keepFrom);
+          fm[3] &= dropout_mask2(dropout_pair_hash(p0 + p8 + 4, seeds[m]), keepFrom);
+        }
+        const u16* tA = sa + ((it & 1) * M + m) * R16 * LD;
         #pragma unroll
         for (int j = 0; j < NT; j += 2) {
           unsigned fb[4];
           frag_b_nk(fb, tA, LD, j * 8, kc * 16, lane);
-          mma_bf16(acc[m][j], fa, fb[0], fb[1]);
-          mma_bf16(acc[m][j + 1], fa, fb[2], fb[3]);
+          mma_bf16(acc[m][j], fm, fb[0], fb[1]);
+          mma_bf16(acc[m][j + 1], fm, fb[2], fb[3]);
         }
       }
     }
     __syncthreads();
   }
+  const float scale = drop ? keepScale : 1.f;
+  #pragma unroll
+  for (int m = 0; m < M; m++)
+    #pragma unroll
+    for (int j = 0; j < NT; j++) acc[m][j][0] *= scale, acc[m][j][1] *= scale, acc[m][j][2] *= scale, acc[m][j][3] *= scale;
   #pragma unroll
   for (int i = 0; i < 2; i++) {
     const int n = n0 + warp * 16 + g + 8 * i;
@@ -203,22 +208,17 @@ extern "C" __global__ void lora_down_sum(u16* u0, u16* u1, u16* u2, const float*
   }
 }
 
-/** An A operand (16 x 16 at m0, k0) from a shared tile stored [k][m], through transposed loads. */
-__device__ __forceinline__ void frag_a_km(unsigned (&a)[4], const u16* sm, int ld, int m0, int k0, int lane) {
-  ldsm4t(a, sm + (k0 + (lane >> 4) * 8 + (lane & 7)) * ld + m0 + ((lane >> 3) & 1) * 8);
-}
-
 /**
- * gradA_m's partial sums g_m^T dropout_m(x) over one chunk of 256 rows and one tile of 128
- * columns: 32-row steps stage x (masked per member as lora_down masks it; one copy without
- * dropout) and the g_m (R columns, zeros up to a whole 16) in shared memory, the next step's
+ * gradA_m's partial sums g_m^T mask_m(x) over one chunk of 256 rows and one tile of 128
+ * columns (lora_grad_a_sum applies 1 / (1 - p)): 32-row steps stage x (zeros where member m's
+ * mask drops; one copy without dropout) and the g_m (R columns, zeros up to a whole 16) in shared memory, the next step's
  * rows loading into registers meanwhile; warp w multiplies columns 32w..32w+31 on tensor
  * cores. part[chunk][m][R][D] is summed over the chunks in order by lora_grad_a_sum. Requires
  * D % 8 == 0 and aligned rows.
  */
 template <int R, int M>
 __device__ __forceinline__ void lora_grad_a(float* part, const u16* g0, const u16* g1, const u16* g2, const u16* x, int N, int D,
-                                            i64 keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
+                                            int keepFrom, unsigned s0, unsigned s1, unsigned s2, int drop) {
   constexpr int CT = 128, LDX = CT + 8, R16 = (R + 15) / 16 * 16, LDG = R16 + 8, MT = R16 / 16, GC = 32 * (R16 / 8), GP = (GC + 127) / 128;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   u16* sx = (u16*)smem_raw;         // [M][32][LDX]: rows of x
@@ -257,7 +257,7 @@ __device__ __forceinline__ void lora_grad_a(float* part, const u16* g0, const u1
       const int e = threadIdx.x + it * 128, r = e >> 4, c = (e & 15) * 8;
       if (drop) {
         #pragma unroll
-        for (int m = 0; m < M; m++) *(uint4*)(sx + (m * 32 + r) * LDX + c) = lora_drop8(v[it], (i64)(r0 + r) * D + c0 + c, seeds[m], keepFrom, keepScale);
+        for (int m = 0; m < M; m++) *(uint4*)(sx + (m * 32 + r) * LDX + c) = lora_mask8(v[it], (i64)(r0 + r) * D + c0 + c, seeds[m], keepFrom);
       } else {
         *(uint4*)(sx + r * LDX + c) = v[it];
       }
@@ -312,7 +312,7 @@ __device__ __forceinline__ void lora_grad_a(float* part, const u16* g0, const u1
   }
 }
 
-/** gradA_m[i] += alpha * (sum over the chunks, in order, of part[c][m][i]) (n = R D). */
+/** gradA_m[i] += alpha * (sum over the chunks, in order, of part[c][m][i]) (n = R D; alpha includes dropout's scale). */
 extern "C" __global__ void lora_grad_a_sum(float* gA0, float* gA1, float* gA2, const float* part, int chunks, int members, i64 n, double alpha) {
   const i64 total = (i64)members * n;
   for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
@@ -333,7 +333,7 @@ extern "C" __global__ void lora_grad_a_sum(float* gA0, float* gA1, float* gA2, c
  */
 template <int R, int M>
 __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g0, const u16* g1, const u16* g2, const u16* a0, const u16* a1, const u16* a2,
-                                             int N, int D, float alpha, i64 keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2,
+                                             int N, int D, float alpha, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2,
                                              int drop, int accumulate) {
   constexpr int R16 = (R + 15) / 16 * 16, KC = R16 / 16, LDG = R16 + 8, CT = 128, LDA = CT + 8, LDO = CT + 4;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -377,10 +377,14 @@ __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g0, const u16* 
       }
       #pragma unroll
       for (int jj = 0; jj < 2; jj++) {
+        // Elements 0, 1 (row g) and 2, 3 (row g + 8) are pairs.
+        const i64 p0 = ((i64)(n0 + warp * 16 + g) * D + d0 + (j + jj) * 8 + 2 * t) >> 1;
         #pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const i64 i = (i64)(n0 + warp * 16 + g + 8 * (e >> 1)) * D + d0 + (j + jj) * 8 + 2 * t + (e & 1);
-          if (!drop || lora_keep(i, seeds[m], keepFrom)) tot[jj][e] += c[jj][e] * scale;
+        for (int h = 0; h < 2; h++) {
+          const unsigned bits = drop ? dropout_pair_hash(p0 + (i64)h * 4 * D, seeds[m]) : 0xffffffffu;
+          const unsigned kf = drop ? (unsigned)keepFrom : 0u;
+          if ((bits & 0xffffu) >= kf) tot[jj][2 * h] += c[jj][2 * h] * scale;
+          if ((bits >> 16) >= kf) tot[jj][2 * h + 1] += c[jj][2 * h + 1] * scale;
         }
       }
     }
@@ -415,16 +419,16 @@ function variant(suffix: string): string {
   const [r, m] = suffix.split('_');
   return String.raw`
 extern "C" __global__ void __launch_bounds__(64) lora_down_${suffix}(u16* u0, u16* u1, u16* u2, float* part, const u16* x, const u16* a0, const u16* a1,
-    const u16* a2, int N, int D, int perSplit, i64 keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
+    const u16* a2, int N, int D, int perSplit, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
   lora_down<${r}, ${m}>(u0, u1, u2, part, x, a0, a1, a2, N, D, perSplit, keepFrom, keepScale, s0, s1, s2, drop);
 }
 extern "C" __global__ void __launch_bounds__(128) lora_up_grad_${suffix}(u16* dx, const u16* g0, const u16* g1, const u16* g2, const u16* a0,
-    const u16* a1, const u16* a2, int N, int D, float alpha, i64 keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop, int accumulate) {
+    const u16* a1, const u16* a2, int N, int D, float alpha, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop, int accumulate) {
   lora_up_grad<${r}, ${m}>(dx, g0, g1, g2, a0, a1, a2, N, D, alpha, keepFrom, keepScale, s0, s1, s2, drop, accumulate);
 }
 extern "C" __global__ void __launch_bounds__(128) lora_grad_a_${suffix}(float* part, const u16* g0, const u16* g1, const u16* g2, const u16* x,
-    int N, int D, i64 keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
-  lora_grad_a<${r}, ${m}>(part, g0, g1, g2, x, N, D, keepFrom, keepScale, s0, s1, s2, drop);
+    int N, int D, int keepFrom, unsigned s0, unsigned s1, unsigned s2, int drop) {
+  lora_grad_a<${r}, ${m}>(part, g0, g1, g2, x, N, D, keepFrom, s0, s1, s2, drop);
 }
 `;
 }

@@ -14,13 +14,6 @@ __device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], 
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/** Two floats as bf16x2, lo in the low half (round to nearest even). */
-__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
-  unsigned r;
-  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
-
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   unsigned r;
   asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(r) : "l"(p));
@@ -45,6 +38,11 @@ __device__ __forceinline__ void ldsm4t(unsigned (&r)[4], const u16* p) {
 __device__ __forceinline__ void frag_a(unsigned (&a)[4], const u16* sm, int ld, int row0, int k0, int lane) {
   ldsm4(a, sm + (row0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + k0 + (lane >> 4) * 8);
 }
+/** An A operand (16 x 16 at m0, k0) from a shared tile stored [k][m], through transposed loads. */
+__device__ __forceinline__ void frag_a_km(unsigned (&a)[4], const u16* sm, int ld, int m0, int k0, int lane) {
+  ldsm4t(a, sm + (k0 + (lane >> 4) * 8 + (lane & 7)) * ld + m0 + ((lane >> 3) & 1) * 8);
+}
+
 /**
  * B operands of two adjacent 8-column tiles (columns n0..n0+15) at k0, from a tile stored
  * [n][k] (row n holds column n of B): b[0], b[1] for columns n0.., b[2], b[3] for n0 + 8..
