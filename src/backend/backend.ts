@@ -127,6 +127,14 @@ export interface Backend {
    * nf4 (2-D, then dequantized block by block inside the product).
    */
   matmul(out: Tensor, a: Tensor, b: Tensor, opts?: MatmulOptions): void;
+  /**
+   * outs[i] = a @ bs[i]^T (+ outs[i] if accumulate) for weights sharing one input (a decoder
+   * layer's q/k/v or gate/up projections; dense or nf4), then biases[i] added to every row where
+   * given: what matmul(outs[i], a, bs[i], { transB: true, accumulate }) and addBias(outs[i],
+   * biases[i]) give for each, in as few launches as the backend can manage (on CUDA one batched
+   * product per group of equally shaped weights, one bias kernel).
+   */
+  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases?: readonly (Tensor | null)[], accumulate?: boolean): void;
   /** x[rows, D] += bias[D] for every row (in place). */
   addBias(x: Tensor, bias: Tensor): void;
 
@@ -222,13 +230,6 @@ export interface Backend {
   adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opts: AdamWOptions): void;
 
   // ---- inference (decoding over a KV cache) ----
-  /**
-   * outs[i] = a @ bs[i]^T for weights sharing one input (a decoder layer's q/k/v or gate/up
-   * projections), then biases[i] added to every row where given: what matmul(outs[i], a, bs[i],
-   * { transB: true }) and addBias(outs[i], biases[i]) give for each, in as few launches as the
-   * backend can manage (on CUDA one product per group of equally shaped weights, one bias kernel).
-   */
-  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases?: readonly (Tensor | null)[]): void;
   /**
    * Starts copying `t` to the host and returns at once: work queued afterwards keeps running
    * while the host waits for these values, so a decoding loop can queue step n + 1 before it

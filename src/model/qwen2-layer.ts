@@ -120,11 +120,9 @@ function runForward(
 
   const x1 = be.empty([N, D], dt);
   const [so] = lin(attn, ['o_proj', x1]);
-  be.add(x1, x1, x);
-
   const n2 = be.empty([N, D], dt);
   const rstd2 = be.empty([N]);
-  be.rmsNormForward(n2, rstd2, x1, w.postAttentionLayernorm, cfg.rmsNormEps);
+  be.addRmsNorm(x1, n2, rstd2, x1, x, w.postAttentionLayernorm, cfg.rmsNormEps);
   const gate = be.empty([N, I], dt), up = be.empty([N, I], dt);
   const [sg, su] = lin(n2, ['gate_proj', gate], ['up_proj', up]);
   be.free(n2);

@@ -100,10 +100,19 @@ export function linearGroupForward(
     be.loraDown(us, x, set.map((m) => (m.lora as LoraWeights).aCompute ?? (m.lora as LoraWeights).a), p, set.map((m) => m.seed ?? 0));
     set.forEach((m, i) => saved.set(m, { u: us[i], seed: p > 0 ? (m.seed ?? 0) : null }));
   }
-  return members.map((m) => {
+  for (const m of members) {
     const s = saved.get(m);
     if (s?.u && m.lora) be.matmul(m.out, s.u, m.lora.bCompute ?? m.lora.b, { transB: true, alpha: m.lora.scale, accumulate: baseDone });
-    if (!baseDone) be.matmul(m.out, x, m.lin.weight, { transB: true, accumulate: s !== undefined });
+  }
+  if (!baseDone) {
+    // The base products in batched calls: onto the LoRA updates, or written where there are none.
+    for (const accumulate of [true, false]) {
+      const part = members.filter((m) => saved.has(m) === accumulate);
+      if (part.length > 0) be.matmulMany(part.map((m) => m.out), x, part.map((m) => m.lin.weight), [], accumulate);
+    }
+  }
+  return members.map((m) => {
+    const s = saved.get(m);
     if (m.lin.bias && m.withBias !== false) be.addBias(m.out, m.lin.bias);
     if (train) return s ?? { u: null, seed: null };
     if (s?.u) be.free(s.u);

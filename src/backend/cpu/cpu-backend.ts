@@ -254,9 +254,9 @@ export class CpuBackend implements Backend {
     adamwCpu(f32(param), f32(grad), f32(m), f32(v), opts);
   }
 
-  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases: readonly (Tensor | null)[] = []): void {
+  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases: readonly (Tensor | null)[] = [], accumulate = false): void {
     if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
-    outs.forEach((out, i) => this.matmul(out, a, bs[i], { transB: true }));
+    outs.forEach((out, i) => this.matmul(out, a, bs[i], { transB: true, accumulate }));
     outs.forEach((out, i) => {
       const bias = biases[i];
       if (bias) this.addBias(out, bias);

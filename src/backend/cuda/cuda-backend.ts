@@ -436,9 +436,9 @@ export class CudaBackend implements Backend, MatmulHost {
 
   // ---- inference ----
 
-  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases: readonly (Tensor | null)[] = []): void {
+  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases: readonly (Tensor | null)[] = [], accumulate = false): void {
     if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
-    this.productsSharingInput(outs, a, bs);
+    this.productsSharingInput(outs, a, bs, accumulate);
     // The biases, three outputs per launch.
     const withBias = outs.flatMap((out, i) => {
       const bias = biases[i];
@@ -454,32 +454,43 @@ export class CudaBackend implements Backend, MatmulHost {
     }
   }
 
-  /** The products of matmulMany: one batched product per group of equally shaped dense weights. */
-  private productsSharingInput(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[]): void {
-    // Dense weights of one shape, in the dtype of a and the outputs, go through one batched product.
+  /**
+   * The products of matmulMany: one batched product per group of equally shaped weights, dense
+   * in the dtype of a and the outputs, or nf4 (dequantized together into one scratch block).
+   */
+  private productsSharingInput(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], accumulate: boolean): void {
     const A = asCuda(a, 'matmulMany a');
     const groups = new Map<string, number[]>();
     bs.forEach((b, i) => {
       const B = asCuda(b, 'matmulMany b'), O = asCuda(outs[i], 'matmulMany out');
-      const batchable = isFloat(A.dtype) && a.shape.length === 2 && b.shape.length === 2 && B.dtype === A.dtype && O.dtype === A.dtype && a.shape[1] > 0;
-      const key = batchable ? b.shape.join('x') : `alone ${i}`;
+      const batchable = (A.dtype === 'bf16' || A.dtype === 'f16' || A.dtype === 'f32') && a.shape.length === 2 && b.shape.length === 2
+        && (B.dtype === A.dtype || (B.dtype === 'nf4' && A.dtype !== 'f32')) && O.dtype === A.dtype && a.shape[1] > 0;
+      const key = batchable ? `${B.dtype} ${b.shape.join('x')}` : `alone ${i}`;
       groups.set(key, [...(groups.get(key) ?? []), i]);
     });
     for (const group of groups.values()) {
       if (group.length === 1) {
-        this.matmul(outs[group[0]], a, bs[group[0]], { transB: true });
+        this.matmul(outs[group[0]], a, bs[group[0]], { transB: true, accumulate });
         continue;
       }
       const [M, K] = a.shape, [N, Kb] = bs[group[0]].shape;
       if (Kb !== K) throw new Error(`matmulMany: a [${a.shape.join(', ')}] and b [${bs[group[0]].shape.join(', ')}]ᵀ do not match`);
       for (const i of group) expectShape('matmulMany out', outs[i], [M, N]);
-      const n = group.length;
-      const arrays = this.addressArray([...group.map(() => A.ptr), ...group.map((i) => asCuda(bs[i], 'matmulMany b').ptr), ...group.map((i) => asCuda(outs[i], 'matmulMany out').ptr)]);
-      const dtype = A.dtype as GemmDType;
+      const n = group.length, dtype = A.dtype as GemmDType;
+      const nf4 = asCuda(bs[group[0]], 'matmulMany b').dtype === 'nf4';
+      const scratch = nf4 ? this.scratch([n * N, K], dtype) : null;
+      const weights = group.map((i, j) => {
+        if (!scratch) return asCuda(bs[i], 'matmulMany b').ptr;
+        const view = new CudaTensor([N, K], dtype, scratch.ptr + j * N * K * elementBytes(dtype), [], scratch);
+        this.dequantizeNf4(view, asCuda(bs[i], 'matmulMany b'));
+        return view.ptr;
+      });
+      const arrays = this.addressArray([...group.map(() => A.ptr), ...weights, ...group.map((i) => asCuda(outs[i], 'matmulMany out').ptr)]);
       this.gemm.gemmArrays({
         M, N, K, transA: false, transB: true, dtype, outDtype: dtype, aArray: arrays, lda: K, bArray: arrays + 8 * n, ldb: K, cArray: arrays + 16 * n, ldc: N,
-        alpha: 1, beta: 0, batch: n,
+        alpha: 1, beta: accumulate ? 1 : 0, batch: n,
       });
+      if (scratch) this.releaseScratch(scratch);
     }
   }
 
