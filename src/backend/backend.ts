@@ -128,6 +128,12 @@ export interface Backend {
    */
   matmul(out: Tensor, a: Tensor, b: Tensor, opts?: MatmulOptions): void;
   /**
+   * outs[i] = matmul(as[i], bs[i], opts) for independent 2-D operands of one shape each (the
+   * LoRA products of q, k and v): what matmul gives for each, in one launch where the backend
+   * can (on CUDA one batched product).
+   */
+  matmulBatch(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[], opts?: MatmulOptions): void;
+  /**
    * outs[i] = a @ bs[i]^T (+ outs[i] if accumulate) for weights sharing one input (a decoder
    * layer's q/k/v or gate/up projections; dense or nf4), then biases[i] added to every row where
    * given: what matmul(outs[i], a, bs[i], { transB: true, accumulate }) and addBias(outs[i],

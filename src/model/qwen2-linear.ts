@@ -94,15 +94,12 @@ export function linearGroupForward(
   const N = x.shape[0];
   const saved = new Map<GroupMember, LinearSaved>();
   for (const set of loraSets(members)) {
-    const lora = set[0].lora as LoraWeights;
-    const p = train ? lora.dropout : 0;
-    const us = set.map(() => be.empty([N, lora.a.shape[0]], be.computeDType));
-    be.loraDown(us, x, set.map((m) => (m.lora as LoraWeights).aCompute ?? (m.lora as LoraWeights).a), p, set.map((m) => m.seed ?? 0));
+    const loras = set.map((m) => m.lora as LoraWeights);
+    const p = train ? loras[0].dropout : 0;
+    const us = set.map(() => be.empty([N, loras[0].a.shape[0]], be.computeDType));
+    be.loraDown(us, x, loras.map((l) => l.aCompute ?? l.a), p, set.map((m) => m.seed ?? 0));
     set.forEach((m, i) => saved.set(m, { u: us[i], seed: p > 0 ? (m.seed ?? 0) : null }));
-  }
-  for (const m of members) {
-    const s = saved.get(m);
-    if (s?.u && m.lora) be.matmul(m.out, s.u, m.lora.bCompute ?? m.lora.b, { transB: true, alpha: m.lora.scale, accumulate: baseDone });
+    be.matmulBatch(set.map((m) => m.out), us, loras.map((l) => l.bCompute ?? l.b), { transB: true, alpha: loras[0].scale, accumulate: baseDone });
   }
   if (!baseDone) {
     // The base products in batched calls: onto the LoRA updates, or written where there are none.
@@ -141,21 +138,17 @@ export function linearGroupBackward(
   let acc = accumulate;
   for (const set of loraSets(members.filter((m) => m.saved.u))) {
     if (!x) throw new Error('linearGroupBackward: the LoRA path needs the forward input');
-    const lora = set[0].lora as LoraWeights;
-    const seed = set[0].saved.seed;
-    const gs = set.map((m) => {
-      const l = m.lora as LoraWeights, u = m.saved.u as Tensor;
-      // dB += scale * dy^T u; g = dy B, the gradient reaching u (before the scale).
-      be.matmul(l.gradB, m.dy, u, { transA: true, alpha: l.scale, accumulate: true });
-      be.free(u);
-      const g = be.empty([N, l.a.shape[0]], be.computeDType);
-      be.matmul(g, m.dy, l.bCompute ?? l.b);
-      return g;
-    });
-    const p = seed === null ? 0 : lora.dropout, seeds = set.map((m) => m.saved.seed ?? 0);
+    const loras = set.map((m) => m.lora as LoraWeights), us = set.map((m) => m.saved.u as Tensor), dys = set.map((m) => m.dy);
+    const { dropout, scale } = loras[0];
+    // dB += scale * dy^T u; g = dy B, the gradient reaching u (before the scale).
+    be.matmulBatch(loras.map((l) => l.gradB), dys, us, { transA: true, alpha: scale, accumulate: true });
+    for (const u of us) be.free(u);
+    const gs = loras.map((l) => be.empty([N, l.a.shape[0]], be.computeDType));
+    be.matmulBatch(gs, dys, loras.map((l) => l.bCompute ?? l.b));
+    const p = set[0].saved.seed === null ? 0 : dropout, seeds = set.map((m) => m.saved.seed ?? 0);
     // dA += scale * g^T dropout(x); the input gradient passes back through the same masks.
-    be.loraDownWeightGrad(set.map((m) => (m.lora as LoraWeights).gradA), gs, x, p, seeds, lora.scale);
-    be.loraDownBackward(dx, gs, set.map((m) => (m.lora as LoraWeights).aCompute ?? (m.lora as LoraWeights).a), p, seeds, lora.scale, acc);
+    be.loraDownWeightGrad(loras.map((l) => l.gradA), gs, x, p, seeds, scale);
+    be.loraDownBackward(dx, gs, loras.map((l) => l.aCompute ?? l.a), p, seeds, scale, acc);
     acc = true;
     for (const g of gs) be.free(g);
   }

@@ -4,7 +4,7 @@
  * runs one or a few kernels, and returns its outputs. Used by test/backend-cuda-kernels.test.ts
  * and by tools/gpu-check (which prints the errors), so the same cases decide both.
  */
-import type { Backend, FloatDType, Tensor } from '../../src/backend/backend.js';
+import type { Backend, MatmulOptions, FloatDType, Tensor } from '../../src/backend/backend.js';
 import { nf4Quantizer } from '../../src/model/qwen2-weights.js';
 import { bf16ToF32, f32ToBf16 } from '../../src/tensor/dtype.js';
 import { rng } from './random-qwen2.js';
@@ -58,6 +58,27 @@ function matmulCase(
       be.matmul(out, a, b, opts);
       const result = { out: get(be, out) };
       for (const t of [a, b, out]) be.free(t);
+      return result;
+    },
+  };
+}
+
+/** Three products of one shape in one call: matmulBatch (own operands) or matmulMany (shared a, nf4 weights), accumulating. */
+function manyCase(kind: 'batch' | 'many nf4', aShape: number[], bShape: number[], outShape: number[], opts: MatmulOptions, outF32 = false): ParityCase {
+  return {
+    name: `${kind === 'batch' ? 'matmulBatch' : 'matmulMany'} x3 ${JSON.stringify(opts)}${outF32 ? ' into f32' : ''}`,
+    run(be, dt) {
+      const rand = rng(aShape[0] * 31 + bShape[0]);
+      const n = (s: number[]): number => s.reduce((x, y) => x * y, 1);
+      const as = [0, 1, 2].map(() => be.upload(values(n(aShape), 1, rand), aShape, dt));
+      const bs = [0, 1, 2].map(() => kind === 'batch'
+        ? be.upload(values(n(bShape), 1, rand), bShape, dt)
+        : be.uploadNf4(nf4Quantizer(values(n(bShape), 1, rand), bShape as [number, number])));
+      const outs = [0, 1, 2].map(() => be.upload(values(n(outShape), 1, rand), outShape, outF32 ? 'f32' : dt));
+      if (kind === 'batch') be.matmulBatch(outs, as, bs, opts);
+      else be.matmulMany(outs, as[0], bs, [], opts.accumulate);
+      const result = Object.fromEntries(outs.map((o, i) => [`out${i}`, get(be, o)]));
+      for (const t of [...as, ...bs, ...outs]) be.free(t);
       return result;
     },
   };
@@ -153,6 +174,9 @@ export const PARITY_CASES: ParityCase[] = [
   matmulCase('matmul batched 3-D', [3, 17, 19], [3, 19, 23], [3, 17, 23], { accumulate: true }),
   matmulCase('matmul nf4 b transposed (Linear forward)', [20, 128], [48, 128], [20, 48], { transB: true }, { b: 'nf4' }),
   matmulCase('matmul nf4 b (input gradient)', [20, 48], [48, 128], [20, 128], {}, { b: 'nf4' }),
+  manyCase('batch', [40, 24], [40, 16], [24, 16], { transA: true, alpha: 0.5, accumulate: true }, true),
+  manyCase('batch', [40, 16], [24, 16], [40, 24], { transB: true, alpha: 2 }),
+  manyCase('many nf4', [20, 128], [48, 128], [20, 48], { transB: true, accumulate: true }),
   matmulCase('matmul a x f32 LoRA A^T -> f32 (u = x A^T)', [40, 64], [8, 64], [40, 8], { transB: true }, { b: 'f32', out: 'f32' }),
   matmulCase('matmul f32 u x f32 B^T, accumulate into activations', [40, 8], [24, 8], [40, 24], { transB: true, alpha: 2, accumulate: true }, { a: 'f32', b: 'f32' }),
   matmulCase('matmul dy^T x f32 u -> f32 grad', [40, 24], [40, 8], [24, 8], { transA: true, alpha: 2, accumulate: true }, { b: 'f32', out: 'f32' }),

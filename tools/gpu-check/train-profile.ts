@@ -255,11 +255,27 @@ function kernelTimes(): void {
     Object.assign(out, { [`lmHeadFwd${rows}`]: fwd, [`lmHeadBwd${rows}`]: bwd, [`crossEntropy${rows}`]: ce });
     for (const t of [x, logits, dx, losses, targets]) be.free(t);
   }
+  // The LoRA kernels alone at a layer's shape: one member (o_proj) and the q/k/v group of three.
+  const N = 8192, r = LORA.r, p = LORA.dropout;
+  const x = be.alloc([N, D], 'bf16'), dx = be.alloc([N, D], 'bf16');
+  for (const M of [1, 3]) {
+    const as = Array.from({ length: M }, () => be.alloc([r, D], 'bf16')), gradAs = Array.from({ length: M }, () => be.alloc([r, D]));
+    const us = Array.from({ length: M }, () => be.alloc([N, r], 'bf16')), seeds = Array.from({ length: M }, (_, m) => 11 + m);
+    const down = time(10, () => be.loraDown(us, x, as, p, seeds));
+    const gradA = time(10, () => be.loraDownWeightGrad(gradAs, us, x, p, seeds, 2));
+    const upGrad = time(10, () => be.loraDownBackward(dx, us, as, p, seeds, 2, false));
+    const gb = time(10, () => be.matmul(gradAs[0], us[0], x, { transA: true, accumulate: true }));
+    log(`  LoRA ${M} member(s) at ${N}x${D}: loraDown ${(down * 1e3).toFixed(1)} us, loraDownWeightGrad ${(gradA * 1e3).toFixed(1)} us, loraDownBackward ${(upGrad * 1e3).toFixed(1)} us (x is ${(N * D * 2 / 2 ** 20).toFixed(0)} MiB; cuBLAS u^T x ${(gb * 1e3).toFixed(1)} us)`);
+    Object.assign(out, { [`loraDown${M}`]: down, [`loraGradA${M}`]: gradA, [`loraUpGrad${M}`]: upGrad });
+    for (const t of [...as, ...gradAs, ...us]) be.free(t);
+  }
+  be.free(x);
+  be.free(dx);
   report.kernels = out;
 }
 
 await section('training step throughput (bench step)', throughput);
 for (const [B, T] of cases) await section(`GPU time by call kind, one step at ${B}x${T}`, () => profileStep(B, T));
-await section('lm_head and cross-entropy alone', kernelTimes);
+await section('lm_head, cross-entropy and LoRA kernels alone', kernelTimes);
 writeFileSync(join(outDir, 'train-profile.json'), JSON.stringify(report, null, 1) + '\n');
 model.free();

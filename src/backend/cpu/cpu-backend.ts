@@ -254,6 +254,11 @@ export class CpuBackend implements Backend {
     adamwCpu(f32(param), f32(grad), f32(m), f32(v), opts);
   }
 
+  matmulBatch(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[], opts: MatmulOptions = {}): void {
+    if (outs.length !== as.length || as.length !== bs.length) throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
+    outs.forEach((out, i) => this.matmul(out, as[i], bs[i], opts));
+  }
+
   matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases: readonly (Tensor | null)[] = [], accumulate = false): void {
     if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
     outs.forEach((out, i) => this.matmul(out, a, bs[i], { transB: true, accumulate }));

@@ -11,7 +11,7 @@
 import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/dtype.js';
 import { UserError } from '../../util/errors.js';
 import {
-  expectShape, loraGroupDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
+  expectShape, loraGroupDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
   type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
@@ -435,6 +435,28 @@ export class CudaBackend implements Backend, MatmulHost {
   }
 
   // ---- inference ----
+
+  matmulBatch(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[], opts: MatmulOptions = {}): void {
+    if (outs.length !== as.length || as.length !== bs.length) throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
+    const [A0, B0, O0] = [as[0], bs[0], outs[0]].map((t) => asCuda(t, 'matmulBatch'));
+    const half = A0.dtype === 'bf16' || A0.dtype === 'f16';
+    const alike = outs.length > 1 && half && [as, bs, outs].every((ts) => ts.every((t) => {
+      const c = asCuda(t, 'matmulBatch'), first = ts === as ? A0 : ts === bs ? B0 : O0;
+      return c.shape.length === 2 && c.dtype === first.dtype && c.shape[0] === first.shape[0] && c.shape[1] === first.shape[1];
+    })) && B0.dtype === A0.dtype && (O0.dtype === A0.dtype || O0.dtype === 'f32');
+    if (!alike) {
+      outs.forEach((out, i) => this.matmul(out, as[i], bs[i], opts));
+      return;
+    }
+    const { M, K, N } = matmulDims(O0, A0, B0, opts);
+    const n = outs.length;
+    const arrays = this.addressArray([...as, ...bs, ...outs].map((t) => asCuda(t, 'matmulBatch').ptr));
+    this.gemm.gemmArrays({
+      M, N, K, transA: opts.transA ?? false, transB: opts.transB ?? false, dtype: A0.dtype as GemmDType, outDtype: O0.dtype as GemmDType,
+      aArray: arrays, lda: A0.shape[1], bArray: arrays + 8 * n, ldb: B0.shape[1], cArray: arrays + 16 * n, ldc: N,
+      alpha: opts.alpha ?? 1, beta: opts.accumulate ? 1 : 0, batch: n,
+    });
+  }
 
   matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases: readonly (Tensor | null)[] = [], accumulate = false): void {
     if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);

@@ -82,12 +82,13 @@ __device__ __forceinline__ unsigned fmix32(unsigned h) {
 /**
  * The hash of element pair "pair" (elements 2 pair and 2 pair + 1) under seedMix = fmix32(seed):
  * its low 16 bits decide the even element, its high 16 bits the odd one (backend.ts's
- * dropoutUniform times 2^16).
+ * dropoutUniform times 2^16). Only the pair index's low 32 bits count, so callers may compute it
+ * in 32-bit arithmetic (wrapping).
  */
-__device__ __forceinline__ unsigned dropout_pair_hash(i64 pair, unsigned seedMix) { return fmix32((unsigned)pair * 0x9e3779b1u + seedMix); }
+__device__ __forceinline__ unsigned dropout_pair_hash(unsigned pair, unsigned seedMix) { return fmix32(pair * 0x9e3779b1u + seedMix); }
 /** Element i's 16 bits. */
 __device__ __forceinline__ unsigned dropout_bits(i64 i, unsigned seedMix) {
-  const unsigned h = dropout_pair_hash(i >> 1, seedMix);
+  const unsigned h = dropout_pair_hash((unsigned)(i >> 1), seedMix);
   return (i & 1) ? h >> 16 : h & 0xffffu;
 }
 /** The bit mask keeping each bf16 half of a pair's word whose 16 bits are >= keepFrom (= ceil(p 2^16)). */

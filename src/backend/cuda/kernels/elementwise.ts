@@ -176,7 +176,7 @@ extern "C" __global__ void dropout_bf16x8(uint4* out, const uint4* x, double p, 
     unpack8(x[g], v);
     #pragma unroll
     for (int k = 0; k < 8; k += 2) {
-      const unsigned h = dropout_pair_hash(g * 4 + k / 2, seedMix);
+      const unsigned h = dropout_pair_hash((unsigned)(g * 4 + k / 2), seedMix);
       v[k] = (double)(h & 0xffffu) * (1.0 / 65536.0) >= p ? (float)((double)v[k] * keepScale) : 0.f;
       v[k + 1] = (double)(h >> 16) * (1.0 / 65536.0) >= p ? (float)((double)v[k + 1] * keepScale) : 0.f;
     }

@@ -78,11 +78,10 @@ export const LORA_GRAD_A = { cols: 128, rows: 256, threads: 128, sharedBytes: (r
 
 const SOURCE = String.raw`
 /**
- * x's 8 bf16 at elements i0..i0+7 (i0 even) with dropout's zeros: the kept values are not
+ * x's 8 bf16 at element pairs p0..p0+3 with dropout's zeros: the kept values are not
  * scaled here (callers scale the products by 1 / (1 - p), which is the same sum).
  */
-__device__ __forceinline__ uint4 lora_mask8(uint4 w, i64 i0, unsigned seedMix, unsigned keepFrom) {
-  const i64 p0 = i0 >> 1;
+__device__ __forceinline__ uint4 lora_mask8(uint4 w, unsigned p0, unsigned seedMix, unsigned keepFrom) {
   w.x &= dropout_mask2(dropout_pair_hash(p0, seedMix), keepFrom);
   w.y &= dropout_mask2(dropout_pair_hash(p0 + 1, seedMix), keepFrom);
   w.z &= dropout_mask2(dropout_pair_hash(p0 + 2, seedMix), keepFrom);
@@ -154,7 +153,7 @@ __device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, float* part
       unsigned fa[4];
       frag_a(fa, sx, LD, warp * 16, kc * 16, lane);
       // Registers 0-3 hold rows g, g + 8, g, g + 8 at columns 2t (+ 8 for 2 and 3): element pairs.
-      const i64 p0 = ((i64)(n0 + warp * 16 + g) * D + d0 + kc * 16 + 2 * t) >> 1, p8 = (i64)4 * D;
+      const unsigned p0 = (unsigned)(n0 + warp * 16 + g) * (unsigned)(D >> 1) + ((d0 + kc * 16) >> 1) + t, p8 = 4u * (unsigned)D;
       #pragma unroll
       for (int m = 0; m < M; m++) {
         unsigned fm[4] = {fa[0], fa[1], fa[2], fa[3]};
@@ -257,7 +256,7 @@ __device__ __forceinline__ void lora_grad_a(float* part, const u16* g0, const u1
       const int e = threadIdx.x + it * 128, r = e >> 4, c = (e & 15) * 8;
       if (drop) {
         #pragma unroll
-        for (int m = 0; m < M; m++) *(uint4*)(sx + (m * 32 + r) * LDX + c) = lora_mask8(v[it], (i64)(r0 + r) * D + c0 + c, seeds[m], keepFrom);
+        for (int m = 0; m < M; m++) *(uint4*)(sx + (m * 32 + r) * LDX + c) = lora_mask8(v[it], (unsigned)(r0 + r) * (unsigned)(D >> 1) + ((c0 + c) >> 1), seeds[m], keepFrom);
       } else {
         *(uint4*)(sx + r * LDX + c) = v[it];
       }
@@ -378,10 +377,10 @@ __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g0, const u16* 
       #pragma unroll
       for (int jj = 0; jj < 2; jj++) {
         // Elements 0, 1 (row g) and 2, 3 (row g + 8) are pairs.
-        const i64 p0 = ((i64)(n0 + warp * 16 + g) * D + d0 + (j + jj) * 8 + 2 * t) >> 1;
+        const unsigned p0 = (unsigned)(n0 + warp * 16 + g) * (unsigned)(D >> 1) + ((d0 + (j + jj) * 8) >> 1) + t;
         #pragma unroll
         for (int h = 0; h < 2; h++) {
-          const unsigned bits = drop ? dropout_pair_hash(p0 + (i64)h * 4 * D, seeds[m]) : 0xffffffffu;
+          const unsigned bits = drop ? dropout_pair_hash(p0 + (unsigned)h * 4u * (unsigned)D, seeds[m]) : 0xffffffffu;
           const unsigned kf = drop ? (unsigned)keepFrom : 0u;
           if ((bits & 0xffffu) >= kf) tot[jj][2 * h] += c[jj][2 * h] * scale;
           if ((bits >> 16) >= kf) tot[jj][2 * h + 1] += c[jj][2 * h + 1] * scale;
