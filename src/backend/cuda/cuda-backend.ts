@@ -24,7 +24,7 @@ import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
 import { loraDownBackwardComposed, loraDownComposed, loraDownWeightGradComposed } from '../lora-composed.js';
-import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_GRAD, loraDownSplit, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
+import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_GRAD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
 import { CE_CLUSTER, ROPE_HEADS, ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
@@ -250,15 +250,9 @@ export class CudaBackend implements Backend, MatmulHost {
     if (N === 0) return;
     for (const c of loraChunks(us.length, r)) {
       const M = c.length;
-      const { splits, perSplit } = loraDownSplit(N, D, this.device.smCount);
-      const part = splits > 1 ? this.device.allocator.alloc(splits * M * N * r * 4) : null;
-      const u3 = pad3(c.map((m) => ptrArg(us[m])));
-      this.device.launch(this.device.kernel(LORA, `lora_down_${r}_${M}`), [Math.ceil(N / LORA_DOWN.rows), splits], LORA_DOWN.threads, LORA_DOWN.sharedBytes(r, M), [
-        ...u3, part ? part.ptr : 0, ptrArg(x), ...pad3(c.map((m) => ptrArg(as[m]))), N, D, perSplit, ...dropoutArgs(p, c.map((m) => seeds[m])),
+      this.device.launch(this.device.kernel(LORA, `lora_down_${r}_${M}`), [Math.ceil(N / LORA_DOWN.rows)], LORA_DOWN.threads, LORA_DOWN.sharedBytes(r, M), [
+        ...pad3(c.map((m) => ptrArg(us[m]))), ptrArg(x), ...pad3(c.map((m) => ptrArg(as[m]))), N, D, ...dropoutArgs(p, c.map((m) => seeds[m])),
       ]);
-      if (!part) continue;
-      this.device.launch(this.device.kernel(LORA, 'lora_down_sum'), [this.gridFor(M * N * r)], 256, 0, [...u3, part.ptr, splits, M, N * r]);
-      this.device.allocator.release(part.ptr, part.size);
     }
   }
 

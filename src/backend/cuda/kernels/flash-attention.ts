@@ -11,6 +11,9 @@
  * cp.async, the next one loading while the current one is multiplied; their rows of hd + 8 bf16
  * keep the ldmatrix fragment loads of a warp's 8 row addresses on distinct banks.
  *
+ * Query-tile blocks run in reverse order: under the causal mask the last tiles see the most keys,
+ * and starting them first leaves the short ones for the grid's tail.
+ *
  * A warp owns 16 rows of the M dimension of every product; in the m16n8k16 fragment layout a
  * lane (group g = lane / 4, t = lane % 4) holds rows g and g + 8, columns 2t and 2t + 1 of
  * each 8-column tile, which is also the A-operand layout of the next product, so probabilities
@@ -83,7 +86,7 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
   int* sMask = (int*)(sV + 2 * 64 * LD);  // [2][64]
   const int b = blockIdx.y / H, h = blockIdx.y - b * H, kh = h / (H / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int q0 = blockIdx.x * 64, offset = kvLen - T;
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * 64, offset = kvLen - T;  // the longest rows (last tiles) first
   const i64 qStride = (i64)H * HD, kvStride = (i64)Hkv * HD;
   const int kEnd = min(kvLen, offset + min(q0 + 64, T));
   const int tiles = (kEnd + 63) / 64;
@@ -353,7 +356,7 @@ __device__ __forceinline__ void flash_bwd_dq(u16* dQ, const u16* dO, const float
   int* sMask = (int*)(sD + 64);  // [2][64]
   const int b = blockIdx.y / H, h = blockIdx.y - b * H, kh = h / (H / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int q0 = blockIdx.x * 64, offset = kvLen - T;
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * 64, offset = kvLen - T;  // the longest rows (last tiles) first
   const i64 qStride = (i64)H * HD, kvStride = (i64)Hkv * HD;
   const int kEnd = min(kvLen, offset + min(q0 + 64, T));
   const int tiles = (kEnd + 63) / 64;
@@ -465,7 +468,7 @@ __device__ __forceinline__ void flash_bwd_dq_ds(u16* dQ, const u16* dS, const u1
   u16* sD = sK + 2 * 64 * LD;      // [2][64][LDS]: rows = keys, columns = queries
   const int b = blockIdx.y / H, h = blockIdx.y - b * H, kh = h / (H / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int q0 = blockIdx.x * 64, offset = kvLen - T;
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * 64, offset = kvLen - T;  // the longest rows (last tiles) first
   const i64 kvStride = (i64)Hkv * HD;
   const int kEnd = min(kvLen, offset + min(q0 + 64, T));
   const int tiles = (kEnd + 63) / 64;

@@ -3,15 +3,12 @@
  * adapters reading the same input (q, k and v; gate and up), each with its own dropout mask
  * computed inside instead of materialized (bf16 tensors, r a multiple of 8 up to 64):
  *
- *   lora_down_R_M    u_m [N, R] = dropout_m(x) a_m^T: 32-row blocks stage the dropped-out tiles
- *                    of x (one per member; the very values the dropout kernel would store) in
- *                    shared memory and multiply them with a_m on tensor cores (mma.sync
- *                    m16n8k16, f32 accumulation); blocks also split D (grid.y) so that enough
- *                    warps run to keep reads in flight, their f32 partial sums added in order
- *                    by lora_down_sum
+ *   lora_down_R_M    u_m [N, R] = dropout_m(x) a_m^T: 32-row blocks whose 8 warps split D,
+ *                    multiplying fragments read straight from global memory on tensor cores
+ *                    (mma.sync m16n8k16, f32 accumulation), their sums added in order at the end
  *   lora_up_grad_R_M dx [N, D] = (dx +) alpha * sum_m dropout_m(g_m a_m): 64 x 128 output tiles
- *                    on tensor cores, each member's product masked in registers, the sum staged
- *                    in shared memory (f32) and written in whole 16-byte rows
+ *                    on tensor cores, each member's product masked and summed in registers and
+ *                    written from there
  *   lora_grad_a_R_M  gradA_m [R, D] += alpha * g_m^T dropout_m(x): partial products of row chunks
  *                    on tensor cores, then lora_grad_a_sum adds them in a fixed order
  *
@@ -41,25 +38,13 @@ export const LORA_VARIANTS: readonly string[] = LORA_RANKS.flatMap((r) => Array.
 /** r rounded up to whole 16-row tiles (the kernels pad a and g with zeros to it). */
 const padded = (r: number): number => Math.ceil(r / 16) * 16;
 
-/** Rows and columns (one tile) per lora_down step and the shared memory it needs for rank r and m members (a's tiles double-buffered). */
-export const LORA_DOWN = { rows: 32, cols: 128, threads: 64, sharedBytes: (r: number, m: number) => (32 + 2 * m * padded(r)) * (128 + 8) * 2 } as const;
-
-/**
- * How lora_down splits D for N rows: 32-row blocks alone leave an H100 mostly idle (N = 8192
- * gives 256 blocks of 2 warps), so each block takes `perSplit` columns (whole tiles) of its rows,
- * aiming at `blocksPerSm` blocks per SM in all.
- */
-export function loraDownSplit(N: number, D: number, smCount: number, blocksPerSm = 8): { splits: number; perSplit: number } {
-  const tiles = Math.ceil(D / LORA_DOWN.cols), rowBlocks = Math.max(1, Math.ceil(N / LORA_DOWN.rows));
-  const want = Math.min(tiles, Math.max(1, Math.ceil((smCount * blocksPerSm) / rowBlocks)));
-  const tilesPer = Math.ceil(tiles / want);
-  return { splits: Math.ceil(tiles / tilesPer), perSplit: tilesPer * LORA_DOWN.cols };
-}
+/** lora_down: rows per block, threads (8 warps splitting D), and its shared memory (the warps' sums) for rank r and m members. */
+export const LORA_DOWN = { rows: 32, threads: 256, sharedBytes: (r: number, m: number) => 8 * m * 32 * r * 4 } as const;
 
 /** lora_up_grad: 64 x 128 output tiles, and its shared memory for rank r and m members. */
 export const LORA_UP_GRAD = {
   rows: 64, cols: 128, threads: 128,
-  sharedBytes: (r: number, m: number) => m * 64 * (padded(r) + 8) * 2 + m * padded(r) * (128 + 8) * 2 + 64 * (128 + 4) * 4,
+  sharedBytes: (r: number, m: number) => m * 64 * (padded(r) + 8) * 2 + m * padded(r) * (128 + 8) * 2,
 } as const;
 
 /**
@@ -94,126 +79,106 @@ template <typename T>
 __device__ __forceinline__ T pick3(int m, T p0, T p1, T p2) { return m == 0 ? p0 : m == 1 ? p1 : p2; }
 
 /**
- * Requires D % 8 == 0 and 16-byte aligned rows. 64 threads stage a 32 x 128 tile of x: the next
- * tile's x (into registers) and a_m (cp.async, double-buffered) load while the tensor cores work
- * on the current one. Each member's mask is applied to the A fragments in registers (a pair of
- * bf16 per register, one hash each), the 1 / (1 - p) scale to the sums. Block (i, s) covers
- * columns [s perSplit, (s + 1) perSplit) (perSplit a multiple of 128); with part, it writes its
- * f32 sums to part[s][m][N][R] instead of u_m.
+ * u_m for 32 rows: the 8 warps of a block split D (warp w takes 16-column steps w, w + 8, ...)
+ * and read their fragments of x and a_m straight from global memory (a lane's 4-byte words of
+ * a 16-column step fill whole 32-byte sectors of each row), so loads of later steps overlap the
+ * products of earlier ones with no block-wide waits. Each member's mask is applied to the A
+ * fragments in registers (a pair of bf16 per register, one hash each); at the end the warps'
+ * f32 sums meet in shared memory and are added in warp order, times 1 / (1 - p). Requires D even.
  */
 template <int R, int M>
-__device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, float* part, const u16* x, const u16* a0, const u16* a1, const u16* a2,
-                                          int N, int D, int perSplit, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
-  // NT: 8-column tiles of u, rounded up to pairs (a's rows past R are zeros).
-  constexpr int KT = 128, LD = KT + 8, R16 = (R + 15) / 16 * 16, NT = R16 / 8, PER = 32 * (KT / 8) / 64;
+__device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, const u16* x, const u16* a0, const u16* a1, const u16* a2,
+                                          int N, int D, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
+  constexpr int R16 = (R + 15) / 16 * 16, NT = R16 / 8, W = 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  u16* sx = (u16*)smem_raw;       // [32][LD]
-  u16* sa = sx + 32 * LD;         // [2][M][R16][LD]
+  float* red = (float*)smem_raw;  // [W][M][32][R]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int n0 = blockIdx.x * 32;
-  const unsigned seeds[3] = {s0, s1, s2};
-  float acc[M][NT][4];
+  const unsigned seeds[3] = {s0, s1, s2}, hD = (unsigned)(D >> 1);
+  float acc[M][2][NT][4];
   #pragma unroll
   for (int m = 0; m < M; m++)
     #pragma unroll
-    for (int j = 0; j < NT; j++) acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.f;
-  uint4 v[PER];
-  auto fetch = [&](int d0) {
-    #pragma unroll
-    for (int it = 0; it < PER; it++) {
-      const int e = threadIdx.x + it * 64, r = e / (KT / 8), c = (e - r * (KT / 8)) * 8, n = n0 + r, d = d0 + c;
-      v[it] = n < N && d < D ? *(const uint4*)(x + (i64)n * D + d) : make_uint4(0u, 0u, 0u, 0u);
-    }
-  };
-  auto fetchA = [&](int d0, int buf) {
-    for (int e = threadIdx.x; e < M * R16 * (KT / 8); e += 64) {
-      const int m = e / (R16 * (KT / 8)), rem = e - m * (R16 * (KT / 8)), r = rem / (KT / 8), c = (rem - r * (KT / 8)) * 8, d = d0 + c;
-      const bool ok = r < R && d < D;
-      cp_async16(sa + ((buf * M + m) * R16 + r) * LD + c, pick3(m, a0, a1, a2) + (ok ? (i64)r * D + d : 0), ok ? 16 : 0);
-    }
-    cp_commit();
-  };
-  const int dBeg = blockIdx.y * perSplit, dEnd = min(D, dBeg + perSplit);
-  fetch(dBeg);
-  fetchA(dBeg, 0);
-  for (int d0 = dBeg, it = 0; d0 < dEnd; d0 += KT, it++) {
-    #pragma unroll
-    for (int k = 0; k < PER; k++) {
-      const int e = threadIdx.x + k * 64, r = e / (KT / 8), c = (e - r * (KT / 8)) * 8;
-      *(uint4*)(sx + r * LD + c) = v[k];
-    }
-    cp_wait<0>();
-    __syncthreads();
-    if (d0 + KT < dEnd) {
-      fetch(d0 + KT);
-      fetchA(d0 + KT, (it + 1) & 1);
-    }
-    #pragma unroll
-    for (int kc = 0; kc < KT / 16; kc++) {
-      unsigned fa[4];
-      frag_a(fa, sx, LD, warp * 16, kc * 16, lane);
-      // Registers 0-3 hold rows g, g + 8, g, g + 8 at columns 2t (+ 8 for 2 and 3): element pairs.
-      const unsigned p0 = (unsigned)(n0 + warp * 16 + g) * (unsigned)(D >> 1) + ((d0 + kc * 16) >> 1) + t, p8 = 4u * (unsigned)D;
+    for (int mt = 0; mt < 2; mt++)
       #pragma unroll
-      for (int m = 0; m < M; m++) {
-        unsigned fm[4] = {fa[0], fa[1], fa[2], fa[3]};
+      for (int j = 0; j < NT; j++) acc[m][mt][j][0] = acc[m][mt][j][1] = acc[m][mt][j][2] = acc[m][mt][j][3] = 0.f;
+  // This lane's rows: n0 + 16 mt + g + 8 h (register h + 2 c of the A fragment, c = column half).
+  const u16* xr[2][2];
+  bool rok[2][2];
+  #pragma unroll
+  for (int mt = 0; mt < 2; mt++)
+    #pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int row = n0 + mt * 16 + g + 8 * h;
+      rok[mt][h] = row < N;
+      xr[mt][h] = x + (i64)(rok[mt][h] ? row : 0) * D + 2 * t;
+    }
+  #pragma unroll 2
+  for (int k0 = warp * 16; k0 < D; k0 += W * 16) {
+    unsigned fa[2][4];
+    #pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+      #pragma unroll
+      for (int c = 0; c < 2; c++)
+        #pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const bool ok = rok[mt][h] && k0 + 8 * c + 2 * t < D;
+          fa[mt][h + 2 * c] = ok ? *(const unsigned*)(xr[mt][h] + k0 + 8 * c) : 0u;
+        }
+    #pragma unroll
+    for (int m = 0; m < M; m++) {
+      const u16* am = pick3(m, a0, a1, a2);
+      unsigned fb[NT][2];
+      #pragma unroll
+      for (int j = 0; j < NT; j++)
+        #pragma unroll
+        for (int c = 0; c < 2; c++) {
+          const int r = j * 8 + g, col = k0 + 8 * c + 2 * t;
+          fb[j][c] = r < R && col < D ? *(const unsigned*)(am + (i64)r * D + col) : 0u;
+        }
+      #pragma unroll
+      for (int mt = 0; mt < 2; mt++) {
+        unsigned fm[4] = {fa[mt][0], fa[mt][1], fa[mt][2], fa[mt][3]};
         if (drop) {
+          const unsigned p0 = (unsigned)(n0 + mt * 16 + g) * hD + (unsigned)(k0 >> 1) + t, p8 = 4u * (unsigned)D;
           fm[0] &= dropout_mask2(dropout_pair_hash(p0, seeds[m]), keepFrom);
           fm[1] &= dropout_mask2(dropout_pair_hash(p0 + p8, seeds[m]), keepFrom);
           fm[2] &= dropout_mask2(dropout_pair_hash(p0 + 4, seeds[m]), keepFrom);
           fm[3] &= dropout_mask2(dropout_pair_hash(p0 + p8 + 4, seeds[m]), keepFrom);
         }
-        const u16* tA = sa + ((it & 1) * M + m) * R16 * LD;
         #pragma unroll
-        for (int j = 0; j < NT; j += 2) {
-          unsigned fb[4];
-          frag_b_nk(fb, tA, LD, j * 8, kc * 16, lane);
-          mma_bf16(acc[m][j], fm, fb[0], fb[1]);
-          mma_bf16(acc[m][j + 1], fm, fb[2], fb[3]);
-        }
+        for (int j = 0; j < NT; j++) mma_bf16(acc[m][mt][j], fm, fb[j][0], fb[j][1]);
       }
     }
-    __syncthreads();
   }
-  const float scale = drop ? keepScale : 1.f;
   #pragma unroll
   for (int m = 0; m < M; m++)
     #pragma unroll
-    for (int j = 0; j < NT; j++) acc[m][j][0] *= scale, acc[m][j][1] *= scale, acc[m][j][2] *= scale, acc[m][j][3] *= scale;
-  #pragma unroll
-  for (int i = 0; i < 2; i++) {
-    const int n = n0 + warp * 16 + g + 8 * i;
-    if (n >= N) continue;
-    #pragma unroll
-    for (int m = 0; m < M; m++) {
-      u16* u = pick3(m, u0, u1, u2);
+    for (int mt = 0; mt < 2; mt++)
       #pragma unroll
-      for (int j = 0; j < R / 8; j++) {
-        if (part) *(float2*)(part + (((i64)blockIdx.y * M + m) * N + n) * R + j * 8 + 2 * t) = make_float2(acc[m][j][2 * i], acc[m][j][2 * i + 1]);
-        else *(unsigned*)(u + (i64)n * R + j * 8 + 2 * t) = pack_bf16(acc[m][j][2 * i], acc[m][j][2 * i + 1]);
-      }
-    }
-  }
-}
-
-/** u_m[i] = bf16 of the sum over the splits, in order, of part[s][m][i] (lora_down's split columns; n = N R). */
-extern "C" __global__ void lora_down_sum(u16* u0, u16* u1, u16* u2, const float* part, int splits, int members, i64 n) {
-  const i64 total = (i64)members * n;
-  for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
-    float s = 0.f;
-    for (int c = 0; c < splits; c++) s += part[(i64)c * total + i];
-    const int m = (int)(i / n);
-    pick3(m, u0, u1, u2)[i - m * n] = f32_to_bf16(s);
+      for (int j = 0; j < R / 8; j++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++) red[((warp * M + m) * 32 + mt * 16 + g + 8 * (e >> 1)) * R + j * 8 + 2 * t + (e & 1)] = acc[m][mt][j][e];
+  __syncthreads();
+  const float scale = drop ? keepScale : 1.f;
+  for (int i = threadIdx.x; i < M * 32 * R; i += W * 32) {
+    const int m = i / (32 * R), rem = i - m * 32 * R, row = rem / R, col = rem - row * R;
+    if (n0 + row >= N) continue;
+    float sum = 0.f;
+    #pragma unroll
+    for (int w = 0; w < W; w++) sum += red[w * M * 32 * R + i];
+    pick3(m, u0, u1, u2)[(i64)(n0 + row) * R + col] = f32_to_bf16(sum * scale);
   }
 }
 
 /**
  * gradA_m's partial sums g_m^T mask_m(x) over one chunk of 256 rows and one tile of 128
  * columns (lora_grad_a_sum applies 1 / (1 - p)): 32-row steps stage x (zeros where member m's
- * mask drops; one copy without dropout) and the g_m (R columns, zeros up to a whole 16) in shared memory, the next step's
- * rows loading into registers meanwhile; warp w multiplies columns 32w..32w+31 on tensor
- * cores. part[chunk][m][R][D] is summed over the chunks in order by lora_grad_a_sum. Requires
- * D % 8 == 0 and aligned rows.
+ * mask drops; one copy without dropout) and the g_m (R columns, zeros up to a whole 16) in
+ * shared memory, the next step's rows loading into registers meanwhile; warp w multiplies
+ * columns 32w..32w+31 on tensor cores. Registers are capped for four blocks per SM (the
+ * uncapped kernel fits three). part[chunk][m][R][D] is summed over the chunks in order by
+ * lora_grad_a_sum. Requires D % 8 == 0 and aligned rows.
  */
 template <int R, int M>
 __device__ __forceinline__ void lora_grad_a(float* part, const u16* g0, const u16* g1, const u16* g2, const u16* x, int N, int D,
@@ -326,19 +291,18 @@ extern "C" __global__ void lora_grad_a_sum(float* gA0, float* gA1, float* gA2, c
 /**
  * dx for one 64 x 128 tile: g_m rows (A operands, R16 columns) and a_m's columns (B operands)
  * come into shared memory by cp.async; warp w computes rows 16w..16w+15 of each member's g_m a_m
- * in 16-column steps, masks them with the member's seed and sums them in registers; the tile,
- * times alpha, is staged in shared memory as f32 and then added to (or written over) dx 8
- * columns per thread. Requires D % 8 == 0 and 16-byte aligned rows.
+ * in 16-column steps, masks them with the member's seed, sums them in registers and adds them
+ * (times alpha) to dx or writes them over it, one rounding to bf16. Requires D % 8 == 0 and
+ * 16-byte aligned rows.
  */
 template <int R, int M>
 __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g0, const u16* g1, const u16* g2, const u16* a0, const u16* a1, const u16* a2,
                                              int N, int D, float alpha, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2,
                                              int drop, int accumulate) {
-  constexpr int R16 = (R + 15) / 16 * 16, KC = R16 / 16, LDG = R16 + 8, CT = 128, LDA = CT + 8, LDO = CT + 4;
+  constexpr int R16 = (R + 15) / 16 * 16, KC = R16 / 16, LDG = R16 + 8, CT = 128, LDA = CT + 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   u16* sg = (u16*)smem_raw;              // [M][64][LDG]
   u16* sa = sg + M * 64 * LDG;           // [M][R16][LDA]
-  float* so = (float*)(sa + M * R16 * LDA);  // [64][LDO]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int n0 = blockIdx.x * 64, d0 = blockIdx.y * CT;
   const unsigned seeds[3] = {s0, s1, s2};
@@ -361,6 +325,7 @@ __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g0, const u16* 
     #pragma unroll
     for (int kc = 0; kc < KC; kc++) frag_a(ga[m][kc], sg + m * 64 * LDG, LDG, warp * 16, kc * 16, lane);
   const float scale = drop ? keepScale : 1.f;
+  const unsigned kf = drop ? (unsigned)keepFrom : 0u;
   #pragma unroll 2
   for (int j = 0; j < CT / 8; j += 2) {
     float tot[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
@@ -381,35 +346,30 @@ __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g0, const u16* 
         #pragma unroll
         for (int h = 0; h < 2; h++) {
           const unsigned bits = drop ? dropout_pair_hash(p0 + (unsigned)h * 4u * (unsigned)D, seeds[m]) : 0xffffffffu;
-          const unsigned kf = drop ? (unsigned)keepFrom : 0u;
           if ((bits & 0xffffu) >= kf) tot[jj][2 * h] += c[jj][2 * h] * scale;
           if ((bits >> 16) >= kf) tot[jj][2 * h + 1] += c[jj][2 * h + 1] * scale;
         }
       }
     }
+    // Straight from registers: a lane's pair of columns is one 4-byte word (D % 8 == 0 keeps pairs whole).
     #pragma unroll
     for (int jj = 0; jj < 2; jj++) {
+      const int d = d0 + (j + jj) * 8 + 2 * t;
+      if (d >= D) continue;
       #pragma unroll
       for (int i = 0; i < 2; i++) {
-        *(float2*)(so + (warp * 16 + g + 8 * i) * LDO + (j + jj) * 8 + 2 * t) = make_float2(alpha * tot[jj][2 * i], alpha * tot[jj][2 * i + 1]);
+        const int n = n0 + warp * 16 + g + 8 * i;
+        if (n >= N) continue;
+        unsigned* dst = (unsigned*)(dx + (i64)n * D + d);
+        float lo = alpha * tot[jj][2 * i], hi = alpha * tot[jj][2 * i + 1];
+        if (accumulate) {
+          const unsigned w = *dst;
+          lo = bf16_to_f32((u16)(w & 0xffffu)) + lo;
+          hi = bf16_to_f32((u16)(w >> 16)) + hi;
+        }
+        *dst = pack_bf16(lo, hi);
       }
     }
-  }
-  __syncthreads();
-  #pragma unroll
-  for (int it = 0; it < 64 * (CT / 8) / 128; it++) {
-    const int e = threadIdx.x + it * 128, r = e / (CT / 8), c = (e - r * (CT / 8)) * 8, n = n0 + r, d = d0 + c;
-    if (n >= N || d >= D) continue;
-    const float4 lo = *(const float4*)(so + r * LDO + c), hi = *(const float4*)(so + r * LDO + c + 4);
-    float o[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-    u16* dst = dx + (i64)n * D + d;
-    if (accumulate) {
-      float prev[8];
-      unpack8(*(const uint4*)dst, prev);
-      #pragma unroll
-      for (int k = 0; k < 8; k++) o[k] = prev[k] + o[k];
-    }
-    *(uint4*)dst = pack8(o);
   }
 }
 `;
@@ -417,15 +377,15 @@ __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g0, const u16* 
 function variant(suffix: string): string {
   const [r, m] = suffix.split('_');
   return String.raw`
-extern "C" __global__ void __launch_bounds__(64) lora_down_${suffix}(u16* u0, u16* u1, u16* u2, float* part, const u16* x, const u16* a0, const u16* a1,
-    const u16* a2, int N, int D, int perSplit, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
-  lora_down<${r}, ${m}>(u0, u1, u2, part, x, a0, a1, a2, N, D, perSplit, keepFrom, keepScale, s0, s1, s2, drop);
+extern "C" __global__ void __launch_bounds__(256) lora_down_${suffix}(u16* u0, u16* u1, u16* u2, const u16* x, const u16* a0, const u16* a1,
+    const u16* a2, int N, int D, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
+  lora_down<${r}, ${m}>(u0, u1, u2, x, a0, a1, a2, N, D, keepFrom, keepScale, s0, s1, s2, drop);
 }
 extern "C" __global__ void __launch_bounds__(128) lora_up_grad_${suffix}(u16* dx, const u16* g0, const u16* g1, const u16* g2, const u16* a0,
     const u16* a1, const u16* a2, int N, int D, float alpha, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop, int accumulate) {
   lora_up_grad<${r}, ${m}>(dx, g0, g1, g2, a0, a1, a2, N, D, alpha, keepFrom, keepScale, s0, s1, s2, drop, accumulate);
 }
-extern "C" __global__ void __launch_bounds__(128) lora_grad_a_${suffix}(float* part, const u16* g0, const u16* g1, const u16* g2, const u16* x,
+extern "C" __global__ void __launch_bounds__(128, 4) lora_grad_a_${suffix}(float* part, const u16* g0, const u16* g1, const u16* g2, const u16* x,
     int N, int D, int keepFrom, unsigned s0, unsigned s1, unsigned s2, int drop) {
   lora_grad_a<${r}, ${m}>(part, g0, g1, g2, x, N, D, keepFrom, s0, s1, s2, drop);
 }
