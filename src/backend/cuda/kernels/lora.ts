@@ -7,8 +7,8 @@
  *                    multiplying fragments read straight from global memory on tensor cores
  *                    (mma.sync m16n8k16, f32 accumulation), their sums added in order at the end
  *   lora_up_grad_R_M dx [N, D] = (dx +) alpha * sum_m dropout_m(g_m a_m): 64 x 128 output tiles
- *                    on tensor cores, each member's product masked and summed in registers and
- *                    written from there
+ *                    on tensor cores, each member's product masked in registers, the sum staged
+ *                    in shared memory (f32) and written in whole 16-byte rows
  *   lora_grad_a_R_M  gradA_m [R, D] += alpha * g_m^T dropout_m(x): partial products of row chunks
  *                    on tensor cores, then lora_grad_a_sum adds them in a fixed order
  *
@@ -44,7 +44,7 @@ export const LORA_DOWN = { rows: 32, threads: 256, sharedBytes: (r: number, m: n
 /** lora_up_grad: 64 x 128 output tiles, and its shared memory for rank r and m members. */
 export const LORA_UP_GRAD = {
   rows: 64, cols: 128, threads: 128,
-  sharedBytes: (r: number, m: number) => m * 64 * (padded(r) + 8) * 2 + m * padded(r) * (128 + 8) * 2,
+  sharedBytes: (r: number, m: number) => m * 64 * (padded(r) + 8) * 2 + m * padded(r) * (128 + 8) * 2 + 64 * (128 + 4) * 4,
 } as const;
 
 /**
@@ -291,18 +291,19 @@ extern "C" __global__ void lora_grad_a_sum(float* gA0, float* gA1, float* gA2, c
 /**
  * dx for one 64 x 128 tile: g_m rows (A operands, R16 columns) and a_m's columns (B operands)
  * come into shared memory by cp.async; warp w computes rows 16w..16w+15 of each member's g_m a_m
- * in 16-column steps, masks them with the member's seed, sums them in registers and adds them
- * (times alpha) to dx or writes them over it, one rounding to bf16. Requires D % 8 == 0 and
- * 16-byte aligned rows.
+ * in 16-column steps, masks them with the member's seed and sums them in registers; the tile,
+ * times alpha, is staged in shared memory as f32 and then added to (or written over) dx 8
+ * columns per thread. Requires D % 8 == 0 and 16-byte aligned rows.
  */
 template <int R, int M>
 __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g0, const u16* g1, const u16* g2, const u16* a0, const u16* a1, const u16* a2,
                                              int N, int D, float alpha, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2,
                                              int drop, int accumulate) {
-  constexpr int R16 = (R + 15) / 16 * 16, KC = R16 / 16, LDG = R16 + 8, CT = 128, LDA = CT + 8;
+  constexpr int R16 = (R + 15) / 16 * 16, KC = R16 / 16, LDG = R16 + 8, CT = 128, LDA = CT + 8, LDO = CT + 4;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   u16* sg = (u16*)smem_raw;              // [M][64][LDG]
   u16* sa = sg + M * 64 * LDG;           // [M][R16][LDA]
+  float* so = (float*)(sa + M * R16 * LDA);  // [64][LDO]
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int n0 = blockIdx.x * 64, d0 = blockIdx.y * CT;
   const unsigned seeds[3] = {s0, s1, s2};
@@ -325,7 +326,6 @@ __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g0, const u16* 
     #pragma unroll
     for (int kc = 0; kc < KC; kc++) frag_a(ga[m][kc], sg + m * 64 * LDG, LDG, warp * 16, kc * 16, lane);
   const float scale = drop ? keepScale : 1.f;
-  const unsigned kf = drop ? (unsigned)keepFrom : 0u;
   #pragma unroll 2
   for (int j = 0; j < CT / 8; j += 2) {
     float tot[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
@@ -346,30 +346,35 @@ __device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g0, const u16* 
         #pragma unroll
         for (int h = 0; h < 2; h++) {
           const unsigned bits = drop ? dropout_pair_hash(p0 + (unsigned)h * 4u * (unsigned)D, seeds[m]) : 0xffffffffu;
+          const unsigned kf = drop ? (unsigned)keepFrom : 0u;
           if ((bits & 0xffffu) >= kf) tot[jj][2 * h] += c[jj][2 * h] * scale;
           if ((bits >> 16) >= kf) tot[jj][2 * h + 1] += c[jj][2 * h + 1] * scale;
         }
       }
     }
-    // Straight from registers: a lane's pair of columns is one 4-byte word (D % 8 == 0 keeps pairs whole).
     #pragma unroll
     for (int jj = 0; jj < 2; jj++) {
-      const int d = d0 + (j + jj) * 8 + 2 * t;
-      if (d >= D) continue;
       #pragma unroll
       for (int i = 0; i < 2; i++) {
-        const int n = n0 + warp * 16 + g + 8 * i;
-        if (n >= N) continue;
-        unsigned* dst = (unsigned*)(dx + (i64)n * D + d);
-        float lo = alpha * tot[jj][2 * i], hi = alpha * tot[jj][2 * i + 1];
-        if (accumulate) {
-          const unsigned w = *dst;
-          lo = bf16_to_f32((u16)(w & 0xffffu)) + lo;
-          hi = bf16_to_f32((u16)(w >> 16)) + hi;
-        }
-        *dst = pack_bf16(lo, hi);
+        *(float2*)(so + (warp * 16 + g + 8 * i) * LDO + (j + jj) * 8 + 2 * t) = make_float2(alpha * tot[jj][2 * i], alpha * tot[jj][2 * i + 1]);
       }
     }
+  }
+  __syncthreads();
+  #pragma unroll
+  for (int it = 0; it < 64 * (CT / 8) / 128; it++) {
+    const int e = threadIdx.x + it * 128, r = e / (CT / 8), c = (e - r * (CT / 8)) * 8, n = n0 + r, d = d0 + c;
+    if (n >= N || d >= D) continue;
+    const float4 lo = *(const float4*)(so + r * LDO + c), hi = *(const float4*)(so + r * LDO + c + 4);
+    float o[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    u16* dst = dx + (i64)n * D + d;
+    if (accumulate) {
+      float prev[8];
+      unpack8(*(const uint4*)dst, prev);
+      #pragma unroll
+      for (int k = 0; k < 8; k++) o[k] = prev[k] + o[k];
+    }
+    *(uint4*)dst = pack8(o);
   }
 }
 `;
