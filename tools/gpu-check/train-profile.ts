@@ -50,7 +50,7 @@ class CallTimer {
 
   constructor(private readonly be: CudaBackend) {
     const names = [
-      'matmul', 'addBias', 'add', 'axpy', 'scale', 'sum', 'sumSquares', 'clipByNorm', 'dropout', 'loraDown', 'loraDownBackward', 'loraDownWeightGrad', 'embedding',
+      'matmul', 'matmulMany', 'matmulBatch', 'addBias', 'addRmsNorm', 'add', 'axpy', 'scale', 'sum', 'sumSquares', 'clipByNorm', 'dropout', 'loraDown', 'loraDownBackward', 'loraDownWeightGrad', 'embedding',
       'rmsNormForward', 'rmsNormBackward', 'ropeForward', 'ropeBackward', 'attentionForward', 'attentionBackward', 'swigluForward',
       'swigluBackward', 'crossEntropy', 'adamw', 'copy', 'fill', 'alloc', 'upload', 'download',
     ] as const;
