@@ -7,21 +7,14 @@
  *   node gemm-shapes.mjs OUT_DIR
  */
 import { CudaBackend } from '../../src/backend/cuda/cuda-backend.js';
-import { SHAPE_1_8B } from './timing.js';
+import { SHAPE_1_8B, timeMs } from './timing.js';
 import { openLog } from './log.js';
 
 const log = openLog(process.argv[2] ?? 'gemm-shapes-out', 'gemm-shapes.log');
 const be = new CudaBackend();
 const { D, I } = SHAPE_1_8B;
 const M = 8192;
-const time = (fn: () => void, iters = 20): number => {
-  for (let i = 0; i < 5; i++) fn();
-  be.synchronize();
-  const t0 = performance.now();
-  for (let i = 0; i < iters; i++) fn();
-  be.synchronize();
-  return (performance.now() - t0) / iters;
-};
+const time = (fn: () => void): number => timeMs(be, 20, fn, 5);
 const report = (name: string, ms: number, flops: number): void => log(`${name.padEnd(44)} ${ms.toFixed(3).padStart(8)} ms ${(flops / ms / 1e9).toFixed(0).padStart(5)} TFLOP/s`);
 log(`${be.name}: products of ${M} tokens, bf16`);
 for (const [out, inp] of [[D, D], [I, D], [D, I]]) {

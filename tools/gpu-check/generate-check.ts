@@ -34,6 +34,7 @@ import { hfFixtureErrors } from '../../test/helpers/model-parity.js';
 import { randomModel, rng, tinyConfig } from '../../test/helpers/random-qwen2.js';
 import { haveTinyFixtures, VARIANTS } from '../../test/helpers/tiny-fixture.js';
 import { openLog } from './log.js';
+import { timeMs } from './timing.js';
 
 const outDir = process.argv[2] ?? 'generate-check-out';
 const timing = !process.argv.includes('--no-timing');
@@ -155,15 +156,6 @@ await section('HF tiny fixtures on CUDA: greedy decoding over the KV cache (pref
   }
   report.hfFixtures = rows;
 });
-
-function timeMs(be: CudaBackend, iters: number, fn: () => void, warmup = 5): number {
-  for (let i = 0; i < warmup; i++) fn();
-  be.synchronize();
-  const t0 = performance.now();
-  for (let i = 0; i < iters; i++) fn();
-  be.synchronize();
-  return (performance.now() - t0) / iters;
-}
 
 const PROMPT_LEN = 110, NEW_TOKENS = 64;
 

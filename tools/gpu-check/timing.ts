@@ -25,7 +25,7 @@ type Log = (line: string) => void;
  * Mean milliseconds of `fn` over `iters` runs (synchronized), after warm-up runs that also let
  * the JavaScript engine optimize the host code (cold host code can be slower than the GPU).
  */
-function timeMs(be: CudaBackend, iters: number, fn: () => void, warmup = 20): number {
+export function timeMs(be: CudaBackend, iters: number, fn: () => void, warmup = 20): number {
   for (let i = 0; i < warmup; i++) fn();
   be.synchronize();
   const t0 = performance.now();

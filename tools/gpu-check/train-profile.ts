@@ -25,7 +25,7 @@ import { checkCu } from '../../src/backend/cuda/ffi.js';
 import { initLora, LoraAdapter } from '../../src/lora/lora.js';
 import { Qwen2Model } from '../../src/model/qwen2.js';
 import { ADAMW_DEFAULTS, AdamW, clipGradNormOnDevice } from '../../src/train/optimizer.js';
-import { model18, SHAPE_1_8B } from './timing.js';
+import { model18, SHAPE_1_8B, timeMs } from './timing.js';
 import { openLog } from './log.js';
 
 const { values, positionals } = parseArgs({
@@ -235,14 +235,7 @@ function profileStep(B: number, T: number): void {
 
 function kernelTimes(): void {
   const { D, V } = SHAPE_1_8B;
-  const time = (iters: number, fn: () => void): number => {
-    for (let i = 0; i < 3; i++) fn();
-    be.synchronize();
-    const s = performance.now();
-    for (let i = 0; i < iters; i++) fn();
-    be.synchronize();
-    return (performance.now() - s) / iters;
-  };
+  const time = (iters: number, fn: () => void): number => timeMs(be, iters, fn, 3);
   const out: Record<string, number> = {};
   for (const rows of [441, 883, 1766, 3532]) {
     const x = be.alloc([rows, D], 'bf16'), logits = be.empty([rows, V], 'bf16'), dx = be.empty([rows, D], 'bf16');
