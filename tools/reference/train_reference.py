@@ -17,11 +17,19 @@ Writes OUT/expected.json: versions, per-step loss / lr (the rate the step used) 
 and per LoRA tensor of the final adapter its L2 norm, sum and first 8 values; and the final
 adapter itself in OUT/final-adapter/ (PEFT save_pretrained).
 
+With --device cuda --dtype bfloat16 --attn sdpa (tools/gpu-check/parity-1p8b.sh) the base model
+is bf16 on the GPU and every step runs under torch.autocast(bfloat16), as mixed-precision
+training does (LoRA weights and AdamW state stay float32). An input with a "probe" (token ids
+and positions) also gets, before training, the probe's logits at those positions in
+OUT/probe-logits.bin (float32, positions x vocabulary) and its loss in expected.json.
+
 Usage (from the repository root):
   python3 tools/reference/train_reference.py test/fixtures/train/parity-input.json OUT_DIR
 Model and adapter paths inside the input are relative to the repository root (the current
-directory). Needs torch, transformers (5.x), peft. CPU, f32, deterministic; a few seconds.
+directory) or absolute. Needs torch, transformers (5.x), peft. By default CPU, f32 and
+deterministic; a few seconds for the tiny fixture.
 """
+import contextlib
 import argparse
 import json
 import math
@@ -63,9 +71,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("input", help="parity-input.json")
     ap.add_argument("out", help="output folder (created)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="the base model's dtype (bfloat16: steps under autocast)")
+    ap.add_argument("--attn", choices=["eager", "sdpa"], default="eager", help="attention implementation")
     args = ap.parse_args()
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+        torch.set_num_threads(1)
+    autocast = (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)) if dtype == torch.bfloat16 else contextlib.nullcontext
     with open(args.input) as f:
         spec = json.load(f)
     h = spec["hyperparameters"]
@@ -74,9 +89,23 @@ def main():
     if len(steps) != h["total_steps"]:
         fail(f"{len(steps)} steps listed, total_steps is {h['total_steps']}")
 
-    base = Qwen2ForCausalLM.from_pretrained(spec["model"], dtype=torch.float32, attn_implementation="eager")
+    base = Qwen2ForCausalLM.from_pretrained(spec["model"], dtype=dtype, attn_implementation=args.attn).to(device)
     model = PeftModel.from_pretrained(base, spec["init_adapter"], is_trainable=True)
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data = p.data.to(torch.float32)  # master weights in f32 whatever the base dtype
     model.train()
+    os.makedirs(args.out, exist_ok=True)
+    probe = None
+    if "probe" in spec:
+        ids = torch.tensor([spec["probe"]["ids"]], device=device)
+        with torch.no_grad(), autocast():
+            logits = model(input_ids=ids).logits.float()[0]
+        positions = spec["probe"]["positions"]
+        logits[positions].cpu().numpy().astype("<f4").tofile(os.path.join(args.out, "probe-logits.bin"))
+        loss = F.cross_entropy(logits[:-1], ids[0, 1:]).item()
+        probe = {"loss": loss, "positions": positions, "vocab": logits.shape[-1]}
+        print(f"probe: loss {loss:.6f}, logits of {len(positions)} positions written")
     cfg = model.peft_config["default"]
     if cfg.lora_dropout != h["lora"]["lora_dropout"] or cfg.r != h["lora"]["r"] or cfg.lora_alpha != h["lora"]["lora_alpha"]:
         fail(f"adapter config {cfg} does not match the input's LoRA settings {h['lora']}")
@@ -96,11 +125,12 @@ def main():
 
     records = []
     for s, micro in enumerate(steps):
-        batches = [micro_batch(examples, mb, h["pad_id"]) for mb in micro]
+        batches = [tuple(t.to(device) for t in micro_batch(examples, mb, h["pad_id"])) for mb in micro]
         n_items = sum(target_count(lab) for _, _, lab in batches)
         step_loss = 0.0
         for ids, mask, labels in batches:
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+            with autocast():
+                logits = model(input_ids=ids, attention_mask=mask).logits.float()
             loss = F.cross_entropy(
                 logits[:, :-1, :].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                 ignore_index=-100, reduction="sum",
@@ -117,7 +147,6 @@ def main():
         records.append({"step": s + 1, "loss": step_loss, "lr": lr, "grad_norm": grad_norm, "target_tokens": n_items})
         print(f"step {s + 1}: loss {step_loss:.6f} lr {lr:.6g} grad_norm {grad_norm:.6f}")
 
-    os.makedirs(args.out, exist_ok=True)
     adapter_dir = os.path.join(args.out, "final-adapter")
     model.save_pretrained(adapter_dir, safe_serialization=True)
     final = {}
@@ -133,6 +162,7 @@ def main():
         "warmup_steps": warmup,
         "steps": records,
         "final_lora": final,
+        **({"probe": probe} if probe else {}),
     }
     with open(os.path.join(args.out, "expected.json"), "w") as f:
         json.dump(out, f, indent=1)
