@@ -432,13 +432,17 @@ export class CudaBackend implements Backend, MatmulHost {
 
   matmulBatch(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[], opts: MatmulOptions = {}): void {
     if (outs.length !== as.length || as.length !== bs.length) throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
+    if (outs.length === 0) return;
     const [A0, B0, O0] = [as[0], bs[0], outs[0]].map((t) => asCuda(t, 'matmulBatch'));
-    const half = A0.dtype === 'bf16' || A0.dtype === 'f16';
-    const alike = outs.length > 1 && half && [as, bs, outs].every((ts) => ts.every((t) => {
-      const c = asCuda(t, 'matmulBatch'), first = ts === as ? A0 : ts === bs ? B0 : O0;
+    /** Every tensor of ts 2-D with first's shape and dtype. */
+    const like = (ts: readonly Tensor[], first: CudaTensor): boolean => ts.every((t) => {
+      const c = asCuda(t, 'matmulBatch');
       return c.shape.length === 2 && c.dtype === first.dtype && c.shape[0] === first.shape[0] && c.shape[1] === first.shape[1];
-    })) && B0.dtype === A0.dtype && (O0.dtype === A0.dtype || O0.dtype === 'f32');
-    if (!alike) {
+    });
+    // One batched product: 16-bit operands of one dtype, outputs in it or f32, equal shapes.
+    const batched = outs.length > 1 && (A0.dtype === 'bf16' || A0.dtype === 'f16') && B0.dtype === A0.dtype
+      && (O0.dtype === A0.dtype || O0.dtype === 'f32') && like(as, A0) && like(bs, B0) && like(outs, O0);
+    if (!batched) {
       outs.forEach((out, i) => this.matmul(out, as[i], bs[i], opts));
       return;
     }
