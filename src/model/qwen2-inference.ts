@@ -100,14 +100,11 @@ function runLayers(model: Qwen2Model, cache: KvCache, ws: InferenceBuffers, p: P
   be.rmsNormForward(a.h, a.rstd, a.x, w.layers[0].inputLayernorm, eps);
   for (let i = 0; i < cfg.numLayers; i++) {
     const lw = w.layers[i], lora = loras[i];
-    const proj = (name: ProjectionName, out: Tensor, input: Tensor): void => {
-      linearGroupForward(be, input, [{ out, lin: lw.proj[name], lora: lora[name] }], false);
-    };
-    // Projections of one input: base products and biases together, then each one's LoRA update.
+    // Projections of one input: their products in batched calls, with their biases (qwen2-linear.ts).
     const projMany = (names: ProjectionName[], outs: Tensor[], input: Tensor): void => {
-      be.matmulMany(outs, input, names.map((n) => lw.proj[n].weight), names.map((n) => lw.proj[n].bias));
-      linearGroupForward(be, input, names.map((n, j) => ({ out: outs[j], lin: lw.proj[n], lora: lora[n], withBias: false })), false, true);
+      linearGroupForward(be, input, names.map((n, j) => ({ out: outs[j], lin: lw.proj[n], lora: lora[n] })), false);
     };
+    const proj = (name: ProjectionName, out: Tensor, input: Tensor): void => projMany([name], [out], input);
     projMany(['q_proj', 'k_proj', 'v_proj'], [a.q, a.k, a.v], a.h);
     be.ropeAppendKv(cache.k[i], cache.v[i], q4, k4, v4, p.positions, p.offset, cfg.ropeTheta);
     be.attentionForward(attn4, lse, q4, cache.k[i], cache.v[i], p.keyMask, { kvLen: p.offset + T });

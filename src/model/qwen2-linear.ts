@@ -83,14 +83,12 @@ function loraSets<T extends { lora?: LoraWeights }>(members: readonly T[]): T[][
 
 /**
  * out = linear(x) for every member, x [N, in] read by one loraDown call per set of alike
- * adapters. Each LoRA update s u B^T is written first and the base product added onto it
- * (`baseDone`: the caller already wrote the base products, see Backend.matmulMany; the updates
- * are then added). With `train`, dropout is applied with each member's seed and the returned
- * records (one per member, in order) feed linearGroupBackward; otherwise they are null.
+ * adapters. Each LoRA update s u B^T is written first, then the base products are added onto
+ * them in batched calls (Backend.matmulMany), with the biases. With `train`, dropout is applied
+ * with each member's seed and the returned records (one per member, in order) feed
+ * linearGroupBackward; otherwise they are null.
  */
-export function linearGroupForward(
-  be: Backend, x: Tensor, members: readonly GroupMember[], train: boolean, baseDone = false,
-): (LinearSaved | null)[] {
+export function linearGroupForward(be: Backend, x: Tensor, members: readonly GroupMember[], train: boolean): (LinearSaved | null)[] {
   const N = x.shape[0];
   const saved = new Map<GroupMember, LinearSaved>();
   for (const set of loraSets(members)) {
@@ -99,18 +97,17 @@ export function linearGroupForward(
     const us = set.map(() => be.empty([N, loras[0].a.shape[0]], be.computeDType));
     be.loraDown(us, x, loras.map((l) => l.aCompute ?? l.a), p, set.map((m) => m.seed ?? 0));
     set.forEach((m, i) => saved.set(m, { u: us[i], seed: p > 0 ? (m.seed ?? 0) : null }));
-    be.matmulBatch(set.map((m) => m.out), us, loras.map((l) => l.bCompute ?? l.b), { transB: true, alpha: loras[0].scale, accumulate: baseDone });
+    be.matmulBatch(set.map((m) => m.out), us, loras.map((l) => l.bCompute ?? l.b), { transB: true, alpha: loras[0].scale });
   }
-  if (!baseDone) {
-    // The base products in batched calls: onto the LoRA updates, or written where there are none.
-    for (const accumulate of [true, false]) {
-      const part = members.filter((m) => saved.has(m) === accumulate);
-      if (part.length > 0) be.matmulMany(part.map((m) => m.out), x, part.map((m) => m.lin.weight), [], accumulate);
-    }
+  // Onto the LoRA updates, or written where there are none.
+  for (const accumulate of [true, false]) {
+    const part = members.filter((m) => saved.has(m) === accumulate);
+    if (part.length === 0) continue;
+    const biases = part.map((m) => (m.withBias === false ? null : m.lin.bias));
+    be.matmulMany(part.map((m) => m.out), x, part.map((m) => m.lin.weight), biases, accumulate);
   }
   return members.map((m) => {
     const s = saved.get(m);
-    if (m.lin.bias && m.withBias !== false) be.addBias(m.out, m.lin.bias);
     if (train) return s ?? { u: null, seed: null };
     if (s?.u) be.free(s.u);
     return null;
