@@ -276,6 +276,22 @@ export function shapeSize(shape: readonly number[]): number {
   return n;
 }
 
+/** Every tensor the same size as the first (elementwise operations). */
+export function checkSameSize(what: string, ...ts: Tensor[]): void {
+  const n = ts[0].size;
+  for (const t of ts) {
+    if (t.size !== n) throw new Error(`${what}: sizes differ (${ts.map((x) => `[${x.shape.join(', ')}]`).join(' vs ')})`);
+  }
+}
+
+/** An NF4 weight's payload covers its shape (uploadNf4). */
+export function checkNf4Payload(w: Nf4Weight): void {
+  const n = w.shape[0] * w.shape[1];
+  if (w.codes.length * 2 < n || w.absmax.length * w.blockSize < n || w.code.length !== 16) {
+    throw new Error(`uploadNf4: payload too small for shape [${w.shape.join(', ')}] with blocks of ${w.blockSize}`);
+  }
+}
+
 /** Throws a descriptive error unless the tensor has exactly this shape. */
 export function expectShape(what: string, t: Tensor, shape: readonly number[]): void {
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
@@ -401,7 +417,7 @@ export function matmulDims(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOption
 }
 
 /** Checks an attention call's shapes (what every backend accepts) and returns its sizes. */
-export function attentionDims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): AttentionDims {
+function attentionDims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): AttentionDims {
   if (q.shape.length !== 4 || k.shape.length !== 4) throw new Error('attention: q and k must be [B, T, H, hd] and [B, S, Hkv, hd]');
   const [B, T, H, hd] = q.shape;
   const [Bk, S, Hkv, hdk] = k.shape;

@@ -10,7 +10,6 @@ import { CudaBackend } from './cuda/cuda-backend.js';
 import { driverApi } from './cuda/ffi.js';
 
 export const DEVICES = ['cpu', 'cuda', 'auto'] as const;
-export type DeviceChoice = (typeof DEVICES)[number];
 
 /** Whether a CUDA GPU is usable here, and if not, why (for skip messages and 'auto'). */
 export function probeCuda(): { available: true; devices: number } | { available: false; reason: string } {
@@ -26,7 +25,7 @@ export function probeCuda(): { available: true; devices: number } | { available:
   }
 }
 
-export function createBackend(device: DeviceChoice | string): Backend {
+export function createBackend(device: string): Backend {
   switch (device) {
     case 'cpu': return new CpuBackend();
     case 'cuda': return new CudaBackend();

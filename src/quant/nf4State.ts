@@ -59,11 +59,6 @@ export function nf4ToStateDict(weightName: string, q: Nf4Tensor): Record<string,
   return out;
 }
 
-/** True when a checkpoint stores `weightName` in bitsandbytes' NF4 form. */
-export function isNf4Weight(has: (name: string) => boolean, weightName: string): boolean {
-  return has(weightName + NF4_STATE_SUFFIX);
-}
-
 /**
  * Reads one NF4 weight back from its state-dict tensors. `read` returns a stored tensor or
  * undefined; `source` names the file in error messages.

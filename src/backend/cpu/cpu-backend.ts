@@ -4,13 +4,13 @@
  * is tested against and runs tiny models for tests and demos.
  */
 import {
-  attentionBackwardDims, attentionForwardDims, expectShape, loraGroupDims, matmulDims, ropeAppendKvDims, shapeSize,
+  attentionBackwardDims, attentionForwardDims, checkNf4Payload, checkSameSize, expectShape, loraGroupDims, matmulDims, ropeAppendKvDims, shapeSize,
   type AdamWOptions, type AttentionOptions, type Backend, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload, type Tensor,
   type TensorDType,
 } from '../backend.js';
 import { loraDownBackwardComposed, loraDownComposed, loraDownWeightGradComposed } from '../lora-composed.js';
 import { attentionBackwardCpu, attentionForwardCpu } from './attention.js';
-import { CpuTensor, checkSameSize, f32, i32, nf4Of } from './cpu-tensor.js';
+import { CpuTensor, f32, i32, nf4Of } from './cpu-tensor.js';
 import {
   adamwCpu, argmaxRowsCpu, crossEntropyCpu, dropoutCpu, embeddingCpu, rmsNormBackwardCpu, rmsNormForwardCpu, ropeAppendKvCpu, ropeCpu,
   swigluBackwardCpu, swigluForwardCpu,
@@ -58,10 +58,7 @@ export class CpuBackend implements Backend {
   }
 
   uploadNf4(w: Nf4Weight): Tensor {
-    const n = w.shape[0] * w.shape[1];
-    if (w.codes.length * 2 < n || w.absmax.length * w.blockSize < n || w.code.length !== 16) {
-      throw new Error(`uploadNf4: payload too small for shape [${w.shape.join(', ')}] with blocks of ${w.blockSize}`);
-    }
+    checkNf4Payload(w);
     return new CpuTensor([...w.shape], 'nf4', new Float32Array(0), w);
   }
 

@@ -52,9 +52,3 @@ export function nf4Of(t: Tensor, what = 'tensor'): Nf4Weight | null {
   return asCpu(t, what).nf4;
 }
 
-export function checkSameSize(what: string, ...ts: Tensor[]): void {
-  const n = ts[0].size;
-  for (const t of ts) {
-    if (t.size !== n) throw new Error(`${what}: sizes differ (${ts.map((x) => `[${x.shape.join(', ')}]`).join(' vs ')})`);
-  }
-}

@@ -132,7 +132,7 @@ function gemmNNRows(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, a
 }
 
 /** Rows [r0, r0 + count) of an NF4 weight as f32, written to dst[0 .. count * cols). */
-export function dequantizeNf4Rows(w: Nf4Weight, r0: number, count: number, dst: Floats): void {
+function dequantizeNf4Rows(w: Nf4Weight, r0: number, count: number, dst: Floats): void {
   const cols = w.shape[1];
   const start = r0 * cols, end = start + count * cols;
   const { code, codes, absmax, blockSize } = w;

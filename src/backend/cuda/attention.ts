@@ -10,7 +10,7 @@
 import { attentionBackwardDims, attentionForwardDims, type AttentionDims, type AttentionOptions, type Tensor } from '../backend.js';
 import { attentionBackwardGemm, attentionForwardGemm } from './attention-gemm.js';
 import type { Cublas } from './cublas.js';
-import { asCuda, floatArg, ptrOf } from './cuda-tensor.js';
+import { asCuda, cudaOff, floatArg, ptrOf } from './cuda-tensor.js';
 import type { CudaDevice } from './device.js';
 import { ATTENTION, ATTENTION_TILES, attentionSharedBytes } from './kernels/attention.js';
 import { FLASH_ATTENTION, FLASH_HEAD_DIMS, FLASH_TILES, flashSharedBytes } from './kernels/flash-attention.js';
@@ -44,11 +44,6 @@ function useTensorCoreFlash(d: Dims, tensors: Tensor[]): boolean {
   });
 }
 
-/** Whether SQLORA_CUDA_OFF (a comma list, for diagnosis) names `kernel`. */
-function cudaOff(kernel: string): boolean {
-  return (process.env.SQLORA_CUDA_OFF ?? '').split(',').includes(kernel);
-}
-
 function flashVariant(d: Dims): 1 | 2 | 4 {
   if (d.nj === null) throw new Error(`attention: for fewer than ${GEMM_MIN_QUERIES} queries or mixed dtypes the CUDA kernels support head dims up to 128, got ${d.hd}`);
   return d.nj;
@@ -79,7 +74,11 @@ export function attentionForwardCuda(
 ): void {
   const d = withVariant(attentionForwardDims(out, lse, q, k, v, keyMask, opts));
   if (d.B * d.T === 0) return;
-  if (d.T === 1 && d.nj !== null && d.hd === 32 * d.nj && [q, k, v, out].every((t) => asCuda(t, 'attention').dtype === 'bf16' && asCuda(t, 'attention').ptr % 8 === 0)) {
+  const fwd = [q, k, v, out];
+  if (d.T === 1 && d.nj !== null && d.hd === 32 * d.nj && fwd.every((t) => {
+    const c = asCuda(t, 'attention');
+    return c.dtype === 'bf16' && c.ptr % 8 === 0;
+  })) {
     // A decoding step in bf16 with head dims of 32, 64 or 128: vector loads of the cache.
     dev.launch(dev.kernel(DECODE, `attn_decode_bf16_${d.nj}`), [d.B * d.H], DECODE_ATTENTION.threads, 0, [
       ptrOf(out, 'bf16', 'attention out'), ptrOf(lse, 'f32', 'attention lse'), ptrOf(q, 'bf16', 'attention q'), ptrOf(k, 'bf16', 'attention k'),
@@ -95,19 +94,20 @@ export function attentionForwardCuda(
     ]);
     return;
   }
-  if (useGemm(d, [q, k, v, out]) && useTensorCoreFlash(d, [q, k, v, out])) {
+  const gemm = useGemm(d, fwd);
+  if (gemm && useTensorCoreFlash(d, fwd)) {
     dev.launch(dev.kernel(FLASH_ATTENTION, `flash_fwd_${d.hd}`), [Math.ceil(d.T / FLASH_TILES.fwdRows), d.B * d.H], 128, flashSharedBytes('fwd', d.hd), [
       ptrOf(out, 'bf16', 'attention out'), ptrOf(lse, 'f32', 'attention lse'), ...tensorCoreArgs(d, q, k, v, keyMask),
     ]);
     return;
   }
-  if (useGemm(d, [q, k, v, out])) {
+  if (gemm) {
     attentionForwardGemm(dev, blas, d, out, lse, q, k, v, keyMask);
     return;
   }
-  const fn = dev.kernel(ATTENTION, `attn_fwd_${flashVariant(d)}`);
+  const nj = flashVariant(d);
   const rows = d.T * (d.H / d.Hkv);
-  dev.launch(fn, [Math.ceil(rows / ATTENTION_TILES.fwdRows), d.B * d.Hkv], 128, attentionSharedBytes('fwd', flashVariant(d)), [
+  dev.launch(dev.kernel(ATTENTION, `attn_fwd_${nj}`), [Math.ceil(rows / ATTENTION_TILES.fwdRows), d.B * d.Hkv], 128, attentionSharedBytes('fwd', nj), [
     ...floatArg(out, 'attention out'), ptrOf(lse, 'f32', 'attention lse'), ...common(d, q, k, v, keyMask),
   ]);
 }
@@ -127,7 +127,8 @@ export function attentionBackwardCuda(
       dev.launch(fd, [blocks], 256, 0, [delta.ptr, ...floatArg(dout, 'attention dout'), ...floatArg(out, 'attention out'), rowsTotal, d.hd]);
     }
     const all = [q, k, v, out, dout, dq, dk, dv];
-    if (useGemm(d, all) && useTensorCoreFlash(d, all)) {
+    const gemm = useGemm(d, all);
+    if (gemm && useTensorCoreFlash(d, all)) {
       const tail = [delta.ptr, ptrOf(lse, 'f32', 'attention lse'), ...tensorCoreArgs(d, q, k, v, keyMask)];
       // Training (no cached prefix, T a multiple of 8): the dK/dV kernel stores dS for dQ = dS K.
       const dsBytes = d.B * d.H * d.S * d.T * 2;
@@ -151,7 +152,7 @@ export function attentionBackwardCuda(
       }
       return;
     }
-    if (useGemm(d, [q, k, v, out, dout, dq, dk, dv])) {
+    if (gemm) {
       attentionBackwardGemm(dev, blas, d, dq, dk, dv, dout, q, k, v, lse, keyMask, delta.ptr);
       return;
     }

@@ -11,13 +11,13 @@
 import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/dtype.js';
 import { UserError } from '../../util/errors.js';
 import {
-  expectShape, loraGroupDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
+  checkNf4Payload, checkSameSize, expectShape, loraGroupDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
   type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
 import { attentionBackwardCuda, attentionForwardCuda } from './attention.js';
 import { Cublas, type GemmDType } from './cublas.js';
-import { asCuda, checkSameSize, CudaTensor, elementBytes, floatArg, isFloat, ptrOf, type Block } from './cuda-tensor.js';
+import { asCuda, cudaOff, CudaTensor, elementBytes, floatArg, isFloat, ptrOf, type Block } from './cuda-tensor.js';
 import { CudaDevice } from './device.js';
 import { nvrtcApi } from './ffi.js';
 import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
@@ -103,10 +103,8 @@ export class CudaBackend implements Backend, MatmulHost {
   }
 
   uploadNf4(w: Nf4Weight): Tensor {
+    checkNf4Payload(w);
     const n = w.shape[0] * w.shape[1];
-    if (w.codes.length * 2 < n || w.absmax.length * w.blockSize < n || w.code.length !== 16) {
-      throw new Error(`uploadNf4: payload too small for shape [${w.shape.join(', ')}] with blocks of ${w.blockSize}`);
-    }
     const put = (data: Uint8Array | Float32Array): Block => {
       const b = this.device.allocator.alloc(data.byteLength);
       this.device.upload(b.ptr, data);
@@ -343,15 +341,12 @@ export class CudaBackend implements Backend, MatmulHost {
 
   ropeForward(out: Tensor, x: Tensor, positions: Tensor, theta: number, bias?: Tensor): void {
     checkSameSize('ropeForward', out, x);
-    if (bias && !this.rope(out, x, positions, theta, 1, bias)) {
-      // No fused kernel for these dtypes: add the bias (in out), then rotate in place (as x's
-      // [N, heads, head dim], which out need not share).
-      if (asCuda(out, 'ropeForward out').ptr !== asCuda(x, 'ropeForward x').ptr) this.copy(out, x);
-      this.addBias(out, bias);
-      this.rope(out, this.reshape(out, x.shape), positions, theta, 1);
-      return;
-    }
-    if (!bias) this.rope(out, x, positions, theta, 1);
+    if (this.rope(out, x, positions, theta, 1, bias) || !bias) return;
+    // No fused kernel with a bias for these dtypes: add the bias (in out), then rotate in place
+    // (as x's [N, heads, head dim], which out need not share).
+    if (asCuda(out, 'ropeForward out').ptr !== asCuda(x, 'ropeForward x').ptr) this.copy(out, x);
+    this.addBias(out, bias);
+    this.rope(out, this.reshape(out, x.shape), positions, theta, 1);
   }
 
   ropeBackward(dx: Tensor, dout: Tensor, positions: Tensor, theta: number): void {
@@ -486,7 +481,9 @@ export class CudaBackend implements Backend, MatmulHost {
       const batchable = (A.dtype === 'bf16' || A.dtype === 'f16' || A.dtype === 'f32') && a.shape.length === 2 && b.shape.length === 2
         && (B.dtype === A.dtype || (B.dtype === 'nf4' && A.dtype !== 'f32')) && O.dtype === A.dtype && a.shape[1] > 0;
       const key = batchable ? `${B.dtype} ${b.shape.join('x')}` : `alone ${i}`;
-      groups.set(key, [...(groups.get(key) ?? []), i]);
+      const group = groups.get(key);
+      if (group) group.push(i);
+      else groups.set(key, [i]);
     });
     for (const group of groups.values()) {
       if (group.length === 1) {
@@ -649,7 +646,7 @@ export class CudaBackend implements Backend, MatmulHost {
    * (a comma list, for diagnosis: the composed products and dropout kernels run instead).
    */
   private fusedLora(ts: Tensor[], r: number, D: number, kernel: string): boolean {
-    if ((process.env.SQLORA_CUDA_OFF ?? '').split(',').includes(kernel)) return false;
+    if (cudaOff(kernel)) return false;
     return (LORA_RANKS as readonly number[]).includes(r) && D % 8 === 0 && ts.every((t) => {
       const c = asCuda(t, 'lora');
       return c.dtype === 'bf16' && c.ptr % 16 === 0;

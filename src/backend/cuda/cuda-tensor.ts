@@ -71,9 +71,8 @@ export function ptrOf(t: Tensor, dtype: TensorDType, what: string): number {
   return c.ptr;
 }
 
-export function checkSameSize(what: string, ...ts: Tensor[]): void {
-  const n = ts[0].size;
-  for (const t of ts) {
-    if (t.size !== n) throw new Error(`${what}: sizes differ (${ts.map((x) => `[${x.shape.join(', ')}]`).join(' vs ')})`);
-  }
+
+/** Whether SQLORA_CUDA_OFF (a comma list, for diagnosis) names `kernel`; read on every call, as tools change it mid-run. */
+export function cudaOff(kernel: string): boolean {
+  return (process.env.SQLORA_CUDA_OFF ?? '').split(',').includes(kernel);
 }

@@ -44,7 +44,6 @@ function bind<T extends Record<string, string>>(lib: LibraryHandle, decls: T): {
 const DRIVER = {
   cuInit: 'int cuInit(unsigned int flags)',
   cuGetErrorName: 'int cuGetErrorName(int err, _Out_ const char **name)',
-  cuDriverGetVersion: 'int cuDriverGetVersion(_Out_ int *version)',
   cuDeviceGetCount: 'int cuDeviceGetCount(_Out_ int *count)',
   cuDeviceGet: 'int cuDeviceGet(_Out_ int *dev, int ordinal)',
   cuDeviceGetName: 'int cuDeviceGetName(_Out_ uint8_t *name, int len, int dev)',
@@ -56,7 +55,6 @@ const DRIVER = {
   cuStreamSynchronize: 'int cuStreamSynchronize(void *stream)',
   cuMemAlloc: 'int cuMemAlloc_v2(_Out_ uint64_t *dptr, size_t bytes)',
   cuMemFree: 'int cuMemFree_v2(uint64_t dptr)',
-  cuMemGetInfo: 'int cuMemGetInfo_v2(_Out_ size_t *free, _Out_ size_t *total)',
   cuMemcpyHtoDAsync: 'int cuMemcpyHtoDAsync_v2(uint64_t dst, const void *src, size_t bytes, void *stream)',
   cuMemcpyDtoHAsync: 'int cuMemcpyDtoHAsync_v2(_Out_ void *dst, uint64_t src, size_t bytes, void *stream)',
   cuMemcpyDtoDAsync: 'int cuMemcpyDtoDAsync_v2(uint64_t dst, uint64_t src, size_t bytes, void *stream)',
@@ -69,7 +67,6 @@ const DRIVER = {
   cuLaunchKernel: 'int cuLaunchKernel(void *fn, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, void *stream, void **params, void **extra)',
   // Page-locked host memory and events: device-to-host copies the host waits for one by one.
   cuMemAllocHost: 'int cuMemAllocHost_v2(_Out_ void **ptr, size_t bytes)',
-  cuMemFreeHost: 'int cuMemFreeHost(void *ptr)',
   /** cuMemcpyDtoHAsync with the destination as an address, to copy into page-locked memory at an offset. */
   cuMemcpyDtoHAsyncToAddress: 'int cuMemcpyDtoHAsync_v2(uint64_t dst, uint64_t src, size_t bytes, void *stream)',
   cuEventCreate: 'int cuEventCreate(_Out_ void **event, unsigned int flags)',
@@ -132,7 +129,7 @@ export function cublasApi(): CublasApi {
 /** CUDA_ERROR_OUT_OF_MEMORY: the one driver error the allocator recovers from. */
 export const CUDA_ERROR_OUT_OF_MEMORY = 2;
 
-export class CudaError extends Error {
+class CudaError extends Error {
   constructor(readonly code: number, message: string) {
     super(message);
   }

@@ -13,13 +13,11 @@ import { join } from 'node:path';
 import { checkNvrtc, nvrtcApi, outNumber } from './ffi.js';
 
 export interface CompiledModule {
+  /** cubin (machine code) or PTX (compiled by the driver at load time). */
   image: Buffer;
-  /** 'cubin' (machine code) or 'ptx' (compiled by the driver at load time). */
-  kind: 'cubin' | 'ptx';
-  fromCache: boolean;
 }
 
-export function kernelCacheDir(): string {
+function kernelCacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
   return join(base, 'sqlora', 'kernels');
 }
@@ -82,7 +80,7 @@ export function compileModule(source: string, name: string, cc: number): Compile
   const key = createHash('sha256').update(`${nvrtcVersionTag()}\n${options.join(' ')}\n${source}`).digest('hex').slice(0, 32);
   const file = join(kernelCacheDir(), `${name}-${key}.${target.kind}`);
   const cached = readCache(file);
-  if (cached) return { image: cached, kind: target.kind, fromCache: true };
+  if (cached) return { image: cached };
 
   const api = nvrtcApi();
   const prog: unknown[] = [null];
@@ -102,7 +100,7 @@ export function compileModule(source: string, name: string, cc: number): Compile
     const image = Buffer.alloc(outNumber(size[0]));
     checkNvrtc(cubin ? api.nvrtcGetCUBIN(prog[0], image) : api.nvrtcGetPTX(prog[0], image), 'get image');
     writeCache(file, image);
-    return { image, kind: target.kind, fromCache: false };
+    return { image };
   } finally {
     api.nvrtcDestroyProgram(prog);
   }
