@@ -99,7 +99,7 @@ function runForward(
   const dt = be.computeDType;
   const training = ctx.train !== null;
   /** Projections of one input: [name, output, bias added here] each. */
-  const lin = (input: Tensor, ...projs: [ProjectionName, Tensor, boolean?][]): (LinearSaved | null)[] =>
+  const lin = (input: Tensor, ...projs: [ProjectionName, Tensor | null, boolean?][]): (LinearSaved | null)[] =>
     linearGroupForward(be, input, projs.map(([p, out, withBias]) => ({ out, lin: w.proj[p], lora: lora[p], seed: projSeed(ctx, li, p), withBias })), training);
 
   const n1 = be.empty([N, D], dt);
@@ -128,22 +128,21 @@ function runForward(
   be.free(n2);
   let out: Tensor | null = null;
   let sd: LinearSaved | null = { u: null, seed: null };
-  // A recomputing backward pass needs gate and up, not the layer's output.
+  // A recomputing backward pass needs gate and up and down_proj's LoRA product, not the output.
   if (withOutput || lora.down_proj) {
     const act = be.empty([N, I], dt);
     be.swigluForward(act, gate, up);
-    out = be.empty([N, D], dt);
+    out = withOutput ? be.empty([N, D], dt) : null;
     [sd] = lin(act, ['down_proj', out]);
     be.free(act);
-    if (withOutput) be.add(out, out, x1);
-    else be.free(out);
+    if (out) be.add(out, out, x1);
   }
   if (!training) {
     for (const t of [rstd1, q, k, v, attn, lse, x1, rstd2, gate, up]) be.free(t);
     return { out, acts: null };
   }
   const lins = { q_proj: sq, k_proj: sk, v_proj: sv, o_proj: so, gate_proj: sg, up_proj: su, down_proj: sd } as Record<ProjectionName, LinearSaved>;
-  return { out: withOutput ? out : null, acts: { rstd1, q, k, v, attn, lse, x1, rstd2, gate, up, lin: lins } };
+  return { out, acts: { rstd1, q, k, v, attn, lse, x1, rstd2, gate, up, lin: lins } };
 }
 
 /** Frees a layer's activations; `withLora` also the LoRA products (linearBackward frees those it used). */

@@ -57,8 +57,8 @@ export interface LinearSaved {
 
 /** One projection of a group reading the same input (q, k and v; gate and up). */
 export interface GroupMember {
-  /** [N, out], written. */
-  out: Tensor;
+  /** [N, out], written; null: only the LoRA input product u is wanted (a recomputing backward pass). */
+  out: Tensor | null;
   lin: Linear;
   lora?: LoraWeights;
   /** The dropout seed of a training forward (ignored outside training). */
@@ -97,14 +97,15 @@ export function linearGroupForward(be: Backend, x: Tensor, members: readonly Gro
     const us = set.map(() => be.empty([N, loras[0].a.shape[0]], be.computeDType));
     be.loraDown(us, x, loras.map((l) => l.aCompute ?? l.a), p, set.map((m) => m.seed ?? 0));
     set.forEach((m, i) => saved.set(m, { u: us[i], seed: p > 0 ? (m.seed ?? 0) : null }));
-    be.matmulBatch(set.map((m) => m.out), us, loras.map((l) => l.bCompute ?? l.b), { transB: true, alpha: loras[0].scale });
+    const up = set.flatMap((m, i) => (m.out ? [{ out: m.out, u: us[i], b: loras[i].bCompute ?? loras[i].b }] : []));
+    be.matmulBatch(up.map((e) => e.out), up.map((e) => e.u), up.map((e) => e.b), { transB: true, alpha: loras[0].scale });
   }
   // Onto the LoRA updates, or written where there are none.
   for (const accumulate of [true, false]) {
-    const part = members.filter((m) => saved.has(m) === accumulate);
+    const part = members.filter((m) => m.out && saved.has(m) === accumulate);
     if (part.length === 0) continue;
     const biases = part.map((m) => (m.withBias === false ? null : m.lin.bias));
-    be.matmulMany(part.map((m) => m.out), x, part.map((m) => m.lin.weight), biases, accumulate);
+    be.matmulMany(part.map((m) => m.out as Tensor), x, part.map((m) => m.lin.weight), biases, accumulate);
   }
   return members.map((m) => {
     const s = saved.get(m);
