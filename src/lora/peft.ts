@@ -93,13 +93,7 @@ export function readPeftAdapter(dir: string, model?: Qwen2Config): PeftAdapter {
     throw new UserError(`no ${ADAPTER_WEIGHTS_FILE} in ${dir}${hint}`);
   }
   const raw = readJsonFile<Record<string, unknown>>(configPath, 'adapter config');
-  const file = SafetensorsFile.open(weightsPath);
-  let tensors: Record<string, HostTensor>;
-  try {
-    tensors = Object.fromEntries(file.names().map((n) => [n, file.read(n)]));
-  } finally {
-    file.close();
-  }
+  const tensors = SafetensorsFile.readAll(weightsPath);
   const config = parsePeftConfig(raw, configPath, Object.keys(tensors));
   if (model) checkLayers(config, tensors, model, weightsPath);
   const base = raw.base_model_name_or_path;

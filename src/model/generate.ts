@@ -20,6 +20,7 @@ import type { Qwen2Model } from './qwen2.js';
 import { decodeLogits, InferenceBuffers, prefillLogits } from './qwen2-inference.js';
 import type { KvCache } from './qwen2-kv-cache.js';
 import { applyRepetitionPenalty, GREEDY, Sampler, type SamplingOptions } from './sampling.js';
+import { yieldToEventLoop } from '../util/yield.js';
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -157,8 +158,6 @@ function compact(run: BatchRun, keep: number[]): void {
 }
 
 /** Lets a Ctrl-C through between steps. */
-const yieldToEvents = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 async function greedyOnDevice(run: BatchRun): Promise<void> {
   const be = run.model.backend;
   let ids: Tensor = be.empty([run.slots.length], 'i32');
@@ -192,7 +191,7 @@ async function greedyOnDevice(run: BatchRun): Promise<void> {
         ids = kept;
         compact(run, keep);
       }
-      await yieldToEvents();
+      await yieldToEventLoop();
     }
   } finally {
     be.free(ids);
@@ -217,6 +216,6 @@ async function sampleOnHost(run: BatchRun, sampler: Sampler): Promise<void> {
     const next = be.upload(Int32Array.from(run.slots, (row) => row.newIds[row.newIds.length - 1]), [run.slots.length], 'i32');
     logits = be.download(decodeLogits(run.model, run.cache, run.ws, next));
     be.free(next);
-    await yieldToEvents();
+    await yieldToEventLoop();
   }
 }

@@ -64,8 +64,8 @@ export function uploadQwen2Weights(be: Backend, cfg: Qwen2Config, read: TensorSo
     const proj = {} as Record<ProjectionName, Linear>;
     for (const p of PROJECTIONS) {
       const prefix = projectionPrefix(i, p);
-      const hasBias = cfg.attentionBias && (p === 'q_proj' || p === 'k_proj' || p === 'v_proj');
-      proj[p] = { weight: weight(`${prefix}.weight`), bias: hasBias ? dense(`${prefix}.bias`) : null };
+      // expectQwen2Tensors lists the biases the config implies.
+      proj[p] = { weight: weight(`${prefix}.weight`), bias: shapes.has(`${prefix}.bias`) ? dense(`${prefix}.bias`) : null };
     }
     layers.push({
       inputLayernorm: dense(`model.layers.${i}.input_layernorm.weight`),

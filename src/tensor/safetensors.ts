@@ -11,8 +11,8 @@
  */
 import { closeSync, fstatSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { UserError, describeError } from '../util/errors.js';
-import { DTYPE_BYTES, bf16ToF32, f16ToF32, isDType, type DType } from './dtype.js';
-import { formatShape, numel, tensorBytes, type HostTensor } from './tensor.js';
+import { bf16ToF32, f16ToF32, isDType, type DType } from './dtype.js';
+import { byteLengthOf, formatShape, numel, tensorBytes, type HostTensor } from './tensor.js';
 
 /** The reference library refuses headers above 100 MB; so do we (a corrupt length field). */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -99,7 +99,7 @@ function readHeaderFd(fd: number, path: string): SafetensorsHeader {
       throw bad(`tensor ${name} has invalid data_offsets`);
     }
     const [begin, end] = offsets as [number, number];
-    const byteLength = numel(shape) * DTYPE_BYTES[dtype];
+    const byteLength = byteLengthOf(dtype, shape);
     if (end - begin !== byteLength) {
       throw bad(`tensor ${name} (${dtype} ${formatShape(shape)}) needs ${byteLength} bytes but data_offsets span ${end - begin}`);
     }
@@ -201,6 +201,16 @@ export class SafetensorsFile {
     this.fd = undefined;
   }
 
+  /** Every tensor of the file at `path`, by name (the file is closed again). */
+  static readAll(path: string): Record<string, HostTensor> {
+    const file = SafetensorsFile.open(path);
+    try {
+      return Object.fromEntries(file.names().map((n) => [n, file.read(n)]));
+    } finally {
+      file.close();
+    }
+  }
+
   private openFd(): number {
     if (this.fd === undefined) throw new Error(`safetensors file ${this.path} is closed`);
     return this.fd;
@@ -238,7 +248,7 @@ export function safetensorsLayout(
   for (const name of order) {
     if (name === '__metadata__') throw new Error('"__metadata__" is reserved and cannot name a tensor');
     const t = tensors[name];
-    const want = numel(t.shape) * DTYPE_BYTES[t.dtype];
+    const want = byteLengthOf(t.dtype, t.shape);
     if (t.data.byteLength !== want) {
       throw new RangeError(`tensor ${name}: ${t.dtype} ${formatShape(t.shape)} needs ${want} bytes, data has ${t.data.byteLength}`);
     }

@@ -17,7 +17,7 @@ import { readJsonFile } from '../util/jsonl.js';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const OPTIMIZER_FILE = 'optimizer.safetensors';
-const FORMAT = 'sqlora-trainer-state/1';
+export const TRAINER_STATE_FORMAT = 'sqlora-trainer-state/1';
 
 export interface EvalPoint {
   step: number;
@@ -25,7 +25,7 @@ export interface EvalPoint {
 }
 
 export interface TrainerState {
-  format: typeof FORMAT;
+  format: typeof TRAINER_STATE_FORMAT;
   /** Optimizer steps completed. */
   step: number;
   total_steps: number;
@@ -64,7 +64,7 @@ export function saveTrainCheckpoint(outDir: string, adapter: HostLora, optimizer
   rmSync(tmp, { recursive: true, force: true });
   writePeftAdapter(tmp, adapter, { baseModelNameOrPath: state.base_model });
   writeSafetensors(join(tmp, OPTIMIZER_FILE), optimizer, { format: 'pt' });
-  writeFileSync(join(tmp, TRAINER_STATE_FILE), JSON.stringify({ format: FORMAT, ...state }, null, 2) + '\n');
+  writeFileSync(join(tmp, TRAINER_STATE_FILE), JSON.stringify({ format: TRAINER_STATE_FORMAT, ...state }, null, 2) + '\n');
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
   return dir;
@@ -74,15 +74,9 @@ export function loadTrainCheckpoint(dir: string, model: Qwen2Config): TrainCheck
   const statePath = join(dir, TRAINER_STATE_FILE);
   if (!existsSync(statePath)) throw new UserError(`${dir} is not a training checkpoint (no ${TRAINER_STATE_FILE})`);
   const state = readJsonFile<TrainerState>(statePath, 'trainer state');
-  if (state?.format !== FORMAT) throw new UserError(`${statePath}: unknown format ${JSON.stringify(state?.format)} (expected ${FORMAT})`);
+  if (state?.format !== TRAINER_STATE_FORMAT) throw new UserError(`${statePath}: unknown format ${JSON.stringify(state?.format)} (expected ${TRAINER_STATE_FORMAT})`);
   const adapter = readPeftAdapter(dir, model);
-  const file = SafetensorsFile.open(join(dir, OPTIMIZER_FILE));
-  try {
-    const optimizer = Object.fromEntries(file.names().map((n) => [n, file.read(n)]));
-    return { dir, adapter, optimizer, state };
-  } finally {
-    file.close();
-  }
+  return { dir, adapter, optimizer: SafetensorsFile.readAll(join(dir, OPTIMIZER_FILE)), state };
 }
 
 /** Complete checkpoints under `outDir`, oldest first. */

@@ -2,7 +2,7 @@
  * The training metrics log, `<out>/metrics.jsonl`: one `train` record per optimizer step and
  * one `eval` record per evaluation, appended as they happen (a crash keeps every line so far).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { appendJsonl, readAppendedJsonl, writeJsonl } from '../util/jsonl.js';
 
@@ -41,7 +41,7 @@ export class MetricsLog {
    */
   constructor(readonly path: string, resumeStep: number | null) {
     mkdirSync(dirname(path), { recursive: true });
-    const kept = resumeStep === null || !existsSync(path) ? [] : readAppendedJsonl<MetricsRecord>(path).filter((r) => r.step <= resumeStep);
+    const kept = resumeStep === null ? [] : readAppendedJsonl<MetricsRecord>(path).filter((r) => r.step <= resumeStep);
     writeJsonl(path, kept);
   }
 

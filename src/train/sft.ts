@@ -11,10 +11,11 @@ import type { Qwen2Model, TrainStep } from '../model/qwen2.js';
 import { UserError } from '../util/errors.js';
 import { mixSeed } from '../util/random.js';
 import { collate, DataOrder, type TrainExample } from './batching.js';
-import { listCheckpoints, pruneCheckpoints, saveTrainCheckpoint, type EvalPoint, type TrainerState } from './checkpoint.js';
+import { listCheckpoints, pruneCheckpoints, saveTrainCheckpoint, TRAINER_STATE_FORMAT, type EvalPoint, type TrainerState } from './checkpoint.js';
 import type { EvalRecord, TrainRecord } from './metrics.js';
 import { ADAMW_DEFAULTS, AdamW, clipGradNormOnDevice } from './optimizer.js';
 import { cosineWithWarmup, planSteps, warmupSteps, type StepPlan } from './schedule.js';
+import { yieldToEventLoop } from '../util/yield.js';
 
 export interface SftConfig {
   epochs: number;
@@ -109,7 +110,7 @@ export async function trainSft(
   const state: TrainerState = resume
     ? { ...resume.state }
     : {
-        format: 'sqlora-trainer-state/1', step: 0, total_steps: plan.totalSteps, epoch: 0, settings: cfg.settings,
+        format: TRAINER_STATE_FORMAT, step: 0, total_steps: plan.totalSteps, epoch: 0, settings: cfg.settings,
         data_fingerprint: data.fingerprint, base_model: cfg.baseModel, best_eval: null, last_eval: null, loss_sum: 0, tokens_seen: 0, train_seconds: 0,
       };
   if (resume) {
@@ -212,7 +213,3 @@ function diverged(outDir: string, what: string): never {
   throw new TrainingDivergedError(`training stopped: ${what}. ${keep}`);
 }
 
-/** Lets signal handlers (Ctrl-C) and timers run between the synchronous pieces of a step. */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
