@@ -3,7 +3,7 @@
  * reference workflow's SQL post-processing, predictions appended as they come and resumed,
  * the evaluator's metrics in results.json, and the comparison with a baseline.
  */
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -50,6 +50,12 @@ beforeAll(() => {
 const readPredictions = (out: string): Prediction[] => readFileSync(join(out, 'predictions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Prediction);
 
 describe('sqlora baseline / eval', () => {
+  it('bad scoring flags: one clear line and a non-zero exit', async () => {
+    const r = await sqlora('baseline', ['--model', tiny.dir, '--data', data, '--out', join(tmp, 'bad'), '--quantize', 'none', '--timeout', '-1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe('error: sqlora baseline: --timeout must be a positive number, got -1\n');
+  });
+
   it('baseline: predictions appended as they come (an interrupted file is resumed), metrics in results.json', async () => {
     const out = join(tmp, 'baseline');
     mkdirSync(out);
@@ -74,6 +80,14 @@ describe('sqlora baseline / eval', () => {
     // Another setup must not append to these predictions.
     await expect(baseline.run(parseCommandArgs(baseline, ['--model', tiny.dir, '--data', data, '--out', out, '--quantize', 'none', '--max-new-tokens', '32'])))
       .rejects.toThrow(/holds predictions made with other settings \(max_new_tokens differ/);
+
+    // A smaller --limit on a copy of the finished run scores the first records from the file, generating nothing.
+    const limited = join(tmp, 'baseline-limited');
+    cpSync(out, limited, { recursive: true });
+    const l = await sqlora('baseline', ['--model', tiny.dir, '--data', data, '--out', limited, '--quantize', 'none', '--spider', 'test/fixtures/spider', '--max-new-tokens', '16', '--workers', '1', '--limit', '2']);
+    expect(l.code, l.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(limited, 'results.json'), 'utf8')).meta).toMatchObject({ count: 2, generated: 0 });
+    expect(readPredictions(limited).length).toBe(COUNT);
   });
 
   it('eval: base + adapter, compared with the baseline\'s results', async () => {

@@ -84,6 +84,9 @@ describe('sqlora prepare (CLI)', () => {
     const m = sqlora('--spider', SPIDER, '--model', join(tmp, 'no-model'), '--out', join(tmp, 'bad-out'));
     expect(m.status).toBe(1);
     expect(m.stderr).toMatch(/^error: model not found: .*no-model is neither a directory nor a Hub repo id/);
+    const stray = sqlora('--spider', SPIDER, 'extra', '--out', join(tmp, 'bad-out'));
+    expect(stray.status).toBe(1);
+    expect(stray.stderr).toBe('error: sqlora prepare: unexpected argument "extra" (see sqlora prepare --help)\n');
   });
 
   it('documents every flag in --help', () => {

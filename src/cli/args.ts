@@ -36,7 +36,6 @@ export class ParsedArgs {
   constructor(
     readonly command: string,
     private readonly values: Map<string, FlagValue | undefined>,
-    readonly positionals: string[],
   ) {}
 
   has(name: string): boolean {
@@ -100,21 +99,15 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
   const all = [...spec.flags, ...COMMON_FLAGS];
   const byName = new Map(all.map((f) => [f.name, f]));
   const cli = new Map<string, FlagValue>();
-  const positionals: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
-    if (arg === '--') {
-      positionals.push(...argv.slice(i + 1));
-      break;
-    }
-    if (!arg.startsWith('--') || arg === '--') {
-      if (arg === '-h') {
-        cli.set('help', true);
-        continue;
-      }
-      positionals.push(arg);
+    if (arg === '-h') {
+      cli.set('help', true);
       continue;
     }
+    // No command takes arguments besides flags: a stray word is most likely a flag's value misplaced
+    // (--resume takes none), which must not pass silently.
+    if (!arg.startsWith('--') || arg === '--') throw new UserError(`sqlora ${spec.name}: unexpected argument "${arg}" (see sqlora ${spec.name} --help)`);
     let name = arg.slice(2);
     let inline: string | undefined;
     const eq = name.indexOf('=');
@@ -163,7 +156,7 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
 
   const values = new Map<string, FlagValue | undefined>();
   for (const f of all) values.set(f.name, cli.get(f.name) ?? fromConfig.get(f.name) ?? f.default);
-  return new ParsedArgs(spec.name, values, positionals);
+  return new ParsedArgs(spec.name, values);
 }
 
 export function formatCommandHelp(spec: CommandSpec): string {
@@ -176,4 +169,12 @@ export function formatCommandHelp(spec: CommandSpec): string {
   const width = Math.min(34, Math.max(...rows.map(([l]) => l.length)) + 2);
   const lines = rows.map(([l, r]) => (l.length >= width ? `${l}\n${' '.repeat(width)}${r}` : l.padEnd(width) + r));
   return [`sqlora ${spec.name} — ${spec.summary}`, '', `usage: sqlora ${spec.name} ${spec.usage}`, '', 'flags:', ...lines, ...(spec.details ? ['', spec.details] : [])].join('\n') + '\n';
+}
+
+/** A positive integer flag, or a UserError naming it. */
+export function positiveInt(command: string, name: string, v: number | undefined, allowZero = false): number {
+  if (v === undefined || !Number.isInteger(v) || v < 0 || (v === 0 && !allowZero)) {
+    throw new UserError(`sqlora ${command}: --${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
+  }
+  return v;
 }

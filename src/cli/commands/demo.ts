@@ -13,8 +13,7 @@ import type { TrainRecord } from '../../train/metrics.js';
 import { UserError } from '../../util/errors.js';
 import { readJsonFile, readJsonl } from '../../util/jsonl.js';
 import { formatDuration } from '../../util/progress.js';
-import { parseCommandArgs, type CommandSpec, type ParsedArgs } from '../args.js';
-import { positiveInt } from './engine.js';
+import { parseCommandArgs, positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
 import { compareSummaries, formatComparison } from './predict.js';
 
 const REAL_MODEL = 'Qwen/Qwen1.5-1.8B-Chat';

@@ -82,11 +82,3 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
 export function decodeBatchSize(requested: number, loaded: LoadedModel): number {
   return requested > 0 ? requested : loaded.model.backend.computeDType === 'f32' ? 8 : 64;
 }
-
-/** A positive integer flag, or a UserError naming it. */
-export function positiveInt(command: string, name: string, v: number | undefined, allowZero = false): number {
-  if (v === undefined || !Number.isInteger(v) || v < 0 || (v === 0 && !allowZero)) {
-    throw new UserError(`sqlora ${command}: --${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
-  }
-  return v;
-}

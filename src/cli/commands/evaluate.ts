@@ -1,7 +1,6 @@
-import { existsSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
-import type { CommandSpec, ParsedArgs } from '../args.js';
+import { writeFileSync } from 'node:fs';
+import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
+import { scoringFlags, scoringInputs } from './scoring.js';
 import { UserError, describeError } from '../../util/errors.js';
 import { evaluatePredictions, formatSummaryTable } from '../../eval/evaluate.js';
 import { PREDICTION_FORMATS, loadEvalItems, type PredictionFormat } from '../../eval/predictions.js';
@@ -14,11 +13,7 @@ export const command: CommandSpec = {
     { name: 'pred', type: 'string', metavar: 'FILE', description: 'predictions: JSONL {"id","sql"} lines, one SQL per line (the official format), or a results JSON with detailed_results[] (the reference workflow\'s)' },
     { name: 'gold', type: 'string', metavar: 'FILE', description: 'gold: eval.jsonl from sqlora prepare (matched by id), a gold.sql of SQL<TAB>db_id lines or a Spider split JSON (matched by position); not used with a results JSON' },
     { name: 'pred-format', type: 'string', choices: PREDICTION_FORMATS, default: 'auto', description: 'format of --pred; auto goes by extension (.json results, .jsonl) and content' },
-    { name: 'spider', type: 'string', metavar: 'DIR', description: 'Spider folder: database/ (execution, hardness) and tables.json (exact-set-match); with neither it nor --db-dir only the seed metrics are computed' },
-    { name: 'db-dir', type: 'string', metavar: 'DIR', description: 'database folder (<db_id>/<db_id>.sqlite; every .sqlite beside it is checked too, as with test-suite databases); default: SPIDER/database' },
-    { name: 'tables', type: 'string', metavar: 'FILE', description: 'tables.json for exact-set-match; default: SPIDER/tables.json' },
-    { name: 'timeout', type: 'number', metavar: 'SECONDS', default: 30, description: 'time limit per query; a query over it counts as wrong' },
-    { name: 'workers', type: 'number', metavar: 'N', default: Math.min(4, availableParallelism()), description: 'processes running queries in parallel' },
+    ...scoringFlags('Spider folder: database/ (execution, hardness) and tables.json (exact-set-match); with neither it nor --db-dir only the seed metrics are computed'),
     { name: 'limit', type: 'number', metavar: 'N', description: 'evaluate only the first N examples' },
     { name: 'keep-distinct', type: 'boolean', description: 'compare results with DISTINCT kept (the official script drops it from both queries by default)' },
     { name: 'out', type: 'string', metavar: 'FILE', description: 'write per-example results and the summary as JSON' },
@@ -43,23 +38,15 @@ export const command: CommandSpec = {
 async function runEvaluate(args: ParsedArgs): Promise<void> {
   const predPath = args.required('pred');
   const goldPath = args.string('gold');
-  const spider = args.string('spider');
-  if (spider !== undefined && !existsSync(spider)) throw new UserError(`Spider folder not found: ${spider}`);
-  const dbDir = args.string('db-dir') ?? (spider !== undefined ? join(spider, 'database') : undefined);
-  const tablesPath = args.string('tables') ?? (spider !== undefined ? join(spider, 'tables.json') : undefined);
-  if (dbDir !== undefined && !existsSync(dbDir)) throw new UserError(`database folder not found: ${dbDir}${args.has('db-dir') ? '' : ' (a Spider folder holds database/ and tables.json; see --db-dir)'}`);
-  if (tablesPath !== undefined && !existsSync(tablesPath)) throw new UserError(`tables.json not found: ${tablesPath}${args.has('tables') ? '' : ' (see --tables)'}`);
-  if (tablesPath !== undefined && dbDir === undefined) throw new UserError('--tables needs the databases too (--spider or --db-dir): exact-set-match reads their schemas');
-  const timeout = positive(args, 'timeout', false);
-  const workers = positive(args, 'workers', true);
-  const limit = args.has('limit') ? positive(args, 'limit', true) : undefined;
+  const { dbDir, tablesPath, timeoutMs, workers } = scoringInputs(args);
+  const limit = args.has('limit') ? positiveInt('evaluate', 'limit', args.number('limit')) : undefined;
   const json = args.boolean('json');
 
   const items = loadEvalItems({ predPath, goldPath, format: args.string('pred-format') as PredictionFormat, limit });
   const started = Date.now();
-  const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs: Math.round(timeout * 1000), workers, keepDistinct: args.boolean('keep-distinct'), progress: !json });
+  const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs, workers, keepDistinct: args.boolean('keep-distinct'), progress: !json });
   const seconds = (Date.now() - started) / 1000;
-  const meta = { pred: predPath, gold: goldPath ?? null, db_dir: dbDir ?? null, tables: tablesPath ?? null, timeout_s: timeout, keep_distinct: args.boolean('keep-distinct'), count: items.length, seconds };
+  const meta = { pred: predPath, gold: goldPath ?? null, db_dir: dbDir ?? null, tables: tablesPath ?? null, timeout_s: timeoutMs / 1000, keep_distinct: args.boolean('keep-distinct'), count: items.length, seconds };
 
   const out = args.string('out');
   if (out !== undefined) {
@@ -85,8 +72,3 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
   process.stdout.write(lines.join('\n') + '\n');
 }
 
-function positive(args: ParsedArgs, name: string, integer: boolean): number {
-  const v = args.number(name)!;
-  if (!(v > 0) || (integer && !Number.isInteger(v))) throw new UserError(`sqlora evaluate: --${name} must be a positive ${integer ? 'integer' : 'number'}, got ${v}`);
-  return v;
-}

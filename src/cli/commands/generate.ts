@@ -3,8 +3,8 @@ import { StreamDecoder } from '../../data/tokenizer.js';
 import { generate, type Generation } from '../../model/generate.js';
 import { UserError } from '../../util/errors.js';
 import { readJsonl } from '../../util/jsonl.js';
-import type { CommandSpec, ParsedArgs } from '../args.js';
-import { decodeBatchSize, deviceFlag, loadModel, positiveInt, quantizeFlag } from './engine.js';
+import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
+import { decodeBatchSize, deviceFlag, loadModel, quantizeFlag } from './engine.js';
 
 export const command: CommandSpec = {
   name: 'generate',

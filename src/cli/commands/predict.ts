@@ -5,7 +5,6 @@
  * evaluator into results.json, optionally next to a baseline's results.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { DatasetCard, PromptRecord } from '../../data/records.js';
 import { evaluatePredictions, formatSummaryTable, type LevelSummary, type Summary } from '../../eval/evaluate.js';
@@ -14,8 +13,9 @@ import { generate } from '../../model/generate.js';
 import { UserError } from '../../util/errors.js';
 import { appendJsonl, readAppendedJsonl, readJsonFile, readJsonl } from '../../util/jsonl.js';
 import { Progress } from '../../util/progress.js';
-import type { FlagSpec, ParsedArgs } from '../args.js';
-import { decodeBatchSize, deviceFlag, loadModel, positiveInt, quantizeFlag } from './engine.js';
+import { positiveInt, type FlagSpec, type ParsedArgs } from '../args.js';
+import { scoringFlags, scoringInputs } from './scoring.js';
+import { decodeBatchSize, deviceFlag, loadModel, quantizeFlag } from './engine.js';
 
 export type PredictMode = 'baseline' | 'eval';
 
@@ -63,11 +63,7 @@ export function predictFlags(mode: PredictMode): FlagSpec[] {
     { name: 'repetition-penalty', type: 'number', default: 1, description: 'HF\'s repetition penalty (1 = off, plain greedy)' },
     quantizeFlag('nf4'),
     deviceFlag(),
-    { name: 'spider', type: 'string', metavar: 'DIR', description: 'Spider folder for exact-set-match and execution (default: the databases recorded in DATA/dataset.json)' },
-    { name: 'db-dir', type: 'string', metavar: 'DIR', description: 'database folder (<db_id>/<db_id>.sqlite); default SPIDER/database' },
-    { name: 'tables', type: 'string', metavar: 'FILE', description: 'tables.json; default SPIDER/tables.json' },
-    { name: 'timeout', type: 'number', metavar: 'SECONDS', default: 30, description: 'time limit per query when executing' },
-    { name: 'workers', type: 'number', default: Math.min(4, availableParallelism()), description: 'processes running queries in parallel' },
+    ...scoringFlags('Spider folder for exact-set-match and execution (default: the databases recorded in DATA/dataset.json)'),
     ...(mode === 'eval' ? [{ name: 'compare', type: 'string', metavar: 'FILE', description: 'a baseline\'s results.json to compare with' } as FlagSpec] : []),
   ];
 }
@@ -100,12 +96,13 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   const maxNewTokens = positiveInt(mode, 'max-new-tokens', args.number('max-new-tokens'));
   const repetitionPenalty = args.number('repetition-penalty')!;
   if (!(repetitionPenalty > 0)) throw new UserError(`sqlora ${mode}: --repetition-penalty must be positive`);
-  const { dbDir, tablesPath } = locateDatabases(args, data);
+  const { dbDir, tablesPath, timeoutMs, workers } = scoringInputs(args, () => recordedDatabases(data));
   const compare = mode === 'eval' ? args.string('compare') : undefined;
   const baseline = compare !== undefined ? readJsonFile<{ summary?: Summary }>(compare, 'baseline results') : undefined;
   if (baseline && !baseline.summary?.overall) throw new UserError(`${compare}: no "summary.overall" (expected results.json from sqlora baseline or sqlora evaluate --out)`);
 
-  const records = readEvalRecords(evalFile).slice(0, limit);
+  const allRecords = readEvalRecords(evalFile);
+  const records = allRecords.slice(0, limit);
   mkdirSync(out, { recursive: true });
   const info: RunInfo = {
     mode, model: args.string('model') ?? null, adapter: adapterDir ?? null, eval_file: evalFile, quantize: args.string('quantize')!,
@@ -114,10 +111,11 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   checkRunInfo(join(out, 'run.json'), info);
   const predPath = join(out, 'predictions.jsonl');
   const done = new Map<string, Prediction>();
-  const ids = new Set(records.map((r) => r.id));
+  // Predictions past --limit stay in the file (a later run without it uses them).
+  const known = new Set(allRecords.map((r) => r.id)), wanted = new Set(records.map((r) => r.id));
   for (const p of readAppendedJsonl<Prediction>(predPath)) {
-    if (!ids.has(p.id)) throw new UserError(`${predPath} has a prediction for id ${JSON.stringify(p.id)}, which is not among the records of ${evalFile}${limit ? ` (first ${limit})` : ''}: use another --out`);
-    done.set(p.id, p);
+    if (!known.has(p.id)) throw new UserError(`${predPath} has a prediction for id ${JSON.stringify(p.id)}, which is not among the records of ${evalFile}: use another --out`);
+    if (wanted.has(p.id)) done.set(p.id, p);
   }
   const todo = records.filter((r) => !done.has(r.id));
   const started = Date.now();
@@ -146,7 +144,7 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   const genSeconds = (Date.now() - started) / 1000;
 
   const items: EvalItem[] = records.map((r, index) => ({ index, id: r.id, db_id: r.db_id, gold: r.query, pred: done.get(r.id)!.sql, ...(r.hardness ? { hardness: r.hardness } : {}) }));
-  const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs: Math.round(args.number('timeout')! * 1000), workers: positiveInt(mode, 'workers', args.number('workers')), progress: true });
+  const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs, workers, progress: true });
   const comparison = baseline?.summary ? compareSummaries(baseline.summary.overall, report.summary.overall) : undefined;
   const resultsPath = join(out, 'results.json');
   const meta = { ...info, count: records.length, generated: todo.length, generation_seconds: genSeconds, new_tokens: newTokens, db_dir: dbDir ?? null, tables: tablesPath ?? null, compare: compare ?? null };
@@ -183,25 +181,15 @@ function checkRunInfo(path: string, info: RunInfo): void {
   writeFileSync(path, JSON.stringify(info, null, 2) + '\n');
 }
 
-/** --spider / --db-dir / --tables, else the databases `sqlora prepare` recorded in dataset.json. */
-function locateDatabases(args: ParsedArgs, data: string): { dbDir?: string; tablesPath?: string } {
-  const spider = args.string('spider');
-  if (spider !== undefined && !existsSync(spider)) throw new UserError(`Spider folder not found: ${spider}`);
-  let dbDir = args.string('db-dir') ?? (spider !== undefined ? join(spider, 'database') : undefined);
-  let tablesPath = args.string('tables') ?? (spider !== undefined ? join(spider, 'tables.json') : undefined);
+/** The databases (and tables.json) `sqlora prepare` recorded in DATA/dataset.json, where they still exist. */
+function recordedDatabases(data: string): { dbDir?: string; tablesPath?: string } {
   const cardPath = join(data, 'dataset.json');
-  if (dbDir === undefined && existsSync(cardPath)) {
-    const card = readJsonFile<Partial<DatasetCard>>(cardPath, 'dataset card');
-    const recorded = card.source?.databases;
-    if (typeof recorded === 'string' && existsSync(recorded)) {
-      dbDir = recorded;
-      const candidates = [card.source?.path, dirname(recorded)].filter((p): p is string => typeof p === 'string').map((p) => join(p, 'tables.json'));
-      tablesPath ??= candidates.find((p) => existsSync(p));
-    }
-  }
-  if (dbDir !== undefined && !existsSync(dbDir)) throw new UserError(`database folder not found: ${dbDir}`);
-  if (tablesPath !== undefined && !existsSync(tablesPath)) throw new UserError(`tables.json not found: ${tablesPath}`);
-  return { dbDir, tablesPath };
+  if (!existsSync(cardPath)) return {};
+  const card = readJsonFile<Partial<DatasetCard>>(cardPath, 'dataset card');
+  const recorded = card.source?.databases;
+  if (typeof recorded !== 'string' || !existsSync(recorded)) return {};
+  const candidates = [card.source?.path, dirname(recorded)].filter((p): p is string => typeof p === 'string').map((p) => join(p, 'tables.json'));
+  return { dbDir: recorded, tablesPath: candidates.find((p) => existsSync(p)) };
 }
 
 type Metric = 'seed_exact' | 'seed_token' | 'exact_set_match' | 'execution';

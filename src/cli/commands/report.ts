@@ -1,8 +1,7 @@
 import { readResults, readTrainingRun } from '../../report/inputs.js';
 import { writeReport } from '../../report/report.js';
 import { UserError } from '../../util/errors.js';
-import type { CommandSpec } from '../args.js';
-import { positiveInt } from './engine.js';
+import { positiveInt, type CommandSpec } from '../args.js';
 
 export const command: CommandSpec = {
   name: 'report',

@@ -9,8 +9,8 @@ import { MetricsLog } from '../../train/metrics.js';
 import { trainSft, type SftConfig, type SftResult } from '../../train/sft.js';
 import { UserError } from '../../util/errors.js';
 import { Progress } from '../../util/progress.js';
-import type { CommandSpec, ParsedArgs } from '../args.js';
-import { deviceFlag, loadModel, positiveInt, quantizeFlag } from './engine.js';
+import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
+import { deviceFlag, loadModel, quantizeFlag } from './engine.js';
 import { endOfTurnIds, readRecords, tokenizeRecords } from './train-data.js';
 
 export const command: CommandSpec = {
