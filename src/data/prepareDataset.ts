@@ -111,7 +111,6 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
     sampleRows: o.format === 'schema' ? o.sampleRows : 0,
     maxPromptTokens: o.maxPromptTokens,
   });
-  const hardnessSchemas = new Map<string, SpiderSchema>();
   const progress = new Progress({ label: 'prepare', total: train.length + dev.length, unit: 'ex', quiet: o.quiet });
 
   const build = (examples: SpiderExample[], available: number): { records: PromptRecord[]; card: SplitCard } => {
@@ -122,9 +121,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
     const card = { trimmed: { sample_rows: 0, tables: 0 }, over_budget: 0 };
     for (const ex of examples) {
       const dbPath = sqlite.get(ex.db_id) as string;
-      let schema = hardnessSchemas.get(dbPath);
-      if (!schema) hardnessSchemas.set(dbPath, (schema = loadSpiderSchema(dbPath)));
-      const level = hardnessOrNull(ex.query, schema);
+      const level = hardnessOrNull(ex.query, loadSpiderSchema(dbPath)); // cached per database
       const built = builder.build(ex, dbPath);
       records.push({ id: ex.id, db_id: ex.db_id, question: ex.question, query: ex.query, hardness: level, messages: built.messages, text: built.text, prompt: built.prompt });
       hardness[level ?? 'unparsed']++;

@@ -8,10 +8,8 @@ import { join } from 'node:path';
 import { defaultTokenizerDir } from '../../data/modelFiles.js';
 import { BUNDLED_SPIDER_DIR } from '../../demo/assets.js';
 import { buildToyModel, TOY_MODEL_DEFAULTS, type ToyModel } from '../../demo/toyModel.js';
-import type { Summary } from '../../eval/evaluate.js';
-import type { TrainRecord } from '../../train/metrics.js';
+import { readResults, readTrainingRun } from '../../report/inputs.js';
 import { UserError } from '../../util/errors.js';
-import { readJsonFile, readJsonl } from '../../util/jsonl.js';
 import { formatDuration } from '../../util/progress.js';
 import { parseCommandArgs, positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
 import { compareSummaries, formatComparison } from './predict.js';
@@ -145,11 +143,9 @@ async function runDemo(args: ParsedArgs): Promise<void> {
     timings.push([stage.name, Date.now() - t]);
   }
 
-  const before = readJsonFile<{ summary: Summary }>(join(p('baseline'), 'results.json'), 'baseline results').summary;
-  const after = readJsonFile<{ summary: Summary }>(join(p('eval'), 'results.json'), 'eval results').summary;
-  const steps = readJsonl<TrainRecord | { type: 'eval'; step: number; eval_loss: number }>(join(p('train'), 'metrics.jsonl'), 'metrics log');
-  const train = steps.filter((r): r is TrainRecord => r.type === 'train');
-  const evals = steps.filter((r) => r.type === 'eval') as { step: number; eval_loss: number }[];
+  const before = readResults(join(p('baseline'), 'results.json'), 'baseline').summary;
+  const after = readResults(join(p('eval'), 'results.json'), 'eval').summary;
+  const { train, eval: evals } = readTrainingRun(p('train'));
   const seconds = (Date.now() - started) / 1000;
   say([
     '',

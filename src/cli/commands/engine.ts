@@ -77,7 +77,6 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   return { source, dir, model, tokenizer, adapter, generationConfig, stopIds, padId };
 }
 
-/** A local folder as is; anything else goes to the Hub client (loaded only then: it is large). */
 /** Prompts decoded together: the flag's value, or with 0 what pays on the backend (a GPU wants wide batches). */
 export function decodeBatchSize(requested: number, loaded: LoadedModel): number {
   return requested > 0 ? requested : loaded.model.backend.computeDType === 'f32' ? 8 : 64;
