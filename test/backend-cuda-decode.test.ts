@@ -8,7 +8,7 @@ import type { FloatDType } from '../src/backend/backend.js';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
 import { probeCuda } from '../src/backend/select.js';
-import { BF16_TOLERANCE, compareOutputs, F32_TOLERANCE } from './helpers/backend-parity.js';
+import { compareOutputs, toleranceFor } from './helpers/backend-parity.js';
 import { DECODE_PARITY_CASES } from './helpers/decode-parity.js';
 
 const probe = probeCuda();
@@ -23,7 +23,7 @@ describe.skipIf(!probe.available)('CUDA decoding kernels against the CPU backend
     it(c.name, () => {
       const ref = c.run(cpu, 'f32');
       for (const dt of ['f32', 'bf16'] as const) {
-        const tol = dt === 'f32' ? c.f32Tolerance ?? F32_TOLERANCE : c.bf16Tolerance ?? BF16_TOLERANCE;
+        const tol = toleranceFor(c, dt);
         for (const r of compareOutputs(c.run(backend(dt), dt), ref)) expect(r.rel, `${dt} ${r.output}`).toBeLessThanOrEqual(tol);
       }
     });

@@ -20,11 +20,16 @@ export interface ParityCase {
 }
 
 /** One bf16 rounding of the largest output is 2^-9 = 0.2%; accumulated roundings stay below 1%. */
-export const BF16_TOLERANCE = 1e-2;
-export const F32_TOLERANCE = 2e-5;
+const BF16_TOLERANCE = 1e-2;
+const F32_TOLERANCE = 2e-5;
+
+/** The tolerance of case c for activations stored as dt. */
+export function toleranceFor(c: Pick<ParityCase, 'f32Tolerance' | 'bf16Tolerance'>, dt: string): number {
+  return dt === 'f32' ? c.f32Tolerance ?? F32_TOLERANCE : c.bf16Tolerance ?? BF16_TOLERANCE;
+}
 
 /** n values uniform in [-scale, scale) (+ offset), exactly representable in bf16. */
-function values(n: number, scale: number, rand: () => number, offset = 0): Float32Array {
+export function values(n: number, scale: number, rand: () => number, offset = 0): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = offset + (2 * rand() - 1) * scale;
   return bf16ToF32(f32ToBf16(a));
@@ -35,7 +40,7 @@ function ints(data: number[] | Int32Array): Int32Array {
 }
 
 /** Downloads into f32 (copies, so the case can free its tensors). */
-function get(be: Backend, t: Tensor): Float32Array {
+export function get(be: Backend, t: Tensor): Float32Array {
   return Float32Array.from(be.download(t));
 }
 

@@ -7,19 +7,8 @@
  * tools/gpu-check/generate-check.ts.
  */
 import type { Backend, Tensor } from '../../src/backend/backend.js';
-import { bf16ToF32, f32ToBf16 } from '../../src/tensor/dtype.js';
-import type { ParityCase } from './backend-parity.js';
+import { get, values, type ParityCase } from './backend-parity.js';
 import { rng } from './random-qwen2.js';
-
-function values(n: number, scale: number, rand: () => number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (2 * rand() - 1) * scale;
-  return bf16ToF32(f32ToBf16(a));
-}
-
-function get(be: Backend, t: Tensor): Float32Array {
-  return Float32Array.from(be.download(t));
-}
 
 function freeAll(be: Backend, ts: Tensor[]): void {
   for (const t of ts) be.free(t);

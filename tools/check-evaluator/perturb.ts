@@ -277,8 +277,6 @@ const FUZZ: Record<string, Rewrite> = {
     }),
 };
 
-export const PERTURBATION_KINDS = [...Object.keys(REWRITES), ...Object.keys(FUZZ)];
-
 /**
  * All applicable perturbations of one gold query (null results and no-op rewrites dropped);
  * `fuzzRounds` repeats the random fuzz kinds with fresh seeds.

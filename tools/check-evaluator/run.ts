@@ -75,7 +75,7 @@ const { values: opts } = parseArgs({
   },
 });
 if (!opts.official) {
-  console.error('usage: npx tsx tools/check-evaluator/run.ts --official DIR_WITH_evaluation.py [--spider DIR] [--seed DIR] [--out DIR] [--exec] [--fixture-out FILE]');
+  console.error('usage: npx tsx tools/check-evaluator/run.ts --official DIR_WITH_evaluation.py [--spider DIR] [--seed DIR] [--out DIR] [--exec] [--python PATH] [--fixture-out FILE] [--fuzz-rounds N]');
   process.exit(2);
 }
 const spider = opts.spider;

@@ -20,7 +20,7 @@ import type { FloatDType } from '../../src/backend/backend.js';
 import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
 import { CudaBackend } from '../../src/backend/cuda/cuda-backend.js';
 import { probeCuda } from '../../src/backend/select.js';
-import { BF16_TOLERANCE, compareOutputs, F32_TOLERANCE, PARITY_CASES } from '../../test/helpers/backend-parity.js';
+import { compareOutputs, toleranceFor, PARITY_CASES } from '../../test/helpers/backend-parity.js';
 import { hfFixtureErrors, recomputeGradients, trainingErrors } from '../../test/helpers/model-parity.js';
 import { haveTinyFixtures, VARIANTS } from '../../test/helpers/tiny-fixture.js';
 import { generationTiming, kernelTimings, SHAPE_1_8B, trainStepTiming } from './timing.js';
@@ -73,7 +73,7 @@ section('kernels against the CPU backend (max |diff| / max |ref|)', () => {
       continue;
     }
     for (const dt of ['f32', 'bf16'] as const) {
-      const tol = dt === 'f32' ? c.f32Tolerance ?? F32_TOLERANCE : c.bf16Tolerance ?? BF16_TOLERANCE;
+      const tol = toleranceFor(c, dt);
       const t0 = performance.now();
       try {
         const results = compareOutputs(c.run(cuda(dt), dt), ref);

@@ -26,15 +26,14 @@ import { generate, type GenerateOptions } from '../../src/model/generate.js';
 import { decodeLogits, InferenceBuffers, prefillLogits } from '../../src/model/qwen2-inference.js';
 import type { Qwen2Model } from '../../src/model/qwen2.js';
 import { argmax } from '../../src/model/sampling.js';
-import { NF4_CODE } from '../../src/quant/nf4.js';
 import { randomModel as randomModel18, randomPrompts, shapeConfig } from '../../bench/measure.js';
-import { BF16_TOLERANCE, compareOutputs, F32_TOLERANCE, PARITY_CASES, type ParityCase } from '../../test/helpers/backend-parity.js';
+import { compareOutputs, toleranceFor, PARITY_CASES, type ParityCase } from '../../test/helpers/backend-parity.js';
 import { DECODE_PARITY_CASES } from '../../test/helpers/decode-parity.js';
 import { hfFixtureErrors } from '../../test/helpers/model-parity.js';
 import { randomModel, rng, tinyConfig } from '../../test/helpers/random-qwen2.js';
 import { haveTinyFixtures, VARIANTS } from '../../test/helpers/tiny-fixture.js';
 import { openLog } from './log.js';
-import { timeMs } from './timing.js';
+import { randomNf4, timeMs } from './timing.js';
 
 const outDir = process.argv[2] ?? 'generate-check-out';
 const timing = !process.argv.includes('--no-timing');
@@ -72,7 +71,7 @@ await section('decoding kernels against the CPU backend (max |diff| / max |ref|)
   for (const c of cases) {
     const ref = c.run(cpu, 'f32');
     for (const dt of ['f32', 'bf16'] as const) {
-      const tol = dt === 'f32' ? c.f32Tolerance ?? F32_TOLERANCE : c.bf16Tolerance ?? BF16_TOLERANCE;
+      const tol = toleranceFor(c, dt);
       try {
         for (const r of compareOutputs(c.run(cuda(dt), dt), ref)) {
           const ok = r.rel <= tol;
@@ -239,7 +238,7 @@ if (timing) {
     record('argmaxRows [50x151936]', timeMs(be, 50, () => be.argmaxRows(ids, ws.output(B).logits)));
     const half = be.upload(Int32Array.from({ length: 25 }, (_, i) => 2 * i), [25], 'i32'), slab = be.alloc([25, S * D], 'bf16');
     record(`gatherRows: 25 of 50 cache rows of ${S} x 2048 (compaction, per tensor)`, timeMs(be, 20, () => be.gatherRows(slab, be.reshape(cache.k[0], [B, S * D]), half)));
-    const nf4 = be.uploadNf4(randomNf4([I, D]));
+    const nf4 = be.uploadNf4(randomNf4(new Float32Array(0), [I, D]));
     mm('matmul nf4 gate_proj [50x2048] x nf4 [5504x2048]^T (dequant + GEMM)', a.gate, a.h, nf4);
     const deq = be.scratch([I, D], 'bf16');
     record('  of which NF4 dequantize [5504x2048]', timeMs(be, 30, () => be.dequantizeNf4(deq, nf4 as CudaTensor)));
@@ -366,15 +365,6 @@ if (timing) {
     report.generate = rows;
     model.free();
   });
-}
-
-/** NF4 blocks of random codes (only speed is measured; quantizing 11M values takes a while). */
-function randomNf4(shape: [number, number]): { shape: [number, number]; blockSize: number; code: Float32Array; codes: Uint8Array; absmax: Float32Array } {
-  const n = shape[0] * shape[1];
-  const r = rng(n);
-  const codes = new Uint8Array(n / 2);
-  for (let i = 0; i < codes.length; i++) codes[i] = Math.floor(r() * 256);
-  return { shape, blockSize: 64, code: NF4_CODE, codes, absmax: new Float32Array(n / 64).fill(0.05) };
 }
 
 log(`\n${failures === 0 ? 'all checks passed' : `${failures} check(s) FAILED`}`);

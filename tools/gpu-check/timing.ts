@@ -47,7 +47,7 @@ function filled(n: number, value?: number): Float32Array {
 }
 
 /** Random NF4 blocks without running the quantizer (only the speed is measured). */
-const randomNf4: Nf4Quantizer = (_values, shape) => {
+export const randomNf4: Nf4Quantizer = (_values, shape) => {
   const n = shape[0] * shape[1];
   const r = rng(n);
   const codes = new Uint8Array(n / 2);
