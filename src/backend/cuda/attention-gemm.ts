@@ -31,15 +31,7 @@ class AddressArrays {
   }
 
   upload(dev: CudaDevice): Block {
-    // uint64 little-endian as two uint32 halves: BigInt conversions would cost more than the products.
-    const host = new Uint32Array(2 * this.values.length);
-    this.values.forEach((v, i) => {
-      host[2 * i] = v >>> 0;
-      host[2 * i + 1] = Math.floor(v / 4294967296);
-    });
-    const block = dev.allocator.alloc(host.byteLength);
-    dev.upload(block.ptr, host);
-    return block;
+    return dev.uploadAddresses(this.values);
   }
 }
 

@@ -723,13 +723,7 @@ export class CudaBackend implements Backend, MatmulHost {
         for (const b of this.addressArrays.values()) this.device.allocator.release(b.ptr, b.size);
         this.addressArrays.clear();
       }
-      const host = new Uint32Array(2 * addresses.length);
-      addresses.forEach((v, i) => {
-        host[2 * i] = v >>> 0;
-        host[2 * i + 1] = Math.floor(v / 4294967296);
-      });
-      block = this.device.allocator.alloc(host.byteLength);
-      this.device.upload(block.ptr, host);
+      block = this.device.uploadAddresses(addresses);
       this.addressArrays.set(key, block);
     }
     return block.ptr;

@@ -172,6 +172,19 @@ export class CudaDevice {
     checkCu(this.api.cuLaunchKernel(k.fn, gx, gy, gz, block, 1, 1, shared, this.stream, k.params, null), `launching ${k.name}`);
   }
 
+  /** A new device array of 64-bit addresses (batched products' operand lists). */
+  uploadAddresses(addresses: readonly number[]): { ptr: number; size: number } {
+    // uint64 little-endian as two uint32 halves: BigInt conversions would cost more than the products.
+    const host = new Uint32Array(2 * addresses.length);
+    addresses.forEach((v, i) => {
+      host[2 * i] = v >>> 0;
+      host[2 * i + 1] = Math.floor(v / 4294967296);
+    });
+    const block = this.allocator.alloc(host.byteLength);
+    this.upload(block.ptr, host);
+    return block;
+  }
+
   upload(dst: number, src: ArrayBufferView, bytes = src.byteLength): void {
     if (bytes > 0) checkCu(this.api.cuMemcpyHtoDAsync(dst, src, bytes, this.stream), 'cuMemcpyHtoDAsync');
   }
