@@ -81,6 +81,9 @@ function store(O: Floats, o: number, ld: number, alpha: number, acc: boolean, s0
 let rowScratch = new Float64Array(0);
 /** Columns of B transposed at once when turning a row-major product into dot products. */
 const PANEL = 64;
+/** gemmNN's panels (grow-only, by element type: NF4 slabs would otherwise allocate one per slab). */
+let panel64 = new Float64Array(0);
+let panel32 = new Float32Array(0);
 
 function gemmNN(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha: number, acc: boolean): void {
   if (M < 8) {
@@ -89,7 +92,14 @@ function gemmNN(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha
   }
   // Dot products over contiguous rows run faster than row updates, so transpose B a panel of
   // columns at a time (bounded scratch even for a vocabulary-sized B).
-  const panel = b.data instanceof Float64Array ? new Float64Array(PANEL * K) : new Float32Array(PANEL * K);
+  let panel: Floats;
+  if (b.data instanceof Float64Array) {
+    if (panel64.length < PANEL * K) panel64 = new Float64Array(PANEL * K);
+    panel = panel64;
+  } else {
+    if (panel32.length < PANEL * K) panel32 = new Float32Array(PANEL * K);
+    panel = panel32;
+  }
   for (let j0 = 0; j0 < N; j0 += PANEL) {
     const nb = Math.min(PANEL, N - j0);
     for (let k = 0; k < K; k++) {
