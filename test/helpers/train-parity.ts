@@ -35,8 +35,9 @@ export interface ParityExpected {
   warmup_steps: number;
   steps: { step: number; loss: number; lr: number; grad_norm: number }[];
   final_lora: Record<string, { norm: number; first: number[] }>;
-  /** With a probe: the loss of the probe sequence; its logits rows are in probe-logits.bin (f32). */
-  probe?: { loss: number; positions: number[]; vocab: number };
+  /** With a probe: the loss of the probe sequence; its logits rows are in probe-logits.bin (f32).
+   * A bf16 run also has them from an f32 copy of the base: loss_f32 and probe-logits-f32.bin. */
+  probe?: { loss: number; loss_f32?: number; positions: number[]; vocab: number };
 }
 
 export function readParityInput(file: string): ParityInput {

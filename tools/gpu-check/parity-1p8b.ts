@@ -15,13 +15,16 @@
  *     --device cuda --dtype bfloat16 --attn sdpa       HF's side: HF_DIR/expected.json, probe-logits.bin
  *   node parity-1p8b.mjs compare OUT_DIR/parity-input.json HF_DIR [--device cuda|cpu] [--report FILE]
  *
- * compare prints every figure and exits 1 when one is past its tolerance. Tolerances (bf16 on
- * both sides with different kernels and summation orders): probe logits relative RMS error 3e-2
- * (the tiny-model bf16 tolerance), probe loss 2e-2 absolute, per-step loss 2e-2 relative, learning
- * rate 1e-9, gradient norm 1e-1 relative, final LoRA norms 5e-2 relative.
+ * compare prints every figure and exits 1 when one is past its tolerance. Probe logits: with HF's
+ * f32 logits beside its bf16 ones (a bf16 run writes both), our relative RMS error against f32 may
+ * be at most 1.5x HF bf16's own (bf16 through 24 layers moves logits by a few percent);
+ * without them, 3e-2 against HF. The other tolerances are about 6-8x what the first H100 run
+ * measured (2026-11-25: probe loss 1.3e-3, step loss 2.6e-4 relative, gradient norm 1.7e-3,
+ * final LoRA norms 7.7e-4): probe loss 1e-2 absolute, per-step loss 2e-3 relative, learning rate
+ * 1e-9, gradient norm 1e-2 relative, final LoRA norms 5e-3 relative.
  * tools/gpu-check/parity-1p8b.sh runs the whole sequence on a GPU host.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createBackend } from '../../src/backend/select.js';
@@ -36,7 +39,7 @@ export const PARITY_1P8B: ParitySettings = {
   lora: { r: 16, lora_alpha: 32, lora_dropout: 0, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
 };
 const PROBE = { length: 512, positions: [0, 1, 100, 255, 511] };
-const TOL = { logitsRms: 3e-2, probeLoss: 2e-2, loss: 2e-2, lr: 1e-9, gradNorm: 1e-1, loraNorm: 5e-2 };
+const TOL = { logitsVsFloor: 1.5, logitsRms: 3e-2, probeLoss: 1e-2, loss: 2e-3, lr: 1e-9, gradNorm: 1e-2, loraNorm: 5e-3 };
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { device: { type: 'string', default: 'cuda' }, report: { type: 'string' } } });
 const [mode, a, b] = positionals;
@@ -47,6 +50,24 @@ if (mode === 'prepare' && a && b) {
 } else {
   console.error('usage: parity-1p8b prepare MODEL_DIR OUT_DIR | compare INPUT_JSON HF_DIR [--device cuda|cpu] [--report FILE]');
   process.exitCode = 2;
+}
+
+/** Relative RMS error, largest |difference| and argmax agreement of logits rows against a reference. */
+function compareLogits(got: Float32Array, ref: Float32Array, V: number): { relRms: number; maxAbs: number; argmaxSame: number } {
+  let d2 = 0, r2 = 0, maxAbs = 0, argmaxSame = 0;
+  for (let row = 0; row * V < ref.length; row++) {
+    let best = 0, refBest = 0;
+    for (let v = 0; v < V; v++) {
+      const i = row * V + v, x = got[i], y = ref[i];
+      d2 += (x - y) ** 2;
+      r2 += y * y;
+      maxAbs = Math.max(maxAbs, Math.abs(x - y));
+      if (x > got[row * V + best]) best = v;
+      if (y > ref[row * V + refBest]) refBest = v;
+    }
+    if (best === refBest) argmaxSame++;
+  }
+  return { relRms: Math.sqrt(d2 / r2), maxAbs, argmaxSame };
 }
 
 /** Natural-log softmax cross-entropy of one logits row (f64). */
@@ -65,7 +86,7 @@ async function compare(inputFile: string, hfDir: string): Promise<number> {
   const failures: string[] = [];
   const check = (what: string, value: number, tol: number): string => {
     if (!(value <= tol)) failures.push(`${what}: ${value.toExponential(3)} > ${tol}`);
-    return `${value.toExponential(3)} (tolerance ${tol})`;
+    return `${value.toExponential(3)} (tolerance ${Number(tol.toPrecision(3))})`;
   };
   const report: Record<string, unknown> = { backend: be.name };
   console.log(`${be.name}: ${inputFile} against ${hfDir}`);
@@ -77,28 +98,33 @@ async function compare(inputFile: string, hfDir: string): Promise<number> {
     const logits = model.forward({ batchSize: 1, seqLen: ids.length, inputIds: Int32Array.from(ids) });
     const all = be.download(logits);
     be.free(logits);
-    const ref = new Float32Array(readFileSync(join(hfDir, 'probe-logits.bin')).buffer.slice(0));
-    if (ref.length !== positions.length * V) throw new Error(`probe-logits.bin holds ${ref.length} values, expected ${positions.length} x ${V}`);
-    let d2 = 0, r2 = 0, maxAbs = 0, argmaxSame = 0;
-    positions.forEach((p, i) => {
-      let best = 0, refBest = 0;
-      for (let v = 0; v < V; v++) {
-        const x = all[p * V + v], y = ref[i * V + v];
-        d2 += (x - y) ** 2;
-        r2 += y * y;
-        maxAbs = Math.max(maxAbs, Math.abs(x - y));
-        if (x > all[p * V + best]) best = v;
-        if (y > ref[i * V + refBest]) refBest = v;
-      }
-      if (best === refBest) argmaxSame++;
-    });
+    const rows = Float32Array.from(positions.flatMap((p) => Array.from(all.subarray(p * V, (p + 1) * V))));
+    const readRows = (file: string): Float32Array => {
+      const ref = new Float32Array(readFileSync(file).buffer.slice(0));
+      if (ref.length !== rows.length) throw new Error(`${file} holds ${ref.length} values, expected ${positions.length} x ${V}`);
+      return ref;
+    };
+    const hf = readRows(join(hfDir, 'probe-logits.bin'));
+    const f32File = join(hfDir, 'probe-logits-f32.bin');
+    const versusHf = compareLogits(rows, hf, V);
+    // bf16 moves the logits of a 24-layer model by a few percent whoever computes them, so with HF's
+    // f32 logits at hand the tolerance is HF bf16's own distance from f32, with headroom for other
+    // summation orders.
+    const exact = existsSync(f32File) ? readRows(f32File) : undefined;
+    const againstHf = exact ? versusHf.relRms.toExponential(3) : check('probe logits vs HF bf16', versusHf.relRms, TOL.logitsRms);
+    console.log(`probe: logits at positions ${positions.join(', ')} against HF bf16: relative RMS error ${againstHf}, max |diff| ${versusHf.maxAbs.toFixed(4)}, argmax agrees at ${versusHf.argmaxSame} of ${positions.length}`);
+    report.probe = { versusHf };
+    if (exact) {
+      const ours = compareLogits(rows, exact, V), floor = compareLogits(hf, exact, V);
+      console.log(`probe: against HF f32: ours ${check('probe logits vs f32', ours.relRms, TOL.logitsVsFloor * floor.relRms)} = ${(ours.relRms / floor.relRms).toFixed(2)}x HF bf16's ${floor.relRms.toExponential(3)} (at most ${TOL.logitsVsFloor}x); argmax agrees at ${ours.argmaxSame} (HF bf16 ${floor.argmaxSame}) of ${positions.length}`);
+      Object.assign(report.probe as object, { versusF32: ours, hfBf16VersusF32: floor, hfLossF32: expected.probe.loss_f32 });
+    }
     let loss = 0;
     for (let t = 0; t + 1 < ids.length; t++) loss += rowLoss(all.subarray(t * V, (t + 1) * V), ids[t + 1]);
     loss /= ids.length - 1;
-    const rms = Math.sqrt(d2 / r2);
-    console.log(`probe: logits at positions ${positions.join(', ')}: relative RMS error ${check('probe logits', rms, TOL.logitsRms)}, max |diff| ${maxAbs.toFixed(4)}, argmax agrees at ${argmaxSame} of ${positions.length}`);
-    console.log(`probe: loss ${loss.toFixed(5)} vs HF ${expected.probe.loss.toFixed(5)}: |diff| ${check('probe loss', Math.abs(loss - expected.probe.loss), TOL.probeLoss)}`);
-    report.probe = { logitsRelRms: rms, maxAbs, argmaxSame, loss, hfLoss: expected.probe.loss };
+    const f32Loss = expected.probe.loss_f32 === undefined ? '' : ` (HF f32 ${expected.probe.loss_f32.toFixed(5)})`;
+    console.log(`probe: loss ${loss.toFixed(5)} vs HF bf16 ${expected.probe.loss.toFixed(5)}${f32Loss}: |diff| ${check('probe loss', Math.abs(loss - expected.probe.loss), TOL.probeLoss)}`);
+    Object.assign(report.probe as object, { loss, hfLoss: expected.probe.loss });
   }
 
   const t0 = performance.now();

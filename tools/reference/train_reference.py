@@ -21,7 +21,9 @@ With --device cuda --dtype bfloat16 --attn sdpa (tools/gpu-check/parity-1p8b.sh)
 is bf16 on the GPU and every step runs under torch.autocast(bfloat16), as mixed-precision
 training does (LoRA weights and AdamW state stay float32). An input with a "probe" (token ids
 and positions) also gets, before training, the probe's logits at those positions in
-OUT/probe-logits.bin (float32, positions x vocabulary) and its loss in expected.json.
+OUT/probe-logits.bin (float32, positions x vocabulary) and its loss in expected.json; with a
+bf16 base, also the same from an f32 copy of the base (probe-logits-f32.bin, loss_f32), which
+measures how far bf16 itself moves the logits.
 
 Usage (from the repository root):
   python3 tools/reference/train_reference.py test/fixtures/train/parity-input.json OUT_DIR
@@ -106,6 +108,18 @@ def main():
         loss = F.cross_entropy(logits[:-1], ids[0, 1:]).item()
         probe = {"loss": loss, "positions": positions, "vocab": logits.shape[-1]}
         print(f"probe: loss {loss:.6f}, logits of {len(positions)} positions written")
+        if dtype != torch.float32:
+            # bf16's own error, the yardstick for sqlora's: the same probe through an f32 copy of the
+            # base (the initial adapter's B is zero, so the base alone gives the same logits).
+            f32 = Qwen2ForCausalLM.from_pretrained(spec["model"], dtype=torch.float32, attn_implementation=args.attn).to(device)
+            with torch.no_grad():
+                exact = f32(input_ids=ids).logits.float()[0]
+            exact[positions].cpu().numpy().astype("<f4").tofile(os.path.join(args.out, "probe-logits-f32.bin"))
+            probe["loss_f32"] = F.cross_entropy(exact[:-1], ids[0, 1:]).item()
+            del f32, exact
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            print(f"probe: f32 loss {probe['loss_f32']:.6f}, logits written")
     cfg = model.peft_config["default"]
     if cfg.lora_dropout != h["lora"]["lora_dropout"] or cfg.r != h["lora"]["r"] or cfg.lora_alpha != h["lora"]["lora_alpha"]:
         fail(f"adapter config {cfg} does not match the input's LoRA settings {h['lora']}")
