@@ -19,7 +19,7 @@
  * each 8-column tile, which is also the A-operand layout of the next product, so probabilities
  * go from accumulators to operands without passing through shared memory.
  *
- *   flash_fwd_HD       block = 64 queries of one (b, h); loops over key tiles of 64
+ *   flash_fwd_HD       block = 64 queries of one (b, h); loops over key tiles of 32
  *   flash_bwd_dkdv_HD  block = 64 keys of one (b, kv head); loops over the heads sharing it and
  *                      over query tiles of 32: S^T = K Q^T, dV += P^T dO, dK += dS^T Q, all
  *                      with keys as rows, so dK and dV are owned by one block (no atomics)
@@ -37,6 +37,9 @@ import { TENSOR_CORE_CUDA } from './tensor-core.js';
 /** Head dims with compiled variants. */
 export const FLASH_HEAD_DIMS = [64, 128] as const;
 
+/** Keys per tile of the forward: 32 leaves room for 3 blocks per SM (as fast as 64 at T = 512 on an H100, faster with 3). */
+const FWD_KEY_TILE = 32;
+
 /** Rows per block of each kernel, for the host's grids. */
 export const FLASH_TILES = { fwdRows: 64, dkvKeys: 64, dqRows: 64 } as const;
 
@@ -45,7 +48,7 @@ export function flashSharedBytes(kernel: 'fwd' | 'dkdv' | 'dq' | 'dq_ds', hd: nu
   const row = (hd + 8) * 2;
   switch (kernel) {
     case 'dq_ds': return 2 * 64 * row + 2 * 64 * (64 + 8) * 2;
-    case 'fwd': return (64 + 4 * 64) * row + 2 * 64 * 4;
+    case 'fwd': return 4 * FWD_KEY_TILE * row + 2 * FWD_KEY_TILE * 4;
     case 'dkdv': return (2 * 64 + 4 * 32) * row + 4 * 32 * 4 + 64 * 4;
     case 'dq': return (2 * 64 + 4 * 64) * row + 2 * 64 * 4 + 2 * 64 * 4;
   }
@@ -53,6 +56,7 @@ export function flashSharedBytes(kernel: 'fwd' | 'dkdv' | 'dq' | 'dq_ds', hd: nu
 
 const SOURCE = String.raw`
 #define LOG2E 1.4426950408889634f
+#define FWD_KT ${FWD_KEY_TILE}
 
 /**
  * Starts copying rows [r0, r0 + ROWS) of a [*, rowStride]-strided bf16 matrix into shared rows
@@ -70,40 +74,57 @@ __device__ __forceinline__ void load_tile(u16* sm, const u16* src, i64 rowStride
   }
 }
 
-/** mask[b, s0 + i] for i < n (0 past kvLen), by plain loads. */
-__device__ __forceinline__ void load_mask(int* sm, const int* mask, int b, int S, int s0, int n, int kvLen) {
-  for (int i = threadIdx.x; i < n; i += blockDim.x) sm[i] = s0 + i < kvLen ? mask[(i64)b * S + s0 + i] : 0;
+/** mask[b, s0 + i] for i < n (0 past kvLen), by plain loads; true when this thread's entries are all on. */
+__device__ __forceinline__ bool load_mask(int* sm, const int* mask, int b, int S, int s0, int n, int kvLen) {
+  bool on = true;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const int v = s0 + i < kvLen ? mask[(i64)b * S + s0 + i] : 0;
+    sm[i] = v;
+    on = on && v != 0;
+  }
+  return on;
 }
 
+/**
+ * Block = 64 queries of one (b, h), 4 warps of 16 rows; key tiles of FWD_KT. The query tile
+ * passes through the second K/V stage (its fragments go to registers before the first prefetch
+ * lands there) and the output leaves through the first, so shared memory is the two stages.
+ * Tiles wholly below the diagonal with no masked key skip the per-element test; row sums stay
+ * per thread until the end.
+ */
 template <int HD>
 __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, const u16* K, const u16* V, const int* mask,
                                           int T, int S, int H, int Hkv, int kvLen, float scale) {
-  constexpr int LD = HD + 8, NT = HD / 8, KC = HD / 16;
+  constexpr int KT = FWD_KT, LD = HD + 8, NT = HD / 8, KC = HD / 16, NS = KT / 8, STAGE = 2 * KT * LD;
+  static_assert(2 * KT >= 64, "the query tile is staged in the second K/V stage");
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  u16* sQ = (u16*)smem_raw;
-  u16* sK = sQ + 64 * LD;        // [2][64][LD]
-  u16* sV = sK + 2 * 64 * LD;    // [2][64][LD]
-  int* sMask = (int*)(sV + 2 * 64 * LD);  // [2][64]
+  u16* sKV = (u16*)smem_raw;             // [2 stages][K: KT rows, V: KT rows][LD]
+  int* sMask = (int*)(sKV + 2 * STAGE);  // [2][KT]
   const int b = blockIdx.y / H, h = blockIdx.y - b * H, kh = h / (H / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * 64, offset = kvLen - T;  // the longest rows (last tiles) first
   const i64 qStride = (i64)H * HD, kvStride = (i64)Hkv * HD;
   const int kEnd = min(kvLen, offset + min(q0 + 64, T));
-  const int tiles = (kEnd + 63) / 64;
+  const int tiles = (kEnd + KT - 1) / KT;
+  // Tiles before this one end at or before the block's first row's causal limit.
+  const int belowDiagonal = max(0, (offset + q0 + 1) / KT);
   const u16* Kb = K + ((i64)b * S * Hkv + kh) * HD;
   const u16* Vb = V + ((i64)b * S * Hkv + kh) * HD;
-  load_tile<HD, 64>(sQ, Q + ((i64)b * T * H + h) * HD, qStride, q0, T);
-  if (tiles > 0) {
-    load_tile<HD, 64>(sK, Kb, kvStride, 0, kvLen);
-    load_tile<HD, 64>(sV, Vb, kvStride, 0, kvLen);
-    load_mask(sMask, mask, b, S, 0, 64, kvLen);
-  }
+  auto issue = [&](int it) {
+    u16* st = sKV + (it & 1) * STAGE;
+    load_tile<HD, KT>(st, Kb, kvStride, it * KT, kvLen);
+    load_tile<HD, KT>(st + KT * LD, Vb, kvStride, it * KT, kvLen);
+    return load_mask(sMask + (it & 1) * KT, mask, b, S, it * KT, KT, kvLen);
+  };
+  load_tile<HD, 64>(sKV + STAGE, Q + ((i64)b * T * H + h) * HD, qStride, q0, T);
+  bool maskOn = tiles > 0 ? issue(0) : true;
   cp_commit();
   cp_wait<0>();
   __syncthreads();
   unsigned qf[KC][4];
   #pragma unroll
-  for (int kc = 0; kc < KC; kc++) frag_a(qf[kc], sQ, LD, warp * 16, kc * 16, lane);
+  for (int kc = 0; kc < KC; kc++) frag_a(qf[kc], sKV + STAGE, LD, warp * 16, kc * 16, lane);
+  __syncthreads();
 
   const float sl = scale * LOG2E;
   float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
@@ -112,71 +133,70 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
   for (int j = 0; j < NT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
   const int qr[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
   for (int it = 0; it < tiles; it++) {
-    const int buf = it & 1, s0 = it * 64;
+    bool nextOn = true;
     if (it + 1 < tiles) {
-      load_tile<HD, 64>(sK + (buf ^ 1) * 64 * LD, Kb, kvStride, s0 + 64, kvLen);
-      load_tile<HD, 64>(sV + (buf ^ 1) * 64 * LD, Vb, kvStride, s0 + 64, kvLen);
-      load_mask(sMask + (buf ^ 1) * 64, mask, b, S, s0 + 64, 64, kvLen);
+      nextOn = issue(it + 1);
       cp_commit();
       cp_wait<1>();
     } else {
       cp_wait<0>();
     }
-    __syncthreads();
-    const u16* tK = sK + buf * 64 * LD;
-    const u16* tV = sV + buf * 64 * LD;
-    const int* tM = sMask + buf * 64;
-    float s[8][4];
+    const bool plain = __syncthreads_and(maskOn) && it < belowDiagonal;
+    maskOn = nextOn;
+    const u16* tK = sKV + (it & 1) * STAGE;
+    const u16* tV = tK + KT * LD;
+    float s[NS][4];
     #pragma unroll
-    for (int j = 0; j < 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+    for (int j = 0; j < NS; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
     #pragma unroll
     for (int kc = 0; kc < KC; kc++) {
       #pragma unroll
-      for (int j = 0; j < 8; j += 2) {
+      for (int j = 0; j < NS; j += 2) {
         unsigned bk[4];
         frag_b_nk(bk, tK, LD, j * 8, kc * 16, lane);
         mma_bf16(s[j], qf[kc], bk[0], bk[1]);
         mma_bf16(s[j + 1], qf[kc], bk[2], bk[3]);
       }
     }
+    if (!plain) {
+      const int* tM = sMask + (it & 1) * KT;
+      const int s0 = it * KT;
+      #pragma unroll
+      for (int j = 0; j < NS; j++) {
+        #pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int key = j * 8 + 2 * t + (e & 1), q = qr[e >> 1];
+          if (!(q < T && tM[key] != 0 && s0 + key <= offset + q)) s[j][e] = NEG_INF;
+        }
+      }
+    }
     #pragma unroll
     for (int i = 0; i < 2; i++) {
       float mx = NEG_INF;
       #pragma unroll
-      for (int j = 0; j < 8; j++) {
-        #pragma unroll
-        for (int u = 0; u < 2; u++) {
-          const int key = j * 8 + 2 * t + u;
-          const bool vis = qr[i] < T && tM[key] != 0 && s0 + key <= offset + qr[i];
-          const float v = vis ? s[j][2 * i + u] * sl : NEG_INF;
-          s[j][2 * i + u] = v;
-          mx = fmaxf(mx, v);
-        }
-      }
+      for (int j = 0; j < NS; j++) mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float mNew = fmaxf(m[i], mx);
+      const float mNew = fmaxf(m[i], mx * sl);
       const float alpha = mNew == NEG_INF ? 1.f : exp2f(m[i] - mNew);
+      const float base = mNew == NEG_INF ? 0.f : mNew;  // masked scores are -inf: exp2 gives 0
       float sum = 0.f;
       #pragma unroll
-      for (int j = 0; j < 8; j++) {
+      for (int j = 0; j < NS; j++) {
         #pragma unroll
         for (int u = 0; u < 2; u++) {
-          const float v = s[j][2 * i + u];
-          const float p = v == NEG_INF ? 0.f : exp2f(v - mNew);
+          const float p = exp2f(fmaf(s[j][2 * i + u], sl, -base));
           s[j][2 * i + u] = p;
           sum += p;
         }
       }
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
       l[i] = l[i] * alpha + sum;
       m[i] = mNew;
       #pragma unroll
       for (int j = 0; j < NT; j++) { o[j][2 * i] *= alpha; o[j][2 * i + 1] *= alpha; }
     }
     #pragma unroll
-    for (int kk = 0; kk < 4; kk++) {
+    for (int kk = 0; kk < KT / 16; kk++) {
       const unsigned a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
                              pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
       #pragma unroll
@@ -189,14 +209,23 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
     }
     __syncthreads();
   }
+  // Rows go out through shared memory, 16 bytes per thread and step.
   #pragma unroll
   for (int i = 0; i < 2; i++) {
-    if (qr[i] >= T) continue;
-    const float inv = l[i] > 0.f ? 1.f / l[i] : 0.f;
-    u16* dst = O + (((i64)b * T + qr[i]) * H + h) * HD + 2 * t;
+    float sum = l[i];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const float inv = sum > 0.f ? 1.f / sum : 0.f;
+    u16* row = sKV + (qr[i] - q0) * LD + 2 * t;
     #pragma unroll
-    for (int j = 0; j < NT; j++) *(unsigned*)(dst + j * 8) = pack_bf16(o[j][2 * i] * inv, o[j][2 * i + 1] * inv);
-    if (t == 0) lse[((i64)b * T + qr[i]) * H + h] = l[i] > 0.f ? (m[i] + log2f(l[i])) / LOG2E : NEG_INF;
+    for (int j = 0; j < NT; j++) *(unsigned*)(row + j * 8) = pack_bf16(o[j][2 * i] * inv, o[j][2 * i + 1] * inv);
+    if (t == 0 && qr[i] < T) lse[((i64)b * T + qr[i]) * H + h] = sum > 0.f ? (m[i] + log2f(sum)) / LOG2E : NEG_INF;
+  }
+  __syncthreads();
+  constexpr int C8 = HD / 8;
+  for (int e = threadIdx.x; e < 64 * C8; e += 128) {
+    const int r = e / C8, c = (e - r * C8) * 8;
+    if (q0 + r < T) *(uint4*)(O + (((i64)b * T + q0 + r) * H + h) * HD + c) = *(const uint4*)(sKV + r * LD + c);
   }
 }
 
@@ -529,7 +558,7 @@ function variant(hd: number): string {
   const tail = 'const int* mask, int T, int S, int H, int Hkv, int kvLen, float scale';
   const args = 'mask, T, S, H, Hkv, kvLen, scale';
   return String.raw`
-extern "C" __global__ void __launch_bounds__(128) flash_fwd_${hd}(u16* O, float* lse, const u16* Q, const u16* K, const u16* V, ${tail}) {
+extern "C" __global__ void __launch_bounds__(128, 3) flash_fwd_${hd}(u16* O, float* lse, const u16* Q, const u16* K, const u16* V, ${tail}) {
   flash_fwd<${hd}>(O, lse, Q, K, V, ${args});
 }
 extern "C" __global__ void __launch_bounds__(128) flash_bwd_dkdv_${hd}(u16* dK, u16* dV, u16* dS, const u16* dO, const float* delta, const float* lse,
