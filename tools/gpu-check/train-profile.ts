@@ -4,7 +4,8 @@
  *
  * 1. the benchmark's step (bench/measure.ts measureTrain: forward, backward, device-side clip,
  *    AdamW, loss and norm read once) per batch shape: tokens/s and peak memory, with each
- *    attention implementation, with all layers recomputed, and with other logits chunk sizes;
+ *    attention implementation, without LoRA dropout, with all layers recomputed, and with other
+ *    logits chunk sizes;
  * 2. GPU time by kind of backend call within one step: CUDA events recorded around every call
  *    (NF4 dequantization inside a product is timed on its own as well), and the host time to
  *    queue a step;
@@ -156,8 +157,9 @@ const offWith = (flash: boolean): string => [...off.split(',').filter((k) => k &
 
 async function throughput(): Promise<void> {
   const rows: Record<string, unknown>[] = [];
-  const variants: { name: string; env?: string; opts?: { recomputeLayers?: number }; chunk?: number }[] = [
+  const variants: { name: string; env?: string; opts?: { recomputeLayers?: number }; chunk?: number; lora?: LoraSettings }[] = [
     { name: `${attention} attention`, env: attention },
+    { name: `${attention} attention, no LoRA dropout`, env: attention, lora: { ...LORA, dropout: 0 } },
     ...(attention === 'flash' ? [{ name: 'gemm attention', env: 'gemm' }] : []),
     { name: `${attention} attention, all layers recomputed`, env: attention, opts: { recomputeLayers: layers } },
     { name: `${attention} attention, logits chunks of 2^26 elements`, env: attention, chunk: 1 << 26 },
@@ -168,7 +170,7 @@ async function throughput(): Promise<void> {
       if (v.env) process.env.SQLORA_CUDA_OFF = offWith(v.env === 'flash');
       const m = v.chunk ? new Qwen2Model(model.config, be, model.weights, { logitsChunkElements: v.chunk }) : model;
       try {
-        const r = await measureTrain(m, B, T, steps, 3, LORA, 0, v.opts ?? {});
+        const r = await measureTrain(m, B, T, steps, 3, v.lora ?? LORA, 0, v.opts ?? {});
         log(`  ${B}x${T} ${v.name}: ${describe(r)}`);
         rows.push({ case: `${B}x${T}`, variant: v.name, ...r });
       } catch (err) {
@@ -248,19 +250,22 @@ function kernelTimes(): void {
     Object.assign(out, { [`lmHeadFwd${rows}`]: fwd, [`lmHeadBwd${rows}`]: bwd, [`crossEntropy${rows}`]: ce });
     for (const t of [x, logits, dx, losses, targets]) be.free(t);
   }
-  // The LoRA kernels alone at a layer's shape: one member (o_proj) and the q/k/v group of three.
-  const N = 8192, r = LORA.r, p = LORA.dropout;
+  // The LoRA kernels alone at a layer's shape: one member (o_proj) and the q/k/v group of three,
+  // with the step's dropout and without (the masks' hashing).
+  const N = 8192, r = LORA.r;
   const x = be.alloc([N, D], 'bf16'), dx = be.alloc([N, D], 'bf16');
-  for (const M of [1, 3]) {
-    const as = Array.from({ length: M }, () => be.alloc([r, D], 'bf16')), gradAs = Array.from({ length: M }, () => be.alloc([r, D]));
-    const us = Array.from({ length: M }, () => be.alloc([N, r], 'bf16')), seeds = Array.from({ length: M }, (_, m) => 11 + m);
-    const down = time(10, () => be.loraDown(us, x, as, p, seeds));
-    const gradA = time(10, () => be.loraDownWeightGrad(gradAs, us, x, p, seeds, 2));
-    const upGrad = time(10, () => be.loraDownBackward(dx, us, as, p, seeds, 2, false));
-    const gb = time(10, () => be.matmul(gradAs[0], us[0], x, { transA: true, accumulate: true }));
-    log(`  LoRA ${M} member(s) at ${N}x${D}: loraDown ${(down * 1e3).toFixed(1)} us, loraDownWeightGrad ${(gradA * 1e3).toFixed(1)} us, loraDownBackward ${(upGrad * 1e3).toFixed(1)} us (x is ${(N * D * 2 / 2 ** 20).toFixed(0)} MiB; cuBLAS u^T x ${(gb * 1e3).toFixed(1)} us)`);
-    Object.assign(out, { [`loraDown${M}`]: down, [`loraGradA${M}`]: gradA, [`loraUpGrad${M}`]: upGrad });
-    for (const t of [...as, ...gradAs, ...us]) be.free(t);
+  for (const p of [LORA.dropout, 0]) {
+    for (const M of [1, 3]) {
+      const as = Array.from({ length: M }, () => be.alloc([r, D], 'bf16')), gradAs = Array.from({ length: M }, () => be.alloc([r, D]));
+      const us = Array.from({ length: M }, () => be.alloc([N, r], 'bf16')), seeds = Array.from({ length: M }, (_, m) => 11 + m);
+      const down = time(10, () => be.loraDown(us, x, as, p, seeds));
+      const gradA = time(10, () => be.loraDownWeightGrad(gradAs, us, x, p, seeds, 2));
+      const upGrad = time(10, () => be.loraDownBackward(dx, us, as, p, seeds, 2, false));
+      const gb = time(10, () => be.matmul(gradAs[0], us[0], x, { transA: true, accumulate: true }));
+      log(`  LoRA ${M} member(s) at ${N}x${D}, dropout ${p}: loraDown ${(down * 1e3).toFixed(1)} us, loraDownWeightGrad ${(gradA * 1e3).toFixed(1)} us, loraDownBackward ${(upGrad * 1e3).toFixed(1)} us (x is ${(N * D * 2 / 2 ** 20).toFixed(0)} MiB; cuBLAS u^T x ${(gb * 1e3).toFixed(1)} us)`);
+      Object.assign(out, { [`loraDown${M}p${p}`]: down, [`loraGradA${M}p${p}`]: gradA, [`loraUpGrad${M}p${p}`]: upGrad });
+      for (const t of [...as, ...gradAs, ...us]) be.free(t);
+    }
   }
   be.free(x);
   be.free(dx);

@@ -311,7 +311,7 @@ export class CudaBackend implements Backend, MatmulHost {
     if (rstd.size * weight.size !== x.size) throw new Error('rmsNormForward: rstd must have one entry per row of x');
     if (rstd.size === 0) return;
     const D = weight.size;
-    if (D % 8 === 0 && this.bf16x8(out, x, weight)) {
+    if (D % 8 === 0 && D / 8 <= 4 * this.rowThreads8(D / 8) && this.bf16x8(out, x, weight)) {
       this.device.launch(this.device.kernel(ROWS, 'rmsnorm_fwd_bf16x8'), [rstd.size], this.rowThreads8(D / 8), 0, [
         ptrArg(out), ptrOf(rstd, 'f32', 'rmsNorm rstd'), ptrArg(x), ptrArg(weight), D / 8, eps,
       ]);
@@ -575,6 +575,12 @@ export class CudaBackend implements Backend, MatmulHost {
     if (rstd.size * weight.size !== sum.size) throw new Error('addRmsNorm: rstd must have one entry per row');
     if (rstd.size === 0) return;
     const D = weight.size;
+    if (D % 8 === 0 && D / 8 <= 4 * this.rowThreads8(D / 8) && this.bf16x8(sum, out, a, b, weight)) {
+      this.device.launch(this.device.kernel(ROWS, 'add_rmsnorm_bf16x8'), [rstd.size], this.rowThreads8(D / 8), 0, [
+        ptrArg(sum), ptrArg(out), ptrOf(rstd, 'f32', 'addRmsNorm rstd'), ptrArg(a), ptrArg(b), ptrArg(weight), D / 8, eps,
+      ]);
+      return;
+    }
     this.device.launch(this.device.kernel(DECODE, 'add_rmsnorm'), [rstd.size], this.rowThreads(D), 0, [
       ...floatArg(sum, 'addRmsNorm sum'), ...floatArg(out, 'addRmsNorm out'), ptrOf(rstd, 'f32', 'addRmsNorm rstd'),
       ...floatArg(a, 'addRmsNorm a'), ...floatArg(b, 'addRmsNorm b'), ...floatArg(weight, 'addRmsNorm weight'), D, eps,
