@@ -185,6 +185,13 @@ export interface Backend {
    * dropout(x, p, seeds[m]) for gs[m] [N, r] and x [N, in].
    */
   loraDownWeightGrad(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number): void;
+  /**
+   * The B side of a LoRA group's backward pass, for members with their own output gradients
+   * dys[m] [N, out_m], saved products us[m] [N, r] and factors bs[m] [out_m, r]:
+   * gradBs[m] [out_m, r] (f32) += alpha * dys[m]^T us[m], and gs[m] [N, r] = dys[m] bs[m]
+   * (written; the gradient reaching us[m]).
+   */
+  loraUpBackward(gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[], alpha: number): void;
 
   // ---- model layers ----
   /** out[N, D] = table[ids[n], :]; ids is i32 [N]. */
@@ -349,6 +356,28 @@ export function loraGroupDims(what: string, rows: readonly Tensor[], as: readonl
   rows.forEach((t, m) => expectShape(`${what} member ${m}`, t, [N, r]));
   as.forEach((t, m) => expectShape(`${what} factor ${m}`, t, [r, D]));
   return { N, r, D };
+}
+
+/** Checks loraUpBackward's operands; returns the rows, the rank and each member's outputs. */
+export function loraUpDims(
+  gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[],
+): { N: number; r: number; outs: number[] } {
+  const M = gs.length;
+  if (M === 0 || [gradBs, dys, us, bs].some((l) => l.length !== M)) {
+    throw new Error(`loraUpBackward: every member needs gradB, g, dy, u and b, got ${gradBs.length}, ${M}, ${dys.length}, ${us.length} and ${bs.length}`);
+  }
+  const [N, r] = gs[0].shape;
+  const outs = dys.map((dy, m) => {
+    if (dy.shape.length !== 2 || dy.shape[0] !== N) throw new Error(`loraUpBackward: dy ${m} [${dy.shape.join(', ')}] is not ${N} rows`);
+    return dy.shape[1];
+  });
+  outs.forEach((out, m) => {
+    expectShape(`loraUpBackward g ${m}`, gs[m], [N, r]);
+    expectShape(`loraUpBackward u ${m}`, us[m], [N, r]);
+    expectShape(`loraUpBackward b ${m}`, bs[m], [out, r]);
+    expectShape(`loraUpBackward gradB ${m}`, gradBs[m], [out, r]);
+  });
+  return { N, r, outs };
 }
 
 /** RoPE inverse frequencies as HF computes them in f32: theta^(-2i/headDim), i < headDim/2. */

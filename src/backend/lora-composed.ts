@@ -1,6 +1,6 @@
 /**
  * The LoRA group operations of the Backend interface (loraDown, loraDownWeightGrad,
- * loraDownBackward) composed from dropout and matmul, one member at a time: the CPU backend's
+ * loraDownBackward, loraUpBackward) composed from dropout and matmul: the CPU backend's
  * implementation and the CUDA backend's where its fused kernels do not apply.
  */
 import type { Backend, Tensor } from './backend.js';
@@ -35,4 +35,11 @@ export function loraDownBackwardComposed(
     be.axpy(dx, t, alpha);
   });
   be.free(t);
+}
+
+export function loraUpBackwardComposed(
+  be: Backend, gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[], alpha: number,
+): void {
+  be.matmulBatch(gradBs, dys, us, { transA: true, alpha, accumulate: true });
+  be.matmulBatch(gs, dys, bs);
 }

@@ -139,10 +139,9 @@ export function linearGroupBackward(
     const loras = set.map((m) => m.lora as LoraWeights), us = set.map((m) => m.saved.u as Tensor), dys = set.map((m) => m.dy);
     const { dropout, scale } = loras[0];
     // dB += scale * dy^T u; g = dy B, the gradient reaching u (before the scale).
-    be.matmulBatch(loras.map((l) => l.gradB), dys, us, { transA: true, alpha: scale, accumulate: true });
-    for (const u of us) be.free(u);
     const gs = loras.map((l) => be.empty([N, l.a.shape[0]], be.computeDType));
-    be.matmulBatch(gs, dys, loras.map((l) => l.bCompute ?? l.b));
+    be.loraUpBackward(loras.map((l) => l.gradB), gs, dys, us, loras.map((l) => l.bCompute ?? l.b), scale);
+    for (const u of us) be.free(u);
     const p = set[0].saved.seed === null ? 0 : dropout, seeds = set.map((m) => m.saved.seed ?? 0);
     // dA += scale * g^T dropout(x); the input gradient passes back through the same masks.
     be.loraDownWeightGrad(loras.map((l) => l.gradA), gs, x, p, seeds, scale);

@@ -252,6 +252,23 @@ export const PARITY_CASES: ParityCase[] = [
     return c.gradAs;
   }),
   {
+    name: 'loraUpBackward (q/k/v-like outputs of 136, 64 and 520 over 300 rows at r 16; four members of 64 at r 8)',
+    run(be, dt) {
+      const rand = rng(19);
+      const r: Record<string, Float32Array> = {};
+      for (const [rank, outs] of [[16, [136, 64, 520]], [8, [64, 64, 64, 64]]] as const) {
+        const N = 300;
+        const dys = outs.map((o) => be.upload(values(N * o, 1, rand), [N, o], dt)), us = outs.map(() => be.upload(values(N * rank, 1, rand), [N, rank], dt));
+        const bs = outs.map((o) => be.upload(values(o * rank, 0.5, rand), [o, rank], dt)), gradBs = outs.map((o) => be.upload(values(o * rank, 1, rand), [o, rank]));
+        const gs = outs.map(() => be.alloc([N, rank], dt));
+        be.loraUpBackward(gradBs, gs, dys, us, bs, 0.7);
+        outs.forEach((_, m) => Object.assign(r, { [`g${rank}.${m}`]: get(be, gs[m]), [`gradB${rank}.${m}`]: get(be, gradBs[m]) }));
+        for (const t of [...dys, ...us, ...bs, ...gradBs, ...gs]) be.free(t);
+      }
+      return r;
+    },
+  },
+  {
     name: 'clipByNorm (clipped, below the limit, non-finite norm)',
     run(be, dt) {
       const rand = rng(14);

@@ -11,7 +11,7 @@
 import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/dtype.js';
 import { UserError } from '../../util/errors.js';
 import {
-  checkNf4Payload, checkSameSize, expectShape, loraGroupDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
+  checkNf4Payload, checkSameSize, expectShape, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
   type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
@@ -23,8 +23,8 @@ import { nvrtcApi } from './ffi.js';
 import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
-import { loraDownBackwardComposed, loraDownComposed, loraDownWeightGradComposed } from '../lora-composed.js';
-import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_GRAD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
+import { loraDownBackwardComposed, loraDownComposed, loraDownWeightGradComposed, loraUpBackwardComposed } from '../lora-composed.js';
+import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_BWD, LORA_UP_GRAD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
 import { CE_CLUSTER, ROPE_HEADS, ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
@@ -274,6 +274,35 @@ export class CudaBackend implements Backend, MatmulHost {
         ...pad3(c.map((m) => ptrOf(gradAs[m], 'f32', 'loraDownWeightGrad gradA'))), part.ptr, chunks, M, r * D, alpha * d.keepScale,
       ]);
       this.device.allocator.release(part.ptr, part.size);
+    }
+  }
+
+  loraUpBackward(gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[], alpha: number): void {
+    const { N, r, outs } = loraUpDims(gradBs, gs, dys, us, bs);
+    const fused = !cudaOff('lora-up-bwd') && (r === 8 || r === 16) && outs.every((o) => o % 8 === 0)
+      && [...gs, ...dys, ...us, ...bs].every((t) => {
+        const c = asCuda(t, 'loraUpBackward');
+        return c.dtype === 'bf16' && c.ptr % 16 === 0;
+      }) && gradBs.every((t) => asCuda(t, 'loraUpBackward gradB').dtype === 'f32');
+    if (!fused) {
+      loraUpBackwardComposed(this, gradBs, gs, dys, us, bs, alpha);
+      return;
+    }
+    if (N === 0) return;
+    for (let i = 0; i < gs.length; i += 3) {
+      const c = [i, i + 1, i + 2].filter((m) => m < gs.length), M = c.length;
+      const O = pad3(c.map((m) => outs[m])), Omax = Math.max(...O);
+      const rowBlocks = Math.ceil(N / LORA_UP_BWD.rows), colBlocks = Math.ceil(Omax / LORA_UP_BWD.cols);
+      const gpart = this.device.allocator.alloc(M * colBlocks * N * 16 * 4), bpart = this.device.allocator.alloc(M * rowBlocks * Omax * 16 * 4);
+      this.device.launch(this.device.kernel(LORA, 'lora_up_bwd'), [rowBlocks, colBlocks, M], LORA_UP_BWD.threads, LORA_UP_BWD.sharedBytes, [
+        gpart.ptr, bpart.ptr, ...pad3(c.map((m) => ptrArg(dys[m]))), ...pad3(c.map((m) => ptrArg(us[m]))), ...pad3(c.map((m) => ptrArg(bs[m]))), ...O, N, r,
+      ]);
+      this.device.launch(this.device.kernel(LORA, 'lora_up_bwd_sum'), [this.gridFor(M * (N + Omax) * r)], 256, 0, [
+        ...pad3(c.map((m) => ptrArg(gs[m]))), ...pad3(c.map((m) => ptrOf(gradBs[m], 'f32', 'loraUpBackward gradB'))), gpart.ptr, bpart.ptr,
+        ...O, N, r, M, colBlocks, rowBlocks, alpha,
+      ]);
+      this.device.allocator.release(gpart.ptr, gpart.size);
+      this.device.allocator.release(bpart.ptr, bpart.size);
     }
   }
 

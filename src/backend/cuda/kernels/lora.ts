@@ -11,6 +11,9 @@
  *                    in shared memory (f32) and written in whole 16-byte rows
  *   lora_grad_a_R_M  gradA_m [R, D] += alpha * g_m^T dropout_m(x): partial products of row chunks
  *                    on tensor cores, then lora_grad_a_sum adds them in a fixed order
+ *   lora_up_bwd      the B side of the backward pass, g_m = dy_m b_m and gradB_m += alpha *
+ *                    dy_m^T u_m, from one read of each dy_m (R of 8 or 16): partial products of
+ *                    256 x 512 blocks of dy, then lora_up_bwd_sum adds them in a fixed order
  *
  * x is read once per group: three separate calls would read it three times. The mask of
  * element i = n * D + d is backend.ts's dropoutUniform(seed_m, i) >= p, as in the elementwise
@@ -397,4 +400,155 @@ extern "C" __global__ void __launch_bounds__(128, 4) lora_grad_a_${suffix}(float
 `;
 }
 
-export const LORA: KernelModule = kernelModule('lora', COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + LORA_VARIANTS.map(variant).join(''));
+/** lora_up_bwd: a block's rows and columns of dy, threads, and its shared memory (two dy tiles, its u rows and b rows). */
+export const LORA_UP_BWD = {
+  rows: 256, cols: 512, threads: 128,
+  sharedBytes: 2 * 64 * (128 + 8) * 2 + (256 + 512) * (16 + 8) * 2,
+} as const;
+
+const UP_BWD_SOURCE = String.raw`
+#define UB_ROWS ${LORA_UP_BWD.rows}
+#define UB_COLS ${LORA_UP_BWD.cols}
+/**
+ * One member per blockIdx.z (dy_m [N, O_m], u_m [N, R], b_m [O_m, R], R = 8 or 16 padded to 16
+ * with zeros): the block's UB_ROWS x UB_COLS part of dy streams through shared memory in 64 x 128
+ * tiles (cp.async, double-buffered), column tiles outer. Warp w multiplies rows 16w.. of each
+ * tile by b's rows (g) and columns 32w.. transposed by u's rows (dy^T u), on tensor cores. Partial
+ * sums in f32: g's over the block's columns to gpart[m][blockIdx.y][N][16], dy^T u's over its
+ * rows to bpart[m][blockIdx.x][Omax][16].
+ */
+extern "C" __global__ void __launch_bounds__(128) lora_up_bwd(float* gpart, float* bpart, const u16* dy0, const u16* dy1, const u16* dy2,
+                                                            const u16* u0, const u16* u1, const u16* u2, const u16* b0, const u16* b1, const u16* b2,
+                                                            int O0, int O1, int O2, int N, int R) {
+  constexpr int LD = 128 + 8, LDR = 16 + 8, RS = UB_ROWS / 64, CS = UB_COLS / 128;
+  extern __shared__ __align__(16) unsigned char up_bwd_smem[];
+  u16* sDy = (u16*)up_bwd_smem;     // [2][64][LD]
+  u16* sU = sDy + 2 * 64 * LD;      // [UB_ROWS][LDR]
+  u16* sB = sU + UB_ROWS * LDR;     // [UB_COLS][LDR]
+  const int m = blockIdx.z, O = pick3(m, O0, O1, O2), Omax = max(O0, max(O1, O2));
+  const int n0 = blockIdx.x * UB_ROWS, c0 = blockIdx.y * UB_COLS;
+  if (c0 >= O) return;  // a member with fewer outputs than the widest (lora_up_bwd_sum skips these blocks)
+  const u16* dy = pick3(m, dy0, dy1, dy2);
+  const u16* u = pick3(m, u0, u1, u2);
+  const u16* b = pick3(m, b0, b1, b2);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  for (int e = threadIdx.x; e < UB_ROWS * 2; e += 128) {
+    const int r = e >> 1, c = (e & 1) * 8, n = n0 + r;
+    const bool ok = n < N && c < R;
+    cp_async16(sU + r * LDR + c, u + (ok ? (i64)n * R + c : 0), ok ? 16 : 0);
+  }
+  for (int e = threadIdx.x; e < UB_COLS * 2; e += 128) {
+    const int r = e >> 1, c = (e & 1) * 8, o = c0 + r;
+    const bool ok = o < O && c < R;
+    cp_async16(sB + r * LDR + c, b + (ok ? (i64)o * R + c : 0), ok ? 16 : 0);
+  }
+  auto load = [&](int it) {
+    const int cs = it / RS, rs = it - cs * RS;
+    u16* st = sDy + (it & 1) * 64 * LD;
+    #pragma unroll
+    for (int k = 0; k < 8; k++) {
+      const int e = threadIdx.x + k * 128, r = e >> 4, c = (e & 15) * 8, n = n0 + rs * 64 + r, o = c0 + cs * 128 + c;
+      const bool ok = n < N && o < O;
+      cp_async16(st + r * LD + c, dy + (ok ? (i64)n * O + o : 0), ok ? 16 : 0);
+    }
+  };
+  load(0);
+  cp_commit();
+  float ag[RS][2][4];
+  #pragma unroll
+  for (int rs = 0; rs < RS; rs++)
+    #pragma unroll
+    for (int j = 0; j < 2; j++) ag[rs][j][0] = ag[rs][j][1] = ag[rs][j][2] = ag[rs][j][3] = 0.f;
+  #pragma unroll 1
+  for (int cs = 0; cs < CS; cs++) {
+    float ab[2][2][4];
+    #pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+      #pragma unroll
+      for (int j = 0; j < 2; j++) ab[mt][j][0] = ab[mt][j][1] = ab[mt][j][2] = ab[mt][j][3] = 0.f;
+    #pragma unroll
+    for (int rs = 0; rs < RS; rs++) {
+      const int it = cs * RS + rs;
+      if (it + 1 < RS * CS) {
+        load(it + 1);
+        cp_commit();
+        cp_wait<1>();
+      } else {
+        cp_wait<0>();
+      }
+      __syncthreads();
+      const u16* tDy = sDy + (it & 1) * 64 * LD;
+      #pragma unroll
+      for (int kc = 0; kc < 8; kc++) {
+        unsigned a[4], bb[4];
+        frag_a(a, tDy, LD, warp * 16, kc * 16, lane);
+        frag_b_kn(bb, sB + cs * 128 * LDR, LDR, 0, kc * 16, lane);
+        mma_bf16(ag[rs][0], a, bb[0], bb[1]);
+        mma_bf16(ag[rs][1], a, bb[2], bb[3]);
+      }
+      #pragma unroll
+      for (int kk = 0; kk < 4; kk++) {
+        unsigned bu[4];
+        frag_b_kn(bu, sU + rs * 64 * LDR, LDR, 0, kk * 16, lane);
+        #pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+          unsigned a[4];
+          frag_a_km(a, tDy, LD, warp * 32 + mt * 16, kk * 16, lane);
+          mma_bf16(ab[mt][0], a, bu[0], bu[1]);
+          mma_bf16(ab[mt][1], a, bu[2], bu[3]);
+        }
+      }
+      __syncthreads();
+    }
+    #pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+      #pragma unroll
+      for (int i = 0; i < 2; i++) {
+        const int o = c0 + cs * 128 + warp * 32 + mt * 16 + g + 8 * i;
+        if (o >= O) continue;
+        float* dst = bpart + (((i64)m * gridDim.x + blockIdx.x) * Omax + o) * 16 + 2 * t;
+        #pragma unroll
+        for (int j = 0; j < 2; j++) *(float2*)(dst + j * 8) = make_float2(ab[mt][j][2 * i], ab[mt][j][2 * i + 1]);
+      }
+    }
+  }
+  #pragma unroll
+  for (int rs = 0; rs < RS; rs++) {
+    #pragma unroll
+    for (int i = 0; i < 2; i++) {
+      const int n = n0 + rs * 64 + warp * 16 + g + 8 * i;
+      if (n >= N) continue;
+      float* dst = gpart + (((i64)m * gridDim.y + blockIdx.y) * N + n) * 16 + 2 * t;
+      #pragma unroll
+      for (int j = 0; j < 2; j++) *(float2*)(dst + j * 8) = make_float2(ag[rs][j][2 * i], ag[rs][j][2 * i + 1]);
+    }
+  }
+}
+
+/** g_m [N, R] (bf16) = the sum over the column blocks of gpart; gradB_m [O_m, R] += alpha * the sum over the row blocks of bpart; in order. */
+extern "C" __global__ void lora_up_bwd_sum(u16* g0, u16* g1, u16* g2, float* gB0, float* gB1, float* gB2, const float* gpart, const float* bpart,
+                                           int O0, int O1, int O2, int N, int R, int members, int colBlocks, int rowBlocks, float alpha) {
+  const int Omax = max(O0, max(O1, O2));
+  const i64 perG = (i64)N * R, per = perG + (i64)Omax * R, total = members * per;
+  for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
+    const int m = (int)(i / per), O = pick3(m, O0, O1, O2);
+    const i64 j = i - m * per;
+    float s = 0.f;
+    if (j < perG) {
+      const i64 n = j / R;
+      const int c = (int)(j - n * R), blocks = (O + UB_COLS - 1) / UB_COLS;
+      for (int cb = 0; cb < blocks; cb++) s += gpart[(((i64)m * colBlocks + cb) * N + n) * 16 + c];
+      pick3(m, g0, g1, g2)[j] = f32_to_bf16(s);
+    } else {
+      const i64 k = j - perG, o = k / R;
+      if (o >= O) continue;
+      const int c = (int)(k - o * R);
+      for (int rb = 0; rb < rowBlocks; rb++) s += bpart[(((i64)m * rowBlocks + rb) * Omax + o) * 16 + c];
+      float* gB = pick3(m, gB0, gB1, gB2) + k;
+      *gB += alpha * s;
+    }
+  }
+}
+`;
+
+export const LORA: KernelModule = kernelModule('lora', COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + UP_BWD_SOURCE + LORA_VARIANTS.map(variant).join(''));
