@@ -284,7 +284,8 @@ extern "C" __global__ void lora_grad_a_sum(float* gA0, float* gA1, float* gA2, c
   const i64 total = (i64)members * n;
   for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (i64)gridDim.x * blockDim.x) {
     float s = 0.f;
-    for (int c = 0; c < chunks; c++) s += part[(i64)c * total + i];
+    #pragma unroll 8
+    for (int c = 0; c < chunks; c++) s += part[(i64)c * total + i];  // unrolled: the loads overlap, the adds keep their order
     const int m = (int)(i / n);
     float* gA = pick3(m, gA0, gA1, gA2) + (i - m * n);
     *gA = (float)((double)*gA + alpha * (double)s);
@@ -537,13 +538,15 @@ extern "C" __global__ void lora_up_bwd_sum(u16* g0, u16* g1, u16* g2, float* gB0
     if (j < perG) {
       const i64 n = j / R;
       const int c = (int)(j - n * R), blocks = (O + UB_COLS - 1) / UB_COLS;
+      #pragma unroll 4
       for (int cb = 0; cb < blocks; cb++) s += gpart[(((i64)m * colBlocks + cb) * N + n) * 16 + c];
       pick3(m, g0, g1, g2)[j] = f32_to_bf16(s);
     } else {
       const i64 k = j - perG, o = k / R;
       if (o >= O) continue;
       const int c = (int)(k - o * R);
-      for (int rb = 0; rb < rowBlocks; rb++) s += bpart[(((i64)m * rowBlocks + rb) * Omax + o) * 16 + c];
+      #pragma unroll 8
+      for (int rb = 0; rb < rowBlocks; rb++) s += bpart[(((i64)m * rowBlocks + rb) * Omax + o) * 16 + c];  // the loads overlap, the adds keep their order
       float* gB = pick3(m, gB0, gB1, gB2) + k;
       *gB += alpha * s;
     }
