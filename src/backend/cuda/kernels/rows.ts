@@ -24,10 +24,13 @@ extern "C" __global__ void rmsnorm_fwd(void* out, int odt, float* rstd, const vo
 }
 
 /**
- * rmsnorm_fwd for bf16 x, out and w, D = 8 * D8 <= 32 * blockDim: 16-byte accesses, the row's
- * chunks kept in registers for the second pass.
+ * RMSNorm of bf16 rows, D = 8 * D8 <= 32 * blockDim, 16-byte accesses, the row's chunks kept in
+ * registers for the second pass. With ADD the row is a + b, rounded to bf16 and stored in sum
+ * first (sum may alias a or b), and the squares are summed in the same order as without, so
+ * add_rmsnorm_bf16x8 equals add followed by rmsnorm_fwd_bf16x8 bit for bit.
  */
-extern "C" __global__ void rmsnorm_fwd_bf16x8(uint4* out, float* rstd, const uint4* x, const uint4* w, int D8, float eps) {
+template <bool ADD>
+__device__ __forceinline__ void rmsnorm_rows8(uint4* sum, uint4* out, float* rstd, const uint4* a, const uint4* b, const uint4* w, int D8, float eps) {
   __shared__ float scratch[32];
   const i64 o = (i64)blockIdx.x * D8;
   uint4 kept[4];
@@ -37,7 +40,17 @@ extern "C" __global__ void rmsnorm_fwd_bf16x8(uint4* out, float* rstd, const uin
     const int i = threadIdx.x + k * blockDim.x;
     if (i >= D8) break;
     float v[8];
-    kept[k] = x[o + i];
+    if constexpr (ADD) {
+      float u[8];
+      unpack8(a[o + i], v);
+      unpack8(b[o + i], u);
+      #pragma unroll
+      for (int e = 0; e < 8; e++) v[e] += u[e];
+      kept[k] = pack8(v);
+      sum[o + i] = kept[k];
+    } else {
+      kept[k] = a[o + i];
+    }
     unpack8(kept[k], v);
     #pragma unroll
     for (int e = 0; e < 8; e++) ss += v[e] * v[e];
@@ -58,46 +71,14 @@ extern "C" __global__ void rmsnorm_fwd_bf16x8(uint4* out, float* rstd, const uin
   }
 }
 
-/**
- * decode.ts's add_rmsnorm for bf16 tensors, D = 8 * D8 <= 32 * blockDim: the rounded sum's
- * chunks stay in registers for the second pass, and the squares are summed in
- * rmsnorm_fwd_bf16x8's order, so the result equals add followed by it bit for bit. sum may
- * alias a or b.
- */
+/** rmsnorm_fwd for bf16 x, out and w (see rmsnorm_rows8). */
+extern "C" __global__ void rmsnorm_fwd_bf16x8(uint4* out, float* rstd, const uint4* x, const uint4* w, int D8, float eps) {
+  rmsnorm_rows8<false>(nullptr, out, rstd, x, nullptr, w, D8, eps);
+}
+
+/** decode.ts's add_rmsnorm for bf16 tensors (see rmsnorm_rows8). */
 extern "C" __global__ void add_rmsnorm_bf16x8(uint4* sum, uint4* out, float* rstd, const uint4* a, const uint4* b, const uint4* w, int D8, float eps) {
-  __shared__ float scratch[32];
-  const i64 o = (i64)blockIdx.x * D8;
-  uint4 kept[4];
-  float ss = 0.f;
-  #pragma unroll
-  for (int k = 0; k < 4; k++) {
-    const int i = threadIdx.x + k * blockDim.x;
-    if (i >= D8) break;
-    float v[8], u[8];
-    unpack8(a[o + i], v);
-    unpack8(b[o + i], u);
-    #pragma unroll
-    for (int e = 0; e < 8; e++) v[e] += u[e];
-    kept[k] = pack8(v);
-    sum[o + i] = kept[k];
-    unpack8(kept[k], v);
-    #pragma unroll
-    for (int e = 0; e < 8; e++) ss += v[e] * v[e];
-  }
-  ss = block_sum(ss, scratch);
-  const float r = 1.f / sqrtf(ss / (float)(8 * D8) + eps);
-  if (threadIdx.x == 0) rstd[blockIdx.x] = r;
-  #pragma unroll
-  for (int k = 0; k < 4; k++) {
-    const int i = threadIdx.x + k * blockDim.x;
-    if (i >= D8) break;
-    float v[8], ww[8];
-    unpack8(kept[k], v);
-    unpack8(w[i], ww);
-    #pragma unroll
-    for (int e = 0; e < 8; e++) v[e] = v[e] * r * ww[e];
-    out[o + i] = pack8(v);
-  }
+  rmsnorm_rows8<true>(sum, out, rstd, a, b, w, D8, eps);
 }
 
 /** dx_i (+)= r w_i dy_i - x_i r^3 / D * sum_j w_j dy_j x_j. */
