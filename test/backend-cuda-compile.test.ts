@@ -2,7 +2,9 @@
  * Every CUDA kernel module compiles, checked without a GPU where the CUDA toolkit's nvcc is
  * installed: the same sources NVRTC compiles at run time (with its options: C++17, fused
  * multiply-add), for sm_80, the oldest architecture the backend supports, and sm_90.
- * Skipped, with the reason printed, where nvcc is absent.
+ * Skipped, with the reason printed, where nvcc is absent. nvcc accepts a little that NVRTC's
+ * JIT mode refuses (a generic lambda in device code, for one), so kernels still need a GPU
+ * run of tools/gpu-check/cuda-check.ts.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

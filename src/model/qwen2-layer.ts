@@ -168,7 +168,7 @@ export function layerBackward(
   const s = saved.acts ?? (runForward(be, cfg, li, w, lora, ctx, x, false).acts as LayerActivations);
   /** dx (written) from the gradients of projections of one input: [name, dy] each. */
   const back = (dx: Tensor, input: Tensor | null, ...projs: [ProjectionName, Tensor][]): void =>
-    linearGroupBackward(be, dx, projs.map(([p, dy]) => ({ dy, lin: w.proj[p], lora: lora[p], saved: s.lin[p] })), false, input);
+    linearGroupBackward(be, dx, projs.map(([p, dy]) => ({ dy, lin: w.proj[p], lora: lora[p], saved: s.lin[p] })), input);
   /** A norm's output again from its input and weight (for the LoRA factors that read it). */
   const renorm = (input: Tensor, weight: Tensor, rstd: Tensor): Tensor => {
     const n = be.empty([N, D], dt);

@@ -76,7 +76,9 @@ function loraSets<T extends { lora?: LoraWeights }>(members: readonly T[]): T[][
   for (const m of members) {
     if (!m.lora) continue;
     const key = `${m.lora.a.shape[0]}/${m.lora.dropout}/${m.lora.scale}`;
-    sets.set(key, [...(sets.get(key) ?? []), m]);
+    const set = sets.get(key);
+    if (set) set.push(m);
+    else sets.set(key, [m]);
   }
   return [...sets.values()];
 }
@@ -124,16 +126,14 @@ export interface GroupGradient {
 }
 
 /**
- * Backward of linearGroupForward: dx [N, in] is written (or added to with `accumulate`) with
- * the sum over the members of both paths, LoRA gradients are added to gradA and gradB. `x` is
- * the forward's input (needed only with LoRA). The LoRA input gradient is written first and the
- * base products added onto it. Frees the saved u's.
+ * Backward of linearGroupForward: dx [N, in] is written with the sum over the members of both
+ * paths, LoRA gradients are added to gradA and gradB. `x` is the forward's input (needed only
+ * with LoRA). The LoRA input gradient is written first and the base products added onto it.
+ * Frees the saved u's.
  */
-export function linearGroupBackward(
-  be: Backend, dx: Tensor, members: readonly GroupGradient[], accumulate: boolean, x: Tensor | null,
-): void {
+export function linearGroupBackward(be: Backend, dx: Tensor, members: readonly GroupGradient[], x: Tensor | null): void {
   const N = dx.shape[0];
-  let acc = accumulate;
+  let acc = false;
   for (const set of loraSets(members.filter((m) => m.saved.u))) {
     if (!x) throw new Error('linearGroupBackward: the LoRA path needs the forward input');
     const loras = set.map((m) => m.lora as LoraWeights), us = set.map((m) => m.saved.u as Tensor), dys = set.map((m) => m.dy);

@@ -25,7 +25,7 @@ import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
 import { loraDownBackwardComposed, loraDownComposed, loraDownWeightGradComposed, loraUpBackwardComposed } from '../lora-composed.js';
 import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_BWD, LORA_UP_GRAD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
-import { CE_CLUSTER, ROPE_HEADS, ROWS } from './kernels/rows.js';
+import { CE_CLUSTER, NORM_ROW_CHUNKS, ROPE_HEADS, ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
 import { cudaMatmul, type MatmulHost } from './matmul.js';
@@ -241,7 +241,7 @@ export class CudaBackend implements Backend, MatmulHost {
 
   loraDown(us: readonly Tensor[], x: Tensor, as: readonly Tensor[], p: number, seeds: readonly number[]): void {
     const { N, r, D } = loraGroupDims('loraDown', us, as, seeds, x);
-    if (!this.fusedLora([...us, x, ...as], r, D, 'lora-down')) {
+    if (!this.fusedLora([...us, x, ...as], r, [D], 'lora-down')) {
       loraDownComposed(this, us, x, as, p, seeds);
       return;
     }
@@ -256,7 +256,7 @@ export class CudaBackend implements Backend, MatmulHost {
 
   loraDownWeightGrad(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number): void {
     const { N, r, D } = loraGroupDims('loraDownWeightGrad', gs, gradAs, seeds, x);
-    if (!this.fusedLora([...gs, x], r, D, 'lora-grad-a') || gradAs.some((t) => asCuda(t, 'loraDownWeightGrad gradA').dtype !== 'f32')) {
+    if (!this.fusedLora([...gs, x], r, [D], 'lora-grad-a') || gradAs.some((t) => asCuda(t, 'loraDownWeightGrad gradA').dtype !== 'f32')) {
       loraDownWeightGradComposed(this, gradAs, gs, x, p, seeds, alpha);
       return;
     }
@@ -279,21 +279,18 @@ export class CudaBackend implements Backend, MatmulHost {
 
   loraUpBackward(gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[], alpha: number): void {
     const { N, r, outs } = loraUpDims(gradBs, gs, dys, us, bs);
-    const fused = !cudaOff('lora-up-bwd') && (r === 8 || r === 16) && outs.every((o) => o % 8 === 0)
-      && [...gs, ...dys, ...us, ...bs].every((t) => {
-        const c = asCuda(t, 'loraUpBackward');
-        return c.dtype === 'bf16' && c.ptr % 16 === 0;
-      }) && gradBs.every((t) => asCuda(t, 'loraUpBackward gradB').dtype === 'f32');
-    if (!fused) {
+    if (r > LORA_UP_BWD.rankPad || !this.fusedLora([...gs, ...dys, ...us, ...bs], r, outs, 'lora-up-bwd')
+      || gradBs.some((t) => asCuda(t, 'loraUpBackward gradB').dtype !== 'f32')) {
       loraUpBackwardComposed(this, gradBs, gs, dys, us, bs, alpha);
       return;
     }
     if (N === 0) return;
-    for (let i = 0; i < gs.length; i += 3) {
-      const c = [i, i + 1, i + 2].filter((m) => m < gs.length), M = c.length;
+    const part = LORA_UP_BWD.rankPad * 4;
+    for (const c of loraChunks(gs.length, r)) {
+      const M = c.length;
       const O = pad3(c.map((m) => outs[m])), Omax = Math.max(...O);
       const rowBlocks = Math.ceil(N / LORA_UP_BWD.rows), colBlocks = Math.ceil(Omax / LORA_UP_BWD.cols);
-      const gpart = this.device.allocator.alloc(M * colBlocks * N * 16 * 4), bpart = this.device.allocator.alloc(M * rowBlocks * Omax * 16 * 4);
+      const gpart = this.device.allocator.alloc(M * colBlocks * N * part), bpart = this.device.allocator.alloc(M * rowBlocks * Omax * part);
       this.device.launch(this.device.kernel(LORA, 'lora_up_bwd'), [rowBlocks, colBlocks, M], LORA_UP_BWD.threads, LORA_UP_BWD.sharedBytes, [
         gpart.ptr, bpart.ptr, ...pad3(c.map((m) => ptrArg(dys[m]))), ...pad3(c.map((m) => ptrArg(us[m]))), ...pad3(c.map((m) => ptrArg(bs[m]))), ...O, N, r,
       ]);
@@ -308,7 +305,7 @@ export class CudaBackend implements Backend, MatmulHost {
 
   loraDownBackward(dx: Tensor, gs: readonly Tensor[], as: readonly Tensor[], p: number, seeds: readonly number[], alpha: number, accumulate: boolean): void {
     const { N, r, D } = loraGroupDims('loraDownBackward', gs, as, seeds, dx);
-    if (!this.fusedLora([dx, ...gs, ...as], r, D, 'lora-up-grad')) {
+    if (!this.fusedLora([dx, ...gs, ...as], r, [D], 'lora-up-grad')) {
       loraDownBackwardComposed(this, dx, gs, as, p, seeds, alpha, accumulate);
       return;
     }
@@ -340,7 +337,7 @@ export class CudaBackend implements Backend, MatmulHost {
     if (rstd.size * weight.size !== x.size) throw new Error('rmsNormForward: rstd must have one entry per row of x');
     if (rstd.size === 0) return;
     const D = weight.size;
-    if (D % 8 === 0 && D / 8 <= 4 * this.rowThreads8(D / 8) && this.bf16x8(out, x, weight)) {
+    if (this.normRows8(D) && this.bf16x8(out, x, weight)) {
       this.device.launch(this.device.kernel(ROWS, 'rmsnorm_fwd_bf16x8'), [rstd.size], this.rowThreads8(D / 8), 0, [
         ptrArg(out), ptrOf(rstd, 'f32', 'rmsNorm rstd'), ptrArg(x), ptrArg(weight), D / 8, eps,
       ]);
@@ -604,7 +601,7 @@ export class CudaBackend implements Backend, MatmulHost {
     if (rstd.size * weight.size !== sum.size) throw new Error('addRmsNorm: rstd must have one entry per row');
     if (rstd.size === 0) return;
     const D = weight.size;
-    if (D % 8 === 0 && D / 8 <= 4 * this.rowThreads8(D / 8) && this.bf16x8(sum, out, a, b, weight)) {
+    if (this.normRows8(D) && this.bf16x8(sum, out, a, b, weight)) {
       this.device.launch(this.device.kernel(ROWS, 'add_rmsnorm_bf16x8'), [rstd.size], this.rowThreads8(D / 8), 0, [
         ptrArg(sum), ptrArg(out), ptrOf(rstd, 'f32', 'addRmsNorm rstd'), ptrArg(a), ptrArg(b), ptrArg(weight), D / 8, eps,
       ]);
@@ -676,16 +673,22 @@ export class CudaBackend implements Backend, MatmulHost {
   }
 
   /**
-   * Whether the fused LoRA kernels apply: bf16 throughout, a compiled rank, rows of whole 16-byte
-   * groups, and `kernel` (lora-down, lora-up-grad, lora-grad-a) not listed in SQLORA_CUDA_OFF
-   * (a comma list, for diagnosis: the composed products and dropout kernels run instead).
+   * Whether the fused LoRA kernels apply: bf16 throughout, a compiled rank, rows (of each width)
+   * of whole 16-byte groups, and `kernel` (lora-down, lora-up-grad, lora-grad-a, lora-up-bwd) not
+   * listed in SQLORA_CUDA_OFF (a comma list, for diagnosis: the composed products and dropout
+   * kernels run instead).
    */
-  private fusedLora(ts: Tensor[], r: number, D: number, kernel: string): boolean {
+  private fusedLora(ts: Tensor[], r: number, widths: readonly number[], kernel: string): boolean {
     if (cudaOff(kernel)) return false;
-    return (LORA_RANKS as readonly number[]).includes(r) && D % 8 === 0 && ts.every((t) => {
+    return (LORA_RANKS as readonly number[]).includes(r) && widths.every((w) => w % 8 === 0) && ts.every((t) => {
       const c = asCuda(t, 'lora');
       return c.dtype === 'bf16' && c.ptr % 16 === 0;
     });
+  }
+
+  /** Whether the bf16 norm kernels holding a row in registers take rows of D (see rows.ts). */
+  private normRows8(D: number): boolean {
+    return D % 8 === 0 && D / 8 <= NORM_ROW_CHUNKS * this.rowThreads8(D / 8);
   }
 
   /** Whether the all-bf16 kernels moving 8 elements per access apply. */

@@ -85,6 +85,26 @@ __device__ __forceinline__ bool load_mask(int* sm, const int* mask, int b, int S
   return on;
 }
 
+/** The A operand (16 x 16) of two adjacent accumulator tiles (16 x 8 each), rounded to bf16. */
+__device__ __forceinline__ void acc_to_a(unsigned (&a)[4], const float (&lo)[4], const float (&hi)[4]) {
+  a[0] = pack_bf16(lo[0], lo[1]);
+  a[1] = pack_bf16(lo[2], lo[3]);
+  a[2] = pack_bf16(hi[0], hi[1]);
+  a[3] = pack_bf16(hi[2], hi[3]);
+}
+
+/** acc (16 rows x 8 NT columns) += a (16 x 16) times rows k0..k0+15 of a shared tile stored [k][n]. */
+template <int NT>
+__device__ __forceinline__ void mma_a_kn(float (&acc)[NT][4], const unsigned (&a)[4], const u16* tile, int ld, int k0, int lane) {
+  #pragma unroll
+  for (int j = 0; j < NT; j += 2) {
+    unsigned b[4];
+    frag_b_kn(b, tile, ld, j * 8, k0, lane);
+    mma_bf16(acc[j], a, b[0], b[1]);
+    mma_bf16(acc[j + 1], a, b[2], b[3]);
+  }
+}
+
 /**
  * Block = 64 queries of one (b, h), 4 warps of 16 rows; key tiles of FWD_KT. The query tile
  * passes through the second K/V stage (its fragments go to registers before the first prefetch
@@ -197,15 +217,9 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
     }
     #pragma unroll
     for (int kk = 0; kk < KT / 16; kk++) {
-      const unsigned a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      #pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        unsigned bv[4];
-        frag_b_kn(bv, tV, LD, j * 8, kk * 16, lane);
-        mma_bf16(o[j], a, bv[0], bv[1]);
-        mma_bf16(o[j + 1], a, bv[2], bv[3]);
-      }
+      unsigned a[4];
+      acc_to_a(a, s[2 * kk], s[2 * kk + 1]);
+      mma_a_kn(o, a, tV, LD, kk * 16, lane);
     }
     __syncthreads();
   }
@@ -339,20 +353,11 @@ __device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, u16* dS, const 
     // dV += P^T dO, dK += dS^T Q (k dimension = the 32 queries).
     #pragma unroll
     for (int kk = 0; kk < 2; kk++) {
-      const unsigned ap[4] = {pack_bf16(st[2 * kk][0], st[2 * kk][1]), pack_bf16(st[2 * kk][2], st[2 * kk][3]),
-                              pack_bf16(st[2 * kk + 1][0], st[2 * kk + 1][1]), pack_bf16(st[2 * kk + 1][2], st[2 * kk + 1][3])};
-      const unsigned ads[4] = {pack_bf16(dpt[2 * kk][0], dpt[2 * kk][1]), pack_bf16(dpt[2 * kk][2], dpt[2 * kk][3]),
-                               pack_bf16(dpt[2 * kk + 1][0], dpt[2 * kk + 1][1]), pack_bf16(dpt[2 * kk + 1][2], dpt[2 * kk + 1][3])};
-      #pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        unsigned bo[4], bq[4];
-        frag_b_kn(bo, tO, LD, j * 8, kk * 16, lane);
-        frag_b_kn(bq, tQ, LD, j * 8, kk * 16, lane);
-        mma_bf16(dv[j], ap, bo[0], bo[1]);
-        mma_bf16(dv[j + 1], ap, bo[2], bo[3]);
-        mma_bf16(dk[j], ads, bq[0], bq[1]);
-        mma_bf16(dk[j + 1], ads, bq[2], bq[3]);
-      }
+      unsigned ap[4], ads[4];
+      acc_to_a(ap, st[2 * kk], st[2 * kk + 1]);
+      acc_to_a(ads, dpt[2 * kk], dpt[2 * kk + 1]);
+      mma_a_kn(dv, ap, tO, LD, kk * 16, lane);
+      mma_a_kn(dk, ads, tQ, LD, kk * 16, lane);
     }
     __syncthreads();
   }
@@ -460,15 +465,9 @@ __device__ __forceinline__ void flash_bwd_dq(u16* dQ, const u16* dO, const float
     }
     #pragma unroll
     for (int kk = 0; kk < 4; kk++) {
-      const unsigned a[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                             pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
-      #pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        unsigned bk[4];
-        frag_b_kn(bk, tK, LD, j * 8, kk * 16, lane);
-        mma_bf16(dq[j], a, bk[0], bk[1]);
-        mma_bf16(dq[j + 1], a, bk[2], bk[3]);
-      }
+      unsigned a[4];
+      acc_to_a(a, s[2 * kk], s[2 * kk + 1]);
+      mma_a_kn(dq, a, tK, LD, kk * 16, lane);
     }
     __syncthreads();
   }
@@ -532,13 +531,7 @@ __device__ __forceinline__ void flash_bwd_dq_ds(u16* dQ, const u16* dS, const u1
     for (int kk = 0; kk < 4; kk++) {
       unsigned a[4];
       frag_a_km(a, tD, LDS, warp * 16, kk * 16, lane);
-      #pragma unroll
-      for (int j = 0; j < NT; j += 2) {
-        unsigned bk[4];
-        frag_b_kn(bk, tK, LD, j * 8, kk * 16, lane);
-        mma_bf16(dq[j], a, bk[0], bk[1]);
-        mma_bf16(dq[j + 1], a, bk[2], bk[3]);
-      }
+      mma_a_kn(dq, a, tK, LD, kk * 16, lane);
     }
     __syncthreads();
   }

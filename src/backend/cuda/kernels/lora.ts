@@ -401,15 +401,19 @@ extern "C" __global__ void __launch_bounds__(128, 4) lora_grad_a_${suffix}(float
 `;
 }
 
-/** lora_up_bwd: a block's rows and columns of dy, threads, and its shared memory (two dy tiles, its u rows and b rows). */
+/**
+ * lora_up_bwd: a block's rows and columns of dy, threads, the rank its partial sums are padded
+ * to, and its shared memory (two dy tiles, its u rows and b rows).
+ */
 export const LORA_UP_BWD = {
-  rows: 256, cols: 512, threads: 128,
+  rows: 256, cols: 512, threads: 128, rankPad: 16,
   sharedBytes: 2 * 64 * (128 + 8) * 2 + (256 + 512) * (16 + 8) * 2,
 } as const;
 
 const UP_BWD_SOURCE = String.raw`
 #define UB_ROWS ${LORA_UP_BWD.rows}
 #define UB_COLS ${LORA_UP_BWD.cols}
+#define UB_R16 ${LORA_UP_BWD.rankPad}
 /**
  * One member per blockIdx.z (dy_m [N, O_m], u_m [N, R], b_m [O_m, R], R = 8 or 16 padded to 16
  * with zeros): the block's UB_ROWS x UB_COLS part of dy streams through shared memory in 64 x 128
@@ -421,7 +425,7 @@ const UP_BWD_SOURCE = String.raw`
 extern "C" __global__ void __launch_bounds__(128) lora_up_bwd(float* gpart, float* bpart, const u16* dy0, const u16* dy1, const u16* dy2,
                                                             const u16* u0, const u16* u1, const u16* u2, const u16* b0, const u16* b1, const u16* b2,
                                                             int O0, int O1, int O2, int N, int R) {
-  constexpr int LD = 128 + 8, LDR = 16 + 8, RS = UB_ROWS / 64, CS = UB_COLS / 128;
+  constexpr int LD = 128 + 8, LDR = UB_R16 + 8, RS = UB_ROWS / 64, CS = UB_COLS / 128;
   extern __shared__ __align__(16) unsigned char up_bwd_smem[];
   u16* sDy = (u16*)up_bwd_smem;     // [2][64][LD]
   u16* sU = sDy + 2 * 64 * LD;      // [UB_ROWS][LDR]
@@ -507,7 +511,7 @@ extern "C" __global__ void __launch_bounds__(128) lora_up_bwd(float* gpart, floa
       for (int i = 0; i < 2; i++) {
         const int o = c0 + cs * 128 + warp * 32 + mt * 16 + g + 8 * i;
         if (o >= O) continue;
-        float* dst = bpart + (((i64)m * gridDim.x + blockIdx.x) * Omax + o) * 16 + 2 * t;
+        float* dst = bpart + (((i64)m * gridDim.x + blockIdx.x) * Omax + o) * UB_R16 + 2 * t;
         #pragma unroll
         for (int j = 0; j < 2; j++) *(float2*)(dst + j * 8) = make_float2(ab[mt][j][2 * i], ab[mt][j][2 * i + 1]);
       }
@@ -519,7 +523,7 @@ extern "C" __global__ void __launch_bounds__(128) lora_up_bwd(float* gpart, floa
     for (int i = 0; i < 2; i++) {
       const int n = n0 + rs * 64 + warp * 16 + g + 8 * i;
       if (n >= N) continue;
-      float* dst = gpart + (((i64)m * gridDim.y + blockIdx.y) * N + n) * 16 + 2 * t;
+      float* dst = gpart + (((i64)m * gridDim.y + blockIdx.y) * N + n) * UB_R16 + 2 * t;
       #pragma unroll
       for (int j = 0; j < 2; j++) *(float2*)(dst + j * 8) = make_float2(ag[rs][j][2 * i], ag[rs][j][2 * i + 1]);
     }
@@ -539,14 +543,14 @@ extern "C" __global__ void lora_up_bwd_sum(u16* g0, u16* g1, u16* g2, float* gB0
       const i64 n = j / R;
       const int c = (int)(j - n * R), blocks = (O + UB_COLS - 1) / UB_COLS;
       #pragma unroll 4
-      for (int cb = 0; cb < blocks; cb++) s += gpart[(((i64)m * colBlocks + cb) * N + n) * 16 + c];
+      for (int cb = 0; cb < blocks; cb++) s += gpart[(((i64)m * colBlocks + cb) * N + n) * UB_R16 + c];
       pick3(m, g0, g1, g2)[j] = f32_to_bf16(s);
     } else {
       const i64 k = j - perG, o = k / R;
       if (o >= O) continue;
       const int c = (int)(k - o * R);
       #pragma unroll 8
-      for (int rb = 0; rb < rowBlocks; rb++) s += bpart[(((i64)m * rowBlocks + rb) * Omax + o) * 16 + c];  // the loads overlap, the adds keep their order
+      for (int rb = 0; rb < rowBlocks; rb++) s += bpart[(((i64)m * rowBlocks + rb) * Omax + o) * UB_R16 + c];  // the loads overlap, the adds keep their order
       float* gB = pick3(m, gB0, gB1, gB2) + k;
       *gB += alpha * s;
     }

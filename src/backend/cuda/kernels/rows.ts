@@ -8,10 +8,13 @@ import { COMMON_CUDA } from './common.js';
 
 /** Heads a rope_bf16x8 thread rotates. */
 export const ROPE_HEADS = 4;
+/** 16-byte chunks of a row each thread of the bf16 norm kernels keeps in registers (rows of D <= 8 x this x threads). */
+export const NORM_ROW_CHUNKS = 4;
 /** Blocks a row and 16-byte chunks a thread of cross_entropy_bf16x8_cluster. */
 export const CE_CLUSTER = { blocks: 8, perThread: 8 } as const;
 
 const SOURCE = String.raw`
+#define NORM_ROW_CHUNKS ${NORM_ROW_CHUNKS}
 extern "C" __global__ void rmsnorm_fwd(void* out, int odt, float* rstd, const void* x, int xdt, const void* w, int wdt, int D, float eps) {
   __shared__ float scratch[32];
   const i64 o = (i64)blockIdx.x * D;
@@ -24,19 +27,19 @@ extern "C" __global__ void rmsnorm_fwd(void* out, int odt, float* rstd, const vo
 }
 
 /**
- * RMSNorm of bf16 rows, D = 8 * D8 <= 32 * blockDim, 16-byte accesses, the row's chunks kept in
- * registers for the second pass. With ADD the row is a + b, rounded to bf16 and stored in sum
- * first (sum may alias a or b), and the squares are summed in the same order as without, so
- * add_rmsnorm_bf16x8 equals add followed by rmsnorm_fwd_bf16x8 bit for bit.
+ * RMSNorm of bf16 rows, D = 8 * D8 <= 8 * NORM_ROW_CHUNKS * blockDim, 16-byte accesses, the
+ * row's chunks kept in registers for the second pass. With ADD the row is a + b, rounded to
+ * bf16 and stored in sum first (sum may alias a or b), and the squares are summed in the same
+ * order as without, so add_rmsnorm_bf16x8 equals add followed by rmsnorm_fwd_bf16x8 bit for bit.
  */
 template <bool ADD>
 __device__ __forceinline__ void rmsnorm_rows8(uint4* sum, uint4* out, float* rstd, const uint4* a, const uint4* b, const uint4* w, int D8, float eps) {
   __shared__ float scratch[32];
   const i64 o = (i64)blockIdx.x * D8;
-  uint4 kept[4];
+  uint4 kept[NORM_ROW_CHUNKS];
   float ss = 0.f;
   #pragma unroll
-  for (int k = 0; k < 4; k++) {
+  for (int k = 0; k < NORM_ROW_CHUNKS; k++) {
     const int i = threadIdx.x + k * blockDim.x;
     if (i >= D8) break;
     float v[8];
@@ -59,7 +62,7 @@ __device__ __forceinline__ void rmsnorm_rows8(uint4* sum, uint4* out, float* rst
   const float r = 1.f / sqrtf(ss / (float)(8 * D8) + eps);
   if (threadIdx.x == 0) rstd[blockIdx.x] = r;
   #pragma unroll
-  for (int k = 0; k < 4; k++) {
+  for (int k = 0; k < NORM_ROW_CHUNKS; k++) {
     const int i = threadIdx.x + k * blockDim.x;
     if (i >= D8) break;
     float v[8], ww[8];
@@ -352,6 +355,24 @@ __device__ __forceinline__ float ld_cluster(const float* p, int rank) {
 }
 
 /**
+ * fn(j, v) for each of a thread's 16-byte chunks j (of j0 + k * blockDim + threadIdx, k <
+ * CE_PER_THREAD) in [j0, j1), held in r, with its 8 values in v. A template rather than a
+ * generic lambda: NVRTC treats a generic lambda's call operator as host code.
+ */
+template <typename F>
+__device__ __forceinline__ void ce_chunks(const uint4 (&r)[CE_PER_THREAD], int j0, int j1, F fn) {
+  #pragma unroll
+  for (int k = 0; k < CE_PER_THREAD; k++) {
+    const int j = j0 + k * blockDim.x + threadIdx.x;
+    if (j < j1) {
+      float v[8];
+      unpack8(r[k], v);
+      fn(j, v);
+    }
+  }
+}
+
+/**
  * cross_entropy_bf16x8 in one read of the logits: a cluster of CE_CLUSTER blocks per row, each
  * holding its slice in registers (at most CE_PER_THREAD 16-byte chunks a thread) while the
  * blocks' (max, sum of exp) are merged through distributed shared memory; the gradient is then
@@ -384,27 +405,17 @@ cross_entropy_bf16x8_cluster(float* losses, const uint4* logits, const int* targ
     if (j < j1) r[k] = logits[o + j];
   }
   float m = NEG_INF;
-  #pragma unroll
-  for (int k = 0; k < CE_PER_THREAD; k++) {
-    if (j0 + k * (int)blockDim.x + (int)threadIdx.x < j1) {
-      float v[8];
-      unpack8(r[k], v);
-      #pragma unroll
-      for (int q = 0; q < 8; q++) m = fmaxf(m, v[q]);
-    }
-  }
+  ce_chunks(r, j0, j1, [&](int, float (&v)[8]) {
+    #pragma unroll
+    for (int q = 0; q < 8; q++) m = fmaxf(m, v[q]);
+  });
   m = block_max(m, scratch);
   float s = 0.f;
   if (m != NEG_INF) {
-    #pragma unroll
-    for (int k = 0; k < CE_PER_THREAD; k++) {
-      if (j0 + k * (int)blockDim.x + (int)threadIdx.x < j1) {
-        float v[8];
-        unpack8(r[k], v);
-        #pragma unroll
-        for (int q = 0; q < 8; q++) s += expf(v[q] - m);
-      }
-    }
+    ce_chunks(r, j0, j1, [&](int, float (&v)[8]) {
+      #pragma unroll
+      for (int q = 0; q < 8; q++) s += expf(v[q] - m);
+    });
   }
   s = block_sum(s, scratch);
   if (threadIdx.x == 0) { part[0] = m; part[1] = s; }
@@ -416,20 +427,14 @@ cross_entropy_bf16x8_cluster(float* losses, const uint4* logits, const int* targ
   const float lse = M + logf(S);
   if (rank == 0 && threadIdx.x == 0) losses[row] = lse - targetLogit;
   if (!hasGrad) return;
-  #pragma unroll
-  for (int k = 0; k < CE_PER_THREAD; k++) {
-    const int j = j0 + k * blockDim.x + threadIdx.x;
-    if (j < j1) {
-      float v[8];
-      unpack8(r[k], v);
-      #pragma unroll
-      for (int q = 0; q < 8; q++) {
-        v[q] = expf(v[q] - lse) * gradScale;
-        if (j * 8 + q == t) v[q] -= gradScale;
-      }
-      dlogits[o + j] = pack8(v);
+  ce_chunks(r, j0, j1, [&](int j, float (&v)[8]) {
+    #pragma unroll
+    for (int q = 0; q < 8; q++) {
+      v[q] = expf(v[q] - lse) * gradScale;
+      if (j * 8 + q == t) v[q] -= gradScale;
     }
-  }
+    dlogits[o + j] = pack8(v);
+  });
 }
 #endif
 
