@@ -152,13 +152,15 @@ function freeActivations(be: Backend, a: LayerActivations, withLora: boolean): v
 }
 
 /**
- * Backward of layerForward: given dOut [N, D] (the gradient of x2), returns dx [N, D] — dOut
- * itself, updated in place (the residual path carries the gradient through) —, adds LoRA
- * gradients, and frees the saved activations (not x).
+ * Backward of layerForward: given dOut [N, D] (the gradient of x2), adds LoRA gradients, frees
+ * the saved activations (not x) and returns dx [N, D] — dOut itself, updated in place (the
+ * residual path carries the gradient through). With `inputGradient` false (the first layer:
+ * nothing below it is trained) the attention block's input gradient is skipped, and the
+ * returned tensor holds only the residual path's part.
  */
 export function layerBackward(
   be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
-  saved: LayerSaved, dOut: Tensor,
+  saved: LayerSaved, dOut: Tensor, inputGradient = true,
 ): Tensor {
   const { B, T } = ctx;
   const N = B * T;
@@ -167,7 +169,7 @@ export function layerBackward(
   const x = saved.x;
   const s = saved.acts ?? (runForward(be, cfg, li, w, lora, ctx, x, false).acts as LayerActivations);
   /** dx (written) from the gradients of projections of one input: [name, dy] each. */
-  const back = (dx: Tensor, input: Tensor | null, ...projs: [ProjectionName, Tensor][]): void =>
+  const back = (dx: Tensor | null, input: Tensor | null, ...projs: [ProjectionName, Tensor][]): void =>
     linearGroupBackward(be, dx, projs.map(([p, dy]) => ({ dy, lin: w.proj[p], lora: lora[p], saved: s.lin[p] })), input);
   /** A norm's output again from its input and weight (for the LoRA factors that read it). */
   const renorm = (input: Tensor, weight: Tensor, rstd: Tensor): Tensor => {
@@ -209,11 +211,14 @@ export function layerBackward(
   be.ropeBackward(dq, be.reshape(dq, [N, H, hd]), ctx.positions, cfg.ropeTheta);
   be.ropeBackward(dk, be.reshape(dk, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta);
   const n1 = lora.q_proj || lora.k_proj || lora.v_proj ? renorm(x, w.inputLayernorm, s.rstd1) : null;
-  const dN1 = be.empty([N, D], dt);
+  const dN1 = inputGradient ? be.empty([N, D], dt) : null;
   back(dN1, n1, ['q_proj', dq], ['k_proj', dk], ['v_proj', dv]);
   if (n1) be.free(n1);
-  be.rmsNormBackward(dX1, dN1, x, w.inputLayernorm, s.rstd1, true);
-  for (const t of [dq, dk, dv, dN1]) be.free(t);
+  if (dN1) {
+    be.rmsNormBackward(dX1, dN1, x, w.inputLayernorm, s.rstd1, true);
+    be.free(dN1);
+  }
+  for (const t of [dq, dk, dv]) be.free(t);
   freeActivations(be, s, false);
   return dX1;
 }

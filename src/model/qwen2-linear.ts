@@ -129,10 +129,11 @@ export interface GroupGradient {
  * Backward of linearGroupForward: dx [N, in] is written with the sum over the members of both
  * paths, LoRA gradients are added to gradA and gradB. `x` is the forward's input (needed only
  * with LoRA). The LoRA input gradient is written first and the base products added onto it.
- * Frees the saved u's.
+ * A null dx (nothing upstream is trained) skips the input gradient: only the LoRA gradients are
+ * computed. Frees the saved u's.
  */
-export function linearGroupBackward(be: Backend, dx: Tensor, members: readonly GroupGradient[], x: Tensor | null): void {
-  const N = dx.shape[0];
+export function linearGroupBackward(be: Backend, dx: Tensor | null, members: readonly GroupGradient[], x: Tensor | null): void {
+  const N = members[0].dy.shape[0];
   let acc = false;
   for (const set of loraSets(members.filter((m) => m.saved.u))) {
     if (!x) throw new Error('linearGroupBackward: the LoRA path needs the forward input');
@@ -145,10 +146,11 @@ export function linearGroupBackward(be: Backend, dx: Tensor, members: readonly G
     const p = set[0].saved.seed === null ? 0 : dropout, seeds = set.map((m) => m.saved.seed ?? 0);
     // dA += scale * g^T dropout(x); the input gradient passes back through the same masks.
     be.loraDownWeightGrad(loras.map((l) => l.gradA), gs, x, p, seeds, scale);
-    be.loraDownBackward(dx, gs, loras.map((l) => l.aCompute ?? l.a), p, seeds, scale, acc);
+    if (dx) be.loraDownBackward(dx, gs, loras.map((l) => l.aCompute ?? l.a), p, seeds, scale, acc);
     acc = true;
     for (const g of gs) be.free(g);
   }
+  if (!dx) return;
   for (const m of members) {
     be.matmul(dx, m.dy, m.lin.weight, { accumulate: acc });
     acc = true;

@@ -157,7 +157,8 @@ export class Qwen2Model {
     be.free(s.last);
     for (let i = this.config.numLayers - 1; i >= 0; i--) {
       const saved = s.saved[i];
-      dx = layerBackward(be, this.config, i, this.weights.layers[i], this.layerLora(i), s.ctx, saved, dx);
+      // The embedding is frozen: the first layer's input gradient would go nowhere.
+      dx = layerBackward(be, this.config, i, this.weights.layers[i], this.layerLora(i), s.ctx, saved, dx, i > 0);
       be.free(saved.x);
     }
     be.free(dx);

@@ -272,7 +272,38 @@ function kernelTimes(): void {
   report.kernels = out;
 }
 
+/**
+ * What each kind of call really costs in the step: the step time with that kind turned into a
+ * no-op, against the full step (results are wrong then; only the time is read). Event timing
+ * adds its own overhead per call; a difference of step times does not.
+ */
+async function leaveOneOut(): Promise<void> {
+  const [B, T] = cases[0];
+  const kinds = [
+    'dequantizeNf4', 'attentionForward', 'attentionBackward', 'crossEntropy', 'swigluForward', 'swigluBackward', 'rmsNormForward', 'rmsNormBackward',
+    'addRmsNorm', 'ropeForward', 'ropeBackward', 'loraDown', 'loraDownBackward', 'loraDownWeightGrad', 'loraUpBackward', 'matmulBatch', 'add',
+  ] as const;
+  const target = be as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const stepMs = async (): Promise<number> => (await measureTrain(model, B, T, 6, 2, LORA, 0)).step_ms;
+  const full = [await stepMs()];
+  const rows: Record<string, number> = {};
+  for (const kind of kinds) {
+    const original = target[kind];
+    target[kind] = () => undefined;
+    try {
+      rows[kind] = await stepMs();
+    } finally {
+      target[kind] = original;
+    }
+    full.push(await stepMs());
+    const ref = (full[full.length - 2] + full[full.length - 1]) / 2;
+    log(`  ${B}x${T} without ${kind.padEnd(20)} ${rows[kind].toFixed(1).padStart(6)} ms/step: it costs ${(ref - rows[kind]).toFixed(2).padStart(6)} ms (full step ${ref.toFixed(1)} ms)`);
+  }
+  report.leaveOneOut = { case: `${B}x${T}`, full, without: rows };
+}
+
 await section('training step throughput (bench step)', throughput);
+await section('step time without each kind of call', leaveOneOut);
 for (const [B, T] of cases) await section(`GPU time by call kind, one step at ${B}x${T}`, () => profileStep(B, T));
 await section('lm_head, cross-entropy and LoRA kernels alone', kernelTimes);
 writeFileSync(join(outDir, 'train-profile.json'), JSON.stringify(report, null, 1) + '\n');
