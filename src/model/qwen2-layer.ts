@@ -8,9 +8,10 @@
  *
  * Activations are [N = B*T, features] rows. A training forward keeps what the backward pass
  * cannot cheaply recompute: q, k, v (after RoPE), the attention output and its log-sum-exp, x1
- * and the MLP's gate and up products (plus the layer input x, which the caller owns). The norm
- * outputs n1, n2 and the SwiGLU output are recomputed in the backward pass when a LoRA factor
- * needs them (one elementwise kernel each) and never kept otherwise. With `recompute`, nothing
+ * and the MLP's gate and up products (plus the layer input x, which the caller owns), and n1
+ * when q, k or v has LoRA factors (their gradients read it; keeping it costs less time than
+ * recomputing it). n2 and the SwiGLU output are recomputed in the backward pass when a LoRA
+ * factor needs them (one elementwise kernel each) and never kept otherwise. With `recompute`, nothing
  * but x is kept and the backward pass runs the forward again first (activation checkpointing).
  */
 import type { Backend, Tensor } from '../backend/backend.js';
@@ -41,6 +42,8 @@ export interface LayerContext {
 /** Activations a training forward keeps for one layer (see the file comment). */
 export interface LayerActivations {
   rstd1: Tensor;
+  /** The input norm's output, kept when q, k or v has LoRA factors (else null). */
+  n1: Tensor | null;
   q: Tensor; k: Tensor; v: Tensor; attn: Tensor; lse: Tensor;
   x1: Tensor; rstd2: Tensor;
   gate: Tensor; up: Tensor;
@@ -53,6 +56,9 @@ export interface LayerSaved {
   /** null: recompute them from x in the backward pass. */
   acts: LayerActivations | null;
 }
+
+/** Whether q, k or v has LoRA factors (then their backward pass reads the input norm's output). */
+const qkvLora = (lora: LayerLora): boolean => Boolean(lora.q_proj || lora.k_proj || lora.v_proj);
 
 const PROJ_INDEX: Record<ProjectionName, number> = { q_proj: 0, k_proj: 1, v_proj: 2, o_proj: 3, gate_proj: 4, up_proj: 5, down_proj: 6 };
 
@@ -67,7 +73,8 @@ export function layerActivationBytes(be: Backend, cfg: Qwen2Config, lora: LayerL
   const es = be.computeDType === 'f32' ? 4 : 2;
   const q = cfg.numHeads * cfg.headDim, kv = cfg.numKvHeads * cfg.headDim;
   const r = Object.values(lora).reduce((s, w) => s + (w ? w.a.shape[0] : 0), 0);
-  return N * ((2 * q + 2 * kv + cfg.hiddenSize + 2 * cfg.intermediateSize + r) * es + (2 + cfg.numHeads) * 4);
+  const n1 = qkvLora(lora) ? cfg.hiddenSize : 0;
+  return N * ((2 * q + 2 * kv + cfg.hiddenSize + n1 + 2 * cfg.intermediateSize + r) * es + (2 + cfg.numHeads) * 4);
 }
 
 /**
@@ -108,7 +115,8 @@ function runForward(
   const q = be.empty([N, H * hd], dt), k = be.empty([N, Hkv * hd], dt), v = be.empty([N, Hkv * hd], dt);
   // q and k get their biases inside the rotary embedding's pass.
   const [sq, sk, sv] = lin(n1, ['q_proj', q, false], ['k_proj', k, false], ['v_proj', v]);
-  be.free(n1);
+  const keptN1 = training && qkvLora(lora) ? n1 : null;
+  if (!keptN1) be.free(n1);
   be.ropeForward(q, be.reshape(q, [N, H, hd]), ctx.positions, cfg.ropeTheta, w.proj.q_proj.bias ?? undefined);
   be.ropeForward(k, be.reshape(k, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta, w.proj.k_proj.bias ?? undefined);
 
@@ -142,12 +150,13 @@ function runForward(
     return { out, acts: null };
   }
   const lins = { q_proj: sq, k_proj: sk, v_proj: sv, o_proj: so, gate_proj: sg, up_proj: su, down_proj: sd } as Record<ProjectionName, LinearSaved>;
-  return { out, acts: { rstd1, q, k, v, attn, lse, x1, rstd2, gate, up, lin: lins } };
+  return { out, acts: { rstd1, n1: keptN1, q, k, v, attn, lse, x1, rstd2, gate, up, lin: lins } };
 }
 
 /** Frees a layer's activations; `withLora` also the LoRA products (linearBackward frees those it used). */
 function freeActivations(be: Backend, a: LayerActivations, withLora: boolean): void {
   for (const t of [a.rstd1, a.q, a.k, a.v, a.attn, a.lse, a.x1, a.rstd2, a.gate, a.up]) be.free(t);
+  if (a.n1) be.free(a.n1);
   if (withLora) for (const s of Object.values(a.lin)) if (s.u) be.free(s.u);
 }
 
@@ -210,10 +219,8 @@ export function layerBackward(
   be.free(dAttn);
   be.ropeBackward(dq, be.reshape(dq, [N, H, hd]), ctx.positions, cfg.ropeTheta);
   be.ropeBackward(dk, be.reshape(dk, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta);
-  const n1 = lora.q_proj || lora.k_proj || lora.v_proj ? renorm(x, w.inputLayernorm, s.rstd1) : null;
   const dN1 = inputGradient ? be.empty([N, D], dt) : null;
-  back(dN1, n1, ['q_proj', dq], ['k_proj', dk], ['v_proj', dv]);
-  if (n1) be.free(n1);
+  back(dN1, s.n1, ['q_proj', dq], ['k_proj', dk], ['v_proj', dv]);
   if (dN1) {
     be.rmsNormBackward(dX1, dN1, x, w.inputLayernorm, s.rstd1, true);
     be.free(dN1);
