@@ -77,29 +77,50 @@ export function layerActivationBytes(be: Backend, cfg: Qwen2Config, lora: LayerL
   return N * ((2 * q + 2 * kv + cfg.hiddenSize + n1 + 2 * cfg.intermediateSize + r) * es + (2 + cfg.numHeads) * 4);
 }
 
+/** An RMSNorm's output [N, D] and its per-row reciprocal RMS [N], both owned by the receiver. */
+export interface Normed {
+  n: Tensor;
+  rstd: Tensor;
+}
+
+/** How layerForward links to its neighbours. */
+export interface LayerLinks {
+  /** Keep only x; the backward pass recomputes the rest (training only). */
+  recompute?: boolean;
+  /** x's input norm, already computed (by the previous layer's last kernel). */
+  normed?: Normed | null;
+  /**
+   * The next norm's weight (the next layer's input norm, or the final norm): the residual add
+   * that ends this layer then writes that norm's output too, in the same pass.
+   */
+  nextNorm?: Tensor | null;
+}
+
 /**
- * Runs layer `li` on x [N, D] and returns x2 [N, D] (new tensor). `x` is not freed: the caller
- * owns it (and a training forward keeps it in the saved record). Decoding over a KV cache has
- * its own path (qwen2-inference.ts). A training forward with `recompute` keeps only x; its
- * backward pass recomputes the rest.
+ * Runs layer `li` on x [N, D] and returns x2 [N, D] (new tensor), with the next norm's output
+ * when `links.nextNorm` is given. `x` is not freed: the caller owns it (and a training forward
+ * keeps it in the saved record). Decoding over a KV cache has its own path
+ * (qwen2-inference.ts).
  */
 export function layerForward(
   be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
-  x: Tensor, recompute = false,
-): { out: Tensor; saved: LayerSaved | null } {
-  const { acts, out } = runForward(be, cfg, li, w, lora, ctx, x, true);
-  if (!acts) return { out: out as Tensor, saved: null };
-  if (recompute) {
+  x: Tensor, links: LayerLinks = {},
+): { out: Tensor; normed: Normed | null; saved: LayerSaved | null } {
+  const { acts, out, normed } = runForward(be, cfg, li, w, lora, ctx, x, { normed: links.normed ?? null, nextNorm: links.nextNorm ?? null });
+  if (!out) throw new Error('layerForward: no output');
+  if (!acts) return { out, normed, saved: null };
+  if (links.recompute) {
     freeActivations(be, acts, true);
-    return { out: out as Tensor, saved: { x, acts: null } };
+    return { out, normed, saved: { x, acts: null } };
   }
-  return { out: out as Tensor, saved: { x, acts } };
+  return { out, normed, saved: { x, acts } };
 }
 
+/** `output` null: only the activations are wanted (a recomputing backward pass). */
 function runForward(
   be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
-  x: Tensor, withOutput: boolean,
-): { out: Tensor | null; acts: LayerActivations | null } {
+  x: Tensor, output: { normed: Normed | null; nextNorm: Tensor | null } | null,
+): { out: Tensor | null; normed: Normed | null; acts: LayerActivations | null } {
   const { B, T } = ctx;
   const N = B * T;
   const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, I = cfg.intermediateSize;
@@ -109,9 +130,10 @@ function runForward(
   const lin = (input: Tensor, ...projs: [ProjectionName, Tensor | null, boolean?][]): (LinearSaved | null)[] =>
     linearGroupForward(be, input, projs.map(([p, out, withBias]) => ({ out, lin: w.proj[p], lora: lora[p], seed: projSeed(ctx, li, p), withBias })), training);
 
-  const n1 = be.empty([N, D], dt);
-  const rstd1 = be.empty([N]);
-  be.rmsNormForward(n1, rstd1, x, w.inputLayernorm, cfg.rmsNormEps);
+  const given = output?.normed;
+  const n1 = given ? given.n : be.empty([N, D], dt);
+  const rstd1 = given ? given.rstd : be.empty([N]);
+  if (!given) be.rmsNormForward(n1, rstd1, x, w.inputLayernorm, cfg.rmsNormEps);
   const q = be.empty([N, H * hd], dt), k = be.empty([N, Hkv * hd], dt), v = be.empty([N, Hkv * hd], dt);
   // q and k get their biases inside the rotary embedding's pass.
   const [sq, sk, sv] = lin(n1, ['q_proj', q, false], ['k_proj', k, false], ['v_proj', v]);
@@ -135,22 +157,26 @@ function runForward(
   const [sg, su] = lin(n2, ['gate_proj', gate], ['up_proj', up]);
   be.free(n2);
   let out: Tensor | null = null;
+  let normed: Normed | null = null;
   let sd: LinearSaved | null = { u: null, seed: null };
   // A recomputing backward pass needs gate and up and down_proj's LoRA product, not the output.
-  if (withOutput || lora.down_proj) {
+  if (output || lora.down_proj) {
     const act = be.empty([N, I], dt);
     be.swigluForward(act, gate, up);
-    out = withOutput ? be.empty([N, D], dt) : null;
+    out = output ? be.empty([N, D], dt) : null;
     [sd] = lin(act, ['down_proj', out]);
     be.free(act);
-    if (out) be.add(out, out, x1);
+    if (out && output?.nextNorm) {
+      normed = { n: be.empty([N, D], dt), rstd: be.empty([N]) };
+      be.addRmsNorm(out, normed.n, normed.rstd, out, x1, output.nextNorm, cfg.rmsNormEps);
+    } else if (out) be.add(out, out, x1);
   }
   if (!training) {
     for (const t of [rstd1, q, k, v, attn, lse, x1, rstd2, gate, up]) be.free(t);
-    return { out, acts: null };
+    return { out, normed, acts: null };
   }
   const lins = { q_proj: sq, k_proj: sk, v_proj: sv, o_proj: so, gate_proj: sg, up_proj: su, down_proj: sd } as Record<ProjectionName, LinearSaved>;
-  return { out, acts: { rstd1, n1: keptN1, q, k, v, attn, lse, x1, rstd2, gate, up, lin: lins } };
+  return { out, normed, acts: { rstd1, n1: keptN1, q, k, v, attn, lse, x1, rstd2, gate, up, lin: lins } };
 }
 
 /** Frees a layer's activations; `withLora` also the LoRA products (linearBackward frees those it used). */
@@ -176,7 +202,7 @@ export function layerBackward(
   const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, I = cfg.intermediateSize;
   const dt = be.computeDType;
   const x = saved.x;
-  const s = saved.acts ?? (runForward(be, cfg, li, w, lora, ctx, x, false).acts as LayerActivations);
+  const s = saved.acts ?? (runForward(be, cfg, li, w, lora, ctx, x, null).acts as LayerActivations);
   /** dx (written) from the gradients of projections of one input: [name, dy] each. */
   const back = (dx: Tensor | null, input: Tensor | null, ...projs: [ProjectionName, Tensor][]): void =>
     linearGroupBackward(be, dx, projs.map(([p, dy]) => ({ dy, lin: w.proj[p], lora: lora[p], saved: s.lin[p] })), input);

@@ -17,7 +17,7 @@ import { openCheckpoint } from './checkpoint.js';
 import { checkBatch, maskOrOnes, positionsFromMask, shiftLabels, type TokenBatch, type TrainBatch } from './qwen2-batch.js';
 import { decodeLogits, InferenceBuffers, prefillLogits } from './qwen2-inference.js';
 import { KvCache } from './qwen2-kv-cache.js';
-import { layerActivationBytes, layerBackward, layerForward, type LayerContext, type LayerLora, type LayerSaved } from './qwen2-layer.js';
+import { layerActivationBytes, layerBackward, layerForward, type LayerContext, type LayerLora, type LayerSaved, type Normed } from './qwen2-layer.js';
 import { freeQwen2Weights, nf4Quantizer, uploadQwen2Weights, type Qwen2Weights } from './qwen2-weights.js';
 
 /** Where a model's LoRA factors come from (implemented by LoraAdapter). */
@@ -120,17 +120,12 @@ export class Qwen2Model {
 
   /** Logits [B, T, V] for every position (the caller frees the tensor). */
   forward(batch: TokenBatch): Tensor {
+    const be = this.backend;
     const { ctx, owned } = this.context(batch, null);
-    let x = this.embed(batch.inputIds);
-    for (let i = 0; i < this.config.numLayers; i++) {
-      const { out } = layerForward(this.backend, this.config, i, this.weights.layers[i], this.layerLora(i), ctx, x);
-      this.backend.free(x);
-      x = out;
-    }
-    const logits = this.backend.alloc([batch.batchSize, batch.seqLen, this.config.vocabSize], this.backend.computeDType);
-    this.logits(x, this.backend.reshape(logits, [batch.batchSize * batch.seqLen, this.config.vocabSize]));
-    this.backend.free(x);
-    for (const t of owned) this.backend.free(t);
+    const { x, normed } = this.layersForward(ctx, this.embed(batch.inputIds), 0, null);
+    const logits = be.alloc([batch.batchSize, batch.seqLen, this.config.vocabSize], be.computeDType);
+    be.matmul(be.reshape(logits, [batch.batchSize * batch.seqLen, this.config.vocabSize]), normed.n, this.weights.lmHead, { transB: true });
+    for (const t of [x, normed.n, normed.rstd, ...owned]) be.free(t);
     return logits;
   }
 
@@ -228,16 +223,26 @@ export class Qwen2Model {
     return x;
   }
 
-  /** Final norm and lm_head of hidden rows [M, D] into logits [M, V]. */
-  private logits(h: Tensor, out: Tensor): void {
+  /**
+   * Every layer on the embedded x: returns the last hidden state and its final norm (each
+   * layer's closing residual add also computes the next norm). With `saved`, the training
+   * forward's records are pushed there (layers below `recompute` keep only their input);
+   * without, each layer's input is freed.
+   */
+  private layersForward(ctx: LayerContext, x: Tensor, recompute: number, saved: LayerSaved[] | null): { x: Tensor; normed: Normed } {
     const be = this.backend;
-    const M = h.shape[0];
-    const normed = be.alloc(h.shape, be.computeDType);
-    const rstd = be.alloc([M]);
-    be.rmsNormForward(normed, rstd, h, this.weights.norm, this.config.rmsNormEps);
-    be.matmul(out, normed, this.weights.lmHead, { transB: true });
-    be.free(normed);
-    be.free(rstd);
+    const L = this.config.numLayers;
+    let normed: Normed | null = null;
+    for (let i = 0; i < L; i++) {
+      const nextNorm = i + 1 < L ? this.weights.layers[i + 1].inputLayernorm : this.weights.norm;
+      const r = layerForward(be, this.config, i, this.weights.layers[i], this.layerLora(i), ctx, x, { recompute: i < recompute, normed, nextNorm });
+      if (saved && r.saved) saved.push(r.saved);
+      else be.free(x);
+      x = r.out;
+      normed = r.normed;
+    }
+    if (!normed) throw new Error('layersForward: the model has no layers');
+    return { x, normed };
   }
 
   private context(batch: TokenBatch, train: { seed: number } | null): { ctx: LayerContext; owned: Tensor[] } {
@@ -264,16 +269,8 @@ export class Qwen2Model {
     const recompute = withGrad ? this.recomputedLayers(N, opts) : 0;
 
     const saved: LayerSaved[] = [];
-    let x = this.embed(batch.inputIds);
-    for (let i = 0; i < cfg.numLayers; i++) {
-      const r = layerForward(be, cfg, i, this.weights.layers[i], this.layerLora(i), ctx, x, i < recompute);
-      if (r.saved) saved.push(r.saved);
-      else be.free(x);
-      x = r.out;
-    }
-    const xf = be.empty([N, cfg.hiddenSize], be.computeDType);
-    const rstdF = be.empty([N]);
-    be.rmsNormForward(xf, rstdF, x, this.weights.norm, cfg.rmsNormEps);
+    const { x, normed } = this.layersForward(ctx, this.embed(batch.inputIds), recompute, saved);
+    const { n: xf, rstd: rstdF } = normed;
     const dxf = withGrad ? be.alloc([N, cfg.hiddenSize], be.computeDType) : null;
     const losses = be.alloc([N]);
     const targetsT = be.upload(targets, [N], 'i32');
