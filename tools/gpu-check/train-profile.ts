@@ -12,6 +12,7 @@
  * 3. a few products and kernels alone at the step's sizes (lm_head chunks, cross-entropy).
  *
  *   node train-profile.mjs OUT_DIR [--layers 24] [--cases 16x512,8x128] [--steps 10]
+ *     [--sections throughput,leave-one-out,calls,kernels]
  *
  * Prints a report and writes it with the numbers as JSON to OUT_DIR.
  */
@@ -31,12 +32,13 @@ import { openLog } from './log.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { layers: { type: 'string' }, cases: { type: 'string' }, steps: { type: 'string' } },
+  options: { layers: { type: 'string' }, cases: { type: 'string' }, steps: { type: 'string' }, sections: { type: 'string' } },
 });
 const outDir = positionals[0] ?? 'train-profile-out';
 const layers = Number(values.layers ?? SHAPE_1_8B.layers);
 const cases = (values.cases ?? '16x512,8x128').split(',').map((c) => c.split('x').map(Number) as [number, number]);
 const steps = Number(values.steps ?? 10);
+const sections = new Set((values.sections ?? 'throughput,leave-one-out,calls,kernels').split(','));
 const log = openLog(outDir, 'train-profile.log');
 const report: Record<string, unknown> = {};
 const LORA: LoraSettings = { r: 16, alpha: 32, dropout: 0.05, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
@@ -302,9 +304,9 @@ async function leaveOneOut(): Promise<void> {
   report.leaveOneOut = { case: `${B}x${T}`, full, without: rows };
 }
 
-await section('training step throughput (bench step)', throughput);
-await section('step time without each kind of call', leaveOneOut);
-for (const [B, T] of cases) await section(`GPU time by call kind, one step at ${B}x${T}`, () => profileStep(B, T));
-await section('lm_head, cross-entropy and LoRA kernels alone', kernelTimes);
+if (sections.has('throughput')) await section('training step throughput (bench step)', throughput);
+if (sections.has('leave-one-out')) await section('step time without each kind of call', leaveOneOut);
+if (sections.has('calls')) for (const [B, T] of cases) await section(`GPU time by call kind, one step at ${B}x${T}`, () => profileStep(B, T));
+if (sections.has('kernels')) await section('lm_head, cross-entropy and LoRA kernels alone', kernelTimes);
 writeFileSync(join(outDir, 'train-profile.json'), JSON.stringify(report, null, 1) + '\n');
 model.free();

@@ -25,7 +25,7 @@ import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
 import { loraDownBackwardComposed, loraDownComposed, loraDownWeightGradComposed, loraUpBackwardComposed } from '../lora-composed.js';
 import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_BWD, LORA_UP_GRAD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
-import { CE_CLUSTER, NORM_ROW_CHUNKS, ROPE_HEADS, ROWS } from './kernels/rows.js';
+import { CE_CLUSTER, NORM_ROW_CHUNKS, ROPE_TOKENS, ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
 import { cudaMatmul, type MatmulHost } from './matmul.js';
@@ -480,18 +480,23 @@ export class CudaBackend implements Backend, MatmulHost {
   matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases: readonly (Tensor | null)[] = [], accumulate = false): void {
     if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
     this.productsSharingInput(outs, a, bs, accumulate);
-    // The biases, three outputs per launch.
-    const withBias = outs.flatMap((out, i) => {
+    // The biases, three outputs per launch; 16 bytes at a time where every tensor allows.
+    const pairs = outs.flatMap((out, i) => {
       const bias = biases[i];
       if (!bias) return [];
       if (out.size % bias.size !== 0) throw new Error(`matmulMany: bias of ${bias.size} does not divide [${out.shape.join(', ')}]`);
-      return out.size > 0 ? [[...floatArg(out, 'matmulMany out'), ...floatArg(bias, 'matmulMany bias'), out.size, bias.size]] : [];
+      return out.size > 0 ? [{ out, bias }] : [];
     });
-    for (let i = 0; i < withBias.length; i += 3) {
-      const part = withBias.slice(i, i + 3);
-      const total = part.reduce((n, args) => n + args[4], 0);
-      while (part.length < 3) part.push([0, 0, 0, 0, 0, 1]);
-      this.device.launch(this.device.kernel(DECODE, 'add_bias3'), [this.gridFor(total)], 256, 0, part.flat());
+    const wide = pairs.every(({ out, bias }) => bias.size % 8 === 0 && this.bf16x8(out, bias));
+    const args = pairs.map(({ out, bias }) => wide
+      ? [ptrArg(out), ptrArg(bias), out.size / 8, bias.size / 8]
+      : [...floatArg(out, 'matmulMany out'), ...floatArg(bias, 'matmulMany bias'), out.size, bias.size]);
+    const absent = wide ? [0, 0, 0, 1] : [0, 0, 0, 0, 0, 1];
+    for (let i = 0; i < args.length; i += 3) {
+      const part = args.slice(i, i + 3);
+      const total = part.reduce((n, a) => n + a[a.length - 2], 0);
+      while (part.length < 3) part.push(absent);
+      this.device.launch(this.device.kernel(DECODE, wide ? 'add_bias3_bf16x8' : 'add_bias3'), [this.gridFor(total)], 256, 0, part.flat());
     }
   }
 
@@ -738,7 +743,7 @@ export class CudaBackend implements Backend, MatmulHost {
     const half = hd / 2, H = x.size / (N * hd);
     if (bias && bias.size !== H * hd) throw new Error(`ropeForward: bias of ${bias.size} for ${H} heads of ${hd}`);
     if (half % 8 === 0 && this.bf16x8(out, x, ...(bias ? [bias] : []))) {
-      this.device.launch(this.device.kernel(ROWS, 'rope_bf16x8'), [Math.ceil((N * Math.ceil(H / ROPE_HEADS) * half) / 8 / 256)], 256, 0, [
+      this.device.launch(this.device.kernel(ROWS, 'rope_bf16x8'), [Math.ceil(N / ROPE_TOKENS)], 256, ROPE_TOKENS * half * 8, [
         ptrArg(out), ptrArg(x), bias ? ptrArg(bias) : 0, ptrOf(positions, 'i32', 'rope positions'), this.ropeTable(theta, hd).ptr, N, H, hd, sign,
       ]);
       return true;

@@ -14,7 +14,8 @@
  *   add_rmsnorm      residual add and the next RMSNorm in one pass over the row
  *   argmax_partial / argmax_final   greedy token choice on the device, first index on ties
  *   gather_rows      whole rows by index (compacting the KV cache when sequences finish)
- *   add_bias3        the biases of up to three projections in one launch
+ *   add_bias3        the biases of up to three projections in one launch (add_bias3_bf16x8:
+ *                    16 bytes at a time where every tensor allows)
  *   add_i32          rotary positions advancing by one per step
  */
 import { kernelModule, type KernelModule } from '../device.js';
@@ -389,6 +390,31 @@ extern "C" __global__ void add_bias3(void* x0, int xdt0, const void* b0, int bdt
     if (i < n0) stf(x0, xdt0, i, ldf(x0, xdt0, i) + ldf(b0, bdt0, i % D0));
     else if (i < n0 + n1) { const i64 j = i - n0; stf(x1, xdt1, j, ldf(x1, xdt1, j) + ldf(b1, bdt1, j % D1)); }
     else { const i64 j = i - n0 - n1; stf(x2, xdt2, j, ldf(x2, xdt2, j) + ldf(b2, bdt2, j % D2)); }
+  }
+}
+
+/**
+ * add_bias3 for bf16 outputs and biases of whole 16-byte chunks (n8, D8 in chunks of 8): the
+ * outputs of training-sized projections, where the generic kernel's per-element index
+ * arithmetic made it compute-bound.
+ */
+extern "C" __global__ void add_bias3_bf16x8(uint4* x0, const uint4* b0, i64 n0, int D0, uint4* x1, const uint4* b1, i64 n1, int D1,
+                                            uint4* x2, const uint4* b2, i64 n2, int D2) {
+  for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < n0 + n1 + n2; i += (i64)gridDim.x * blockDim.x) {
+    uint4* x = x0;
+    const uint4* b = b0;
+    i64 j = i;
+    int D = D0;
+    if (j >= n0) {
+      j -= n0;
+      if (j < n1) { x = x1; b = b1; D = D1; } else { j -= n1; x = x2; b = b2; D = D2; }
+    }
+    float v[8], c[8];
+    unpack8(x[j], v);
+    unpack8(b[j % D], c);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) v[k] += c[k];
+    x[j] = pack8(v);
   }
 }
 
