@@ -97,4 +97,15 @@ describe('CPU matmul with an NF4 weight', () => {
     be.matmul(dx, be.upload(dy, [M, out]), wt, { accumulate: true });
     expectClose(be.download(dx), naive(dy, dense, M, inp, out, false, false).map((v) => v + 1), 1e-4);
   });
+
+  it('sums the input gradients of projections sharing an input (matmulSum), and names a count mismatch', () => {
+    const inp = 128, M = 3, outs = [64, 32];
+    const ws = outs.map((o) => randomNf4(o, inp, 64));
+    const dys = outs.map((o) => randomArray(M * o, 1, rand));
+    const dx = be.upload(new Float32Array(M * inp).fill(2), [M, inp]);
+    be.matmulSum(dx, dys.map((d, i) => be.upload(d, [M, outs[i]])), ws.map((w) => be.uploadNf4(w.w)), true);
+    const expected = naive(dys[0], ws[0].dense, M, inp, outs[0], false, false).map((v, i) => v + naive(dys[1], ws[1].dense, M, inp, outs[1], false, false)[i] + 2);
+    expectClose(be.download(dx), expected, 1e-4);
+    expect(() => be.matmulSum(dx, [be.alloc([M, 64])], ws.map((w) => be.uploadNf4(w.w)))).toThrow(/matmulSum: 1 inputs for 2 weights/);
+  });
 });

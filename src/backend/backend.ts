@@ -141,6 +141,12 @@ export interface Backend {
    * product per group of equally shaped weights, one bias kernel).
    */
   matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases?: readonly (Tensor | null)[], accumulate?: boolean): void;
+  /**
+   * out = sum_i as[i] @ bs[i] (+ out if accumulate): the input gradient of projections sharing
+   * an input (q/k/v, gate/up; weights dense or nf4). What matmul(out, as[i], bs[i]) accumulating
+   * in turn gives, with the nf4 weights dequantized together where the backend can.
+   */
+  matmulSum(out: Tensor, as: readonly Tensor[], bs: readonly Tensor[], accumulate?: boolean): void;
   /** x[rows, D] += bias[D] for every row (in place). */
   addBias(x: Tensor, bias: Tensor): void;
 

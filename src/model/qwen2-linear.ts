@@ -150,9 +150,5 @@ export function linearGroupBackward(be: Backend, dx: Tensor | null, members: rea
     acc = true;
     for (const g of gs) be.free(g);
   }
-  if (!dx) return;
-  for (const m of members) {
-    be.matmul(dx, m.dy, m.lin.weight, { accumulate: acc });
-    acc = true;
-  }
+  if (dx) be.matmulSum(dx, members.map((m) => m.dy), members.map((m) => m.lin.weight), acc);
 }

@@ -89,6 +89,27 @@ function manyCase(kind: 'batch' | 'many nf4', aShape: number[], bShape: number[]
   };
 }
 
+/**
+ * matmulSum: the input gradient of three nf4 projections (q/k/v-like, one narrower), onto an
+ * output of random values (accumulate) or written.
+ */
+function sumCase(accumulate: boolean): ParityCase {
+  return {
+    name: `matmulSum x3 nf4${accumulate ? ' accumulate' : ''}`,
+    run(be, dt) {
+      const rand = rng(accumulate ? 71 : 72);
+      const widths = [64, 32, 64], M = 20, K = 128;
+      const dys = widths.map((w) => be.upload(values(M * w, 1, rand), [M, w], dt));
+      const ws = widths.map((w) => be.uploadNf4(nf4Quantizer(values(w * K, 1, rand), [w, K])));
+      const out = be.upload(values(M * K, 1, rand), [M, K], dt);
+      be.matmulSum(out, dys, ws, accumulate);
+      const result = { out: get(be, out) };
+      for (const t of [...dys, ...ws, out]) be.free(t);
+      return result;
+    },
+  };
+}
+
 interface AttnConfig {
   B: number; T: number; S: number; H: number; Hkv: number; hd: number; kvLen: number;
   /** keyMask [B, S]. */
@@ -183,6 +204,8 @@ export const PARITY_CASES: ParityCase[] = [
   manyCase('batch', [40, 24], [40, 16], [24, 16], { transA: true, alpha: 0.5, accumulate: true }, true),
   manyCase('batch', [40, 16], [24, 16], [40, 24], { transB: true, alpha: 2 }),
   manyCase('many nf4', [20, 128], [48, 128], [20, 48], { transB: true, accumulate: true }),
+  sumCase(true),
+  sumCase(false),
   matmulCase('matmul a x f32 LoRA A^T -> f32 (u = x A^T)', [40, 64], [8, 64], [40, 8], { transB: true }, { b: 'f32', out: 'f32' }),
   matmulCase('matmul f32 u x f32 B^T, accumulate into activations', [40, 8], [24, 8], [40, 24], { transB: true, alpha: 2, accumulate: true }, { a: 'f32', b: 'f32' }),
   matmulCase('matmul dy^T x f32 u -> f32 grad', [40, 24], [40, 8], [24, 8], { transA: true, alpha: 2, accumulate: true }, { b: 'f32', out: 'f32' }),

@@ -53,7 +53,7 @@ class CallTimer {
 
   constructor(private readonly be: CudaBackend) {
     const names = [
-      'matmul', 'matmulMany', 'matmulBatch', 'addBias', 'addRmsNorm', 'add', 'axpy', 'scale', 'sum', 'sumSquares', 'clipByNorm', 'dropout', 'loraDown', 'loraDownBackward', 'loraDownWeightGrad', 'loraUpBackward', 'embedding',
+      'matmul', 'matmulMany', 'matmulSum', 'matmulBatch', 'addBias', 'addRmsNorm', 'add', 'axpy', 'scale', 'sum', 'sumSquares', 'clipByNorm', 'dropout', 'loraDown', 'loraDownBackward', 'loraDownWeightGrad', 'loraUpBackward', 'embedding',
       'rmsNormForward', 'rmsNormBackward', 'ropeForward', 'ropeBackward', 'attentionForward', 'attentionBackward', 'swigluForward',
       'swigluBackward', 'crossEntropy', 'adamw', 'copy', 'fill', 'alloc', 'upload', 'download',
     ] as const;

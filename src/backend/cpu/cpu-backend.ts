@@ -270,6 +270,11 @@ export class CpuBackend implements Backend {
     });
   }
 
+  matmulSum(out: Tensor, as: readonly Tensor[], bs: readonly Tensor[], accumulate = false): void {
+    if (as.length !== bs.length) throw new Error(`matmulSum: ${as.length} inputs for ${bs.length} weights`);
+    as.forEach((a, i) => this.matmul(out, a, bs[i], { accumulate: accumulate || i > 0 }));
+  }
+
   downloadAsync(t: Tensor): PendingDownload {
     // Work runs as it is called here, so the values are final already.
     const values = this.download(t);

@@ -527,12 +527,12 @@ export class CudaBackend implements Backend, MatmulHost {
       const n = group.length, dtype = A.dtype as GemmDType;
       const nf4 = asCuda(bs[group[0]], 'matmulMany b').dtype === 'nf4';
       const scratch = nf4 ? this.scratch([n * N, K], dtype) : null;
-      const weights = group.map((i, j) => {
-        if (!scratch) return asCuda(bs[i], 'matmulMany b').ptr;
-        const view = new CudaTensor([N, K], dtype, scratch.ptr + j * N * K * elementBytes(dtype), [], scratch);
-        this.dequantizeNf4(view, asCuda(bs[i], 'matmulMany b'));
-        return view.ptr;
-      });
+      const weights = group.map((i) => asCuda(bs[i], 'matmulMany b').ptr);
+      if (scratch) {
+        const views = group.map((_, j) => new CudaTensor([N, K], dtype, scratch.ptr + j * N * K * elementBytes(dtype), [], scratch));
+        this.dequantizeNf4Many(views, group.map((i) => asCuda(bs[i], 'matmulMany b')));
+        views.forEach((v, j) => { weights[j] = v.ptr; });
+      }
       const arrays = this.addressArray([...group.map(() => A.ptr), ...weights, ...group.map((i) => asCuda(outs[i], 'matmulMany out').ptr)]);
       this.gemm.gemmArrays({
         M, N, K, transA: false, transB: true, dtype, outDtype: dtype, aArray: arrays, lda: K, bArray: arrays + 8 * n, ldb: K, cArray: arrays + 16 * n, ldc: N,
@@ -540,6 +540,28 @@ export class CudaBackend implements Backend, MatmulHost {
       });
       if (scratch) this.releaseScratch(scratch);
     }
+  }
+
+  matmulSum(out: Tensor, as: readonly Tensor[], bs: readonly Tensor[], accumulate = false): void {
+    if (as.length !== bs.length) throw new Error(`matmulSum: ${as.length} inputs for ${bs.length} weights`);
+    const O = asCuda(out, 'matmulSum out');
+    const nf4 = bs.flatMap((b, i) => (asCuda(b, 'matmulSum b').dtype === 'nf4' && asCuda(as[i], 'matmulSum a').dtype === 'bf16' ? [i] : []));
+    const dense: Tensor[] = [...bs];
+    let scratch: CudaTensor | null = null;
+    // The nf4 weights of a bf16 product dequantized together (matmul would take them one by one).
+    if (O.dtype === 'bf16' && nf4.length > 1) {
+      scratch = this.scratch([nf4.reduce((n, i) => n + bs[i].size, 0)], 'bf16');
+      let offset = 0;
+      const views = nf4.map((i) => {
+        const v = new CudaTensor([...bs[i].shape], 'bf16', (scratch as CudaTensor).ptr + 2 * offset, [], scratch);
+        offset += bs[i].size;
+        dense[i] = v;
+        return v;
+      });
+      this.dequantizeNf4Many(views, nf4.map((i) => asCuda(bs[i], 'matmulSum b')));
+    }
+    dense.forEach((b, i) => this.matmul(out, as[i], b, { accumulate: accumulate || i > 0 }));
+    if (scratch) this.releaseScratch(scratch);
   }
 
   downloadAsync(t: Tensor): PendingDownload {
@@ -656,12 +678,41 @@ export class CudaBackend implements Backend, MatmulHost {
     this.elementwise('convert', dst.size, [...floatArg(dst, 'convert dst'), ...floatArg(src, 'convert src'), dst.size]);
   }
 
+  /** The block shift of the 16-element bf16 dequantization kernels for dst = w, or -1 where they do not apply. */
+  private nf4Shift16(dst: CudaTensor, w: CudaTensor): number {
+    const parts = w.nf4;
+    if (!parts) throw new TypeError('dequantizeNf4: not an nf4 tensor');
+    const shift = Number.isInteger(Math.log2(parts.blockSize)) ? Math.log2(parts.blockSize) : -1;
+    return dst.dtype === 'bf16' && shift >= 4 && w.size % 16 === 0 && dst.ptr % 16 === 0 && w.ptr % 8 === 0 ? shift : -1;
+  }
+
+  /**
+   * @internal dsts[i] = the dequantized NF4 weight ws[i] (see dequantizeNf4), three weights a
+   * launch where the 16-element kernel applies to all of them with one block size.
+   */
+  dequantizeNf4Many(dsts: readonly CudaTensor[], ws: readonly CudaTensor[]): void {
+    const shifts = ws.map((w, i) => this.nf4Shift16(dsts[i], w));
+    if (ws.length < 2 || shifts.some((sh) => sh < 0 || sh !== shifts[0])) {
+      ws.forEach((w, i) => this.dequantizeNf4(dsts[i], w));
+      return;
+    }
+    for (let i = 0; i < ws.length; i += 3) {
+      const part = ws.slice(i, i + 3).map((w, j) => {
+        const parts = w.nf4 as NonNullable<CudaTensor['nf4']>;
+        return [dsts[i + j].ptr, w.ptr, parts.absmax, parts.code, w.size / 16];
+      });
+      const total = part.reduce((n, args) => n + args[4], 0);
+      while (part.length < 3) part.push([0, 0, 0, 0, 0]);
+      this.elementwise('nf4_dequant_bf16x16_3', total, [...part.flat(), shifts[0]]);
+    }
+  }
+
   /** @internal dst (float, w's size) = the dequantized NF4 weight w. */
   dequantizeNf4(dst: CudaTensor, w: CudaTensor): void {
     const parts = w.nf4;
     if (!parts) throw new TypeError('dequantizeNf4: not an nf4 tensor');
-    const shift = Number.isInteger(Math.log2(parts.blockSize)) ? Math.log2(parts.blockSize) : -1;
-    if (dst.dtype === 'bf16' && shift >= 4 && w.size % 16 === 0 && dst.ptr % 16 === 0 && w.ptr % 8 === 0) {
+    const shift = this.nf4Shift16(dst, w);
+    if (shift >= 0) {
       this.elementwise('nf4_dequant_bf16x16', w.size / 16, [dst.ptr, w.ptr, parts.absmax, parts.code, w.size / 16, shift]);
       return;
     }

@@ -123,6 +123,21 @@ extern "C" __global__ void nf4_dequant(void* out, int odt, const unsigned char* 
   }
 }
 
+
+/** One weight's 16-element step g of nf4_dequant_bf16x16: codes and scale in, two 16-byte stores out. */
+__device__ __forceinline__ void nf4_step16(uint4* out, const uint2* codes, const float* absmax, const float* cb, i64 g, int blockShift) {
+  const uint2 w = codes[g];
+  const float s = absmax[(g * 16) >> blockShift];
+  unsigned h[8];
+  #pragma unroll
+  for (int k = 0; k < 8; k++) {
+    const unsigned byte = ((k < 4 ? w.x : w.y) >> (8 * (k & 3))) & 255u;
+    h[k] = pack_bf16(cb[byte >> 4] * s, cb[byte & 15u] * s);
+  }
+  out[2 * g] = make_uint4(h[0], h[1], h[2], h[3]);
+  out[2 * g + 1] = make_uint4(h[4], h[5], h[6], h[7]);
+}
+
 /**
  * nf4_dequant for bf16 outputs and power-of-two blocks of at least 16 elements (the usual 64):
  * 16 elements per step from one 8-byte load of codes and one scale, rounded two at a time by
@@ -132,17 +147,28 @@ extern "C" __global__ void nf4_dequant_bf16x16(uint4* out, const uint2* codes, c
   __shared__ float cb[16];
   if (threadIdx.x < 16) cb[threadIdx.x] = code[threadIdx.x];
   __syncthreads();
-  GRID_LOOP(g, n16) {
-    const uint2 w = codes[g];
-    const float s = absmax[(g * 16) >> blockShift];
-    unsigned h[8];
-    #pragma unroll
-    for (int k = 0; k < 8; k++) {
-      const unsigned byte = ((k < 4 ? w.x : w.y) >> (8 * (k & 3))) & 255u;
-      h[k] = pack_bf16(cb[byte >> 4] * s, cb[byte & 15u] * s);
-    }
-    out[2 * g] = make_uint4(h[0], h[1], h[2], h[3]);
-    out[2 * g + 1] = make_uint4(h[4], h[5], h[6], h[7]);
+  GRID_LOOP(g, n16) nf4_step16(out, codes, absmax, cb, g, blockShift);
+}
+
+/**
+ * nf4_dequant_bf16x16 of up to three weights in one launch (the projections a layer multiplies
+ * together: small weights take a few microseconds each, mostly the launch's ramp and tail). An
+ * absent weight has n16 = 0.
+ */
+extern "C" __global__ void nf4_dequant_bf16x16_3(uint4* o0, const uint2* c0, const float* a0, const float* q0, i64 n0,
+                                                 uint4* o1, const uint2* c1, const float* a1, const float* q1, i64 n1,
+                                                 uint4* o2, const uint2* c2, const float* a2, const float* q2, i64 n2, int blockShift) {
+  __shared__ float cb[3][16];
+  if (threadIdx.x < 48) {
+    const int m = threadIdx.x >> 4;
+    const float* q = m == 0 ? q0 : m == 1 ? q1 : q2;
+    if ((m == 0 ? n0 : m == 1 ? n1 : n2) > 0) cb[m][threadIdx.x & 15] = q[threadIdx.x & 15];
+  }
+  __syncthreads();
+  GRID_LOOP(i, n0 + n1 + n2) {
+    if (i < n0) nf4_step16(o0, c0, a0, cb[0], i, blockShift);
+    else if (i < n0 + n1) nf4_step16(o1, c1, a1, cb[1], i - n0, blockShift);
+    else nf4_step16(o2, c2, a2, cb[2], i - n0 - n1, blockShift);
   }
 }
 

@@ -333,6 +333,7 @@ extern "C" __global__ void cross_entropy_bf16x8(float* losses, const uint4* logi
 #if __CUDA_ARCH__ >= 900
 #define CE_CLUSTER ${CE_CLUSTER.blocks}
 #define CE_PER_THREAD ${CE_CLUSTER.perThread}
+#define CE_LOG2E 1.4426950408889634f
 
 __device__ float block_max(float v, float* scratch) {
   for (int d = 16; d > 0; d >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, d));
@@ -416,11 +417,14 @@ cross_entropy_bf16x8_cluster(float* losses, const uint4* logits, const int* targ
     for (int q = 0; q < 8; q++) m = fmaxf(m, v[q]);
   });
   m = block_max(m, scratch);
+  // exp2 of one FMA per element (the MUFU instruction and little else): this kernel is bound by
+  // its arithmetic, not by memory, with expf's accurate range reduction.
   float s = 0.f;
   if (m != NEG_INF) {
+    const float mLog2 = m * CE_LOG2E;
     ce_chunks(r, j0, j1, [&](int, float (&v)[8]) {
       #pragma unroll
-      for (int q = 0; q < 8; q++) s += expf(v[q] - m);
+      for (int q = 0; q < 8; q++) s += exp2f(fmaf(v[q], CE_LOG2E, -mLog2));
     });
   }
   s = block_sum(s, scratch);
@@ -433,11 +437,14 @@ cross_entropy_bf16x8_cluster(float* losses, const uint4* logits, const int* targ
   const float lse = M + logf(S);
   if (rank == 0 && threadIdx.x == 0) losses[row] = lse - targetLogit;
   if (!hasGrad) return;
+  // gradScale * exp(v - lse) = exp2(v log2 e + log2(gradScale) - lse log2 e).
+  const float shift = log2f(gradScale) - lse * CE_LOG2E;
   ce_chunks(r, j0, j1, [&](int j, float (&v)[8]) {
+    const int tq = t - j * 8;
     #pragma unroll
     for (int q = 0; q < 8; q++) {
-      v[q] = expf(v[q] - lse) * gradScale;
-      if (j * 8 + q == t) v[q] -= gradScale;
+      v[q] = exp2f(fmaf(v[q], CE_LOG2E, shift));
+      if (q == tq) v[q] -= gradScale;
     }
     dlogits[o + j] = pack8(v);
   });
