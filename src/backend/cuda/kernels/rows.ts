@@ -6,8 +6,8 @@
 import { kernelModule, type KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
 
-/** Tokens a rope_bf16x8 block rotates (their cosines and sines share its shared memory). */
-export const ROPE_TOKENS = 8;
+/** Heads a rope_bf16x8 thread rotates. */
+export const ROPE_HEADS = 4;
 /** 16-byte chunks of a row each thread of the bf16 norm kernels keeps in registers (rows of D <= 8 x this x threads). */
 export const NORM_ROW_CHUNKS = 4;
 /** Blocks a row and 16-byte chunks a thread of cross_entropy_bf16x8_cluster. */
@@ -156,67 +156,61 @@ extern "C" __global__ void rope(void* out, int odt, const void* x, int xdt, cons
 }
 
 /**
- * rope for bf16 tensors with half a head a multiple of 8. A block takes ROPE_TOKENS tokens:
- * first each (token, frequency) pair's cosine and sine go to shared memory (one sincos per pair,
- * not one per head), then the block's (token, head, 8 frequencies) items are rotated with
- * 16-byte accesses, ROPE_UNROLL items a thread at a time with all their loads issued before any
+ * rope for bf16 tensors with half a head a multiple of 8: one thread per token, group of
+ * ROPE_HEADS heads and 8 frequencies, 16-byte accesses, all the group's loads issued before any
  * store (out may alias x, so the compiler cannot hoist them itself). With bias (bf16 [H * hd]),
  * rotates x + bias, rounded to bf16 first as a separate add would store it.
  */
-#define ROPE_TOKENS ${ROPE_TOKENS}
-#define ROPE_UNROLL 4
+#define ROPE_HEADS ${ROPE_HEADS}
 extern "C" __global__ void rope_bf16x8(u16* out, const u16* x, const u16* bias, const int* pos, const float* invFreq, int N, int H, int hd, float sign) {
-  extern __shared__ float2 cs[];  // [ROPE_TOKENS][hd / 2]: (cos, sign * sin)
-  const int half = hd >> 1, c8 = half >> 3, n0 = blockIdx.x * ROPE_TOKENS;
-  const int tokens = min(ROPE_TOKENS, N - n0);
-  for (int e = threadIdx.x; e < tokens * half; e += blockDim.x) {
-    const int t = e / half, i = e - t * half;
-    double sd, cd;
-    sincos((double)((float)pos[n0 + t] * invFreq[i]), &sd, &cd);
-    cs[e] = make_float2((float)cd, sign * (float)sd);
-  }
-  __syncthreads();
-  const int items = tokens * H * c8;
-  for (int base = 0; base < items; base += ROPE_UNROLL * blockDim.x) {
-    uint4 lo[ROPE_UNROLL], hi[ROPE_UNROLL];
-    #pragma unroll
-    for (int u = 0; u < ROPE_UNROLL; u++) {
-      const int item = base + u * blockDim.x + threadIdx.x;
-      if (item < items) {
-        const i64 o = ((i64)n0 * H + item / c8) * hd + (item % c8) * 8;
-        lo[u] = *(const uint4*)(x + o);
-        hi[u] = *(const uint4*)(x + o + half);
-      }
+  const int half = hd >> 1, c8 = half >> 3, G = (H + ROPE_HEADS - 1) / ROPE_HEADS;
+  const i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+  if (idx >= (i64)N * G * c8) return;
+  const i64 ng = idx / c8;
+  const int i0 = (int)(idx % c8) * 8, h0 = (int)(ng % G) * ROPE_HEADS, n = (int)(ng / G);
+  uint4 lo[ROPE_HEADS], hi[ROPE_HEADS];
+  #pragma unroll
+  for (int g = 0; g < ROPE_HEADS; g++) {
+    if (h0 + g < H) {
+      const i64 o = ((i64)n * H + h0 + g) * hd + i0;
+      lo[g] = *(const uint4*)(x + o);
+      hi[g] = *(const uint4*)(x + o + half);
     }
-    #pragma unroll
-    for (int u = 0; u < ROPE_UNROLL; u++) {
-      const int item = base + u * blockDim.x + threadIdx.x;
-      if (item >= items) break;
-      const int th = item / c8, i0 = (item - th * c8) * 8, t = th / H, h = th - t * H;
-      float x1[8], x2[8];
-      unpack8(lo[u], x1);
-      unpack8(hi[u], x2);
-      if (bias) {
-        float b1[8], b2[8];
-        unpack8(*(const uint4*)(bias + h * hd + i0), b1);
-        unpack8(*(const uint4*)(bias + h * hd + i0 + half), b2);
-        #pragma unroll
-        for (int k = 0; k < 8; k++) {
-          x1[k] = bf16_to_f32(f32_to_bf16(x1[k] + b1[k]));
-          x2[k] = bf16_to_f32(f32_to_bf16(x2[k] + b2[k]));
-        }
-      }
-      float y1[8], y2[8];
+  }
+  float c[8], s[8];
+  #pragma unroll
+  for (int k = 0; k < 8; k++) {
+    double sd, cd;
+    sincos((double)((float)pos[n] * invFreq[i0 + k]), &sd, &cd);
+    c[k] = (float)cd;
+    s[k] = sign * (float)sd;
+  }
+  #pragma unroll
+  for (int g = 0; g < ROPE_HEADS; g++) {
+    const int h = h0 + g;
+    if (h >= H) break;
+    float x1[8], x2[8];
+    unpack8(lo[g], x1);
+    unpack8(hi[g], x2);
+    if (bias) {
+      float b1[8], b2[8];
+      unpack8(*(const uint4*)(bias + h * hd + i0), b1);
+      unpack8(*(const uint4*)(bias + h * hd + i0 + half), b2);
       #pragma unroll
       for (int k = 0; k < 8; k++) {
-        const float2 r = cs[t * half + i0 + k];
-        y1[k] = x1[k] * r.x - x2[k] * r.y;
-        y2[k] = x2[k] * r.x + x1[k] * r.y;
+        x1[k] = bf16_to_f32(f32_to_bf16(x1[k] + b1[k]));
+        x2[k] = bf16_to_f32(f32_to_bf16(x2[k] + b2[k]));
       }
-      const i64 o = ((i64)n0 * H + th) * hd + i0;
-      *(uint4*)(out + o) = pack8(y1);
-      *(uint4*)(out + o + half) = pack8(y2);
     }
+    float y1[8], y2[8];
+    #pragma unroll
+    for (int k = 0; k < 8; k++) {
+      y1[k] = x1[k] * c[k] - x2[k] * s[k];
+      y2[k] = x2[k] * c[k] + x1[k] * s[k];
+    }
+    const i64 o = ((i64)n * H + h) * hd + i0;
+    *(uint4*)(out + o) = pack8(y1);
+    *(uint4*)(out + o + half) = pack8(y2);
   }
 }
 
@@ -417,8 +411,8 @@ cross_entropy_bf16x8_cluster(float* losses, const uint4* logits, const int* targ
     for (int q = 0; q < 8; q++) m = fmaxf(m, v[q]);
   });
   m = block_max(m, scratch);
-  // exp2 of one FMA per element (the MUFU instruction and little else): this kernel is bound by
-  // its arithmetic, not by memory, with expf's accurate range reduction.
+  // exp2 of one FMA per element: with expf's accurate range reduction this kernel was bound by
+  // its arithmetic rather than by memory (ncu on an H200).
   float s = 0.f;
   if (m != NEG_INF) {
     const float mLog2 = m * CE_LOG2E;
