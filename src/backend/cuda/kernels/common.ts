@@ -66,6 +66,15 @@ __device__ __forceinline__ uint4 pack8(const float (&v)[8]) {
   w.x = u[0]; w.y = u[1]; w.z = u[2]; w.w = u[3];
   return w;
 }
+/** x[j] += bias[j % D8] for 8 bf16 at a time (a bias row of D8 16-byte chunks). */
+__device__ __forceinline__ void add_bias8(uint4* x, const uint4* bias, i64 j, int D8) {
+  float v[8], b[8];
+  unpack8(x[j], v);
+  unpack8(bias[j % D8], b);
+  #pragma unroll
+  for (int k = 0; k < 8; k++) v[k] += b[k];
+  x[j] = pack8(v);
+}
 
 /** Two floats as bf16x2, lo in the low half (round to nearest even, one instruction on sm_80+). */
 __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {

@@ -409,12 +409,7 @@ extern "C" __global__ void add_bias3_bf16x8(uint4* x0, const uint4* b0, i64 n0, 
       j -= n0;
       if (j < n1) { x = x1; b = b1; D = D1; } else { j -= n1; x = x2; b = b2; D = D2; }
     }
-    float v[8], c[8];
-    unpack8(x[j], v);
-    unpack8(b[j % D], c);
-    #pragma unroll
-    for (int k = 0; k < 8; k++) v[k] += c[k];
-    x[j] = pack8(v);
+    add_bias8(x, b, j, D);
   }
 }
 

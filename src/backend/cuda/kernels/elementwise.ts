@@ -175,14 +175,7 @@ extern "C" __global__ void nf4_dequant_bf16x16_3(uint4* o0, const uint2* c0, con
 // bf16 fast paths (the host picks them when every tensor is bf16, 16-byte aligned and the size
 // a multiple of 8) move 8 elements per thread through unpack8/pack8 of common.ts.
 extern "C" __global__ void add_bias_bf16x8(uint4* x, const uint4* bias, i64 n8, int D8) {
-  GRID_LOOP(g, n8) {
-    float v[8], b[8];
-    unpack8(x[g], v);
-    unpack8(bias[g % D8], b);
-    #pragma unroll
-    for (int k = 0; k < 8; k++) v[k] += b[k];
-    x[g] = pack8(v);
-  }
+  GRID_LOOP(g, n8) add_bias8(x, bias, g, D8);
 }
 
 extern "C" __global__ void add_bf16x8(uint4* out, const uint4* a, const uint4* b, i64 n8) {
