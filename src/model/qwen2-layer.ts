@@ -11,8 +11,10 @@
  * and the MLP's gate and up products (plus the layer input x, which the caller owns), and n1
  * when q, k or v has LoRA factors (their gradients read it; keeping it costs less time than
  * recomputing it). n2 and the SwiGLU output are recomputed in the backward pass when a LoRA
- * factor needs them (one elementwise kernel each) and never kept otherwise. With `recompute`, nothing
- * but x is kept and the backward pass runs the forward again first (activation checkpointing).
+ * factor needs them (one elementwise kernel each) and never kept otherwise. With `recompute`,
+ * nothing but x is kept and the backward pass runs the forward again first (activation
+ * checkpointing). Each layer's closing residual add also computes the next norm (the next
+ * layer's input norm, or the final one), which the next layer receives ready.
  */
 import type { Backend, Tensor } from '../backend/backend.js';
 import type { Qwen2Config } from './config.js';
