@@ -9,7 +9,8 @@
  * 2. GPU time by kind of backend call within one step: CUDA events recorded around every call
  *    (NF4 dequantization inside a product is timed on its own as well), and the host time to
  *    queue a step;
- * 3. a few products and kernels alone at the step's sizes (lm_head chunks, cross-entropy).
+ * 3. a few products and kernels alone at the step's sizes (lm_head chunks, cross-entropy);
+ * 4. (leave-one-out) the step time with one kind of call turned into a no-op.
  *
  *   node train-profile.mjs OUT_DIR [--layers 24] [--cases 16x512,8x128] [--steps 10]
  *     [--sections throughput,leave-one-out,calls,kernels]
@@ -38,7 +39,9 @@ const outDir = positionals[0] ?? 'train-profile-out';
 const layers = Number(values.layers ?? SHAPE_1_8B.layers);
 const cases = (values.cases ?? '16x512,8x128').split(',').map((c) => c.split('x').map(Number) as [number, number]);
 const steps = Number(values.steps ?? 10);
-const sections = new Set((values.sections ?? 'throughput,leave-one-out,calls,kernels').split(','));
+const SECTIONS = ['throughput', 'leave-one-out', 'calls', 'kernels'];
+const sections = new Set((values.sections ?? SECTIONS.join(',')).split(','));
+for (const s of sections) if (!SECTIONS.includes(s)) throw new Error(`--sections: unknown section '${s}' (expected a comma list of ${SECTIONS.join(', ')})`);
 const log = openLog(outDir, 'train-profile.log');
 const report: Record<string, unknown> = {};
 const LORA: LoraSettings = { r: 16, alpha: 32, dropout: 0.05, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
@@ -275,15 +278,17 @@ function kernelTimes(): void {
 }
 
 /**
- * What each kind of call really costs in the step: the step time with that kind turned into a
- * no-op, against the full step (results are wrong then; only the time is read). Event timing
- * adds its own overhead per call; a difference of step times does not.
+ * The step time with one kind of call turned into a no-op, against the full step (results are
+ * wrong then; only the time is read). Free of event timing's per-call overhead, but not of the
+ * data: a skipped kernel leaves other values for the products after it, and products draw power
+ * (and so run at clocks) that depend on their operands' values. Kinds whose outputs only reach
+ * elementwise kernels or feed products with realistic data read truest.
  */
 async function leaveOneOut(): Promise<void> {
   const [B, T] = cases[0];
   const kinds = [
     'dequantizeNf4', 'attentionForward', 'attentionBackward', 'crossEntropy', 'swigluForward', 'swigluBackward', 'rmsNormForward', 'rmsNormBackward',
-    'addRmsNorm', 'ropeForward', 'ropeBackward', 'loraDown', 'loraDownBackward', 'loraDownWeightGrad', 'loraUpBackward', 'matmulBatch', 'add',
+    'addRmsNorm', 'ropeForward', 'ropeBackward', 'loraDown', 'loraDownBackward', 'loraDownWeightGrad', 'loraUpBackward', 'matmulBatch',
   ] as const;
   const target = be as unknown as Record<string, (...args: unknown[]) => unknown>;
   const stepMs = async (): Promise<number> => (await measureTrain(model, B, T, 6, 2, LORA, 0)).step_ms;

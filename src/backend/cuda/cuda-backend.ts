@@ -526,19 +526,14 @@ export class CudaBackend implements Backend, MatmulHost {
       for (const i of group) expectShape('matmulMany out', outs[i], [M, N]);
       const n = group.length, dtype = A.dtype as GemmDType;
       const nf4 = asCuda(bs[group[0]], 'matmulMany b').dtype === 'nf4';
-      const scratch = nf4 ? this.scratch([n * N, K], dtype) : null;
-      const weights = group.map((i) => asCuda(bs[i], 'matmulMany b').ptr);
-      if (scratch) {
-        const views = group.map((_, j) => new CudaTensor([N, K], dtype, scratch.ptr + j * N * K * elementBytes(dtype), [], scratch));
-        this.dequantizeNf4Many(views, group.map((i) => asCuda(bs[i], 'matmulMany b')));
-        views.forEach((v, j) => { weights[j] = v.ptr; });
-      }
+      const dense = nf4 ? this.dequantizedTogether(group.map((i) => asCuda(bs[i], 'matmulMany b')), dtype) : null;
+      const weights = dense ? dense.views.map((v) => v.ptr) : group.map((i) => asCuda(bs[i], 'matmulMany b').ptr);
       const arrays = this.addressArray([...group.map(() => A.ptr), ...weights, ...group.map((i) => asCuda(outs[i], 'matmulMany out').ptr)]);
       this.gemm.gemmArrays({
         M, N, K, transA: false, transB: true, dtype, outDtype: dtype, aArray: arrays, lda: K, bArray: arrays + 8 * n, ldb: K, cArray: arrays + 16 * n, ldc: N,
         alpha: 1, beta: accumulate ? 1 : 0, batch: n,
       });
-      if (scratch) this.releaseScratch(scratch);
+      if (dense) this.releaseScratch(dense.scratch);
     }
   }
 
@@ -546,22 +541,25 @@ export class CudaBackend implements Backend, MatmulHost {
     if (as.length !== bs.length) throw new Error(`matmulSum: ${as.length} inputs for ${bs.length} weights`);
     const O = asCuda(out, 'matmulSum out');
     const nf4 = bs.flatMap((b, i) => (asCuda(b, 'matmulSum b').dtype === 'nf4' && asCuda(as[i], 'matmulSum a').dtype === 'bf16' ? [i] : []));
-    const dense: Tensor[] = [...bs];
-    let scratch: CudaTensor | null = null;
     // The nf4 weights of a bf16 product dequantized together (matmul would take them one by one).
-    if (O.dtype === 'bf16' && nf4.length > 1) {
-      scratch = this.scratch([nf4.reduce((n, i) => n + bs[i].size, 0)], 'bf16');
-      let offset = 0;
-      const views = nf4.map((i) => {
-        const v = new CudaTensor([...bs[i].shape], 'bf16', (scratch as CudaTensor).ptr + 2 * offset, [], scratch);
-        offset += bs[i].size;
-        dense[i] = v;
-        return v;
-      });
-      this.dequantizeNf4Many(views, nf4.map((i) => asCuda(bs[i], 'matmulSum b')));
-    }
+    const together = O.dtype === 'bf16' && nf4.length > 1 ? this.dequantizedTogether(nf4.map((i) => asCuda(bs[i], 'matmulSum b')), 'bf16') : null;
+    const dense: Tensor[] = [...bs];
+    together?.views.forEach((v, j) => { dense[nf4[j]] = v; });
     dense.forEach((b, i) => this.matmul(out, as[i], b, { accumulate: accumulate || i > 0 }));
-    if (scratch) this.releaseScratch(scratch);
+    if (together) this.releaseScratch(together.scratch);
+  }
+
+  /** NF4 weights dequantized into one scratch block (the caller releases it): a view of it per weight, in order. */
+  private dequantizedTogether(ws: readonly CudaTensor[], dtype: GemmDType): { scratch: CudaTensor; views: CudaTensor[] } {
+    const scratch = this.scratch([ws.reduce((n, w) => n + w.size, 0)], dtype);
+    let offset = 0;
+    const views = ws.map((w) => {
+      const v = new CudaTensor([...w.shape], dtype, scratch.ptr + offset * elementBytes(dtype), [], scratch);
+      offset += w.size;
+      return v;
+    });
+    this.dequantizeNf4Many(views, ws);
+    return { scratch, views };
   }
 
   downloadAsync(t: Tensor): PendingDownload {

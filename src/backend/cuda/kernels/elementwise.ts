@@ -123,7 +123,6 @@ extern "C" __global__ void nf4_dequant(void* out, int odt, const unsigned char* 
   }
 }
 
-
 /** One weight's 16-element step g of nf4_dequant_bf16x16: codes and scale in, two 16-byte stores out. */
 __device__ __forceinline__ void nf4_step16(uint4* out, const uint2* codes, const float* absmax, const float* cb, i64 g, int blockShift) {
   const uint2 w = codes[g];
