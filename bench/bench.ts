@@ -18,6 +18,7 @@ import {
   measureGenerate, measureTrain, PEAK_FLOPS, randomModel, randomPrompts, shapeConfig, trainFlops,
   type GenerateResult, type LoraSettings, type ShapeName, type TrainResult,
 } from './measure.js';
+import { gpuTemperature, settle, type Settled } from './gpu-settle.js';
 import { HF_SCRIPT, runHf, saveHfModel, type HfOutcome } from './reference.js';
 
 const DEFAULTS: Record<ShapeName, { cases: [number, number][]; steps: number; warmup: number; prompts: number; promptLen: number; newTokens: number; genBatch: number }> = {
@@ -49,6 +50,8 @@ flags:
   --hf-python CMD       Python with torch, transformers, peft (default python3)
   --skip-hf             measure sqlora only (random weights made in JavaScript)
   --seed N              weights, batches and prompts (default 0)
+  --settle S            before each measurement, wait up to S seconds for the GPU to cool back
+                        to within 3 degrees C of its starting temperature (default 60; 0: no wait)
   --out FILE            JSON results (default runs/bench/bench-SHAPE-DEVICE.json)
 `;
 
@@ -64,7 +67,7 @@ function parse() {
   const { values } = parseArgs({
     options: {
       shape: str, device: str, batch: str, seq: str, steps: str, warmup: str, mode: str, prompts: str, 'prompt-len': str, 'new-tokens': str,
-      'gen-batch': str, quantize: str, model: str, work: str, 'hf-python': str, 'skip-hf': { type: 'boolean', default: false }, seed: str, out: str,
+      'gen-batch': str, settle: str, quantize: str, model: str, work: str, 'hf-python': str, 'skip-hf': { type: 'boolean', default: false }, seed: str, out: str,
       help: { type: 'boolean', default: false },
     },
   });
@@ -88,7 +91,7 @@ function parse() {
     prompts: positive('prompts', values.prompts, d.prompts), promptLen: positive('prompt-len', values['prompt-len'], d.promptLen),
     newTokens: positive('new-tokens', values['new-tokens'], d.newTokens), genBatch: positive('gen-batch', values['gen-batch'], d.genBatch),
     model: values.model, work: resolve(values.work ?? join(tmpdir(), `sqlora-bench-${shape}`)), python: values['hf-python'] ?? 'python3',
-    skipHf: values['skip-hf'], seed: positive('seed', values.seed, 0, true), out: values.out ?? join('runs', 'bench', `bench-${shape}-${device}.json`),
+    skipHf: values['skip-hf'], seed: positive('seed', values.seed, 0, true), settle: positive('settle', values.settle, 60, true), out: values.out ?? join('runs', 'bench', `bench-${shape}-${device}.json`),
   };
 }
 
@@ -97,6 +100,8 @@ interface Row {
   unit: string;
   sqlora: TrainResult | GenerateResult | { error: string };
   hf: HfOutcome | null;
+  /** The GPU's temperature when each side's measurement began. */
+  settled: { sqlora?: Settled; hf?: Settled };
   /** FLOPs per token for the MFU columns (training rows). */
   flopsPerToken: number | null;
 }
@@ -105,6 +110,12 @@ const gib = (b: number): string => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} 
 const rate = (x: number): string => (x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(2));
 const pct = (x: number): string => `${x >= 0.001 ? (100 * x).toFixed(1) : (100 * x).toPrecision(2)}%`;
 const count = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(3)} B` : `${(n / 1e6).toFixed(2)} M`);
+
+/** A row's starting temperatures, for the table's footer. */
+function temps(r: Row): string {
+  const one = (name: string, s: Settled | undefined): string | null => (s?.start_c != null ? `${name} ${s.start_c} C${s.waited_s >= 1 ? ` (waited ${s.waited_s.toFixed(0)} s)` : ''}` : null);
+  return [one('HF', r.settled.hf), one('sqlora', r.settled.sqlora)].filter((x) => x).join(', ') || '-';
+}
 
 function table(rows: Row[]): string {
   const head = ['workload', 'sqlora', 'HF', 'sqlora/HF', 'MFU sqlora', 'MFU HF', 'peak sqlora', 'peak HF'];
@@ -152,21 +163,26 @@ async function main(): Promise<void> {
   const train = o.mode !== 'generate', gen = o.mode !== 'train';
   if (train) {
     for (const [b, t] of o.cases) {
-      rows.push({ workload: `train ${b}x${t}`, unit: 'tokens/s', sqlora: { error: 'not run' }, hf: null, flopsPerToken: trainFlops(config, t, LORA.r, LORA.targets).perToken });
+      rows.push({ workload: `train ${b}x${t}`, unit: 'tokens/s', sqlora: { error: 'not run' }, hf: null, settled: {}, flopsPerToken: trainFlops(config, t, LORA.r, LORA.targets).perToken });
     }
   }
-  if (gen) rows.push({ workload: `generate ${o.prompts}x~${o.promptLen}+${o.newTokens} b${o.genBatch}${o.quantize ? ` (sqlora ${o.quantize})` : ''}`, unit: 'new tokens/s', sqlora: { error: 'not run' }, hf: null, flopsPerToken: null });
+  if (gen) rows.push({ workload: `generate ${o.prompts}x~${o.promptLen}+${o.newTokens} b${o.genBatch}${o.quantize ? ` (sqlora ${o.quantize})` : ''}`, unit: 'new tokens/s', sqlora: { error: 'not run' }, hf: null, settled: {}, flopsPerToken: null });
 
+  const baseline = o.device === 'cuda' && o.settle > 0 ? gpuTemperature() : null;
+  const cool = (): Settled => settle(baseline, o.settle);
   // HF first, each measurement in its own process that frees the GPU before sqlora starts.
   if (!o.skipHf) {
-    const hf = (args: string[], out: string): HfOutcome => (hfBroken ? { ok: false, error: hfBroken } : runHf(o.python, [...hfArgs, ...args], join(o.work, out)));
+    const hf = (row: Row, args: string[], out: string): void => {
+      row.settled.hf = cool();
+      row.hf = hfBroken ? { ok: false, error: hfBroken } : runHf(o.python, [...hfArgs, ...args], join(o.work, out));
+    };
     let i = 0;
     if (train) {
       for (const [b, t] of o.cases) {
-        rows[i++].hf = hf(['--mode', 'train', '--batch', String(b), '--seq', String(t), '--steps', String(o.steps), '--warmup', String(o.warmup)], `hf-train-${b}x${t}.json`);
+        hf(rows[i++], ['--mode', 'train', '--batch', String(b), '--seq', String(t), '--steps', String(o.steps), '--warmup', String(o.warmup)], `hf-train-${b}x${t}.json`);
       }
     }
-    if (gen) rows[i].hf = hf(['--mode', 'generate', '--prompts', promptsFile, '--new-tokens', String(o.newTokens), '--gen-batch', String(o.genBatch)], 'hf-generate.json');
+    if (gen) hf(rows[i], ['--mode', 'generate', '--prompts', promptsFile, '--new-tokens', String(o.newTokens), '--gen-batch', String(o.genBatch)], 'hf-generate.json');
   }
 
   const be = createBackend(o.device);
@@ -176,11 +192,13 @@ async function main(): Promise<void> {
   if (train) {
     for (const [b, t] of o.cases) {
       process.stderr.write(`bench: sqlora train ${b}x${t}\n`);
+      rows[i].settled.sqlora = cool();
       rows[i++].sqlora = await measureTrain(model, b, t, o.steps, o.warmup, LORA, o.seed);
     }
   }
   if (gen) {
     process.stderr.write('bench: sqlora generate\n');
+    rows[i].settled.sqlora = cool();
     rows[i].sqlora = await measureGenerate(model, prompts, o.newTokens, o.genBatch);
   }
   model.free();
@@ -193,6 +211,7 @@ async function main(): Promise<void> {
   const footer = [
     'MFU = tokens/s x (4N + 6N_lora + 12*L*T*H*hd) / 989 TFLOP/s (H100 SXM dense bf16); N = matmul weights incl. lm_head, T = sequence length.',
     `peak: sqlora ${rows.some((r) => 'peak_kind' in r.sqlora && r.sqlora.peak_kind === 'process-rss') ? 'process peak RSS' : 'device allocator peak (live tensors)'}, HF torch.cuda.max_memory_allocated.`,
+    ...(baseline !== null ? [`GPU temperature at the start: ${baseline} C; at each measurement's start (after waiting up to ${o.settle} s to come within 3 C): ${rows.map((r) => `${r.workload} ${temps(r)}`).join('; ')}.`] : []),
     ...rows.flatMap((r) => (r.hf && !r.hf.ok ? [`HF ${r.workload}: ${r.hf.error}`] : [])),
     ...notes,
   ];
@@ -201,8 +220,8 @@ async function main(): Promise<void> {
   const json = {
     shape: o.shape, model: modelDir ?? `random ${o.shape} (JavaScript)`, device: o.device, backend: be.name, quantize: o.quantize, seed: o.seed, lora: LORA,
     settings: { steps: o.steps, warmup: o.warmup, prompts: o.prompts, prompt_len: o.promptLen, new_tokens: o.newTokens, gen_batch: o.genBatch },
-    peak_flops: PEAK_FLOPS, hf_script: HF_SCRIPT, notes,
-    rows: rows.map((r) => ({ workload: r.workload, unit: r.unit, flops_per_token: r.flopsPerToken, sqlora: r.sqlora, hf: r.hf ? (r.hf.ok ? r.hf.result : { error: r.hf.error }) : null })),
+    peak_flops: PEAK_FLOPS, hf_script: HF_SCRIPT, notes, gpu_start_c: baseline, settle_s: o.settle,
+    rows: rows.map((r) => ({ workload: r.workload, unit: r.unit, flops_per_token: r.flopsPerToken, settled: r.settled, sqlora: r.sqlora, hf: r.hf ? (r.hf.ok ? r.hf.result : { error: r.hf.error }) : null })),
   };
   mkdirSync(dirname(resolve(o.out)), { recursive: true });
   writeFileSync(o.out, JSON.stringify(json, null, 1) + '\n');
