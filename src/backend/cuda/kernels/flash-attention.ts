@@ -8,8 +8,9 @@
  * Layouts as in the Backend interface: q, out [B, T, H, hd]; k, v [B, S, Hkv, hd]; lse f32
  * [B, T, H] (natural log of the scaled scores' sum of exponentials); key slot s is visible to
  * query t when s <= kvLen - T + t and keyMask[b, s] != 0. Tiles stream into shared memory by
- * cp.async, the next one loading while the current one is multiplied; their rows of hd + 8 bf16
- * keep the ldmatrix fragment loads of a warp's 8 row addresses on distinct banks.
+ * cp.async (with the tile's key-mask entries, log-sum-exps and deltas), the next one loading
+ * while the current one is multiplied; their rows of hd + 8 bf16 keep the ldmatrix fragment
+ * loads of a warp's 8 row addresses on distinct banks.
  *
  * Query-tile blocks run in reverse order: under the causal mask the last tiles see the most keys,
  * and starting them first leaves the short ones for the grid's tail.
@@ -74,14 +75,22 @@ __device__ __forceinline__ void load_tile(u16* sm, const u16* src, i64 rowStride
   }
 }
 
-/** mask[b, s0 + i] for i < n (0 past kvLen), by plain loads; true when this thread's entries are all on. */
-__device__ __forceinline__ bool load_mask(int* sm, const int* mask, int b, int S, int s0, int n, int kvLen) {
-  bool on = true;
+/**
+ * Starts copying mask[b, s0 + i] for i < n (0 past kvLen) into shared memory by cp.async, with
+ * the tile it belongs to (a plain load would hold the thread for a global round trip first).
+ * Thread i copies entry i (and i + blockDim.x, ...), which mask_vote reads back.
+ */
+__device__ __forceinline__ void load_mask(int* sm, const int* mask, int b, int S, int s0, int n, int kvLen) {
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const int v = s0 + i < kvLen ? mask[(i64)b * S + s0 + i] : 0;
-    sm[i] = v;
-    on = on && v != 0;
+    const bool ok = s0 + i < kvLen;
+    cp_async4(sm + i, mask + (ok ? (i64)b * S + s0 + i : 0), ok ? 4 : 0);
   }
+}
+
+/** Once this thread's copies by load_mask have landed: true when its entries of the tile are all on. */
+__device__ __forceinline__ bool mask_vote(const int* sm, int n) {
+  bool on = true;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) on = on && sm[i] != 0;
   return on;
 }
 
@@ -134,10 +143,10 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
     u16* st = sKV + (it & 1) * STAGE;
     load_tile<HD, KT>(st, Kb, kvStride, it * KT, kvLen);
     load_tile<HD, KT>(st + KT * LD, Vb, kvStride, it * KT, kvLen);
-    return load_mask(sMask + (it & 1) * KT, mask, b, S, it * KT, KT, kvLen);
+    load_mask(sMask + (it & 1) * KT, mask, b, S, it * KT, KT, kvLen);
   };
   load_tile<HD, 64>(sKV + STAGE, Q + ((i64)b * T * H + h) * HD, qStride, q0, T);
-  bool maskOn = tiles > 0 ? issue(0) : true;
+  if (tiles > 0) issue(0);
   cp_commit();
   cp_wait<0>();
   __syncthreads();
@@ -153,16 +162,14 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
   for (int j = 0; j < NT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
   const int qr[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
   for (int it = 0; it < tiles; it++) {
-    bool nextOn = true;
     if (it + 1 < tiles) {
-      nextOn = issue(it + 1);
+      issue(it + 1);
       cp_commit();
       cp_wait<1>();
     } else {
       cp_wait<0>();
     }
-    const bool plain = __syncthreads_and(maskOn) && it < belowDiagonal;
-    maskOn = nextOn;
+    const bool plain = __syncthreads_and(mask_vote(sMask + (it & 1) * KT, KT)) && it < belowDiagonal;
     const u16* tK = sKV + (it & 1) * STAGE;
     const u16* tV = tK + KT * LD;
     float s[NS][4];
@@ -268,11 +275,11 @@ __device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, u16* dS, const 
     const int h = kh * G + it / qTiles, q0 = qStart + (it % qTiles) * 32;
     load_tile<HD, 32>(sQ + buf * 32 * LD, Q + ((i64)b * T * H + h) * HD, qStride, q0, T);
     load_tile<HD, 32>(sO + buf * 32 * LD, dO + ((i64)b * T * H + h) * HD, qStride, q0, T);
-    if (threadIdx.x < 32) {
+    if (threadIdx.x < 32) {  // rows past T read as zeros: no key is visible to them (q < T is tested)
       const bool ok = q0 + threadIdx.x < T;
-      const i64 row = ((i64)b * T + q0 + threadIdx.x) * H + h;
-      sL[buf * 32 + threadIdx.x] = ok ? lse[row] : NEG_INF;
-      sD[buf * 32 + threadIdx.x] = ok ? delta[row] : 0.f;
+      const i64 row = ok ? ((i64)b * T + q0 + threadIdx.x) * H + h : 0;
+      cp_async4(sL + buf * 32 + threadIdx.x, lse + row, ok ? 4 : 0);
+      cp_async4(sD + buf * 32 + threadIdx.x, delta + row, ok ? 4 : 0);
     }
   };
   load_tile<HD, 64>(sK, K + ((i64)b * S * Hkv + kh) * HD, kvStride, k0, kvLen);
