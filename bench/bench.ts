@@ -168,8 +168,9 @@ async function main(): Promise<void> {
   }
   if (gen) rows.push({ workload: `generate ${o.prompts}x~${o.promptLen}+${o.newTokens} b${o.genBatch}${o.quantize ? ` (sqlora ${o.quantize})` : ''}`, unit: 'new tokens/s', sqlora: { error: 'not run' }, hf: null, settled: {}, flopsPerToken: null });
 
+  // Only a GPU run with --settle reads temperatures (nvidia-smi) at all.
   const baseline = o.device === 'cuda' && o.settle > 0 ? gpuTemperature() : null;
-  const cool = (): Settled => settle(baseline, o.settle);
+  const cool = (): Settled | undefined => (baseline === null ? undefined : settle(baseline, o.settle));
   // HF first, each measurement in its own process that frees the GPU before sqlora starts.
   if (!o.skipHf) {
     const hf = (row: Row, args: string[], out: string): void => {
