@@ -76,7 +76,8 @@ function writeCache(file: string, image: Buffer): void {
 /** Compiles `source` (named `name` in error messages) for a device of compute capability `cc`. */
 export function compileModule(source: string, name: string, cc: number): CompiledModule {
   const target = targetFor(cc);
-  const options = [target.option, '-std=c++17', '--fmad=true'];
+  // SQLORA_NVRTC_LINEINFO=1 keeps source lines in the image, for a profiler's source view (same machine code).
+  const options = [target.option, '-std=c++17', '--fmad=true', ...(process.env.SQLORA_NVRTC_LINEINFO === '1' ? ['-lineinfo'] : [])];
   const key = createHash('sha256').update(`${nvrtcVersionTag()}\n${options.join(' ')}\n${source}`).digest('hex').slice(0, 32);
   const file = join(kernelCacheDir(), `${name}-${key}.${target.kind}`);
   const cached = readCache(file);
