@@ -181,16 +181,14 @@ export interface Backend {
    */
   loraDown(us: readonly Tensor[], x: Tensor, as: readonly Tensor[], p: number, seeds: readonly number[]): void;
   /**
-   * The input gradient of a loraDown group: dx [N, in] = (dx if accumulate, else 0) + alpha *
-   * sum over m of dropout(gs[m] as[m], p, seeds[m]) for gs[m] [N, r] (each member's mask
-   * applied to its own product).
+   * The backward pass of a loraDown group, from the gradients gs[m] [N, r] reaching its
+   * products: the weight gradients gradAs[m] [r, in] (f32) += alpha * gs[m]^T dropout(x, p,
+   * seeds[m]) for x [N, in], and with `input` the input gradient input.dx [N, in] = (input.dx
+   * if input.accumulate, else 0) + alpha * sum over m of dropout(gs[m] input.as[m], p, seeds[m])
+   * (each member's mask applied to its own product). One call, so that each mask can be
+   * computed once for both.
    */
-  loraDownBackward(dx: Tensor, gs: readonly Tensor[], as: readonly Tensor[], p: number, seeds: readonly number[], alpha: number, accumulate: boolean): void;
-  /**
-   * The weight gradients of a loraDown group: gradAs[m] [r, in] (f32) += alpha * gs[m]^T
-   * dropout(x, p, seeds[m]) for gs[m] [N, r] and x [N, in].
-   */
-  loraDownWeightGrad(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number): void;
+  loraDownGrads(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number, input: LoraInputGradient | null): void;
   /**
    * The B side of a LoRA group's backward pass, for members with their own output gradients
    * dys[m] [N, out_m], saved products us[m] [N, r] and factors bs[m] [out_m, r]:
@@ -349,6 +347,13 @@ export function dropoutUniform(seed: number, index: number): number {
   return (index % 2 === 1 ? h >>> 16 : h & 0xffff) / 65536;
 }
 
+/** The input-gradient part of Backend.loraDownGrads: dx [N, in] and the members' factors as[m] [r, in]. */
+export interface LoraInputGradient {
+  dx: Tensor;
+  as: readonly Tensor[];
+  accumulate: boolean;
+}
+
 /**
  * Sizes of a LoRA group call (loraDown and its gradients): `rows` [N, r] per member and the
  * members' a (or gradA) [r, D], one seed each; x (or dx) holds N rows of D.
@@ -362,6 +367,18 @@ export function loraGroupDims(what: string, rows: readonly Tensor[], as: readonl
   rows.forEach((t, m) => expectShape(`${what} member ${m}`, t, [N, r]));
   as.forEach((t, m) => expectShape(`${what} factor ${m}`, t, [r, D]));
   return { N, r, D };
+}
+
+/** Checks loraDownGrads' operands; returns the rows, the rank and the input width. */
+export function loraDownGradsDims(
+  gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, seeds: readonly number[], input: LoraInputGradient | null,
+): { N: number; r: number; D: number } {
+  const dims = loraGroupDims('loraDownGrads', gs, gradAs, seeds, x);
+  if (input) {
+    loraGroupDims('loraDownGrads (input gradient)', gs, input.as, seeds, input.dx);
+    expectShape('loraDownGrads dx', input.dx, [dims.N, dims.D]);
+  }
+  return dims;
 }
 
 /** Checks loraUpBackward's operands; returns the rows, the rank and each member's outputs. */

@@ -1,9 +1,9 @@
 /**
- * The LoRA group operations of the Backend interface (loraDown, loraDownWeightGrad,
- * loraDownBackward, loraUpBackward) composed from dropout and matmul: the CPU backend's
+ * The LoRA group operations of the Backend interface (loraDown, loraDownGrads, loraUpBackward)
+ * composed from dropout and matmul: the CPU backend's
  * implementation and the CUDA backend's where its fused kernels do not apply.
  */
-import type { Backend, Tensor } from './backend.js';
+import type { Backend, LoraInputGradient, Tensor } from './backend.js';
 
 /** fn(dropout(x, p, seed)), through a temporary unless p = 0. */
 function withDropout(be: Backend, x: Tensor, p: number, seed: number, fn: (xd: Tensor) => void): void {
@@ -18,16 +18,14 @@ export function loraDownComposed(be: Backend, us: readonly Tensor[], x: Tensor, 
   us.forEach((u, m) => withDropout(be, x, p, seeds[m], (xd) => be.matmul(u, xd, as[m], { transB: true })));
 }
 
-export function loraDownWeightGradComposed(
+export function loraDownGradsComposed(
   be: Backend, gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number,
+  input: LoraInputGradient | null,
 ): void {
   gs.forEach((g, m) => withDropout(be, x, p, seeds[m], (xd) => be.matmul(gradAs[m], g, xd, { transA: true, alpha, accumulate: true })));
-}
-
-export function loraDownBackwardComposed(
-  be: Backend, dx: Tensor, gs: readonly Tensor[], as: readonly Tensor[], p: number, seeds: readonly number[], alpha: number, accumulate: boolean,
-): void {
-  if (!accumulate) be.fill(dx, 0);
+  if (!input) return;
+  const { dx, as } = input;
+  if (!input.accumulate) be.fill(dx, 0);
   const t = be.empty(dx.shape, dx.dtype);
   gs.forEach((g, m) => {
     be.matmul(t, g, as[m]);

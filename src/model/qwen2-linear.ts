@@ -145,8 +145,7 @@ export function linearGroupBackward(be: Backend, dx: Tensor | null, members: rea
     for (const u of us) be.free(u);
     const p = set[0].saved.seed === null ? 0 : dropout, seeds = set.map((m) => m.saved.seed ?? 0);
     // dA += scale * g^T dropout(x); the input gradient passes back through the same masks.
-    be.loraDownWeightGrad(loras.map((l) => l.gradA), gs, x, p, seeds, scale);
-    if (dx) be.loraDownBackward(dx, gs, loras.map((l) => l.aCompute ?? l.a), p, seeds, scale, acc);
+    be.loraDownGrads(loras.map((l) => l.gradA), gs, x, p, seeds, scale, dx ? { dx, as: loras.map((l) => l.aCompute ?? l.a), accumulate: acc } : null);
     acc = true;
     for (const g of gs) be.free(g);
   }

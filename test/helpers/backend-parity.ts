@@ -263,16 +263,13 @@ export const PARITY_CASES: ParityCase[] = [
     be.loraDown(us, c.x, c.as, c.p, c.seeds);
     return us;
   }),
-  loraCase('loraDownBackward', (be, c) => {
-    // Added onto dx; then written over a copy (accumulate false).
+  loraCase('loraDownGrads', (be, c) => {
+    // Weights only; then both, dx added onto; then both again, dx written over a copy (accumulate false).
     const fresh = be.alloc(c.dx.shape, c.dt);
-    be.loraDownBackward(c.dx, c.gs, c.as, c.p, c.seeds, 1.5, true);
-    be.loraDownBackward(fresh, c.gs, c.as, c.p, c.seeds, 0.5, false);
-    return [c.dx, fresh];
-  }),
-  loraCase('loraDownWeightGrad', (be, c) => {
-    be.loraDownWeightGrad(c.gradAs, c.gs, c.x, c.p, c.seeds, 1.5);
-    return c.gradAs;
+    be.loraDownGrads(c.gradAs, c.gs, c.x, c.p, c.seeds, 1.5, null);
+    be.loraDownGrads(c.gradAs, c.gs, c.x, c.p, c.seeds, 0.5, { dx: c.dx, as: c.as, accumulate: true });
+    be.loraDownGrads(c.gradAs, c.gs, c.x, c.p, c.seeds, 2, { dx: fresh, as: c.as, accumulate: false });
+    return [...c.gradAs, c.dx, fresh];
   }),
   {
     name: 'loraUpBackward (q/k/v-like outputs of 136, 64 and 520 over 300 rows at r 16; four members of 64 at r 8)',

@@ -18,7 +18,7 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee -a "$O
 mkdir -p "$B/app/fixtures" && cp -r test/fixtures/tiny "$B/app/fixtures/"
 export XDG_CACHE_HOME=${XDG_CACHE_HOME:-/tmp/xdg}
 off=""
-for k in "lora-down:loraDown (" "lora-up-grad:loraDownBackward" "lora-grad-a:loraDownWeightGrad" "flash:attention"; do
+for k in "lora-down:loraDown (" "lora-grads:loraDownGrads" "flash:attention"; do
   name="${k%%:*}"; filter="${k#*:}"
   timeout 60 "$B/node" "$B/app/gpu/cuda-check.mjs" "/tmp/c-$name" --only="$filter" > "/tmp/c-$name.txt" 2>&1
   rc=$?

@@ -56,7 +56,7 @@ class CallTimer {
 
   constructor(private readonly be: CudaBackend) {
     const names = [
-      'matmul', 'matmulMany', 'matmulSum', 'matmulBatch', 'addBias', 'addRmsNorm', 'add', 'axpy', 'scale', 'sum', 'sumSquares', 'clipByNorm', 'dropout', 'loraDown', 'loraDownBackward', 'loraDownWeightGrad', 'loraUpBackward', 'embedding',
+      'matmul', 'matmulMany', 'matmulSum', 'matmulBatch', 'addBias', 'addRmsNorm', 'add', 'axpy', 'scale', 'sum', 'sumSquares', 'clipByNorm', 'dropout', 'loraDown', 'loraDownGrads', 'loraUpBackward', 'embedding',
       'rmsNormForward', 'rmsNormBackward', 'ropeForward', 'ropeBackward', 'attentionForward', 'attentionBackward', 'swigluForward',
       'swigluBackward', 'crossEntropy', 'adamw', 'copy', 'fill', 'alloc', 'upload', 'download',
     ] as const;
@@ -264,11 +264,11 @@ function kernelTimes(): void {
       const as = Array.from({ length: M }, () => be.alloc([r, D], 'bf16')), gradAs = Array.from({ length: M }, () => be.alloc([r, D]));
       const us = Array.from({ length: M }, () => be.alloc([N, r], 'bf16')), seeds = Array.from({ length: M }, (_, m) => 11 + m);
       const down = time(10, () => be.loraDown(us, x, as, p, seeds));
-      const gradA = time(10, () => be.loraDownWeightGrad(gradAs, us, x, p, seeds, 2));
-      const upGrad = time(10, () => be.loraDownBackward(dx, us, as, p, seeds, 2, false));
+      const gradA = time(10, () => be.loraDownGrads(gradAs, us, x, p, seeds, 2, null));
+      const grads = time(10, () => be.loraDownGrads(gradAs, us, x, p, seeds, 2, { dx, as, accumulate: false }));
       const gb = time(10, () => be.matmul(gradAs[0], us[0], x, { transA: true, accumulate: true }));
-      log(`  LoRA ${M} member(s) at ${N}x${D}, dropout ${p}: loraDown ${(down * 1e3).toFixed(1)} us, loraDownWeightGrad ${(gradA * 1e3).toFixed(1)} us, loraDownBackward ${(upGrad * 1e3).toFixed(1)} us (x is ${(N * D * 2 / 2 ** 20).toFixed(0)} MiB; cuBLAS u^T x ${(gb * 1e3).toFixed(1)} us)`);
-      Object.assign(out, { [`loraDown${M}p${p}`]: down, [`loraGradA${M}p${p}`]: gradA, [`loraUpGrad${M}p${p}`]: upGrad });
+      log(`  LoRA ${M} member(s) at ${N}x${D}, dropout ${p}: loraDown ${(down * 1e3).toFixed(1)} us, loraDownGrads ${(gradA * 1e3).toFixed(1)} us (weights only), ${(grads * 1e3).toFixed(1)} us (with dx) (x is ${(N * D * 2 / 2 ** 20).toFixed(0)} MiB; cuBLAS u^T x ${(gb * 1e3).toFixed(1)} us)`);
+      Object.assign(out, { [`loraDown${M}p${p}`]: down, [`loraGradA${M}p${p}`]: gradA, [`loraGrads${M}p${p}`]: grads });
       for (const t of [...as, ...gradAs, ...us]) be.free(t);
     }
   }
@@ -288,7 +288,7 @@ async function leaveOneOut(): Promise<void> {
   const [B, T] = cases[0];
   const kinds = [
     'dequantizeNf4', 'attentionForward', 'attentionBackward', 'crossEntropy', 'swigluForward', 'swigluBackward', 'rmsNormForward', 'rmsNormBackward',
-    'addRmsNorm', 'ropeForward', 'ropeBackward', 'loraDown', 'loraDownBackward', 'loraDownWeightGrad', 'loraUpBackward', 'matmulBatch',
+    'addRmsNorm', 'ropeForward', 'ropeBackward', 'loraDown', 'loraDownGrads', 'loraUpBackward', 'matmulBatch',
   ] as const;
   const target = be as unknown as Record<string, (...args: unknown[]) => unknown>;
   const stepMs = async (): Promise<number> => (await measureTrain(model, B, T, 6, 2, LORA, 0)).step_ms;

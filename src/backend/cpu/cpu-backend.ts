@@ -4,11 +4,11 @@
  * is tested against and runs tiny models for tests and demos.
  */
 import {
-  attentionBackwardDims, attentionForwardDims, checkNf4Payload, checkSameSize, expectShape, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, shapeSize,
-  type AdamWOptions, type AttentionOptions, type Backend, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload, type Tensor,
-  type TensorDType,
+  attentionBackwardDims, attentionForwardDims, checkNf4Payload, checkSameSize, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, shapeSize,
+  type AdamWOptions, type AttentionOptions, type Backend, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
+  type Tensor, type TensorDType,
 } from '../backend.js';
-import { loraDownBackwardComposed, loraDownComposed, loraDownWeightGradComposed, loraUpBackwardComposed } from '../lora-composed.js';
+import { loraDownComposed, loraDownGradsComposed, loraUpBackwardComposed } from '../lora-composed.js';
 import { attentionBackwardCpu, attentionForwardCpu } from './attention.js';
 import { CpuTensor, f32, i32, nf4Of } from './cpu-tensor.js';
 import {
@@ -172,19 +172,14 @@ export class CpuBackend implements Backend {
     loraDownComposed(this, us, x, as, p, seeds);
   }
 
-  loraDownWeightGrad(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number): void {
-    loraGroupDims('loraDownWeightGrad', gs, gradAs, seeds, x);
-    loraDownWeightGradComposed(this, gradAs, gs, x, p, seeds, alpha);
+  loraDownGrads(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number, input: LoraInputGradient | null): void {
+    loraDownGradsDims(gradAs, gs, x, seeds, input);
+    loraDownGradsComposed(this, gradAs, gs, x, p, seeds, alpha, input);
   }
 
   loraUpBackward(gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[], alpha: number): void {
     loraUpDims(gradBs, gs, dys, us, bs);
     loraUpBackwardComposed(this, gradBs, gs, dys, us, bs, alpha);
-  }
-
-  loraDownBackward(dx: Tensor, gs: readonly Tensor[], as: readonly Tensor[], p: number, seeds: readonly number[], alpha: number, accumulate: boolean): void {
-    loraGroupDims('loraDownBackward', gs, as, seeds, dx);
-    loraDownBackwardComposed(this, dx, gs, as, p, seeds, alpha, accumulate);
   }
 
   embedding(out: Tensor, table: Tensor, ids: Tensor): void {

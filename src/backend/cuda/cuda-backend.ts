@@ -11,8 +11,8 @@
 import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/dtype.js';
 import { UserError } from '../../util/errors.js';
 import {
-  checkNf4Payload, checkSameSize, expectShape, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
-  type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type MatmulOptions, type Nf4Weight, type PendingDownload,
+  checkNf4Payload, checkSameSize, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
+  type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
 import { attentionBackwardCuda, attentionForwardCuda } from './attention.js';
@@ -23,8 +23,8 @@ import { nvrtcApi } from './ffi.js';
 import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
-import { loraDownBackwardComposed, loraDownComposed, loraDownWeightGradComposed, loraUpBackwardComposed } from '../lora-composed.js';
-import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_BWD, LORA_UP_GRAD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
+import { loraDownComposed, loraDownGradsComposed, loraUpBackwardComposed } from '../lora-composed.js';
+import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_BWD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
 import { CE_CLUSTER, NORM_ROW_CHUNKS, ROPE_HEADS, ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
@@ -254,29 +254,6 @@ export class CudaBackend implements Backend, MatmulHost {
     }
   }
 
-  loraDownWeightGrad(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number): void {
-    const { N, r, D } = loraGroupDims('loraDownWeightGrad', gs, gradAs, seeds, x);
-    if (!this.fusedLora([...gs, x], r, [D], 'lora-grad-a') || gradAs.some((t) => asCuda(t, 'loraDownWeightGrad gradA').dtype !== 'f32')) {
-      loraDownWeightGradComposed(this, gradAs, gs, x, p, seeds, alpha);
-      return;
-    }
-    if (N === 0) return;
-    const d = loraDropoutArgs(p);
-    for (const c of loraChunks(gs.length, r)) {
-      const M = c.length;
-      const chunks = Math.ceil(N / LORA_GRAD_A.rows);
-      const part = this.device.allocator.alloc(chunks * M * r * D * 4);
-      this.device.launch(this.device.kernel(LORA, `lora_grad_a_${r}_${M}`), [Math.ceil(D / LORA_GRAD_A.cols), chunks], LORA_GRAD_A.threads, LORA_GRAD_A.sharedBytes(r, M), [
-        part.ptr, ...pad3(c.map((m) => ptrArg(gs[m]))), ptrArg(x), N, D, d.keepFrom, ...pad3(c.map((m) => loraSeedMix(seeds[m]))), d.drop,
-      ]);
-      // The kernel sums masked, unscaled values: dropout's 1 / (1 - p) joins alpha.
-      this.device.launch(this.device.kernel(LORA, 'lora_grad_a_sum'), [this.gridFor(M * r * D)], 256, 0, [
-        ...pad3(c.map((m) => ptrOf(gradAs[m], 'f32', 'loraDownWeightGrad gradA'))), part.ptr, chunks, M, r * D, alpha * d.keepScale,
-      ]);
-      this.device.allocator.release(part.ptr, part.size);
-    }
-  }
-
   loraUpBackward(gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[], alpha: number): void {
     const { N, r, outs } = loraUpDims(gradBs, gs, dys, us, bs);
     if (r > LORA_UP_BWD.rankPad || !this.fusedLora([...gs, ...dys, ...us, ...bs], r, outs, 'lora-up-bwd')
@@ -303,22 +280,39 @@ export class CudaBackend implements Backend, MatmulHost {
     }
   }
 
-  loraDownBackward(dx: Tensor, gs: readonly Tensor[], as: readonly Tensor[], p: number, seeds: readonly number[], alpha: number, accumulate: boolean): void {
-    const { N, r, D } = loraGroupDims('loraDownBackward', gs, as, seeds, dx);
-    if (!this.fusedLora([dx, ...gs, ...as], r, [D], 'lora-up-grad')) {
-      loraDownBackwardComposed(this, dx, gs, as, p, seeds, alpha, accumulate);
+  loraDownGrads(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number, input: LoraInputGradient | null): void {
+    const { N, r, D } = loraDownGradsDims(gradAs, gs, x, seeds, input);
+    const operands = [...gs, x, ...(input ? [input.dx, ...input.as] : [])];
+    if (!this.fusedLora(operands, r, [D], 'lora-grads') || gradAs.some((t) => asCuda(t, 'loraDownGrads gradA').dtype !== 'f32')) {
+      loraDownGradsComposed(this, gradAs, gs, x, p, seeds, alpha, input);
       return;
     }
     if (N === 0) return;
+    const d = loraDropoutArgs(p);
     loraChunks(gs.length, r).forEach((c, i) => {
       const M = c.length;
-      this.device.launch(this.device.kernel(LORA, `lora_up_grad_${r}_${M}`), [Math.ceil(N / LORA_UP_GRAD.rows), Math.ceil(D / LORA_UP_GRAD.cols)], LORA_UP_GRAD.threads, LORA_UP_GRAD.sharedBytes(r, M), [
-        ptrArg(dx), ...pad3(c.map((m) => ptrArg(gs[m]))), ...pad3(c.map((m) => ptrArg(as[m]))), N, D, alpha, ...dropoutArgs(p, c.map((m) => seeds[m])),
-        accumulate || i > 0 ? 1 : 0,
+      const chunks = Math.ceil(N / LORA_GRAD_A.rows);
+      const part = this.device.allocator.alloc(chunks * M * r * D * 4);
+      const grid = [Math.ceil(D / LORA_GRAD_A.cols), chunks];
+      const g = pad3(c.map((m) => ptrArg(gs[m]))), seedMix = pad3(c.map((m) => loraSeedMix(seeds[m])));
+      if (input) {
+        // Both gradients from one pass over x's tiles, the masks computed once; dropout's 1 / (1 - p) joins alpha.
+        this.device.launch(this.device.kernel(LORA, `lora_grads_${r}_${M}`), grid, LORA_GRAD_A.threads, LORA_GRAD_A.sharedBytes(r, M, true), [
+          part.ptr, ptrArg(input.dx), ...g, ptrArg(x), ...pad3(c.map((m) => ptrArg(input.as[m]))), N, D, d.keepFrom, alpha * d.keepScale, ...seedMix, d.drop,
+          input.accumulate || i > 0 ? 1 : 0,
+        ]);
+      } else {
+        this.device.launch(this.device.kernel(LORA, `lora_grad_a_${r}_${M}`), grid, LORA_GRAD_A.threads, LORA_GRAD_A.sharedBytes(r, M, false), [
+          part.ptr, ...g, ptrArg(x), N, D, d.keepFrom, ...seedMix, d.drop,
+        ]);
+      }
+      // The kernels sum masked, unscaled values: dropout's 1 / (1 - p) joins alpha.
+      this.device.launch(this.device.kernel(LORA, 'lora_grad_a_sum'), [this.gridFor(M * r * D)], 256, 0, [
+        ...pad3(c.map((m) => ptrOf(gradAs[m], 'f32', 'loraDownGrads gradA'))), part.ptr, chunks, M, r * D, alpha * d.keepScale,
       ]);
+      this.device.allocator.release(part.ptr, part.size);
     });
   }
-
 
   // ---- model layers ----
 
@@ -728,7 +722,7 @@ export class CudaBackend implements Backend, MatmulHost {
 
   /**
    * Whether the fused LoRA kernels apply: bf16 throughout, a compiled rank, rows (of each width)
-   * of whole 16-byte groups, and `kernel` (lora-down, lora-up-grad, lora-grad-a, lora-up-bwd) not
+   * of whole 16-byte groups, and `kernel` (lora-down, lora-grads, lora-up-bwd) not
    * listed in SQLORA_CUDA_OFF (a comma list, for diagnosis: the composed products and dropout
    * kernels run instead).
    */

@@ -41,6 +41,16 @@ export const FLASH_HEAD_DIMS = [64, 128] as const;
 /** Keys per tile of the forward: 32 leaves room for 3 blocks per SM (as fast as 64 at T = 512 on an H100, faster with 3). */
 const FWD_KEY_TILE = 32;
 
+/**
+ * Shared-memory stages of the streamed tiles (the forward's K/V, dK/dV's Q/dO): tiles in flight
+ * while one is multiplied, plus that one. H200, the 16 x 512 step's attention backward, one call:
+ * 11.76-11.88 ms with dK/dV at 3 stages, 11.84-12.31 at 2 (a small gain at most); the forward
+ * measured the same with 2 or 3 (3.4-3.7 ms). Both keep 3: the occupancy is the same (registers
+ * allow two dK/dV and three forward blocks per SM either way).
+ */
+const FWD_STAGES = 3;
+const DKDV_STAGES = 3;
+
 /** Rows per block of each kernel, for the host's grids. */
 export const FLASH_TILES = { fwdRows: 64, dkvKeys: 64, dqRows: 64 } as const;
 
@@ -49,8 +59,8 @@ export function flashSharedBytes(kernel: 'fwd' | 'dkdv' | 'dq' | 'dq_ds', hd: nu
   const row = (hd + 8) * 2;
   switch (kernel) {
     case 'dq_ds': return 2 * 64 * row + 2 * 64 * (64 + 8) * 2;
-    case 'fwd': return 4 * FWD_KEY_TILE * row + 2 * FWD_KEY_TILE * 4;
-    case 'dkdv': return (2 * 64 + 4 * 32) * row + 4 * 32 * 4 + 64 * 4;
+    case 'fwd': return FWD_STAGES * (2 * FWD_KEY_TILE * row + FWD_KEY_TILE * 4);
+    case 'dkdv': return (2 * 64 + DKDV_STAGES * 2 * 32) * row + DKDV_STAGES * 2 * 32 * 4 + 64 * 4;
     case 'dq': return (2 * 64 + 4 * 64) * row + 2 * 64 * 4 + 2 * 64 * 4;
   }
 }
@@ -58,6 +68,8 @@ export function flashSharedBytes(kernel: 'fwd' | 'dkdv' | 'dq' | 'dq_ds', hd: nu
 const SOURCE = String.raw`
 #define LOG2E 1.4426950408889634f
 #define FWD_KT ${FWD_KEY_TILE}
+#define FWD_STAGES ${FWD_STAGES}
+#define DKDV_STAGES ${DKDV_STAGES}
 
 /**
  * Starts copying rows [r0, r0 + ROWS) of a [*, rowStride]-strided bf16 matrix into shared rows
@@ -115,20 +127,21 @@ __device__ __forceinline__ void mma_a_kn(float (&acc)[NT][4], const unsigned (&a
 }
 
 /**
- * Block = 64 queries of one (b, h), 4 warps of 16 rows; key tiles of FWD_KT. The query tile
- * passes through the second K/V stage (its fragments go to registers before the first prefetch
- * lands there) and the output leaves through the first, so shared memory is the two stages.
+ * Block = 64 queries of one (b, h), 4 warps of 16 rows; key tiles of FWD_KT, FWD_STAGES - 1 of
+ * them in flight. The query tile passes through the last K/V stage (its fragments go to
+ * registers before a prefetch lands there) and the output leaves through the first, so shared
+ * memory is the stages.
  * Tiles wholly below the diagonal with no masked key skip the per-element test; row sums stay
  * per thread until the end.
  */
 template <int HD>
 __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, const u16* K, const u16* V, const int* mask,
                                           int T, int S, int H, int Hkv, int kvLen, float scale) {
-  constexpr int KT = FWD_KT, LD = HD + 8, NT = HD / 8, KC = HD / 16, NS = KT / 8, STAGE = 2 * KT * LD;
-  static_assert(2 * KT >= 64, "the query tile is staged in the second K/V stage");
+  constexpr int KT = FWD_KT, LD = HD + 8, NT = HD / 8, KC = HD / 16, NS = KT / 8, STAGE = 2 * KT * LD, NST = FWD_STAGES;
+  static_assert(2 * KT >= 64 && NST >= 2, "the query tile is staged in the last K/V stage");
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  u16* sKV = (u16*)smem_raw;             // [2 stages][K: KT rows, V: KT rows][LD]
-  int* sMask = (int*)(sKV + 2 * STAGE);  // [2][KT]
+  u16* sKV = (u16*)smem_raw;               // [NST stages][K: KT rows, V: KT rows][LD]
+  int* sMask = (int*)(sKV + NST * STAGE);  // [NST][KT]
   const int b = blockIdx.y / H, h = blockIdx.y - b * H, kh = h / (H / Hkv);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int q0 = (gridDim.x - 1 - blockIdx.x) * 64, offset = kvLen - T;  // the longest rows (last tiles) first
@@ -140,20 +153,26 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
   const u16* Kb = K + ((i64)b * S * Hkv + kh) * HD;
   const u16* Vb = V + ((i64)b * S * Hkv + kh) * HD;
   auto issue = [&](int it) {
-    u16* st = sKV + (it & 1) * STAGE;
-    load_tile<HD, KT>(st, Kb, kvStride, it * KT, kvLen);
-    load_tile<HD, KT>(st + KT * LD, Vb, kvStride, it * KT, kvLen);
-    load_mask(sMask + (it & 1) * KT, mask, b, S, it * KT, KT, kvLen);
+    const int st = it % NST;
+    load_tile<HD, KT>(sKV + st * STAGE, Kb, kvStride, it * KT, kvLen);
+    load_tile<HD, KT>(sKV + st * STAGE + KT * LD, Vb, kvStride, it * KT, kvLen);
+    load_mask(sMask + st * KT, mask, b, S, it * KT, KT, kvLen);
   };
-  load_tile<HD, 64>(sKV + STAGE, Q + ((i64)b * T * H + h) * HD, qStride, q0, T);
+  load_tile<HD, 64>(sKV + (NST - 1) * STAGE, Q + ((i64)b * T * H + h) * HD, qStride, q0, T);
   if (tiles > 0) issue(0);
   cp_commit();
   cp_wait<0>();
   __syncthreads();
   unsigned qf[KC][4];
   #pragma unroll
-  for (int kc = 0; kc < KC; kc++) frag_a(qf[kc], sKV + STAGE, LD, warp * 16, kc * 16, lane);
+  for (int kc = 0; kc < KC; kc++) frag_a(qf[kc], sKV + (NST - 1) * STAGE, LD, warp * 16, kc * 16, lane);
   __syncthreads();
+  // Tiles 1 .. NST - 2 go out now, one commit group each (empty past the last tile: the wait below counts groups).
+  #pragma unroll
+  for (int p = 1; p < NST - 1; p++) {
+    if (p < tiles) issue(p);
+    cp_commit();
+  }
 
   const float sl = scale * LOG2E;
   float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
@@ -162,15 +181,13 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
   for (int j = 0; j < NT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
   const int qr[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
   for (int it = 0; it < tiles; it++) {
-    if (it + 1 < tiles) {
-      issue(it + 1);
-      cp_commit();
-      cp_wait<1>();
-    } else {
-      cp_wait<0>();
-    }
-    const bool plain = __syncthreads_and(mask_vote(sMask + (it & 1) * KT, KT)) && it < belowDiagonal;
-    const u16* tK = sKV + (it & 1) * STAGE;
+    // The stage of tile it + NST - 1 was last read in iteration it - 1, which ended with a barrier.
+    if (it + NST - 1 < tiles) issue(it + NST - 1);
+    cp_commit();
+    cp_wait<NST - 1>();
+    const int st = it % NST;
+    const bool plain = __syncthreads_and(mask_vote(sMask + st * KT, KT)) && it < belowDiagonal;
+    const u16* tK = sKV + st * STAGE;
     const u16* tV = tK + KT * LD;
     float s[NS][4];
     #pragma unroll
@@ -186,7 +203,7 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
       }
     }
     if (!plain) {
-      const int* tM = sMask + (it & 1) * KT;
+      const int* tM = sMask + st * KT;
       const int s0 = it * KT;
       #pragma unroll
       for (int j = 0; j < NS; j++) {
@@ -258,11 +275,12 @@ __device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, u16* dS, const 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   u16* sK = (u16*)smem_raw;
   u16* sV = sK + 64 * LD;
-  u16* sQ = sV + 64 * LD;        // [2][32][LD]
-  u16* sO = sQ + 2 * 32 * LD;    // [2][32][LD]
-  float* sL = (float*)(sO + 2 * 32 * LD);  // [2][32]
-  float* sD = sL + 2 * 32;                 // [2][32]
-  int* sMask = (int*)(sD + 2 * 32);        // [64]
+  constexpr int NST = DKDV_STAGES;
+  u16* sQ = sV + 64 * LD;          // [NST][32][LD]
+  u16* sO = sQ + NST * 32 * LD;    // [NST][32][LD]
+  float* sL = (float*)(sO + NST * 32 * LD);  // [NST][32]
+  float* sD = sL + NST * 32;                 // [NST][32]
+  int* sMask = (int*)(sD + NST * 32);        // [64]
   const int G = H / Hkv, b = blockIdx.y / Hkv, kh = blockIdx.y - b * Hkv;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
   const int k0 = blockIdx.x * 64, offset = kvLen - T;
@@ -285,8 +303,12 @@ __device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, u16* dS, const 
   load_tile<HD, 64>(sK, K + ((i64)b * S * Hkv + kh) * HD, kvStride, k0, kvLen);
   load_tile<HD, 64>(sV, V + ((i64)b * S * Hkv + kh) * HD, kvStride, k0, kvLen);
   load_mask(sMask, mask, b, S, k0, 64, kvLen);
-  if (tiles > 0) issue(0, 0);
-  cp_commit();
+  // Tiles 0 .. NST - 2 go out now (K, V and the mask with the first), one commit group each.
+  #pragma unroll
+  for (int p = 0; p < NST - 1; p++) {
+    if (p < tiles) issue(p, p);
+    cp_commit();
+  }
   const float sl = scale * LOG2E;
   float dk[NT][4], dv[NT][4];
   #pragma unroll
@@ -296,14 +318,11 @@ __device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, u16* dS, const 
   }
   const int kr[2] = {warp * 16 + g, warp * 16 + g + 8};  // key rows of this lane within the tile
   for (int it = 0; it < tiles; it++) {
-    const int buf = it & 1, q0 = qStart + (it % qTiles) * 32;
-    if (it + 1 < tiles) {
-      issue(it + 1, buf ^ 1);
-      cp_commit();
-      cp_wait<1>();
-    } else {
-      cp_wait<0>();
-    }
+    const int buf = it % NST, q0 = qStart + (it % qTiles) * 32;
+    // The stage of tile it + NST - 1 was last read in iteration it - 1, which ended with a barrier.
+    if (it + NST - 1 < tiles) issue(it + NST - 1, (it + NST - 1) % NST);
+    cp_commit();
+    cp_wait<NST - 1>();
     __syncthreads();
     const u16* tQ = sQ + buf * 32 * LD;
     const u16* tO = sO + buf * 32 * LD;

@@ -6,11 +6,10 @@
  *   lora_down_R_M    u_m [N, R] = dropout_m(x) a_m^T: 32-row blocks whose 8 warps split D,
  *                    multiplying fragments read straight from global memory on tensor cores
  *                    (mma.sync m16n8k16, f32 accumulation), their sums added in order at the end
- *   lora_up_grad_R_M dx [N, D] = (dx +) alpha * sum_m dropout_m(g_m a_m): 64 x 128 output tiles
- *                    on tensor cores, each member's product masked in registers, the sum staged
- *                    in shared memory (f32) and written in whole 16-byte rows
  *   lora_grad_a_R_M  gradA_m [R, D] += alpha * g_m^T dropout_m(x): partial products of row chunks
  *                    on tensor cores, then lora_grad_a_sum adds them in a fixed order
+ *   lora_grads_R_M   the same and, from the same tiles and masks, dx [N, D] = (dx +) alpha *
+ *                    sum_m dropout_m(g_m a_m): each mask hashed once for both gradients
  *   lora_up_bwd      the B side of the backward pass, g_m = dy_m b_m and gradB_m += alpha *
  *                    dy_m^T u_m, from one read of each dy_m (R of 8 or 16): partial products of
  *                    256 x 512 blocks of dy, then lora_up_bwd_sum adds them in a fixed order
@@ -44,12 +43,6 @@ const padded = (r: number): number => Math.ceil(r / 16) * 16;
 /** lora_down: rows per block, threads (8 warps splitting D), and its shared memory (the warps' sums) for rank r and m members. */
 export const LORA_DOWN = { rows: 32, threads: 256, sharedBytes: (r: number, m: number) => 8 * m * 32 * r * 4 } as const;
 
-/** lora_up_grad: 64 x 128 output tiles, and its shared memory for rank r and m members. */
-export const LORA_UP_GRAD = {
-  rows: 64, cols: 128, threads: 128,
-  sharedBytes: (r: number, m: number) => m * 64 * (padded(r) + 8) * 2 + m * padded(r) * (128 + 8) * 2 + 64 * (128 + 4) * 4,
-} as const;
-
 /**
  * The kernels' dropout arguments: keep element i when its 16 bits (see backend.ts's
  * dropoutUniform) are >= keepFrom = ceil(p 2^16), scale kept values by 1 / (1 - p).
@@ -61,8 +54,14 @@ export function loraDropoutArgs(p: number): { keepFrom: number; keepScale: numbe
 /** A member's seed as the kernels take it (the hash's additive term). */
 export const loraSeedMix = (seed: number): number => fmix32(seed >>> 0);
 
-/** lora_grad_a: 128-column tiles by chunks of 256 rows, and its shared memory for rank r and m members. */
-export const LORA_GRAD_A = { cols: 128, rows: 256, threads: 128, sharedBytes: (r: number, m: number) => m * 32 * (128 + 8) * 2 + m * 32 * (padded(r) + 8) * 2 } as const;
+/**
+ * lora_grad_a and lora_grads: 128-column tiles by chunks of 256 rows, and their shared memory for
+ * rank r and m members (lora_grads adds the members' mask bits and a's columns).
+ */
+export const LORA_GRAD_A = {
+  cols: 128, rows: 256, threads: 128,
+  sharedBytes: (r: number, m: number, dx: boolean) => m * 32 * (128 + 8) * 2 + m * 32 * (padded(r) + 8) * 2 + (dx ? m * 32 * 16 + m * padded(r) * (128 + 8) * 2 : 0),
+} as const;
 
 const SOURCE = String.raw`
 /**
@@ -74,6 +73,16 @@ __device__ __forceinline__ uint4 lora_mask8(uint4 w, unsigned p0, unsigned seedM
   w.y &= dropout_mask2(dropout_pair_hash(p0 + 1, seedMix), keepFrom);
   w.z &= dropout_mask2(dropout_pair_hash(p0 + 2, seedMix), keepFrom);
   w.w &= dropout_mask2(dropout_pair_hash(p0 + 3, seedMix), keepFrom);
+  return w;
+}
+
+/** lora_mask8, also returning the 8 keep bits (bit k: element k of the 8). */
+__device__ __forceinline__ uint4 lora_mask8_bits(uint4 w, unsigned p0, unsigned seedMix, unsigned keepFrom, unsigned& bits) {
+  const unsigned m0 = dropout_mask2(dropout_pair_hash(p0, seedMix), keepFrom), m1 = dropout_mask2(dropout_pair_hash(p0 + 1, seedMix), keepFrom);
+  const unsigned m2 = dropout_mask2(dropout_pair_hash(p0 + 2, seedMix), keepFrom), m3 = dropout_mask2(dropout_pair_hash(p0 + 3, seedMix), keepFrom);
+  w.x &= m0; w.y &= m1; w.z &= m2; w.w &= m3;
+  // A pair's mask is 0xffff per kept half: bit 0 and bit 16 become bits 2i and 2i + 1.
+  bits = (m0 & 1u) | ((m0 >> 15) & 2u) | ((m1 & 1u) << 2) | ((m1 >> 13) & 8u) | ((m2 & 1u) << 4) | ((m2 >> 11) & 32u) | ((m3 & 1u) << 6) | ((m3 >> 9) & 128u);
   return w;
 }
 
@@ -179,20 +188,45 @@ __device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, const u16* 
  * columns (lora_grad_a_sum applies 1 / (1 - p)): 32-row steps stage x (zeros where member m's
  * mask drops; one copy without dropout) and the g_m (R columns, zeros up to a whole 16) in
  * shared memory, the next step's rows loading into registers meanwhile; warp w multiplies
- * columns 32w..32w+31 on tensor cores. Registers are capped for four blocks per SM (the
- * uncapped kernel fits three). part[chunk][m][R][D] is summed over the chunks in order by
- * lora_grad_a_sum. Requires D % 8 == 0 and aligned rows.
+ * columns 32w..32w+31 on tensor cores. part[chunk][m][R][D] is summed over the chunks in order
+ * by lora_grad_a_sum. Requires D % 8 == 0 and aligned rows.
+ *
+ * With DX (lora_grads) each step also writes dx's 32 x 128 tile, (dx +) dxScale * sum_m
+ * mask_m(g_m a_m): the staging threads keep the masks they computed as bits in shared memory,
+ * where the warps multiplying g_m by a_m's columns (held in registers for the whole chunk) read
+ * them back for their own fragments, so each element's hash is computed once for both products.
  */
-template <int R, int M>
-__device__ __forceinline__ void lora_grad_a(float* part, const u16* g0, const u16* g1, const u16* g2, const u16* x, int N, int D,
-                                            int keepFrom, unsigned s0, unsigned s1, unsigned s2, int drop) {
+template <int R, int M, bool DX>
+__device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0, const u16* g1, const u16* g2, const u16* x,
+                                            const u16* a0, const u16* a1, const u16* a2, int N, int D, int keepFrom, float dxScale,
+                                            unsigned s0, unsigned s1, unsigned s2, int drop, int accumulate) {
   constexpr int CT = 128, LDX = CT + 8, R16 = (R + 15) / 16 * 16, LDG = R16 + 8, MT = R16 / 16, GC = 32 * (R16 / 8), GP = (GC + 127) / 128;
+  constexpr int LDA = CT + 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   u16* sx = (u16*)smem_raw;         // [M][32][LDX]: rows of x
   u16* sg = sx + M * 32 * LDX;      // [M][32][LDG]: rows of g_m
+  unsigned char* sbits = (unsigned char*)(sg + M * 32 * LDG);  // DX: [M][32][CT / 8] keep bits
+  u16* sa = (u16*)(sbits + M * 32 * (CT / 8));                  // DX: [M][R16][LDA]: a_m's columns of the tile
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gq = lane >> 2, t = lane & 3;
   const int c0 = blockIdx.x * CT, chunk = blockIdx.y, rEnd = min(N, (chunk + 1) * 256);
   const unsigned seeds[3] = {s0, s1, s2};
+  unsigned ab[DX ? M : 1][MT][2][4];  // DX: B fragments of a_m's columns 32w.. (k = the rank)
+  if (DX) {
+    for (int e = threadIdx.x; e < M * R16 * (CT / 8); e += 128) {
+      const int m = e / (R16 * (CT / 8)), rem = e - m * (R16 * (CT / 8)), r = rem / (CT / 8), c = (rem - r * (CT / 8)) * 8, d = c0 + c;
+      const bool ok = r < R && d < D;
+      cp_async16(sa + (m * R16 + r) * LDA + c, pick3(m, a0, a1, a2) + (ok ? (i64)r * D + d : 0), ok ? 16 : 0);
+    }
+    cp_commit();
+    cp_wait<0>();
+    __syncthreads();
+    #pragma unroll
+    for (int m = 0; m < (DX ? M : 1); m++)
+      #pragma unroll
+      for (int kc = 0; kc < MT; kc++)
+        #pragma unroll
+        for (int h = 0; h < 2; h++) frag_b_kn(ab[m][kc][h], sa + m * R16 * LDA, LDA, warp * 32 + h * 16, kc * 16, lane);
+  }
   float acc[M][MT][4][4];
   #pragma unroll
   for (int m = 0; m < M; m++)
@@ -224,7 +258,16 @@ __device__ __forceinline__ void lora_grad_a(float* part, const u16* g0, const u1
       const int e = threadIdx.x + it * 128, r = e >> 4, c = (e & 15) * 8;
       if (drop) {
         #pragma unroll
-        for (int m = 0; m < M; m++) *(uint4*)(sx + (m * 32 + r) * LDX + c) = lora_mask8(v[it], (unsigned)(r0 + r) * (unsigned)(D >> 1) + ((c0 + c) >> 1), seeds[m], keepFrom);
+        for (int m = 0; m < M; m++) {
+          const unsigned p0 = (unsigned)(r0 + r) * (unsigned)(D >> 1) + ((c0 + c) >> 1);
+          if (DX) {
+            unsigned bits;
+            *(uint4*)(sx + (m * 32 + r) * LDX + c) = lora_mask8_bits(v[it], p0, seeds[m], keepFrom, bits);
+            sbits[(m * 32 + r) * (CT / 8) + (c >> 3)] = (unsigned char)bits;
+          } else {
+            *(uint4*)(sx + (m * 32 + r) * LDX + c) = lora_mask8(v[it], p0, seeds[m], keepFrom);
+          }
+        }
       } else {
         *(uint4*)(sx + r * LDX + c) = v[it];
       }
@@ -259,6 +302,60 @@ __device__ __forceinline__ void lora_grad_a(float* part, const u16* g0, const u1
         }
       }
     }
+    if (DX) {
+      // dx rows r0.. (two 16-row tiles) x columns c0 + 32w.. (four 8-column tiles).
+      float tot[2][4][4];
+      #pragma unroll
+      for (int mt = 0; mt < 2; mt++)
+        #pragma unroll
+        for (int j = 0; j < 4; j++) tot[mt][j][0] = tot[mt][j][1] = tot[mt][j][2] = tot[mt][j][3] = 0.f;
+      #pragma unroll
+      for (int m = 0; m < M; m++) {
+        #pragma unroll
+        for (int mt = 0; mt < 2; mt++) {
+          float c[4][4];
+          #pragma unroll
+          for (int j = 0; j < 4; j++) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0.f;
+          #pragma unroll
+          for (int kc = 0; kc < MT; kc++) {
+            unsigned ga[4];
+            frag_a(ga, sg + m * 32 * LDG, LDG, mt * 16, kc * 16, lane);
+            #pragma unroll
+            for (int j = 0; j < 4; j++) mma_bf16(c[j], ga, ab[DX ? m : 0][kc][j >> 1][(j & 1) * 2], ab[DX ? m : 0][kc][j >> 1][(j & 1) * 2 + 1]);
+          }
+          #pragma unroll
+          for (int h = 0; h < 2; h++) {
+            // Byte j of this row's 4 (columns 32w + 8j..) holds bits 2t, 2t + 1 for this lane's pair.
+            const unsigned bits = drop ? *(const unsigned*)(sbits + (m * 32 + mt * 16 + gq + 8 * h) * (CT / 8) + warp * 4) >> (2 * t) : 0xffffffffu;
+            #pragma unroll
+            for (int j = 0; j < 4; j++) {
+              if ((bits >> (8 * j)) & 1u) tot[mt][j][2 * h] += c[j][2 * h];
+              if ((bits >> (8 * j + 1)) & 1u) tot[mt][j][2 * h + 1] += c[j][2 * h + 1];
+            }
+          }
+        }
+      }
+      #pragma unroll
+      for (int mt = 0; mt < 2; mt++)
+        #pragma unroll
+        for (int h = 0; h < 2; h++) {
+          const int n = r0 + mt * 16 + gq + 8 * h;
+          if (n >= rEnd) continue;
+          #pragma unroll
+          for (int j = 0; j < 4; j++) {
+            const int d = c0 + warp * 32 + j * 8 + 2 * t;
+            if (d >= D) continue;
+            unsigned* dst = (unsigned*)(dx + (i64)n * D + d);
+            float o0 = dxScale * tot[mt][j][2 * h], o1 = dxScale * tot[mt][j][2 * h + 1];
+            if (accumulate) {
+              const unsigned prev = *dst;
+              o0 += bf16_to_f32((u16)(prev & 0xffffu));
+              o1 += bf16_to_f32((u16)(prev >> 16));
+            }
+            *dst = pack_bf16(o0, o1);
+          }
+        }
+    }
     __syncthreads();
   }
   #pragma unroll
@@ -291,96 +388,6 @@ extern "C" __global__ void lora_grad_a_sum(float* gA0, float* gA1, float* gA2, c
     *gA = (float)((double)*gA + alpha * (double)s);
   }
 }
-
-/**
- * dx for one 64 x 128 tile: g_m rows (A operands, R16 columns) and a_m's columns (B operands)
- * come into shared memory by cp.async; warp w computes rows 16w..16w+15 of each member's g_m a_m
- * in 16-column steps, masks them with the member's seed and sums them in registers; the tile,
- * times alpha, is staged in shared memory as f32 and then added to (or written over) dx 8
- * columns per thread. Requires D % 8 == 0 and 16-byte aligned rows.
- */
-template <int R, int M>
-__device__ __forceinline__ void lora_up_grad(u16* dx, const u16* g0, const u16* g1, const u16* g2, const u16* a0, const u16* a1, const u16* a2,
-                                             int N, int D, float alpha, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2,
-                                             int drop, int accumulate) {
-  constexpr int R16 = (R + 15) / 16 * 16, KC = R16 / 16, LDG = R16 + 8, CT = 128, LDA = CT + 8, LDO = CT + 4;
-  extern __shared__ __align__(16) unsigned char smem_raw[];
-  u16* sg = (u16*)smem_raw;              // [M][64][LDG]
-  u16* sa = sg + M * 64 * LDG;           // [M][R16][LDA]
-  float* so = (float*)(sa + M * R16 * LDA);  // [64][LDO]
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  const int n0 = blockIdx.x * 64, d0 = blockIdx.y * CT;
-  const unsigned seeds[3] = {s0, s1, s2};
-  for (int e = threadIdx.x; e < M * 64 * (R16 / 8); e += 128) {
-    const int m = e / (64 * (R16 / 8)), rem = e - m * (64 * (R16 / 8)), r = rem / (R16 / 8), c = (rem - r * (R16 / 8)) * 8, n = n0 + r;
-    const bool ok = n < N && c < R;
-    cp_async16(sg + (m * 64 + r) * LDG + c, pick3(m, g0, g1, g2) + (ok ? (i64)n * R + c : 0), ok ? 16 : 0);
-  }
-  for (int e = threadIdx.x; e < M * R16 * (CT / 8); e += 128) {
-    const int m = e / (R16 * (CT / 8)), rem = e - m * (R16 * (CT / 8)), r = rem / (CT / 8), c = (rem - r * (CT / 8)) * 8, d = d0 + c;
-    const bool ok = r < R && d < D;
-    cp_async16(sa + (m * R16 + r) * LDA + c, pick3(m, a0, a1, a2) + (ok ? (i64)r * D + d : 0), ok ? 16 : 0);
-  }
-  cp_commit();
-  cp_wait<0>();
-  __syncthreads();
-  unsigned ga[M][KC][4];
-  #pragma unroll
-  for (int m = 0; m < M; m++)
-    #pragma unroll
-    for (int kc = 0; kc < KC; kc++) frag_a(ga[m][kc], sg + m * 64 * LDG, LDG, warp * 16, kc * 16, lane);
-  const float scale = drop ? keepScale : 1.f;
-  #pragma unroll 2
-  for (int j = 0; j < CT / 8; j += 2) {
-    float tot[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-    #pragma unroll
-    for (int m = 0; m < M; m++) {
-      float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-      #pragma unroll
-      for (int kc = 0; kc < KC; kc++) {
-        unsigned b[4];
-        frag_b_kn(b, sa + m * R16 * LDA, LDA, j * 8, kc * 16, lane);
-        mma_bf16(c[0], ga[m][kc], b[0], b[1]);
-        mma_bf16(c[1], ga[m][kc], b[2], b[3]);
-      }
-      #pragma unroll
-      for (int jj = 0; jj < 2; jj++) {
-        // Elements 0, 1 (row g) and 2, 3 (row g + 8) are pairs.
-        const unsigned p0 = (unsigned)(n0 + warp * 16 + g) * (unsigned)(D >> 1) + ((d0 + (j + jj) * 8) >> 1) + t;
-        #pragma unroll
-        for (int h = 0; h < 2; h++) {
-          const unsigned bits = drop ? dropout_pair_hash(p0 + (unsigned)h * 4u * (unsigned)D, seeds[m]) : 0xffffffffu;
-          const unsigned kf = drop ? (unsigned)keepFrom : 0u;
-          if ((bits & 0xffffu) >= kf) tot[jj][2 * h] += c[jj][2 * h] * scale;
-          if ((bits >> 16) >= kf) tot[jj][2 * h + 1] += c[jj][2 * h + 1] * scale;
-        }
-      }
-    }
-    #pragma unroll
-    for (int jj = 0; jj < 2; jj++) {
-      #pragma unroll
-      for (int i = 0; i < 2; i++) {
-        *(float2*)(so + (warp * 16 + g + 8 * i) * LDO + (j + jj) * 8 + 2 * t) = make_float2(alpha * tot[jj][2 * i], alpha * tot[jj][2 * i + 1]);
-      }
-    }
-  }
-  __syncthreads();
-  #pragma unroll
-  for (int it = 0; it < 64 * (CT / 8) / 128; it++) {
-    const int e = threadIdx.x + it * 128, r = e / (CT / 8), c = (e - r * (CT / 8)) * 8, n = n0 + r, d = d0 + c;
-    if (n >= N || d >= D) continue;
-    const float4 lo = *(const float4*)(so + r * LDO + c), hi = *(const float4*)(so + r * LDO + c + 4);
-    float o[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-    u16* dst = dx + (i64)n * D + d;
-    if (accumulate) {
-      float prev[8];
-      unpack8(*(const uint4*)dst, prev);
-      #pragma unroll
-      for (int k = 0; k < 8; k++) o[k] = prev[k] + o[k];
-    }
-    *(uint4*)dst = pack8(o);
-  }
-}
 `;
 
 function variant(suffix: string): string {
@@ -390,13 +397,14 @@ extern "C" __global__ void __launch_bounds__(256) lora_down_${suffix}(u16* u0, u
     const u16* a2, int N, int D, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
   lora_down<${r}, ${m}>(u0, u1, u2, x, a0, a1, a2, N, D, keepFrom, keepScale, s0, s1, s2, drop);
 }
-extern "C" __global__ void __launch_bounds__(128) lora_up_grad_${suffix}(u16* dx, const u16* g0, const u16* g1, const u16* g2, const u16* a0,
-    const u16* a1, const u16* a2, int N, int D, float alpha, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop, int accumulate) {
-  lora_up_grad<${r}, ${m}>(dx, g0, g1, g2, a0, a1, a2, N, D, alpha, keepFrom, keepScale, s0, s1, s2, drop, accumulate);
-}
 extern "C" __global__ void __launch_bounds__(128, 4) lora_grad_a_${suffix}(float* part, const u16* g0, const u16* g1, const u16* g2, const u16* x,
     int N, int D, int keepFrom, unsigned s0, unsigned s1, unsigned s2, int drop) {
-  lora_grad_a<${r}, ${m}>(part, g0, g1, g2, x, N, D, keepFrom, s0, s1, s2, drop);
+  lora_grad_a<${r}, ${m}, false>(part, nullptr, g0, g1, g2, x, nullptr, nullptr, nullptr, N, D, keepFrom, 0.f, s0, s1, s2, drop, 0);
+}
+extern "C" __global__ void __launch_bounds__(128, ${Number(r) >= 64 ? 2 : 3}) lora_grads_${suffix}(float* part, u16* dx, const u16* g0, const u16* g1, const u16* g2,
+    const u16* x, const u16* a0, const u16* a1, const u16* a2, int N, int D, int keepFrom, float dxScale, unsigned s0, unsigned s1, unsigned s2,
+    int drop, int accumulate) {
+  lora_grad_a<${r}, ${m}, true>(part, dx, g0, g1, g2, x, a0, a1, a2, N, D, keepFrom, dxScale, s0, s1, s2, drop, accumulate);
 }
 `;
 }
