@@ -1,7 +1,7 @@
 /**
  * The LoRA group operations of the Backend interface (loraDown, loraDownGrads, loraUpBackward)
- * composed from dropout and matmul: the CPU backend's
- * implementation and the CUDA backend's where its fused kernels do not apply.
+ * composed from dropout and matmul: the CPU backend's implementation and the CUDA backend's where
+ * its fused kernels do not apply.
  */
 import type { Backend, LoraInputGradient, Tensor } from './backend.js';
 
