@@ -12,16 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { KernelModule } from '../src/backend/cuda/device.js';
-import { ATTENTION } from '../src/backend/cuda/kernels/attention.js';
-import { ATTENTION_SCORES } from '../src/backend/cuda/kernels/attention-scores.js';
-import { DECODE } from '../src/backend/cuda/kernels/decode.js';
-import { ELEMENTWISE } from '../src/backend/cuda/kernels/elementwise.js';
-import { FLASH_ATTENTION } from '../src/backend/cuda/kernels/flash-attention.js';
-import { LORA } from '../src/backend/cuda/kernels/lora.js';
-import { ROWS } from '../src/backend/cuda/kernels/rows.js';
+import { KERNEL_MODULES } from '../src/backend/cuda/kernels/modules.js';
 
-const MODULES: KernelModule[] = [ATTENTION, ATTENTION_SCORES, DECODE, ELEMENTWISE, FLASH_ATTENTION, LORA, ROWS];
+const MODULES = Object.values(KERNEL_MODULES);
 
 function nvccMissing(): string | null {
   try {

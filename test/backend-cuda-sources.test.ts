@@ -6,16 +6,13 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { kernelSignatures, type KernelModule } from '../src/backend/cuda/device.js';
+import { kernelSignatures } from '../src/backend/cuda/device.js';
 import { ATTENTION } from '../src/backend/cuda/kernels/attention.js';
-import { ATTENTION_SCORES } from '../src/backend/cuda/kernels/attention-scores.js';
-import { DECODE } from '../src/backend/cuda/kernels/decode.js';
 import { ELEMENTWISE } from '../src/backend/cuda/kernels/elementwise.js';
-import { FLASH_ATTENTION, FLASH_HEAD_DIMS } from '../src/backend/cuda/kernels/flash-attention.js';
-import { LORA, LORA_VARIANTS } from '../src/backend/cuda/kernels/lora.js';
+import { FLASH_HEAD_DIMS } from '../src/backend/cuda/kernels/flash-attention.js';
+import { LORA_VARIANTS } from '../src/backend/cuda/kernels/lora.js';
+import { KERNEL_MODULES as MODULES } from '../src/backend/cuda/kernels/modules.js';
 import { ROWS } from '../src/backend/cuda/kernels/rows.js';
-
-const MODULES: Record<string, KernelModule> = { ATTENTION, ATTENTION_SCORES, DECODE, ELEMENTWISE, FLASH_ATTENTION, LORA, ROWS };
 const CUDA_DIR = join(import.meta.dirname, '..', 'src', 'backend', 'cuda');
 
 describe('CUDA kernel sources', () => {

@@ -12,13 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ATTENTION } from '../src/backend/cuda/kernels/attention.js';
-import { ATTENTION_SCORES } from '../src/backend/cuda/kernels/attention-scores.js';
-import { DECODE } from '../src/backend/cuda/kernels/decode.js';
-import { ELEMENTWISE } from '../src/backend/cuda/kernels/elementwise.js';
-import { FLASH_ATTENTION } from '../src/backend/cuda/kernels/flash-attention.js';
-import { LORA } from '../src/backend/cuda/kernels/lora.js';
-import { ROWS } from '../src/backend/cuda/kernels/rows.js';
+import { KERNEL_MODULES } from '../src/backend/cuda/kernels/modules.js';
 
 const { values, positionals } = parseArgs({ allowPositionals: true, options: { arch: { type: 'string', default: 'sm_90' } } });
 const arch = values.arch as string;
@@ -26,7 +20,7 @@ if (!/^sm_[7-9]\d$|^sm_1\d\d$/.test(arch)) throw new Error(`--arch: expected sm_
 const filter = positionals[0] ?? '';
 const dir = mkdtempSync(join(tmpdir(), 'sqlora-kernel-size-'));
 try {
-  for (const mod of [ATTENTION, ATTENTION_SCORES, DECODE, ELEMENTWISE, FLASH_ATTENTION, LORA, ROWS]) {
+  for (const mod of Object.values(KERNEL_MODULES)) {
     const src = join(dir, `${mod.name}.cu`), cubin = `${src}.cubin`;
     writeFileSync(src, mod.source);
     // ptxas -v reports on stderr; execFileSync returns stdout only, so merge them.

@@ -296,7 +296,7 @@ export class CudaBackend implements Backend, MatmulHost {
       const grid = [Math.ceil(D / LORA_GRAD_A.cols), chunks];
       const g = pad3(c.map((m) => ptrArg(gs[m]))), seedMix = pad3(c.map((m) => loraSeedMix(seeds[m])));
       if (input) {
-        // Both gradients from one pass over x's tiles, the masks computed once; dropout's 1 / (1 - p) joins alpha.
+        // Both gradients from one pass over x's tiles, the masks computed once.
         this.device.launch(this.device.kernel(LORA, `lora_grads_${r}_${M}`), grid, LORA_GRAD_A.threads, LORA_GRAD_A.sharedBytes(r, M, true), [
           part.ptr, ptrArg(input.dx), ...g, ptrArg(x), ...pad3(c.map((m) => ptrArg(input.as[m]))), N, D, d.keepFrom, alpha * d.keepScale, ...seedMix, d.drop,
           input.accumulate || i > 0 ? 1 : 0,

@@ -65,19 +65,11 @@ export const LORA_GRAD_A = {
 
 const SOURCE = String.raw`
 /**
- * x's 8 bf16 at element pairs p0..p0+3 with dropout's zeros: the kept values are not
- * scaled here (callers scale the products by 1 / (1 - p), which is the same sum).
+ * x's 8 bf16 at element pairs p0..p0+3 with dropout's zeros, and in bits the 8 keep bits (bit
+ * k: element k; callers that ignore them leave the compiler nothing to compute). The kept values
+ * are not scaled here (callers scale the products by 1 / (1 - p), which is the same sum).
  */
-__device__ __forceinline__ uint4 lora_mask8(uint4 w, unsigned p0, unsigned seedMix, unsigned keepFrom) {
-  w.x &= dropout_mask2(dropout_pair_hash(p0, seedMix), keepFrom);
-  w.y &= dropout_mask2(dropout_pair_hash(p0 + 1, seedMix), keepFrom);
-  w.z &= dropout_mask2(dropout_pair_hash(p0 + 2, seedMix), keepFrom);
-  w.w &= dropout_mask2(dropout_pair_hash(p0 + 3, seedMix), keepFrom);
-  return w;
-}
-
-/** lora_mask8, also returning the 8 keep bits (bit k: element k of the 8). */
-__device__ __forceinline__ uint4 lora_mask8_bits(uint4 w, unsigned p0, unsigned seedMix, unsigned keepFrom, unsigned& bits) {
+__device__ __forceinline__ uint4 lora_mask8(uint4 w, unsigned p0, unsigned seedMix, unsigned keepFrom, unsigned& bits) {
   const unsigned m0 = dropout_mask2(dropout_pair_hash(p0, seedMix), keepFrom), m1 = dropout_mask2(dropout_pair_hash(p0 + 1, seedMix), keepFrom);
   const unsigned m2 = dropout_mask2(dropout_pair_hash(p0 + 2, seedMix), keepFrom), m3 = dropout_mask2(dropout_pair_hash(p0 + 3, seedMix), keepFrom);
   w.x &= m0; w.y &= m1; w.z &= m2; w.w &= m3;
@@ -211,7 +203,7 @@ __device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0,
   const int c0 = blockIdx.x * CT, chunk = blockIdx.y, rEnd = min(N, (chunk + 1) * 256);
   const unsigned seeds[3] = {s0, s1, s2};
   unsigned ab[DX ? M : 1][MT][2][4];  // DX: B fragments of a_m's columns 32w.. (k = the rank)
-  if (DX) {
+  if constexpr (DX) {
     for (int e = threadIdx.x; e < M * R16 * (CT / 8); e += 128) {
       const int m = e / (R16 * (CT / 8)), rem = e - m * (R16 * (CT / 8)), r = rem / (CT / 8), c = (rem - r * (CT / 8)) * 8, d = c0 + c;
       const bool ok = r < R && d < D;
@@ -221,7 +213,7 @@ __device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0,
     cp_wait<0>();
     __syncthreads();
     #pragma unroll
-    for (int m = 0; m < (DX ? M : 1); m++)
+    for (int m = 0; m < M; m++)
       #pragma unroll
       for (int kc = 0; kc < MT; kc++)
         #pragma unroll
@@ -259,14 +251,9 @@ __device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0,
       if (drop) {
         #pragma unroll
         for (int m = 0; m < M; m++) {
-          const unsigned p0 = (unsigned)(r0 + r) * (unsigned)(D >> 1) + ((c0 + c) >> 1);
-          if (DX) {
-            unsigned bits;
-            *(uint4*)(sx + (m * 32 + r) * LDX + c) = lora_mask8_bits(v[it], p0, seeds[m], keepFrom, bits);
-            sbits[(m * 32 + r) * (CT / 8) + (c >> 3)] = (unsigned char)bits;
-          } else {
-            *(uint4*)(sx + (m * 32 + r) * LDX + c) = lora_mask8(v[it], p0, seeds[m], keepFrom);
-          }
+          unsigned bits;
+          *(uint4*)(sx + (m * 32 + r) * LDX + c) = lora_mask8(v[it], (unsigned)(r0 + r) * (unsigned)(D >> 1) + ((c0 + c) >> 1), seeds[m], keepFrom, bits);
+          if constexpr (DX) sbits[(m * 32 + r) * (CT / 8) + (c >> 3)] = (unsigned char)bits;
         }
       } else {
         *(uint4*)(sx + r * LDX + c) = v[it];
@@ -302,7 +289,7 @@ __device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0,
         }
       }
     }
-    if (DX) {
+    if constexpr (DX) {
       // dx rows r0.. (two 16-row tiles) x columns c0 + 32w.. (four 8-column tiles).
       float tot[2][4][4];
       #pragma unroll
@@ -321,7 +308,7 @@ __device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0,
             unsigned ga[4];
             frag_a(ga, sg + m * 32 * LDG, LDG, mt * 16, kc * 16, lane);
             #pragma unroll
-            for (int j = 0; j < 4; j++) mma_bf16(c[j], ga, ab[DX ? m : 0][kc][j >> 1][(j & 1) * 2], ab[DX ? m : 0][kc][j >> 1][(j & 1) * 2 + 1]);
+            for (int j = 0; j < 4; j++) mma_bf16(c[j], ga, ab[m][kc][j >> 1][(j & 1) * 2], ab[m][kc][j >> 1][(j & 1) * 2 + 1]);
           }
           #pragma unroll
           for (int h = 0; h < 2; h++) {
