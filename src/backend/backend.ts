@@ -375,8 +375,8 @@ export function loraDownGradsDims(
 ): { N: number; r: number; D: number } {
   const dims = loraGroupDims('loraDownGrads', gs, gradAs, seeds, x);
   if (input) {
+    expectShape('loraDownGrads dx (as x)', input.dx, [dims.N, dims.D]);
     loraGroupDims('loraDownGrads (input gradient)', gs, input.as, seeds, input.dx);
-    expectShape('loraDownGrads dx', input.dx, [dims.N, dims.D]);
   }
   return dims;
 }
