@@ -23,6 +23,9 @@ function fallbackDirs(): string[] {
 }
 
 function loadLibrary(names: readonly string[], what: string, install: string): LibraryHandle {
+  // tools/cuda-emulator: one library standing in for all three, running the backend on the CPU.
+  const emulator = process.env.SQLORA_CUDA_EMULATOR;
+  if (emulator) return koffi.load(emulator);
   const errors: string[] = [];
   const candidates = [...names, ...fallbackDirs().flatMap((d) => names.map((n) => join(d, n))).filter((p) => existsSync(p))];
   for (const name of candidates) {

@@ -30,8 +30,10 @@ __device__ __forceinline__ u16 f32_to_bf16(float f) {
   if ((x & 0x7fffffffu) > 0x7f800000u) return (u16)((x >> 16) | 0x40u);
   return (u16)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
+#ifndef SQLORA_EMULATOR  // tools/cuda-emulator/device-runtime.h has the PTX helpers for the CPU
 __device__ __forceinline__ float f16_to_f32(u16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 __device__ __forceinline__ u16 f32_to_f16(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
+#endif
 
 __device__ __forceinline__ float ldf(const void* p, int dt, i64 i) {
   if (dt == DT_BF16) return bf16_to_f32(((const u16*)p)[i]);
@@ -77,11 +79,13 @@ __device__ __forceinline__ void add_bias8(uint4* x, const uint4* bias, i64 j, in
 }
 
 /** Two floats as bf16x2, lo in the low half (round to nearest even, one instruction on sm_80+). */
+#ifndef SQLORA_EMULATOR
 __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
   unsigned r;
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
 }
+#endif
 
 /** murmur3's 32-bit finalizer, behind the dropout masks (backend.ts's fmix32). */
 __device__ __forceinline__ unsigned fmix32(unsigned h) {

@@ -340,6 +340,7 @@ __device__ float block_max(float v, float* scratch) {
   return v;
 }
 
+#ifndef SQLORA_EMULATOR  // tools/cuda-emulator/device-runtime.h: clusters are not emulated
 /** Every thread of every block of the cluster arrives; shared writes before it are visible after. */
 __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\n\tbarrier.cluster.wait.acquire.aligned;" ::: "memory");
@@ -354,6 +355,7 @@ __device__ __forceinline__ float ld_cluster(const float* p, int rank) {
   asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(ra) : "memory");
   return v;
 }
+#endif
 
 /**
  * fn(j, v) for each of a thread's 16-byte chunks j (of j0 + k * blockDim + threadIdx, k <

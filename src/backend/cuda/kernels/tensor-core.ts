@@ -8,6 +8,7 @@
  * 2t + 8, 2t + 9 of column g; an accumulator (16 x 8) rows g and g + 8 at columns 2t, 2t + 1.
  */
 export const TENSOR_CORE_CUDA = String.raw`
+#ifndef SQLORA_EMULATOR  // tools/cuda-emulator/device-runtime.h has these for the CPU
 __device__ __forceinline__ void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -30,6 +31,19 @@ __device__ __forceinline__ void ldsm4t(unsigned (&r)[4], const u16* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
 }
+
+/** 16 bytes global -> shared, asynchronously; bytes = 0 writes zeros instead (src is not read). */
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_u32(dst)), "l"(src), "r"(bytes));
+}
+/** 4 bytes global -> shared, asynchronously; bytes = 0 writes zeros instead (src is not read). */
+__device__ __forceinline__ void cp_async4(void* dst, const void* src, int bytes) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" :: "r"(smem_u32(dst)), "l"(src), "r"(bytes));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+/** Waits until at most N of this thread's committed groups are still in flight. */
+template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N)); }
+#endif
 
 /**
  * A 16 x 16 A operand at (row0, k0) of a row-major shared tile with rows of ld elements:
@@ -54,16 +68,4 @@ __device__ __forceinline__ void frag_b_nk(unsigned (&b)[4], const u16* sm, int l
 __device__ __forceinline__ void frag_b_kn(unsigned (&b)[4], const u16* sm, int ld, int n0, int k0, int lane) {
   ldsm4t(b, sm + (k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * ld + n0 + (lane >> 4) * 8);
 }
-
-/** 16 bytes global -> shared, asynchronously; bytes = 0 writes zeros instead (src is not read). */
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_u32(dst)), "l"(src), "r"(bytes));
-}
-/** 4 bytes global -> shared, asynchronously; bytes = 0 writes zeros instead (src is not read). */
-__device__ __forceinline__ void cp_async4(void* dst, const void* src, int bytes) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" :: "r"(smem_u32(dst)), "l"(src), "r"(bytes));
-}
-__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-/** Waits until at most N of this thread's committed groups are still in flight. */
-template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N)); }
 `;
