@@ -1,18 +1,17 @@
 /**
  * The CUDA backend's decoding kernels against the CPU reference (test/helpers/decode-parity.ts),
  * with f32 and bf16 storage, and downloadAsync: a copy waited for while later work is queued.
- * Skips, saying why, without a GPU.
+ * Without a GPU it runs on the CUDA emulator (test/helpers/cuda-device.ts).
  */
 import { describe, expect, it } from 'vitest';
 import type { FloatDType } from '../src/backend/backend.js';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
-import { probeCuda } from '../src/backend/select.js';
 import { compareOutputs, toleranceFor } from './helpers/backend-parity.js';
 import { DECODE_PARITY_CASES } from './helpers/decode-parity.js';
+import { cudaTarget } from './helpers/cuda-device.js';
 
-const probe = probeCuda();
-if (!probe.available) console.warn(`backend-cuda-decode: skipping, no CUDA GPU (${probe.reason})`);
+const probe = cudaTarget('backend-cuda-decode');
 
 describe.skipIf(!probe.available)('CUDA decoding kernels against the CPU backend', () => {
   const cpu = new CpuBackend();

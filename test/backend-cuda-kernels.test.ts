@@ -1,17 +1,17 @@
 /**
  * The CUDA backend kernel by kernel against the CPU reference, with f32 storage (tight: the
  * same math in another order) and bf16 storage (the training setting: one bf16 rounding of
- * each output), on identical bf16-representable inputs. Skips, saying why, without a GPU.
+ * each output), on identical bf16-representable inputs. Without a GPU it runs on the CUDA
+ * emulator (test/helpers/cuda-device.ts).
  */
 import { describe, expect, it } from 'vitest';
 import type { FloatDType } from '../src/backend/backend.js';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
-import { probeCuda } from '../src/backend/select.js';
 import { compareOutputs, toleranceFor, PARITY_CASES } from './helpers/backend-parity.js';
+import { cudaTarget } from './helpers/cuda-device.js';
 
-const probe = probeCuda();
-if (!probe.available) console.warn(`backend-cuda-kernels: skipping, no CUDA GPU (${probe.reason})`);
+const probe = cudaTarget('backend-cuda-kernels');
 
 describe.skipIf(!probe.available)('CUDA kernels against the CPU backend', () => {
   const cpu = new CpuBackend();

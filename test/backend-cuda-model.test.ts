@@ -3,7 +3,7 @@
  * in f32 as tight as the CPU backend, in bf16 (the training setting) within bf16 tolerances;
  * the NF4 base as far from HF as the CPU's NF4 model is; and three full training steps
  * (NF4 base, LoRA dropout, accumulation, clipping, AdamW) against the CPU backend.
- * Skips, saying why, without a GPU.
+ * Without a GPU it runs on the CUDA emulator (test/helpers/cuda-device.ts).
  *
  * bf16 tolerances (errors measured on an H100 in brackets, then given margin): the tiny models
  * have activations of order 1, so a bf16 rounding (2^-9 relative) per op accumulates over two
@@ -18,13 +18,12 @@ import { describe, expect, it } from 'vitest';
 import type { FloatDType } from '../src/backend/backend.js';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
-import { probeCuda } from '../src/backend/select.js';
 import { hfFixtureErrors, recomputeGradients, trainingErrors, type HfFixtureErrors } from './helpers/model-parity.js';
 import { haveTinyFixtures, MISSING_FIXTURES, VARIANTS } from './helpers/tiny-fixture.js';
+import { cudaTarget } from './helpers/cuda-device.js';
 
-const probe = probeCuda();
-if (!probe.available) console.warn(`backend-cuda-model: skipping, no CUDA GPU (${probe.reason})`);
-else if (!haveTinyFixtures) console.warn(`backend-cuda-model: skipping HF comparisons: ${MISSING_FIXTURES}`);
+const probe = cudaTarget('backend-cuda-model');
+if (probe.available && !haveTinyFixtures) console.warn(`backend-cuda-model: skipping HF comparisons: ${MISSING_FIXTURES}`);
 
 const TOL = {
   f32: { logits: 1e-5, loss: 1e-5, grad: 1e-4, stepLogits: 1e-5 },

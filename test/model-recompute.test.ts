@@ -6,25 +6,19 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
-import { initLora, LoraAdapter } from '../src/lora/lora.js';
+import { LoraAdapter } from '../src/lora/lora.js';
 import type { TrainBatch } from '../src/model/qwen2-batch.js';
 import { layerActivationBytes } from '../src/model/qwen2-layer.js';
 import { PROJECTIONS } from '../src/model/qwen2-linear.js';
-import { f32Tensor } from '../src/tensor/tensor.js';
 import { ADAMW_DEFAULTS, AdamW, clipGradNorm, clipGradNormOnDevice } from '../src/train/optimizer.js';
-import { randomArray, randomModel, rng, tinyConfig } from './helpers/random-qwen2.js';
+import { loraWithRandomB, randomModel, rng, tinyConfig } from './helpers/random-qwen2.js';
 
 const be = new CpuBackend();
 const cfg = tinyConfig({ num_hidden_layers: 3 });
 const model = randomModel(be, cfg, 5);
 
 function adapter(targets: readonly (typeof PROJECTIONS)[number][]): LoraAdapter {
-  const host = initLora(cfg, { r: 4, alpha: 8, dropout: 0.2, targetModules: [...targets], useRslora: false }, 9);
-  const rand = rng(11);
-  for (const [name, t] of Object.entries(host.tensors)) {
-    if (name.includes('lora_B')) host.tensors[name] = f32Tensor(t.shape, Float32Array.from(randomArray(t.shape[0] * t.shape[1], 0.3, rand)));
-  }
-  return LoraAdapter.upload(be, cfg, host);
+  return LoraAdapter.upload(be, cfg, loraWithRandomB(cfg, { r: 4, alpha: 8, dropout: 0.2, targetModules: [...targets], useRslora: false }, 9, 11));
 }
 
 function batch(): TrainBatch {

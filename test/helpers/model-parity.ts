@@ -14,7 +14,7 @@ import { Qwen2Model } from '../../src/model/qwen2.js';
 import { nf4Quantizer } from '../../src/model/qwen2-weights.js';
 import { toF32 } from '../../src/tensor/tensor.js';
 import { AdamW, clipGradNorm } from '../../src/train/optimizer.js';
-import { randomModel, rng, tinyConfig } from './random-qwen2.js';
+import { loraWithRandomB, randomModel, rng, tinyConfig } from './random-qwen2.js';
 import { adapterDir, modelDir, readReference, relativeError, relativeRms, type Variant } from './tiny-fixture.js';
 
 /** Error of a tensor against its reference: max |diff| / max |ref| and the relative RMS. */
@@ -222,7 +222,7 @@ export function trainingErrors(be: Backend): TrainingErrors {
 export function recomputeGradients(be: Backend): { kept: Record<string, Float32Array>; recomputed: Record<string, Float32Array> } {
   const cfg = tinyConfig({ hidden_size: 64, intermediate_size: 96, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 300 });
   const model = randomModel(be, cfg, 21, { nf4: nf4Quantizer });
-  const adapter = LoraAdapter.upload(be, cfg, initLora(cfg, { r: 8, alpha: 16, dropout: 0.1, targetModules: [...PROJECTIONS], useRslora: false }, 3));
+  const adapter = LoraAdapter.upload(be, cfg, loraWithRandomB(cfg, { r: 8, alpha: 16, dropout: 0.1, targetModules: [...PROJECTIONS], useRslora: false }, 3, 4));
   model.setLora(adapter);
   const grads = (recomputeLayers: number): Record<string, Float32Array> => {
     adapter.zeroGrad();

@@ -4,9 +4,11 @@
  */
 import type { Backend } from '../../src/backend/backend.js';
 import { expectQwen2Tensors } from '../../src/model/checkpoint.js';
+import { initLora, type LoraConfig, type HostLora } from '../../src/lora/lora.js';
 import { parseModelConfig, type Qwen2Config } from '../../src/model/config.js';
 import { Qwen2Model } from '../../src/model/qwen2.js';
 import { uploadQwen2Weights, type UploadOptions } from '../../src/model/qwen2-weights.js';
+import { f32Tensor } from '../../src/tensor/tensor.js';
 
 export function rng(seed: number): () => number {
   let s = seed >>> 0;
@@ -52,4 +54,17 @@ export function randomModel(be: Backend, cfg: Qwen2Config, seed = 1, opts: Uploa
     return w;
   };
   return new Qwen2Model(cfg, be, uploadQwen2Weights(be, cfg, read, opts));
+}
+
+/**
+ * initLora's adapter with random B factors (uniform in [-0.3, 0.3), from bSeed): PEFT starts B at
+ * zero, which makes every A gradient zero, so checks of A's gradients need a B that is not.
+ */
+export function loraWithRandomB(cfg: Qwen2Config, config: LoraConfig, seed: number, bSeed: number): HostLora {
+  const host = initLora(cfg, config, seed);
+  const rand = rng(bSeed);
+  for (const [name, t] of Object.entries(host.tensors)) {
+    if (name.includes('lora_B')) host.tensors[name] = f32Tensor(t.shape, Float32Array.from(randomArray(t.shape[0] * t.shape[1], 0.3, rand)));
+  }
+  return host;
 }

@@ -57,13 +57,17 @@ __device__ __forceinline__ void load_qrows(float* sm, int nrows, const void* src
   }
 }
 
-/** Key/value slots [s0, s0 + nrows) of kv head kh (zeros past S or past hd), as f32. */
+/**
+ * Key/value slots [s0, s0 + nrows) of kv head kh (S slots a row), as f32: zeros past kvLen or
+ * past hd. Slots past kvLen are a KV cache's unwritten ones: whatever they hold (NaN, say)
+ * would reach the output through a masked key's zero probability times its value.
+ */
 template <int HDP>
-__device__ __forceinline__ void load_kvrows(float* sm, int nrows, const void* src, int dt, int b, int kh, int s0, int S, int Hkv, int hd) {
+__device__ __forceinline__ void load_kvrows(float* sm, int nrows, const void* src, int dt, int b, int kh, int s0, int S, int kvLen, int Hkv, int hd) {
   constexpr int LDH = HDP + 4;
   for (int e = threadIdx.x; e < nrows * HDP; e += blockDim.x) {
     const int r = e / HDP, d = e - r * HDP, s = s0 + r;
-    sm[r * LDH + d] = (s < S && d < hd) ? ldf(src, dt, (((i64)b * S + s) * Hkv + kh) * hd + d) : 0.f;
+    sm[r * LDH + d] = (s < kvLen && d < hd) ? ldf(src, dt, (((i64)b * S + s) * Hkv + kh) * hd + d) : 0.f;
   }
 }
 
@@ -181,8 +185,8 @@ __device__ void attn_fwd(void* out, int odt, float* lse, const void* q, int qdt,
   const int kEnd = off + (min(R, vr0 + BQ) - 1) / G + 1;
   for (int k0 = 0; k0 < kEnd; k0 += BK) {
     __syncthreads();
-    load_kvrows<HDP>(Ks, BK, k, kdt, b, kh, k0, S, Hkv, hd);
-    load_kvrows<HDP>(Vs, BK, v, vdt, b, kh, k0, S, Hkv, hd);
+    load_kvrows<HDP>(Ks, BK, k, kdt, b, kh, k0, S, kvLen, Hkv, hd);
+    load_kvrows<HDP>(Vs, BK, v, vdt, b, kh, k0, S, kvLen, Hkv, hd);
     if (threadIdx.x < BK) Ms[threadIdx.x] = k0 + (int)threadIdx.x < S ? mask[(i64)b * S + k0 + threadIdx.x] : 0;
     __syncthreads();
     float sc[TM][TN];
@@ -268,8 +272,8 @@ __device__ void attn_bwd_dq(void* dq, int dqdt, const void* dout, int ddt, const
   const int kEnd = off + (min(R, vr0 + BQ) - 1) / G + 1;
   for (int k0 = 0; k0 < kEnd; k0 += BK) {
     __syncthreads();
-    load_kvrows<HDP>(Ks, BK, k, kdt, b, kh, k0, S, Hkv, hd);
-    load_kvrows<HDP>(Vs, BK, v, vdt, b, kh, k0, S, Hkv, hd);
+    load_kvrows<HDP>(Ks, BK, k, kdt, b, kh, k0, S, kvLen, Hkv, hd);
+    load_kvrows<HDP>(Vs, BK, v, vdt, b, kh, k0, S, kvLen, Hkv, hd);
     if (threadIdx.x < BK) Ms[threadIdx.x] = k0 + (int)threadIdx.x < S ? mask[(i64)b * S + k0 + threadIdx.x] : 0;
     __syncthreads();
     float sc[TM][TN], dp[TM][TN];
@@ -308,8 +312,8 @@ __device__ void attn_bwd_dkdv(void* dk, int dkdt, void* dv, int dvdt, const void
   const int ty = threadIdx.x >> 3, tx = threadIdx.x & 7;
   const int G = H / Hkv, R = T * G, b = blockIdx.y / Hkv, kh = blockIdx.y % Hkv;
   const int s0 = blockIdx.x * BKEY, off = kvLen - T;
-  load_kvrows<HDP>(Ks, BKEY, k, kdt, b, kh, s0, S, Hkv, hd);
-  load_kvrows<HDP>(Vs, BKEY, v, vdt, b, kh, s0, S, Hkv, hd);
+  load_kvrows<HDP>(Ks, BKEY, k, kdt, b, kh, s0, S, kvLen, Hkv, hd);
+  load_kvrows<HDP>(Vs, BKEY, v, vdt, b, kh, s0, S, kvLen, Hkv, hd);
 
   float accK[TM][4 * NJ], accV[TM][4 * NJ];
   bool keyOk[TM];
