@@ -19,7 +19,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** The emulator library's path, building it first if this version is not cached. Throws if g++ is missing or fails. */
 export function buildCudaEmulator(): string {
   const runtime = resolve(here, 'device-runtime.h'), driver = resolve(here, 'driver.cpp');
-  const hash = createHash('sha256').update(readFileSync(runtime)).update(readFileSync(driver)).digest();
+  // The header's path is compiled in: a copy elsewhere builds its own.
+  const hash = createHash('sha256').update(runtime).update(readFileSync(runtime)).update(readFileSync(driver)).digest();
   // The NVRTC version the emulator reports: part of the key of every compiled module it caches.
   const version = hash.readUInt32LE(0) & 0x7fffffff;
   const dir = join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'sqlora', 'cuda-emulator');
