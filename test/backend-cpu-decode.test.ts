@@ -35,6 +35,14 @@ describe('CPU decoding kernels', () => {
     expect(() => be.gatherRows(picked, ints, be.upload(Int32Array.of(0, 3), [2], 'i32'))).toThrow(/index 3 is outside the 3 source rows/);
   });
 
+  it('scatterRows puts rows back by index, keeps the others, and refuses an index outside the destination', () => {
+    const dst = be.upload(Float32Array.from({ length: 12 }, (_, i) => -i), [4, 3]);
+    be.scatterRows(dst, be.upload(Float32Array.of(1, 2, 3, 4, 5, 6), [2, 3]), be.upload(Int32Array.of(3, 1), [2], 'i32'));
+    expect(values(dst)).toEqual([-0, -1, -2, 4, 5, 6, -6, -7, -8, 1, 2, 3]);
+    expect(() => be.scatterRows(dst, be.upload(Float32Array.of(1, 2, 3), [1, 3]), be.upload(Int32Array.of(4), [1], 'i32'))).toThrow(/index 4 is outside the 4 destination rows/);
+    expect(() => be.scatterRows(dst, be.upload(Float32Array.of(1, 2, 3), [1, 3]), be.upload(Int32Array.of(0, 1), [2], 'i32'))).toThrow(/src \[1, 3\] is not 2 rows of 3/);
+  });
+
   it('addI32 adds to every element', () => {
     const t = be.upload(Int32Array.of(0, 4, -2), [3], 'i32');
     be.addI32(t, 1);

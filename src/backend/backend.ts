@@ -261,6 +261,12 @@ export interface Backend {
    */
   gatherRows(out: Tensor, src: Tensor, index: Tensor): void;
   /**
+   * out[index[i], ...] = src[i, ...]: gatherRows' inverse, whole rows along dimension 0, same
+   * dtype; index i32 [N] holds distinct rows of out, whose other rows keep their values. out
+   * must not overlap src.
+   */
+  scatterRows(out: Tensor, src: Tensor, index: Tensor): void;
+  /**
    * out i32 [N] = the index of the largest value of each row of x [N, V], the first one on ties
    * (as torch.argmax): greedy decoding without bringing the logits to the host.
    */

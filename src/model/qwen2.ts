@@ -272,12 +272,9 @@ export class Qwen2Model {
     const { x, normed } = this.layersForward(ctx, this.embed(batch.inputIds), recompute, saved);
     const { n: xf, rstd: rstdF } = normed;
     const dxf = withGrad ? be.alloc([N, cfg.hiddenSize], be.computeDType) : null;
-    const losses = be.alloc([N]);
-    const targetsT = be.upload(targets, [N], 'i32');
-    this.chunkedLoss(xf, targets, targetsT, losses, dxf, gradScale);
     const total = be.empty([1]);
-    be.sum(total, losses);
-    for (const t of [xf, losses, targetsT]) be.free(t);
+    this.chunkedLoss(total, xf, targets, dxf, gradScale);
+    be.free(xf);
     const state = withGrad && dxf ? { ctx, saved, last: x, rstdF, dxf, tensors: [rstdF, dxf, ...owned] } : null;
     if (!state) {
       be.free(x);
@@ -317,23 +314,49 @@ export class Qwen2Model {
   }
 
   /**
-   * Cross-entropy over the vocabulary a block of rows at a time: logits of the block, per-row
-   * losses, and (for training) the gradient of the hidden rows, dxf = dlogits @ lm_head. Blocks
-   * whose targets are all ignored (prompt tokens, padding) are skipped.
+   * The summed loss of the rows with a target (into total) and, for training, the gradient of
+   * those hidden rows in dxf (zero elsewhere), over the vocabulary a block of rows at a time:
+   * logits, per-row losses, dxf = dlogits @ lm_head. Only rows with a target get logits: lm_head
+   * and the vocabulary-wide cross-entropy cost as much for an ignored row (a prompt token under
+   * a completion-only loss, padding) as for any other. A block of consecutive rows is used in
+   * place; scattered ones are gathered, and their gradient rows scattered back.
    */
-  private chunkedLoss(xf: Tensor, targets: Int32Array, targetsT: Tensor, losses: Tensor, dxf: Tensor | null, gradScale: number): void {
+  private chunkedLoss(total: Tensor, xf: Tensor, targets: Int32Array, dxf: Tensor | null, gradScale: number): void {
     const be = this.backend;
-    const V = this.config.vocabSize;
-    const N = targets.length;
+    const V = this.config.vocabSize, D = this.config.hiddenSize;
+    const labeled = Int32Array.from(Array.from(targets.keys()).filter((i) => targets[i] >= 0));
+    const L = labeled.length;
+    if (L === 0) {
+      be.fill(total, 0);
+      return;
+    }
+    const rowsT = be.upload(labeled, [L], 'i32');
+    const targetsT = be.upload(Int32Array.from(labeled, (i) => targets[i]), [L], 'i32');
+    const losses = be.empty([L]);
     const rows = Math.max(1, Math.floor(this.chunkElements / V));
-    for (let r0 = 0; r0 < N; r0 += rows) {
-      const n = Math.min(rows, N - r0);
-      if (!targets.subarray(r0, r0 + n).some((t) => t >= 0)) continue;
+    for (let c0 = 0; c0 < L; c0 += rows) {
+      const n = Math.min(rows, L - c0), first = labeled[c0];
+      const consecutive = labeled[c0 + n - 1] - first === n - 1;
+      const index = be.rows(rowsT, c0, n);
+      let x = be.rows(xf, first, n);
+      if (!consecutive) {
+        x = be.empty([n, D], xf.dtype);
+        be.gatherRows(x, xf, index);
+      }
       const logits = be.empty([n, V], be.computeDType);
-      be.matmul(logits, be.rows(xf, r0, n), this.weights.lmHead, { transB: true });
-      be.crossEntropy(be.rows(losses, r0, n), logits, be.rows(targetsT, r0, n), dxf ? logits : undefined, gradScale);
-      if (dxf) be.matmul(be.rows(dxf, r0, n), logits, this.weights.lmHead);
+      be.matmul(logits, x, this.weights.lmHead, { transB: true });
+      if (!consecutive) be.free(x);
+      be.crossEntropy(be.rows(losses, c0, n), logits, be.rows(targetsT, c0, n), dxf ? logits : undefined, gradScale);
+      if (dxf && consecutive) be.matmul(be.rows(dxf, first, n), logits, this.weights.lmHead);
+      else if (dxf) {
+        const dx = be.empty([n, D], dxf.dtype);
+        be.matmul(dx, logits, this.weights.lmHead);
+        be.scatterRows(dxf, dx, index);
+        be.free(dx);
+      }
       be.free(logits);
     }
+    be.sum(total, losses);
+    for (const t of [rowsT, targetsT, losses]) be.free(t);
   }
 }

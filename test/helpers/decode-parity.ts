@@ -41,25 +41,28 @@ function argmaxCase(N: number, V: number): ParityCase {
 }
 
 const gatherCase: ParityCase = {
-  name: 'gatherRows (float rows of 16-byte units and of odd width, i32 rows), addI32',
+  name: 'gatherRows and scatterRows (float rows of 16-byte units and of odd width, i32 rows), addI32',
   bf16Tolerance: 0,
   f32Tolerance: 0,
   run(be, dt) {
     const rand = rng(3);
     const result: Record<string, Float32Array> = {};
     const owned: Tensor[] = [];
-    const index = be.upload(Int32Array.of(4, 0, 2, 2), [4], 'i32');
+    const index = be.upload(Int32Array.of(4, 0, 2, 2), [4], 'i32'), scatterIndex = be.upload(Int32Array.of(5, 1, 0, 3), [4], 'i32');
     for (const width of [64, 5]) {
       const src = be.upload(values(6 * width, 1, rand), [6, width], dt), out = be.alloc([4, width], dt);
       be.gatherRows(out, src, index);
       result[`float width ${width}`] = get(be, out);
-      owned.push(src, out);
+      const back = be.upload(values(6 * width, 1, rand), [6, width], dt);
+      be.scatterRows(back, out, scatterIndex);
+      result[`scattered width ${width}`] = get(be, back);
+      owned.push(src, out, back);
     }
     const ints = be.upload(Int32Array.from({ length: 6 * 3 }, (_, i) => i * 7 - 20), [6, 3], 'i32'), picked = be.alloc([4, 3], 'i32');
     be.gatherRows(picked, ints, index);
     be.addI32(picked, 3);
     result.ints = get(be, picked);
-    freeAll(be, [...owned, index, ints, picked]);
+    freeAll(be, [...owned, index, scatterIndex, ints, picked]);
     return result;
   },
 };

@@ -282,14 +282,28 @@ export class CpuBackend implements Backend {
   }
 
   gatherRows(out: Tensor, src: Tensor, index: Tensor): void {
-    const o = out as CpuTensor, s = src as CpuTensor, idx = i32(index, 'gatherRows index');
-    if (o.dtype !== s.dtype || o.dtype === 'nf4') throw new TypeError(`gatherRows: ${s.dtype} -> ${o.dtype} is not supported`);
-    const width = s.size / s.shape[0];
-    if (o.shape[0] !== idx.length || o.size !== idx.length * width) throw new Error(`gatherRows: out [${o.shape.join(', ')}] is not ${idx.length} rows of ${width}`);
+    this.copyRows('gatherRows', out, src, index, false);
+  }
+
+  scatterRows(out: Tensor, src: Tensor, index: Tensor): void {
+    this.copyRows('scatterRows', out, src, index, true);
+  }
+
+  /** Rows index[i] of src to rows i of out (gather), or rows i of src to rows index[i] of out (scatter). */
+  private copyRows(what: string, out: Tensor, src: Tensor, index: Tensor, scatter: boolean): void {
+    const o = out as CpuTensor, s = src as CpuTensor, idx = i32(index, `${what} index`);
+    if (o.dtype !== s.dtype || o.dtype === 'nf4') throw new TypeError(`${what}: ${s.dtype} -> ${o.dtype} is not supported`);
+    const [listed, indexed] = scatter ? [s, o] : [o, s];
+    const width = indexed.size / indexed.shape[0];
+    if (listed.shape[0] !== idx.length || listed.size !== idx.length * width) {
+      throw new Error(`${what}: ${scatter ? 'src' : 'out'} [${listed.shape.join(', ')}] is not ${idx.length} rows of ${width}`);
+    }
     const O = o.dtype === 'f32' ? f32(o) : i32(o), S = s.dtype === 'f32' ? f32(s) : i32(s);
+    const rows = indexed.shape[0], side = scatter ? 'destination' : 'source';
     idx.forEach((r, i) => {
-      if (!(r >= 0 && r < s.shape[0])) throw new RangeError(`gatherRows: index ${r} is outside the ${s.shape[0]} source rows`);
-      O.set(S.subarray(r * width, (r + 1) * width), i * width);
+      if (!(r >= 0 && r < rows)) throw new RangeError(`${what}: index ${r} is outside the ${rows} ${side} rows`);
+      if (scatter) O.set(S.subarray(i * width, (i + 1) * width), r * width);
+      else O.set(S.subarray(r * width, (r + 1) * width), i * width);
     });
   }
 

@@ -584,18 +584,30 @@ export class CudaBackend implements Backend, MatmulHost {
   }
 
   gatherRows(out: Tensor, src: Tensor, index: Tensor): void {
-    const o = asCuda(out, 'gatherRows out'), s = asCuda(src, 'gatherRows src');
-    if (o.dtype !== s.dtype || o.dtype === 'nf4') throw new TypeError(`gatherRows: ${s.dtype} -> ${o.dtype} is not supported`);
-    const N = index.size, rows = s.shape[0];
-    const width = rows > 0 ? s.size / rows : 0;
-    if (o.shape[0] !== N || o.size !== N * width) throw new Error(`gatherRows: out [${o.shape.join(', ')}] is not ${N} rows of ${width}`);
-    if (N > 65535) throw new RangeError(`gatherRows: at most 65535 rows at once, got ${N}`);
+    this.copyRows('gatherRows', out, src, index, false);
+  }
+
+  scatterRows(out: Tensor, src: Tensor, index: Tensor): void {
+    this.copyRows('scatterRows', out, src, index, true);
+  }
+
+  /** Rows index[i] of src to rows i of out (gather), or rows i of src to rows index[i] of out (scatter). */
+  private copyRows(what: string, out: Tensor, src: Tensor, index: Tensor, scatter: boolean): void {
+    const o = asCuda(out, `${what} out`), s = asCuda(src, `${what} src`);
+    if (o.dtype !== s.dtype || o.dtype === 'nf4') throw new TypeError(`${what}: ${s.dtype} -> ${o.dtype} is not supported`);
+    const [listed, indexed] = scatter ? [s, o] : [o, s];
+    const N = index.size, rows = indexed.shape[0];
+    const width = rows > 0 ? indexed.size / rows : 0;
+    if (listed.shape[0] !== N || listed.size !== N * width) {
+      throw new Error(`${what}: ${scatter ? 'src' : 'out'} [${listed.shape.join(', ')}] is not ${N} rows of ${width}`);
+    }
+    if (N > 65535) throw new RangeError(`${what}: at most 65535 rows at once, got ${N}`);
     if (N === 0 || width === 0) return;
     const rowBytes = width * elementBytes(o.dtype);
     const unit = [16, 4, 2, 1].find((u) => rowBytes % u === 0 && o.ptr % u === 0 && s.ptr % u === 0) ?? 1;
     const words = rowBytes / unit;
-    this.device.launch(this.device.kernel(DECODE, 'gather_rows'), [Math.min(Math.ceil(words / 256), 1024), N], 256, 0, [
-      o.ptr, s.ptr, ptrOf(index, 'i32', 'gatherRows index'), words, unit, rows, this.errorWord.ptr,
+    this.device.launch(this.device.kernel(DECODE, 'copy_rows'), [Math.min(Math.ceil(words / 256), 1024), N], 256, 0, [
+      o.ptr, s.ptr, ptrOf(index, 'i32', `${what} index`), words, unit, rows, scatter ? 1 : 0, this.errorWord.ptr,
     ]);
   }
 

@@ -13,7 +13,7 @@ export const DTYPE_CODE: Readonly<Record<Exclude<TensorDType, 'i32' | 'nf4'>, nu
 export const DEVICE_ERRORS: Readonly<Record<number, string>> = {
   1: 'embedding: a token id is outside the vocabulary',
   2: 'crossEntropy: a target is outside the vocabulary',
-  3: 'gatherRows: an index is outside the source rows',
+  3: 'gatherRows or scatterRows: an index is outside the indexed rows',
 };
 
 export const COMMON_CUDA = String.raw`

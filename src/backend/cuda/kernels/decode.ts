@@ -13,7 +13,8 @@
  *                    cache slots: one launch instead of two rotations and a copy per sequence
  *   add_rmsnorm      residual add and the next RMSNorm in one pass over the row
  *   argmax_partial / argmax_final   greedy token choice on the device, first index on ties
- *   gather_rows      whole rows by index (compacting the KV cache when sequences finish)
+ *   copy_rows        whole rows by index, gathered (compacting the KV cache when sequences
+ *                    finish) or scattered (the loss's gradient rows back among all rows)
  *   add_bias3        the biases of up to three projections in one launch (add_bias3_bf16x8:
  *                    16 bytes at a time where every tensor allows)
  *   add_i32          rotary positions advancing by one per step
@@ -363,17 +364,18 @@ extern "C" __global__ void argmax_final(int* out, const float* pval, const int* 
 }
 
 /**
- * Row i of out = row index[i] of src, rows of "words" units of "unit" bytes (16, 4, 2 or 1: the
- * widest that row size and addresses allow). Grid (x, N); an index outside [0, rows) sets error
- * word 3 and leaves its row as it was.
+ * Row i of out = row index[i] of src (gather), or row index[i] of out = row i of src (scatter),
+ * rows of "words" units of "unit" bytes (16, 4, 2 or 1: the widest that row size and addresses
+ * allow). Grid (x, N); an index outside [0, rows) (rows of the indexed tensor) sets error word 3
+ * and copies nothing for it.
  */
-extern "C" __global__ void gather_rows(void* out, const void* src, const int* index, i64 words, int unit, int rows, int* err) {
+extern "C" __global__ void copy_rows(void* out, const void* src, const int* index, i64 words, int unit, int rows, int scatter, int* err) {
   const int i = blockIdx.y, r = index[i];
   if (r < 0 || r >= rows) {
     if (threadIdx.x == 0 && blockIdx.x == 0) atomicExch(err, 3);
     return;
   }
-  const i64 o = (i64)i * words, s = (i64)r * words;
+  const i64 o = (i64)(scatter ? r : i) * words, s = (i64)(scatter ? i : r) * words;
   for (i64 w = (i64)blockIdx.x * blockDim.x + threadIdx.x; w < words; w += (i64)gridDim.x * blockDim.x) {
     if (unit == 16) ((uint4*)out)[o + w] = ((const uint4*)src)[s + w];
     else if (unit == 4) ((unsigned*)out)[o + w] = ((const unsigned*)src)[s + w];
