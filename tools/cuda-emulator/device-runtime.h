@@ -360,6 +360,7 @@ inline void asyncWait(int pending) {
 } // namespace emu
 
 inline void cp_async16(void* dst, const void* src, int bytes) { emu::asyncCopy(dst, src, 16, bytes); }
+inline void cp_async16(unsigned dst, const void* src, int bytes) { emu::asyncCopy(emu::sharedPointer(dst), src, 16, bytes); }
 inline void cp_async4(void* dst, const void* src, int bytes) { emu::asyncCopy(dst, src, 4, bytes); }
 inline void cp_commit() { emu::block().openGroup[emu::block().current]++; }
 template <int N> inline void cp_wait() { emu::asyncWait(N); }
