@@ -1,14 +1,18 @@
 /**
  * The CUDA emulator (tools/cuda-emulator) itself: the tensor-core operations against a direct
- * product, and the defects it is there to expose (a read of a cp.async destination before its
- * wait, threads waiting at barriers that cannot complete). Always on the emulator, never on a
- * GPU (the deadlock would hang one); skips, saying why, without g++.
+ * product, the defects it is there to expose (a read of a cp.async destination before its
+ * wait, threads waiting at barriers that cannot complete), and thread block clusters (the
+ * backend's sm_90 cross-entropy). Always on the emulator, never on a GPU (the deadlock would
+ * hang one); skips, saying why, without g++.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
+import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
 import { CudaDevice, kernelModule } from '../src/backend/cuda/device.js';
 import { COMMON_CUDA } from '../src/backend/cuda/kernels/common.js';
 import { TENSOR_CORE_CUDA } from '../src/backend/cuda/kernels/tensor-core.js';
 import { bf16ToF32, f32ToBf16 } from '../src/tensor/dtype.js';
+import { compareOutputs, PARITY_CASES, toleranceFor } from './helpers/backend-parity.js';
 import { buildCudaEmulator } from '../tools/cuda-emulator/build.js';
 
 let unavailable: string | null = null;
@@ -90,6 +94,20 @@ describe.skipIf(unavailable !== null)('the CUDA emulator', () => {
     dev.launch(dev.kernel(MODULE, 'async_copy'), [1], 64, 64 * 16, [early, late, upload(src)]);
     expect(Array.from(download(new Uint32Array(64), early))).toEqual(new Array(64).fill(0xffffffff));
     expect(Array.from(download(new Uint32Array(64), late))).toEqual(Array.from({ length: 64 }, (_, i) => 4 * i + 1));
+  });
+
+  it('runs the blocks of a cluster together: at compute capability 9.0 the cross-entropy (a cluster a row) matches the CPU', () => {
+    const c = PARITY_CASES.find((p) => p.name.startsWith('crossEntropy'));
+    if (!c) throw new Error('no crossEntropy parity case');
+    process.env.SQLORA_CUDA_EMULATOR_CC = '90';
+    try {
+      const be = new CudaBackend({ computeDType: 'bf16' });
+      expect(be.device.cc).toBe(90);
+      const ref = c.run(new CpuBackend(), 'f32');
+      for (const r of compareOutputs(c.run(be, 'bf16'), ref)) expect(r.rel, r.output).toBeLessThanOrEqual(toleranceFor(c, 'bf16'));
+    } finally {
+      delete process.env.SQLORA_CUDA_EMULATOR_CC;
+    }
   });
 
   it('reports threads waiting at barriers that cannot complete as a failed launch', () => {

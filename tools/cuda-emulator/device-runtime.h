@@ -11,14 +11,16 @@
 // wait), threads that wait at different barriers (reported as a deadlock), and missing barriers
 // (odd blocks run their threads in reverse order).
 //
-// Not emulated: thread block clusters (the emulated GPU is compute capability 8.0, where the
-// backend uses none), memory ordering between blocks (blocks run one after another).
+// Thread block clusters run their blocks together (cluster barriers, reads of another block's
+// shared memory); other blocks run one after another, so nothing about the ordering of memory
+// between blocks is emulated.
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <sys/mman.h>
 #include <type_traits>
 #include <utility>
 
@@ -28,13 +30,12 @@
 #define __forceinline__ inline
 #define __noinline__
 #define __restrict__ __restrict
-#define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
 #define __cluster_dims__(...)
 #define SQLORA_EMULATOR 1
 // Every kernel is compiled (each extern "C" __global__ function gets registered by name), Hopper's
-// too; the emulated device reports compute capability 8.0, so the backend launches none of those.
+// too; which ones the backend launches follows the compute capability the device reports.
 #define __CUDA_ARCH__ 900
 
 struct uint3 { unsigned x, y, z; };
@@ -50,10 +51,16 @@ inline float2 make_float2(float x, float y) { return {x, y}; }
 namespace emu {
 
 constexpr int MAX_THREADS = 1024;
-constexpr int MAX_WARPS = MAX_THREADS / 32;
-constexpr size_t STACK_BYTES = 256 * 1024;
+/** Blocks of a cluster (the portable limit). */
+constexpr int MAX_CLUSTER = 8;
+constexpr int MAX_FIBERS = MAX_THREADS * MAX_CLUSTER;
+constexpr int MAX_WARPS = MAX_FIBERS / 32;
+constexpr size_t STACK_BYTES = 128 * 1024;
+/** A block's shared memory: its __shared__ variables first, then its dynamic shared memory. */
+constexpr size_t STATIC_SHARED_BYTES = 48 * 1024;
 /** Dynamic shared memory of one block: the most any CUDA GPU allows (227 KiB on sm_90). */
 constexpr size_t DYNAMIC_SHARED_BYTES = 227 * 1024;
+constexpr size_t ARENA_BYTES = STATIC_SHARED_BYTES + DYNAMIC_SHARED_BYTES;
 
 struct Fiber {
   void* sp;
@@ -81,20 +88,24 @@ struct AsyncCopy {
   int group;
 };
 
+/** The blocks running together (one, or a cluster): fiber f is thread f % threads of block f / threads. */
 struct Block {
-  Fiber fibers[MAX_THREADS];
-  Barrier block;
+  Fiber fibers[MAX_FIBERS];
+  Barrier blocks[MAX_CLUSTER];
+  Barrier cluster;
   Barrier warps[MAX_WARPS];
   WarpSlots slots[MAX_WARPS];
   int threads = 0;
+  int clusterSize = 1;
   int current = 0;
   long progress = 0;
   void* schedulerSp = nullptr;
-  // cp.async state per thread: a small queue of copies and the group counter.
-  AsyncCopy* copies[MAX_THREADS] = {};
-  int copyCount[MAX_THREADS] = {};
-  int copyCapacity[MAX_THREADS] = {};
-  int openGroup[MAX_THREADS] = {};
+  unsigned firstBlockX = 0;
+  // cp.async state per fiber: a small queue of copies and the group counter.
+  AsyncCopy* copies[MAX_FIBERS] = {};
+  int copyCount[MAX_FIBERS] = {};
+  int copyCapacity[MAX_FIBERS] = {};
+  int openGroup[MAX_FIBERS] = {};
 };
 
 inline Block& block() {
@@ -107,7 +118,7 @@ inline char* failure() {
   static char message[512];
   return message;
 }
-
+/** Abandons the launch, saying why (defined with the scheduler). */
 [[noreturn]] inline void fail(const char* what);
 
 // x86-64 System V context switch: saves callee-saved registers on the current stack, stores the
@@ -176,8 +187,13 @@ inline void leave(Barrier& bar) {
   }
 }
 
-inline int lane() { return block().current & 31; }
-inline int warp() { return block().current >> 5; }
+/** The running thread's lane, its warp (numbered across the blocks running together) and its block among them. */
+inline int lane() { return (block().current % block().threads) & 31; }
+inline int warp() {
+  const Block& b = block();
+  return (b.current / b.threads) * (MAX_THREADS / 32) + ((b.current % b.threads) >> 5);
+}
+inline int blockInCluster() { return block().current / block().threads; }
 
 /** Every lane publishes `mine` as operand `slot`, waits for the whole warp, and gets all 32 values. */
 inline WarpSlots& exchange(int slot, uint64_t mine) {
@@ -204,22 +220,41 @@ template <class T> inline T fromBits64(uint64_t u) {
   return v;
 }
 
-/** The dynamic shared memory, and the base of the 32-bit shared window every shared address is relative to. */
-alignas(128) inline unsigned char dynamicShared[DYNAMIC_SHARED_BYTES];
+/** The shared memory of the blocks running together, one arena each: the base of its 32-bit shared window. */
+alignas(128) inline unsigned char arenas[MAX_CLUSTER][ARENA_BYTES];
 
+inline unsigned char* arena() { return arenas[blockInCluster()]; }
+inline unsigned char* dynamicShared() { return arena() + STATIC_SHARED_BYTES; }
+
+/** Shared addresses are offsets in the running block's arena. */
 inline unsigned sharedAddress(const void* p) {
-  return (unsigned)(uint32_t)((const unsigned char*)p - dynamicShared);
+  return (unsigned)(uint32_t)((const unsigned char*)p - arena());
 }
 inline unsigned char* sharedPointer(unsigned a) {
-  return dynamicShared + (int32_t)a;
+  return arena() + (int32_t)a;
+}
+
+/** Where each __shared__ variable of the module lives in an arena (by declaration, laid out on first use). */
+inline size_t& staticSharedUsed() {
+  static size_t used = 0;
+  return used;
+}
+template <class T, size_t ALIGN> inline T& sharedVariable(size_t& offset) {
+  if (offset == SIZE_MAX) {
+    const size_t a = ALIGN > alignof(T) ? ALIGN : alignof(T);
+    offset = (staticSharedUsed() + a - 1) / a * a;
+    staticSharedUsed() = offset + sizeof(T);
+    if (staticSharedUsed() > STATIC_SHARED_BYTES) fail("the module's __shared__ variables exceed 48 KiB");
+  }
+  return *reinterpret_cast<T*>(arena() + offset);
 }
 
 } // namespace emu
 
 // ---- CUDA intrinsics -------------------------------------------------------------------------
 
-inline void __syncthreads() { emu::arriveAndWait(emu::block().block, 1); }
-inline int __syncthreads_and(int pred) { return emu::arriveAndWait(emu::block().block, pred); }
+inline void __syncthreads() { emu::arriveAndWait(emu::block().blocks[emu::blockInCluster()], 1); }
+inline int __syncthreads_and(int pred) { return emu::arriveAndWait(emu::block().blocks[emu::blockInCluster()], pred); }
 
 template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int laneMask, int width = 32) {
   if (mask != 0xffffffffu || width != 32) emu::fail("__shfl_xor_sync: only full-warp shuffles are emulated");
@@ -365,8 +400,14 @@ inline void cp_async4(void* dst, const void* src, int bytes) { emu::asyncCopy(ds
 inline void cp_commit() { emu::block().openGroup[emu::block().current]++; }
 template <int N> inline void cp_wait() { emu::asyncWait(N); }
 
-inline void cluster_sync() { emu::fail("thread block clusters are not emulated"); }
-inline float ld_cluster(const float*, int) { emu::fail("thread block clusters are not emulated"); }
+inline void cluster_sync() { emu::arriveAndWait(emu::block().cluster, 1); }
+/** p (shared memory of this block) in the cluster's block of that rank. */
+inline float ld_cluster(const float* p, int rank) {
+  if (rank < 0 || rank >= emu::block().clusterSize) emu::fail("ld_cluster: a rank outside the cluster");
+  float v;
+  std::memcpy(&v, emu::arenas[rank] + ((const unsigned char*)p - emu::arena()), 4);
+  return v;
+}
 
 // ---- launching -----------------------------------------------------------------------------
 
@@ -376,6 +417,7 @@ struct Kernel {
   const char* name;
   void* fn;
   void (*call)(void* fn, void** params);
+  int cluster;  // blocks of a cluster along x (__cluster_dims__), 1 without
   Kernel* next;
 };
 inline Kernel*& kernels() {
@@ -392,7 +434,10 @@ template <class... A> struct Call {
 /** Registers `name` (one per extern "C" __global__ function, appended to the source by the emulated NVRTC). */
 struct Register {
   Kernel k;
-  template <class... A> Register(const char* name, void (*fn)(A...)) : k{name, (void*)fn, &Call<A...>::run, kernels()} { kernels() = &k; }
+  template <class... A> Register(const char* name, void (*fn)(A...), int cx = 1, int cy = 1, int cz = 1)
+      : k{name, (void*)fn, &Call<A...>::run, cy == 1 && cz == 1 ? cx : -1, kernels()} {
+    kernels() = &k;
+  }
 };
 
 inline Kernel* running = nullptr;
@@ -403,17 +448,22 @@ inline void threadMain() {
   running->call(running->fn, runningParams);
   // Returned: leave the barriers and never run again.
   b.fibers[b.current].done = true;
-  leave(b.block);
-  leave(b.warps[b.current >> 5]);
+  leave(b.blocks[blockInCluster()]);
+  leave(b.cluster);
+  leave(b.warps[warp()]);
   b.progress++;
   void* unused;
   emu_switch(&unused, b.schedulerSp);
   __builtin_unreachable();
 }
 
+/** Stacks for every fiber, reserved once (pages are only committed as they are touched). */
 inline unsigned char* stacks() {
   static unsigned char* base = nullptr;
-  if (!base) base = (unsigned char*)aligned_alloc(64, STACK_BYTES * MAX_THREADS);
+  if (!base) {
+    void* p = mmap(nullptr, STACK_BYTES * MAX_FIBERS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    base = p == MAP_FAILED ? nullptr : (unsigned char*)p;
+  }
   return base;
 }
 
@@ -428,7 +478,7 @@ inline void* newStack(int t) {
 
 [[noreturn]] inline void fail(const char* what) {
   Block& b = block();
-  snprintf(failure(), 512, "%s (block %u,%u,%u thread %d)", what, blockIdx.x, blockIdx.y, blockIdx.z, b.current);
+  snprintf(failure(), 512, "%s (block %u,%u,%u thread %d)", what, blockIdx.x, blockIdx.y, blockIdx.z, b.current % b.threads);
   void* unused;
   // Back to the scheduler, which abandons the launch.
   b.progress = -1;
@@ -436,46 +486,55 @@ inline void* newStack(int t) {
   __builtin_unreachable();
 }
 
-inline void setThreadIdx(int t) {
-  threadIdx.x = (unsigned)t % blockDim.x;
-  threadIdx.y = ((unsigned)t / blockDim.x) % blockDim.y;
-  threadIdx.z = (unsigned)t / (blockDim.x * blockDim.y);
+inline void setThreadIdx(int f) {
+  const Block& b = block();
+  const unsigned t = (unsigned)(f % b.threads);
+  threadIdx.x = t % blockDim.x;
+  threadIdx.y = (t / blockDim.x) % blockDim.y;
+  threadIdx.z = t / (blockDim.x * blockDim.y);
+  blockIdx.x = b.firstBlockX + (unsigned)(f / b.threads);
 }
 
-/** Runs one block to completion; false (with failure() set) on a deadlock or a failed check. */
-inline bool runBlock(bool reverse, unsigned sharedBytes) {
+/** Runs the blocks of one cluster (or one block) to completion; false (with failure() set) on a deadlock or a failed check. */
+inline bool runBlocks(bool reverse, unsigned sharedBytes) {
   Block& b = block();
-  const int n = b.threads;
-  b.block = Barrier{};
-  b.block.live = n;
-  for (int w = 0; w < (n + 31) / 32; w++) {
-    b.warps[w] = Barrier{};
-    b.warps[w].live = (w + 1) * 32 <= n ? 32 : n - w * 32;
+  const int n = b.threads * b.clusterSize;
+  b.cluster = Barrier{};
+  b.cluster.live = n;
+  for (int k = 0; k < b.clusterSize; k++) {
+    b.blocks[k] = Barrier{};
+    b.blocks[k].live = b.threads;
+    for (int w = 0; w < (b.threads + 31) / 32; w++) {
+      Barrier& bw = b.warps[k * (MAX_THREADS / 32) + w];
+      bw = Barrier{};
+      bw.live = (w + 1) * 32 <= b.threads ? 32 : b.threads - w * 32;
+    }
+    // Shared memory holds whatever it held: all-ones bytes (NaN) show reads of what no thread wrote.
+    std::memset(arenas[k], 0xff, STATIC_SHARED_BYTES + sharedBytes);
   }
-  for (int t = 0; t < n; t++) {
-    b.fibers[t] = Fiber{newStack(t), false};
-    b.copyCount[t] = 0;
-    b.openGroup[t] = 0;
+  for (int f = 0; f < n; f++) {
+    b.fibers[f] = Fiber{newStack(f), false};
+    b.copyCount[f] = 0;
+    b.openGroup[f] = 0;
   }
-  std::memset(dynamicShared, 0xff, sharedBytes);
   b.progress = 0;
   int remaining = n;
   while (remaining > 0) {
     const long before = b.progress;
     for (int i = 0; i < n; i++) {
-      const int t = reverse ? n - 1 - i : i;
-      if (b.fibers[t].done) continue;
-      b.current = t;
-      setThreadIdx(t);
-      emu_switch(&b.schedulerSp, b.fibers[t].sp);
+      const int f = reverse ? n - 1 - i : i;
+      if (b.fibers[f].done) continue;
+      b.current = f;
+      setThreadIdx(f);
+      emu_switch(&b.schedulerSp, b.fibers[f].sp);
       if (b.progress < 0) return false;
-      if (b.fibers[t].done) remaining--;
+      if (b.fibers[f].done) remaining--;
     }
     if (remaining > 0 && b.progress == before) {
       int atBlock = 0;
-      for (int t = 0; t < n; t++) atBlock += !b.fibers[t].done;
-      snprintf(failure(), 512, "deadlock in block %u,%u,%u: %d threads wait at barriers that cannot complete (%d at __syncthreads, the rest at warp-wide operations)",
-               blockIdx.x, blockIdx.y, blockIdx.z, atBlock, b.block.arrived);
+      for (int k = 0; k < b.clusterSize; k++) atBlock += b.blocks[k].arrived;
+      snprintf(failure(), 512, "deadlock in block %u,%u,%u: %d threads wait at barriers that cannot complete (%d at __syncthreads, %d at cluster barriers, the rest at warp-wide operations)",
+               b.firstBlockX, blockIdx.y, blockIdx.z, remaining, atBlock, b.cluster.arrived);
       return false;
     }
   }
@@ -502,17 +561,23 @@ extern "C" __attribute__((visibility("default"))) int sqlora_emu_launch(const ch
   const unsigned threads = blockDims[0] * blockDims[1] * blockDims[2];
   if (threads == 0 || threads > (unsigned)emu::MAX_THREADS) return refuse("a block needs 1 to 1024 threads");
   if (sharedBytes > emu::DYNAMIC_SHARED_BYTES) return refuse("more dynamic shared memory than any GPU has");
+  if (k->cluster < 1 || k->cluster > emu::MAX_CLUSTER) return refuse("only clusters of 1 to 8 blocks along x are emulated");
+  if (grid[0] % k->cluster != 0) return refuse("the grid is not a whole number of clusters");
+  if (!emu::stacks()) return refuse("cannot reserve the threads' stacks");
   gridDim = {grid[0], grid[1], grid[2]};
   blockDim = {blockDims[0], blockDims[1], blockDims[2]};
-  emu::block().threads = (int)threads;
+  emu::Block& b = emu::block();
+  b.threads = (int)threads;
+  b.clusterSize = k->cluster;
   emu::running = k;
   emu::runningParams = params;
   long index = 0;
   for (unsigned z = 0; z < grid[2]; z++)
     for (unsigned y = 0; y < grid[1]; y++)
-      for (unsigned x = 0; x < grid[0]; x++, index++) {
+      for (unsigned x = 0; x < grid[0]; x += k->cluster, index++) {
         blockIdx = {x, y, z};
-        if (!emu::runBlock(index & 1, sharedBytes)) {
+        b.firstBlockX = x;
+        if (!emu::runBlocks(index & 1, sharedBytes)) {
           snprintf(error, errorBytes, "%s: %s", name, emu::failure());
           return 1;
         }

@@ -27,8 +27,16 @@
 namespace {
 
 constexpr int SUCCESS = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, NOT_FOUND = 500, LAUNCH_FAILED = 719, INVALID_IMAGE = 200;
-/** The emulated GPU: compute capability 8.0 (no thread block clusters), an A100's shared memory. */
-constexpr int CC_MAJOR = 8, CC_MINOR = 0, SMS = 16, MAX_SHARED_OPTIN = 166912, DEFAULT_SHARED = 48 * 1024;
+/**
+ * The emulated GPU: compute capability 8.0 with an A100's shared memory, or with
+ * SQLORA_CUDA_EMULATOR_CC=90 9.0 with an H100's (where the backend uses thread block clusters).
+ */
+constexpr int SMS = 16, DEFAULT_SHARED = 48 * 1024;
+int computeCapability() {
+  const char* cc = getenv("SQLORA_CUDA_EMULATOR_CC");
+  return cc && std::string(cc) == "90" ? 90 : 80;
+}
+int maxSharedOptin() { return computeCapability() == 90 ? 232448 : 166912; }
 constexpr size_t TOTAL_MEMORY = size_t(8) << 30;
 
 std::string lastFailure;
@@ -94,9 +102,9 @@ API int cuDeviceGetName(char* name, int len, int) {
 API int cuDeviceGetAttribute(int* value, int attrib, int) {
   switch (attrib) {
     case 16: *value = SMS; return SUCCESS;
-    case 75: *value = CC_MAJOR; return SUCCESS;
-    case 76: *value = CC_MINOR; return SUCCESS;
-    case 97: *value = MAX_SHARED_OPTIN; return SUCCESS;
+    case 75: *value = computeCapability() / 10; return SUCCESS;
+    case 76: *value = computeCapability() % 10; return SUCCESS;
+    case 97: *value = maxSharedOptin(); return SUCCESS;
     default: lastFailure = "device attribute " + std::to_string(attrib) + " is not emulated"; return INVALID_VALUE;
   }
 }
@@ -187,7 +195,7 @@ API int cuModuleGetFunction(void** fn, void* module, const char* name) {
 
 API int cuFuncSetAttribute(void* fn, int attrib, int value) {
   if (attrib != 8) { lastFailure = "function attribute " + std::to_string(attrib) + " is not emulated"; return INVALID_VALUE; }
-  if (value > MAX_SHARED_OPTIN) { lastFailure = "more dynamic shared memory than the device allows"; return INVALID_VALUE; }
+  if (value > maxSharedOptin()) { lastFailure = "more dynamic shared memory than the device allows"; return INVALID_VALUE; }
   ((Function*)fn)->maxShared = value;
   return SUCCESS;
 }
@@ -230,15 +238,61 @@ std::string readFile(const std::string& path) {
   return s.str();
 }
 
-/** The module's CUDA C as host C++: dynamic shared memory becomes the runtime's buffer, and each kernel is registered. */
+std::string trim(const std::string& s) {
+  const size_t a = s.find_first_not_of(" \t\n"), b = s.find_last_not_of(" \t\n");
+  return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+/**
+ * A __shared__ declaration ("__shared__ [__align__(N)] TYPE a[..], b;") as references into the
+ * running block's shared memory, one offset per declared variable (laid out on first use).
+ */
+std::string sharedVariables(const std::string& align, const std::string& decl, int& counter) {
+  // The declarators start at the identifier before the first '[' or ',' (or the end).
+  size_t p = decl.find_first_of("[,");
+  if (p == std::string::npos) p = decl.size();
+  while (p > 0 && isspace((unsigned char)decl[p - 1])) p--;
+  size_t q = p;
+  while (q > 0 && (isalnum((unsigned char)decl[q - 1]) || decl[q - 1] == '_')) q--;
+  const std::string type = trim(decl.substr(0, q));
+  std::string out, rest = decl.substr(q);
+  std::stringstream list(rest);
+  std::string one;
+  while (std::getline(list, one, ',')) {
+    one = trim(one);
+    size_t n = 0;
+    while (n < one.size() && (isalnum((unsigned char)one[n]) || one[n] == '_')) n++;
+    const std::string name = one.substr(0, n), dims = one.substr(n), slot = "sqlora_emu_shared_" + std::to_string(counter++);
+    out += "static size_t " + slot + " = SIZE_MAX; auto& " + name + " = emu::sharedVariable<" + type + dims + ", " + (align.empty() ? "1" : align) + ">(" + slot + ");";
+  }
+  return out;
+}
+
+/**
+ * The module's CUDA C as host C++: __shared__ variables and dynamic shared memory live in the
+ * running block's arena, and each kernel is registered by name (with its cluster size).
+ */
 std::string hostSource(const std::string& cuda) {
   static const std::regex dynamicShared(R"(extern\s+__shared__\s+(?:__align__\(\d+\)\s+)?([A-Za-z_][\w\s]*?)\s+(\w+)\s*\[\s*\]\s*;)");
-  std::string out = std::regex_replace(cuda, dynamicShared, "$1* const $2 = ($1*)emu::dynamicShared;");
-  static const std::regex kernel(R"(extern "C" __global__ void (?:(?:__launch_bounds__|__cluster_dims__)\([^)]*\)\s+)?(\w+)\()");
+  const std::string withDynamic = std::regex_replace(cuda, dynamicShared, "$1* const $2 = ($1*)emu::dynamicShared();");
+  static const std::regex shared(R"(__shared__\s+(?:__align__\((\d+)\)\s+)?([^;]+);)");
+  std::string out;
+  int counter = 0;
+  auto from = withDynamic.cbegin();
+  for (std::sregex_iterator it(withDynamic.begin(), withDynamic.end(), shared), end; it != end; ++it) {
+    out.append(from, (*it)[0].first);
+    out += sharedVariables((*it)[1], (*it)[2], counter);
+    from = (*it)[0].second;
+  }
+  out.append(from, withDynamic.cend());
+  static const std::regex kernel(R"(extern "C" __global__ void ((?:(?:__launch_bounds__|__cluster_dims__)\([^)]*\)\s+)*)(\w+)\()");
+  static const std::regex clusterDims(R"(__cluster_dims__\(([^)]*)\))");
   out += "\n";
   for (auto it = std::sregex_iterator(cuda.begin(), cuda.end(), kernel); it != std::sregex_iterator(); ++it) {
-    const std::string name = (*it)[1];
-    out += "static emu::Register sqlora_emu_register_" + name + "(\"" + name + "\", &" + name + ");\n";
+    const std::string attributes = (*it)[1], name = (*it)[2];
+    std::smatch dims;
+    const std::string cluster = std::regex_search(attributes, dims, clusterDims) ? ", " + dims[1].str() : "";
+    out += "static emu::Register sqlora_emu_register_" + name + "(\"" + name + "\", &" + name + cluster + ");\n";
   }
   return out;
 }
@@ -251,8 +305,8 @@ API int nvrtcVersion(int* major, int* minor) {
   return SUCCESS;
 }
 API const char* nvrtcGetErrorString(int rc) { return rc == 0 ? "NVRTC_SUCCESS" : rc == 6 ? "NVRTC_ERROR_COMPILATION" : "NVRTC_ERROR"; }
-API int nvrtcGetNumSupportedArchs(int* n) { *n = 1; return SUCCESS; }
-API int nvrtcGetSupportedArchs(int* archs) { archs[0] = CC_MAJOR * 10 + CC_MINOR; return SUCCESS; }
+API int nvrtcGetNumSupportedArchs(int* n) { *n = 2; return SUCCESS; }
+API int nvrtcGetSupportedArchs(int* archs) { archs[0] = 80; archs[1] = 90; return SUCCESS; }
 
 API int nvrtcCreateProgram(void** prog, const char* src, const char* name, int, void*, void*) {
   *prog = new Program{src, name ? name : "module.cu", "", {}};
