@@ -307,6 +307,11 @@ inline u16 bf16Round(float f) {
 inline float bf16Value(unsigned h) { return __uint_as_float((h & 0xffffu) << 16); }
 } // namespace emu
 
+/** ex2.approx.ftz: results below the smallest normal float flush to zero. */
+inline float exp2_ftz(float x) {
+  const float y = exp2f(x);
+  return y < 1.17549435e-38f ? 0.f : y;
+}
 inline unsigned pack_bf16(float lo, float hi) { return (unsigned)emu::bf16Round(lo) | ((unsigned)emu::bf16Round(hi) << 16); }
 
 inline unsigned smem_u32(const void* p) { return emu::sharedAddress(p); }
