@@ -1,10 +1,14 @@
 /**
  * The CUDA emulator (tools/cuda-emulator) itself: the tensor-core operations against a direct
  * product, the defects it is there to expose (a read of a cp.async destination before its
- * wait, threads waiting at barriers that cannot complete), and thread block clusters (the
- * backend's sm_90 cross-entropy). Always on the emulator, never on a GPU (the deadlock would
+ * wait, threads waiting at barriers that cannot complete, a misaligned 16-byte load), and thread
+ * block clusters (the backend's sm_90 cross-entropy). Always on the emulator, never on a GPU (the deadlock would
  * hang one); skips, saying why, without g++.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
@@ -108,6 +112,25 @@ describe.skipIf(unavailable !== null)('the CUDA emulator', () => {
     } finally {
       delete process.env.SQLORA_CUDA_EMULATOR_CC;
     }
+  });
+
+  it('stops at a misaligned 16-byte load, as a GPU faults, naming the line of the kernel source', () => {
+    // In a process of its own: the sanitizer's report ends it.
+    const dir = mkdtempSync(join(tmpdir(), 'sqlora-emulator-'));
+    const src = (f: string): string => JSON.stringify(resolve(import.meta.dirname, '..', f));
+    writeFileSync(join(dir, 'misaligned.ts'), `
+      import { CudaDevice, kernelModule } from ${src('src/backend/cuda/device.ts')};
+      const mod = kernelModule('misaligned', 'extern "C" __global__ void load16(unsigned* out, const unsigned char* src) {\\n' +
+        '  out[threadIdx.x] = ((const uint4*)(src + 4))->x;\\n}\\n');
+      const dev = new CudaDevice();
+      dev.launch(dev.kernel(mod, 'load16'), [1], 32, 0, [dev.allocator.alloc(128).ptr, dev.allocator.alloc(64).ptr]);
+      dev.synchronize();
+      console.log('no fault');
+    `);
+    const run = spawnSync(process.execPath, ['--import', 'tsx', join(dir, 'misaligned.ts')], { encoding: 'utf8', env: process.env });
+    expect(run.stdout).not.toContain('no fault');
+    expect(run.status).not.toBe(0);
+    expect(run.stderr).toMatch(/misaligned\.cu:2:\d+: runtime error: .*misaligned address/);
   });
 
   it('reports threads waiting at barriers that cannot complete as a failed launch', () => {

@@ -344,6 +344,7 @@ inline void mma_bf16(float (&c)[4], const unsigned (&a)[4], unsigned b0, unsigne
 namespace emu {
 /** ldmatrix .x4: lanes 8m..8m+7 give matrix m's row addresses; register m of lane l gets its row l / 4, columns 2 (l % 4), +1 (or transposed). */
 inline void ldmatrix4(unsigned (&r)[4], unsigned address, bool trans) {
+  if (address % 16 != 0) fail("ldmatrix: a row address that is not 16-byte aligned");
   WarpSlots& s = exchange(0, address);
   warpSync();
   const int l = lane();
@@ -372,6 +373,7 @@ inline void ldsm4t(unsigned (&r)[4], const u16* p) { emu::ldmatrix4(r, smem_u32(
 
 namespace emu {
 inline void asyncCopy(void* dst, const void* src, int size, int bytes) {
+  if ((uintptr_t)dst % size != 0 || (uintptr_t)src % size != 0) fail("cp.async: a source or destination not aligned to the copy's size");
   Block& b = block();
   const int t = b.current;
   if (b.copyCount[t] == b.copyCapacity[t]) {

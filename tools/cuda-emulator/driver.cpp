@@ -322,14 +322,17 @@ API int nvrtcDestroyProgram(void** prog) {
  * g++ builds the module as a shared object; NVRTC's options (architecture, -lineinfo) do not
  * apply. Hidden symbols and no STB_GNU_UNIQUE: two loaded modules (one per backend) must not
  * share the runtime's state, which unique symbols of inline functions would do across dlopen.
+ * A misaligned access (a 16-byte load from an address that is not a multiple of 16, say) stops
+ * the process with the sanitizer's report, as it would fault on a GPU.
  */
 API int nvrtcCompileProgram(void* prog, int, const char**) {
   auto* p = (Program*)prog;
   char dir[] = "/tmp/sqlora-emu-nvrtc-XXXXXX";
   if (!mkdtemp(dir)) { p->log = "cannot make a temporary folder"; return 6; }
   const std::string src = std::string(dir) + "/module.cpp", lib = std::string(dir) + "/module.so", log = std::string(dir) + "/log";
-  std::ofstream(src) << hostSource(p->source);
-  const std::string cmd = "g++ -std=c++17 -O1 -fPIC -shared -w -fvisibility=hidden -fno-gnu-unique -include '" SQLORA_EMU_RUNTIME "' -o '" + lib + "' '" + src + "' > '" + log + "' 2>&1";
+  // Compiler messages and the sanitizer's reports name the module's CUDA source and its lines.
+  std::ofstream(src) << "#line 1 \"" << p->name << "\"\n" << hostSource(p->source);
+  const std::string cmd = "g++ -std=c++17 -O1 -fPIC -shared -w -fvisibility=hidden -fno-gnu-unique -fsanitize=alignment -fno-sanitize-recover=alignment -include '" SQLORA_EMU_RUNTIME "' -o '" + lib + "' '" + src + "' > '" + log + "' 2>&1";
   const int rc = system(cmd.c_str());
   p->log = readFile(log);
   if (rc == 0) {
