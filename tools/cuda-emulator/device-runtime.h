@@ -6,10 +6,12 @@
 // operands before any lane reads a result, as the hardware's do.
 //
 // Defects this exposes that a lucky GPU run can hide: reads of shared memory that no thread
-// wrote (dynamic shared memory is filled with 0xff bytes, a NaN in bf16 and f32, before each
-// block), reads of a cp.async destination before its cp.async.wait_group (copies land only at the
-// wait), threads that wait at different barriers (reported as a deadlock), and missing barriers
-// (odd blocks run their threads in reverse order).
+// wrote (a block's shared memory, its __shared__ variables and the dynamic part, is filled with
+// 0xff bytes, a NaN in bf16 and f32, before it runs), reads of a cp.async destination before its
+// cp.async.wait_group (copies land only at the wait), threads that wait at different barriers
+// (reported as a deadlock), misaligned ldmatrix and cp.async addresses (the driver compiles
+// modules with the sanitizer's alignment checks for plain loads and stores), and missing
+// barriers (odd blocks run their threads in reverse order).
 //
 // Thread block clusters run their blocks together (cluster barriers, reads of another block's
 // shared memory); other blocks run one after another, so nothing about the ordering of memory
