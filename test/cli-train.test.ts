@@ -1,7 +1,8 @@
 /**
  * `sqlora train` end to end on a tiny chat model: metrics log, checkpoints, the final PEFT
  * adapter and summary; a run resumed from a checkpoint reproduces the uninterrupted loss curve;
- * Ctrl-C saves a checkpoint and exits non-zero saying how to resume.
+ * Ctrl-C saves a checkpoint and exits non-zero saying how to resume; --device cuda (a GPU, or
+ * the CUDA emulator) follows the CPU's loss curve.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { command } from '../src/cli/commands/train.js';
 import { readPeftAdapter } from '../src/lora/peft.js';
 import type { MetricsRecord, TrainRecord } from '../src/train/metrics.js';
 import { sqlora } from './helpers/cli.js';
+import { cudaTarget } from './helpers/cuda-device.js';
 import { writeRecords, writeTinyChatModel, type SpiderQuestion, type TinyChatModel } from './helpers/tiny-chat-model.js';
 
 let tmp: string;
@@ -107,4 +109,23 @@ describe('sqlora train', () => {
     await expect(command.run(parseCommandArgs(command, [...common(out, 6), '--resume']))).rejects.toThrow(/no checkpoint in .* to continue from/);
     expect(() => parseCommandArgs(command, [...common(out, 6), '--device', 'tpu'])).toThrow(/--device must be one of cpu, cuda, auto/);
   });
+
+  it('on --device cuda follows the CPU run within bf16 tolerance', async (ctx) => {
+    // Last in the file: once loaded, the emulator stays this process's driver library, and
+    // --device auto in the tests above means the CPU.
+    const saved = process.env.SQLORA_CUDA_EMULATOR;
+    try {
+      if (!cudaTarget('cli-train --device cuda').available) ctx.skip();
+      const runs = { cpu: join(tmp, 'dev-cpu'), cuda: join(tmp, 'dev-cuda') };
+      for (const [device, out] of Object.entries(runs)) await command.run(parseCommandArgs(command, [...common(out, 2), '--device', device]));
+      const cpu = trainLosses(runs.cpu), cuda = trainLosses(runs.cuda);
+      expect(cuda.map(([s]) => s)).toEqual([1, 2]);
+      cuda.forEach(([, loss], i) => expect(Math.abs(loss - cpu[i][1]) / cpu[i][1], `step ${i + 1}: ${loss} vs ${cpu[i][1]}`).toBeLessThan(1e-2));
+      expect(readPeftAdapter(join(runs.cuda, 'adapter')).config.r).toBe(4);
+    } finally {
+      if (saved === undefined) delete process.env.SQLORA_CUDA_EMULATOR;
+      else process.env.SQLORA_CUDA_EMULATOR = saved;
+    }
+  });
+
 });
