@@ -275,6 +275,16 @@ template <class T> inline T __shfl_sync(unsigned mask, T v, int src, int width =
   return r;
 }
 
+inline int __any_sync(unsigned mask, int pred) {
+  if (mask != 0xffffffffu) emu::fail("__any_sync: only full-warp votes are emulated");
+  emu::WarpSlots& s = emu::exchange(0, pred ? 1 : 0);
+  emu::warpSync();
+  int any = 0;
+  for (int l = 0; l < 32; l++) any |= (int)s.v[0][l];
+  emu::warpSync();
+  return any;
+}
+
 // Blocks run one at a time and their threads one at a time: atomics need no atomicity.
 template <class T> inline T atomicExch(T* p, T v) { T old = *p; *p = v; return old; }
 template <class T> inline T atomicAdd(T* p, T v) { T old = *p; *p = old + v; return old; }
