@@ -28,6 +28,23 @@ describe.skipIf(!probe.available)('CUDA decoding kernels against the CPU backend
     });
   }
 
+  it('gatherRows and scatterRows take more rows than one launch grid holds (65,535)', () => {
+    const be = backend('f32');
+    const N = 65535 + 3, R = 8;
+    const table = be.upload(Float32Array.from({ length: R * 4 }, (_, i) => i), [R, 4]);
+    const index = be.upload(Int32Array.from({ length: N }, (_, i) => (i * 5) % R), [N], 'i32');
+    const picked = be.alloc([N, 4]);
+    be.gatherRows(picked, table, index);
+    const got = be.download(picked);
+    for (const i of [0, 1, 65534, 65535, N - 1]) expect(Array.from(got.subarray(4 * i, 4 * i + 4)), `row ${i}`).toEqual([0, 1, 2, 3].map((c) => 4 * ((i * 5) % R) + c));
+    // Scattered back into N rows by the identity order reversed: row N - 1 - i gets row i.
+    const back = be.alloc([N, 4]);
+    be.scatterRows(back, picked, be.upload(Int32Array.from({ length: N }, (_, i) => N - 1 - i), [N], 'i32'));
+    const again = be.download(back);
+    for (const i of [0, 2, 3, N - 1]) expect(Array.from(again.subarray(4 * (N - 1 - i), 4 * (N - i))), `row ${i}`).toEqual(Array.from(got.subarray(4 * i, 4 * i + 4)));
+    for (const x of [table, index, picked, back]) be.free(x);
+  });
+
   it('downloadAsync returns the values as of its call while later work runs, and reports device errors', () => {
     const be = backend('bf16');
     const t = be.upload(Float32Array.of(1.5, -2, 3), [3], 'bf16'), ids = be.upload(Int32Array.of(7, 9), [2], 'i32');

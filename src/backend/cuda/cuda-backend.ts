@@ -601,14 +601,18 @@ export class CudaBackend implements Backend, MatmulHost {
     if (listed.shape[0] !== N || listed.size !== N * width) {
       throw new Error(`${what}: ${scatter ? 'src' : 'out'} [${listed.shape.join(', ')}] is not ${N} rows of ${width}`);
     }
-    if (N > 65535) throw new RangeError(`${what}: at most 65535 rows at once, got ${N}`);
     if (N === 0 || width === 0) return;
     const rowBytes = width * elementBytes(o.dtype);
     const unit = [16, 4, 2, 1].find((u) => rowBytes % u === 0 && o.ptr % u === 0 && s.ptr % u === 0) ?? 1;
     const words = rowBytes / unit;
-    this.device.launch(this.device.kernel(DECODE, 'copy_rows'), [Math.min(Math.ceil(words / 256), 1024), N], 256, 0, [
-      o.ptr, s.ptr, ptrOf(index, 'i32', `${what} index`), words, unit, rows, scatter ? 1 : 0, this.errorWord.ptr,
-    ]);
+    const idx = ptrOf(index, 'i32', `${what} index`);
+    // A launch takes up to 65535 listed rows (the grid's y); more go in further launches.
+    for (let r0 = 0; r0 < N; r0 += 65535) {
+      const n = Math.min(65535, N - r0), listedPtr = listed.ptr + r0 * rowBytes;
+      this.device.launch(this.device.kernel(DECODE, 'copy_rows'), [Math.min(Math.ceil(words / 256), 1024), n], 256, 0, [
+        scatter ? o.ptr : listedPtr, scatter ? listedPtr : s.ptr, idx + 4 * r0, words, unit, rows, scatter ? 1 : 0, this.errorWord.ptr,
+      ]);
+    }
   }
 
   argmaxRows(out: Tensor, x: Tensor): void {
