@@ -387,6 +387,22 @@ export function loraDownGradsDims(
   return dims;
 }
 
+/**
+ * Checks gatherRows' (scatter false) or scatterRows' operands: the same float or i32 dtype, and
+ * index.size rows of the indexed tensor's width in the listed one (out for gather, src for
+ * scatter). Returns the indexed tensor's rows and the elements a row.
+ */
+export function copyRowsDims(what: string, out: Tensor, src: Tensor, index: Tensor, scatter: boolean): { rows: number; width: number } {
+  if (out.dtype !== src.dtype || out.dtype === 'nf4') throw new TypeError(`${what}: ${src.dtype} -> ${out.dtype} is not supported`);
+  const [listed, indexed] = scatter ? [src, out] : [out, src];
+  const N = index.size, rows = indexed.shape[0];
+  const width = rows > 0 ? indexed.size / rows : 0;
+  if (listed.shape[0] !== N || listed.size !== N * width) {
+    throw new Error(`${what}: ${scatter ? 'src' : 'out'} [${listed.shape.join(', ')}] is not ${N} rows of ${width}`);
+  }
+  return { rows, width };
+}
+
 /** Checks loraUpBackward's operands; returns the rows, the rank and each member's outputs. */
 export function loraUpDims(
   gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[],

@@ -330,33 +330,31 @@ export class Qwen2Model {
       be.fill(total, 0);
       return;
     }
-    const rowsT = be.upload(labeled, [L], 'i32');
     const targetsT = be.upload(Int32Array.from(labeled, (i) => targets[i]), [L], 'i32');
     const losses = be.empty([L]);
     const rows = Math.max(1, Math.floor(this.chunkElements / V));
     for (let c0 = 0; c0 < L; c0 += rows) {
       const n = Math.min(rows, L - c0), first = labeled[c0];
-      const consecutive = labeled[c0 + n - 1] - first === n - 1;
-      const index = be.rows(rowsT, c0, n);
-      let x = be.rows(xf, first, n);
-      if (!consecutive) {
-        x = be.empty([n, D], xf.dtype);
-        be.gatherRows(x, xf, index);
-      }
+      // Consecutive rows are used in place; others get an index for the gather and the scatter.
+      const index = labeled[c0 + n - 1] - first === n - 1 ? null : be.upload(labeled.subarray(c0, c0 + n), [n], 'i32');
+      const x = index ? be.empty([n, D], xf.dtype) : be.rows(xf, first, n);
+      if (index) be.gatherRows(x, xf, index);
       const logits = be.empty([n, V], be.computeDType);
       be.matmul(logits, x, this.weights.lmHead, { transB: true });
-      if (!consecutive) be.free(x);
+      if (index) be.free(x);
       be.crossEntropy(be.rows(losses, c0, n), logits, be.rows(targetsT, c0, n), dxf ? logits : undefined, gradScale);
-      if (dxf && consecutive) be.matmul(be.rows(dxf, first, n), logits, this.weights.lmHead);
-      else if (dxf) {
-        const dx = be.empty([n, D], dxf.dtype);
+      if (dxf) {
+        const dx = index ? be.empty([n, D], dxf.dtype) : be.rows(dxf, first, n);
         be.matmul(dx, logits, this.weights.lmHead);
-        be.scatterRows(dxf, dx, index);
-        be.free(dx);
+        if (index) {
+          be.scatterRows(dxf, dx, index);
+          be.free(dx);
+        }
       }
       be.free(logits);
+      if (index) be.free(index);
     }
     be.sum(total, losses);
-    for (const t of [rowsT, targetsT, losses]) be.free(t);
+    for (const t of [targetsT, losses]) be.free(t);
   }
 }

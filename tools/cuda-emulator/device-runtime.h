@@ -28,9 +28,7 @@
 
 #define __global__
 #define __device__
-#define __host__
 #define __forceinline__ inline
-#define __noinline__
 #define __restrict__ __restrict
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
@@ -46,8 +44,6 @@ struct alignas(8) uint2 { unsigned x, y; };
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(8) float2 { float x, y; };
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
-inline uint2 make_uint2(unsigned x, unsigned y) { return {x, y}; }
-inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline float2 make_float2(float x, float y) { return {x, y}; }
 
 namespace emu {
@@ -266,14 +262,6 @@ template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int laneMask, in
   emu::warpSync();
   return r;
 }
-template <class T> inline T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
-  if (mask != 0xffffffffu || width != 32) emu::fail("__shfl_sync: only full-warp shuffles are emulated");
-  emu::WarpSlots& s = emu::exchange(0, emu::bits64(v));
-  emu::warpSync();
-  const T r = emu::fromBits64<T>(s.v[0][src & 31]);
-  emu::warpSync();
-  return r;
-}
 
 inline int __any_sync(unsigned mask, int pred) {
   if (mask != 0xffffffffu) emu::fail("__any_sync: only full-warp votes are emulated");
@@ -287,17 +275,10 @@ inline int __any_sync(unsigned mask, int pred) {
 
 // Blocks run one at a time and their threads one at a time: atomics need no atomicity.
 template <class T> inline T atomicExch(T* p, T v) { T old = *p; *p = v; return old; }
-template <class T> inline T atomicAdd(T* p, T v) { T old = *p; *p = old + v; return old; }
 
 inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
 inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
-inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
 inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
-inline float __expf(float x) { return expf(x); }
-inline float __logf(float x) { return logf(x); }
-inline float __fdividef(float a, float b) { return a / b; }
-inline float rsqrtf(float x) { return 1.f / sqrtf(x); }
-inline int __popc(unsigned x) { return __builtin_popcount(x); }
 
 // CUDA's min and max take any mix of arithmetic types.
 template <class A, class B> inline std::common_type_t<A, B> min(A a, B b) { return b < a ? b : a; }

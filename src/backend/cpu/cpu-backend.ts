@@ -4,7 +4,7 @@
  * is tested against and runs tiny models for tests and demos.
  */
 import {
-  attentionBackwardDims, attentionForwardDims, checkNf4Payload, checkSameSize, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, shapeSize,
+  attentionBackwardDims, attentionForwardDims, checkNf4Payload, checkSameSize, copyRowsDims, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, shapeSize,
   type AdamWOptions, type AttentionOptions, type Backend, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
@@ -292,14 +292,9 @@ export class CpuBackend implements Backend {
   /** Rows index[i] of src to rows i of out (gather), or rows i of src to rows index[i] of out (scatter). */
   private copyRows(what: string, out: Tensor, src: Tensor, index: Tensor, scatter: boolean): void {
     const o = out as CpuTensor, s = src as CpuTensor, idx = i32(index, `${what} index`);
-    if (o.dtype !== s.dtype || o.dtype === 'nf4') throw new TypeError(`${what}: ${s.dtype} -> ${o.dtype} is not supported`);
-    const [listed, indexed] = scatter ? [s, o] : [o, s];
-    const width = indexed.size / indexed.shape[0];
-    if (listed.shape[0] !== idx.length || listed.size !== idx.length * width) {
-      throw new Error(`${what}: ${scatter ? 'src' : 'out'} [${listed.shape.join(', ')}] is not ${idx.length} rows of ${width}`);
-    }
+    const { rows, width } = copyRowsDims(what, out, src, index, scatter);
     const O = o.dtype === 'f32' ? f32(o) : i32(o), S = s.dtype === 'f32' ? f32(s) : i32(s);
-    const rows = indexed.shape[0], side = scatter ? 'destination' : 'source';
+    const side = scatter ? 'destination' : 'source';
     idx.forEach((r, i) => {
       if (!(r >= 0 && r < rows)) throw new RangeError(`${what}: index ${r} is outside the ${rows} ${side} rows`);
       if (scatter) O.set(S.subarray(i * width, (i + 1) * width), r * width);

@@ -11,7 +11,7 @@
 import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/dtype.js';
 import { UserError } from '../../util/errors.js';
 import {
-  checkNf4Payload, checkSameSize, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
+  checkNf4Payload, checkSameSize, copyRowsDims, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
   type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
@@ -594,15 +594,10 @@ export class CudaBackend implements Backend, MatmulHost {
   /** Rows index[i] of src to rows i of out (gather), or rows i of src to rows index[i] of out (scatter). */
   private copyRows(what: string, out: Tensor, src: Tensor, index: Tensor, scatter: boolean): void {
     const o = asCuda(out, `${what} out`), s = asCuda(src, `${what} src`);
-    if (o.dtype !== s.dtype || o.dtype === 'nf4') throw new TypeError(`${what}: ${s.dtype} -> ${o.dtype} is not supported`);
-    const [listed, indexed] = scatter ? [s, o] : [o, s];
-    const N = index.size, rows = indexed.shape[0];
-    const width = rows > 0 ? indexed.size / rows : 0;
-    if (listed.shape[0] !== N || listed.size !== N * width) {
-      throw new Error(`${what}: ${scatter ? 'src' : 'out'} [${listed.shape.join(', ')}] is not ${N} rows of ${width}`);
-    }
+    const { rows, width } = copyRowsDims(what, out, src, index, scatter);
+    const N = index.size, listed = scatter ? s : o;
     if (N === 0 || width === 0) return;
-    const rowBytes = width * elementBytes(o.dtype);
+    const rowBytes = width * elementBytes(o.dtype as Exclude<TensorDType, 'nf4'>);
     const unit = [16, 4, 2, 1].find((u) => rowBytes % u === 0 && o.ptr % u === 0 && s.ptr % u === 0) ?? 1;
     const words = rowBytes / unit;
     const idx = ptrOf(index, 'i32', `${what} index`);

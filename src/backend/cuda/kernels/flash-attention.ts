@@ -177,8 +177,7 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
   const float sl = scale * LOG2E;
   float m[2] = {NEG_INF, NEG_INF}, l[2] = {0.f, 0.f};
   float o[NT][4];
-  #pragma unroll
-  for (int j = 0; j < NT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  zero_acc(o);
   const int qr[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
   for (int it = 0; it < tiles; it++) {
     // The stage of tile it + NST - 1 was last read in iteration it - 1, which ended with a barrier.
@@ -190,8 +189,7 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
     const u16* tK = sKV + st * STAGE;
     const u16* tV = tK + KT * LD;
     float s[NS][4];
-    #pragma unroll
-    for (int j = 0; j < NS; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+    zero_acc(s);
     #pragma unroll
     for (int kc = 0; kc < KC; kc++) {
       #pragma unroll
@@ -311,11 +309,8 @@ __device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, u16* dS, const 
   }
   const float sl = scale * LOG2E;
   float dk[NT][4], dv[NT][4];
-  #pragma unroll
-  for (int j = 0; j < NT; j++) {
-    dk[j][0] = dk[j][1] = dk[j][2] = dk[j][3] = 0.f;
-    dv[j][0] = dv[j][1] = dv[j][2] = dv[j][3] = 0.f;
-  }
+  zero_acc(dk);
+  zero_acc(dv);
   const int kr[2] = {warp * 16 + g, warp * 16 + g + 8};  // key rows of this lane within the tile
   for (int it = 0; it < tiles; it++) {
     const int buf = it % NST, q0 = qStart + (it % qTiles) * 32;
@@ -330,11 +325,8 @@ __device__ __forceinline__ void flash_bwd_dkdv(u16* dK, u16* dV, u16* dS, const 
     const float* tD = sD + buf * 32;
     // S^T (16 keys x 32 queries) = K Q^T and dP^T = V dO^T.
     float st[4][4], dpt[4][4];
-    #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      st[j][0] = st[j][1] = st[j][2] = st[j][3] = 0.f;
-      dpt[j][0] = dpt[j][1] = dpt[j][2] = dpt[j][3] = 0.f;
-    }
+    zero_acc(st);
+    zero_acc(dpt);
     #pragma unroll
     for (int kc = 0; kc < KC; kc++) {
       unsigned ak[4], av[4];
@@ -438,8 +430,7 @@ __device__ __forceinline__ void flash_bwd_dq(u16* dQ, const u16* dO, const float
   cp_commit();
   const float sl = scale * LOG2E;
   float dq[NT][4];
-  #pragma unroll
-  for (int j = 0; j < NT; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;
+  zero_acc(dq);
   const int rr[2] = {warp * 16 + g, warp * 16 + g + 8};
   for (int it = 0; it < tiles; it++) {
     const int buf = it & 1, s0 = it * 64;
@@ -457,11 +448,8 @@ __device__ __forceinline__ void flash_bwd_dq(u16* dQ, const u16* dO, const float
     const u16* tV = sV + buf * 64 * LD;
     const int* tM = sMask + buf * 64;
     float s[8][4], dp[8][4];
-    #pragma unroll
-    for (int j = 0; j < 8; j++) {
-      s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
-      dp[j][0] = dp[j][1] = dp[j][2] = dp[j][3] = 0.f;
-    }
+    zero_acc(s);
+    zero_acc(dp);
     #pragma unroll
     for (int kc = 0; kc < KC; kc++) {
       unsigned aq[4], ao[4];
@@ -539,8 +527,7 @@ __device__ __forceinline__ void flash_bwd_dq_ds(u16* dQ, const u16* dS, const u1
     cp_commit();
   };
   float dq[NT][4];
-  #pragma unroll
-  for (int j = 0; j < NT; j++) dq[j][0] = dq[j][1] = dq[j][2] = dq[j][3] = 0.f;
+  zero_acc(dq);
   if (tiles > 0) issue(0, 0);
   for (int it = 0; it < tiles; it++) {
     const int buf = it & 1;

@@ -100,12 +100,7 @@ __device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, const u16* 
   const int n0 = blockIdx.x * 32;
   const unsigned seeds[3] = {s0, s1, s2}, hD = (unsigned)(D >> 1);
   float acc[M][2][NT][4];
-  #pragma unroll
-  for (int m = 0; m < M; m++)
-    #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-      #pragma unroll
-      for (int j = 0; j < NT; j++) acc[m][mt][j][0] = acc[m][mt][j][1] = acc[m][mt][j][2] = acc[m][mt][j][3] = 0.f;
+  zero_acc(acc);
   // This lane's rows: n0 + 16 mt + g + 8 h (register h + 2 c of the A fragment, c = column half).
   const u16* xr[2][2];
   bool rok[2][2];
@@ -220,12 +215,7 @@ __device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0,
         for (int h = 0; h < 2; h++) frag_b_kn(ab[m][kc][h], sa + m * R16 * LDA, LDA, warp * 32 + h * 16, kc * 16, lane);
   }
   float acc[M][MT][4][4];
-  #pragma unroll
-  for (int m = 0; m < M; m++)
-    #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-      #pragma unroll
-      for (int j = 0; j < 4; j++) acc[m][mt][j][0] = acc[m][mt][j][1] = acc[m][mt][j][2] = acc[m][mt][j][3] = 0.f;
+  zero_acc(acc);
   uint4 v[4], gv[M][GP];
   auto fetch = [&](int r0) {
     #pragma unroll
@@ -292,17 +282,13 @@ __device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0,
     if constexpr (DX) {
       // dx rows r0.. (two 16-row tiles) x columns c0 + 32w.. (four 8-column tiles).
       float tot[2][4][4];
-      #pragma unroll
-      for (int mt = 0; mt < 2; mt++)
-        #pragma unroll
-        for (int j = 0; j < 4; j++) tot[mt][j][0] = tot[mt][j][1] = tot[mt][j][2] = tot[mt][j][3] = 0.f;
+      zero_acc(tot);
       #pragma unroll
       for (int m = 0; m < M; m++) {
         #pragma unroll
         for (int mt = 0; mt < 2; mt++) {
           float c[4][4];
-          #pragma unroll
-          for (int j = 0; j < 4; j++) c[j][0] = c[j][1] = c[j][2] = c[j][3] = 0.f;
+          zero_acc(c);
           #pragma unroll
           for (int kc = 0; kc < MT; kc++) {
             unsigned ga[4];
@@ -455,17 +441,11 @@ extern "C" __global__ void __launch_bounds__(128) lora_up_bwd(float* gpart, floa
   load(0);
   cp_commit();
   float ag[RS][2][4];
-  #pragma unroll
-  for (int rs = 0; rs < RS; rs++)
-    #pragma unroll
-    for (int j = 0; j < 2; j++) ag[rs][j][0] = ag[rs][j][1] = ag[rs][j][2] = ag[rs][j][3] = 0.f;
+  zero_acc(ag);
   #pragma unroll 1
   for (int cs = 0; cs < CS; cs++) {
     float ab[2][2][4];
-    #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-      #pragma unroll
-      for (int j = 0; j < 2; j++) ab[mt][j][0] = ab[mt][j][1] = ab[mt][j][2] = ab[mt][j][3] = 0.f;
+    zero_acc(ab);
     #pragma unroll
     for (int rs = 0; rs < RS; rs++) {
       const int it = cs * RS + rs;

@@ -45,6 +45,14 @@ __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_grou
 template <int N> __device__ __forceinline__ void cp_wait() { asm volatile("cp.async.wait_group %0;\n" :: "n"(N)); }
 #endif
 
+/** Zeroes accumulator tiles: a float [4] fragment, or an array (of any depth) of them. */
+__device__ __forceinline__ void zero_acc(float (&a)[4]) { a[0] = a[1] = a[2] = a[3] = 0.f; }
+template <typename T, int N>
+__device__ __forceinline__ void zero_acc(T (&a)[N]) {
+  #pragma unroll
+  for (int i = 0; i < N; i++) zero_acc(a[i]);
+}
+
 /**
  * A 16 x 16 A operand at (row0, k0) of a row-major shared tile with rows of ld elements:
  * matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15).
