@@ -155,17 +155,18 @@ interface LoraInputs {
 
 /**
  * One of the fused LoRA group products on random inputs: three members with dropout at rank 16
- * (rows and columns past a tile), one member without dropout and two with it at rank 8, four
+ * (rows and columns past a tile), one member without dropout, two with it and one at p = 0.7
+ * (keep thresholds past 2^15) at rank 8, four
  * members (more than one kernel call takes) over 600 rows (several row chunks), and two at
  * rank 32 (one per call).
  */
 function loraCase(kernel: string, run: (be: Backend, c: LoraInputs) => Tensor[]): ParityCase {
   return {
-    name: `${kernel} (groups of 1 to 4, dropout and none, r 8, 16 and 32, rows and columns past a tile)`,
+    name: `${kernel} (groups of 1 to 4, dropout 0.1 to 0.7 and none, r 8, 16 and 32, rows and columns past a tile)`,
     run(be, dt) {
       const rand = rng(13);
       const r: Record<string, Float32Array> = {};
-      for (const [rank, p, N, D, M] of [[16, 0.1, 70, 136, 3], [8, 0, 33, 64, 1], [8, 0.1, 50, 64, 2], [16, 0.2, 600, 256, 4], [32, 0.1, 40, 72, 2]]) {
+      for (const [rank, p, N, D, M] of [[16, 0.1, 70, 136, 3], [8, 0, 33, 64, 1], [8, 0.1, 50, 64, 2], [8, 0.7, 33, 64, 1], [16, 0.2, 600, 256, 4], [32, 0.1, 40, 72, 2]]) {
         const members = Array.from({ length: M }, (_, m) => m);
         const c: LoraInputs = {
           dt, rank, p, N, D, seeds: members.map((m) => 777 + 1000 * m),
