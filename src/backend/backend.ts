@@ -78,6 +78,15 @@ export interface AttentionOptions {
   scale?: number;
 }
 
+export interface AttentionBackwardOptions extends AttentionOptions {
+  /**
+   * The rotary embedding that made q and k (ropeForward with these positions, one per query row:
+   * [B * T]; keys share them, so S = T): dq and dk then come out as the gradients of its inputs,
+   * as ropeBackward would turn them, which a backend may do in the attention's own kernels.
+   */
+  rope?: { positions: Tensor; theta: number };
+}
+
 export interface AdamWOptions {
   lr: number;
   beta1: number;
@@ -227,7 +236,7 @@ export interface Backend {
   /** Gradients of attentionForward; dq [B,T,H,hd], dk and dv [B,S,Hkv,hd] are overwritten. */
   attentionBackward(
     dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
-    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts?: AttentionOptions,
+    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts?: AttentionBackwardOptions,
   ): void;
   /** out = silu(gate) * up (the Qwen2 MLP activation). */
   swigluForward(out: Tensor, gate: Tensor, up: Tensor): void;
@@ -455,13 +464,17 @@ export function attentionForwardDims(out: Tensor, lse: Tensor, q: Tensor, k: Ten
 
 /** attentionForwardDims, plus the backward's gradients: dq and dout like q, dk and dv like k. */
 export function attentionBackwardDims(
-  dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions,
+  dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionBackwardOptions,
 ): AttentionDims {
   const d = attentionForwardDims(out, lse, q, k, v, keyMask, opts);
   expectShape('attention dq', dq, q.shape);
   expectShape('attention dk', dk, k.shape);
   expectShape('attention dv', dv, v.shape);
   expectShape('attention dout', dout, q.shape);
+  if (opts.rope) {
+    if (d.S !== d.T) throw new Error(`attentionBackward: rope needs keys of the same rows as the queries (S = T), got S ${d.S}, T ${d.T}`);
+    expectShape('attentionBackward rope positions', opts.rope.positions, [d.B * d.T]);
+  }
   return d;
 }
 

@@ -234,7 +234,7 @@ export function layerBackward(
   be.rmsNormBackward(dX1, dN2, s.x1, w.postAttentionLayernorm, s.rstd2, true);
   be.free(dN2);
 
-  // Attention: x1 = x + o(attention(rope(q), rope(k), v))
+  // Attention: x1 = x + o(attention(rope(q), rope(k), v)); RoPE's backward comes with attentionBackward's
   const dAttn = be.empty([N, H * hd], dt);
   back(dAttn, s.attn, ['o_proj', dX1]);
   const dq = be.empty([N, H * hd], dt), dk = be.empty([N, Hkv * hd], dt), dv = be.empty([N, Hkv * hd], dt);
@@ -242,11 +242,9 @@ export function layerBackward(
     be.reshape(dq, [B, T, H, hd]), be.reshape(dk, [B, T, Hkv, hd]), be.reshape(dv, [B, T, Hkv, hd]),
     be.reshape(dAttn, [B, T, H, hd]),
     be.reshape(s.q, [B, T, H, hd]), be.reshape(s.k, [B, T, Hkv, hd]), be.reshape(s.v, [B, T, Hkv, hd]),
-    be.reshape(s.attn, [B, T, H, hd]), s.lse, ctx.keyMask,
+    be.reshape(s.attn, [B, T, H, hd]), s.lse, ctx.keyMask, { rope: { positions: ctx.positions, theta: cfg.ropeTheta } },
   );
   be.free(dAttn);
-  be.ropeBackward(dq, be.reshape(dq, [N, H, hd]), ctx.positions, cfg.ropeTheta);
-  be.ropeBackward(dk, be.reshape(dk, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta);
   const dN1 = inputGradient ? be.empty([N, D], dt) : null;
   back(dN1, s.n1, ['q_proj', dq], ['k_proj', dk], ['v_proj', dv]);
   if (dN1) {

@@ -90,6 +90,30 @@ function manyCase(kind: 'batch' | 'many nf4', aShape: number[], bShape: number[]
 }
 
 /**
+ * matmulBatch as LoRA's up projection (outs[m] = alpha us[m] bs[m]^T, the inner dimension a
+ * rank): ranks 8, 16 and 64, outputs of different widths (past a 128-column tile) for 70 rows
+ * (past a 64-row tile), and four members (more than one kernel call takes).
+ */
+function loraUpCase(): ParityCase {
+  return {
+    name: 'matmulBatch as LoRA\'s up projection (ranks 8, 16, 64; widths 32 to 264; 70 rows; 1 to 4 members)',
+    run(be, dt) {
+      const rand = rng(91), N = 70;
+      const result: Record<string, Float32Array> = {};
+      for (const [rank, widths] of [[16, [136, 136, 136]], [8, [64, 32, 32, 264]], [64, [72]]] as [number, number[]][]) {
+        const us = widths.map(() => be.upload(values(N * rank, 1, rand), [N, rank], dt));
+        const bs = widths.map((w) => be.upload(values(w * rank, 1, rand), [w, rank], dt));
+        const outs = widths.map((w) => be.alloc([N, w], dt));
+        be.matmulBatch(outs, us, bs, { transB: true, alpha: 2 });
+        outs.forEach((o, i) => { result[`r${rank} out${i}`] = get(be, o); });
+        for (const t of [...us, ...bs, ...outs]) be.free(t);
+      }
+      return result;
+    },
+  };
+}
+
+/**
  * matmulSum: the input gradient of three nf4 projections (q/k/v-like, one narrower), onto an
  * output of random values (accumulate) or written.
  */
@@ -114,6 +138,8 @@ interface AttnConfig {
   B: number; T: number; S: number; H: number; Hkv: number; hd: number; kvLen: number;
   /** keyMask [B, S]. */
   mask: number[];
+  /** attentionBackward's rope option: each row's position ([B * T]). */
+  rope?: { theta: number; positions: number[] };
 }
 
 /**
@@ -138,9 +164,11 @@ function attentionCase(name: string, c: AttnConfig, backward: boolean, outputsF3
       if (backward) {
         const dout = be.upload(values(qn, 1, rand), [c.B, c.T, c.H, c.hd], dtIn);
         const dq = be.alloc(q.shape, dt), dk = be.alloc(k.shape, dt), dv = be.alloc(v.shape, dt);
-        be.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, mask, { kvLen: c.kvLen });
+        const positions = c.rope ? be.upload(ints(c.rope.positions), [c.B * c.T], 'i32') : null;
+        const rope = c.rope && positions ? { positions, theta: c.rope.theta } : undefined;
+        be.attentionBackward(dq, dk, dv, dout, q, k, v, out, lse, mask, { kvLen: c.kvLen, rope });
         Object.assign(result, { dq: get(be, dq), dk: get(be, dk), dv: get(be, dv) });
-        owned.push(dout, dq, dk, dv);
+        owned.push(dout, dq, dk, dv, ...(positions ? [positions] : []));
       }
       for (const t of owned) be.free(t);
       return result;
@@ -204,6 +232,7 @@ export const PARITY_CASES: ParityCase[] = [
   matmulCase('matmul nf4 b (input gradient)', [20, 48], [48, 128], [20, 128], {}, { b: 'nf4' }),
   manyCase('batch', [40, 24], [40, 16], [24, 16], { transA: true, alpha: 0.5, accumulate: true }, true),
   manyCase('batch', [40, 16], [24, 16], [40, 24], { transB: true, alpha: 2 }),
+  loraUpCase(),
   manyCase('many nf4', [20, 128], [48, 128], [20, 48], { transB: true, accumulate: true }),
   sumCase(true),
   sumCase(false),
@@ -382,6 +411,18 @@ export const PARITY_CASES: ParityCase[] = [
   attentionCase('attention fwd, KV cache prefill (T 3 of kvLen 75, S 80), hd 128', { B: 2, T: 3, S: 80, H: 4, Hkv: 2, hd: 128, kvLen: 75, mask: padMask(2, 80, [0, 30], 'left') }, false),
   attentionCase('attention fwd, decode step (T 1), GQA 8/2, hd 64', { B: 3, T: 1, S: 40, H: 8, Hkv: 2, hd: 64, kvLen: 33, mask: padMask(3, 40, [0, 5, 20], 'left') }, false),
   attentionCase('attention fwd+bwd, hd 128, T 200 (several 64-row tiles), GQA 4/2, left padding', { B: 2, T: 200, S: 200, H: 4, Hkv: 2, hd: 128, kvLen: 200, mask: padMask(2, 200, [0, 37], 'left') }, true),
+  attentionCase('attention fwd+bwd with RoPE\'s backward, hd 128, T 200, GQA 4/2 (dQ from dS; positions in and past the cosine table)', {
+    B: 2, T: 200, S: 200, H: 4, Hkv: 2, hd: 128, kvLen: 200, mask: padMask(2, 200, [0, 37], 'left'),
+    rope: { theta: 10000, positions: Array.from({ length: 400 }, (_, i) => (i < 200 ? i : 4000 + i)) },
+  }, true),
+  attentionCase('attention fwd+bwd with RoPE\'s backward, hd 64, T 70 (dQ recomputed)', {
+    B: 2, T: 70, S: 70, H: 2, Hkv: 1, hd: 64, kvLen: 70, mask: padMask(2, 70, [0, 9], 'right'),
+    rope: { theta: 1000000, positions: Array.from({ length: 140 }, (_, i) => (i * 7) % 70) },
+  }, true),
+  attentionCase('attention fwd+bwd with RoPE\'s backward, hd 160 (matrix path)', {
+    B: 1, T: 17, S: 17, H: 2, Hkv: 1, hd: 160, kvLen: 17, mask: padMask(1, 17, [3], 'left'),
+    rope: { theta: 10000, positions: Array.from({ length: 17 }, (_, i) => i) },
+  }, true),
   attentionCase('attention fwd+bwd, hd 64, T 90 of kvLen 150 (S 160), MHA', { B: 2, T: 90, S: 160, H: 2, Hkv: 2, hd: 64, kvLen: 150, mask: padMask(2, 160, [0, 50], 'left') }, true),
   attentionCase('attention fwd+bwd, hd 3, a row with no visible key', { B: 1, T: 4, S: 6, H: 2, Hkv: 1, hd: 3, kvLen: 6, mask: [0, 0, 0, 1, 1, 1] }, true),
   {

@@ -29,6 +29,7 @@
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
 #define __restrict__ __restrict
 #define __align__(n) __attribute__((aligned(n)))
 #define __launch_bounds__(...)
@@ -253,6 +254,11 @@ template <class T, size_t ALIGN> inline T& sharedVariable(size_t& offset) {
 
 inline void __syncthreads() { emu::arriveAndWait(emu::block().blocks[emu::blockInCluster()], 1); }
 inline int __syncthreads_and(int pred) { return emu::arriveAndWait(emu::block().blocks[emu::blockInCluster()], pred); }
+
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+  if (mask != 0xffffffffu) emu::fail("__syncwarp: only full-warp barriers are emulated");
+  emu::warpSync();
+}
 
 template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int laneMask, int width = 32) {
   if (mask != 0xffffffffu || width != 32) emu::fail("__shfl_xor_sync: only full-warp shuffles are emulated");

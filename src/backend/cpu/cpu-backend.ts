@@ -5,7 +5,7 @@
  */
 import {
   attentionBackwardDims, attentionForwardDims, checkNf4Payload, checkSameSize, copyRowsDims, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, shapeSize,
-  type AdamWOptions, type AttentionOptions, type Backend, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
+  type AdamWOptions, type AttentionBackwardOptions, type AttentionOptions, type Backend, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
 import { loraDownComposed, loraDownGradsComposed, loraUpBackwardComposed } from '../lora-composed.js';
@@ -223,10 +223,15 @@ export class CpuBackend implements Backend {
 
   attentionBackward(
     dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
-    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
+    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionBackwardOptions = {},
   ): void {
     const d = attentionBackwardDims(dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts);
     attentionBackwardCpu(f32(dq), f32(dk), f32(dv), f32(dout), f32(q), f32(k), f32(v), f32(out), f32(lse), i32(keyMask), d);
+    if (opts.rope) {
+      const pos = i32(opts.rope.positions, 'rope positions');
+      ropeCpu(f32(dq), f32(dq), pos, d.hd, opts.rope.theta, -1);
+      ropeCpu(f32(dk), f32(dk), pos, d.hd, opts.rope.theta, -1);
+    }
   }
 
   swigluForward(out: Tensor, gate: Tensor, up: Tensor): void {

@@ -7,7 +7,7 @@
  * pass first computes delta = rowsum(dout * out); the flash path then runs dq (per query tile)
  * and dk/dv (per key tile) in two kernels that each own their outputs: no atomics, deterministic.
  */
-import { attentionBackwardDims, attentionForwardDims, type AttentionDims, type AttentionOptions, type Tensor } from '../backend.js';
+import { attentionBackwardDims, attentionForwardDims, type AttentionBackwardOptions, type AttentionDims, type AttentionOptions, type Tensor } from '../backend.js';
 import { attentionBackwardGemm, attentionForwardGemm } from './attention-gemm.js';
 import type { Cublas } from './cublas.js';
 import { asCuda, cudaOff, floatArg, ptrOf } from './cuda-tensor.js';
@@ -112,49 +112,68 @@ export function attentionForwardCuda(
   ]);
 }
 
+/** Device tables for the rope option's fused path: rope_table's (cosine, sine) of positions [0, P) and the inverse frequencies. */
+export interface RopeTables {
+  cosSin: number;
+  P: number;
+  invFreq: number;
+}
+
+/**
+ * Returns true when the rope option's ropeBackward was applied to dq and dk here (in the
+ * tensor-core kernels' epilogues, from `tables`); otherwise the caller applies it.
+ */
 export function attentionBackwardCuda(
   dev: CudaDevice, blas: Cublas, dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
-  q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
-): void {
+  q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionBackwardOptions = {}, tables: RopeTables | null = null,
+): boolean {
   const d = withVariant(attentionBackwardDims(dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts));
-  if (d.B * d.S === 0) return;
+  if (d.B * d.S === 0) return true;
   const rowsTotal = d.B * d.T * d.H;
-  const delta = dev.allocator.alloc(rowsTotal * 4);
+  const all = [q, k, v, out, dout, dq, dk, dv];
+  const gemm = useGemm(d, all);
+  const tensorCore = gemm && useTensorCoreFlash(d, all);
+  // delta = rowsum(dout * out), and for the tensor-core kernels the log-sum-exp in log2 units after it.
+  const delta = dev.allocator.alloc(rowsTotal * (tensorCore ? 8 : 4));
+  const lse2 = delta.ptr + rowsTotal * 4;
   try {
-    if (rowsTotal > 0) {
+    if (rowsTotal > 0 && tensorCore) {
+      dev.launch(dev.kernel(FLASH_ATTENTION, `flash_bwd_prep_${d.hd}`), [Math.ceil(rowsTotal * (d.hd / 8) / 256)], 256, 0, [
+        delta.ptr, lse2, ptrOf(dout, 'bf16', 'attention dout'), ptrOf(out, 'bf16', 'attention out'), ptrOf(lse, 'f32', 'attention lse'), rowsTotal, d.scale,
+      ]);
+    } else if (rowsTotal > 0) {
       const fd = dev.kernel(ATTENTION, 'attn_bwd_delta');
       const blocks = Math.min(Math.ceil(rowsTotal / 8), dev.smCount * 16);
       dev.launch(fd, [blocks], 256, 0, [delta.ptr, ...floatArg(dout, 'attention dout'), ...floatArg(out, 'attention out'), rowsTotal, d.hd]);
     }
-    const all = [q, k, v, out, dout, dq, dk, dv];
-    const gemm = useGemm(d, all);
-    if (gemm && useTensorCoreFlash(d, all)) {
-      const tail = [delta.ptr, ptrOf(lse, 'f32', 'attention lse'), ...tensorCoreArgs(d, q, k, v, keyMask)];
+    if (tensorCore) {
+      const tail = [delta.ptr, lse2, ...tensorCoreArgs(d, q, k, v, keyMask)];
+      const rope = opts.rope && tables ? [ptrOf(opts.rope.positions, 'i32', 'attentionBackward rope positions'), tables.cosSin, tables.P, tables.invFreq] : [0, 0, 0, 0];
       // Training (no cached prefix, T a multiple of 8): the dK/dV kernel stores dS for dQ = dS K.
       const dsBytes = d.B * d.H * d.S * d.T * 2;
       const ds = d.kvLen === d.T && d.T % 8 === 0 && dsBytes <= DS_BUDGET && !cudaOff('flash-ds') ? dev.allocator.alloc(dsBytes) : null;
       try {
         dev.launch(dev.kernel(FLASH_ATTENTION, `flash_bwd_dkdv_${d.hd}`), [Math.ceil(d.S / FLASH_TILES.dkvKeys), d.B * d.Hkv], 128, flashSharedBytes('dkdv', d.hd), [
-          ptrOf(dk, 'bf16', 'attention dk'), ptrOf(dv, 'bf16', 'attention dv'), ds ? ds.ptr : 0, ptrOf(dout, 'bf16', 'attention dout'), ...tail,
+          ptrOf(dk, 'bf16', 'attention dk'), ptrOf(dv, 'bf16', 'attention dv'), ds ? ds.ptr : 0, ptrOf(dout, 'bf16', 'attention dout'), ...tail, ...rope,
         ]);
         const grid = [Math.ceil(d.T / FLASH_TILES.dqRows), d.B * d.H];
         if (ds) {
           dev.launch(dev.kernel(FLASH_ATTENTION, `flash_bwd_dq_ds_${d.hd}`), grid, 128, flashSharedBytes('dq_ds', d.hd), [
-            ptrOf(dq, 'bf16', 'attention dq'), ds.ptr, ptrOf(k, 'bf16', 'attention k'), d.T, d.S, d.H, d.Hkv, d.kvLen,
+            ptrOf(dq, 'bf16', 'attention dq'), ds.ptr, ptrOf(k, 'bf16', 'attention k'), d.T, d.S, d.H, d.Hkv, d.kvLen, ...rope,
           ]);
         } else {
           dev.launch(dev.kernel(FLASH_ATTENTION, `flash_bwd_dq_${d.hd}`), grid, 128, flashSharedBytes('dq', d.hd), [
-            ptrOf(dq, 'bf16', 'attention dq'), ptrOf(dout, 'bf16', 'attention dout'), ...tail,
+            ptrOf(dq, 'bf16', 'attention dq'), ptrOf(dout, 'bf16', 'attention dout'), ...tail, ...rope,
           ]);
         }
       } finally {
         if (ds) dev.allocator.release(ds.ptr, ds.size);
       }
-      return;
+      return tables !== null;
     }
     if (gemm) {
       attentionBackwardGemm(dev, blas, d, dq, dk, dv, dout, q, k, v, lse, keyMask, delta.ptr);
-      return;
+      return false;
     }
     const nj = flashVariant(d);
     if (rowsTotal > 0) {
@@ -173,4 +192,5 @@ export function attentionBackwardCuda(
   } finally {
     dev.allocator.release(delta.ptr, delta.size);
   }
+  return false;
 }

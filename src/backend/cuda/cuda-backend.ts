@@ -12,10 +12,10 @@ import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/d
 import { UserError } from '../../util/errors.js';
 import {
   checkNf4Payload, checkSameSize, copyRowsDims, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
-  type AdamWOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
+  type AdamWOptions, type AttentionBackwardOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
-import { attentionBackwardCuda, attentionForwardCuda } from './attention.js';
+import { attentionBackwardCuda, attentionForwardCuda, type RopeTables } from './attention.js';
 import { Cublas, type GemmDType } from './cublas.js';
 import { asCuda, cudaOff, CudaTensor, elementBytes, floatArg, isFloat, ptrOf, type Block } from './cuda-tensor.js';
 import { CudaDevice } from './device.js';
@@ -24,7 +24,7 @@ import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
 import { loraDownComposed, loraDownGradsComposed, loraUpBackwardComposed } from '../lora-composed.js';
-import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_BWD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
+import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP, LORA_UP_BWD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
 import { CE_CLUSTER, NORM_ROW_CHUNKS, ROPE_HEADS, ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
@@ -49,6 +49,7 @@ export class CudaBackend implements Backend, MatmulHost {
   private readonly errorWord: Block;
   private readonly errorHost = new Int32Array(1);
   private readonly ropeTables = new Map<string, CudaTensor>();
+  private readonly ropeCosSinTables = new Map<string, { table: CudaTensor; P: number }>();
   private readonly hostCopies: HostCopies;
   /** Device arrays of matrix addresses for matmulMany, by their contents (a decoding loop repeats a few). */
   private readonly addressArrays = new Map<string, Block>();
@@ -380,9 +381,15 @@ export class CudaBackend implements Backend, MatmulHost {
 
   attentionBackward(
     dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
-    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionOptions = {},
+    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionBackwardOptions = {},
   ): void {
-    attentionBackwardCuda(this.device, this.gemm, dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts);
+    const rope = opts.rope;
+    const hd = q.shape[q.shape.length - 1];
+    const tables = rope && hd % 2 === 0 ? this.ropeCosSin(rope.theta, hd, k.shape[1] ?? 0) : null;
+    if (!attentionBackwardCuda(this.device, this.gemm, dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts, tables) && rope) {
+      this.ropeBackward(dq, dq, rope.positions, rope.theta);
+      this.ropeBackward(dk, dk, rope.positions, rope.theta);
+    }
   }
 
   swigluForward(out: Tensor, gate: Tensor, up: Tensor): void {
@@ -447,7 +454,7 @@ export class CudaBackend implements Backend, MatmulHost {
 
   matmulBatch(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[], opts: MatmulOptions = {}): void {
     if (outs.length !== as.length || as.length !== bs.length) throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
-    if (outs.length === 0) return;
+    if (outs.length === 0 || this.loraUpProducts(outs, as, bs, opts)) return;
     const [A0, B0, O0] = [as[0], bs[0], outs[0]].map((t) => asCuda(t, 'matmulBatch'));
     /** Every tensor of ts 2-D with first's shape and dtype. */
     const like = (ts: readonly Tensor[], first: CudaTensor): boolean => ts.every((t) => {
@@ -732,8 +739,34 @@ export class CudaBackend implements Backend, MatmulHost {
   }
 
   /**
+   * matmulBatch's products outs[m] = alpha as[m] bs[m]^T with a LoRA rank as the inner dimension
+   * (the up projection: as[m] [N, r], bs[m] [out_m, r], written): lora_up, three members a
+   * launch. False when the call is not of that form.
+   */
+  private loraUpProducts(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[], opts: MatmulOptions): boolean {
+    if (opts.transA || !opts.transB || opts.accumulate) return false;
+    const [N, r] = as[0].shape;
+    const shaped = as[0].shape.length === 2 && outs.every((out, m) => {
+      const a = as[m].shape, b = bs[m].shape, o = out.shape;
+      return a.length === 2 && a[0] === N && a[1] === r && b.length === 2 && b[1] === r && o.length === 2 && o[0] === N && o[1] === b[0];
+    });
+    const widths = bs.map((b) => b.shape[0]);
+    if (!shaped || !this.fusedLora([...outs, ...as, ...bs], r, widths, 'lora-up')) return false;
+    if (N === 0) return true;
+    for (let i = 0; i < outs.length; i += 3) {
+      const c = [i, i + 1, i + 2].filter((m) => m < outs.length);
+      const O = pad3(c.map((m) => widths[m])), Omax = Math.max(...O);
+      if (Omax === 0) continue;
+      this.device.launch(this.device.kernel(LORA, `lora_up_${r}`), [Math.ceil(N / LORA_UP.rows), Math.ceil(Omax / LORA_UP.cols), c.length], LORA_UP.threads, LORA_UP.sharedBytes(r), [
+        ...pad3(c.map((m) => ptrArg(outs[m]))), ...pad3(c.map((m) => ptrArg(as[m]))), ...pad3(c.map((m) => ptrArg(bs[m]))), ...O, N, opts.alpha ?? 1,
+      ]);
+    }
+    return true;
+  }
+
+  /**
    * Whether the fused LoRA kernels apply: bf16 throughout, a compiled rank, rows (of each width)
-   * of whole 16-byte groups, and `kernel` (lora-down, lora-grads, lora-up-bwd) not
+   * of whole 16-byte groups, and `kernel` (lora-down, lora-grads, lora-up, lora-up-bwd) not
    * listed in SQLORA_CUDA_OFF (a comma list, for diagnosis: the composed products and dropout
    * kernels run instead).
    */
@@ -824,6 +857,23 @@ export class CudaBackend implements Backend, MatmulHost {
       this.addressArrays.set(key, block);
     }
     return block.ptr;
+  }
+
+  /**
+   * rope_table's (cosine, sine) for positions [0, P) with P >= minP (grown as needed, kept per
+   * theta and head dim), for the attention backward's fused RoPE.
+   */
+  private ropeCosSin(theta: number, hd: number, minP: number): RopeTables {
+    const key = `${theta}/${hd}`;
+    let t = this.ropeCosSinTables.get(key);
+    if (!t || t.P < minP) {
+      if (t) this.free(t.table);
+      const P = Math.max(4096, Math.ceil(minP / 1024) * 1024), half = hd / 2;
+      const table = this.empty([P, half, 2], 'f32') as CudaTensor;
+      this.device.launch(this.device.kernel(ROWS, 'rope_table'), [Math.ceil((P * half) / 256)], 256, 0, [table.ptr, this.ropeTable(theta, hd).ptr, P, half]);
+      this.ropeCosSinTables.set(key, (t = { table, P }));
+    }
+    return { cosSin: t.table.ptr, P: t.P, invFreq: this.ropeTable(theta, hd).ptr };
   }
 
   /** RoPE inverse frequencies on the device, uploaded once per (theta, head dim). */

@@ -80,12 +80,33 @@ __device__ __forceinline__ void add_bias8(uint4* x, const uint4* bias, i64 j, in
 
 /** Two floats as bf16x2, lo in the low half (round to nearest even, one instruction on sm_80+). */
 #ifndef SQLORA_EMULATOR
+/**
+ * 2^x from the special-function unit alone (ex2.approx.ftz, about 2 ulp; results below 2^-126
+ * flush to zero). exp2f adds a rescaling for such tiny results: four more instructions per
+ * element, which made up much of the flash kernels' probability code (ncu, H200).
+ */
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
   unsigned r;
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
   return r;
 }
 #endif
+
+/**
+ * RoPE's cosine and sine for a position and inverse frequency: the angle rounded to f32 as HF's
+ * f32 product of positions and frequencies, its cosine and sine taken in doubles (as the CPU
+ * backend's Math.cos / Math.sin) and rounded to f32.
+ */
+__device__ __forceinline__ float2 rope_cos_sin(int pos, float invFreq) {
+  double s, c;
+  sincos((double)((float)pos * invFreq), &s, &c);
+  return make_float2((float)c, (float)s);
+}
 
 /** murmur3's 32-bit finalizer, behind the dropout masks (backend.ts's fmix32). */
 __device__ __forceinline__ unsigned fmix32(unsigned h) {

@@ -257,10 +257,8 @@ extern "C" __global__ void rope_append_kv(void* kc, int kcdt, void* vc, int vcdt
   const i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= (i64)N * half) return;
   const int n = (int)(idx / half), i = (int)(idx % half);
-  const float a = (float)pos[n] * invFreq[i];
-  double sd, cd;
-  sincos((double)a, &sd, &cd);
-  const float c = (float)cd, s = (float)sd;
+  const float2 cs = rope_cos_sin(pos[n], invFreq[i]);
+  const float c = cs.x, s = cs.y;
   for (int h = 0; h < H; h++) {
     const i64 o = ((i64)n * H + h) * hd;
     const float x1 = ldf(q, qdt, o + i), x2 = ldf(q, qdt, o + i + half);

@@ -10,6 +10,8 @@
  *                    on tensor cores, then lora_grad_a_sum adds them in a fixed order
  *   lora_grads_R_M   the same and, from the same tiles and masks, dx [N, D] = (dx +) alpha *
  *                    sum_m dropout_m(g_m a_m): each mask hashed once for both gradients
+ *   lora_up_R        u_m b_m^T for matmulBatch (the forward's up projection): written through
+ *                    shared memory in 16-byte pieces
  *   lora_up_bwd      the B side of the backward pass, g_m = dy_m b_m and gradB_m += alpha *
  *                    dy_m^T u_m, from one read of each dy_m (R of 8 or 16): partial products of
  *                    256 x 512 blocks of dy, then lora_up_bwd_sum adds them in a fixed order
@@ -90,9 +92,9 @@ __device__ __forceinline__ T pick3(int m, T p0, T p1, T p2) { return m == 0 ? p0
  * fragments in registers (a pair of bf16 per register, one hash each); at the end the warps'
  * f32 sums meet in shared memory and are added in warp order, times 1 / (1 - p). Requires D even.
  */
-template <int R, int M>
+template <int R, int M, bool DROP>
 __device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, const u16* x, const u16* a0, const u16* a1, const u16* a2,
-                                          int N, int D, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
+                                          int N, int D, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2) {
   constexpr int R16 = (R + 15) / 16 * 16, NT = R16 / 8, W = 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* red = (float*)smem_raw;  // [W][M][32][R]
@@ -138,7 +140,7 @@ __device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, const u16* 
       #pragma unroll
       for (int mt = 0; mt < 2; mt++) {
         unsigned fm[4] = {fa[mt][0], fa[mt][1], fa[mt][2], fa[mt][3]};
-        if (drop) {
+        if constexpr (DROP) {
           const unsigned p0 = (unsigned)(n0 + mt * 16 + g) * hD + (unsigned)(k0 >> 1) + t, p8 = 4u * (unsigned)D;
           fm[0] &= dropout_mask2(dropout_pair_hash(p0, seeds[m]), keepFrom);
           fm[1] &= dropout_mask2(dropout_pair_hash(p0 + p8, seeds[m]), keepFrom);
@@ -159,7 +161,7 @@ __device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, const u16* 
         #pragma unroll
         for (int e = 0; e < 4; e++) red[((warp * M + m) * 32 + mt * 16 + g + 8 * (e >> 1)) * R + j * 8 + 2 * t + (e & 1)] = acc[m][mt][j][e];
   __syncthreads();
-  const float scale = drop ? keepScale : 1.f;
+  const float scale = DROP ? keepScale : 1.f;
   for (int i = threadIdx.x; i < M * 32 * R; i += W * 32) {
     const int m = i / (32 * R), rem = i - m * 32 * R, row = rem / R, col = rem - row * R;
     if (n0 + row >= N) continue;
@@ -183,10 +185,10 @@ __device__ __forceinline__ void lora_down(u16* u0, u16* u1, u16* u2, const u16* 
  * where the warps multiplying g_m by a_m's columns (held in registers for the whole chunk) read
  * them back for their own fragments, so each element's hash is computed once for both products.
  */
-template <int R, int M, bool DX>
+template <int R, int M, bool DX, bool DROP>
 __device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0, const u16* g1, const u16* g2, const u16* x,
                                             const u16* a0, const u16* a1, const u16* a2, int N, int D, int keepFrom, float dxScale,
-                                            unsigned s0, unsigned s1, unsigned s2, int drop, int accumulate) {
+                                            unsigned s0, unsigned s1, unsigned s2, int accumulate) {
   constexpr int CT = 128, LDX = CT + 8, R16 = (R + 15) / 16 * 16, LDG = R16 + 8, MT = R16 / 16, GC = 32 * (R16 / 8), GP = (GC + 127) / 128;
   constexpr int LDA = CT + 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -238,7 +240,7 @@ __device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0,
     #pragma unroll
     for (int it = 0; it < 4; it++) {
       const int e = threadIdx.x + it * 128, r = e >> 4, c = (e & 15) * 8;
-      if (drop) {
+      if constexpr (DROP) {
         #pragma unroll
         for (int m = 0; m < M; m++) {
           unsigned bits;
@@ -261,7 +263,7 @@ __device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0,
     if (r0 + 32 < rEnd) fetch(r0 + 32);
     #pragma unroll
     for (int m = 0; m < M; m++) {
-      const u16* tX = sx + (drop ? m : 0) * 32 * LDX;
+      const u16* tX = sx + (DROP ? m : 0) * 32 * LDX;
       const u16* tG = sg + m * 32 * LDG;
       #pragma unroll
       for (int kc = 0; kc < 2; kc++) {
@@ -299,7 +301,7 @@ __device__ __forceinline__ void lora_grad_a(float* part, u16* dx, const u16* g0,
           #pragma unroll
           for (int h = 0; h < 2; h++) {
             // Byte j of this row's 4 (columns 32w + 8j..) holds bits 2t, 2t + 1 for this lane's pair.
-            const unsigned bits = drop ? *(const unsigned*)(sbits + (m * 32 + mt * 16 + gq + 8 * h) * (CT / 8) + warp * 4) >> (2 * t) : 0xffffffffu;
+            const unsigned bits = DROP ? *(const unsigned*)(sbits + (m * 32 + mt * 16 + gq + 8 * h) * (CT / 8) + warp * 4) >> (2 * t) : 0xffffffffu;
             #pragma unroll
             for (int j = 0; j < 4; j++) {
               if ((bits >> (8 * j)) & 1u) tot[mt][j][2 * h] += c[j][2 * h];
@@ -368,16 +370,20 @@ function variant(suffix: string): string {
   return String.raw`
 extern "C" __global__ void __launch_bounds__(256) lora_down_${suffix}(u16* u0, u16* u1, u16* u2, const u16* x, const u16* a0, const u16* a1,
     const u16* a2, int N, int D, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
-  lora_down<${r}, ${m}>(u0, u1, u2, x, a0, a1, a2, N, D, keepFrom, keepScale, s0, s1, s2, drop);
+  // The dropout test outside the loops: with it inside, each member's hashing was a separate block of code.
+  if (drop) lora_down<${r}, ${m}, true>(u0, u1, u2, x, a0, a1, a2, N, D, keepFrom, keepScale, s0, s1, s2);
+  else lora_down<${r}, ${m}, false>(u0, u1, u2, x, a0, a1, a2, N, D, keepFrom, keepScale, s0, s1, s2);
 }
 extern "C" __global__ void __launch_bounds__(128, 4) lora_grad_a_${suffix}(float* part, const u16* g0, const u16* g1, const u16* g2, const u16* x,
     int N, int D, int keepFrom, unsigned s0, unsigned s1, unsigned s2, int drop) {
-  lora_grad_a<${r}, ${m}, false>(part, nullptr, g0, g1, g2, x, nullptr, nullptr, nullptr, N, D, keepFrom, 0.f, s0, s1, s2, drop, 0);
+  if (drop) lora_grad_a<${r}, ${m}, false, true>(part, nullptr, g0, g1, g2, x, nullptr, nullptr, nullptr, N, D, keepFrom, 0.f, s0, s1, s2, 0);
+  else lora_grad_a<${r}, ${m}, false, false>(part, nullptr, g0, g1, g2, x, nullptr, nullptr, nullptr, N, D, keepFrom, 0.f, s0, s1, s2, 0);
 }
 extern "C" __global__ void __launch_bounds__(128, ${Number(r) >= 64 ? 2 : 3}) lora_grads_${suffix}(float* part, u16* dx, const u16* g0, const u16* g1, const u16* g2,
     const u16* x, const u16* a0, const u16* a1, const u16* a2, int N, int D, int keepFrom, float dxScale, unsigned s0, unsigned s1, unsigned s2,
     int drop, int accumulate) {
-  lora_grad_a<${r}, ${m}, true>(part, dx, g0, g1, g2, x, a0, a1, a2, N, D, keepFrom, dxScale, s0, s1, s2, drop, accumulate);
+  if (drop) lora_grad_a<${r}, ${m}, true, true>(part, dx, g0, g1, g2, x, a0, a1, a2, N, D, keepFrom, dxScale, s0, s1, s2, accumulate);
+  else lora_grad_a<${r}, ${m}, true, false>(part, dx, g0, g1, g2, x, a0, a1, a2, N, D, keepFrom, dxScale, s0, s1, s2, accumulate);
 }
 `;
 }
@@ -533,4 +539,84 @@ extern "C" __global__ void lora_up_bwd_sum(u16* g0, u16* g1, u16* g2, float* gB0
 }
 `;
 
-export const LORA: KernelModule = kernelModule('lora', COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + UP_BWD_SOURCE + LORA_VARIANTS.map(variant).join(''));
+/** lora_up: a block's rows and columns of the outputs, and its shared memory at rank r (b's rows, u's rows, the bf16 results). */
+export const LORA_UP = {
+  rows: 64, cols: 128, threads: 128,
+  sharedBytes: (r: number) => (128 + 64) * (padded(r) + 8) * 2 + 64 * (128 + 8) * 2,
+} as const;
+
+const UP_SOURCE = String.raw`
+/**
+ * outs_m [N, O_m] = alpha u_m [N, R] b_m^T (b_m [O_m, R]; bf16, O_m % 8 = 0, one member per
+ * blockIdx.z): matmulBatch's products whose inner dimension is a LoRA rank (the up projection),
+ * which write far more than they read. Block = 64 rows x 128 columns: b's 128 rows and u's 64
+ * (zeros up to a whole 16 columns and past the ends) go to shared memory by cp.async, warp w
+ * multiplies rows 16w.. on tensor cores, and its bf16 results return through shared memory to
+ * leave as 16-byte row pieces.
+ */
+template <int R>
+__device__ __forceinline__ void lora_up(u16* o0, u16* o1, u16* o2, const u16* u0, const u16* u1, const u16* u2, const u16* b0, const u16* b1,
+                                        const u16* b2, int O0, int O1, int O2, int N, float alpha) {
+  constexpr int R16 = (R + 15) / 16 * 16, LDR = R16 + 8, LDO = 128 + 8, P = R16 / 8;
+  extern __shared__ __align__(16) unsigned char lora_up_smem[];
+  u16* sB = (u16*)lora_up_smem;  // [128][LDR]
+  u16* sU = sB + 128 * LDR;      // [64][LDR]
+  u16* sO = sU + 64 * LDR;       // [64][LDO]
+  const int m = blockIdx.z, O = pick3(m, O0, O1, O2), n0 = blockIdx.x * 64, c0 = blockIdx.y * 128;
+  if (c0 >= O) return;  // a member narrower than the widest
+  const u16* u = pick3(m, u0, u1, u2);
+  const u16* b = pick3(m, b0, b1, b2);
+  u16* out = pick3(m, o0, o1, o2);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  for (int e = threadIdx.x; e < 128 * P; e += 128) {
+    const int r = e / P, c = (e - r * P) * 8;
+    const bool ok = c0 + r < O && c < R;
+    cp_async16(sB + r * LDR + c, b + (ok ? (i64)(c0 + r) * R + c : 0), ok ? 16 : 0);
+  }
+  for (int e = threadIdx.x; e < 64 * P; e += 128) {
+    const int r = e / P, c = (e - r * P) * 8;
+    const bool ok = n0 + r < N && c < R;
+    cp_async16(sU + r * LDR + c, u + (ok ? (i64)(n0 + r) * R + c : 0), ok ? 16 : 0);
+  }
+  cp_commit();
+  cp_wait<0>();
+  __syncthreads();
+  float acc[16][4];
+  zero_acc(acc);
+  #pragma unroll
+  for (int kc = 0; kc < R16 / 16; kc++) {
+    unsigned a[4];
+    frag_a(a, sU, LDR, warp * 16, kc * 16, lane);
+    #pragma unroll
+    for (int j = 0; j < 16; j += 2) {
+      unsigned bb[4];
+      frag_b_nk(bb, sB, LDR, j * 8, kc * 16, lane);
+      mma_bf16(acc[j], a, bb[0], bb[1]);
+      mma_bf16(acc[j + 1], a, bb[2], bb[3]);
+    }
+  }
+  u16* wO = sO + warp * 16 * LDO;  // this warp's 16 rows
+  #pragma unroll
+  for (int j = 0; j < 16; j++)
+    #pragma unroll
+    for (int i = 0; i < 2; i++) *(unsigned*)(wO + (g + 8 * i) * LDO + j * 8 + 2 * t) = pack_bf16(alpha * acc[j][2 * i], alpha * acc[j][2 * i + 1]);
+  __syncwarp();
+  #pragma unroll
+  for (int it = 0; it < 8; it++) {
+    const int e = lane + it * 32, r = e >> 4, c = (e & 15) * 8, row = n0 + warp * 16 + r;
+    if (row < N && c0 + c < O) *(uint4*)(out + (i64)row * O + c0 + c) = *(const uint4*)(wO + r * LDO + c);
+  }
+}
+`;
+
+function upVariant(r: number): string {
+  return String.raw`
+extern "C" __global__ void __launch_bounds__(128) lora_up_${r}(u16* o0, u16* o1, u16* o2, const u16* u0, const u16* u1, const u16* u2,
+    const u16* b0, const u16* b1, const u16* b2, int O0, int O1, int O2, int N, float alpha) {
+  lora_up<${r}>(o0, o1, o2, u0, u1, u2, b0, b1, b2, O0, O1, O2, N, alpha);
+}
+`;
+}
+
+export const LORA: KernelModule = kernelModule('lora',
+  COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + UP_BWD_SOURCE + UP_SOURCE + LORA_VARIANTS.map(variant).join('') + LORA_RANKS.map(upVariant).join(''));

@@ -143,16 +143,22 @@ extern "C" __global__ void rope(void* out, int odt, const void* x, int xdt, cons
   const i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x;
   if (idx >= (i64)N * half) return;
   const int n = (int)(idx / half), i = (int)(idx % half);
-  const float a = (float)pos[n] * invFreq[i];
-  double sd, cd;
-  sincos((double)a, &sd, &cd);
-  const float c = (float)cd, s = sign * (float)sd;
+  const float2 cs = rope_cos_sin(pos[n], invFreq[i]);
+  const float c = cs.x, s = sign * cs.y;
   for (int h = 0; h < H; h++) {
     const i64 o = ((i64)n * H + h) * hd;
     const float x1 = ldf(x, xdt, o + i), x2 = ldf(x, xdt, o + i + half);
     stf(out, odt, o + i, x1 * c - x2 * s);
     stf(out, odt, o + i + half, x2 * c + x1 * s);
   }
+}
+
+/** RoPE's (cosine, sine) for positions [0, P) and the half = hd / 2 inverse frequencies: tab [P, half]. */
+extern "C" __global__ void rope_table(float2* tab, const float* invFreq, int P, int half) {
+  const i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= (i64)P * half) return;
+  const int p = (int)(i / half);
+  tab[i] = rope_cos_sin(p, invFreq[i - (i64)p * half]);
 }
 
 /**
@@ -180,10 +186,9 @@ extern "C" __global__ void rope_bf16x8(u16* out, const u16* x, const u16* bias, 
   float c[8], s[8];
   #pragma unroll
   for (int k = 0; k < 8; k++) {
-    double sd, cd;
-    sincos((double)((float)pos[n] * invFreq[i0 + k]), &sd, &cd);
-    c[k] = (float)cd;
-    s[k] = sign * (float)sd;
+    const float2 cs = rope_cos_sin(pos[n], invFreq[i0 + k]);
+    c[k] = cs.x;
+    s[k] = sign * cs.y;
   }
   #pragma unroll
   for (int g = 0; g < ROPE_HEADS; g++) {
@@ -420,7 +425,7 @@ cross_entropy_bf16x8_cluster(float* losses, const uint4* logits, const int* targ
     const float mLog2 = m * CE_LOG2E;
     ce_chunks(r, j0, j1, [&](int, float (&v)[8]) {
       #pragma unroll
-      for (int q = 0; q < 8; q++) s += exp2f(fmaf(v[q], CE_LOG2E, -mLog2));
+      for (int q = 0; q < 8; q++) s += exp2_ftz(fmaf(v[q], CE_LOG2E, -mLog2));
     });
   }
   s = block_sum(s, scratch);
@@ -439,7 +444,7 @@ cross_entropy_bf16x8_cluster(float* losses, const uint4* logits, const int* targ
     const int tq = t - j * 8;
     #pragma unroll
     for (int q = 0; q < 8; q++) {
-      v[q] = exp2f(fmaf(v[q], CE_LOG2E, shift));
+      v[q] = exp2_ftz(fmaf(v[q], CE_LOG2E, shift));
       if (q == tq) v[q] -= gradScale;
     }
     dlogits[o + j] = pack8(v);

@@ -21,21 +21,23 @@ __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return r;
 }
 
-/** Four 8x8 bf16 matrices; lanes 8m..8m+7 give the row addresses of matrix m, register m receives it. */
-__device__ __forceinline__ void ldsm4(unsigned (&r)[4], const u16* p) {
+/** Four 8x8 bf16 matrices at shared address a (lanes 8m..8m+7 give the row addresses of matrix m, register m receives it). */
+__device__ __forceinline__ void ldsm4(unsigned (&r)[4], unsigned a) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
 }
 /** The same, each matrix transposed. */
-__device__ __forceinline__ void ldsm4t(unsigned (&r)[4], const u16* p) {
+__device__ __forceinline__ void ldsm4t(unsigned (&r)[4], unsigned a) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_u32(p)));
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
 }
 
-/** 16 bytes global -> shared, asynchronously; bytes = 0 writes zeros instead (src is not read). */
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(smem_u32(dst)), "l"(src), "r"(bytes));
+/** 16 bytes global -> shared address dst, asynchronously; bytes = 0 writes zeros instead (src is not read). */
+__device__ __forceinline__ void cp_async16(unsigned dst, const void* src, int bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(bytes));
 }
+/** The same to a shared pointer. */
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int bytes) { cp_async16(smem_u32(dst), src, bytes); }
 /** 4 bytes global -> shared, asynchronously; bytes = 0 writes zeros instead (src is not read). */
 __device__ __forceinline__ void cp_async4(void* dst, const void* src, int bytes) {
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" :: "r"(smem_u32(dst)), "l"(src), "r"(bytes));
@@ -53,27 +55,49 @@ __device__ __forceinline__ void zero_acc(T (&a)[N]) {
   for (int i = 0; i < N; i++) zero_acc(a[i]);
 }
 
-/**
- * A 16 x 16 A operand at (row0, k0) of a row-major shared tile with rows of ld elements:
- * matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15).
+/*
+ * Fragment loads take 32-bit shared addresses: offsets added to a generic 64-bit pointer cost a
+ * 64-bit add (and register moves) per load, which made integer arithmetic the bulk of the flash
+ * kernels' instructions (ncu, H200). A lane's part of an address depends only on the lane and
+ * the tile's row length, so hot loops compute it once (ldsm_lane_*) and add tile positions as
+ * constants, which fold into the ldmatrix instructions' immediate offsets.
  */
+/**
+ * The lane's byte offset for four 8 x 8 matrices ordered (rows 0-7, columns 0-7), (rows 8-15,
+ * columns 0-7), (rows 0-7, columns 8-15), (rows 8-15, columns 8-15) of a tile with rows of ld
+ * elements: an A operand (frag_a) or, transposed, two B operands stored [k][n] (frag_b_kn).
+ */
+__device__ __forceinline__ unsigned ldsm_lane_rows(int ld, int lane) {
+  return 2u * (unsigned)(((lane & 7) + ((lane >> 3) & 1) * 8) * ld + (lane >> 4) * 8);
+}
+/**
+ * The same for the order (rows 0-7, columns 0-7), (rows 0-7, columns 8-15), (rows 8-15, columns
+ * 0-7), (rows 8-15, columns 8-15): two B operands stored [n][k] (frag_b_nk) or, transposed, an A
+ * operand stored [k][m] (frag_a_km).
+ */
+__device__ __forceinline__ unsigned ldsm_lane_cols(int ld, int lane) {
+  return 2u * (unsigned)(((lane >> 4) * 8 + (lane & 7)) * ld + ((lane >> 3) & 1) * 8);
+}
+/** Byte offset of element (row, col) in a tile with rows of ld elements. */
+__device__ __forceinline__ constexpr unsigned tile_at(int ld, int row, int col) { return 2u * (unsigned)(row * ld + col); }
+
+/** A 16 x 16 A operand at (row0, k0) of a row-major shared tile with rows of ld elements. */
 __device__ __forceinline__ void frag_a(unsigned (&a)[4], const u16* sm, int ld, int row0, int k0, int lane) {
-  ldsm4(a, sm + (row0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + k0 + (lane >> 4) * 8);
+  ldsm4(a, smem_u32(sm) + ldsm_lane_rows(ld, lane) + tile_at(ld, row0, k0));
 }
 /** An A operand (16 x 16 at m0, k0) from a shared tile stored [k][m], through transposed loads. */
 __device__ __forceinline__ void frag_a_km(unsigned (&a)[4], const u16* sm, int ld, int m0, int k0, int lane) {
-  ldsm4t(a, sm + (k0 + (lane >> 4) * 8 + (lane & 7)) * ld + m0 + ((lane >> 3) & 1) * 8);
+  ldsm4t(a, smem_u32(sm) + ldsm_lane_cols(ld, lane) + tile_at(ld, k0, m0));
 }
-
 /**
  * B operands of two adjacent 8-column tiles (columns n0..n0+15) at k0, from a tile stored
  * [n][k] (row n holds column n of B): b[0], b[1] for columns n0.., b[2], b[3] for n0 + 8..
  */
 __device__ __forceinline__ void frag_b_nk(unsigned (&b)[4], const u16* sm, int ld, int n0, int k0, int lane) {
-  ldsm4(b, sm + (n0 + (lane >> 4) * 8 + (lane & 7)) * ld + k0 + ((lane >> 3) & 1) * 8);
+  ldsm4(b, smem_u32(sm) + ldsm_lane_cols(ld, lane) + tile_at(ld, n0, k0));
 }
 /** The same from a tile stored [k][n] (row k holds row k of B), through transposed loads. */
 __device__ __forceinline__ void frag_b_kn(unsigned (&b)[4], const u16* sm, int ld, int n0, int k0, int lane) {
-  ldsm4t(b, sm + (k0 + ((lane >> 3) & 1) * 8 + (lane & 7)) * ld + n0 + (lane >> 4) * 8);
+  ldsm4t(b, smem_u32(sm) + ldsm_lane_rows(ld, lane) + tile_at(ld, k0, n0));
 }
 `;
