@@ -10,7 +10,7 @@ import { kernelSignatures } from '../src/backend/cuda/device.js';
 import { ATTENTION } from '../src/backend/cuda/kernels/attention.js';
 import { ELEMENTWISE } from '../src/backend/cuda/kernels/elementwise.js';
 import { FLASH_HEAD_DIMS } from '../src/backend/cuda/kernels/flash-attention.js';
-import { LORA_RANKS, LORA_VARIANTS } from '../src/backend/cuda/kernels/lora.js';
+import { LORA_VARIANTS } from '../src/backend/cuda/kernels/lora.js';
 import { KERNEL_MODULES as MODULES } from '../src/backend/cuda/kernels/modules.js';
 import { ROWS } from '../src/backend/cuda/kernels/rows.js';
 const CUDA_DIR = join(import.meta.dirname, '..', 'src', 'backend', 'cuda');
@@ -47,9 +47,8 @@ describe('CUDA kernel sources', () => {
     for (const [mod, name] of launched) {
       const kernels = MODULES[mod]?.kernels;
       expect(kernels, `module ${mod}`).toBeDefined();
-      // Names ending in a template's `${...}`: the head-size variants, LoRA's (rank, members) ones or its up products' ranks.
-      const variants: readonly (number | string)[] = mod === 'FLASH_ATTENTION' ? FLASH_HEAD_DIMS
-        : mod === 'LORA' ? (name === 'lora_up_$' ? LORA_RANKS : LORA_VARIANTS) : [1, 2, 4];
+      // Names ending in a template's `${...}`: the head-size variants, or LoRA's (rank, members) ones.
+      const variants: readonly (number | string)[] = mod === 'FLASH_ATTENTION' ? FLASH_HEAD_DIMS : mod === 'LORA' ? LORA_VARIANTS : [1, 2, 4];
       const names = name.endsWith('_$') ? variants.map((v) => name.slice(0, -1) + v) : [name];
       for (const n of names) expect(kernels?.has(n), `${mod}.${n}`).toBe(true);
     }

@@ -255,11 +255,6 @@ template <class T, size_t ALIGN> inline T& sharedVariable(size_t& offset) {
 inline void __syncthreads() { emu::arriveAndWait(emu::block().blocks[emu::blockInCluster()], 1); }
 inline int __syncthreads_and(int pred) { return emu::arriveAndWait(emu::block().blocks[emu::blockInCluster()], pred); }
 
-inline void __syncwarp(unsigned mask = 0xffffffffu) {
-  if (mask != 0xffffffffu) emu::fail("__syncwarp: only full-warp barriers are emulated");
-  emu::warpSync();
-}
-
 template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int laneMask, int width = 32) {
   if (mask != 0xffffffffu || width != 32) emu::fail("__shfl_xor_sync: only full-warp shuffles are emulated");
   emu::WarpSlots& s = emu::exchange(0, emu::bits64(v));

@@ -24,7 +24,7 @@ import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
 import { loraDownComposed, loraDownGradsComposed, loraUpBackwardComposed } from '../lora-composed.js';
-import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP, LORA_UP_BWD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
+import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_BWD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
 import { CE_CLUSTER, NORM_ROW_CHUNKS, ROPE_HEADS, ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
@@ -454,7 +454,7 @@ export class CudaBackend implements Backend, MatmulHost {
 
   matmulBatch(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[], opts: MatmulOptions = {}): void {
     if (outs.length !== as.length || as.length !== bs.length) throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
-    if (outs.length === 0 || this.loraUpProducts(outs, as, bs, opts)) return;
+    if (outs.length === 0) return;
     const [A0, B0, O0] = [as[0], bs[0], outs[0]].map((t) => asCuda(t, 'matmulBatch'));
     /** Every tensor of ts 2-D with first's shape and dtype. */
     const like = (ts: readonly Tensor[], first: CudaTensor): boolean => ts.every((t) => {
@@ -739,34 +739,8 @@ export class CudaBackend implements Backend, MatmulHost {
   }
 
   /**
-   * matmulBatch's products outs[m] = alpha as[m] bs[m]^T with a LoRA rank as the inner dimension
-   * (the up projection: as[m] [N, r], bs[m] [out_m, r], written): lora_up, three members a
-   * launch. False when the call is not of that form.
-   */
-  private loraUpProducts(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[], opts: MatmulOptions): boolean {
-    if (opts.transA || !opts.transB || opts.accumulate) return false;
-    const [N, r] = as[0].shape;
-    const shaped = as[0].shape.length === 2 && outs.every((out, m) => {
-      const a = as[m].shape, b = bs[m].shape, o = out.shape;
-      return a.length === 2 && a[0] === N && a[1] === r && b.length === 2 && b[1] === r && o.length === 2 && o[0] === N && o[1] === b[0];
-    });
-    const widths = bs.map((b) => b.shape[0]);
-    if (!shaped || !this.fusedLora([...outs, ...as, ...bs], r, widths, 'lora-up')) return false;
-    if (N === 0) return true;
-    for (let i = 0; i < outs.length; i += 3) {
-      const c = [i, i + 1, i + 2].filter((m) => m < outs.length);
-      const O = pad3(c.map((m) => widths[m])), Omax = Math.max(...O);
-      if (Omax === 0) continue;
-      this.device.launch(this.device.kernel(LORA, `lora_up_${r}`), [Math.ceil(N / LORA_UP.rows), Math.ceil(Omax / LORA_UP.cols), c.length], LORA_UP.threads, LORA_UP.sharedBytes(r), [
-        ...pad3(c.map((m) => ptrArg(outs[m]))), ...pad3(c.map((m) => ptrArg(as[m]))), ...pad3(c.map((m) => ptrArg(bs[m]))), ...O, N, opts.alpha ?? 1,
-      ]);
-    }
-    return true;
-  }
-
-  /**
    * Whether the fused LoRA kernels apply: bf16 throughout, a compiled rank, rows (of each width)
-   * of whole 16-byte groups, and `kernel` (lora-down, lora-grads, lora-up, lora-up-bwd) not
+   * of whole 16-byte groups, and `kernel` (lora-down, lora-grads, lora-up-bwd) not
    * listed in SQLORA_CUDA_OFF (a comma list, for diagnosis: the composed products and dropout
    * kernels run instead).
    */

@@ -10,8 +10,6 @@
  *                    on tensor cores, then lora_grad_a_sum adds them in a fixed order
  *   lora_grads_R_M   the same and, from the same tiles and masks, dx [N, D] = (dx +) alpha *
  *                    sum_m dropout_m(g_m a_m): each mask hashed once for both gradients
- *   lora_up_R        u_m b_m^T for matmulBatch (the forward's up projection): written through
- *                    shared memory in 16-byte pieces
  *   lora_up_bwd      the B side of the backward pass, g_m = dy_m b_m and gradB_m += alpha *
  *                    dy_m^T u_m, from one read of each dy_m (R of 8 or 16): partial products of
  *                    256 x 512 blocks of dy, then lora_up_bwd_sum adds them in a fixed order
@@ -539,84 +537,4 @@ extern "C" __global__ void lora_up_bwd_sum(u16* g0, u16* g1, u16* g2, float* gB0
 }
 `;
 
-/** lora_up: a block's rows and columns of the outputs, and its shared memory at rank r (b's rows, u's rows, the bf16 results). */
-export const LORA_UP = {
-  rows: 64, cols: 128, threads: 128,
-  sharedBytes: (r: number) => (128 + 64) * (padded(r) + 8) * 2 + 64 * (128 + 8) * 2,
-} as const;
-
-const UP_SOURCE = String.raw`
-/**
- * outs_m [N, O_m] = alpha u_m [N, R] b_m^T (b_m [O_m, R]; bf16, O_m % 8 = 0, one member per
- * blockIdx.z): matmulBatch's products whose inner dimension is a LoRA rank (the up projection),
- * which write far more than they read. Block = 64 rows x 128 columns: b's 128 rows and u's 64
- * (zeros up to a whole 16 columns and past the ends) go to shared memory by cp.async, warp w
- * multiplies rows 16w.. on tensor cores, and its bf16 results return through shared memory to
- * leave as 16-byte row pieces.
- */
-template <int R>
-__device__ __forceinline__ void lora_up(u16* o0, u16* o1, u16* o2, const u16* u0, const u16* u1, const u16* u2, const u16* b0, const u16* b1,
-                                        const u16* b2, int O0, int O1, int O2, int N, float alpha) {
-  constexpr int R16 = (R + 15) / 16 * 16, LDR = R16 + 8, LDO = 128 + 8, P = R16 / 8;
-  extern __shared__ __align__(16) unsigned char lora_up_smem[];
-  u16* sB = (u16*)lora_up_smem;  // [128][LDR]
-  u16* sU = sB + 128 * LDR;      // [64][LDR]
-  u16* sO = sU + 64 * LDR;       // [64][LDO]
-  const int m = blockIdx.z, O = pick3(m, O0, O1, O2), n0 = blockIdx.x * 64, c0 = blockIdx.y * 128;
-  if (c0 >= O) return;  // a member narrower than the widest
-  const u16* u = pick3(m, u0, u1, u2);
-  const u16* b = pick3(m, b0, b1, b2);
-  u16* out = pick3(m, o0, o1, o2);
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-  for (int e = threadIdx.x; e < 128 * P; e += 128) {
-    const int r = e / P, c = (e - r * P) * 8;
-    const bool ok = c0 + r < O && c < R;
-    cp_async16(sB + r * LDR + c, b + (ok ? (i64)(c0 + r) * R + c : 0), ok ? 16 : 0);
-  }
-  for (int e = threadIdx.x; e < 64 * P; e += 128) {
-    const int r = e / P, c = (e - r * P) * 8;
-    const bool ok = n0 + r < N && c < R;
-    cp_async16(sU + r * LDR + c, u + (ok ? (i64)(n0 + r) * R + c : 0), ok ? 16 : 0);
-  }
-  cp_commit();
-  cp_wait<0>();
-  __syncthreads();
-  float acc[16][4];
-  zero_acc(acc);
-  #pragma unroll
-  for (int kc = 0; kc < R16 / 16; kc++) {
-    unsigned a[4];
-    frag_a(a, sU, LDR, warp * 16, kc * 16, lane);
-    #pragma unroll
-    for (int j = 0; j < 16; j += 2) {
-      unsigned bb[4];
-      frag_b_nk(bb, sB, LDR, j * 8, kc * 16, lane);
-      mma_bf16(acc[j], a, bb[0], bb[1]);
-      mma_bf16(acc[j + 1], a, bb[2], bb[3]);
-    }
-  }
-  u16* wO = sO + warp * 16 * LDO;  // this warp's 16 rows
-  #pragma unroll
-  for (int j = 0; j < 16; j++)
-    #pragma unroll
-    for (int i = 0; i < 2; i++) *(unsigned*)(wO + (g + 8 * i) * LDO + j * 8 + 2 * t) = pack_bf16(alpha * acc[j][2 * i], alpha * acc[j][2 * i + 1]);
-  __syncwarp();
-  #pragma unroll
-  for (int it = 0; it < 8; it++) {
-    const int e = lane + it * 32, r = e >> 4, c = (e & 15) * 8, row = n0 + warp * 16 + r;
-    if (row < N && c0 + c < O) *(uint4*)(out + (i64)row * O + c0 + c) = *(const uint4*)(wO + r * LDO + c);
-  }
-}
-`;
-
-function upVariant(r: number): string {
-  return String.raw`
-extern "C" __global__ void __launch_bounds__(128) lora_up_${r}(u16* o0, u16* o1, u16* o2, const u16* u0, const u16* u1, const u16* u2,
-    const u16* b0, const u16* b1, const u16* b2, int O0, int O1, int O2, int N, float alpha) {
-  lora_up<${r}>(o0, o1, o2, u0, u1, u2, b0, b1, b2, O0, O1, O2, N, alpha);
-}
-`;
-}
-
-export const LORA: KernelModule = kernelModule('lora',
-  COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + UP_BWD_SOURCE + UP_SOURCE + LORA_VARIANTS.map(variant).join('') + LORA_RANKS.map(upVariant).join(''));
+export const LORA: KernelModule = kernelModule('lora', COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + UP_BWD_SOURCE + LORA_VARIANTS.map(variant).join(''));
