@@ -37,6 +37,14 @@ export interface CudaBackendOptions {
   computeDType?: FloatDType;
 }
 
+/** RoPE's device tables for one (theta, head dim): see CudaBackend.ropeCache. */
+interface RopeCache {
+  invFreq: CudaTensor;
+  /** rope_table's (cosine, sine) of positions [0, P); null until the attention backward's fused RoPE asks. */
+  cosSin: CudaTensor | null;
+  P: number;
+}
+
 /** Elements converted per staged upload chunk (64 MiB of f32). */
 const UPLOAD_CHUNK = 1 << 24;
 
@@ -48,8 +56,8 @@ export class CudaBackend implements Backend, MatmulHost {
   readonly gemm: Cublas;
   private readonly errorWord: Block;
   private readonly errorHost = new Int32Array(1);
-  private readonly ropeTables = new Map<string, CudaTensor>();
-  private readonly ropeCosSinTables = new Map<string, { table: CudaTensor; P: number }>();
+  /** RoPE's device tables by (theta, head dim). */
+  private readonly ropeCaches = new Map<string, RopeCache>();
   private readonly hostCopies: HostCopies;
   /** Device arrays of matrix addresses for matmulMany, by their contents (a decoding loop repeats a few). */
   private readonly addressArrays = new Map<string, Block>();
@@ -658,7 +666,7 @@ export class CudaBackend implements Backend, MatmulHost {
     this.device.launch(this.device.kernel(DECODE, 'rope_append_kv'), [Math.ceil((N * half) / 256)], 256, 0, [
       ...floatArg(kCache, 'ropeAppendKv kCache'), ...floatArg(vCache, 'ropeAppendKv vCache'), ...floatArg(q, 'ropeAppendKv q'),
       ...floatArg(k, 'ropeAppendKv k'), ...floatArg(v, 'ropeAppendKv v'), ptrOf(positions, 'i32', 'ropeAppendKv positions'),
-      this.ropeTable(theta, d.hd).ptr, N, d.T, d.S, offset, d.H, d.Hkv, d.hd,
+      this.ropeCache(theta, d.hd).invFreq.ptr, N, d.T, d.S, offset, d.H, d.Hkv, d.hd,
     ]);
   }
 
@@ -805,13 +813,13 @@ export class CudaBackend implements Backend, MatmulHost {
     if (bias && bias.size !== H * hd) throw new Error(`ropeForward: bias of ${bias.size} for ${H} heads of ${hd}`);
     if (half % 8 === 0 && this.bf16x8(out, x, ...(bias ? [bias] : []))) {
       this.device.launch(this.device.kernel(ROWS, 'rope_bf16x8'), [Math.ceil((N * Math.ceil(H / ROPE_HEADS) * half) / 8 / 256)], 256, 0, [
-        ptrArg(out), ptrArg(x), bias ? ptrArg(bias) : 0, ptrOf(positions, 'i32', 'rope positions'), this.ropeTable(theta, hd).ptr, N, H, hd, sign,
+        ptrArg(out), ptrArg(x), bias ? ptrArg(bias) : 0, ptrOf(positions, 'i32', 'rope positions'), this.ropeCache(theta, hd).invFreq.ptr, N, H, hd, sign,
       ]);
       return true;
     }
     if (bias) return false;
     this.device.launch(this.device.kernel(ROWS, 'rope'), [Math.ceil((N * half) / 256)], 256, 0, [
-      ...floatArg(out, 'rope out'), ...floatArg(x, 'rope x'), ptrOf(positions, 'i32', 'rope positions'), this.ropeTable(theta, hd).ptr, N,
+      ...floatArg(out, 'rope out'), ...floatArg(x, 'rope x'), ptrOf(positions, 'i32', 'rope positions'), this.ropeCache(theta, hd).invFreq.ptr, N,
       H, hd, sign,
     ]);
     return true;
@@ -833,29 +841,27 @@ export class CudaBackend implements Backend, MatmulHost {
     return block.ptr;
   }
 
-  /**
-   * rope_table's (cosine, sine) for positions [0, P) with P >= minP (grown as needed, kept per
-   * theta and head dim), for the attention backward's fused RoPE.
-   */
-  private ropeCosSin(theta: number, hd: number, minP: number): RopeTables {
+  /** RoPE's device tables for (theta, head dim), the inverse frequencies uploaded on first use. */
+  private ropeCache(theta: number, hd: number): RopeCache {
     const key = `${theta}/${hd}`;
-    let t = this.ropeCosSinTables.get(key);
-    if (!t || t.P < minP) {
-      if (t) this.free(t.table);
-      const P = Math.max(4096, Math.ceil(minP / 1024) * 1024), half = hd / 2;
-      const table = this.empty([P, half, 2], 'f32') as CudaTensor;
-      this.device.launch(this.device.kernel(ROWS, 'rope_table'), [Math.ceil((P * half) / 256)], 256, 0, [table.ptr, this.ropeTable(theta, hd).ptr, P, half]);
-      this.ropeCosSinTables.set(key, (t = { table, P }));
-    }
-    return { cosSin: t.table.ptr, P: t.P, invFreq: this.ropeTable(theta, hd).ptr };
+    let c = this.ropeCaches.get(key);
+    if (!c) this.ropeCaches.set(key, (c = { invFreq: this.upload(ropeInvFreq(theta, hd), [hd / 2]) as CudaTensor, cosSin: null, P: 0 }));
+    return c;
   }
 
-  /** RoPE inverse frequencies on the device, uploaded once per (theta, head dim). */
-  private ropeTable(theta: number, hd: number): CudaTensor {
-    const key = `${theta}/${hd}`;
-    let inv = this.ropeTables.get(key);
-    if (!inv) this.ropeTables.set(key, (inv = this.upload(ropeInvFreq(theta, hd), [hd / 2]) as CudaTensor));
-    return inv;
+  /** The inverse frequencies and rope_table's (cosine, sine) for positions [0, P), P >= minP (grown as needed). */
+  private ropeCosSin(theta: number, hd: number, minP: number): RopeTables {
+    const c = this.ropeCache(theta, hd);
+    let table = c.cosSin;
+    if (!table || c.P < minP) {
+      if (table) this.free(table);
+      const P = Math.max(4096, Math.ceil(minP / 1024) * 1024), half = hd / 2;
+      table = this.empty([P, half, 2], 'f32') as CudaTensor;
+      this.device.launch(this.device.kernel(ROWS, 'rope_table'), [Math.ceil((P * half) / 256)], 256, 0, [table.ptr, c.invFreq.ptr, P, half]);
+      c.cosSin = table;
+      c.P = P;
+    }
+    return { cosSin: table.ptr, P: c.P, invFreq: c.invFreq.ptr };
   }
 
   /** Waits for queued work and reports any invalid input the kernels flagged on the device. */

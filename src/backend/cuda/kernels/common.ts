@@ -78,7 +78,6 @@ __device__ __forceinline__ void add_bias8(uint4* x, const uint4* bias, i64 j, in
   x[j] = pack8(v);
 }
 
-/** Two floats as bf16x2, lo in the low half (round to nearest even, one instruction on sm_80+). */
 #ifndef SQLORA_EMULATOR
 /**
  * 2^x from the special-function unit alone (ex2.approx.ftz, about 2 ulp; results below 2^-126
@@ -90,6 +89,7 @@ __device__ __forceinline__ float exp2_ftz(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
   return y;
 }
+/** Two floats as bf16x2, lo in the low half (round to nearest even, one instruction on sm_80+). */
 __device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
   unsigned r;
   asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));

@@ -39,15 +39,20 @@ import { TENSOR_CORE_CUDA } from './tensor-core.js';
 /** Head dims with compiled variants. */
 export const FLASH_HEAD_DIMS = [64, 128] as const;
 
-/** Keys per tile of the forward: 32 leaves room for 3 blocks per SM (as fast as 64 at T = 512 on an H100, faster with 3). */
+/**
+ * Keys per tile of the forward. 64 (two stages, with the lazy running max below) replaced 32 (three
+ * stages) in the H100 calls of 2026-12-05, among that day's forward changes (forward 3.40 / 3.68 ->
+ * 2.63 / 2.88 ms in the 16 x 512 step together).
+ */
 const FWD_KEY_TILE = 64;
 
 /**
  * Shared-memory stages of the streamed tiles (the forward's K/V, dK/dV's Q/dO): tiles in flight
  * while one is multiplied, plus that one. H200, the 16 x 512 step's attention backward, one call:
  * 11.76-11.88 ms with dK/dV at 3 stages, 11.84-12.31 at 2 (a small gain at most); the forward
- * measured the same with 2 or 3 (3.4-3.7 ms). Both keep 3: the occupancy is the same (registers
- * allow two dK/dV and three forward blocks per SM either way).
+ * measured the same with 2 or 3 (3.4-3.7 ms) at its earlier tiles of 32 keys. dK/dV keeps 3; the
+ * forward, with tiles of 64 keys, 2: three stages of those (104 KiB) would leave room for two
+ * blocks per SM instead of three.
  */
 const FWD_STAGES = 2;
 const DKDV_STAGES = 3;

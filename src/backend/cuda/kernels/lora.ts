@@ -363,25 +363,27 @@ extern "C" __global__ void lora_grad_a_sum(float* gA0, float* gA1, float* gA2, c
 }
 `;
 
+/**
+ * `if (drop) f<.., true>(..); else f<.., false>(..);` for a call written once: the dropout test
+ * outside the kernels' loops (inside them, each member's hashing was a separate block of code).
+ */
+const byDrop = (call: (drop: boolean) => string): string => `if (drop) ${call(true)};\n  else ${call(false)};`;
+
 function variant(suffix: string): string {
   const [r, m] = suffix.split('_');
   return String.raw`
 extern "C" __global__ void __launch_bounds__(256) lora_down_${suffix}(u16* u0, u16* u1, u16* u2, const u16* x, const u16* a0, const u16* a1,
     const u16* a2, int N, int D, int keepFrom, float keepScale, unsigned s0, unsigned s1, unsigned s2, int drop) {
-  // The dropout test outside the loops: with it inside, each member's hashing was a separate block of code.
-  if (drop) lora_down<${r}, ${m}, true>(u0, u1, u2, x, a0, a1, a2, N, D, keepFrom, keepScale, s0, s1, s2);
-  else lora_down<${r}, ${m}, false>(u0, u1, u2, x, a0, a1, a2, N, D, keepFrom, keepScale, s0, s1, s2);
+  ${byDrop((d) => `lora_down<${r}, ${m}, ${d}>(u0, u1, u2, x, a0, a1, a2, N, D, keepFrom, keepScale, s0, s1, s2)`)}
 }
 extern "C" __global__ void __launch_bounds__(128, 4) lora_grad_a_${suffix}(float* part, const u16* g0, const u16* g1, const u16* g2, const u16* x,
     int N, int D, int keepFrom, unsigned s0, unsigned s1, unsigned s2, int drop) {
-  if (drop) lora_grad_a<${r}, ${m}, false, true>(part, nullptr, g0, g1, g2, x, nullptr, nullptr, nullptr, N, D, keepFrom, 0.f, s0, s1, s2, 0);
-  else lora_grad_a<${r}, ${m}, false, false>(part, nullptr, g0, g1, g2, x, nullptr, nullptr, nullptr, N, D, keepFrom, 0.f, s0, s1, s2, 0);
+  ${byDrop((d) => `lora_grad_a<${r}, ${m}, false, ${d}>(part, nullptr, g0, g1, g2, x, nullptr, nullptr, nullptr, N, D, keepFrom, 0.f, s0, s1, s2, 0)`)}
 }
 extern "C" __global__ void __launch_bounds__(128, ${Number(r) >= 64 ? 2 : 3}) lora_grads_${suffix}(float* part, u16* dx, const u16* g0, const u16* g1, const u16* g2,
     const u16* x, const u16* a0, const u16* a1, const u16* a2, int N, int D, int keepFrom, float dxScale, unsigned s0, unsigned s1, unsigned s2,
     int drop, int accumulate) {
-  if (drop) lora_grad_a<${r}, ${m}, true, true>(part, dx, g0, g1, g2, x, a0, a1, a2, N, D, keepFrom, dxScale, s0, s1, s2, accumulate);
-  else lora_grad_a<${r}, ${m}, true, false>(part, dx, g0, g1, g2, x, a0, a1, a2, N, D, keepFrom, dxScale, s0, s1, s2, accumulate);
+  ${byDrop((d) => `lora_grad_a<${r}, ${m}, true, ${d}>(part, dx, g0, g1, g2, x, a0, a1, a2, N, D, keepFrom, dxScale, s0, s1, s2, accumulate)`)}
 }
 `;
 }
