@@ -20,8 +20,10 @@ describe('CUDA kernel sources', () => {
     const sigs = kernelSignatures(`
       extern "C" __global__ void a(void* out, int dt, const float* x, i64 n, double p, unsigned seed, float s) {}
       extern "C" __global__ void __launch_bounds__(128) b(const int* ids, long long n) {}
+      extern "C" __global__ void __cluster_dims__(8, 1, 1) __launch_bounds__(320, 4)
+      c(float* losses, int n) {}
       __global__ void notExported(int x) {}`);
-    expect(Object.fromEntries(sigs)).toEqual({ a: 'piplduf', b: 'pl' });
+    expect(Object.fromEntries(sigs)).toEqual({ a: 'piplduf', b: 'pl', c: 'pi' });
     expect(() => kernelSignatures('extern "C" __global__ void c(short x) {}')).toThrow(/unsupported parameter type "short"/);
   });
 

@@ -385,7 +385,7 @@ export const PARITY_CASES: ParityCase[] = [
       const rand = rng(9);
       const r: Record<string, Float32Array> = {};
       for (const hd of [16, 128]) {
-        const N = 5, H = 3;
+        const N = 5, H = 6;  // H: a whole group of the bf16 kernel's ROPE_HEADS (4) and part of one
         const pos = be.upload(ints([0, 1, 17, 511, 4000]), [N], 'i32');
         const x = be.upload(values(N * H * hd, 1, rand), [N, H, hd], dt), out = be.alloc([N, H, hd], dt);
         be.ropeForward(out, x, pos, 1e6);

@@ -25,7 +25,7 @@ import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
 import { loraDownComposed, loraDownGradsComposed, loraUpBackwardComposed } from '../lora-composed.js';
 import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_BWD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
-import { CE_CLUSTER, NORM_ROW_CHUNKS, ROPE_HEADS, ROWS } from './kernels/rows.js';
+import { CE_CLUSTER, NORM_ROW_CHUNKS, ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
 import { cudaMatmul, type MatmulHost } from './matmul.js';
@@ -812,7 +812,7 @@ export class CudaBackend implements Backend, MatmulHost {
     const half = hd / 2, H = x.size / (N * hd);
     if (bias && bias.size !== H * hd) throw new Error(`ropeForward: bias of ${bias.size} for ${H} heads of ${hd}`);
     if (half % 8 === 0 && this.bf16x8(out, x, ...(bias ? [bias] : []))) {
-      this.device.launch(this.device.kernel(ROWS, 'rope_bf16x8'), [Math.ceil((N * Math.ceil(H / ROPE_HEADS) * half) / 8 / 256)], 256, 0, [
+      this.device.launch(this.device.kernel(ROWS, 'rope_bf16x8'), [Math.ceil((N * half) / 8 / 256)], 256, 0, [
         ptrArg(out), ptrArg(x), bias ? ptrArg(bias) : 0, ptrOf(positions, 'i32', 'rope positions'), this.ropeCache(theta, hd).invFreq.ptr, N, H, hd, sign,
       ]);
       return true;

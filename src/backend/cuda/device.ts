@@ -30,7 +30,7 @@ const PARAM_KINDS: [RegExp, string][] = [[/\*/, 'p'], [/^(const )?(i64|long long
  */
 export function kernelSignatures(source: string): Map<string, Signature> {
   const out = new Map<string, Signature>();
-  const decl = /extern "C" __global__ void (?:(?:__launch_bounds__|__cluster_dims__)\([^)]*\)\s+)?(\w+)\(([^)]*)\)/g;
+  const decl = /extern "C" __global__ void (?:(?:__launch_bounds__|__cluster_dims__)\([^)]*\)\s+)*(\w+)\(([^)]*)\)/g;
   for (const [, name, params] of source.matchAll(decl)) {
     const sig = params.split(',').map((param) => {
       const type = param.trim().replace(/\s*\b\w+$/, '').trim();

@@ -409,7 +409,7 @@ const UP_BWD_SOURCE = String.raw`
  * sums in f32: g's over the block's columns to gpart[m][blockIdx.y][N][16], dy^T u's over its
  * rows to bpart[m][blockIdx.x][Omax][16].
  */
-extern "C" __global__ void __launch_bounds__(128) lora_up_bwd(float* gpart, float* bpart, const u16* dy0, const u16* dy1, const u16* dy2,
+extern "C" __global__ void __launch_bounds__(128, 3) lora_up_bwd(float* gpart, float* bpart, const u16* dy0, const u16* dy1, const u16* dy2,
                                                             const u16* u0, const u16* u1, const u16* u2, const u16* b0, const u16* b1, const u16* b2,
                                                             int O0, int O1, int O2, int N, int R) {
   constexpr int LD = 128 + 8, LDR = UB_R16 + 8, RS = UB_ROWS / 64, CS = UB_COLS / 128;

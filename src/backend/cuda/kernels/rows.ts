@@ -6,7 +6,7 @@
 import { kernelModule, type KernelModule } from '../device.js';
 import { COMMON_CUDA } from './common.js';
 
-/** Heads a rope_bf16x8 thread rotates. */
+/** Heads a rope_bf16x8 thread rotates between loads (it loops over all of a token's heads). */
 export const ROPE_HEADS = 4;
 /** 16-byte chunks of a row each thread of the bf16 norm kernels keeps in registers (rows of D <= 8 x this x threads). */
 export const NORM_ROW_CHUNKS = 4;
@@ -162,27 +162,32 @@ extern "C" __global__ void rope_table(float2* tab, const float* invFreq, int P, 
 }
 
 /**
- * rope for bf16 tensors with half a head a multiple of 8: one thread per token, group of
- * ROPE_HEADS heads and 8 frequencies, 16-byte accesses, all the group's loads issued before any
- * store (out may alias x, so the compiler cannot hoist them itself). With bias (bf16 [H * hd]),
- * rotates x + bias, rounded to bf16 first as a separate add would store it.
+ * rope for bf16 tensors with half a head a multiple of 8: one thread per token and 8
+ * frequencies, looping over the token's heads ROPE_HEADS at a time with 16-byte accesses. Each
+ * thread takes its 8 sines and cosines once for all heads (their double-precision range
+ * reduction was most of the kernel's issue slots when a thread took them per group of heads), and
+ * issues the next group's loads before the current group's stores (out may alias x, so the
+ * compiler cannot hoist them itself). With bias (bf16 [H * hd]), rotates x + bias, rounded to
+ * bf16 first as a separate add would store it.
  */
 #define ROPE_HEADS ${ROPE_HEADS}
-extern "C" __global__ void rope_bf16x8(u16* out, const u16* x, const u16* bias, const int* pos, const float* invFreq, int N, int H, int hd, float sign) {
-  const int half = hd >> 1, c8 = half >> 3, G = (H + ROPE_HEADS - 1) / ROPE_HEADS;
+extern "C" __global__ void __launch_bounds__(256) rope_bf16x8(u16* out, const u16* x, const u16* bias, const int* pos, const float* invFreq, int N, int H, int hd, float sign) {
+  const int half = hd >> 1, c8 = half >> 3;
   const i64 idx = (i64)blockIdx.x * blockDim.x + threadIdx.x;
-  if (idx >= (i64)N * G * c8) return;
-  const i64 ng = idx / c8;
-  const int i0 = (int)(idx % c8) * 8, h0 = (int)(ng % G) * ROPE_HEADS, n = (int)(ng / G);
-  uint4 lo[ROPE_HEADS], hi[ROPE_HEADS];
-  #pragma unroll
-  for (int g = 0; g < ROPE_HEADS; g++) {
-    if (h0 + g < H) {
-      const i64 o = ((i64)n * H + h0 + g) * hd + i0;
-      lo[g] = *(const uint4*)(x + o);
-      hi[g] = *(const uint4*)(x + o + half);
+  if (idx >= (i64)N * c8) return;
+  const int i0 = (int)(idx % c8) * 8, n = (int)(idx / c8);
+  const i64 row = (i64)n * H * hd + i0;
+  uint4 lo[ROPE_HEADS], hi[ROPE_HEADS], nlo[ROPE_HEADS], nhi[ROPE_HEADS];
+  auto load = [&](uint4 (&l)[ROPE_HEADS], uint4 (&r)[ROPE_HEADS], int h0) {
+    #pragma unroll
+    for (int g = 0; g < ROPE_HEADS; g++) {
+      if (h0 + g < H) {
+        l[g] = *(const uint4*)(x + row + (i64)(h0 + g) * hd);
+        r[g] = *(const uint4*)(x + row + (i64)(h0 + g) * hd + half);
+      }
     }
-  }
+  };
+  load(nlo, nhi, 0);
   float c[8], s[8];
   #pragma unroll
   for (int k = 0; k < 8; k++) {
@@ -190,32 +195,36 @@ extern "C" __global__ void rope_bf16x8(u16* out, const u16* x, const u16* bias, 
     c[k] = cs.x;
     s[k] = sign * cs.y;
   }
-  #pragma unroll
-  for (int g = 0; g < ROPE_HEADS; g++) {
-    const int h = h0 + g;
-    if (h >= H) break;
-    float x1[8], x2[8];
-    unpack8(lo[g], x1);
-    unpack8(hi[g], x2);
-    if (bias) {
-      float b1[8], b2[8];
-      unpack8(*(const uint4*)(bias + h * hd + i0), b1);
-      unpack8(*(const uint4*)(bias + h * hd + i0 + half), b2);
+  for (int h0 = 0; h0 < H; h0 += ROPE_HEADS) {
+    #pragma unroll
+    for (int g = 0; g < ROPE_HEADS; g++) lo[g] = nlo[g], hi[g] = nhi[g];
+    if (h0 + ROPE_HEADS < H) load(nlo, nhi, h0 + ROPE_HEADS);
+    #pragma unroll
+    for (int g = 0; g < ROPE_HEADS; g++) {
+      const int h = h0 + g;
+      if (h >= H) break;
+      float x1[8], x2[8];
+      unpack8(lo[g], x1);
+      unpack8(hi[g], x2);
+      if (bias) {
+        float b1[8], b2[8];
+        unpack8(*(const uint4*)(bias + h * hd + i0), b1);
+        unpack8(*(const uint4*)(bias + h * hd + i0 + half), b2);
+        #pragma unroll
+        for (int k = 0; k < 8; k++) {
+          x1[k] = bf16_to_f32(f32_to_bf16(x1[k] + b1[k]));
+          x2[k] = bf16_to_f32(f32_to_bf16(x2[k] + b2[k]));
+        }
+      }
+      float y1[8], y2[8];
       #pragma unroll
       for (int k = 0; k < 8; k++) {
-        x1[k] = bf16_to_f32(f32_to_bf16(x1[k] + b1[k]));
-        x2[k] = bf16_to_f32(f32_to_bf16(x2[k] + b2[k]));
+        y1[k] = x1[k] * c[k] - x2[k] * s[k];
+        y2[k] = x2[k] * c[k] + x1[k] * s[k];
       }
+      *(uint4*)(out + row + (i64)h * hd) = pack8(y1);
+      *(uint4*)(out + row + (i64)h * hd + half) = pack8(y2);
     }
-    float y1[8], y2[8];
-    #pragma unroll
-    for (int k = 0; k < 8; k++) {
-      y1[k] = x1[k] * c[k] - x2[k] * s[k];
-      y2[k] = x2[k] * c[k] + x1[k] * s[k];
-    }
-    const i64 o = ((i64)n * H + h) * hd + i0;
-    *(uint4*)(out + o) = pack8(y1);
-    *(uint4*)(out + o + half) = pack8(y2);
   }
 }
 
@@ -386,7 +395,7 @@ __device__ __forceinline__ void ce_chunks(const uint4 (&r)[CE_PER_THREAD], int j
  * blocks' (max, sum of exp) are merged through distributed shared memory; the gradient is then
  * written from the registers. Grid: CE_CLUSTER blocks per row. dlogits may alias logits.
  */
-extern "C" __global__ void __cluster_dims__(CE_CLUSTER, 1, 1)
+extern "C" __global__ void __cluster_dims__(CE_CLUSTER, 1, 1) __launch_bounds__(320, 4)
 cross_entropy_bf16x8_cluster(float* losses, const uint4* logits, const int* targets, uint4* dlogits, int hasGrad,
                              float gradScale, int V8, int* err) {
   __shared__ float scratch[32];
