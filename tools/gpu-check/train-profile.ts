@@ -12,8 +12,13 @@
  * 3. a few products and kernels alone at the step's sizes (lm_head chunks, cross-entropy);
  * 4. (leave-one-out) the step time with one kind of call turned into a no-op.
  *
- *   node train-profile.mjs OUT_DIR [--layers 24] [--cases 16x512,8x128] [--steps 10]
+ *   node train-profile.mjs OUT_DIR [--layers 24 | --model DIR] [--cases 16x512,8x128] [--steps 10]
  *     [--sections throughput,leave-one-out,calls,kernels]
+ *
+ * --model profiles a checkpoint (NF4-quantized on load), such as the benchmark's
+ * (/tmp/sqlora-bench-1.8b/model). The built-in model's weights repeat (its embedding and lm_head
+ * every 32 rows) and its NF4 codes are uniform; its steps ran 5-6% faster than the benchmark's on
+ * an H200 (2026-12-05), likely because such data draws less power at the GPU's power limit.
  *
  * Prints a report and writes it with the numbers as JSON to OUT_DIR.
  */
@@ -33,10 +38,11 @@ import { openLog } from './log.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { layers: { type: 'string' }, cases: { type: 'string' }, steps: { type: 'string' }, sections: { type: 'string' } },
+  options: { layers: { type: 'string' }, model: { type: 'string' }, cases: { type: 'string' }, steps: { type: 'string' }, sections: { type: 'string' } },
 });
+if (values.layers !== undefined && values.model !== undefined) throw new Error('--layers and --model exclude each other (a checkpoint has its own layers)');
 const outDir = positionals[0] ?? 'train-profile-out';
-const layers = Number(values.layers ?? SHAPE_1_8B.layers);
+const modelDir = values.model;
 const cases = (values.cases ?? '16x512,8x128').split(',').map((c) => c.split('x').map(Number) as [number, number]);
 const steps = Number(values.steps ?? 10);
 const SECTIONS = ['throughput', 'leave-one-out', 'calls', 'kernels'];
@@ -138,10 +144,11 @@ function matmulFlops(args: unknown[]): number {
 }
 
 const be = new CudaBackend();
-log(`${be.name}: ${layers} layers of Qwen1.5-1.8B's shape, NF4 base, LoRA r=${LORA.r} on ${LORA.targets.join(',')}, dropout ${LORA.dropout}`);
-const timer = new CallTimer(be);
 const t0 = performance.now();
-const model = model18(layers, be);
+const model = modelDir ? Qwen2Model.load(modelDir, be, { quantize: 'nf4' }) : model18(Number(values.layers ?? SHAPE_1_8B.layers), be);
+const layers = model.config.numLayers;
+log(`${be.name}: ${modelDir ? `${modelDir}, ${layers} layers` : `${layers} layers of Qwen1.5-1.8B's shape, random weights`}, NF4 base, LoRA r=${LORA.r} on ${LORA.targets.join(',')}, dropout ${LORA.dropout}`);
+const timer = new CallTimer(be);
 log(`model built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 function section(name: string, fn: () => void | Promise<void>): Promise<void> {
