@@ -411,6 +411,9 @@ export const PARITY_CASES: ParityCase[] = [
   attentionCase('attention fwd, KV cache prefill (T 3 of kvLen 75, S 80), hd 128', { B: 2, T: 3, S: 80, H: 4, Hkv: 2, hd: 128, kvLen: 75, mask: padMask(2, 80, [0, 30], 'left') }, false),
   attentionCase('attention fwd, decode step (T 1), GQA 8/2, hd 64', { B: 3, T: 1, S: 40, H: 8, Hkv: 2, hd: 64, kvLen: 33, mask: padMask(3, 40, [0, 5, 20], 'left') }, false),
   attentionCase('attention fwd+bwd, hd 128, T 200 (several 64-row tiles), GQA 4/2, left padding', { B: 2, T: 200, S: 200, H: 4, Hkv: 2, hd: 128, kvLen: 200, mask: padMask(2, 200, [0, 37], 'left') }, true),
+  // The flash forward scans a block's keys for masked ones before its tiles (each of 128 threads
+  // several entries at this length); keys 384-399 are masked for the rows after them.
+  attentionCase('attention fwd, hd 64, T 420, keys 384-399 masked (past three entries per thread)', { B: 1, T: 420, S: 420, H: 1, Hkv: 1, hd: 64, kvLen: 420, mask: Array.from({ length: 420 }, (_, s) => (s >= 384 && s < 400 ? 0 : 1)) }, false),
   attentionCase('attention fwd+bwd with RoPE\'s backward, hd 128, T 200, GQA 4/2 (dQ from dS; positions in and past the cosine table)', {
     B: 2, T: 200, S: 200, H: 4, Hkv: 2, hd: 128, kvLen: 200, mask: padMask(2, 200, [0, 37], 'left'),
     rope: { theta: 10000, positions: Array.from({ length: 400 }, (_, i) => (i < 200 ? i : 4000 + i)) },
