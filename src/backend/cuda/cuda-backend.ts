@@ -40,9 +40,8 @@ export interface CudaBackendOptions {
 /** RoPE's device tables for one (theta, head dim): see CudaBackend.ropeCache. */
 interface RopeCache {
   invFreq: CudaTensor;
-  /** rope_table's (cosine, sine) of positions [0, P); null until the attention backward's fused RoPE asks. */
+  /** rope_table's (cosine, sine) [P, hd / 2, 2] of positions [0, P); null until the attention backward's fused RoPE asks. */
   cosSin: CudaTensor | null;
-  P: number;
 }
 
 /** Elements converted per staged upload chunk (64 MiB of f32). */
@@ -845,7 +844,7 @@ export class CudaBackend implements Backend, MatmulHost {
   private ropeCache(theta: number, hd: number): RopeCache {
     const key = `${theta}/${hd}`;
     let c = this.ropeCaches.get(key);
-    if (!c) this.ropeCaches.set(key, (c = { invFreq: this.upload(ropeInvFreq(theta, hd), [hd / 2]) as CudaTensor, cosSin: null, P: 0 }));
+    if (!c) this.ropeCaches.set(key, (c = { invFreq: this.upload(ropeInvFreq(theta, hd), [hd / 2]) as CudaTensor, cosSin: null }));
     return c;
   }
 
@@ -853,15 +852,14 @@ export class CudaBackend implements Backend, MatmulHost {
   private ropeCosSin(theta: number, hd: number, minP: number): RopeTables {
     const c = this.ropeCache(theta, hd);
     let table = c.cosSin;
-    if (!table || c.P < minP) {
+    if (!table || table.shape[0] < minP) {
       if (table) this.free(table);
       const P = Math.max(4096, Math.ceil(minP / 1024) * 1024), half = hd / 2;
       table = this.empty([P, half, 2], 'f32') as CudaTensor;
       this.device.launch(this.device.kernel(ROWS, 'rope_table'), [Math.ceil((P * half) / 256)], 256, 0, [table.ptr, c.invFreq.ptr, P, half]);
       c.cosSin = table;
-      c.P = P;
     }
-    return { cosSin: table.ptr, P: c.P, invFreq: c.invFreq.ptr };
+    return { cosSin: table.ptr, P: table.shape[0], invFreq: c.invFreq.ptr };
   }
 
   /** Waits for queued work and reports any invalid input the kernels flagged on the device. */
