@@ -234,8 +234,16 @@ __device__ __forceinline__ void flash_fwd(u16* O, float* lse, const u16* Q, cons
   TileLoader<HD, 64>(qStride).load(kv0 + (NST - 1) * STAGE, Q + (((i64)b * T + q0) * H + h) * HD, T - q0);
   if (tiles > 0) issue(0);
   cp_commit();
-  bool on = true;  // plain loads, in flight with the copies
-  for (int i = threadIdx.x; i < kEnd; i += blockDim.x) on = on && mask[(i64)b * S + i] != 0;
+  // Plain loads, in flight with the copies, four at a time before any test (a loop testing each
+  // entry as it came made them a chain of global round trips: up to four at T = 512).
+  bool on = true;
+  for (int i0 = threadIdx.x; i0 < kEnd; i0 += 4 * blockDim.x) {
+    int v[4];
+    #pragma unroll
+    for (int u = 0; u < 4; u++) v[u] = i0 + u * (int)blockDim.x < kEnd ? mask[(i64)b * S + i0 + u * blockDim.x] : 1;
+    #pragma unroll
+    for (int u = 0; u < 4; u++) on &= v[u] != 0;
+  }
   cp_wait<0>();
   allOn = __syncthreads_and(on);
   unsigned qf[KC][4];
