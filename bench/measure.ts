@@ -122,6 +122,8 @@ export interface TrainResult {
   seconds: number;
   tokens_per_s: number;
   step_ms: number;
+  /** Each timed step's wall time (each ends reading the gradient norm back): a trend shows clocks falling under a power or heat limit. */
+  steps_ms: number[];
   loss_first: number;
   loss_last: number;
   peak_bytes: number;
@@ -149,6 +151,7 @@ export async function measureTrain(
   model.setLora(adapter);
   resetPeak(be);
   const losses: number[] = [];
+  const stepsMs: number[] = [];
   let start = performance.now();
   try {
     for (let step = 0; step < warmup + steps; step++) {
@@ -156,6 +159,7 @@ export async function measureTrain(
         synchronize(be, probe);
         start = performance.now();
       }
+      const stepStart = performance.now();
       const out = model.forwardTrain({ batchSize: batch, seqLen: seq, inputIds: ids, labels: ids }, { dropoutSeed: mixSeed(seed, step), ...trainOptions });
       model.backward(out);
       const normSquared = clipGradNormOnDevice(be, [adapter.flat().grad], 1.0);
@@ -164,6 +168,7 @@ export async function measureTrain(
       losses.push(out.loss);
       be.download(normSquared);
       be.free(normSquared);
+      if (step >= warmup) stepsMs.push(performance.now() - stepStart);
       // Lets a Ctrl-C through between steps.
       await new Promise((resolve) => setImmediate(resolve));
     }
@@ -172,7 +177,7 @@ export async function measureTrain(
     const tokens = batch * seq * steps;
     const peak = peakMemory(be);
     return {
-      batch, seq, steps, warmup, tokens, seconds, tokens_per_s: tokens / seconds, step_ms: (1000 * seconds) / steps,
+      batch, seq, steps, warmup, tokens, seconds, tokens_per_s: tokens / seconds, step_ms: (1000 * seconds) / steps, steps_ms: stepsMs.map((ms) => Math.round(ms * 100) / 100),
       loss_first: losses[0], loss_last: losses[losses.length - 1], peak_bytes: peak.bytes, peak_kind: peak.kind,
     };
   } finally {

@@ -39,6 +39,9 @@ describe('measurements on the tiny shape (CPU)', () => {
     const r = await measureTrain(model, 2, 16, 2, 1, { r: 4, alpha: 8, dropout: 0.05, targets: [...ATTENTION] }, 0);
     expect(r.tokens).toBe(2 * 16 * 2);
     expect(r.tokens_per_s).toBeGreaterThan(0);
+    // One wall time per timed step, together no longer than the timed run.
+    expect(r.steps_ms).toHaveLength(2);
+    expect(r.steps_ms.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(r.seconds * 1000 + 0.02);
     expect(Math.abs(r.loss_first - Math.log(config.vocabSize))).toBeLessThan(0.1);
     expect(r.peak_kind).toBe('process-rss');
   });
