@@ -8,8 +8,11 @@ import { describe, expect, it } from 'vitest';
 import type { FloatDType } from '../src/backend/backend.js';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { CudaBackend } from '../src/backend/cuda/cuda-backend.js';
+import type { CudaTensor } from '../src/backend/cuda/cuda-tensor.js';
+import { doubleQuantizedScales, nf4Dequantize, nf4Quantize } from '../src/quant/nf4.js';
 import { compareOutputs, toleranceFor, PARITY_CASES } from './helpers/backend-parity.js';
 import { cudaTarget } from './helpers/cuda-device.js';
+import { nf4EdgeValues } from './helpers/nf4-values.js';
 
 const probe = cudaTarget('backend-cuda-kernels');
 
@@ -35,6 +38,22 @@ describe.skipIf(!probe.available)('CUDA kernels against the CPU backend', () => 
     expect(() => be.download(out)).toThrow(/token id is outside the vocabulary/);
     expect(be.download(out)).toHaveLength(8);
     for (const t of [table, ids, out]) be.free(t);
+  });
+
+  it('quantizes to NF4 on the device with the host quantizer\'s bits', () => {
+    const be = backend('bf16');
+    for (const [rows, cols] of [[5, 77], [33, 100], [6, 64]] as const) {
+      const values = nf4EdgeValues(rows, cols);
+      const w = be.quantizeNf4(values, [rows, cols], doubleQuantizedScales) as CudaTensor;
+      const out = be.alloc([rows, cols], 'f32') as CudaTensor;
+      be.dequantizeNf4(out, w);
+      const got = be.download(out), want = nf4Dequantize(nf4Quantize(values, [rows, cols]));
+      const differ = Array.from(want).flatMap((x, i) => (Object.is(x, got[i]) ? [] : [`${i}: ${got[i]} vs ${x}`]));
+      expect(differ, `[${rows}, ${cols}]`).toEqual([]);
+      be.free(w);
+      be.free(out);
+    }
+    expect(() => be.quantizeNf4(new Float32Array(10), [3, 4], doubleQuantizedScales)).toThrow('quantizeNf4: 10 values for shape [3, 4]');
   });
 
   it('reuses freed blocks instead of asking the driver again', () => {

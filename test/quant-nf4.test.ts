@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { NF4_CODE, dynamicMap, nf4Absmax, nf4Dequantize, nf4Quantize } from '../src/quant/nf4.js';
+import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
+import { nf4Of } from '../src/backend/cpu/cpu-tensor.js';
+import { NF4_CODE, doubleQuantizedScales, dynamicMap, nf4Absmax, nf4Dequantize, nf4Quantize } from '../src/quant/nf4.js';
 import { nf4FromStateDict, nf4ToStateDict, pythonFloatRepr } from '../src/quant/nf4State.js';
 import { SafetensorsFile } from '../src/tensor/safetensors.js';
 import { hostTensor, tensorBytes, type HostTensor } from '../src/tensor/tensor.js';
+import { nf4EdgeValues } from './helpers/nf4-values.js';
 
 // Written by tools/reference/nf4_reference.py (an independent plain-Python implementation).
 const FIXTURE = 'test/fixtures/nf4/nf4_cases.safetensors';
@@ -135,5 +138,28 @@ describe('NF4 state dict', () => {
       [0, '0.0'], [1234567890123456, '1234567890123456.0'], [Math.fround(0.0123), '0.012299999594688416'],
     ];
     for (const [x, text] of cases) expect(pythonFloatRepr(x)).toBe(text);
+  });
+});
+
+describe('quantizeNf4 on the CPU backend', () => {
+  it('stores the codes and de-double-quantized scales of nf4Quantize, edge cases included', () => {
+    const be = new CpuBackend();
+    for (const [rows, cols] of [[5, 77], [6, 64]] as const) {
+      const values = nf4EdgeValues(rows, cols);
+      const q = nf4Quantize(values, [rows, cols]);
+      const w = nf4Of(be.quantizeNf4(values, [rows, cols], doubleQuantizedScales));
+      expect(w?.shape).toEqual([rows, cols]);
+      expect(Array.from(w?.codes ?? [])).toEqual(Array.from(q.packed));
+      expect(Array.from(w?.absmax ?? [])).toEqual(Array.from(nf4Absmax(q)));
+    }
+    // The midpoint block: exactly on a midpoint goes to the lower code, as the kernel decides.
+    const q = nf4Quantize(nf4EdgeValues(5, 77), [5, 77]);
+    // Element 65 + i is midpoint i (block 1 has absmax 1, element 64): code i.
+    const code = (e: number): number => (e % 2 === 0 ? q.packed[e >> 1] >> 4 : q.packed[e >> 1] & 15);
+    expect(Array.from({ length: 16 }, (_, i) => code(64 + i))).toEqual([15, ...Array.from({ length: 15 }, (_, i) => i)]);
+  });
+
+  it('names a value count that does not fill the shape', () => {
+    expect(() => new CpuBackend().quantizeNf4(new Float32Array(10), [3, 4], doubleQuantizedScales)).toThrow('quantizeNf4: 10 values for shape [3, 4]');
   });
 });

@@ -115,6 +115,13 @@ export interface Backend {
   /** A new nf4 tensor of logical shape `w.shape`. */
   uploadNf4(w: Nf4Weight): Tensor;
   /**
+   * A new nf4 tensor from an [out, in] weight's row-major values, in blocks of NF4_BLOCKSIZE:
+   * the codes and each block's absmax are found by the backend (on its device) with the bits
+   * tensor/nf4-blocks.ts defines, and `scales` turns the absmax values into the stored scales
+   * (QLoRA's double quantization: quant/nf4.ts's doubleQuantizedScales).
+   */
+  quantizeNf4(values: Float32Array, shape: [number, number], scales: (absmax: Float32Array) => Float32Array): Tensor;
+  /**
    * The tensor's values (i32 tensors converted), after all queued work is done: a Float32Array,
    * or a Float64Array from a CPU backend running in f64 (used by gradient checks).
    */
@@ -308,6 +315,11 @@ export function checkSameSize(what: string, ...ts: Tensor[]): void {
   for (const t of ts) {
     if (t.size !== n) throw new Error(`${what}: sizes differ (${ts.map((x) => `[${x.shape.join(', ')}]`).join(' vs ')})`);
   }
+}
+
+/** quantizeNf4's values fill its shape. */
+export function checkNf4Values(values: Float32Array, shape: readonly [number, number]): void {
+  if (values.length !== shape[0] * shape[1]) throw new Error(`quantizeNf4: ${values.length} values for shape [${shape.join(', ')}]`);
 }
 
 /** An NF4 weight's payload covers its shape (uploadNf4). */

@@ -126,10 +126,10 @@ export class Checkpoint {
   }
 
   /** The tensor as f32; with `shape`, a different stored shape is a UserError naming both. */
-  readF32(name: string, shape?: readonly number[]): Float32Array {
+  readF32(name: string, shape?: readonly number[], into?: Float32Array): Float32Array {
     const info = this.info(name);
     if (shape) this.checkShape(name, info, shape);
-    return this.shard(info.file).readF32(name);
+    return this.shard(info.file).readF32(name, undefined, into);
   }
 
   /** The tensor with its stored dtype (raw little-endian bytes). */

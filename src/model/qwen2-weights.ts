@@ -3,8 +3,8 @@
  * source), uploaded in the backend's compute dtype; the seven layer projections optionally as
  * NF4 (QLoRA keeps embeddings, norms, biases and lm_head unquantized, as bitsandbytes does).
  */
-import type { Backend, Nf4Weight, Tensor } from '../backend/backend.js';
-import { nf4Absmax, nf4Quantize } from '../quant/nf4.js';
+import type { Backend, Tensor } from '../backend/backend.js';
+import { doubleQuantizedScales } from '../quant/nf4.js';
 import type { Qwen2Config } from './config.js';
 import { expectQwen2Tensors } from './checkpoint.js';
 import type { Qwen2LayerWeights } from './qwen2-layer.js';
@@ -20,11 +20,14 @@ export interface Qwen2Weights {
   lmHead: Tensor;
 }
 
-/** f32 values of a named tensor with the expected shape (throws a UserError otherwise). */
+/**
+ * f32 values of a named tensor with the expected shape (throws a UserError otherwise). The array
+ * may be reused by the next call: what reads it copies what it keeps (uploads do).
+ */
 export type TensorSource = (name: string, shape: readonly number[]) => Float32Array;
 
-/** Turns an f32 [out, in] weight into NF4 blocks (see src/quant/nf4.ts). */
-export type Nf4Quantizer = (values: Float32Array, shape: [number, number]) => Nf4Weight;
+/** Stores an f32 [out, in] weight on the backend as NF4. */
+export type Nf4Quantizer = (be: Backend, values: Float32Array, shape: [number, number]) => Tensor;
 
 export interface UploadOptions {
   /** Store the layer projections as NF4 through this quantizer (see nf4Quantizer). */
@@ -32,13 +35,11 @@ export interface UploadOptions {
 }
 
 /**
- * QLoRA's quantizer: bitsandbytes NF4 in blocks of 64 with double-quantized scales; the
- * backend receives the de-double-quantized f32 scales (what the kernels multiply by).
+ * QLoRA's quantizer: bitsandbytes NF4 in blocks of 64 with double-quantized scales, the blocks
+ * found on the backend's device; the backend keeps the de-double-quantized f32 scales (what the
+ * kernels multiply by).
  */
-export const nf4Quantizer: Nf4Quantizer = (values, shape) => {
-  const q = nf4Quantize(values, shape);
-  return { shape, blockSize: q.blocksize, code: q.code, codes: q.packed, absmax: nf4Absmax(q) };
-};
+export const nf4Quantizer: Nf4Quantizer = (be, values, shape) => be.quantizeNf4(values, shape, doubleQuantizedScales);
 
 export function projectionPrefix(layer: number, p: ProjectionName): string {
   const block = (MLP_MODULES as readonly string[]).includes(p) ? 'mlp' : 'self_attn';
@@ -56,7 +57,7 @@ export function uploadQwen2Weights(be: Backend, cfg: Qwen2Config, read: TensorSo
   const weight = (name: string): Tensor => {
     const shape = shapes.get(name) as [number, number];
     if (!opts.nf4) return dense(name);
-    return be.uploadNf4(opts.nf4(read(name, shape), shape));
+    return opts.nf4(be, read(name, shape), shape);
   };
   const embedTokens = dense('model.embed_tokens.weight');
   const layers: Qwen2LayerWeights[] = [];

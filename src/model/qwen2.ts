@@ -106,7 +106,14 @@ export class Qwen2Model {
     try {
       ckpt.validate(config);
       const upload = opts.quantize === 'nf4' ? { nf4: nf4Quantizer } : {};
-      const weights = uploadQwen2Weights(backend, config, (name, shape) => ckpt.readF32(name, shape), upload);
+      // One buffer for every tensor (the first, the embedding, is the largest): uploads copy.
+      let buffer = new Float32Array(0);
+      const read = (name: string, shape: readonly number[]): Float32Array => {
+        const n = shape.reduce((a, b) => a * b, 1);
+        if (buffer.length < n) buffer = new Float32Array(n);
+        return ckpt.readF32(name, shape, buffer);
+      };
+      const weights = uploadQwen2Weights(backend, config, read, upload);
       return new Qwen2Model(config, backend, weights, opts);
     } finally {
       ckpt.close();

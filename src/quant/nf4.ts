@@ -1,12 +1,10 @@
+import { NF4_BLOCKSIZE, NF4_CODE, nf4Blocks } from '../tensor/nf4-blocks.js';
+
 /**
  * NF4 (4-bit NormalFloat, QLoRA) quantization with double quantization, computing exactly what
  * bitsandbytes' CUDA kernels compute (with IEEE float32 arithmetic):
  *
- * - Values are split into blocks of 64 (row-major, across row boundaries). Per block,
- *   absmax = max |w| and x = f32(w * f32(1 / absmax)); the code is the nearest of the 16 NF4
- *   values, decided by comparing x with the float32 midpoints between neighbouring values
- *   (strictly above a midpoint -> upper; a zero block gives NaN, which lands on code 0).
- * - Two codes per byte, the first element in the high nibble; an odd tail is padded with 0.
+ * - The blocks (codes and absmax per 64 values): tensor/nf4-blocks.ts.
  * - Double quantization: offset = mean(absmax); the centred values f32(absmax - offset) are
  *   quantized to 8 bits in blocks of 256 against the signed dynamic map (create_dynamic_map),
  *   with the kernel's binary search, keeping one f32 absmax per 256-block.
@@ -18,34 +16,8 @@
  * a different-but-valid neighbour; the layout and every stored tensor are bnb's.
  */
 
-/** bitsandbytes' NF4 code book (quantiles of N(0, 1), normalized to [-1, 1]). */
-export const NF4_CODE = Float32Array.of(
-  -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-  -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-  0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-  0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
-);
-
-export const NF4_BLOCKSIZE = 64;
+export { NF4_BLOCKSIZE, NF4_CODE };
 export const NESTED_BLOCKSIZE = 256;
-
-/** Float32 midpoints between neighbouring NF4 values: the kernel's decision thresholds. */
-const NF4_MIDS = Float32Array.from({ length: 15 }, (_, i) => Math.fround(Math.fround(NF4_CODE[i] + NF4_CODE[i + 1]) * 0.5));
-
-// Plain constants: nf4Code runs once per weight (tens of millions of times per model).
-const [M0, M1, M2, M3, M4, M5, M6, M7, M8, M9, M10, M11, M12, M13, M14] = NF4_MIDS;
-
-/**
- * NF4 code of a normalized value: how many midpoints it is strictly above. Same answer as the
- * kernel's comparison tree (NaN is above none: code 0), but branch-free, which matters with
- * random weights: a tree's branches are unpredictable.
- */
-function nf4Code(x: number): number {
-  return (
-    +(x > M0) + +(x > M1) + +(x > M2) + +(x > M3) + +(x > M4) + +(x > M5) + +(x > M6) + +(x > M7) +
-    +(x > M8) + +(x > M9) + +(x > M10) + +(x > M11) + +(x > M12) + +(x > M13) + +(x > M14)
-  );
-}
 
 let dynamicMapCache: Float32Array | undefined;
 
@@ -142,27 +114,7 @@ export function nf4Quantize(values: Float32Array, shape: readonly number[], opts
   const n = shape.reduce((a, b) => a * b, 1);
   if (values.length !== n) throw new RangeError(`nf4Quantize: ${values.length} values for shape [${shape.join(', ')}]`);
   const blocksize = opts.blocksize ?? NF4_BLOCKSIZE;
-  if (blocksize % 2 !== 0 || blocksize <= 0) throw new RangeError(`nf4Quantize: blocksize must be even, got ${blocksize}`);
-  const blocks = Math.ceil(n / blocksize);
-  const absmax = new Float32Array(blocks);
-  const packed = new Uint8Array(Math.ceil(n / 2));
-  for (let b = 0; b < blocks; b++) {
-    const start = b * blocksize;
-    const end = Math.min(start + blocksize, n);
-    let amax = 0;
-    for (let i = start; i < end; i++) {
-      const a = Math.abs(values[i]);
-      if (a > amax) amax = a;
-    }
-    absmax[b] = amax;
-    const inv = Math.fround(1 / amax); // Infinity for a zero block: 0 * Infinity = NaN -> code 0
-    // blocksize is even, so a block starts on a byte boundary.
-    for (let i = start; i < end; i += 2) {
-      const hi = nf4Code(Math.fround(values[i] * inv));
-      const lo = nf4Code(Math.fround((i + 1 < end ? values[i + 1] : 0) * inv));
-      packed[i >> 1] = (hi << 4) | lo;
-    }
-  }
+  const { packed, absmax } = nf4Blocks(values, blocksize);
   return {
     shape: [...shape],
     dtype: opts.dtype ?? 'bfloat16',
@@ -198,8 +150,18 @@ function quantizeAbsmax(absmax: Float32Array): Nf4NestedAbsmax {
 
 /** The f32 absmax of every block, undoing double quantization as bitsandbytes does. */
 export function nf4Absmax(q: Nf4Tensor): Float32Array {
-  if (q.absmax instanceof Float32Array) return q.absmax;
-  const { codes, offset, nestedAbsmax, nestedBlocksize, nestedCode } = q.absmax;
+  return q.absmax instanceof Float32Array ? q.absmax : nestedAbsmaxValues(q.absmax);
+}
+
+/**
+ * The scales a double-quantized weight dequantizes with, from its blocks' plain absmax values:
+ * what nf4Absmax gives for nf4Quantize's result (for quantizers that find the absmax elsewhere).
+ */
+export function doubleQuantizedScales(absmax: Float32Array): Float32Array {
+  return nestedAbsmaxValues(quantizeAbsmax(absmax));
+}
+
+function nestedAbsmaxValues({ codes, offset, nestedAbsmax, nestedBlocksize, nestedCode }: Nf4NestedAbsmax): Float32Array {
   const out = new Float32Array(codes.length);
   for (let i = 0; i < codes.length; i++) {
     out[i] = Math.fround(Math.fround(nestedCode[codes[i]] * nestedAbsmax[Math.floor(i / nestedBlocksize)]) + offset);

@@ -22,7 +22,7 @@ export function isDType(s: unknown): s is DType {
 }
 
 /** bf16 bit patterns -> f32: bf16 is the top half of an f32, so this is exact. */
-export function bf16ToF32(src: Uint16Array, out = new Float32Array(src.length)): Float32Array {
+export function bf16ToF32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
   checkLengths(src.length, out.length);
   const u32 = new Uint32Array(out.buffer, out.byteOffset, out.length);
   for (let i = 0; i < src.length; i++) u32[i] = src[i] << 16;
@@ -64,7 +64,7 @@ function halfTable(): Float32Array {
 }
 
 /** f16 bit patterns -> f32 (exact). */
-export function f16ToF32(src: Uint16Array, out = new Float32Array(src.length)): Float32Array {
+export function f16ToF32(src: Uint16Array, out: Float32Array = new Float32Array(src.length)): Float32Array {
   checkLengths(src.length, out.length);
   const table = halfTable();
   for (let i = 0; i < src.length; i++) out[i] = table[src[i]];

@@ -172,13 +172,17 @@ export class SafetensorsFile {
   /**
    * The tensor's values as f32, converting BF16/F16 chunk by chunk so only the f32 result
    * (plus a scratch buffer of `chunkElements` 16-bit values, 16 MB by default) is allocated.
+   * With `into` (at least as long as the tensor) the values go to its start and that view is
+   * returned: a loader reusing one buffer skips the page faults of a fresh one per tensor, which
+   * cost more than reading and converting.
    */
-  readF32(name: string, chunkElements = CHUNK_BYTES / 2): Float32Array {
+  readF32(name: string, chunkElements = CHUNK_BYTES / 2, into?: Float32Array): Float32Array {
     const info = this.info(name);
     const count = numel(info.shape);
-    const out = new Float32Array(count);
+    if (into && into.length < count) throw new RangeError(`readF32: ${name} has ${count} values, the buffer holds ${into.length}`);
+    const out = into ? into.subarray(0, count) : new Float32Array(count);
     if (info.dtype === 'F32') {
-      readExactly(this.openFd(), new Uint8Array(out.buffer), info.fileOffset, this.path);
+      readExactly(this.openFd(), new Uint8Array(out.buffer, out.byteOffset, out.byteLength), info.fileOffset, this.path);
       return out;
     }
     if (info.dtype !== 'BF16' && info.dtype !== 'F16') {

@@ -57,7 +57,7 @@ function matmulCase(
       const n = (s: number[]): number => s.reduce((x, y) => x * y, 1);
       const a = be.upload(values(n(aShape), 1, rand), aShape, dtypes.a ?? dt);
       let b: Tensor;
-      if (dtypes.b === 'nf4') b = be.uploadNf4(nf4Quantizer(values(n(bShape), 1, rand), bShape as [number, number]));
+      if (dtypes.b === 'nf4') b = nf4Quantizer(be, values(n(bShape), 1, rand), bShape as [number, number]);
       else b = be.upload(values(n(bShape), 1, rand), bShape, dtypes.b ?? dt);
       const out = be.upload(values(n(outShape), 1, rand), outShape, dtypes.out ?? dt);
       be.matmul(out, a, b, opts);
@@ -78,7 +78,7 @@ function manyCase(kind: 'batch' | 'many nf4', aShape: number[], bShape: number[]
       const as = [0, 1, 2].map(() => be.upload(values(n(aShape), 1, rand), aShape, dt));
       const bs = [0, 1, 2].map(() => kind === 'batch'
         ? be.upload(values(n(bShape), 1, rand), bShape, dt)
-        : be.uploadNf4(nf4Quantizer(values(n(bShape), 1, rand), bShape as [number, number])));
+        : nf4Quantizer(be, values(n(bShape), 1, rand), bShape as [number, number]));
       const outs = [0, 1, 2].map(() => be.upload(values(n(outShape), 1, rand), outShape, outF32 ? 'f32' : dt));
       if (kind === 'batch') be.matmulBatch(outs, as, bs, opts);
       else be.matmulMany(outs, as[0], bs, [], opts.accumulate);
@@ -124,7 +124,7 @@ function sumCase(accumulate: boolean): ParityCase {
       const rand = rng(accumulate ? 71 : 72);
       const widths = [64, 32, 64], M = 20, K = 128;
       const dys = widths.map((w) => be.upload(values(M * w, 1, rand), [M, w], dt));
-      const ws = widths.map((w) => be.uploadNf4(nf4Quantizer(values(w * K, 1, rand), [w, K])));
+      const ws = widths.map((w) => nf4Quantizer(be, values(w * K, 1, rand), [w, K]));
       const out = be.upload(values(M * K, 1, rand), [M, K], dt);
       be.matmulSum(out, dys, ws, accumulate);
       const result = { out: get(be, out) };

@@ -238,7 +238,7 @@ if (timing) {
     record('argmaxRows [50x151936]', timeMs(be, 50, () => be.argmaxRows(ids, ws.output(B).logits)));
     const half = be.upload(Int32Array.from({ length: 25 }, (_, i) => 2 * i), [25], 'i32'), slab = be.alloc([25, S * D], 'bf16');
     record(`gatherRows: 25 of 50 cache rows of ${S} x 2048 (compaction, per tensor)`, timeMs(be, 20, () => be.gatherRows(slab, be.reshape(cache.k[0], [B, S * D]), half)));
-    const nf4 = be.uploadNf4(randomNf4(new Float32Array(0), [I, D]));
+    const nf4 = be.uploadNf4(randomNf4([I, D]));
     mm('matmul nf4 gate_proj [50x2048] x nf4 [5504x2048]^T (dequant + GEMM)', a.gate, a.h, nf4);
     const deq = be.scratch([I, D], 'bf16');
     record('  of which NF4 dequantize [5504x2048]', timeMs(be, 30, () => be.dequantizeNf4(deq, nf4 as CudaTensor)));

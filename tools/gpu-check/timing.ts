@@ -5,15 +5,15 @@
  * from which the step time of the full 24 layers is extrapolated. Weights are random: speed does
  * not depend on their values.
  */
-import type { Tensor } from '../../src/backend/backend.js';
+import type { Nf4Weight, Tensor } from '../../src/backend/backend.js';
 import type { CudaBackend } from '../../src/backend/cuda/cuda-backend.js';
 import type { CudaTensor } from '../../src/backend/cuda/cuda-tensor.js';
 import { initLora, LoraAdapter } from '../../src/lora/lora.js';
 import { parseModelConfig } from '../../src/model/config.js';
 import type { TrainBatch } from '../../src/model/qwen2-batch.js';
 import { Qwen2Model } from '../../src/model/qwen2.js';
-import { uploadQwen2Weights, type Nf4Quantizer } from '../../src/model/qwen2-weights.js';
-import { NF4_CODE } from '../../src/quant/nf4.js';
+import { uploadQwen2Weights } from '../../src/model/qwen2-weights.js';
+import { NF4_CODE } from '../../src/tensor/nf4-blocks.js';
 import { AdamW, clipGradNorm } from '../../src/train/optimizer.js';
 import { rng } from '../../test/helpers/random-qwen2.js';
 
@@ -47,13 +47,13 @@ function filled(n: number, value?: number): Float32Array {
 }
 
 /** Random NF4 blocks without running the quantizer (only the speed is measured). */
-export const randomNf4: Nf4Quantizer = (_values, shape) => {
+export function randomNf4(shape: [number, number]): Nf4Weight {
   const n = shape[0] * shape[1];
   const r = rng(n);
   const codes = new Uint8Array(n / 2);
   for (let i = 0; i < codes.length; i++) codes[i] = Math.floor(r() * 256);
   return { shape, blockSize: 64, code: NF4_CODE, codes, absmax: filled(n / 64, 0.05) };
-};
+}
 
 export function kernelTimings(be: CudaBackend, log: Log): Record<string, number> {
   const { D, H, hd, I, V } = SHAPE_1_8B;
@@ -70,7 +70,7 @@ export function kernelTimings(be: CudaBackend, log: Log): Record<string, number>
     out[name] = ms;
     log(`  ${name.padEnd(58)} ${ms.toFixed(3).padStart(9)} ms${flops ? `  ${(flops / ms / 1e9).toFixed(1)} TFLOP/s` : ''}`);
   };
-  const x = t([N, D]), wq = be.uploadNf4(randomNf4(filled(1), [I, D])), wd = t([I, D]), y = t([N, I]);
+  const x = t([N, D]), wq = be.uploadNf4(randomNf4([I, D])), wd = t([I, D]), y = t([N, I]);
   owned.push(wq);
   record('matmul bf16 [4096x2048] x [5504x2048]^T', timeMs(be, 10, () => be.matmul(y, x, wd, { transB: true })), 2 * N * D * I);
   record('matmul nf4 (dequant + bf16 GEMM) same shape', timeMs(be, 10, () => be.matmul(y, x, wq, { transB: true })), 2 * N * D * I);
@@ -125,7 +125,7 @@ export function model18(layers: number, be: CudaBackend, logitsChunkElements?: n
   const weights = uploadQwen2Weights(be, cfg, (name, shape) => {
     const n = shape.reduce((a, b) => a * b, 1);
     return name.endsWith('norm.weight') ? filled(n, 1) : /_proj\.weight$/.test(name) ? new Float32Array(1) : filled(n);
-  }, { nf4: randomNf4 });
+  }, { nf4: (b, _values, shape) => b.uploadNf4(randomNf4(shape)) });
   return new Qwen2Model(cfg, be, weights, { logitsChunkElements });
 }
 

@@ -4,10 +4,11 @@
  * is tested against and runs tiny models for tests and demos.
  */
 import {
-  attentionBackwardDims, attentionForwardDims, checkNf4Payload, checkSameSize, copyRowsDims, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, shapeSize,
+  attentionBackwardDims, attentionForwardDims, checkNf4Payload, checkNf4Values, checkSameSize, copyRowsDims, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, shapeSize,
   type AdamWOptions, type AttentionBackwardOptions, type AttentionOptions, type Backend, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
+import { NF4_BLOCKSIZE, NF4_CODE, nf4Blocks } from '../../tensor/nf4-blocks.js';
 import { loraDownComposed, loraDownGradsComposed, loraUpBackwardComposed } from '../lora-composed.js';
 import { attentionBackwardCpu, attentionForwardCpu } from './attention.js';
 import { CpuTensor, f32, i32, nf4Of } from './cpu-tensor.js';
@@ -60,6 +61,12 @@ export class CpuBackend implements Backend {
   uploadNf4(w: Nf4Weight): Tensor {
     checkNf4Payload(w);
     return new CpuTensor([...w.shape], 'nf4', new Float32Array(0), w);
+  }
+
+  quantizeNf4(values: Float32Array, shape: [number, number], scales: (absmax: Float32Array) => Float32Array): Tensor {
+    checkNf4Values(values, shape);
+    const { packed, absmax } = nf4Blocks(values, NF4_BLOCKSIZE);
+    return this.uploadNf4({ shape: [shape[0], shape[1]], blockSize: NF4_BLOCKSIZE, code: NF4_CODE, codes: packed, absmax: scales(absmax) });
   }
 
   download(t: Tensor): HostFloats {

@@ -9,9 +9,10 @@
  * cannot throw there; they set a device error word, which download() checks and reports.
  */
 import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/dtype.js';
+import { NF4_BLOCKSIZE, NF4_CODE } from '../../tensor/nf4-blocks.js';
 import { UserError } from '../../util/errors.js';
 import {
-  checkNf4Payload, checkSameSize, copyRowsDims, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
+  checkNf4Payload, checkNf4Values, checkSameSize, copyRowsDims, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
   type AdamWOptions, type AttentionBackwardOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
   type Tensor, type TensorDType,
 } from '../backend.js';
@@ -122,6 +123,22 @@ export class CudaBackend implements Backend, MatmulHost {
     const absmax = put(w.absmax.subarray(0, Math.ceil(n / w.blockSize)));
     const code = put(Float32Array.from(w.code));
     return new CudaTensor([...w.shape], 'nf4', codes.ptr, [codes, absmax, code], null, { absmax: absmax.ptr, code: code.ptr, blockSize: w.blockSize });
+  }
+
+  quantizeNf4(values: Float32Array, shape: [number, number], scales: (absmax: Float32Array) => Float32Array): Tensor {
+    checkNf4Values(values, shape);
+    const n = values.length, blocks = Math.ceil(n / NF4_BLOCKSIZE);
+    const alloc = this.device.allocator;
+    const src = this.upload(values, [n]);
+    const codes = alloc.alloc(Math.ceil(n / 2)), code = alloc.alloc(NF4_CODE.byteLength);
+    const absmax = this.raw([blocks], 'f32', 'quantizeNf4');
+    this.device.upload(code.ptr, NF4_CODE);
+    // One warp per block of 64.
+    if (n > 0) this.device.launch(this.device.kernel(ELEMENTWISE, 'nf4_quantize64'), [Math.min(Math.ceil(blocks / 8), 1 << 20)], 256, 0, [codes.ptr, absmax.ptr, ptrArg(src), code.ptr, n]);
+    this.free(src);
+    // The scales from the absmax on the host (double quantization is a few operations per 64 weights), written over them.
+    this.device.upload(absmax.ptr, scales(this.download(absmax) as Float32Array));
+    return new CudaTensor([...shape], 'nf4', codes.ptr, [codes, ...absmax.blocks, code], null, { absmax: absmax.ptr, code: code.ptr, blockSize: NF4_BLOCKSIZE });
   }
 
   download(t: Tensor): HostFloats {

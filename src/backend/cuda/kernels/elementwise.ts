@@ -1,7 +1,8 @@
 /**
  * Elementwise kernels: dtype conversion, add/axpy/scale/bias, dropout (the exact hash of
  * backend.ts's dropoutUniform), SwiGLU forward/backward, AdamW (in doubles, rounding m and v
- * to f32 where the CPU reference stores them), NF4 dequantization and the embedding gather.
+ * to f32 where the CPU reference stores them), NF4 quantization and dequantization and the
+ * embedding gather.
  * All loop grid-stride over 64-bit indices; add, dropout and SwiGLU have all-bf16 variants
  * that move 16 bytes per access.
  */
@@ -73,6 +74,43 @@ extern "C" __global__ void adamw(float* p, const float* g, float* m, float* v, i
     m[i] = mi;
     v[i] = vi;
     p[i] = (float)((double)p[i] * decay - (stepSize * (double)mi) / (sqrt((double)vi) / bc2Sqrt + eps));
+  }
+}
+
+/**
+ * NF4 blocks of 64 as tensor/nf4-blocks.ts defines them, one warp per block, lane j on elements
+ * 2j and 2j + 1: absmax = max |w| (NaNs ignored), inv = 1 / absmax and x = w * inv, each one
+ * IEEE rounding as on the host (NVRTC divides exactly without fast math; a lone product cannot
+ * be fused), the code = how many of the code book's f32 midpoints x lies strictly above.
+ */
+extern "C" __global__ void nf4_quantize64(unsigned char* packed, float* absmax, const float* src, const float* code, i64 n) {
+  float mid[15];
+  #pragma unroll
+  for (int i = 0; i < 15; i++) mid[i] = (code[i] + code[i + 1]) * 0.5f;
+  const int lane = threadIdx.x & 31;
+  const i64 blocks = (n + 63) / 64;
+  // blockDim is a multiple of 32, so a warp's lanes share b.
+  for (i64 b = ((i64)blockIdx.x * blockDim.x + threadIdx.x) >> 5; b < blocks; b += ((i64)gridDim.x * blockDim.x) >> 5) {
+    const i64 e = b * 64 + 2 * lane;
+    const float x0 = e < n ? src[e] : 0.f, x1 = e + 1 < n ? src[e + 1] : 0.f;
+    float m = 0.f;
+    if (fabsf(x0) > m) m = fabsf(x0);
+    if (fabsf(x1) > m) m = fabsf(x1);
+    #pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float t = __shfl_xor_sync(0xffffffffu, m, o);
+      if (t > m) m = t;
+    }
+    const float inv = 1.f / m; // a zero block: inf, then 0 * inf = NaN, code 0
+    const float y0 = x0 * inv, y1 = x1 * inv;
+    int c0 = 0, c1 = 0;
+    #pragma unroll
+    for (int i = 0; i < 15; i++) {
+      c0 += y0 > mid[i];
+      c1 += y1 > mid[i];
+    }
+    if (e < n) packed[e >> 1] = (unsigned char)((c0 << 4) | c1);
+    if (lane == 0) absmax[b] = m;
   }
 }
 
