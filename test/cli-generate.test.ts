@@ -53,6 +53,8 @@ describe('sqlora generate', () => {
       expect(l.text).toBe(tokenizer.decode(stopped ? l.new_ids.slice(0, -1) : l.new_ids));
     });
     expect(lines[0].prompt_ids[0]).toBe(tiny.ids.imStart);
+    // The load is reported on stderr, stdout holds only the JSON lines.
+    expect(r.stderr).toMatch(new RegExp(`model: ${tiny.dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} on cpu: loaded in \\d+\\.\\d s\n`));
   });
 
   it('--chat renders the prompt as a user turn with the model\'s chat template', async () => {

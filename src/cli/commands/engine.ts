@@ -56,7 +56,18 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
     throw new UserError(opts.adapter !== undefined ? `--model is required: ${opts.adapter}/adapter_config.json names no base model` : '--model is required (a model folder or a Hugging Face repo id)');
   }
   const dir = (await resolveModel(source)).dir;
-  const model = Qwen2Model.load(dir, backend, { quantize: opts.quantize === 'nf4' ? 'nf4' : null });
+  const nf4 = opts.quantize === 'nf4';
+  // Loading a 1.8B model takes seconds: say what is happening, then how long it took.
+  process.stderr.write(`model: ${dir} on ${backend.name}${nf4 ? ', quantizing to NF4' : ''}: `);
+  const started = performance.now();
+  let model: Qwen2Model;
+  try {
+    model = Qwen2Model.load(dir, backend, { quantize: nf4 ? 'nf4' : null });
+  } catch (err) {
+    process.stderr.write('failed\n');
+    throw err;
+  }
+  process.stderr.write(`loaded in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   const tokenizer = Tokenizer.fromModelDir(dir);
   if (tokenizer.vocabSize > model.config.vocabSize) {
     throw new UserError(`the tokenizer of ${dir} has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`);
