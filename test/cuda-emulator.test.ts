@@ -133,6 +133,30 @@ describe.skipIf(unavailable !== null)('the CUDA emulator', () => {
     expect(run.stderr).toMatch(/misaligned\.cu:2:\d+: runtime error: .*misaligned address/);
   });
 
+  it('with SQLORA_CUDA_EMULATOR_SKIP=1 checks launches and products but runs neither (for profiling the host)', () => {
+    // In a process of its own: the setting is read once per process.
+    const dir = mkdtempSync(join(tmpdir(), 'sqlora-emulator-'));
+    const src = (f: string): string => JSON.stringify(resolve(import.meta.dirname, '..', f));
+    writeFileSync(join(dir, 'skip.ts'), `
+      import { CudaBackend } from ${src('src/backend/cuda/cuda-backend.ts')};
+      const be = new CudaBackend({ computeDType: 'f32' });
+      const a = be.upload(Float32Array.of(1, 2, 3, 4), [2, 2]), out = be.upload(Float32Array.of(9, 9, 9, 9), [2, 2]);
+      be.matmul(out, a, a);
+      be.add(a, a, a);
+      console.log(JSON.stringify([Array.from(be.download(out)), Array.from(be.download(a))]));
+      try { be.matmul(out, a, be.alloc([3, 2])); } catch (err) { console.log((err as Error).message); }
+    `);
+    const run = (skip: string): string[] => {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(dir, 'skip.ts')], { encoding: 'utf8', env: { ...process.env, SQLORA_CUDA_EMULATOR_SKIP: skip } });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout.trim().split('\n');
+    };
+    const [skipped, refused] = run('1');
+    expect(JSON.parse(skipped)).toEqual([[9, 9, 9, 9], [1, 2, 3, 4]]);
+    expect(refused).toMatch(/matmul/);
+    expect(JSON.parse(run('0')[0])).toEqual([[7, 10, 15, 22], [2, 4, 6, 8]]);
+  });
+
   it('reports threads waiting at barriers that cannot complete as a failed launch', () => {
     const out = dev.allocator.alloc(64 * 4).ptr;
     expect(() => dev.launch(dev.kernel(MODULE, 'divergent'), [1], 64, 0, [out])).toThrow(/launching divergent failed: CUDA_ERROR_LAUNCH_FAILED \(emulator: divergent: deadlock in block 0,0,0/);

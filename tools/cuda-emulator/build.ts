@@ -6,6 +6,9 @@
  * kernels compute, not how fast; a GPU is still needed for timings.
  *
  *   SQLORA_CUDA_EMULATOR=$(npx tsx tools/cuda-emulator/build.ts) npx tsx tools/gpu-check/cuda-check.ts out --no-timing
+ *
+ * With SQLORA_CUDA_EMULATOR_SKIP=1 launches and products are checked but not run: the host's
+ * cost of queuing work, e.g. train-profile.ts's "host queues a step in", without a GPU.
  */
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
