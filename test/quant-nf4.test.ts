@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { nf4Of } from '../src/backend/cpu/cpu-tensor.js';
-import { NF4_CODE, doubleQuantizedScales, dynamicMap, nf4Absmax, nf4Dequantize, nf4Quantize } from '../src/quant/nf4.js';
+import { doubleQuantizedScales, dynamicMap, nf4Absmax, nf4Dequantize, nf4Quantize } from '../src/quant/nf4.js';
 import { nf4FromStateDict, nf4ToStateDict, pythonFloatRepr } from '../src/quant/nf4State.js';
+import { NF4_CODE } from '../src/tensor/nf4-blocks.js';
 import { SafetensorsFile } from '../src/tensor/safetensors.js';
 import { hostTensor, tensorBytes, type HostTensor } from '../src/tensor/tensor.js';
 import { nf4EdgeValues } from './helpers/nf4-values.js';

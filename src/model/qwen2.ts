@@ -11,6 +11,7 @@
  *   model.backward(step);                                // adds into adapter grads
  */
 import type { Backend, Tensor } from '../backend/backend.js';
+import { numel } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
 import { loadModelConfig, type Qwen2Config } from './config.js';
 import { openCheckpoint } from './checkpoint.js';
@@ -109,7 +110,7 @@ export class Qwen2Model {
       // One buffer for every tensor (the first, the embedding, is the largest): uploads copy.
       let buffer = new Float32Array(0);
       const read = (name: string, shape: readonly number[]): Float32Array => {
-        const n = shape.reduce((a, b) => a * b, 1);
+        const n = numel(shape);
         if (buffer.length < n) buffer = new Float32Array(n);
         return ckpt.readF32(name, shape, buffer);
       };

@@ -16,7 +16,6 @@ import { NF4_BLOCKSIZE, NF4_CODE, nf4Blocks } from '../tensor/nf4-blocks.js';
  * a different-but-valid neighbour; the layout and every stored tensor are bnb's.
  */
 
-export { NF4_BLOCKSIZE, NF4_CODE };
 export const NESTED_BLOCKSIZE = 256;
 
 let dynamicMapCache: Float32Array | undefined;

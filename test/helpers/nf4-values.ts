@@ -4,7 +4,7 @@
  * that are subnormal (1 / absmax overflows to infinity), that hold a NaN and a -0, and a short
  * last block ending on a lone high nibble when the count is odd.
  */
-import { NF4_CODE } from '../../src/tensor/nf4-blocks.js';
+import { NF4_MIDS } from '../../src/tensor/nf4-blocks.js';
 
 export function nf4EdgeValues(rows: number, cols: number, seed = 11): Float32Array {
   const n = rows * cols;
@@ -14,11 +14,10 @@ export function nf4EdgeValues(rows: number, cols: number, seed = 11): Float32Arr
   const v = new Float32Array(n).map(() => Math.fround(0.02 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform())));
   v.fill(0, 0, 64);
   v[64] = 1;
-  for (let i = 0; i < 15; i++) {
-    const mid = Math.fround(Math.fround(NF4_CODE[i] + NF4_CODE[i + 1]) * 0.5);
+  NF4_MIDS.forEach((mid, i) => {
     v[65 + i] = mid;
     v[80 + i] = -mid;
-  }
+  });
   for (let i = 128; i < 192; i++) v[i] = (i % 3 - 1) * 1e-40;
   v[200] = Number.NaN;
   v[201] = -0;

@@ -13,7 +13,7 @@ import { parseModelConfig } from '../../src/model/config.js';
 import type { TrainBatch } from '../../src/model/qwen2-batch.js';
 import { Qwen2Model } from '../../src/model/qwen2.js';
 import { uploadQwen2Weights } from '../../src/model/qwen2-weights.js';
-import { NF4_CODE } from '../../src/tensor/nf4-blocks.js';
+import { NF4_BLOCKSIZE, NF4_CODE } from '../../src/tensor/nf4-blocks.js';
 import { AdamW, clipGradNorm } from '../../src/train/optimizer.js';
 import { rng } from '../../test/helpers/random-qwen2.js';
 
@@ -52,7 +52,7 @@ export function randomNf4(shape: [number, number]): Nf4Weight {
   const r = rng(n);
   const codes = new Uint8Array(n / 2);
   for (let i = 0; i < codes.length; i++) codes[i] = Math.floor(r() * 256);
-  return { shape, blockSize: 64, code: NF4_CODE, codes, absmax: filled(n / 64, 0.05) };
+  return { shape, blockSize: NF4_BLOCKSIZE, code: NF4_CODE, codes, absmax: filled(n / NF4_BLOCKSIZE, 0.05) };
 }
 
 export function kernelTimings(be: CudaBackend, log: Log): Record<string, number> {

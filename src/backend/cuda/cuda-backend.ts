@@ -133,8 +133,8 @@ export class CudaBackend implements Backend, MatmulHost {
     const codes = alloc.alloc(Math.ceil(n / 2)), code = alloc.alloc(NF4_CODE.byteLength);
     const absmax = this.raw([blocks], 'f32', 'quantizeNf4');
     this.device.upload(code.ptr, NF4_CODE);
-    // One warp per block of 64.
-    if (n > 0) this.device.launch(this.device.kernel(ELEMENTWISE, 'nf4_quantize64'), [Math.min(Math.ceil(blocks / 8), 1 << 20)], 256, 0, [codes.ptr, absmax.ptr, ptrArg(src), code.ptr, n]);
+    // One warp (32 threads) per block of 64.
+    this.elementwise('nf4_quantize64', 32 * blocks, [codes.ptr, absmax.ptr, ptrArg(src), code.ptr, n]);
     this.free(src);
     // The scales from the absmax on the host (double quantization is a few operations per 64 weights), written over them.
     this.device.upload(absmax.ptr, scales(this.download(absmax) as Float32Array));
