@@ -15,15 +15,57 @@ import { loadModelConfig } from '../src/model/config.js';
 import { Qwen2Model } from '../src/model/qwen2.js';
 import { UserError } from '../src/util/errors.js';
 import {
-  measureGenerate, measureTrain, PEAK_FLOPS, randomModel, randomPrompts, shapeConfig, trainFlops,
-  type GenerateResult, type LoraSettings, type ShapeName, type TrainResult,
+  measureGenerate,
+  measureTrain,
+  PEAK_FLOPS,
+  randomModel,
+  randomPrompts,
+  shapeConfig,
+  trainFlops,
+  type GenerateResult,
+  type LoraSettings,
+  type ShapeName,
+  type TrainResult,
 } from './measure.js';
 import { gpuTemperature, settle, type Settled } from './gpu-settle.js';
 import { HF_SCRIPT, runHf, saveHfModel, type HfOutcome } from './reference.js';
 
-const DEFAULTS: Record<ShapeName, { cases: [number, number][]; steps: number; warmup: number; prompts: number; promptLen: number; newTokens: number; genBatch: number }> = {
-  '1.8b': { cases: [[16, 512], [8, 128]], steps: 10, warmup: 2, prompts: 200, promptLen: 110, newTokens: 64, genBatch: 50 },
-  tiny: { cases: [[4, 64], [2, 32]], steps: 2, warmup: 1, prompts: 8, promptLen: 24, newTokens: 8, genBatch: 4 },
+const DEFAULTS: Record<
+  ShapeName,
+  {
+    cases: [number, number][];
+    steps: number;
+    warmup: number;
+    prompts: number;
+    promptLen: number;
+    newTokens: number;
+    genBatch: number;
+  }
+> = {
+  '1.8b': {
+    cases: [
+      [16, 512],
+      [8, 128],
+    ],
+    steps: 10,
+    warmup: 2,
+    prompts: 200,
+    promptLen: 110,
+    newTokens: 64,
+    genBatch: 50,
+  },
+  tiny: {
+    cases: [
+      [4, 64],
+      [2, 32],
+    ],
+    steps: 2,
+    warmup: 1,
+    prompts: 8,
+    promptLen: 24,
+    newTokens: 8,
+    genBatch: 4,
+  },
 };
 
 const LORA: LoraSettings = { r: 16, alpha: 32, dropout: 0.05, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
@@ -58,7 +100,8 @@ flags:
 function positive(name: string, v: string | undefined, dflt: number, allowZero = false): number {
   if (v === undefined) return dflt;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 0 || (n === 0 && !allowZero)) throw new UserError(`--${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
+  if (!Number.isInteger(n) || n < 0 || (n === 0 && !allowZero))
+    throw new UserError(`--${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
   return n;
 }
 
@@ -66,8 +109,25 @@ function parse() {
   const str = { type: 'string' } as const;
   const { values } = parseArgs({
     options: {
-      shape: str, device: str, batch: str, seq: str, steps: str, warmup: str, mode: str, prompts: str, 'prompt-len': str, 'new-tokens': str,
-      'gen-batch': str, settle: str, quantize: str, model: str, work: str, 'hf-python': str, 'skip-hf': { type: 'boolean', default: false }, seed: str, out: str,
+      shape: str,
+      device: str,
+      batch: str,
+      seq: str,
+      steps: str,
+      warmup: str,
+      mode: str,
+      prompts: str,
+      'prompt-len': str,
+      'new-tokens': str,
+      'gen-batch': str,
+      settle: str,
+      quantize: str,
+      model: str,
+      work: str,
+      'hf-python': str,
+      'skip-hf': { type: 'boolean', default: false },
+      seed: str,
+      out: str,
       help: { type: 'boolean', default: false },
     },
   });
@@ -78,20 +138,36 @@ function parse() {
   const shape = (values.shape ?? '1.8b') as ShapeName;
   if (!(shape in DEFAULTS)) throw new UserError(`--shape must be 1.8b or tiny, got ${values.shape}`);
   const device = values.device ?? 'cuda';
-  if (values.quantize !== undefined && values.quantize !== 'nf4') throw new UserError(`--quantize must be nf4, got ${values.quantize}`);
+  if (values.quantize !== undefined && values.quantize !== 'nf4')
+    throw new UserError(`--quantize must be nf4, got ${values.quantize}`);
   const quantize: 'nf4' | null = values.quantize === 'nf4' ? 'nf4' : null;
   const mode = values.mode ?? 'all';
-  if (!['all', 'train', 'generate'].includes(mode)) throw new UserError(`--mode must be all, train or generate, got ${mode}`);
+  if (!['all', 'train', 'generate'].includes(mode))
+    throw new UserError(`--mode must be all, train or generate, got ${mode}`);
   const d = DEFAULTS[shape];
-  if ((values.batch === undefined) !== (values.seq === undefined)) throw new UserError('give --batch and --seq together');
-  const cases: [number, number][] = values.batch !== undefined ? [[positive('batch', values.batch, 0), positive('seq', values.seq, 0)]] : d.cases;
+  if ((values.batch === undefined) !== (values.seq === undefined))
+    throw new UserError('give --batch and --seq together');
+  const cases: [number, number][] =
+    values.batch !== undefined ? [[positive('batch', values.batch, 0), positive('seq', values.seq, 0)]] : d.cases;
   return {
-    shape, device, mode, cases, quantize,
-    steps: positive('steps', values.steps, d.steps), warmup: positive('warmup', values.warmup, d.warmup, true),
-    prompts: positive('prompts', values.prompts, d.prompts), promptLen: positive('prompt-len', values['prompt-len'], d.promptLen),
-    newTokens: positive('new-tokens', values['new-tokens'], d.newTokens), genBatch: positive('gen-batch', values['gen-batch'], d.genBatch),
-    model: values.model, work: resolve(values.work ?? join(tmpdir(), `sqlora-bench-${shape}`)), python: values['hf-python'] ?? 'python3',
-    skipHf: values['skip-hf'], seed: positive('seed', values.seed, 0, true), settle: positive('settle', values.settle, 60, true), out: values.out ?? join('runs', 'bench', `bench-${shape}-${device}.json`),
+    shape,
+    device,
+    mode,
+    cases,
+    quantize,
+    steps: positive('steps', values.steps, d.steps),
+    warmup: positive('warmup', values.warmup, d.warmup, true),
+    prompts: positive('prompts', values.prompts, d.prompts),
+    promptLen: positive('prompt-len', values['prompt-len'], d.promptLen),
+    newTokens: positive('new-tokens', values['new-tokens'], d.newTokens),
+    genBatch: positive('gen-batch', values['gen-batch'], d.genBatch),
+    model: values.model,
+    work: resolve(values.work ?? join(tmpdir(), `sqlora-bench-${shape}`)),
+    python: values['hf-python'] ?? 'python3',
+    skipHf: values['skip-hf'],
+    seed: positive('seed', values.seed, 0, true),
+    settle: positive('settle', values.settle, 60, true),
+    out: values.out ?? join('runs', 'bench', `bench-${shape}-${device}.json`),
   };
 }
 
@@ -106,14 +182,18 @@ interface Row {
   flopsPerToken: number | null;
 }
 
-const gib = (b: number): string => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(0)} MiB`);
+const gib = (b: number): string =>
+  b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(0)} MiB`;
 const rate = (x: number): string => (x >= 100 ? Math.round(x).toLocaleString('en-US') : x.toFixed(2));
 const pct = (x: number): string => `${x >= 0.001 ? (100 * x).toFixed(1) : (100 * x).toPrecision(2)}%`;
 const count = (n: number): string => (n >= 1e9 ? `${(n / 1e9).toFixed(3)} B` : `${(n / 1e6).toFixed(2)} M`);
 
 /** A row's starting temperatures, for the table's footer. */
 function temps(r: Row): string {
-  const one = (name: string, s: Settled | undefined): string | null => (s?.start_c != null ? `${name} ${s.start_c} C${s.waited_s >= 1 ? ` (waited ${s.waited_s.toFixed(0)} s)` : ''}` : null);
+  const one = (name: string, s: Settled | undefined): string | null =>
+    s?.start_c != null
+      ? `${name} ${s.start_c} C${s.waited_s >= 1 ? ` (waited ${s.waited_s.toFixed(0)} s)` : ''}`
+      : null;
   return [one('HF', r.settled.hf), one('sqlora', r.settled.sqlora)].filter((x) => x).join(', ') || '-';
 }
 
@@ -122,18 +202,22 @@ function table(rows: Row[]): string {
   const body = rows.map((r) => {
     const s = 'error' in r.sqlora ? null : r.sqlora;
     const h = r.hf?.ok ? r.hf.result : null;
-    const mfu = (tps: number | undefined): string => (tps !== undefined && r.flopsPerToken ? pct((tps * r.flopsPerToken) / PEAK_FLOPS) : '-');
+    const mfu = (tps: number | undefined): string =>
+      tps !== undefined && r.flopsPerToken ? pct((tps * r.flopsPerToken) / PEAK_FLOPS) : '-';
     return [
       `${r.workload} (${r.unit})`,
       s ? rate(s.tokens_per_s) : 'failed',
       h ? rate(h.tokens_per_s) : r.hf ? 'failed' : 'skipped',
       s && h ? `${(s.tokens_per_s / h.tokens_per_s).toFixed(2)}x` : '-',
-      mfu(s?.tokens_per_s), mfu(h?.tokens_per_s),
-      s ? gib(s.peak_bytes) : '-', h ? gib(h.peak_bytes) : '-',
+      mfu(s?.tokens_per_s),
+      mfu(h?.tokens_per_s),
+      s ? gib(s.peak_bytes) : '-',
+      h ? gib(h.peak_bytes) : '-',
     ];
   });
   const widths = head.map((_, i) => Math.max(...[head, ...body].map((r) => r[i].length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ');
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(' | ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('-|-'), ...body.map(line)].join('\n');
 }
 
@@ -142,13 +226,20 @@ async function main(): Promise<void> {
   mkdirSync(o.work, { recursive: true });
   const notes: string[] = [];
   let modelDir = o.model ?? null;
-  let hfArgs = ['--device', o.device, ...(o.model ? ['--model', o.model] : ['--shape', o.shape, '--seed', String(o.seed)])];
+  let hfArgs = [
+    '--device',
+    o.device,
+    ...(o.model ? ['--model', o.model] : ['--shape', o.shape, '--seed', String(o.seed)]),
+  ];
   // A Python that cannot write the checkpoint (no torch, no GPU) would fail every measurement the same way.
   let hfBroken: string | null = null;
   if (!o.skipHf && !o.model) {
     const dir = join(o.work, 'model');
     hfBroken = saveHfModel(o.python, o.shape, o.seed, dir, o.device);
-    if (hfBroken) notes.push('the HF side did not run: it could not write the random checkpoint; sqlora used random weights made in JavaScript');
+    if (hfBroken)
+      notes.push(
+        'the HF side did not run: it could not write the random checkpoint; sqlora used random weights made in JavaScript',
+      );
     else {
       modelDir = dir;
       hfArgs = ['--device', o.device, '--model', dir];
@@ -160,13 +251,29 @@ async function main(): Promise<void> {
   writeFileSync(promptsFile, JSON.stringify(prompts));
 
   const rows: Row[] = [];
-  const train = o.mode !== 'generate', gen = o.mode !== 'train';
+  const train = o.mode !== 'generate',
+    gen = o.mode !== 'train';
   if (train) {
     for (const [b, t] of o.cases) {
-      rows.push({ workload: `train ${b}x${t}`, unit: 'tokens/s', sqlora: { error: 'not run' }, hf: null, settled: {}, flopsPerToken: trainFlops(config, t, LORA.r, LORA.targets).perToken });
+      rows.push({
+        workload: `train ${b}x${t}`,
+        unit: 'tokens/s',
+        sqlora: { error: 'not run' },
+        hf: null,
+        settled: {},
+        flopsPerToken: trainFlops(config, t, LORA.r, LORA.targets).perToken,
+      });
     }
   }
-  if (gen) rows.push({ workload: `generate ${o.prompts}x~${o.promptLen}+${o.newTokens} b${o.genBatch}${o.quantize ? ` (sqlora ${o.quantize})` : ''}`, unit: 'new tokens/s', sqlora: { error: 'not run' }, hf: null, settled: {}, flopsPerToken: null });
+  if (gen)
+    rows.push({
+      workload: `generate ${o.prompts}x~${o.promptLen}+${o.newTokens} b${o.genBatch}${o.quantize ? ` (sqlora ${o.quantize})` : ''}`,
+      unit: 'new tokens/s',
+      sqlora: { error: 'not run' },
+      hf: null,
+      settled: {},
+      flopsPerToken: null,
+    });
 
   // Only a GPU run with --settle reads temperatures (nvidia-smi) at all.
   const baseline = o.device === 'cuda' && o.settle > 0 ? gpuTemperature() : null;
@@ -180,15 +287,48 @@ async function main(): Promise<void> {
     let i = 0;
     if (train) {
       for (const [b, t] of o.cases) {
-        hf(rows[i++], ['--mode', 'train', '--batch', String(b), '--seq', String(t), '--steps', String(o.steps), '--warmup', String(o.warmup)], `hf-train-${b}x${t}.json`);
+        hf(
+          rows[i++],
+          [
+            '--mode',
+            'train',
+            '--batch',
+            String(b),
+            '--seq',
+            String(t),
+            '--steps',
+            String(o.steps),
+            '--warmup',
+            String(o.warmup),
+          ],
+          `hf-train-${b}x${t}.json`,
+        );
       }
     }
-    if (gen) hf(rows[i], ['--mode', 'generate', '--prompts', promptsFile, '--new-tokens', String(o.newTokens), '--gen-batch', String(o.genBatch)], 'hf-generate.json');
+    if (gen)
+      hf(
+        rows[i],
+        [
+          '--mode',
+          'generate',
+          '--prompts',
+          promptsFile,
+          '--new-tokens',
+          String(o.newTokens),
+          '--gen-batch',
+          String(o.genBatch),
+        ],
+        'hf-generate.json',
+      );
   }
 
   const be = createBackend(o.device);
-  process.stderr.write(`bench: sqlora on ${be.name} (${be.computeDType}${o.quantize ? `, ${o.quantize} base` : ''}), ${modelDir ? `loading ${modelDir}` : 'random weights'}\n`);
-  const model = modelDir ? Qwen2Model.load(modelDir, be, { quantize: o.quantize }) : randomModel(config, be, o.seed, o.quantize);
+  process.stderr.write(
+    `bench: sqlora on ${be.name} (${be.computeDType}${o.quantize ? `, ${o.quantize} base` : ''}), ${modelDir ? `loading ${modelDir}` : 'random weights'}\n`,
+  );
+  const model = modelDir
+    ? Qwen2Model.load(modelDir, be, { quantize: o.quantize })
+    : randomModel(config, be, o.seed, o.quantize);
   let i = 0;
   if (train) {
     for (const [b, t] of o.cases) {
@@ -206,23 +346,52 @@ async function main(): Promise<void> {
 
   const flops = trainFlops(config, o.cases[0][1], LORA.r, LORA.targets);
   const hfDevice = rows.map((r) => (r.hf?.ok ? r.hf.result : null)).find((r) => r);
-  const header = `sqlora bench — ${modelDir ?? `random ${o.shape}`}: hidden ${config.hiddenSize}, ${config.numLayers} layers, vocab ${config.vocabSize}; `
-    + `${count(flops.matmulParams)} matmul weights, LoRA r=${LORA.r} on ${LORA.targets.join(',')} (${count(flops.loraParams)})\n`
-    + `sqlora: ${be.name}${hfDevice ? `; HF: ${hfDevice.device}, torch ${hfDevice.versions.torch}, transformers ${hfDevice.versions.transformers}, peft ${hfDevice.versions.peft}` : ''}`;
+  const header =
+    `sqlora bench — ${modelDir ?? `random ${o.shape}`}: hidden ${config.hiddenSize}, ${config.numLayers} layers, vocab ${config.vocabSize}; ` +
+    `${count(flops.matmulParams)} matmul weights, LoRA r=${LORA.r} on ${LORA.targets.join(',')} (${count(flops.loraParams)})\n` +
+    `sqlora: ${be.name}${hfDevice ? `; HF: ${hfDevice.device}, torch ${hfDevice.versions.torch}, transformers ${hfDevice.versions.transformers}, peft ${hfDevice.versions.peft}` : ''}`;
   const footer = [
     'MFU = tokens/s x (4N + 6N_lora + 12*L*T*H*hd) / 989 TFLOP/s (H100 SXM dense bf16); N = matmul weights incl. lm_head, T = sequence length.',
     `peak: sqlora ${rows.some((r) => 'peak_kind' in r.sqlora && r.sqlora.peak_kind === 'process-rss') ? 'process peak RSS' : 'device allocator peak (live tensors)'}, HF torch.cuda.max_memory_allocated.`,
-    ...(baseline !== null ? [`GPU temperature at the start: ${baseline} C; at each measurement's start (after waiting up to ${o.settle} s to come within 3 C): ${rows.map((r) => `${r.workload} ${temps(r)}`).join('; ')}.`] : []),
+    ...(baseline !== null
+      ? [
+          `GPU temperature at the start: ${baseline} C; at each measurement's start (after waiting up to ${o.settle} s to come within 3 C): ${rows.map((r) => `${r.workload} ${temps(r)}`).join('; ')}.`,
+        ]
+      : []),
     ...rows.flatMap((r) => (r.hf && !r.hf.ok ? [`HF ${r.workload}: ${r.hf.error}`] : [])),
     ...notes,
   ];
   process.stdout.write(`\n${header}\n\n${table(rows)}\n\n${footer.join('\n')}\n`);
 
   const json = {
-    shape: o.shape, model: modelDir ?? `random ${o.shape} (JavaScript)`, device: o.device, backend: be.name, quantize: o.quantize, seed: o.seed, lora: LORA,
-    settings: { steps: o.steps, warmup: o.warmup, prompts: o.prompts, prompt_len: o.promptLen, new_tokens: o.newTokens, gen_batch: o.genBatch },
-    peak_flops: PEAK_FLOPS, hf_script: HF_SCRIPT, notes, gpu_start_c: baseline, settle_s: o.settle,
-    rows: rows.map((r) => ({ workload: r.workload, unit: r.unit, flops_per_token: r.flopsPerToken, settled: r.settled, sqlora: r.sqlora, hf: r.hf ? (r.hf.ok ? r.hf.result : { error: r.hf.error }) : null })),
+    shape: o.shape,
+    model: modelDir ?? `random ${o.shape} (JavaScript)`,
+    device: o.device,
+    backend: be.name,
+    quantize: o.quantize,
+    seed: o.seed,
+    lora: LORA,
+    settings: {
+      steps: o.steps,
+      warmup: o.warmup,
+      prompts: o.prompts,
+      prompt_len: o.promptLen,
+      new_tokens: o.newTokens,
+      gen_batch: o.genBatch,
+    },
+    peak_flops: PEAK_FLOPS,
+    hf_script: HF_SCRIPT,
+    notes,
+    gpu_start_c: baseline,
+    settle_s: o.settle,
+    rows: rows.map((r) => ({
+      workload: r.workload,
+      unit: r.unit,
+      flops_per_token: r.flopsPerToken,
+      settled: r.settled,
+      sqlora: r.sqlora,
+      hf: r.hf ? (r.hf.ok ? r.hf.result : { error: r.hf.error }) : null,
+    })),
   };
   mkdirSync(dirname(resolve(o.out)), { recursive: true });
   writeFileSync(o.out, JSON.stringify(json, null, 1) + '\n');
@@ -231,6 +400,10 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.stderr.write(err instanceof UserError ? `error: ${err.message}\n` : `internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(
+    err instanceof UserError
+      ? `error: ${err.message}\n`
+      : `internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
   process.exitCode = err instanceof UserError ? err.exitCode : 70;
 });

@@ -11,7 +11,9 @@ import { spawnSync } from 'node:child_process';
 const MARGIN_C = 3;
 
 export function gpuTemperature(): number | null {
-  const r = spawnSync('nvidia-smi', ['--query-gpu=temperature.gpu', '--format=csv,noheader,nounits', '-i', '0'], { encoding: 'utf8' });
+  const r = spawnSync('nvidia-smi', ['--query-gpu=temperature.gpu', '--format=csv,noheader,nounits', '-i', '0'], {
+    encoding: 'utf8',
+  });
   if (r.error || r.status !== 0) return null;
   const t = Number(r.stdout.trim().split('\n')[0]);
   return Number.isFinite(t) ? t : null;

@@ -17,19 +17,35 @@ export type ShapeName = '1.8b' | 'tiny';
 /** config.json of each shape (tools/reference/bench_hf.py builds the same models). */
 export const SHAPES: Record<ShapeName, Record<string, unknown>> = {
   '1.8b': {
-    hidden_size: 2048, intermediate_size: 5504, num_hidden_layers: 24, num_attention_heads: 16, num_key_value_heads: 16,
-    vocab_size: 151936, max_position_embeddings: 32768,
+    hidden_size: 2048,
+    intermediate_size: 5504,
+    num_hidden_layers: 24,
+    num_attention_heads: 16,
+    num_key_value_heads: 16,
+    vocab_size: 151936,
+    max_position_embeddings: 32768,
   },
   tiny: {
-    hidden_size: 128, intermediate_size: 352, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 4,
-    vocab_size: 2048, max_position_embeddings: 4096,
+    hidden_size: 128,
+    intermediate_size: 352,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 4,
+    vocab_size: 2048,
+    max_position_embeddings: 4096,
   },
 };
 
 export function shapeConfig(shape: ShapeName): Qwen2Config {
   const json = {
-    ...SHAPES[shape], model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], hidden_act: 'silu', rms_norm_eps: 1e-6,
-    rope_theta: 1e6, tie_word_embeddings: false, use_sliding_window: false,
+    ...SHAPES[shape],
+    model_type: 'qwen2',
+    architectures: ['Qwen2ForCausalLM'],
+    hidden_act: 'silu',
+    rms_norm_eps: 1e-6,
+    rope_theta: 1e6,
+    tie_word_embeddings: false,
+    use_sliding_window: false,
   };
   return parseModelConfig(json, `bench shape ${shape}`);
 }
@@ -50,8 +66,19 @@ export interface FlopsEstimate {
  * 12*L*T*H*hd (scores and values, forward + backward, not halved for causality: PaLM's convention).
  */
 export function trainFlops(c: Qwen2Config, seqLen: number, loraR: number, targets: readonly string[]): FlopsEstimate {
-  const D = c.hiddenSize, q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim, I = c.intermediateSize;
-  const dims: Record<string, [number, number]> = { q_proj: [D, q], k_proj: [D, kv], v_proj: [D, kv], o_proj: [q, D], gate_proj: [D, I], up_proj: [D, I], down_proj: [I, D] };
+  const D = c.hiddenSize,
+    q = c.numHeads * c.headDim,
+    kv = c.numKvHeads * c.headDim,
+    I = c.intermediateSize;
+  const dims: Record<string, [number, number]> = {
+    q_proj: [D, q],
+    k_proj: [D, kv],
+    v_proj: [D, kv],
+    o_proj: [q, D],
+    gate_proj: [D, I],
+    up_proj: [D, I],
+    down_proj: [I, D],
+  };
   const matmulParams = c.numLayers * Object.values(dims).reduce((s, [i, o]) => s + i * o, 0) + c.vocabSize * D;
   const loraParams = c.numLayers * targets.reduce((s, t) => s + loraR * (dims[t][0] + dims[t][1]), 0);
   return { matmulParams, loraParams, perToken: 4 * matmulParams + 6 * loraParams + 12 * c.numLayers * seqLen * q };
@@ -65,14 +92,19 @@ export function trainFlops(c: Qwen2Config, seqLen: number, loraR: number, target
 export function randomModel(c: Qwen2Config, be: Backend, seed: number, quantize: 'nf4' | null = null): Qwen2Model {
   const bound = 0.02 * Math.sqrt(3);
   let n = 0;
-  const weights = uploadQwen2Weights(be, c, (name, shape) => {
-    const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    if (name.endsWith('norm.weight')) return values.fill(1);
-    if (name.endsWith('.bias')) return values;
-    const rand = mulberry32(mixSeed(seed, n++));
-    for (let i = 0; i < values.length; i++) values[i] = (2 * rand() - 1) * bound;
-    return values;
-  }, quantize === 'nf4' ? { nf4: nf4Quantizer } : {});
+  const weights = uploadQwen2Weights(
+    be,
+    c,
+    (name, shape) => {
+      const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      if (name.endsWith('norm.weight')) return values.fill(1);
+      if (name.endsWith('.bias')) return values;
+      const rand = mulberry32(mixSeed(seed, n++));
+      for (let i = 0; i < values.length; i++) values[i] = (2 * rand() - 1) * bound;
+      return values;
+    },
+    quantize === 'nf4' ? { nf4: nf4Quantizer } : {},
+  );
   return new Qwen2Model(c, be, weights);
 }
 
@@ -137,11 +169,23 @@ export interface TrainResult {
  * `warmup` untimed steps come first.
  */
 export async function measureTrain(
-  model: Qwen2Model, batch: number, seq: number, steps: number, warmup: number, lora: LoraSettings, seed: number,
+  model: Qwen2Model,
+  batch: number,
+  seq: number,
+  steps: number,
+  warmup: number,
+  lora: LoraSettings,
+  seed: number,
   trainOptions: Pick<TrainOptions, 'recomputeLayers' | 'activationBudget'> = {},
 ): Promise<TrainResult> {
   const be = model.backend;
-  const cfg: LoraConfig = { r: lora.r, alpha: lora.alpha, dropout: lora.dropout, targetModules: lora.targets, useRslora: false };
+  const cfg: LoraConfig = {
+    r: lora.r,
+    alpha: lora.alpha,
+    dropout: lora.dropout,
+    targetModules: lora.targets,
+    useRslora: false,
+  };
   const adapter = LoraAdapter.upload(be, model.config, initLora(model.config, cfg, seed));
   const params = adapter.parameters();
   const optimizer = new AdamW(be, params, { ...ADAMW_DEFAULTS, weightDecay: 0.01 }, adapter.flat());
@@ -160,7 +204,10 @@ export async function measureTrain(
         start = performance.now();
       }
       const stepStart = performance.now();
-      const out = model.forwardTrain({ batchSize: batch, seqLen: seq, inputIds: ids, labels: ids }, { dropoutSeed: mixSeed(seed, step), ...trainOptions });
+      const out = model.forwardTrain(
+        { batchSize: batch, seqLen: seq, inputIds: ids, labels: ids },
+        { dropoutSeed: mixSeed(seed, step), ...trainOptions },
+      );
       model.backward(out);
       const normSquared = clipGradNormOnDevice(be, [adapter.flat().grad], 1.0);
       optimizer.step(2e-4);
@@ -177,8 +224,19 @@ export async function measureTrain(
     const tokens = batch * seq * steps;
     const peak = peakMemory(be);
     return {
-      batch, seq, steps, warmup, tokens, seconds, tokens_per_s: tokens / seconds, step_ms: (1000 * seconds) / steps, steps_ms: stepsMs.map((ms) => Math.round(ms * 100) / 100),
-      loss_first: losses[0], loss_last: losses[losses.length - 1], peak_bytes: peak.bytes, peak_kind: peak.kind,
+      batch,
+      seq,
+      steps,
+      warmup,
+      tokens,
+      seconds,
+      tokens_per_s: tokens / seconds,
+      step_ms: (1000 * seconds) / steps,
+      steps_ms: stepsMs.map((ms) => Math.round(ms * 100) / 100),
+      loss_first: losses[0],
+      loss_last: losses[losses.length - 1],
+      peak_bytes: peak.bytes,
+      peak_kind: peak.kind,
     };
   } finally {
     model.setLora(null);
@@ -205,7 +263,12 @@ export interface GenerateResult {
  * `genBatch` (generate() sorts prompts longest first, as the HF side does), after one untimed
  * warm-up batch. Counts new tokens over the whole run, prefill included.
  */
-export async function measureGenerate(model: Qwen2Model, prompts: number[][], newTokens: number, genBatch: number): Promise<GenerateResult> {
+export async function measureGenerate(
+  model: Qwen2Model,
+  prompts: number[][],
+  newTokens: number,
+  genBatch: number,
+): Promise<GenerateResult> {
   const opts = { stopIds: [], padId: 0, batchSize: genBatch };
   await generate(model, prompts.slice(0, genBatch), { ...opts, maxNewTokens: Math.min(newTokens, 8) });
   resetPeak(model.backend);
@@ -213,10 +276,18 @@ export async function measureGenerate(model: Qwen2Model, prompts: number[][], ne
   const results = await generate(model, prompts, { ...opts, maxNewTokens: newTokens });
   const seconds = (performance.now() - start) / 1000;
   const made = results.reduce((s, r) => s + r.newIds.length, 0);
-  if (made !== prompts.length * newTokens) throw new Error(`generate made ${made} new tokens, expected ${prompts.length} x ${newTokens}`);
+  if (made !== prompts.length * newTokens)
+    throw new Error(`generate made ${made} new tokens, expected ${prompts.length} x ${newTokens}`);
   const peak = peakMemory(model.backend);
   return {
-    prompts: prompts.length, prompt_tokens: prompts.reduce((s, p) => s + p.length, 0), new_tokens: made, seconds,
-    tokens_per_s: made / seconds, gen_batch: genBatch, new_tokens_per_prompt: newTokens, peak_bytes: peak.bytes, peak_kind: peak.kind,
+    prompts: prompts.length,
+    prompt_tokens: prompts.reduce((s, p) => s + p.length, 0),
+    new_tokens: made,
+    seconds,
+    tokens_per_s: made / seconds,
+    gen_batch: genBatch,
+    new_tokens_per_prompt: newTokens,
+    peak_bytes: peak.bytes,
+    peak_kind: peak.kind,
   };
 }

@@ -44,7 +44,9 @@ describe.skipIf(missing !== null)('CUDA kernel modules compile (nvcc, no GPU nee
           const file = join(dir, `${mod.name}-${arch}.cu`);
           writeFileSync(file, mod.source);
           try {
-            await run('nvcc', [`-arch=${arch}`, '-std=c++17', '--fmad=true', '-cubin', '-o', `${file}.cubin`, file], { maxBuffer: 16 << 20 });
+            await run('nvcc', [`-arch=${arch}`, '-std=c++17', '--fmad=true', '-cubin', '-o', `${file}.cubin`, file], {
+              maxBuffer: 16 << 20,
+            });
           } catch (err) {
             failures.push(`${mod.name}: ${String((err as { stderr?: string }).stderr ?? err).slice(0, 2000)}`);
           }

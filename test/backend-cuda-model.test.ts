@@ -23,7 +23,8 @@ import { haveTinyFixtures, MISSING_FIXTURES, VARIANTS } from './helpers/tiny-fix
 import { cudaTarget } from './helpers/cuda-device.js';
 
 const probe = cudaTarget('backend-cuda-model');
-if (probe.available && !haveTinyFixtures) console.warn(`backend-cuda-model: skipping HF comparisons: ${MISSING_FIXTURES}`);
+if (probe.available && !haveTinyFixtures)
+  console.warn(`backend-cuda-model: skipping HF comparisons: ${MISSING_FIXTURES}`);
 
 const TOL = {
   f32: { logits: 1e-5, loss: 1e-5, grad: 1e-4, stepLogits: 1e-5 },
@@ -54,8 +55,10 @@ describe.skipIf(!probe.available || !haveTinyFixtures)('Qwen2 on CUDA against HF
     });
 
     it(`${v}: NF4 base in bf16 is as far from HF as the CPU's NF4 model`, () => {
-      const got = hfFixtureErrors(backend('bf16'), v, 'nf4'), ref = hfFixtureErrors(new CpuBackend(), v, 'nf4');
-      for (const k of Object.keys(ref.logits)) expect(Math.abs(got.logits[k].rms - ref.logits[k].rms), k).toBeLessThan(0.02);
+      const got = hfFixtureErrors(backend('bf16'), v, 'nf4'),
+        ref = hfFixtureErrors(new CpuBackend(), v, 'nf4');
+      for (const k of Object.keys(ref.logits))
+        expect(Math.abs(got.logits[k].rms - ref.logits[k].rms), k).toBeLessThan(0.02);
     });
   }
 });
@@ -72,7 +75,10 @@ describe.skipIf(!probe.available)('training on CUDA against the CPU backend', ()
     it(`${dt}: recomputing every layer in the backward pass gives the gradients of keeping their activations`, () => {
       const { kept, recomputed } = recomputeGradients(new CudaBackend({ computeDType: dt }));
       for (const [name, g] of Object.entries(kept)) {
-        expect(g.some((v) => v !== 0), `${name} has a gradient`).toBe(true);
+        expect(
+          g.some((v) => v !== 0),
+          `${name} has a gradient`,
+        ).toBe(true);
         expect(recomputed[name], name).toEqual(g);
       }
     });

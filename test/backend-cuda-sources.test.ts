@@ -24,7 +24,9 @@ describe('CUDA kernel sources', () => {
       c(float* losses, int n) {}
       __global__ void notExported(int x) {}`);
     expect(Object.fromEntries(sigs)).toEqual({ a: 'piplduf', b: 'pl', c: 'pi' });
-    expect(() => kernelSignatures('extern "C" __global__ void c(short x) {}')).toThrow(/unsupported parameter type "short"/);
+    expect(() => kernelSignatures('extern "C" __global__ void c(short x) {}')).toThrow(
+      /unsupported parameter type "short"/,
+    );
   });
 
   it('every module declares its kernels, including the attention head-size variants', () => {
@@ -50,7 +52,8 @@ describe('CUDA kernel sources', () => {
       const kernels = MODULES[mod]?.kernels;
       expect(kernels, `module ${mod}`).toBeDefined();
       // Names ending in a template's `${...}`: the head-size variants, or LoRA's (rank, members) ones.
-      const variants: readonly (number | string)[] = mod === 'FLASH_ATTENTION' ? FLASH_HEAD_DIMS : mod === 'LORA' ? LORA_VARIANTS : [1, 2, 4];
+      const variants: readonly (number | string)[] =
+        mod === 'FLASH_ATTENTION' ? FLASH_HEAD_DIMS : mod === 'LORA' ? LORA_VARIANTS : [1, 2, 4];
       const names = name.endsWith('_$') ? variants.map((v) => name.slice(0, -1) + v) : [name];
       for (const n of names) expect(kernels?.has(n), `${mod}.${n}`).toBe(true);
     }

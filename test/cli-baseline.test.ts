@@ -16,18 +16,27 @@ import { loadModelConfig } from '../src/model/config.js';
 import { f32Tensor } from '../src/tensor/tensor.js';
 import { sqlora } from './helpers/cli.js';
 import { rng } from './helpers/random-qwen2.js';
-import { writeRecords, writeTinyChatModel, type SpiderQuestion, type TinyChatModel } from './helpers/tiny-chat-model.js';
+import {
+  writeRecords,
+  writeTinyChatModel,
+  type SpiderQuestion,
+  type TinyChatModel,
+} from './helpers/tiny-chat-model.js';
 
-describe('extractSql (the reference workflow\'s post-processing)', () => {
+describe("extractSql (the reference workflow's post-processing)", () => {
   it('cuts at <|im_end|>, at the first blank line and after the first ";"', () => {
     expect(extractSql('SELECT count(*) FROM singer<|im_end|>\nmore')).toBe('SELECT count(*) FROM singer');
     expect(extractSql('SELECT a FROM t; SELECT b FROM u;')).toBe('SELECT a FROM t;');
-    expect(extractSql('To count the singers, use:\n\n```sql\nSELECT count(*) FROM singer;\n```')).toBe('To count the singers, use:');
+    expect(extractSql('To count the singers, use:\n\n```sql\nSELECT count(*) FROM singer;\n```')).toBe(
+      'To count the singers, use:',
+    );
     expect(extractSql('SELECT name\nFROM singer\n\nExplanation: ...')).toBe('SELECT name FROM singer');
   });
 
   it('drops non-ASCII characters and collapses whitespace', () => {
-    expect(extractSql('SELECT  name ,\tage\nFROM singer WHERE name = "Jöhn" ；')).toBe('SELECT name , age FROM singer WHERE name = "Jhn"');
+    expect(extractSql('SELECT  name ,\tage\nFROM singer WHERE name = "Jöhn" ；')).toBe(
+      'SELECT name , age FROM singer WHERE name = "Jhn"',
+    );
     expect(extractSql('\n\nSELECT 1')).toBe('SELECT 1');
     expect(extractSql('<|endoftext|>')).toBe('');
   });
@@ -47,11 +56,26 @@ beforeAll(() => {
   writeRecords(join(data, 'eval.jsonl'), tiny.dir, 'dev', dev.slice(0, COUNT));
 });
 
-const readPredictions = (out: string): Prediction[] => readFileSync(join(out, 'predictions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Prediction);
+const readPredictions = (out: string): Prediction[] =>
+  readFileSync(join(out, 'predictions.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Prediction);
 
 describe('sqlora baseline / eval', () => {
   it('bad scoring flags: one clear line and a non-zero exit', async () => {
-    const r = await sqlora('baseline', ['--model', tiny.dir, '--data', data, '--out', join(tmp, 'bad'), '--quantize', 'none', '--timeout', '-1']);
+    const r = await sqlora('baseline', [
+      '--model',
+      tiny.dir,
+      '--data',
+      data,
+      '--out',
+      join(tmp, 'bad'),
+      '--quantize',
+      'none',
+      '--timeout',
+      '-1',
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe('error: sqlora baseline: --timeout must be a positive number, got -1\n');
   });
@@ -60,12 +84,35 @@ describe('sqlora baseline / eval', () => {
     const out = join(tmp, 'baseline');
     mkdirSync(out);
     // A previous run predicted dev-0 (correctly) and was cut off while writing the next line.
-    writeFileSync(join(out, 'predictions.jsonl'), JSON.stringify({ id: 'dev-0', sql: dev[0].query, raw: dev[0].query }) + '\n');
+    writeFileSync(
+      join(out, 'predictions.jsonl'),
+      JSON.stringify({ id: 'dev-0', sql: dev[0].query, raw: dev[0].query }) + '\n',
+    );
     appendFileSync(join(out, 'predictions.jsonl'), '{"id": "dev-1", "sq');
-    const r = await sqlora('baseline', ['--model', tiny.dir, '--data', data, '--out', out, '--quantize', 'none', '--spider', 'test/fixtures/spider', '--max-new-tokens', '16', '--workers', '1']);
+    const r = await sqlora('baseline', [
+      '--model',
+      tiny.dir,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--quantize',
+      'none',
+      '--spider',
+      'test/fixtures/spider',
+      '--max-new-tokens',
+      '16',
+      '--workers',
+      '1',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const preds = readPredictions(out);
-    expect(preds.map((p) => p.id).sort()).toEqual(dev.slice(0, COUNT).map((_, i) => `dev-${i}`).sort());
+    expect(preds.map((p) => p.id).sort()).toEqual(
+      dev
+        .slice(0, COUNT)
+        .map((_, i) => `dev-${i}`)
+        .sort(),
+    );
     expect(preds[0]).toEqual({ id: 'dev-0', sql: dev[0].query, raw: dev[0].query });
     for (const p of preds.slice(1)) expect(p.sql).toBe(extractSql(p.raw));
 
@@ -78,36 +125,96 @@ describe('sqlora baseline / eval', () => {
     expect(r.stdout).toMatch(/execution %/);
 
     // Another setup must not append to these predictions.
-    await expect(baseline.run(parseCommandArgs(baseline, ['--model', tiny.dir, '--data', data, '--out', out, '--quantize', 'none', '--max-new-tokens', '32'])))
-      .rejects.toThrow(/holds predictions made with other settings \(max_new_tokens differ/);
+    await expect(
+      baseline.run(
+        parseCommandArgs(baseline, [
+          '--model',
+          tiny.dir,
+          '--data',
+          data,
+          '--out',
+          out,
+          '--quantize',
+          'none',
+          '--max-new-tokens',
+          '32',
+        ]),
+      ),
+    ).rejects.toThrow(/holds predictions made with other settings \(max_new_tokens differ/);
 
     // A smaller --limit on a copy of the finished run scores the first records from the file, generating nothing.
     const limited = join(tmp, 'baseline-limited');
     cpSync(out, limited, { recursive: true });
-    const l = await sqlora('baseline', ['--model', tiny.dir, '--data', data, '--out', limited, '--quantize', 'none', '--spider', 'test/fixtures/spider', '--max-new-tokens', '16', '--workers', '1', '--limit', '2']);
+    const l = await sqlora('baseline', [
+      '--model',
+      tiny.dir,
+      '--data',
+      data,
+      '--out',
+      limited,
+      '--quantize',
+      'none',
+      '--spider',
+      'test/fixtures/spider',
+      '--max-new-tokens',
+      '16',
+      '--workers',
+      '1',
+      '--limit',
+      '2',
+    ]);
     expect(l.code, l.stderr).toBe(0);
-    expect(JSON.parse(readFileSync(join(limited, 'results.json'), 'utf8')).meta).toMatchObject({ count: 2, generated: 0 });
+    expect(JSON.parse(readFileSync(join(limited, 'results.json'), 'utf8')).meta).toMatchObject({
+      count: 2,
+      generated: 0,
+    });
     expect(readPredictions(limited).length).toBe(COUNT);
   });
 
-  it('eval: base + adapter, compared with the baseline\'s results', async () => {
+  it("eval: base + adapter, compared with the baseline's results", async () => {
     const cfg = loadModelConfig(tiny.dir);
-    const host = initLora(cfg, { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'], useRslora: false }, 3);
+    const host = initLora(
+      cfg,
+      { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj', 'v_proj'], useRslora: false },
+      3,
+    );
     const rand = rng(5);
     for (const [name, t] of Object.entries(host.tensors)) {
-      if (name.includes('lora_B')) host.tensors[name] = f32Tensor(t.shape, Float32Array.from({ length: t.shape[0] * t.shape[1] }, () => rand() - 0.5));
+      if (name.includes('lora_B'))
+        host.tensors[name] = f32Tensor(
+          t.shape,
+          Float32Array.from({ length: t.shape[0] * t.shape[1] }, () => rand() - 0.5),
+        );
     }
     const adapterDir = join(tmp, 'adapter');
     writePeftAdapter(adapterDir, host, { baseModelNameOrPath: tiny.dir });
     const out = join(tmp, 'eval');
-    const r = await sqlora('eval', ['--adapter', adapterDir, '--data', data, '--out', out, '--quantize', 'none', '--spider', 'test/fixtures/spider', '--max-new-tokens', '16',
-      '--workers', '1', '--compare', join(tmp, 'baseline', 'results.json')]);
+    const r = await sqlora('eval', [
+      '--adapter',
+      adapterDir,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--quantize',
+      'none',
+      '--spider',
+      'test/fixtures/spider',
+      '--max-new-tokens',
+      '16',
+      '--workers',
+      '1',
+      '--compare',
+      join(tmp, 'baseline', 'results.json'),
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     expect(results.meta).toMatchObject({ mode: 'eval', adapter: adapterDir, model: null, generated: COUNT });
     expect(results.comparison.seed_exact.baseline).toBe(20); // 1 of 5: the prefilled dev-0
     expect(results.comparison.seed_exact.change).toBeCloseTo(results.comparison.seed_exact.eval - 20, 10);
-    expect(r.stdout).toMatch(/compared with .*results\.json \(overall\):\n\s+baseline\s+eval\s+change\nseed exact %\s+20\.00/);
+    expect(r.stdout).toMatch(
+      /compared with .*results\.json \(overall\):\n\s+baseline\s+eval\s+change\nseed exact %\s+20\.00/,
+    );
     // The adapter changes what the model writes.
     const base = new Map(readPredictions(join(tmp, 'baseline')).map((p) => [p.id, p.raw]));
     expect(readPredictions(out).some((p) => p.id !== 'dev-0' && p.raw !== base.get(p.id))).toBe(true);

@@ -6,7 +6,11 @@ import { sqlora, type CliRun } from './helpers/cli.js';
 
 const REAL_MODEL = 'Qwen/Qwen1.5-1.8B-Chat';
 const readJson = (path: string) => JSON.parse(readFileSync(path, 'utf8'));
-const readLines = (path: string) => readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+const readLines = (path: string) =>
+  readFileSync(path, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 
 // The whole pipeline with reduced settings: 8 training questions in batches of 4 for one epoch
 // (2 steps, eval loss after each), 4 dev questions, 8 new tokens each.
@@ -15,18 +19,38 @@ let run: CliRun;
 
 beforeAll(async () => {
   out = join(mkdtempSync(join(tmpdir(), 'sqlora-demo-')), 'demo');
-  run = await sqlora('demo', ['--out', out, '--train-limit', '8', '--eval-limit', '4', '--epochs', '1', '--batch-size', '4', '--max-new-tokens', '8', '--eval-steps', '1']);
+  run = await sqlora('demo', [
+    '--out',
+    out,
+    '--train-limit',
+    '8',
+    '--eval-limit',
+    '4',
+    '--epochs',
+    '1',
+    '--batch-size',
+    '4',
+    '--max-new-tokens',
+    '8',
+    '--eval-steps',
+    '1',
+  ]);
 }, 120_000);
 
 describe('sqlora demo', () => {
   it('runs every stage and says which model it used and what a real run is', () => {
     expect(run.stderr).not.toContain('internal error');
     expect(run.code).toBe(0);
-    for (const [i, stage] of ['model', 'prepare', 'baseline', 'train', 'eval', 'report'].entries()) expect(run.stdout).toContain(`[${i + 1}/6] ${stage}:`);
-    expect(run.stdout).toMatch(/model: a randomly initialized toy Qwen2 model \(2 layers, hidden size 128, [\d,]+ parameters, 3,259-token vocabulary/);
+    for (const [i, stage] of ['model', 'prepare', 'baseline', 'train', 'eval', 'report'].entries())
+      expect(run.stdout).toContain(`[${i + 1}/6] ${stage}:`);
+    expect(run.stdout).toMatch(
+      /model: a randomly initialized toy Qwen2 model \(2 layers, hidden size 128, [\d,]+ parameters, 3,259-token vocabulary/,
+    );
     expect(run.stdout).toContain(`NOT ${REAL_MODEL}`);
     expect(run.stdout).toContain(`sqlora train --model ${REAL_MODEL} --data data --out runs/train`);
-    expect(run.stdout).toContain(`sqlora report --run runs/train --baseline runs/baseline/results.json --finetuned runs/eval/results.json --out runs/report`);
+    expect(run.stdout).toContain(
+      `sqlora report --run runs/train --baseline runs/baseline/results.json --finetuned runs/eval/results.json --out runs/report`,
+    );
   });
 
   it('prepares the requested questions in the seed prompt format', () => {
@@ -45,7 +69,15 @@ describe('sqlora demo', () => {
     expect(summary.steps.total).toBe(2);
     expect(summary.model).toBe(join(out, 'model'));
     const adapter = readJson(join(out, 'train', 'adapter', 'adapter_config.json'));
-    expect([...adapter.target_modules].sort()).toEqual(['down_proj', 'gate_proj', 'k_proj', 'o_proj', 'q_proj', 'up_proj', 'v_proj']);
+    expect([...adapter.target_modules].sort()).toEqual([
+      'down_proj',
+      'gate_proj',
+      'k_proj',
+      'o_proj',
+      'q_proj',
+      'up_proj',
+      'v_proj',
+    ]);
   });
 
   it('measures the same questions before and after, and the report and summary agree with the results', () => {

@@ -34,12 +34,20 @@ beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'sqlora-cli-evaluate-'));
   // A Spider folder with every database of the first 200 dev questions.
   spider = join(tmp, 'spider');
-  const sources: [string, string][] = [['concert_singer', 'test/fixtures/spider'], ['pets_1', 'test/fixtures/spider'], ['car_1', 'test/fixtures/spider'], ['flight_2', 'test/fixtures/eval']];
+  const sources: [string, string][] = [
+    ['concert_singer', 'test/fixtures/spider'],
+    ['pets_1', 'test/fixtures/spider'],
+    ['car_1', 'test/fixtures/spider'],
+    ['flight_2', 'test/fixtures/eval'],
+  ];
   for (const [db, from] of sources) {
     mkdirSync(join(spider, 'database', db), { recursive: true });
     copyFileSync(join(from, 'database', db, `${db}.sqlite`), join(spider, 'database', db, `${db}.sqlite`));
   }
-  const tables = [...JSON.parse(readFileSync('test/fixtures/spider/tables.json', 'utf8')), ...JSON.parse(readFileSync('test/fixtures/eval/tables.json', 'utf8'))];
+  const tables = [
+    ...JSON.parse(readFileSync('test/fixtures/spider/tables.json', 'utf8')),
+    ...JSON.parse(readFileSync('test/fixtures/eval/tables.json', 'utf8')),
+  ];
   writeFileSync(join(spider, 'tables.json'), JSON.stringify(tables));
 });
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -48,17 +56,36 @@ describe('sqlora evaluate', () => {
   it('documents its flags', async () => {
     const r = await sqlora('--help');
     expect(r.code).toBe(0);
-    for (const flag of ['--pred FILE', '--gold FILE', '--spider DIR', '--db-dir DIR', '--tables FILE', '--timeout SECONDS', '--out FILE', '--json', '--limit N', '--pred-format']) expect(r.stdout).toContain(flag);
+    for (const flag of [
+      '--pred FILE',
+      '--gold FILE',
+      '--spider DIR',
+      '--db-dir DIR',
+      '--tables FILE',
+      '--timeout SECONDS',
+      '--out FILE',
+      '--json',
+      '--limit N',
+      '--pred-format',
+    ])
+      expect(r.stdout).toContain(flag);
   });
 
   it('reproduces the reference summaries from its results JSON alone', async () => {
-    const [ft, base] = await Promise.all([sqlora('--pred', `${SEED}/finetuned_results.json`), sqlora('--pred', `${SEED}/baseline_results.json`, '--json')]);
+    const [ft, base] = await Promise.all([
+      sqlora('--pred', `${SEED}/finetuned_results.json`),
+      sqlora('--pred', `${SEED}/baseline_results.json`, '--json'),
+    ]);
     expect(ft.code, ft.stderr).toBe(0);
     expect(ft.stdout).toMatch(/seed exact %.* 6\.00\n/);
     expect(ft.stdout).toMatch(/seed token %.* 54\.75\n/);
     expect(base.code, base.stderr).toBe(0);
     const { summary } = JSON.parse(base.stdout);
-    expect([summary.overall.count, summary.overall.seed_exact.pct.toFixed(2), summary.overall.seed_token.pct.toFixed(2)]).toEqual([500, '0.00', '34.39']);
+    expect([
+      summary.overall.count,
+      summary.overall.seed_exact.pct.toFixed(2),
+      summary.overall.seed_token.pct.toFixed(2),
+    ]).toEqual([500, '0.00', '34.39']);
   });
 
   it('scores the reference fine-tuned predictions at its published 6.5% exact-set-match and 6.5% execution', async () => {
@@ -74,15 +101,35 @@ describe('sqlora evaluate', () => {
     expect(levels.reduce((s, l) => s + l.count, 0)).toBe(200);
     expect(report.examples).toHaveLength(200);
     expect(report.examples.map((e: { index: number }) => e.index)).toEqual([...Array(200).keys()]);
-    expect(Object.keys(report.examples[0]).slice(0, 8)).toEqual(['index', 'id', 'db_id', 'hardness', 'seed_exact', 'seed_token', 'exact_set_match', 'execution']);
-    expect(report.examples[0]).toMatchObject({ db_id: 'concert_singer', hardness: 'easy', seed_exact: true, exact_set_match: true, execution: true });
+    expect(Object.keys(report.examples[0]).slice(0, 8)).toEqual([
+      'index',
+      'id',
+      'db_id',
+      'hardness',
+      'seed_exact',
+      'seed_token',
+      'exact_set_match',
+      'execution',
+    ]);
+    expect(report.examples[0]).toMatchObject({
+      db_id: 'concert_singer',
+      hardness: 'easy',
+      seed_exact: true,
+      exact_set_match: true,
+      execution: true,
+    });
     // Example 5 asks about a table the model invented: a failed example with its reason.
     const failed = report.examples.find((e: { error?: string }) => e.error?.includes('no such table'));
     expect(failed).toMatchObject({ execution: false });
   });
 
   it('gives 100% when gold is its own prediction, by id (eval.jsonl) and in the official line formats', async () => {
-    const evalJsonl = file('eval.jsonl', dev.map((e, i) => JSON.stringify({ id: `dev-${i}`, db_id: e.db_id, question: e.question, query: e.query }) + '\n').join(''));
+    const evalJsonl = file(
+      'eval.jsonl',
+      dev
+        .map((e, i) => JSON.stringify({ id: `dev-${i}`, db_id: e.db_id, question: e.question, query: e.query }) + '\n')
+        .join(''),
+    );
     const shuffled = dev.map((e, i) => ({ id: `dev-${i}`, sql: e.query })).reverse();
     const predJsonl = file('pred.jsonl', shuffled.map((p) => JSON.stringify(p) + '\n').join(''));
     const goldSql = file('gold.sql', dev.map((e) => `${e.query}\t${e.db_id}\n`).join(''));
@@ -92,10 +139,18 @@ describe('sqlora evaluate', () => {
       sqlora('--pred', predJsonl, '--gold', evalJsonl, '--spider', spider, '--out', out, '--json'),
       sqlora('--pred', predSql, '--gold', goldSql, '--spider', spider, '--json', '--limit', '50'),
     ]);
-    for (const [r, n] of [[byId, 179], [lines, 50]] as const) {
+    for (const [r, n] of [
+      [byId, 179],
+      [lines, 50],
+    ] as const) {
       expect(r.code, r.stderr).toBe(0);
       const { summary } = JSON.parse(r.stdout);
-      expect(summary.overall).toMatchObject({ count: n, seed_exact: { pct: 100 }, exact_set_match: { pct: 100 }, execution: { pct: 100 } });
+      expect(summary.overall).toMatchObject({
+        count: n,
+        seed_exact: { pct: 100 },
+        exact_set_match: { pct: 100 },
+        execution: { pct: 100 },
+      });
     }
     const ids = JSON.parse(readFileSync(out, 'utf8')).examples.map((e: { id: string }) => e.id);
     expect(ids).toEqual(dev.map((_, i) => `dev-${i}`));
@@ -108,7 +163,20 @@ describe('sqlora evaluate', () => {
     const pred = file('car-pred.sql', [picks[0].query, runaway, picks[2].query].join('\n') + '\n');
     const out = join(tmp, 'runaway.json');
     const t0 = Date.now();
-    const r = await sqlora('--pred', pred, '--gold', gold, '--db-dir', join(spider, 'database'), '--timeout', '0.5', '--workers', '1', '--out', out);
+    const r = await sqlora(
+      '--pred',
+      pred,
+      '--gold',
+      gold,
+      '--db-dir',
+      join(spider, 'database'),
+      '--timeout',
+      '0.5',
+      '--workers',
+      '1',
+      '--out',
+      out,
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(Date.now() - t0).toBeLessThan(20_000);
     const { examples } = JSON.parse(readFileSync(out, 'utf8'));
@@ -117,8 +185,20 @@ describe('sqlora evaluate', () => {
   });
 
   it('turns bad input into one clear error line', async () => {
-    const goldSql = file('gold5.sql', dev.slice(0, 5).map((e) => `${e.query}\t${e.db_id}\n`).join(''));
-    const evalJsonl = file('eval5.jsonl', dev.slice(0, 2).map((e, i) => JSON.stringify({ id: `dev-${i}`, db_id: e.db_id, question: e.question, query: e.query }) + '\n').join(''));
+    const goldSql = file(
+      'gold5.sql',
+      dev
+        .slice(0, 5)
+        .map((e) => `${e.query}\t${e.db_id}\n`)
+        .join(''),
+    );
+    const evalJsonl = file(
+      'eval5.jsonl',
+      dev
+        .slice(0, 2)
+        .map((e, i) => JSON.stringify({ id: `dev-${i}`, db_id: e.db_id, question: e.question, query: e.query }) + '\n')
+        .join(''),
+    );
     const malformed = file('malformed.jsonl', '{"id": "dev-0", "sql": "SELECT 1"}\n\n{"id": "dev-1", "sql": SELECT}\n');
     const unknownDb = file('unknown-db.sql', 'SELECT 1\tno_such_db\n');
     const runs = await Promise.all([

@@ -32,14 +32,33 @@ interface Line {
   finish_reason: 'stop' | 'length';
 }
 
-const parse = (stdout: string): Line[] => stdout.trim().split('\n').map((l) => JSON.parse(l) as Line);
+const parse = (stdout: string): Line[] =>
+  stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Line);
 
 describe('sqlora generate', () => {
   it('--prompts FILE --json: one line per prompt in input order, special tokens parsed, text = decoded new ids', async () => {
-    const prompts = ['<|im_start|>user\nHow many singers?<|im_end|>\n<|im_start|>assistant\n', 'SELECT', 'x', 'SELECT count(*) FROM singer WHERE'];
+    const prompts = [
+      '<|im_start|>user\nHow many singers?<|im_end|>\n<|im_start|>assistant\n',
+      'SELECT',
+      'x',
+      'SELECT count(*) FROM singer WHERE',
+    ];
     const file = join(tmp, 'prompts.jsonl');
     writeFileSync(file, prompts.map((p) => JSON.stringify({ prompt: p }) + '\n').join(''));
-    const r = await sqlora('generate', ['--model', tiny.dir, '--prompts', file, '--json', '--max-new-tokens', '12', '--batch-size', '3']);
+    const r = await sqlora('generate', [
+      '--model',
+      tiny.dir,
+      '--prompts',
+      file,
+      '--json',
+      '--max-new-tokens',
+      '12',
+      '--batch-size',
+      '3',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const lines = parse(r.stdout);
     expect(lines.map((l) => l.index)).toEqual([0, 1, 2, 3]);
@@ -54,18 +73,44 @@ describe('sqlora generate', () => {
     });
     expect(lines[0].prompt_ids[0]).toBe(tiny.ids.imStart);
     // The load is reported on stderr, stdout holds only the JSON lines.
-    expect(r.stderr).toMatch(new RegExp(`model: ${tiny.dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} on cpu: loaded in \\d+\\.\\d s\n`));
+    expect(r.stderr).toMatch(
+      new RegExp(`model: ${tiny.dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} on cpu: loaded in \\d+\\.\\d s\n`),
+    );
   });
 
-  it('--chat renders the prompt as a user turn with the model\'s chat template', async () => {
-    const r = await sqlora('generate', ['--model', tiny.dir, '--prompt', 'How many singers?', '--chat', '--json', '--max-new-tokens', '4']);
+  it("--chat renders the prompt as a user turn with the model's chat template", async () => {
+    const r = await sqlora('generate', [
+      '--model',
+      tiny.dir,
+      '--prompt',
+      'How many singers?',
+      '--chat',
+      '--json',
+      '--max-new-tokens',
+      '4',
+    ]);
     expect(r.code, r.stderr).toBe(0);
-    const rendered = ChatTemplate.fromModelDir(tiny.dir).render([{ role: 'user', content: 'How many singers?' }], { addGenerationPrompt: true });
+    const rendered = ChatTemplate.fromModelDir(tiny.dir).render([{ role: 'user', content: 'How many singers?' }], {
+      addGenerationPrompt: true,
+    });
     expect(parse(r.stdout)[0].prompt_ids).toEqual(tokenizer.encode(rendered));
   });
 
   it('prints the text of a single prompt without --json; sampling is reproducible with --seed', async () => {
-    const args = ['--model', tiny.dir, '--prompt', 'SELECT', '--max-new-tokens', '8', '--temperature', '1', '--top-k', '50', '--seed', '3'];
+    const args = [
+      '--model',
+      tiny.dir,
+      '--prompt',
+      'SELECT',
+      '--max-new-tokens',
+      '8',
+      '--temperature',
+      '1',
+      '--top-k',
+      '50',
+      '--seed',
+      '3',
+    ];
     const a = await sqlora('generate', args);
     const b = await sqlora('generate', [...args, '--json']);
     expect(a.code, a.stderr).toBe(0);
@@ -80,6 +125,8 @@ describe('sqlora generate', () => {
     ] as const) {
       await expect(command.run(parseCommandArgs(command, [...args]))).rejects.toThrow(message);
     }
-    expect(() => parseCommandArgs(command, ['--model', tiny.dir, '--prompt', 'x', '--device', 'tpu'])).toThrow(/--device must be one of cpu, cuda, auto/);
+    expect(() => parseCommandArgs(command, ['--model', tiny.dir, '--prompt', 'x', '--device', 'tpu'])).toThrow(
+      /--device must be one of cpu, cuda, auto/,
+    );
   });
 });

@@ -15,13 +15,15 @@ const SPIDER = 'test/fixtures/spider';
 const tmp = mkdtempSync(join(tmpdir(), 'sqlora-prepare-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const sqlora = (...args: string[]) => spawnSync(process.execPath, ['bin/sqlora.js', 'prepare', ...args], { encoding: 'utf8' });
+const sqlora = (...args: string[]) =>
+  spawnSync(process.execPath, ['bin/sqlora.js', 'prepare', ...args], { encoding: 'utf8' });
 const read = (dir: string) => ({
   train: readJsonl<PromptRecord>(join(dir, 'train.jsonl')),
   eval: readJsonl<PromptRecord>(join(dir, 'eval.jsonl')),
   card: JSON.parse(readFileSync(join(dir, 'dataset.json'), 'utf8')) as DatasetCard,
 });
-const spiderJson = (file: string) => JSON.parse(readFileSync(join(SPIDER, file), 'utf8')) as { db_id: string; question: string; query: string }[];
+const spiderJson = (file: string) =>
+  JSON.parse(readFileSync(join(SPIDER, file), 'utf8')) as { db_id: string; question: string; query: string }[];
 const options = (out: string, extra: Partial<PrepareOptions> = {}): PrepareOptions => ({
   spider: SPIDER,
   out: join(tmp, out),
@@ -49,14 +51,25 @@ describe('sqlora prepare (CLI)', () => {
     expect(dev.map((e) => e.text)).toEqual(reference.map((e) => e.text));
     expect(dev.map((e) => e.id)).toEqual(reference.map((_, i) => `dev-${i}`));
     expect(train.map(({ id, db_id, question, query }) => ({ id, db_id, question, query }))).toEqual(
-      spiderJson('train_spider.json').slice(0, 10).map(({ db_id, question, query }, i) => ({ id: `train-${i}`, db_id, question, query })),
+      spiderJson('train_spider.json')
+        .slice(0, 10)
+        .map(({ db_id, question, query }, i) => ({ id: `train-${i}`, db_id, question, query })),
     );
     for (const e of [...train, ...dev]) expect(e.text.startsWith(e.prompt)).toBe(true);
-    expect(card).toMatchObject({ format: 'seed', source: { layout: 'spider-folder' }, train: { count: 10, available: 56 }, eval: { count: 20, available: 179 } });
+    expect(card).toMatchObject({
+      format: 'seed',
+      source: { layout: 'spider-folder' },
+      train: { count: 10, available: 56 },
+      eval: { count: 20, available: 179 },
+    });
     const tok = Tokenizer.fromModelDir(defaultTokenizerDir());
     expect(card.eval.tokens.prompt.max).toBe(Math.max(...dev.map((e) => tok.encode(e.prompt).length)));
     expect(card.eval.tokens.text.max).toBe(Math.max(...dev.map((e) => tok.encode(e.text).length)));
-    const counts = (rs: PromptRecord[]) => rs.reduce<Record<string, number>>((c, e) => ({ ...c, [e.hardness ?? 'unparsed']: (c[e.hardness ?? 'unparsed'] ?? 0) + 1 }), {});
+    const counts = (rs: PromptRecord[]) =>
+      rs.reduce<Record<string, number>>(
+        (c, e) => ({ ...c, [e.hardness ?? 'unparsed']: (c[e.hardness ?? 'unparsed'] ?? 0) + 1 }),
+        {},
+      );
     expect(card.eval.hardness).toMatchObject(counts(dev));
     // dev-0 is `SELECT count(*) FROM singer`: one table, no clauses.
     expect(dev[0].hardness).toBe('easy');
@@ -64,7 +77,20 @@ describe('sqlora prepare (CLI)', () => {
 
   it('reads the xlangai/spider parquet layout with databases from --db-dir: same records', () => {
     const out = join(tmp, 'parquet');
-    const r = sqlora('--parquet', 'test/fixtures/parquet', '--db-dir', SPIDER, '--format', 'seed', '--train-limit', '10', '--eval-limit', '20', '--out', out);
+    const r = sqlora(
+      '--parquet',
+      'test/fixtures/parquet',
+      '--db-dir',
+      SPIDER,
+      '--format',
+      'seed',
+      '--train-limit',
+      '10',
+      '--eval-limit',
+      '20',
+      '--out',
+      out,
+    );
     expect(r.status).toBe(0);
     const p = read(out);
     const f = read(join(tmp, 'seed'));
@@ -91,7 +117,21 @@ describe('sqlora prepare (CLI)', () => {
 
   it('documents every flag in --help', () => {
     const help = formatCommandHelp(command);
-    for (const flag of ['spider', 'parquet', 'db-dir', 'out', 'format', 'model', 'train-limit', 'eval-limit', 'shuffle', 'seed', 'train-splits', 'sample-rows', 'max-prompt-tokens']) {
+    for (const flag of [
+      'spider',
+      'parquet',
+      'db-dir',
+      'out',
+      'format',
+      'model',
+      'train-limit',
+      'eval-limit',
+      'shuffle',
+      'seed',
+      'train-splits',
+      'sample-rows',
+      'max-prompt-tokens',
+    ]) {
       expect(help).toContain(`--${flag}`);
     }
   });
@@ -120,7 +160,9 @@ describe('prepareDataset (API)', () => {
   });
 
   it('--shuffle: the seeded subsets of selectExamples (train: seed, eval: seed + 1), in file order', async () => {
-    const card = await prepareDataset(options('shuffle', { shuffle: true, seed: 7, trainLimit: 5, evalLimit: 5, format: 'seed' }));
+    const card = await prepareDataset(
+      options('shuffle', { shuffle: true, seed: 7, trainLimit: 5, evalLimit: 5, format: 'seed' }),
+    );
     const { train, eval: dev } = read(join(tmp, 'shuffle'));
     const ids = (n: number, prefix: string) => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
     expect(train.map((e) => e.id)).toEqual(selectExamples(ids(56, 'train'), 5, true, 7));
@@ -129,7 +171,9 @@ describe('prepareDataset (API)', () => {
   });
 
   it('--train-splits both: train_spider.json then train_others.json', async () => {
-    const card = await prepareDataset(options('both', { trainSplits: 'both', trainLimit: 10000, evalLimit: 1, format: 'seed' }));
+    const card = await prepareDataset(
+      options('both', { trainSplits: 'both', trainLimit: 10000, evalLimit: 1, format: 'seed' }),
+    );
     const { train } = read(join(tmp, 'both'));
     expect(card.train).toMatchObject({ count: 76, available: 76 });
     expect(train[56].id).toBe('others-0');
@@ -138,9 +182,15 @@ describe('prepareDataset (API)', () => {
 
   it('rejects bad options and sources with UserErrors', async () => {
     await expect(prepareDataset(options('x', { spider: undefined }))).rejects.toThrow(/give --spider DIR/);
-    await expect(prepareDataset(options('x', { spider: undefined, parquet: 'test/fixtures/parquet' }))).rejects.toThrow(/--parquet needs the databases too/);
-    await expect(prepareDataset(options('x', { spider: join(tmp, 'missing') }))).rejects.toThrow(/Spider folder not found/);
-    await expect(prepareDataset(options('x', { trainLimit: -1 }))).rejects.toThrow(/--train-limit must be a whole number/);
+    await expect(prepareDataset(options('x', { spider: undefined, parquet: 'test/fixtures/parquet' }))).rejects.toThrow(
+      /--parquet needs the databases too/,
+    );
+    await expect(prepareDataset(options('x', { spider: join(tmp, 'missing') }))).rejects.toThrow(
+      /Spider folder not found/,
+    );
+    await expect(prepareDataset(options('x', { trainLimit: -1 }))).rejects.toThrow(
+      /--train-limit must be a whole number/,
+    );
     await expect(prepareDataset(options('x', { maxPromptTokens: 0 }))).rejects.toThrow(/--max-prompt-tokens must be/);
   });
 });

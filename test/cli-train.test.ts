@@ -14,15 +14,29 @@ import { readPeftAdapter } from '../src/lora/peft.js';
 import type { MetricsRecord, TrainRecord } from '../src/train/metrics.js';
 import { sqlora } from './helpers/cli.js';
 import { cudaTarget } from './helpers/cuda-device.js';
-import { writeRecords, writeTinyChatModel, type SpiderQuestion, type TinyChatModel } from './helpers/tiny-chat-model.js';
+import {
+  writeRecords,
+  writeTinyChatModel,
+  type SpiderQuestion,
+  type TinyChatModel,
+} from './helpers/tiny-chat-model.js';
 
 let tmp: string;
 let tiny: TinyChatModel;
 let data: string;
 
 const metrics = (out: string): MetricsRecord[] =>
-  existsSync(join(out, 'metrics.jsonl')) ? readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').filter((l) => l).map((l) => JSON.parse(l) as MetricsRecord) : [];
-const trainLosses = (out: string): [number, number][] => metrics(out).filter((r): r is TrainRecord => r.type === 'train').map((r) => [r.step, r.loss]);
+  existsSync(join(out, 'metrics.jsonl'))
+    ? readFileSync(join(out, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .filter((l) => l)
+        .map((l) => JSON.parse(l) as MetricsRecord)
+    : [];
+const trainLosses = (out: string): [number, number][] =>
+  metrics(out)
+    .filter((r): r is TrainRecord => r.type === 'train')
+    .map((r) => [r.step, r.loss]);
 
 beforeAll(() => {
   tmp = mkdtempSync(join(tmpdir(), 'sqlora-cli-train-'));
@@ -36,8 +50,30 @@ beforeAll(() => {
 });
 
 const common = (out: string, steps: number): string[] => [
-  '--model', tiny.dir, '--data', data, '--out', out, '--quantize', 'none', '--max-steps', String(steps), '--batch-size', '4', '--grad-accum', '2',
-  '--lr', '1e-2', '--lora-r', '4', '--lora-alpha', '8', '--save-steps', '3', '--eval-steps', '3',
+  '--model',
+  tiny.dir,
+  '--data',
+  data,
+  '--out',
+  out,
+  '--quantize',
+  'none',
+  '--max-steps',
+  String(steps),
+  '--batch-size',
+  '4',
+  '--grad-accum',
+  '2',
+  '--lr',
+  '1e-2',
+  '--lora-r',
+  '4',
+  '--lora-alpha',
+  '8',
+  '--save-steps',
+  '3',
+  '--eval-steps',
+  '3',
 ];
 
 describe('sqlora train', () => {
@@ -50,10 +86,16 @@ describe('sqlora train', () => {
     expect(log.filter((m) => m.type === 'eval').map((m) => m.step)).toEqual([3, 6]);
     const first = log[0] as TrainRecord;
     expect(first.lr).toBe(0); // warmup starts at 0
-    for (const k of ['epoch', 'loss', 'grad_norm', 'tokens', 'tokens_per_s'] as const) expect(first[k]).toBeGreaterThan(0);
+    for (const k of ['epoch', 'loss', 'grad_norm', 'tokens', 'tokens_per_s'] as const)
+      expect(first[k]).toBeGreaterThan(0);
     expect(existsSync(join(out1, 'checkpoint-3', 'optimizer.safetensors'))).toBe(true);
     const adapter = readPeftAdapter(join(out1, 'adapter'));
-    expect(adapter.config).toMatchObject({ r: 4, alpha: 8, dropout: 0.05, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] });
+    expect(adapter.config).toMatchObject({
+      r: 4,
+      alpha: 8,
+      dropout: 0.05,
+      targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
+    });
     expect(adapter.baseModelNameOrPath).toBe(tiny.dir);
     const summary = JSON.parse(readFileSync(join(out1, 'training_summary.json'), 'utf8'));
     expect(summary).toMatchObject({ steps: { total: 6, warmup: 1 }, data: { train_examples: 12, eval_examples: 4 } });
@@ -66,8 +108,12 @@ describe('sqlora train', () => {
     expect(readPeftAdapter(join(out2, 'adapter')).tensors).toEqual(adapter.tensors);
 
     // A fresh run must not write over a run's checkpoints; other settings cannot resume it.
-    await expect(command.run(parseCommandArgs(command, common(out1, 6)))).rejects.toThrow(/already holds checkpoints .* pass --resume/);
-    await expect(command.run(parseCommandArgs(command, [...common(out1, 6), '--resume', '--lr', '0.5']))).rejects.toThrow(/settings differ \(--lr 0.01 there, 0.5 now\)/);
+    await expect(command.run(parseCommandArgs(command, common(out1, 6)))).rejects.toThrow(
+      /already holds checkpoints .* pass --resume/,
+    );
+    await expect(
+      command.run(parseCommandArgs(command, [...common(out1, 6), '--resume', '--lr', '0.5'])),
+    ).rejects.toThrow(/settings differ \(--lr 0.01 there, 0.5 now\)/);
     expect(trainLosses(out1).length).toBe(6);
   });
 
@@ -85,7 +131,10 @@ describe('sqlora train', () => {
       },
     });
     expect(r.code).toBe(130);
-    const m = /interrupted after step (\d+) of 2000; checkpoint saved in (\S+)\. Continue with the same command and --resume/.exec(r.stderr);
+    const m =
+      /interrupted after step (\d+) of 2000; checkpoint saved in (\S+)\. Continue with the same command and --resume/.exec(
+        r.stderr,
+      );
     expect(m, r.stderr).not.toBeNull();
     const step = Number(m![1]);
     expect(m![2]).toBe(join(out, `checkpoint-${step}`));
@@ -95,8 +144,12 @@ describe('sqlora train', () => {
   });
 
   it('recomputing layers under --max-activation-gib gives the same loss curve', async () => {
-    const plain = join(tmp, 'act-plain'), budget = join(tmp, 'act-budget');
-    for (const [out, extra] of [[plain, []], [budget, ['--max-activation-gib', '0.000001']]] as const) {
+    const plain = join(tmp, 'act-plain'),
+      budget = join(tmp, 'act-budget');
+    for (const [out, extra] of [
+      [plain, []],
+      [budget, ['--max-activation-gib', '0.000001']],
+    ] as const) {
       await command.run(parseCommandArgs(command, [...common(out, 2), '--device', 'cpu', ...extra]));
     }
     expect(trainLosses(budget)).toEqual(trainLosses(plain));
@@ -105,9 +158,15 @@ describe('sqlora train', () => {
 
   it('explains bad settings', async () => {
     const out = join(tmp, 'bad');
-    await expect(command.run(parseCommandArgs(command, [...common(out, 6), '--target-modules', 'q_proj,foo']))).rejects.toThrow(/"foo" is not one of/);
-    await expect(command.run(parseCommandArgs(command, [...common(out, 6), '--resume']))).rejects.toThrow(/no checkpoint in .* to continue from/);
-    expect(() => parseCommandArgs(command, [...common(out, 6), '--device', 'tpu'])).toThrow(/--device must be one of cpu, cuda, auto/);
+    await expect(
+      command.run(parseCommandArgs(command, [...common(out, 6), '--target-modules', 'q_proj,foo'])),
+    ).rejects.toThrow(/"foo" is not one of/);
+    await expect(command.run(parseCommandArgs(command, [...common(out, 6), '--resume']))).rejects.toThrow(
+      /no checkpoint in .* to continue from/,
+    );
+    expect(() => parseCommandArgs(command, [...common(out, 6), '--device', 'tpu'])).toThrow(
+      /--device must be one of cpu, cuda, auto/,
+    );
   });
 
   it('on --device cuda follows the CPU run within bf16 tolerance', async (ctx) => {
@@ -117,15 +176,18 @@ describe('sqlora train', () => {
     try {
       if (!cudaTarget('cli-train --device cuda').available) ctx.skip();
       const runs = { cpu: join(tmp, 'dev-cpu'), cuda: join(tmp, 'dev-cuda') };
-      for (const [device, out] of Object.entries(runs)) await command.run(parseCommandArgs(command, [...common(out, 2), '--device', device]));
-      const cpu = trainLosses(runs.cpu), cuda = trainLosses(runs.cuda);
+      for (const [device, out] of Object.entries(runs))
+        await command.run(parseCommandArgs(command, [...common(out, 2), '--device', device]));
+      const cpu = trainLosses(runs.cpu),
+        cuda = trainLosses(runs.cuda);
       expect(cuda.map(([s]) => s)).toEqual([1, 2]);
-      cuda.forEach(([, loss], i) => expect(Math.abs(loss - cpu[i][1]) / cpu[i][1], `step ${i + 1}: ${loss} vs ${cpu[i][1]}`).toBeLessThan(1e-2));
+      cuda.forEach(([, loss], i) =>
+        expect(Math.abs(loss - cpu[i][1]) / cpu[i][1], `step ${i + 1}: ${loss} vs ${cpu[i][1]}`).toBeLessThan(1e-2),
+      );
       expect(readPeftAdapter(join(runs.cuda, 'adapter')).config.r).toBe(4);
     } finally {
       if (saved === undefined) delete process.env.SQLORA_CUDA_EMULATOR;
       else process.env.SQLORA_CUDA_EMULATOR = saved;
     }
   });
-
 });

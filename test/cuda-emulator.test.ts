@@ -27,7 +27,9 @@ try {
   console.warn(`cuda-emulator: skipping, the emulator does not build (${unavailable})`);
 }
 
-const MODULE = kernelModule('emulator-test', `${COMMON_CUDA}${TENSOR_CORE_CUDA}
+const MODULE = kernelModule(
+  'emulator-test',
+  `${COMMON_CUDA}${TENSOR_CORE_CUDA}
 /** One warp: c[16 x 8] = a[16 x 16] b[16 x 8], a row-major, b stored [n][k], through shared memory and ldmatrix. */
 extern "C" __global__ void mma_tile(float* c, const u16* a, const u16* bt) {
   __shared__ __align__(16) u16 sa[16 * 16], sb[16 * 16];
@@ -60,7 +62,8 @@ extern "C" __global__ void divergent(float* out) {
   __syncthreads();
   out[threadIdx.x] = v;
 }
-`);
+`,
+);
 
 describe.skipIf(unavailable !== null)('the CUDA emulator', () => {
   let dev: CudaDevice;
@@ -94,7 +97,8 @@ describe.skipIf(unavailable !== null)('the CUDA emulator', () => {
 
   it('lands cp.async copies at their wait: an earlier read sees the never-written fill (0xff bytes)', () => {
     const src = Uint32Array.from({ length: 4 * 64 }, (_, i) => i + 1);
-    const early = dev.allocator.alloc(64 * 4).ptr, late = dev.allocator.alloc(64 * 4).ptr;
+    const early = dev.allocator.alloc(64 * 4).ptr,
+      late = dev.allocator.alloc(64 * 4).ptr;
     dev.launch(dev.kernel(MODULE, 'async_copy'), [1], 64, 64 * 16, [early, late, upload(src)]);
     expect(Array.from(download(new Uint32Array(64), early))).toEqual(new Array(64).fill(0xffffffff));
     expect(Array.from(download(new Uint32Array(64), late))).toEqual(Array.from({ length: 64 }, (_, i) => 4 * i + 1));
@@ -108,7 +112,8 @@ describe.skipIf(unavailable !== null)('the CUDA emulator', () => {
       const be = new CudaBackend({ computeDType: 'bf16' });
       expect(be.device.cc).toBe(90);
       const ref = c.run(new CpuBackend(), 'f32');
-      for (const r of compareOutputs(c.run(be, 'bf16'), ref)) expect(r.rel, r.output).toBeLessThanOrEqual(toleranceFor(c, 'bf16'));
+      for (const r of compareOutputs(c.run(be, 'bf16'), ref))
+        expect(r.rel, r.output).toBeLessThanOrEqual(toleranceFor(c, 'bf16'));
     } finally {
       delete process.env.SQLORA_CUDA_EMULATOR_CC;
     }
@@ -118,7 +123,9 @@ describe.skipIf(unavailable !== null)('the CUDA emulator', () => {
     // In a process of its own: the sanitizer's report ends it.
     const dir = mkdtempSync(join(tmpdir(), 'sqlora-emulator-'));
     const src = (f: string): string => JSON.stringify(resolve(import.meta.dirname, '..', f));
-    writeFileSync(join(dir, 'misaligned.ts'), `
+    writeFileSync(
+      join(dir, 'misaligned.ts'),
+      `
       import { CudaDevice, kernelModule } from ${src('src/backend/cuda/device.ts')};
       const mod = kernelModule('misaligned', 'extern "C" __global__ void load16(unsigned* out, const unsigned char* src) {\\n' +
         '  out[threadIdx.x] = ((const uint4*)(src + 4))->x;\\n}\\n');
@@ -126,8 +133,12 @@ describe.skipIf(unavailable !== null)('the CUDA emulator', () => {
       dev.launch(dev.kernel(mod, 'load16'), [1], 32, 0, [dev.allocator.alloc(128).ptr, dev.allocator.alloc(64).ptr]);
       dev.synchronize();
       console.log('no fault');
-    `);
-    const run = spawnSync(process.execPath, ['--import', 'tsx', join(dir, 'misaligned.ts')], { encoding: 'utf8', env: process.env });
+    `,
+    );
+    const run = spawnSync(process.execPath, ['--import', 'tsx', join(dir, 'misaligned.ts')], {
+      encoding: 'utf8',
+      env: process.env,
+    });
     expect(run.stdout).not.toContain('no fault');
     expect(run.status).not.toBe(0);
     expect(run.stderr).toMatch(/misaligned\.cu:2:\d+: runtime error: .*misaligned address/);
@@ -137,7 +148,9 @@ describe.skipIf(unavailable !== null)('the CUDA emulator', () => {
     // In a process of its own: the setting is read once per process.
     const dir = mkdtempSync(join(tmpdir(), 'sqlora-emulator-'));
     const src = (f: string): string => JSON.stringify(resolve(import.meta.dirname, '..', f));
-    writeFileSync(join(dir, 'skip.ts'), `
+    writeFileSync(
+      join(dir, 'skip.ts'),
+      `
       import { CudaBackend } from ${src('src/backend/cuda/cuda-backend.ts')};
       const be = new CudaBackend({ computeDType: 'f32' });
       const a = be.upload(Float32Array.of(1, 2, 3, 4), [2, 2]), out = be.upload(Float32Array.of(9, 9, 9, 9), [2, 2]);
@@ -145,20 +158,32 @@ describe.skipIf(unavailable !== null)('the CUDA emulator', () => {
       be.add(a, a, a);
       console.log(JSON.stringify([Array.from(be.download(out)), Array.from(be.download(a))]));
       try { be.matmul(out, a, be.alloc([3, 2])); } catch (err) { console.log((err as Error).message); }
-    `);
+    `,
+    );
     const run = (skip: string): string[] => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', join(dir, 'skip.ts')], { encoding: 'utf8', env: { ...process.env, SQLORA_CUDA_EMULATOR_SKIP: skip } });
+      const r = spawnSync(process.execPath, ['--import', 'tsx', join(dir, 'skip.ts')], {
+        encoding: 'utf8',
+        env: { ...process.env, SQLORA_CUDA_EMULATOR_SKIP: skip },
+      });
       expect(r.status, r.stderr).toBe(0);
       return r.stdout.trim().split('\n');
     };
     const [skipped, refused] = run('1');
-    expect(JSON.parse(skipped)).toEqual([[9, 9, 9, 9], [1, 2, 3, 4]]);
+    expect(JSON.parse(skipped)).toEqual([
+      [9, 9, 9, 9],
+      [1, 2, 3, 4],
+    ]);
     expect(refused).toMatch(/matmul/);
-    expect(JSON.parse(run('0')[0])).toEqual([[7, 10, 15, 22], [2, 4, 6, 8]]);
+    expect(JSON.parse(run('0')[0])).toEqual([
+      [7, 10, 15, 22],
+      [2, 4, 6, 8],
+    ]);
   });
 
   it('reports threads waiting at barriers that cannot complete as a failed launch', () => {
     const out = dev.allocator.alloc(64 * 4).ptr;
-    expect(() => dev.launch(dev.kernel(MODULE, 'divergent'), [1], 64, 0, [out])).toThrow(/launching divergent failed: CUDA_ERROR_LAUNCH_FAILED \(emulator: divergent: deadlock in block 0,0,0/);
+    expect(() => dev.launch(dev.kernel(MODULE, 'divergent'), [1], 64, 0, [out])).toThrow(
+      /launching divergent failed: CUDA_ERROR_LAUNCH_FAILED \(emulator: divergent: deadlock in block 0,0,0/,
+    );
   });
 });

@@ -39,9 +39,15 @@ beforeAll(() => {
     );
   }
   expected = JSON.parse(readFileSync(EXPECTED, 'utf8')) as Expected;
-  const list = JSON.parse(readFileSync(join(FIXTURES, 'conversations.json'), 'utf8')).conversations as { name: string; messages: ChatMessage[] }[];
+  const list = JSON.parse(readFileSync(join(FIXTURES, 'conversations.json'), 'utf8')).conversations as {
+    name: string;
+    messages: ChatMessage[];
+  }[];
   conversations = new Map(list.map((c) => [c.name, c.messages]));
-  templates = { 'qwen1.5': ChatTemplate.fromModelDir(defaultTokenizerDir()), 'qwen2.5': ChatTemplate.fromModelDir(QWEN25_DIR) };
+  templates = {
+    'qwen1.5': ChatTemplate.fromModelDir(defaultTokenizerDir()),
+    'qwen2.5': ChatTemplate.fromModelDir(QWEN25_DIR),
+  };
 });
 
 describe('ChatTemplate against HF apply_chat_template', () => {
@@ -56,8 +62,12 @@ describe('ChatTemplate against HF apply_chat_template', () => {
     for (const c of expected.chat) {
       const messages = conversations.get(c.conversation);
       expect(messages, c.conversation).toBeDefined();
-      const rendered = templates[c.template].render(messages as ChatMessage[], { addGenerationPrompt: c.add_generation_prompt });
-      expect(rendered, `${c.template} / ${c.conversation} / generation prompt ${c.add_generation_prompt}`).toBe(c.rendered);
+      const rendered = templates[c.template].render(messages as ChatMessage[], {
+        addGenerationPrompt: c.add_generation_prompt,
+      });
+      expect(rendered, `${c.template} / ${c.conversation} / generation prompt ${c.add_generation_prompt}`).toBe(
+        c.rendered,
+      );
     }
   });
 
@@ -88,21 +98,40 @@ describe('ChatTemplate sources and errors', () => {
     return dir;
   };
   const renderReference = (dir: string) =>
-    ChatTemplate.fromModelDir(dir).render(conversations.get(reference.conversation) as ChatMessage[], { addGenerationPrompt: true });
+    ChatTemplate.fromModelDir(dir).render(conversations.get(reference.conversation) as ChatMessage[], {
+      addGenerationPrompt: true,
+    });
 
   it('reads chat_template.jinja, which wins over tokenizer_config.json', () => {
-    const dir = folder('jinja', { 'chat_template.jinja': qwen25Source, 'tokenizer_config.json': { chat_template: 'wrong one' } });
+    const dir = folder('jinja', {
+      'chat_template.jinja': qwen25Source,
+      'tokenizer_config.json': { chat_template: 'wrong one' },
+    });
     expect(renderReference(dir)).toBe(reference.rendered);
   });
 
   it('reads the "default" entry of a list of named templates', () => {
-    const dir = folder('list', { 'tokenizer_config.json': { chat_template: [{ name: 'tool_use', template: 'tools' }, { name: 'default', template: qwen25Source }] } });
+    const dir = folder('list', {
+      'tokenizer_config.json': {
+        chat_template: [
+          { name: 'tool_use', template: 'tools' },
+          { name: 'default', template: qwen25Source },
+        ],
+      },
+    });
     expect(renderReference(dir)).toBe(reference.rendered);
   });
 
   it('provides the special tokens of tokenizer_config.json; unset ones are undefined', () => {
     const dir = folder('special', {
-      'tokenizer_config.json': { chat_template: '[{{ bos_token }}|{{ eos_token }}|{{ pad_token }}|{{ additional_special_tokens | length }}|{% if tools is none %}no tools{% endif %}]', eos_token: '<|im_end|>', pad_token: { content: '<|endoftext|>' }, bos_token: null, additional_special_tokens: ['<|im_start|>', '<|im_end|>'] },
+      'tokenizer_config.json': {
+        chat_template:
+          '[{{ bos_token }}|{{ eos_token }}|{{ pad_token }}|{{ additional_special_tokens | length }}|{% if tools is none %}no tools{% endif %}]',
+        eos_token: '<|im_end|>',
+        pad_token: { content: '<|endoftext|>' },
+        bos_token: null,
+        additional_special_tokens: ['<|im_start|>', '<|im_end|>'],
+      },
     });
     expect(ChatTemplate.fromModelDir(dir).render([])).toBe('[|<|im_end|>|<|endoftext|>|2|no tools]');
   });
@@ -111,8 +140,16 @@ describe('ChatTemplate sources and errors', () => {
     const cases: [string, Record<string, unknown>, RegExp][] = [
       ['none', { 'tokenizer_config.json': { eos_token: '<|im_end|>' } }, /no chat template in model folder .*none/],
       ['empty', {}, /no chat template in model folder .*empty/],
-      ['nodefault', { 'tokenizer_config.json': { chat_template: [{ name: 'rag', template: 'x' }] } }, /lists templates "rag" but none named "default"/],
-      ['syntax', { 'chat_template.jinja': '{% for m in messages %}' }, /cannot parse the chat template in .*chat_template\.jinja/],
+      [
+        'nodefault',
+        { 'tokenizer_config.json': { chat_template: [{ name: 'rag', template: 'x' }] } },
+        /lists templates "rag" but none named "default"/,
+      ],
+      [
+        'syntax',
+        { 'chat_template.jinja': '{% for m in messages %}' },
+        /cannot parse the chat template in .*chat_template\.jinja/,
+      ],
       ['badjson', { 'tokenizer_config.json': '{"chat_template": ' }, /malformed JSON in .*tokenizer_config\.json/],
     ];
     for (const [name, files, message] of cases) {
@@ -120,8 +157,12 @@ describe('ChatTemplate sources and errors', () => {
       expect(() => ChatTemplate.fromModelDir(dir), name).toThrow(UserError);
       expect(() => ChatTemplate.fromModelDir(dir), name).toThrow(message);
     }
-    const raising = ChatTemplate.fromModelDir(folder('raise', { 'chat_template.jinja': "{{ raise_exception('System role not supported') }}" }));
-    expect(() => raising.render([{ role: 'system', content: 'x' }])).toThrow(/chat template in .* failed: System role not supported/);
+    const raising = ChatTemplate.fromModelDir(
+      folder('raise', { 'chat_template.jinja': "{{ raise_exception('System role not supported') }}" }),
+    );
+    expect(() => raising.render([{ role: 'system', content: 'x' }])).toThrow(
+      /chat template in .* failed: System role not supported/,
+    );
     expect(() => ChatTemplate.fromModelDir(join(tmp, 'absent'))).toThrow(/model folder not found/);
   });
 });

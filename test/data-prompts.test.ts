@@ -44,13 +44,20 @@ describe('seed format', () => {
 });
 
 describe('schema format', () => {
-  const question = { db_id: 'car_1', question: 'How many car makers are there in each continent?', query: 'SELECT count(*) FROM car_makers' };
+  const question = {
+    db_id: 'car_1',
+    question: 'How many car makers are there in each continent?',
+    query: 'SELECT count(*) FROM car_makers',
+  };
   const db = new Database(sqlite('car_1'), { readonly: true });
   const tables = readTables(db);
   const creates = tables.map(createTableSql);
   const inserts = tables.map((t) => sampleRowsSql(db, t, 3));
   const build = (sampleRows: number, maxPromptTokens: number) =>
-    new PromptBuilder(template, tokenizer, { format: 'schema', sampleRows, maxPromptTokens }).build(question, sqlite('car_1'));
+    new PromptBuilder(template, tokenizer, { format: 'schema', sampleRows, maxPromptTokens }).build(
+      question,
+      sqlite('car_1'),
+    );
 
   it('gives every table, the question and the instruction; text = prompt + answer', () => {
     const b = build(0, 1024);
@@ -97,25 +104,38 @@ describe('schema format', () => {
     const bad = join(mkdtempSync(join(tmpdir(), 'sqlora-prompts-')), 'bad.sqlite');
     writeFileSync(bad, 'not a database, just text long enough to look like a header '.repeat(10));
     const builder = new PromptBuilder(template, tokenizer, { format: 'schema', sampleRows: 0, maxPromptTokens: 1024 });
-    expect(() => builder.build(question, bad)).toThrow(/cannot read the schema of .*bad\.sqlite: file is not a database/);
+    expect(() => builder.build(question, bad)).toThrow(
+      /cannot read the schema of .*bad\.sqlite: file is not a database/,
+    );
   });
 
   it('keeps one table and reports over budget when even that does not fit', () => {
     const b = build(3, 20);
     expect(b.overBudget).toBe(true);
-    expect(creates.filter((c) => b.prompt.includes(c))).toEqual([creates[tables.findIndex((t) => t.name === 'car_makers')]]);
+    expect(creates.filter((c) => b.prompt.includes(c))).toEqual([
+      creates[tables.findIndex((t) => t.name === 'car_makers')],
+    ]);
   });
 });
 
 describe('relevance', () => {
   it('splits identifiers and drops plural s', () => {
-    expect(wordStems('CarMakers car_names Countries class')).toEqual(['car', 'maker', 'car', 'name', 'country', 'class']);
+    expect(wordStems('CarMakers car_names Countries class')).toEqual([
+      'car',
+      'maker',
+      'car',
+      'name',
+      'country',
+      'class',
+    ]);
   });
 
   it('gives up the tables the question does not mention first', () => {
     const db = new Database(sqlite('concert_singer'), { readonly: true });
     const tables = readTables(db);
-    const order = dropOrder(tables, 'What are the names of the singers who performed in a concert in 2014?').map((i) => tables[i].name);
+    const order = dropOrder(tables, 'What are the names of the singers who performed in a concert in 2014?').map(
+      (i) => tables[i].name,
+    );
     // stadium is not mentioned; singer_in_concert links the two mentioned tables.
     expect(order[0]).toBe('stadium');
     expect(order.slice(1).sort()).toEqual(['concert', 'singer', 'singer_in_concert']);

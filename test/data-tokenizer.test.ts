@@ -96,7 +96,10 @@ describe('Tokenizer against HF tokenizers (Qwen1.5 tokenizer.json)', () => {
       const what = JSON.stringify(c.text);
       expect(tok.decode(c.ids), what).toBe(c.decoded);
       expect(tok.decode(c.ids, { skipSpecial: true }), what).toBe(c.decoded_skip_special);
-      expect(c.ids.map((id) => tok.decode([id])), what).toEqual(c.token_decodes);
+      expect(
+        c.ids.map((id) => tok.decode([id])),
+        what,
+      ).toEqual(c.token_decodes);
     }
   });
 
@@ -110,7 +113,9 @@ describe('Tokenizer against HF tokenizers (Qwen1.5 tokenizer.json)', () => {
       for (const chunk of chunks) expect(chunk).not.toContain('\uFFFD');
     }
     const skipping = new StreamDecoder(tok, { skipSpecial: true });
-    const withSpecial = expected.strings.find((c) => c.text.includes('<|im_end|>') && c.decoded_skip_special !== c.decoded);
+    const withSpecial = expected.strings.find(
+      (c) => c.text.includes('<|im_end|>') && c.decoded_skip_special !== c.decoded,
+    );
     expect(withSpecial).toBeDefined();
     const text = (withSpecial as StringCase).ids.map((id) => skipping.push(id)).join('') + skipping.flush();
     expect(text).toBe((withSpecial as StringCase).decoded_skip_special);
@@ -145,7 +150,17 @@ describe('Tokenizer loading', () => {
     const vocab: Record<string, number> = Object.fromEntries(BYTE_TO_CHAR.map((c, b) => [c, b]));
     vocab['ab'] = 256;
     tiny = {
-      added_tokens: [{ id: 257, content: '<|end|>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+      added_tokens: [
+        {
+          id: 257,
+          content: '<|end|>',
+          single_word: false,
+          lstrip: false,
+          rstrip: false,
+          normalized: false,
+          special: true,
+        },
+      ],
       normalizer: full.normalizer,
       pre_tokenizer: full.pre_tokenizer,
       decoder: full.decoder,
@@ -169,7 +184,9 @@ describe('Tokenizer loading', () => {
 
   it('matches added tokens with lstrip, rstrip, single_word and normalized flags as HF does', () => {
     const variantsPath = join(FIXTURES, 'added-token-variants.json');
-    expect(createHash('sha256').update(readFileSync(variantsPath)).digest('hex')).toBe(expected.meta.added_token_variants_sha256);
+    expect(createHash('sha256').update(readFileSync(variantsPath)).digest('hex')).toBe(
+      expected.meta.added_token_variants_sha256,
+    );
     const variants = JSON.parse(readFileSync(variantsPath, 'utf8')) as { added_tokens: unknown[] };
     const config = JSON.parse(readFileSync(tokenizerJsonPath, 'utf8')) as { added_tokens: unknown[] };
     config.added_tokens = [...config.added_tokens, ...variants.added_tokens];
@@ -197,22 +214,42 @@ describe('Tokenizer loading', () => {
     const bad = join(tmp, 'broken.json');
     writeFileSync(bad, '{"model": ');
     expect(() => Tokenizer.fromFile(bad)).toThrow(`malformed JSON in ${bad}`);
-    const tinyTok = Tokenizer.fromJson(variant(() => {}), 'x.json');
+    const tinyTok = Tokenizer.fromJson(
+      variant(() => {}),
+      'x.json',
+    );
     expect(tinyTok.encode('cab<|end|>')).toEqual([99, 256, 257]);
     const cases: [Record<string, unknown>, RegExp][] = [
-      [variant((j) => ((j.model as Record<string, unknown>).type = 'WordPiece')), /unsupported tokenizer model in x\.json: type "WordPiece"/],
-      [variant((j) => ((j.model as Record<string, unknown>).byte_fallback = true)), /unsupported tokenizer model in x\.json: byte_fallback/],
-      [variant((j) => ((j.model as Record<string, unknown>).ignore_merges = true)), /unsupported tokenizer model in x\.json: ignore_merges/],
+      [
+        variant((j) => ((j.model as Record<string, unknown>).type = 'WordPiece')),
+        /unsupported tokenizer model in x\.json: type "WordPiece"/,
+      ],
+      [
+        variant((j) => ((j.model as Record<string, unknown>).byte_fallback = true)),
+        /unsupported tokenizer model in x\.json: byte_fallback/,
+      ],
+      [
+        variant((j) => ((j.model as Record<string, unknown>).ignore_merges = true)),
+        /unsupported tokenizer model in x\.json: ignore_merges/,
+      ],
       [variant((j) => (j.pre_tokenizer = { type: 'Metaspace' })), /unsupported pre_tokenizer in x\.json/],
       [variant((j) => (j.normalizer = { type: 'Lowercase' })), /unsupported normalizer in x\.json: "Lowercase"/],
       [variant((j) => (j.decoder = { type: 'Metaspace' })), /unsupported decoder in x\.json/],
       [
-        variant((j) => ((j.pre_tokenizer as { pretokenizers: { pattern: unknown }[] }).pretokenizers[0].pattern = { Regex: '(?x) a b' })),
+        variant(
+          (j) =>
+            ((j.pre_tokenizer as { pretokenizers: { pattern: unknown }[] }).pretokenizers[0].pattern = {
+              Regex: '(?x) a b',
+            }),
+        ),
         /unsupported pre_tokenizer regex in x\.json: inline flags/,
       ],
       [variant((j) => ((j.model as { merges: unknown[] }).merges[0] = 'ab')), /merge #0 "ab" is not "a b"/],
       [variant((j) => ((j.added_tokens as unknown[])[0] = { content: 'x' })), /malformed added_tokens\[0\] in x\.json/],
-      [variant((j) => ((j.added_tokens as { content: string }[])[0].content = 'ab')), /added token "ab" has id 257 but the vocabulary gives it 256/],
+      [
+        variant((j) => ((j.added_tokens as { content: string }[])[0].content = 'ab')),
+        /added token "ab" has id 257 but the vocabulary gives it 256/,
+      ],
     ];
     for (const [config, message] of cases) {
       expect(() => Tokenizer.fromJson(config, 'x.json')).toThrow(UserError);
@@ -222,7 +259,10 @@ describe('Tokenizer loading', () => {
 
   it('takes special-token ids from tokenizer_config.json, and reports one the vocabulary lacks', () => {
     writeFileSync(join(tmp, 'tokenizer.json'), JSON.stringify(tiny));
-    writeFileSync(join(tmp, 'tokenizer_config.json'), JSON.stringify({ eos_token: { content: '<|end|>' }, pad_token: 'ab', bos_token: null }));
+    writeFileSync(
+      join(tmp, 'tokenizer_config.json'),
+      JSON.stringify({ eos_token: { content: '<|end|>' }, pad_token: 'ab', bos_token: null }),
+    );
     expect(Tokenizer.fromModelDir(tmp).special).toEqual({ eos: 257, pad: 256, bos: undefined, unk: undefined });
     writeFileSync(join(tmp, 'tokenizer_config.json'), JSON.stringify({ eos_token: '<|not_there|>' }));
     expect(() => Tokenizer.fromModelDir(tmp)).toThrow(/eos_token "<\|not_there\|>" is not in the vocabulary/);

@@ -15,20 +15,32 @@ describe('exactSetMatch', () => {
   it('matches every fixture dev gold query against itself', () => {
     expect(dev.length).toBeGreaterThan(150);
     for (const ex of dev) {
-      expect(exactSetMatch(ex.query, ex.query, schemaOf(ex.db_id), fkMaps.get(ex.db_id)!), ex.query).toEqual({ match: true });
+      expect(exactSetMatch(ex.query, ex.query, schemaOf(ex.db_id), fkMaps.get(ex.db_id)!), ex.query).toEqual({
+        match: true,
+      });
     }
   });
 
   it('scores an unparsable prediction as a non-match and says why', () => {
-    const r = exactSetMatch('SELECT count(*) FROM singer', 'SELECT count(*) FROM nowhere', schemaOf('concert_singer'), fkMaps.get('concert_singer')!);
+    const r = exactSetMatch(
+      'SELECT count(*) FROM singer',
+      'SELECT count(*) FROM nowhere',
+      schemaOf('concert_singer'),
+      fkMaps.get('concert_singer')!,
+    );
     expect(r.match).toBe(false);
     expect(r.error).toMatch(/prediction does not parse: .*nowhere/);
   });
 
   it('throws, naming the query, when the gold query does not parse', () => {
-    expect(() => exactSetMatch('SELECT nothing FROM singer', 'SELECT count(*) FROM singer', schemaOf('concert_singer'), fkMaps.get('concert_singer')!)).toThrow(
-      /gold query .*unknown column: nothing.*SELECT nothing FROM singer/,
-    );
+    expect(() =>
+      exactSetMatch(
+        'SELECT nothing FROM singer',
+        'SELECT count(*) FROM singer',
+        schemaOf('concert_singer'),
+        fkMaps.get('concert_singer')!,
+      ),
+    ).toThrow(/gold query .*unknown column: nothing.*SELECT nothing FROM singer/);
     expect(() => spiderHardness('SELECT name FROM', schemaOf('concert_singer'))).toThrow(/SELECT name FROM/);
   });
 

@@ -25,13 +25,19 @@ describe('reference workflow metrics', () => {
       for (const r of read(file).detailed_results) {
         expect(seedExactMatch(r.expected_sql, r.generated_sql), r.generated_sql).toBe(r.exact_match);
         // The reference rounded each token score to 4 decimals.
-        expect(Math.abs(seedTokenMatch(r.expected_sql, r.generated_sql) - r.token_match), r.generated_sql).toBeLessThanOrEqual(5e-5);
+        expect(
+          Math.abs(seedTokenMatch(r.expected_sql, r.generated_sql) - r.token_match),
+          r.generated_sql,
+        ).toBeLessThanOrEqual(5e-5);
       }
     });
   }
 
   it('reproduces the published summaries: 6.00 / 54.75 fine-tuned, 0.00 / 34.39 baseline', async () => {
-    for (const [file, exact, token] of [['finetuned_results.json', '6.00', '54.75'], ['baseline_results.json', '0.00', '34.39']] as const) {
+    for (const [file, exact, token] of [
+      ['finetuned_results.json', '6.00', '54.75'],
+      ['baseline_results.json', '0.00', '34.39'],
+    ] as const) {
       const { summary, examples } = await evaluatePredictions(loadEvalItems({ predPath: `${SEED}/${file}` }));
       expect(summary.overall.seed_exact.pct.toFixed(2)).toBe(exact);
       expect(summary.overall.seed_token.pct.toFixed(2)).toBe(token);
@@ -39,7 +45,13 @@ describe('reference workflow metrics', () => {
       // Without databases nothing else is claimed.
       expect(summary.overall.execution).toBeNull();
       expect(summary.overall.exact_set_match).toBeNull();
-      expect(examples[0]).toMatchObject({ index: 0, db_id: 'concert_singer', hardness: null, execution: null, exact_set_match: null });
+      expect(examples[0]).toMatchObject({
+        index: 0,
+        db_id: 'concert_singer',
+        hardness: null,
+        execution: null,
+        exact_set_match: null,
+      });
     }
   });
 });

@@ -47,7 +47,13 @@ describe('generate', () => {
     for (const g of free) for (const id of new Set(g.newIds.slice(0, 8))) counts.set(id, (counts.get(id) ?? 0) + 1);
     const stopId = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0][0];
     const order: number[] = [];
-    const got = await generate(model, prompts, { maxNewTokens: 10, stopIds: [stopId], padId: 0, batchSize: 7, onResult: (i) => order.push(i) });
+    const got = await generate(model, prompts, {
+      maxNewTokens: 10,
+      stopIds: [stopId],
+      padId: 0,
+      batchSize: 7,
+      onResult: (i) => order.push(i),
+    });
     let stopped = 0;
     got.forEach((g, i) => {
       const want = naiveGreedy(prompts[i], 10, new Set([stopId]));
@@ -62,10 +68,32 @@ describe('generate', () => {
 
   it('samples reproducibly per seed, whatever the batch size, and reports every token', async () => {
     const sampling = { temperature: 0.9, topK: 20, topP: 0.9, repetitionPenalty: 1.1 };
-    const a = await generate(model, prompts, { maxNewTokens: 8, stopIds: [], padId: 0, batchSize: 3, sampling, seed: 5 });
+    const a = await generate(model, prompts, {
+      maxNewTokens: 8,
+      stopIds: [],
+      padId: 0,
+      batchSize: 3,
+      sampling,
+      seed: 5,
+    });
     const tokens = prompts.map(() => [] as number[]);
-    const b = await generate(model, prompts, { maxNewTokens: 8, stopIds: [], padId: 0, batchSize: 7, sampling, seed: 5, onToken: (i, id) => tokens[i].push(id) });
-    const c = await generate(model, prompts, { maxNewTokens: 8, stopIds: [], padId: 0, batchSize: 7, sampling, seed: 6 });
+    const b = await generate(model, prompts, {
+      maxNewTokens: 8,
+      stopIds: [],
+      padId: 0,
+      batchSize: 7,
+      sampling,
+      seed: 5,
+      onToken: (i, id) => tokens[i].push(id),
+    });
+    const c = await generate(model, prompts, {
+      maxNewTokens: 8,
+      stopIds: [],
+      padId: 0,
+      batchSize: 7,
+      sampling,
+      seed: 6,
+    });
     expect(b.map((g) => g.newIds)).toEqual(a.map((g) => g.newIds));
     expect(tokens).toEqual(b.map((g) => g.newIds));
     expect(c.map((g) => g.newIds)).not.toEqual(a.map((g) => g.newIds));
@@ -74,11 +102,13 @@ describe('generate', () => {
   it('sampling: rows that stop leave the batch without changing what the others draw', async () => {
     const sampling = { temperature: 1.2, topK: 0, topP: 1, repetitionPenalty: 1 };
     const opts = { maxNewTokens: 10, padId: 0, sampling, seed: 3 };
-    const alone = await Promise.all(prompts.map(async (p, i) => {
-      // Prompt i on its own draws from the generator of prompt i (seed, i) only when it is at index i.
-      const single = prompts.map((q, j) => (j === i ? q : [1]));
-      return (await generate(model, single, { ...opts, stopIds: [], batchSize: 1 }))[i].newIds;
-    }));
+    const alone = await Promise.all(
+      prompts.map(async (p, i) => {
+        // Prompt i on its own draws from the generator of prompt i (seed, i) only when it is at index i.
+        const single = prompts.map((q, j) => (j === i ? q : [1]));
+        return (await generate(model, single, { ...opts, stopIds: [], batchSize: 1 }))[i].newIds;
+      }),
+    );
     const counts = new Map<number, number>();
     for (const ids of alone) for (const id of new Set(ids.slice(0, 8))) counts.set(id, (counts.get(id) ?? 0) + 1);
     const stopId = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0][0];
@@ -89,6 +119,8 @@ describe('generate', () => {
   });
 
   it('refuses an empty prompt', async () => {
-    await expect(generate(model, [[1, 2], []], { maxNewTokens: 2, stopIds: [], padId: 0, batchSize: 2 })).rejects.toThrow(/prompt 2 is empty/);
+    await expect(
+      generate(model, [[1, 2], []], { maxNewTokens: 2, stopIds: [], padId: 0, batchSize: 2 }),
+    ).rejects.toThrow(/prompt 2 is empty/);
   });
 });

@@ -13,7 +13,14 @@ import { Qwen2Model } from '../src/model/qwen2.js';
 import { GREEDY } from '../src/model/sampling.js';
 import { LoraAdapter } from '../src/lora/lora.js';
 import { readPeftAdapter } from '../src/lora/peft.js';
-import { adapterDir, haveTinyFixtures, MISSING_FIXTURES, modelDir, readReference, VARIANTS } from './helpers/tiny-fixture.js';
+import {
+  adapterDir,
+  haveTinyFixtures,
+  MISSING_FIXTURES,
+  modelDir,
+  readReference,
+  VARIANTS,
+} from './helpers/tiny-fixture.js';
 
 const DIR = join(import.meta.dirname, 'fixtures', 'generate');
 const EXPECTED = join(DIR, 'expected.json');
@@ -42,19 +49,29 @@ describe('generate() against HF generate()', () => {
 
   for (const v of VARIANTS) {
     describe.skipIf(!haveTinyFixtures)(v, () => {
-      const expected = existsSync(EXPECTED) ? (JSON.parse(readFileSync(EXPECTED, 'utf8')) as Expected).variants[v] : null;
+      const expected = existsSync(EXPECTED)
+        ? (JSON.parse(readFileSync(EXPECTED, 'utf8')) as Expected).variants[v]
+        : null;
       const model = haveTinyFixtures ? Qwen2Model.load(modelDir(v), be) : null;
       const base = { maxNewTokens: spec.max_new_tokens, padId: spec.pad_id, batchSize: spec.batch_size };
       const newIds = async (stopIds: number[], repetitionPenalty = 1): Promise<number[][]> =>
-        (await generate(model!, spec.prompts, { ...base, stopIds, sampling: { ...GREEDY, repetitionPenalty } })).map((g) => g.newIds);
+        (await generate(model!, spec.prompts, { ...base, stopIds, sampling: { ...GREEDY, repetitionPenalty } })).map(
+          (g) => g.newIds,
+        );
 
-      it('reproduces tiny_model.py\'s HF greedy sequences, with and without its LoRA adapter', async () => {
+      it("reproduces tiny_model.py's HF greedy sequences, with and without its LoRA adapter", async () => {
         const ref = readReference(v);
         const [B, T] = ref.shape('left.input_ids');
-        const ids = ref.ints('left.input_ids'), mask = ref.ints('left.attention_mask');
-        const prompts = Array.from({ length: B }, (_, b) => [...ids.subarray(b * T, (b + 1) * T)].filter((_, t) => mask[b * T + t] === 1));
+        const ids = ref.ints('left.input_ids'),
+          mask = ref.ints('left.attention_mask');
+        const prompts = Array.from({ length: B }, (_, b) =>
+          [...ids.subarray(b * T, (b + 1) * T)].filter((_, t) => mask[b * T + t] === 1),
+        );
         const adapter = LoraAdapter.upload(be, model!.config, readPeftAdapter(adapterDir(v), model!.config));
-        for (const [lora, key] of [[null, 'sequences'], [adapter, 'lora_sequences']] as const) {
+        for (const [lora, key] of [
+          [null, 'sequences'],
+          [adapter, 'lora_sequences'],
+        ] as const) {
           model!.setLora(lora);
           const seqs = ref.ints(`generate.${key}`);
           const W = ref.shape(`generate.${key}`)[1];

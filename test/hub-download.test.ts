@@ -14,7 +14,11 @@ const COMMIT = '4f1a9c2e8b7d6a5f4e3d2c1b0a9f8e7d6c5b4a39';
 const TOKEN = 'hf_testtoken_9f8e7d6c5b4a';
 const tmp = mkdtempSync(join(tmpdir(), 'sqlora-hub-'));
 
-interface RepoFile { path: string; data: Buffer; lfs: boolean }
+interface RepoFile {
+  path: string;
+  data: Buffer;
+  lfs: boolean;
+}
 /** What the fake Hub serves: a real tiny checkpoint plus files a checkpoint does not need. */
 const repoFiles: RepoFile[] = [];
 const requests: Array<{ url: string; auth?: string; range?: string }> = [];
@@ -34,21 +38,39 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 function handle(req: IncomingMessage, res: ServerResponse): void {
   const url = new URL(req.url ?? '/', 'http://x');
   requests.push({ url: url.pathname, auth: req.headers.authorization, range: req.headers.range });
-  const authorized = (repo: string): boolean => repo !== 'acme/private' || req.headers.authorization === `Bearer ${TOKEN}`;
+  const authorized = (repo: string): boolean =>
+    repo !== 'acme/private' || req.headers.authorization === `Bearer ${TOKEN}`;
   let m = url.pathname.match(/^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/);
   if (m) {
     const [, repo, rev] = m;
-    if (!['acme/tiny', 'acme/private'].includes(repo) || !authorized(repo)) return json(res, 401, { error: 'Repository Not Found for url: ' + url });
+    if (!['acme/tiny', 'acme/private'].includes(repo) || !authorized(repo))
+      return json(res, 401, { error: 'Repository Not Found for url: ' + url });
     if (rev !== 'main' && rev !== COMMIT) return json(res, 404, { error: `Revision Not Found for url: ${url}` });
-    return json(res, 200, { _id: '65a0', id: repo, sha: COMMIT, private: repo === 'acme/private', downloads: 0, likes: 0, lastModified: '2024-02-03T00:00:00.000Z' });
+    return json(res, 200, {
+      _id: '65a0',
+      id: repo,
+      sha: COMMIT,
+      private: repo === 'acme/private',
+      downloads: 0,
+      likes: 0,
+      lastModified: '2024-02-03T00:00:00.000Z',
+    });
   }
   m = url.pathname.match(/^\/api\/models\/([^/]+\/[^/]+)\/tree\/([0-9a-f]{40})$/);
   if (m) {
-    if (!authorized(m[1]) || url.searchParams.get('recursive') !== 'true') return json(res, 401, { error: 'unexpected' });
-    return json(res, 200, repoFiles.map((f) => ({
-      type: 'file', path: f.path, oid: gitOid(f.lfs ? Buffer.from('pointer') : f.data), size: f.lfs ? 134 : f.data.length,
-      ...(f.lfs ? { lfs: { oid: sha256(f.data), size: f.data.length, pointerSize: 134 } } : {}),
-    })));
+    if (!authorized(m[1]) || url.searchParams.get('recursive') !== 'true')
+      return json(res, 401, { error: 'unexpected' });
+    return json(
+      res,
+      200,
+      repoFiles.map((f) => ({
+        type: 'file',
+        path: f.path,
+        oid: gitOid(f.lfs ? Buffer.from('pointer') : f.data),
+        size: f.lfs ? 134 : f.data.length,
+        ...(f.lfs ? { lfs: { oid: sha256(f.data), size: f.data.length, pointerSize: 134 } } : {}),
+      })),
+    );
   }
   m = url.pathname.match(/^\/([^/]+\/[^/]+)\/resolve\/([0-9a-f]{40})\/(.+)$/);
   if (m && authorized(m[1])) {
@@ -73,7 +95,15 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
 }
 
 const config = parseModelConfig(
-  { model_type: 'qwen2', hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 200 },
+  {
+    model_type: 'qwen2',
+    hidden_size: 64,
+    intermediate_size: 96,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 200,
+  },
   'tiny',
 );
 
@@ -81,7 +111,11 @@ beforeAll(async () => {
   const src = join(tmp, 'source');
   const tensors: Record<string, HostTensor> = {};
   for (const spec of expectQwen2Tensors(config)) {
-    tensors[spec.name] = hostTensor('F32', spec.shape, new Float32Array(numel(spec.shape)).map((_, i) => i % 7));
+    tensors[spec.name] = hostTensor(
+      'F32',
+      spec.shape,
+      new Float32Array(numel(spec.shape)).map((_, i) => i % 7),
+    );
   }
   saveCheckpoint(src, config, tensors);
   repoFiles.push(
@@ -107,11 +141,19 @@ beforeEach(() => {
 
 let cacheCount = 0;
 /** A fresh cache dir and an environment pointing at the fake Hub; output captured. */
-function setup(extraEnv: Record<string, string> = {}): { opts: ResolveModelOptions; cache: string; output: () => string } {
+function setup(extraEnv: Record<string, string> = {}): {
+  opts: ResolveModelOptions;
+  cache: string;
+  output: () => string;
+} {
   const cache = join(tmp, `cache${cacheCount++}`);
   let out = '';
   const stream = { isTTY: false, write: (s: string) => ((out += s), true) } as unknown as NodeJS.WriteStream;
-  return { cache, output: () => out, opts: { stream, env: { HF_ENDPOINT: endpoint, HF_HUB_CACHE: cache, HF_HOME: join(tmp, 'nohome'), ...extraEnv } } };
+  return {
+    cache,
+    output: () => out,
+    opts: { stream, env: { HF_ENDPOINT: endpoint, HF_HUB_CACHE: cache, HF_HOME: join(tmp, 'nohome'), ...extraEnv } },
+  };
 }
 
 describe('resolveModel', () => {
@@ -154,7 +196,9 @@ describe('resolveModel', () => {
   it('resumes an interrupted download with a Range request', async () => {
     const { opts, cache } = setup();
     dropAfter = 50_000;
-    await expect(resolveModel('acme/tiny', opts)).rejects.toThrow(/download of model\.safetensors of acme\/tiny@main was interrupted after 50000 of \d+ bytes .*run again to resume/);
+    await expect(resolveModel('acme/tiny', opts)).rejects.toThrow(
+      /download of model\.safetensors of acme\/tiny@main was interrupted after 50000 of \d+ bytes .*run again to resume/,
+    );
     const model = repoFiles[1].data;
     const partial = join(cache, 'models--acme--tiny', 'blobs', sha256(model) + '.incomplete');
     expect(statSync(partial).size).toBe(50_000);
@@ -169,7 +213,9 @@ describe('resolveModel', () => {
 
   it('sends HF_TOKEN as a Bearer token and never prints it', async () => {
     const anon = setup();
-    await expect(resolveModel('acme/private', anon.opts)).rejects.toThrow(/cannot access acme\/private@main .*HTTP 401.*set HF_TOKEN/);
+    await expect(resolveModel('acme/private', anon.opts)).rejects.toThrow(
+      /cannot access acme\/private@main .*HTTP 401.*set HF_TOKEN/,
+    );
 
     const wrong = setup({ HF_TOKEN: 'hf_wrong_0000' });
     const err = await resolveModel('acme/private', wrong.opts).catch((e: Error) => e);
@@ -180,7 +226,9 @@ describe('resolveModel', () => {
     requests.length = 0;
     const got = await resolveModel('acme/private', ok.opts);
     expect(existsSync(join(got.dir, 'model.safetensors'))).toBe(true);
-    expect(requests.filter((r) => r.url.includes('acme/private')).every((r) => r.auth === `Bearer ${TOKEN}`)).toBe(true);
+    expect(requests.filter((r) => r.url.includes('acme/private')).every((r) => r.auth === `Bearer ${TOKEN}`)).toBe(
+      true,
+    );
     expect(ok.output()).toMatch(/download acme\/private/);
     expect(ok.output()).not.toContain(TOKEN);
   });
@@ -199,14 +247,18 @@ describe('resolveModel', () => {
 
   it('explains unknown repos, unknown revisions and an unreachable endpoint', async () => {
     const { opts, output } = setup();
-    await expect(resolveModel('acme/nope', opts)).rejects.toThrow(/cannot access acme\/nope@main on http:\/\/127\.0\.0\.1:\d+ \(HTTP 401\)/);
+    await expect(resolveModel('acme/nope', opts)).rejects.toThrow(
+      /cannot access acme\/nope@main on http:\/\/127\.0\.0\.1:\d+ \(HTTP 401\)/,
+    );
     await expect(resolveModel('acme/tiny@v9', opts)).rejects.toThrow(/revision not found: acme\/tiny@v9/);
     const closed = createServer();
     await new Promise<void>((done) => closed.listen(0, '127.0.0.1', done));
     const deadEndpoint = `http://127.0.0.1:${(closed.address() as AddressInfo).port}`;
     await new Promise((done) => closed.close(done));
     const dead = { ...opts, env: { ...opts.env, HF_ENDPOINT: deadEndpoint } };
-    await expect(resolveModel('acme/tiny', dead)).rejects.toThrow(/cannot reach http:\/\/127\.0\.0\.1:\d+ to download acme\/tiny@main \(ECONNREFUSED\)/);
+    await expect(resolveModel('acme/tiny', dead)).rejects.toThrow(
+      /cannot reach http:\/\/127\.0\.0\.1:\d+ to download acme\/tiny@main \(ECONNREFUSED\)/,
+    );
     // With the model cached, a network failure falls back to the cache with a warning.
     const cached = await resolveModel('acme/tiny', opts);
     expect((await resolveModel('acme/tiny', dead)).dir).toBe(cached.dir);

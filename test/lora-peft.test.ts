@@ -18,13 +18,21 @@ import { randomModel, tinyConfig } from './helpers/random-qwen2.js';
 
 const be = new CpuBackend();
 const cfg = tinyConfig();
-const loraCfg = { r: 4, alpha: 8, dropout: 0.05, targetModules: ['v_proj', 'q_proj', 'down_proj'] as typeof PROJECTIONS[number][], useRslora: false };
+const loraCfg = {
+  r: 4,
+  alpha: 8,
+  dropout: 0.05,
+  targetModules: ['v_proj', 'q_proj', 'down_proj'] as (typeof PROJECTIONS)[number][],
+  useRslora: false,
+};
 
 if (!haveTinyFixtures) console.warn(`lora-peft: skipping PEFT fixture checks: ${MISSING_FIXTURES}`);
 
 describe('LoRA initialization', () => {
-  it('is PEFT\'s default: A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0, reproducible per seed', () => {
-    const a = initLora(cfg, loraCfg, 1), b = initLora(cfg, loraCfg, 1), c = initLora(cfg, loraCfg, 2);
+  it("is PEFT's default: A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0, reproducible per seed", () => {
+    const a = initLora(cfg, loraCfg, 1),
+      b = initLora(cfg, loraCfg, 1),
+      c = initLora(cfg, loraCfg, 2);
     expect(a.config.targetModules).toEqual(['q_proj', 'v_proj', 'down_proj']);
     const nameA = peftTensorName(1, 'down_proj', 'A');
     expect(nameA).toBe('base_model.model.model.layers.1.mlp.down_proj.lora_A.weight');
@@ -33,8 +41,8 @@ describe('LoRA initialization', () => {
     const bound = 1 / Math.sqrt(cfg.intermediateSize);
     expect(Math.max(...A.map(Math.abs))).toBeLessThanOrEqual(bound);
     const variance = A.reduce((s, x) => s + x * x, 0) / A.length;
-    expect(variance / (bound * bound / 3)).toBeGreaterThan(0.7);
-    expect(variance / (bound * bound / 3)).toBeLessThan(1.3);
+    expect(variance / ((bound * bound) / 3)).toBeGreaterThan(0.7);
+    expect(variance / ((bound * bound) / 3)).toBeLessThan(1.3);
     expect(toF32(a.tensors[peftTensorName(0, 'q_proj', 'B')]).every((x) => x === 0)).toBe(true);
     expect(toF32(b.tensors[nameA])).toEqual(A);
     expect(toF32(c.tensors[nameA])).not.toEqual(A);
@@ -64,8 +72,16 @@ describe('PEFT adapter folder', () => {
     for (const [name, t] of Object.entries(host.tensors)) expect(toF32(back.tensors[name])).toEqual(toF32(t));
     const json = JSON.parse(readFileSync(join(dir, ADAPTER_CONFIG_FILE), 'utf8'));
     expect(json).toMatchObject({
-      peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, lora_alpha: 8, lora_dropout: 0.05, use_rslora: true,
-      bias: 'none', fan_in_fan_out: false, use_dora: false, target_modules: ['q_proj', 'v_proj', 'down_proj'],
+      peft_type: 'LORA',
+      task_type: 'CAUSAL_LM',
+      r: 4,
+      lora_alpha: 8,
+      lora_dropout: 0.05,
+      use_rslora: true,
+      bias: 'none',
+      fan_in_fan_out: false,
+      use_dora: false,
+      target_modules: ['q_proj', 'v_proj', 'down_proj'],
     });
   });
 
@@ -74,7 +90,11 @@ describe('PEFT adapter folder', () => {
     writePeftAdapter(dir, initLora(cfg, loraCfg, 7));
     const path = join(dir, ADAPTER_CONFIG_FILE);
     const json = JSON.parse(readFileSync(path, 'utf8'));
-    for (const [field, value, why] of [['use_dora', true, /DoRA/], ['rank_pattern', { q_proj: 8 }, /rank_pattern/], ['bias', 'all', /bias/]] as const) {
+    for (const [field, value, why] of [
+      ['use_dora', true, /DoRA/],
+      ['rank_pattern', { q_proj: 8 }, /rank_pattern/],
+      ['bias', 'all', /bias/],
+    ] as const) {
       writeFileSync(path, JSON.stringify({ ...json, [field]: value }));
       expect(() => readPeftAdapter(dir, cfg)).toThrow(why);
     }
@@ -88,7 +108,13 @@ describe.skipIf(!haveTinyFixtures)('PEFT-written adapters (HF fixtures)', () => 
     it(`${v}: loads with the config PEFT wrote, and our rewrite keeps tensors and every PEFT field`, () => {
       const model = loadModelConfig(modelDir(v));
       const peft = readPeftAdapter(adapterDir(v), model);
-      expect(peft.config).toEqual({ r: 8, alpha: 16, dropout: 0, targetModules: [...PROJECTIONS], useRslora: v === 'tied' });
+      expect(peft.config).toEqual({
+        r: 8,
+        alpha: 16,
+        dropout: 0,
+        targetModules: [...PROJECTIONS],
+        useRslora: v === 'tied',
+      });
       expect(Object.keys(peft.tensors)).toHaveLength(2 * PROJECTIONS.length * model.numLayers);
       const adapter = LoraAdapter.upload(be, model, peft);
       const dir = mkdtempSync(join(tmpdir(), 'sqlora-peft-'));
@@ -100,7 +126,17 @@ describe.skipIf(!haveTinyFixtures)('PEFT-written adapters (HF fixtures)', () => 
       // peft_version records the writer's version; we do not claim one.
       const missing = Object.keys(theirs).filter((k) => k !== 'peft_version' && !(k in ours));
       expect(missing).toEqual([]);
-      for (const k of ['peft_type', 'task_type', 'r', 'lora_alpha', 'lora_dropout', 'use_rslora', 'bias', 'fan_in_fan_out', 'use_dora']) {
+      for (const k of [
+        'peft_type',
+        'task_type',
+        'r',
+        'lora_alpha',
+        'lora_dropout',
+        'use_rslora',
+        'bias',
+        'fan_in_fan_out',
+        'use_dora',
+      ]) {
         expect(ours[k], k).toEqual(theirs[k]);
       }
       expect([...ours.target_modules].sort()).toEqual([...theirs.target_modules].sort());

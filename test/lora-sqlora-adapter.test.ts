@@ -36,12 +36,20 @@ describe('an adapter written by sqlora, loaded by PEFT', () => {
     for (const side of ['right', 'left'] as const) {
       const [B, T] = ref.shape(`${side}.input_ids`);
       const mask = ref.ints(`${side}.attention_mask`);
-      const logits = be.download(model.forward({ batchSize: B, seqLen: T, inputIds: ref.ints(`${side}.input_ids`), attentionMask: mask }));
+      const logits = be.download(
+        model.forward({ batchSize: B, seqLen: T, inputIds: ref.ints(`${side}.input_ids`), attentionMask: mask }),
+      );
       const V = model.config.vocabSize;
       const expected = peftLogits.readF32(`${side}.logits`);
       // Padding positions are not compared: their values depend on masking conventions only.
-      expect(maxAbsDiff(logits, expected, (i) => mask[Math.floor(i / V)] === 1), side).toBeLessThan(1e-4);
-      expect(maxAbsDiff(logits, ref.floats(`${side}.logits`), (i) => mask[Math.floor(i / V)] === 1), `${side}: the adapter matters`).toBeGreaterThan(1e-3);
+      expect(
+        maxAbsDiff(logits, expected, (i) => mask[Math.floor(i / V)] === 1),
+        side,
+      ).toBeLessThan(1e-4);
+      expect(
+        maxAbsDiff(logits, ref.floats(`${side}.logits`), (i) => mask[Math.floor(i / V)] === 1),
+        `${side}: the adapter matters`,
+      ).toBeGreaterThan(1e-3);
     }
     peftLogits.close();
   });

@@ -12,27 +12,44 @@ import { Qwen2Model } from '../src/model/qwen2.js';
 import type { TrainBatch } from '../src/model/qwen2-batch.js';
 import { PROJECTIONS } from '../src/model/qwen2-linear.js';
 import { loraWithRandomB, randomArray, randomModel, rng, tinyConfig } from './helpers/random-qwen2.js';
-import { adapterDir, haveTinyFixtures, MISSING_FIXTURES, modelDir, readReference, relativeError, VARIANTS } from './helpers/tiny-fixture.js';
+import {
+  adapterDir,
+  haveTinyFixtures,
+  MISSING_FIXTURES,
+  modelDir,
+  readReference,
+  relativeError,
+  VARIANTS,
+} from './helpers/tiny-fixture.js';
 
 const be = new CpuBackend({ float64: true });
 const cfg = tinyConfig();
 const model = randomModel(be, cfg, 5);
 
 function makeAdapter(dropout: number): LoraAdapter {
-  return LoraAdapter.upload(be, cfg, loraWithRandomB(cfg, { r: 4, alpha: 8, dropout, targetModules: [...PROJECTIONS], useRslora: false }, 9, 11));
+  return LoraAdapter.upload(
+    be,
+    cfg,
+    loraWithRandomB(cfg, { r: 4, alpha: 8, dropout, targetModules: [...PROJECTIONS], useRslora: false }, 9, 11),
+  );
 }
 
 /** Right-padded rows of lengths 6, 4, 2 with the first two real tokens of each masked. */
 function batch(): TrainBatch {
-  const B = 3, T = 6, lengths = [6, 4, 2];
+  const B = 3,
+    T = 6,
+    lengths = [6, 4, 2];
   const rand = rng(17);
-  const inputIds = new Int32Array(B * T), attentionMask = new Int32Array(B * T), labels = new Int32Array(B * T).fill(-100);
-  for (let b = 0; b < B; b++) for (let t = 0; t < lengths[b]; t++) {
-    const id = 1 + Math.floor(rand() * (cfg.vocabSize - 1));
-    inputIds[b * T + t] = id;
-    attentionMask[b * T + t] = 1;
-    if (t >= 2) labels[b * T + t] = id;
-  }
+  const inputIds = new Int32Array(B * T),
+    attentionMask = new Int32Array(B * T),
+    labels = new Int32Array(B * T).fill(-100);
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t < lengths[b]; t++) {
+      const id = 1 + Math.floor(rand() * (cfg.vocabSize - 1));
+      inputIds[b * T + t] = id;
+      attentionMask[b * T + t] = 1;
+      if (t >= 2) labels[b * T + t] = id;
+    }
   return { batchSize: B, seqLen: T, inputIds, attentionMask, labels };
 }
 
@@ -44,7 +61,13 @@ function checkAgainstFiniteDifferences(adapter: LoraAdapter, loss: () => number,
     const base = Float64Array.from(be.download(p.param));
     const dir = randomArray(base.length, 1, rand);
     const shifted = (s: number): number => {
-      be.copy(p.param, be.upload(base.map((v, i) => v + s * dir[i]), p.param.shape));
+      be.copy(
+        p.param,
+        be.upload(
+          base.map((v, i) => v + s * dir[i]),
+          p.param.shape,
+        ),
+      );
       return loss();
     };
     const fd = (shifted(h) - shifted(-h)) / (2 * h);
@@ -94,7 +117,8 @@ describe('Qwen2 backward (LoRA gradients)', () => {
       m.setLora(null);
       return { loss: step.loss, grads: adapter.gradsToHost() };
     };
-    const one = run(model), two = run(blocks);
+    const one = run(model),
+      two = run(blocks);
     expect(two.loss).toBe(one.loss);
     for (const [name, g] of Object.entries(one.grads)) expect(two.grads[name], name).toEqual(g);
     // No target at all: a zero loss and no gradient.
@@ -104,7 +128,11 @@ describe('Qwen2 backward (LoRA gradients)', () => {
     const empty = blocks.forwardTrain(none);
     blocks.backward(empty);
     expect(empty.loss).toBe(0);
-    for (const [name, g] of Object.entries(adapter.gradsToHost())) expect(g.every((v) => v === 0), name).toBe(true);
+    for (const [name, g] of Object.entries(adapter.gradsToHost()))
+      expect(
+        g.every((v) => v === 0),
+        name,
+      ).toBe(true);
     blocks.setLora(null);
     adapter.free();
   });
@@ -140,13 +168,19 @@ describe.skipIf(!haveTinyFixtures)('Qwen2 loss and LoRA gradients against HF tra
       for (const side of ['right', 'left'] as const) {
         const [B, T] = ref.shape(`${side}.input_ids`);
         const b: TrainBatch = {
-          batchSize: B, seqLen: T, inputIds: ref.ints(`${side}.input_ids`),
-          attentionMask: ref.ints(`${side}.attention_mask`), labels: ref.ints(`${side}.labels`),
+          batchSize: B,
+          seqLen: T,
+          inputIds: ref.ints(`${side}.input_ids`),
+          attentionMask: ref.ints(`${side}.attention_mask`),
+          labels: ref.ints(`${side}.labels`),
         };
         adapter.zeroGrad();
         const step = m.forwardTrain(b);
         m.backward(step);
-        expect(Math.abs(step.loss - ref.floats(`${side}.loss`)[0]) / ref.floats(`${side}.loss`)[0], `${side} loss`).toBeLessThan(1e-5);
+        expect(
+          Math.abs(step.loss - ref.floats(`${side}.loss`)[0]) / ref.floats(`${side}.loss`)[0],
+          `${side} loss`,
+        ).toBeLessThan(1e-5);
         if (side !== 'right') continue;
         const grads = adapter.gradsToHost();
         const names = ref.names().filter((n) => n.startsWith('grad.'));

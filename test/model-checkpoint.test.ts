@@ -10,13 +10,25 @@ import { hostTensor, numel, type HostTensor } from '../src/tensor/tensor.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'sqlora-ckpt-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-const configFixture = (name: string): unknown => JSON.parse(readFileSync(join('test/fixtures/checkpoints/configs', name), 'utf8'));
+const configFixture = (name: string): unknown =>
+  JSON.parse(readFileSync(join('test/fixtures/checkpoints/configs', name), 'utf8'));
 
 const tiny: Qwen2Config = parseModelConfig(
   {
-    architectures: ['Qwen2ForCausalLM'], model_type: 'qwen2', hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2,
-    num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 16, rms_norm_eps: 1e-6, rope_theta: 10000,
-    tie_word_embeddings: false, torch_dtype: 'bfloat16', bos_token_id: 1, eos_token_id: 2,
+    architectures: ['Qwen2ForCausalLM'],
+    model_type: 'qwen2',
+    hidden_size: 8,
+    intermediate_size: 12,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 16,
+    rms_norm_eps: 1e-6,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
+    torch_dtype: 'bfloat16',
+    bos_token_id: 1,
+    eos_token_id: 2,
   },
   'tiny',
 );
@@ -86,10 +98,14 @@ describe('checkpoints', () => {
     ckpt.validate(tiny);
     for (const name of ['model.embed_tokens.weight', 'model.layers.1.self_attn.o_proj.weight', 'lm_head.weight']) {
       expect(ckpt.info(name).file).toBe(index.weight_map[name]);
-      expect(Array.from(ckpt.readF32(name))).toEqual(Array.from(new Float32Array(numel(tensors[name].shape)).map((_, i) => {
-        const k = expectQwen2Tensors(tiny).findIndex((s) => s.name === name);
-        return k + (i % 4) / 4;
-      })));
+      expect(Array.from(ckpt.readF32(name))).toEqual(
+        Array.from(
+          new Float32Array(numel(tensors[name].shape)).map((_, i) => {
+            const k = expectQwen2Tensors(tiny).findIndex((s) => s.name === name);
+            return k + (i % 4) / 4;
+          }),
+        ),
+      );
     }
     ckpt.close();
     // Saving again as one file must not leave the stale index and shards behind.
@@ -110,7 +126,9 @@ describe('checkpoints', () => {
     expect(() => ckpt.readF32('model.layers.0.mlp.gate_proj.weight', [12, 8])).toThrow(
       /tensor model\.layers\.0\.mlp\.gate_proj\.weight in .*broken\/model\.safetensors has shape \[8, 12\], expected \[12, 8\]/,
     );
-    expect(() => ckpt.readF32('model.layers.1.self_attn.q_proj.bias')).toThrow(/checkpoint .*broken has no tensor model\.layers\.1\.self_attn\.q_proj\.bias/);
+    expect(() => ckpt.readF32('model.layers.1.self_attn.q_proj.bias')).toThrow(
+      /checkpoint .*broken has no tensor model\.layers\.1\.self_attn\.q_proj\.bias/,
+    );
     ckpt.close();
   });
 
@@ -120,14 +138,18 @@ describe('checkpoints', () => {
     delete tensors['lm_head.weight'];
     saveCheckpoint(join(tmp, 'tied'), tied, tensors);
     openCheckpoint(join(tmp, 'tied')).validate(tied);
-    expect(() => openCheckpoint(join(tmp, 'tied')).validate(tiny)).toThrow(/missing lm_head\.weight \(expected shape \[16, 8\]\)/);
+    expect(() => openCheckpoint(join(tmp, 'tied')).validate(tiny)).toThrow(
+      /missing lm_head\.weight \(expected shape \[16, 8\]\)/,
+    );
   });
 
   it('reports directories without weights, missing shards and bad index entries', () => {
     const empty = join(tmp, 'empty');
     saveCheckpoint(empty, tiny, {});
     rmSync(join(empty, 'model.safetensors'));
-    expect(() => openCheckpoint(empty)).toThrow(/no weights in .*empty: expected model\.safetensors or model\.safetensors\.index\.json/);
+    expect(() => openCheckpoint(empty)).toThrow(
+      /no weights in .*empty: expected model\.safetensors or model\.safetensors\.index\.json/,
+    );
     expect(() => openCheckpoint(join(tmp, 'nowhere'))).toThrow(/model directory not found/);
     const idx = join(empty, 'model.safetensors.index.json');
     writeFileSync(idx, JSON.stringify({ weight_map: { a: 'model-00001-of-00002.safetensors' } }));
@@ -136,6 +158,8 @@ describe('checkpoints', () => {
     expect(() => openCheckpoint(empty)).toThrow(/weight_map\["a"\] must name a \.safetensors file in the same folder/);
     writeSafetensors(join(empty, 'only.safetensors'), {});
     writeFileSync(idx, JSON.stringify({ weight_map: { a: 'only.safetensors' } }));
-    expect(() => openCheckpoint(empty).info('a')).toThrow(/maps a to only\.safetensors, but that file does not contain it/);
+    expect(() => openCheckpoint(empty).info('a')).toThrow(
+      /maps a to only\.safetensors, but that file does not contain it/,
+    );
   });
 });

@@ -43,23 +43,53 @@ describe('parseModelConfig', () => {
   it('reads the transformers 5 form (rope_parameters, dtype, null sliding_window)', () => {
     const c = parseModelConfig(fixture('qwen2.5-1.5b-instruct-tf5.json'), 'config.json');
     expect(c).toMatchObject({
-      hiddenSize: 1536, numHeads: 12, numKvHeads: 2, headDim: 128, numLayers: 28, ropeTheta: 1e6,
-      tieWordEmbeddings: true, torchDtype: 'bfloat16', slidingWindow: null, attentionBias: true,
+      hiddenSize: 1536,
+      numHeads: 12,
+      numKvHeads: 2,
+      headDim: 128,
+      numLayers: 28,
+      ropeTheta: 1e6,
+      tieWordEmbeddings: true,
+      torchDtype: 'bfloat16',
+      slidingWindow: null,
+      attentionBias: true,
     });
   });
 
   it('reads a Llama-style config: explicit head_dim, no biases, several eos ids', () => {
     const c = parseModelConfig(fixture('llama-3.2-1b-style.json'), 'config.json');
-    expect(c).toMatchObject({ modelType: 'llama', headDim: 64, numKvHeads: 8, attentionBias: false, ropeTheta: 500000, rmsNormEps: 1e-5 });
+    expect(c).toMatchObject({
+      modelType: 'llama',
+      headDim: 64,
+      numKvHeads: 8,
+      attentionBias: false,
+      ropeTheta: 500000,
+      rmsNormEps: 1e-5,
+    });
     expect(c.eosTokenIds).toEqual([128001, 128008, 128009]);
   });
 
   it('applies transformers defaults to optional fields', () => {
     const c = parseModelConfig(
-      { model_type: 'qwen2', hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, vocab_size: 100 },
+      {
+        model_type: 'qwen2',
+        hidden_size: 64,
+        intermediate_size: 128,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        vocab_size: 100,
+      },
       'tiny/config.json',
     );
-    expect(c).toMatchObject({ numKvHeads: 4, headDim: 16, ropeTheta: 10000, rmsNormEps: 1e-6, tieWordEmbeddings: false, eosTokenIds: [], bosTokenId: null });
+    expect(c).toMatchObject({
+      numKvHeads: 4,
+      headDim: 16,
+      ropeTheta: 10000,
+      rmsNormEps: 1e-6,
+      tieWordEmbeddings: false,
+      eosTokenIds: [],
+      bosTokenId: null,
+    });
   });
 
   const base = fixture('qwen1.5-1.8b-chat.json');
@@ -74,20 +104,30 @@ describe('parseModelConfig', () => {
   };
 
   it('names the file and field of what it refuses', () => {
-    expect(errorOf({ model_type: 'gemma2' })).toMatch(/^models\/x\/config\.json: model_type is "gemma2"; supported: "qwen2"/);
-    expect(errorOf({ architectures: ['Qwen2ForSequenceClassification'] })).toMatch(/config\.json: architectures is .*only Qwen2ForCausalLM/);
+    expect(errorOf({ model_type: 'gemma2' })).toMatch(
+      /^models\/x\/config\.json: model_type is "gemma2"; supported: "qwen2"/,
+    );
+    expect(errorOf({ architectures: ['Qwen2ForSequenceClassification'] })).toMatch(
+      /config\.json: architectures is .*only Qwen2ForCausalLM/,
+    );
     expect(errorOf({ hidden_size: undefined })).toBe('models/x/config.json: hidden_size is missing');
     expect(errorOf({ num_hidden_layers: 2.5 })).toMatch(/num_hidden_layers must be a positive integer, got 2.5/);
-    expect(errorOf({ num_key_value_heads: 5 })).toMatch(/num_key_value_heads \(5\) must divide num_attention_heads \(16\)/);
+    expect(errorOf({ num_key_value_heads: 5 })).toMatch(
+      /num_key_value_heads \(5\) must divide num_attention_heads \(16\)/,
+    );
     expect(errorOf({ hidden_act: 'gelu' })).toMatch(/hidden_act is "gelu"; only "silu"/);
     expect(errorOf({ rope_scaling: { type: 'yarn', factor: 4 } })).toMatch(/rope_scaling is .*yarn.*not supported/);
-    expect(errorOf({ rope_theta: undefined, rope_parameters: { rope_type: 'llama3', rope_theta: 5e5, factor: 32 } })).toMatch(
-      /rope_parameters\.rope_type is "llama3"; only "default"/,
-    );
+    expect(
+      errorOf({ rope_theta: undefined, rope_parameters: { rope_type: 'llama3', rope_theta: 5e5, factor: 32 } }),
+    ).toMatch(/rope_parameters\.rope_type is "llama3"; only "default"/);
     expect(errorOf({ eos_token_id: 'x' })).toMatch(/eos_token_id must be a token id or a list/);
-    expect(errorOf({ use_sliding_window: true, sliding_window: null })).toMatch(/sliding_window is missing while use_sliding_window is true/);
+    expect(errorOf({ use_sliding_window: true, sliding_window: null })).toMatch(
+      /sliding_window is missing while use_sliding_window is true/,
+    );
     const llama = fixture('llama-3.2-1b-style.json');
-    expect(() => parseModelConfig({ ...llama, attention_bias: true }, 'l.json')).toThrow(/l\.json: attention_bias is true/);
+    expect(() => parseModelConfig({ ...llama, attention_bias: true }, 'l.json')).toThrow(
+      /l\.json: attention_bias is true/,
+    );
     expect(() => parseModelConfig({ ...llama, mlp_bias: true }, 'l.json')).toThrow(/mlp_bias is true/);
     expect(() => parseModelConfig([], 'l.json')).toThrow(/l\.json: expected a JSON object/);
   });
@@ -115,8 +155,15 @@ describe('loadGenerationConfig', () => {
     expect(loadGenerationConfig(dir)).toBeUndefined();
     copyFileSync(join(DIR, 'qwen2.5-1.5b-instruct.generation_config.json'), join(dir, 'generation_config.json'));
     expect(loadGenerationConfig(dir)).toEqual({
-      bosTokenId: 151643, eosTokenIds: [151645, 151643], padTokenId: 151643, doSample: true,
-      temperature: 0.7, topP: 0.8, topK: 20, repetitionPenalty: 1.1, maxNewTokens: null,
+      bosTokenId: 151643,
+      eosTokenIds: [151645, 151643],
+      padTokenId: 151643,
+      doSample: true,
+      temperature: 0.7,
+      topP: 0.8,
+      topK: 20,
+      repetitionPenalty: 1.1,
+      maxNewTokens: null,
     });
     writeFileSync(join(dir, 'generation_config.json'), '{"top_p": "high"}');
     expect(() => loadGenerationConfig(dir)).toThrow(/generation_config\.json: top_p must be a number, got "high"/);

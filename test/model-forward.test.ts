@@ -12,7 +12,16 @@ import type { TokenBatch } from '../src/model/qwen2-batch.js';
 import { Qwen2Model } from '../src/model/qwen2.js';
 import { nf4Quantizer, uploadQwen2Weights } from '../src/model/qwen2-weights.js';
 import { nf4Dequantize, nf4Quantize } from '../src/quant/nf4.js';
-import { adapterDir, haveTinyFixtures, maxAbsDiff, MISSING_FIXTURES, modelDir, readReference, relativeRms, VARIANTS } from './helpers/tiny-fixture.js';
+import {
+  adapterDir,
+  haveTinyFixtures,
+  maxAbsDiff,
+  MISSING_FIXTURES,
+  modelDir,
+  readReference,
+  relativeRms,
+  VARIANTS,
+} from './helpers/tiny-fixture.js';
 import { randomModel, randomWeights, rng, tinyConfig } from './helpers/random-qwen2.js';
 import { greedy } from './helpers/model-parity.js';
 
@@ -23,7 +32,8 @@ if (!haveTinyFixtures) console.warn(`model-forward: skipping HF comparisons: ${M
 function refBatch(ref: ReturnType<typeof readReference>, side: 'right' | 'left'): TokenBatch {
   const [B, T] = ref.shape(`${side}.input_ids`);
   return {
-    batchSize: B, seqLen: T,
+    batchSize: B,
+    seqLen: T,
     inputIds: ref.ints(`${side}.input_ids`),
     attentionMask: ref.ints(`${side}.attention_mask`),
   };
@@ -46,7 +56,9 @@ describe.skipIf(!haveTinyFixtures)('Qwen2 forward against HF transformers', () =
           expect(maxAbsDiff(be.download(model.forward(batch)), ref.floats(`${side}.logits`), real)).toBeLessThan(1e-4);
           const adapter = LoraAdapter.upload(be, model.config, readPeftAdapter(adapterDir(v), model.config));
           model.setLora(adapter);
-          expect(maxAbsDiff(be.download(model.forward(batch)), ref.floats(`${side}.lora_logits`), real)).toBeLessThan(1e-4);
+          expect(maxAbsDiff(be.download(model.forward(batch)), ref.floats(`${side}.lora_logits`), real)).toBeLessThan(
+            1e-4,
+          );
           model.setLora(null);
           adapter.free();
         });
@@ -58,8 +70,14 @@ describe.skipIf(!haveTinyFixtures)('Qwen2 forward against HF transformers', () =
         const batch = refBatch(ref, 'right');
         const mask = batch.attentionMask as Int32Array;
         const V = model.config.vocabSize;
-        const rel = relativeRms(be.download(nf4.forward(batch)), ref.floats('right.logits'), (i) => mask[Math.floor(i / V)] === 1);
-        console.log(`NF4 vs f32 base (HF tiny ${v}, normal weights): relative RMS logits error ${rel.toExponential(3)}`);
+        const rel = relativeRms(
+          be.download(nf4.forward(batch)),
+          ref.floats('right.logits'),
+          (i) => mask[Math.floor(i / V)] === 1,
+        );
+        console.log(
+          `NF4 vs f32 base (HF tiny ${v}, normal weights): relative RMS logits error ${rel.toExponential(3)}`,
+        );
         expect(rel).toBeGreaterThan(1e-3);
         expect(rel).toBeLessThan(0.5); // per-weight NF4 error is ~9% RMS; two random layers amplify it
         nf4.free();
@@ -69,7 +87,10 @@ describe.skipIf(!haveTinyFixtures)('Qwen2 forward against HF transformers', () =
         if (!ref || !model) return;
         const prompt = refBatch(ref, 'left');
         const adapter = LoraAdapter.upload(be, model.config, readPeftAdapter(adapterDir(v), model.config));
-        for (const [lora, key] of [[null, ''], [adapter, 'lora_']] as const) {
+        for (const [lora, key] of [
+          [null, ''],
+          [adapter, 'lora_'],
+        ] as const) {
           model.setLora(lora);
           const seqs = ref.ints(`generate.${key}sequences`);
           const steps = ref.shape(`generate.${key}logits`)[0];
@@ -98,7 +119,8 @@ describe('Qwen2 forward, internal consistency', () => {
   const T = 7;
 
   function padded(side: 'left' | 'right'): TokenBatch {
-    const inputIds = new Int32Array(seqs.length * T), attentionMask = new Int32Array(seqs.length * T);
+    const inputIds = new Int32Array(seqs.length * T),
+      attentionMask = new Int32Array(seqs.length * T);
     seqs.forEach((s, b) => {
       const start = side === 'left' ? T - s.length : 0;
       inputIds.set(s, b * T + start);
@@ -129,7 +151,8 @@ describe('Qwen2 forward, internal consistency', () => {
     const { tokens, logits } = greedy(be, model, prompt, steps);
     // The full sequence: prompt then the generated tokens, all real.
     const W = T + steps - 1;
-    const inputIds = new Int32Array(seqs.length * W), attentionMask = new Int32Array(seqs.length * W);
+    const inputIds = new Int32Array(seqs.length * W),
+      attentionMask = new Int32Array(seqs.length * W);
     for (let b = 0; b < seqs.length; b++) {
       inputIds.set(prompt.inputIds.subarray(b * T, b * T + T), b * W);
       attentionMask.set((prompt.attentionMask as Int32Array).subarray(b * T, b * T + T), b * W);
@@ -149,17 +172,29 @@ describe('Qwen2 forward, internal consistency', () => {
 
   it('with NF4 projections equals the dense model run on the dequantized weights', () => {
     const weights = randomWeights(cfg, 3);
-    const nf4 = new Qwen2Model(cfg, be, uploadQwen2Weights(be, cfg, (name) => weights.get(name) as Float32Array, { nf4: nf4Quantizer }));
+    const nf4 = new Qwen2Model(
+      cfg,
+      be,
+      uploadQwen2Weights(be, cfg, (name) => weights.get(name) as Float32Array, { nf4: nf4Quantizer }),
+    );
     const isProj = (name: string): boolean => /_proj\.weight$/.test(name);
-    const dequantized = new Qwen2Model(cfg, be, uploadQwen2Weights(be, cfg, (name, shape) => {
-      const w = weights.get(name) as Float32Array;
-      return isProj(name) ? nf4Dequantize(nf4Quantize(w, shape)) : w;
-    }));
+    const dequantized = new Qwen2Model(
+      cfg,
+      be,
+      uploadQwen2Weights(be, cfg, (name, shape) => {
+        const w = weights.get(name) as Float32Array;
+        return isProj(name) ? nf4Dequantize(nf4Quantize(w, shape)) : w;
+      }),
+    );
     const batch = padded('right');
-    const q = be.download(nf4.forward(batch)), d = be.download(dequantized.forward(batch)), dense = be.download(model.forward(batch));
+    const q = be.download(nf4.forward(batch)),
+      d = be.download(dequantized.forward(batch)),
+      dense = be.download(model.forward(batch));
     expect(maxAbsDiff(q, d)).toBeLessThan(1e-5);
     const rel = relativeRms(q, dense, (i) => (batch.attentionMask as Int32Array)[Math.floor(i / V)] === 1);
-    console.log(`NF4 vs f32 base (random tiny model, uniform weights): relative RMS logits error ${rel.toExponential(3)}`);
+    console.log(
+      `NF4 vs f32 base (random tiny model, uniform weights): relative RMS logits error ${rel.toExponential(3)}`,
+    );
     expect(rel).toBeGreaterThan(1e-3); // the projections really were quantized
   });
 });

@@ -18,18 +18,26 @@ const cfg = tinyConfig({ num_hidden_layers: 3 });
 const model = randomModel(be, cfg, 5);
 
 function adapter(targets: readonly (typeof PROJECTIONS)[number][]): LoraAdapter {
-  return LoraAdapter.upload(be, cfg, loraWithRandomB(cfg, { r: 4, alpha: 8, dropout: 0.2, targetModules: [...targets], useRslora: false }, 9, 11));
+  return LoraAdapter.upload(
+    be,
+    cfg,
+    loraWithRandomB(cfg, { r: 4, alpha: 8, dropout: 0.2, targetModules: [...targets], useRslora: false }, 9, 11),
+  );
 }
 
 function batch(): TrainBatch {
-  const B = 2, T = 7;
+  const B = 2,
+    T = 7;
   const rand = rng(17);
   const inputIds = Int32Array.from({ length: B * T }, () => 1 + Math.floor(rand() * (cfg.vocabSize - 1)));
   const labels = inputIds.map((id, i) => (i % T < 2 ? -100 : id));
   return { batchSize: B, seqLen: T, inputIds, labels };
 }
 
-function gradients(lora: LoraAdapter, opts: { recomputeLayers?: number; activationBudget?: number }): { loss: number; grads: Record<string, Float32Array> } {
+function gradients(
+  lora: LoraAdapter,
+  opts: { recomputeLayers?: number; activationBudget?: number },
+): { loss: number; grads: Record<string, Float32Array> } {
   model.setLora(lora);
   lora.zeroGrad();
   const step = model.forwardTrain(batch(), { dropoutSeed: 3, ...opts });
@@ -40,7 +48,10 @@ function gradients(lora: LoraAdapter, opts: { recomputeLayers?: number; activati
 }
 
 describe('activation checkpointing', () => {
-  for (const [what, targets] of [['attention projections', ['q_proj', 'k_proj', 'v_proj', 'o_proj']], ['all seven projections', PROJECTIONS]] as const) {
+  for (const [what, targets] of [
+    ['attention projections', ['q_proj', 'k_proj', 'v_proj', 'o_proj']],
+    ['all seven projections', PROJECTIONS],
+  ] as const) {
     it(`recomputed layers give the same loss and gradients as kept ones (LoRA with dropout on ${what})`, () => {
       const lora = adapter(targets);
       const kept = gradients(lora, {});
@@ -48,7 +59,10 @@ describe('activation checkpointing', () => {
         const again = gradients(lora, { recomputeLayers });
         expect(again.loss).toBe(kept.loss);
         for (const [name, g] of Object.entries(kept.grads)) {
-          expect(g.some((v) => v !== 0), `${name} has a gradient`).toBe(true);
+          expect(
+            g.some((v) => v !== 0),
+            `${name} has a gradient`,
+          ).toBe(true);
           expect(again.grads[name], name).toEqual(g);
         }
       }

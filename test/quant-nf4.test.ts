@@ -70,7 +70,9 @@ describe('NF4 quantization', () => {
   });
 
   it('keeps double-quantized absmax close to the true absmax', () => {
-    const values = new Float32Array(64 * 600).map((_, i) => Math.fround(Math.sin(i * 0.37) * 0.02 * (1 + (i % 997) / 500)));
+    const values = new Float32Array(64 * 600).map((_, i) =>
+      Math.fround(Math.sin(i * 0.37) * 0.02 * (1 + (i % 997) / 500)),
+    );
     const plain = nf4Absmax(nf4Quantize(values, [600, 64], { doubleQuant: false }));
     const nested = nf4Absmax(nf4Quantize(values, [600, 64]));
     for (let b = 0; b < plain.length; b++) expect(Math.abs(nested[b] - plain[b])).toBeLessThan(plain[b] * 0.02);
@@ -78,8 +80,10 @@ describe('NF4 quantization', () => {
 
   it('gives Gaussian weights (std 0.02) a relative Frobenius error near 10%', () => {
     let seed = 7;
-    const uniform = (): number => ((seed = (seed * 48271) % 2147483647) / 2147483647);
-    const w = new Float32Array(256 * 512).map(() => Math.fround(0.02 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform())));
+    const uniform = (): number => (seed = (seed * 48271) % 2147483647) / 2147483647;
+    const w = new Float32Array(256 * 512).map(() =>
+      Math.fround(0.02 * Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform())),
+    );
     const deq = nf4Dequantize(nf4Quantize(w, [256, 512]));
     let num = 0;
     let den = 0;
@@ -123,20 +127,35 @@ describe('NF4 state dict', () => {
     expect(() => nf4FromStateDict('l.weight', read({ 'l.weight.nested_absmax': undefined }), 'a.safetensors')).toThrow(
       'a.safetensors: NF4 weight l.weight lacks l.weight.nested_absmax',
     );
-    expect(() => nf4FromStateDict('l.weight', read({ 'l.weight': hostTensor('U8', [3, 1], new Uint8Array(3)) }), 'a.safetensors')).toThrow(
-      /l\.weight holds 3 bytes, expected 128 for shape \[4, 64\]/,
-    );
-    const fp4 = new TextEncoder().encode('{"quant_type": "fp4", "blocksize": 64, "dtype": "bfloat16", "shape": [4, 64]}');
     expect(() =>
-      nf4FromStateDict('l.weight', read({ 'l.weight.quant_state.bitsandbytes__nf4': hostTensor('U8', [fp4.length], fp4) }), 'a.safetensors'),
+      nf4FromStateDict('l.weight', read({ 'l.weight': hostTensor('U8', [3, 1], new Uint8Array(3)) }), 'a.safetensors'),
+    ).toThrow(/l\.weight holds 3 bytes, expected 128 for shape \[4, 64\]/);
+    const fp4 = new TextEncoder().encode(
+      '{"quant_type": "fp4", "blocksize": 64, "dtype": "bfloat16", "shape": [4, 64]}',
+    );
+    expect(() =>
+      nf4FromStateDict(
+        'l.weight',
+        read({ 'l.weight.quant_state.bitsandbytes__nf4': hostTensor('U8', [fp4.length], fp4) }),
+        'a.safetensors',
+      ),
     ).toThrow(/has unsupported quant_type "fp4"/);
   });
 
   it('writes floats the way Python json.dumps does', () => {
     const cases: Array<[number, string]> = [
-      [0.1, '0.1'], [1e-5, '1e-05'], [1.5e-7, '1.5e-07'], [123, '123.0'], [1e16, '1e+16'], [0.0001, '0.0001'],
-      [1.2345678901234567e19, '1.2345678901234567e+19'], [0.012345678918063641, '0.012345678918063641'], [-2.5, '-2.5'],
-      [0, '0.0'], [1234567890123456, '1234567890123456.0'], [Math.fround(0.0123), '0.012299999594688416'],
+      [0.1, '0.1'],
+      [1e-5, '1e-05'],
+      [1.5e-7, '1.5e-07'],
+      [123, '123.0'],
+      [1e16, '1e+16'],
+      [0.0001, '0.0001'],
+      [1.2345678901234567e19, '1.2345678901234567e+19'],
+      [0.012345678918063641, '0.012345678918063641'],
+      [-2.5, '-2.5'],
+      [0, '0.0'],
+      [1234567890123456, '1234567890123456.0'],
+      [Math.fround(0.0123), '0.012299999594688416'],
     ];
     for (const [x, text] of cases) expect(pythonFloatRepr(x)).toBe(text);
   });
@@ -145,7 +164,10 @@ describe('NF4 state dict', () => {
 describe('quantizeNf4 on the CPU backend', () => {
   it('stores the codes and de-double-quantized scales of nf4Quantize, edge cases included', () => {
     const be = new CpuBackend();
-    for (const [rows, cols] of [[5, 77], [6, 64]] as const) {
+    for (const [rows, cols] of [
+      [5, 77],
+      [6, 64],
+    ] as const) {
       const values = nf4EdgeValues(rows, cols);
       const q = nf4Quantize(values, [rows, cols]);
       const w = nf4Of(be.quantizeNf4(values, [rows, cols], doubleQuantizedScales));
@@ -157,10 +179,15 @@ describe('quantizeNf4 on the CPU backend', () => {
     const q = nf4Quantize(nf4EdgeValues(5, 77), [5, 77]);
     // Element 65 + i is midpoint i (block 1 has absmax 1, element 64): code i.
     const code = (e: number): number => (e % 2 === 0 ? q.packed[e >> 1] >> 4 : q.packed[e >> 1] & 15);
-    expect(Array.from({ length: 16 }, (_, i) => code(64 + i))).toEqual([15, ...Array.from({ length: 15 }, (_, i) => i)]);
+    expect(Array.from({ length: 16 }, (_, i) => code(64 + i))).toEqual([
+      15,
+      ...Array.from({ length: 15 }, (_, i) => i),
+    ]);
   });
 
   it('names a value count that does not fill the shape', () => {
-    expect(() => new CpuBackend().quantizeNf4(new Float32Array(10), [3, 4], doubleQuantizedScales)).toThrow('quantizeNf4: 10 values for shape [3, 4]');
+    expect(() => new CpuBackend().quantizeNf4(new Float32Array(10), [3, 4], doubleQuantizedScales)).toThrow(
+      'quantizeNf4: 10 values for shape [3, 4]',
+    );
   });
 });

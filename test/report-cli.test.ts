@@ -10,10 +10,21 @@ describe('sqlora report', () => {
   it('writes report.md, report.html and the charts into the run folder by default', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sqlora-report-cli-'));
     cpSync(join(FIX, 'run'), join(dir, 'run'), { recursive: true });
-    const r = await sqlora('report', ['--run', join(dir, 'run'), '--baseline', join(FIX, 'baseline_results.json'), '--finetuned', join(FIX, 'finetuned_results.json'), '--note', 'CLI test']);
+    const r = await sqlora('report', [
+      '--run',
+      join(dir, 'run'),
+      '--baseline',
+      join(FIX, 'baseline_results.json'),
+      '--finetuned',
+      join(FIX, 'finetuned_results.json'),
+      '--note',
+      'CLI test',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect(r.stdout).toBe(`wrote ${join(dir, 'run', 'report.html')} and ${join(dir, 'run', 'report.md')} (+ 2 charts)\n`);
+    expect(r.stdout).toBe(
+      `wrote ${join(dir, 'run', 'report.html')} and ${join(dir, 'run', 'report.md')} (+ 2 charts)\n`,
+    );
     for (const f of ['loss.svg', 'lr.svg']) expect(existsSync(join(dir, 'run', f))).toBe(true);
     const md = readFileSync(join(dir, 'run', 'report.md'), 'utf8');
     expect(md).toContain('> CLI test');
@@ -27,8 +38,15 @@ describe('sqlora report', () => {
   });
 
   it('names the command that scores a reference-workflow results file', async () => {
-    const r = await sqlora('report', ['--finetuned', 'test/fixtures/seed/finetuned_results.json', '--out', mkdtempSync(join(tmpdir(), 'sqlora-report-cli-'))]);
+    const r = await sqlora('report', [
+      '--finetuned',
+      'test/fixtures/seed/finetuned_results.json',
+      '--out',
+      mkdtempSync(join(tmpdir(), 'sqlora-report-cli-')),
+    ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('score it first: sqlora evaluate --pred test/fixtures/seed/finetuned_results.json --out results.json');
+    expect(r.stderr).toContain(
+      'score it first: sqlora evaluate --pred test/fixtures/seed/finetuned_results.json --out results.json',
+    );
   });
 });

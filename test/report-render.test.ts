@@ -31,7 +31,12 @@ function mdRows(md: string): string[][] {
   return md
     .split('\n')
     .filter((l) => l.startsWith('| ') && !l.startsWith('| ---'))
-    .map((l) => l.slice(2, -2).split(' | ').map((c) => c.trim()));
+    .map((l) =>
+      l
+        .slice(2, -2)
+        .split(' | ')
+        .map((c) => c.trim()),
+    );
 }
 
 /** The metrics table as "level/metric" -> [baseline, fine-tuned, change] (levels carried down). */
@@ -66,9 +71,19 @@ describe('report: before/after metrics', () => {
 
   it('gives each level its question count and colours the changes in HTML', () => {
     const { md, html } = render();
-    const firsts = mdRows(md).filter((r) => r.length === 6 && r[0] !== '' && r[0] !== 'Level').map((r) => [r[0], r[1]]);
-    expect(firsts).toEqual([['overall', '8'], ['easy', '3'], ['medium', '2'], ['hard', '2'], ['extra', '1']]);
-    expect(html).toContain('<td>overall</td><td class="num">8</td><td>Execution accuracy</td><td class="num">25.00</td><td class="num">50.00</td><td class="num up">+25.00</td>');
+    const firsts = mdRows(md)
+      .filter((r) => r.length === 6 && r[0] !== '' && r[0] !== 'Level')
+      .map((r) => [r[0], r[1]]);
+    expect(firsts).toEqual([
+      ['overall', '8'],
+      ['easy', '3'],
+      ['medium', '2'],
+      ['hard', '2'],
+      ['extra', '1'],
+    ]);
+    expect(html).toContain(
+      '<td>overall</td><td class="num">8</td><td>Execution accuracy</td><td class="num">25.00</td><td class="num">50.00</td><td class="num up">+25.00</td>',
+    );
     expect(html).toContain('<td class="num down">−5.29</td>');
     expect(html).toContain('<td class="num same">+0.00</td>');
   });
@@ -99,10 +114,14 @@ describe('report: before/after metrics', () => {
 describe('report: examples that changed', () => {
   it('lists wrong -> right and right -> wrong by execution, with questions and both predictions', () => {
     const { md, html } = render();
-    expect(md).toContain('by execution, over the 8 questions both files have: 3 went from wrong to right, 1 from right to wrong.');
+    expect(md).toContain(
+      'by execution, over the 8 questions both files have: 3 went from wrong to right, 1 from right to wrong.',
+    );
     const fixed = md.slice(md.indexOf('### Wrong → right (3)'), md.indexOf('### Right → wrong (1)'));
     expect([...fixed.matchAll(/\*\*(dev-\d+):/g)].map((m) => m[1])).toEqual(['dev-1', 'dev-4', 'dev-5']);
-    expect(fixed).toContain('**dev-1: Names of singers older than 30?** — concert_singer, easy, token match 38% → 100%');
+    expect(fixed).toContain(
+      '**dev-1: Names of singers older than 30?** — concert_singer, easy, token match 38% → 100%',
+    );
     expect(fixed).toContain('- baseline: `SELECT name FROM singers`');
     expect(fixed).toContain('- fine-tuned: `select name from singer where age > 30;`');
     const broken = md.slice(md.indexOf('### Right → wrong (1)'));
@@ -114,7 +133,10 @@ describe('report: examples that changed', () => {
 
   it('keeps the lines of a multi-line prediction in a fenced block under its list item', () => {
     const i = inputs();
-    const baseline = { ...i.baseline!, examples: i.baseline!.examples.map((e) => (e.id === 'dev-1' ? { ...e, pred: 'SELECT name\nFROM singers' } : e)) };
+    const baseline = {
+      ...i.baseline!,
+      examples: i.baseline!.examples.map((e) => (e.id === 'dev-1' ? { ...e, pred: 'SELECT name\nFROM singers' } : e)),
+    };
     const { md, html } = render({ baseline });
     expect(md).toContain('- baseline:\n  ```\n  SELECT name\n  FROM singers\n  ```\n- fine-tuned:');
     expect(html).toContain('<dt>baseline</dt><dd><code>SELECT name\nFROM singers</code></dd>');
@@ -125,7 +147,10 @@ describe('report: examples that changed', () => {
   });
 
   it('falls back to the largest token-match changes when nothing flipped', () => {
-    const strip = (r: ResultsFile): ResultsFile => ({ ...r, examples: r.examples.map((e) => ({ ...e, execution: false, exact_set_match: false, seed_exact: false })) });
+    const strip = (r: ResultsFile): ResultsFile => ({
+      ...r,
+      examples: r.examples.map((e) => ({ ...e, execution: false, exact_set_match: false, seed_exact: false })),
+    });
     const i = inputs();
     const { md } = render({ baseline: strip(i.baseline!), finetuned: strip(i.finetuned!) });
     expect(md).toContain('0 went from wrong to right, 0 from right to wrong');
@@ -141,7 +166,11 @@ describe('report: examples that changed', () => {
 describe('report: training', () => {
   it('summarizes the run, its settings and timing', () => {
     const { md } = render();
-    const kv = new Map(mdRows(md).filter((r) => r.length === 2).map(([k, v]) => [k, v]));
+    const kv = new Map(
+      mdRows(md)
+        .filter((r) => r.length === 2)
+        .map(([k, v]) => [k, v]),
+    );
     expect(kv.get('Examples')).toBe('48 train, 8 eval (2 cut at max length)');
     expect(kv.get('Trainable parameters')).toBe('6,291,456');
     expect(kv.get('Steps')).toBe('6 (3 per epoch, 1 warmup), 2.00 epochs');
@@ -182,9 +211,19 @@ describe('report: training', () => {
   it('reports an unfinished run from its metrics log alone', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sqlora-report-'));
     mkdirSync(join(dir, 'run'));
-    writeFileSync(join(dir, 'run', 'metrics.jsonl'), readFileSync(join(FIX, 'run', 'metrics.jsonl'), 'utf8').split('\n').slice(0, 4).join('\n') + '\n');
+    writeFileSync(
+      join(dir, 'run', 'metrics.jsonl'),
+      readFileSync(join(FIX, 'run', 'metrics.jsonl'), 'utf8')
+        .split('\n')
+        .slice(0, 4)
+        .join('\n') + '\n',
+    );
     const { md } = render({ run: readTrainingRun(join(dir, 'run')), baseline: null, finetuned: null });
-    const kv = new Map(mdRows(md).filter((r) => r.length === 2).map(([k, v]) => [k, v]));
+    const kv = new Map(
+      mdRows(md)
+        .filter((r) => r.length === 2)
+        .map(([k, v]) => [k, v]),
+    );
     expect(kv.get('Status')).toMatch(/^not finished/);
     expect(kv.get('Steps logged')).toBe('3 (epoch 1.00)');
     expect(kv.get('Eval loss')).toBe('1.6000 at step 3 → 1.6000 at step 3 (best 1.6000 at step 3)');
@@ -193,7 +232,9 @@ describe('report: training', () => {
 
 describe('report: inputs and helpers', () => {
   it('refuses a reference-workflow results file with the command that scores it', () => {
-    expect(() => readResults('test/fixtures/seed/finetuned_results.json', 'fine-tuned')).toThrow(/sqlora evaluate --pred test\/fixtures\/seed\/finetuned_results.json --out results.json/);
+    expect(() => readResults('test/fixtures/seed/finetuned_results.json', 'fine-tuned')).toThrow(
+      /sqlora evaluate --pred test\/fixtures\/seed\/finetuned_results.json --out results.json/,
+    );
   });
 
   it('refuses a run folder without a metrics log', () => {

@@ -25,7 +25,12 @@ describe('bf16', () => {
   });
 
   it('decodes exactly and round-trips every non-NaN bit pattern', () => {
-    expect(Array.from(bf16ToF32(Uint16Array.of(0x3f80, 0xc020, 0x4049, 0x7f80)))).toEqual([1, -2.5, 3.140625, Infinity]);
+    expect(Array.from(bf16ToF32(Uint16Array.of(0x3f80, 0xc020, 0x4049, 0x7f80)))).toEqual([
+      1,
+      -2.5,
+      3.140625,
+      Infinity,
+    ]);
     const all = new Uint16Array(65536).map((_, i) => i);
     const back = f32ToBf16(bf16ToF32(all));
     const wrong = [...all].filter((i) => !((i & 0x7f80) === 0x7f80 && (i & 0x7f) !== 0) && back[i] !== i);
@@ -36,10 +41,23 @@ describe('bf16', () => {
 describe('f16', () => {
   it('rounds to nearest even, with subnormals and overflow (hand-checked bit patterns)', () => {
     const cases: Array<[number, number]> = [
-      [1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [65519, 0x7bff], [65520, 0x7c00],
-      [2 ** -14, 0x0400], [2 ** -24, 0x0001], [2 ** -25, 0x0000], [3 * 2 ** -26, 0x0001],
-      [0.1, 0x2e66], [1 / 3, 0x3555], [-0, 0x8000], [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02],
-      [Infinity, 0x7c00], [-1e10, 0xfc00], [1e-10, 0x0000],
+      [1, 0x3c00],
+      [-2, 0xc000],
+      [65504, 0x7bff],
+      [65519, 0x7bff],
+      [65520, 0x7c00],
+      [2 ** -14, 0x0400],
+      [2 ** -24, 0x0001],
+      [2 ** -25, 0x0000],
+      [3 * 2 ** -26, 0x0001],
+      [0.1, 0x2e66],
+      [1 / 3, 0x3555],
+      [-0, 0x8000],
+      [1 + 2 ** -11, 0x3c00],
+      [1 + 3 * 2 ** -11, 0x3c02],
+      [Infinity, 0x7c00],
+      [-1e10, 0xfc00],
+      [1e-10, 0x0000],
     ];
     for (const [v, bits] of cases) expect([v, f32ToF16Bits(v)]).toEqual([v, bits]);
     expect(f32ToF16Bits(NaN) & 0x7c00).toBe(0x7c00);
@@ -48,7 +66,11 @@ describe('f16', () => {
 
   it('decodes exactly and round-trips every non-NaN bit pattern', () => {
     expect(Array.from(f16ToF32(Uint16Array.of(0x3555, 0x0001, 0xfbff, 0x7c00, 0x0400)))).toEqual([
-      0.333251953125, 2 ** -24, -65504, Infinity, 2 ** -14,
+      0.333251953125,
+      2 ** -24,
+      -65504,
+      Infinity,
+      2 ** -14,
     ]);
     const all = new Uint16Array(65536).map((_, i) => i);
     const back = f32ToF16(f16ToF32(all));
@@ -68,7 +90,7 @@ describe('f16', () => {
       return Math.sign(x) * r * ulp;
     };
     let seed = 12345;
-    const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const rand = (): number => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const xs = new Float32Array(5000).map(() => (rand() - 0.5) * 2 ** Math.floor(rand() * 40 - 26));
     const got = f16ToF32(f32ToF16(xs));
     const wrong = [...xs.keys()].filter((i) => got[i] !== oracle(xs[i])).map((i) => xs[i]);

@@ -51,7 +51,8 @@ describe('safetensors reading', () => {
     expect(Array.from(f.readF32('w', 1))).toEqual(Array.from(whole));
     f.close();
     // Each value is within bf16's half-ulp (2^-9 relative) of the original.
-    for (let i = 0; i < n; i++) expect(Math.abs(whole[i] - values[i])).toBeLessThanOrEqual(Math.abs(values[i]) * 2 ** -8);
+    for (let i = 0; i < n; i++)
+      expect(Math.abs(whole[i] - values[i])).toBeLessThanOrEqual(Math.abs(values[i]) * 2 ** -8);
   });
 });
 
@@ -80,8 +81,8 @@ describe('safetensors writing', () => {
     const empty = join(tmp, 'empty.safetensors');
     writeSafetensors(empty, {}, { framework: 'pt' });
     expect(Array.from(readFileSync(empty))).toEqual([
-      40, 0, 0, 0, 0, 0, 0, 0, 123, 34, 95, 95, 109, 101, 116, 97, 100, 97, 116, 97, 95, 95, 34, 58, 123, 34, 102, 114, 97,
-      109, 101, 119, 111, 114, 107, 34, 58, 34, 112, 116, 34, 125, 125, 32, 32, 32, 32, 32,
+      40, 0, 0, 0, 0, 0, 0, 0, 123, 34, 95, 95, 109, 101, 116, 97, 100, 97, 116, 97, 95, 95, 34, 58, 123, 34, 102, 114,
+      97, 109, 101, 119, 111, 114, 107, 34, 58, 34, 112, 116, 34, 125, 125, 32, 32, 32, 32, 32,
     ]);
   });
 
@@ -107,9 +108,9 @@ describe('safetensors writing', () => {
   });
 
   it('refuses data that does not match the shape', () => {
-    expect(() => writeSafetensors(join(tmp, 'bad.safetensors'), { x: { dtype: 'F32', shape: [3], data: new Float32Array(2) } })).toThrow(
-      /needs 12 bytes, data has 8/,
-    );
+    expect(() =>
+      writeSafetensors(join(tmp, 'bad.safetensors'), { x: { dtype: 'F32', shape: [3], data: new Float32Array(2) } }),
+    ).toThrow(/needs 12 bytes, data has 8/);
   });
 });
 
@@ -123,13 +124,17 @@ describe('safetensors validation', () => {
 
   it('reports a truncated file', () => {
     const p = write('trunc.safetensors', good.subarray(0, good.length - 1));
-    expect(() => readSafetensorsHeader(p)).toThrow(/trunc\.safetensors is not a valid safetensors file: data section is 52 bytes but the tensors cover 53/);
+    expect(() => readSafetensorsHeader(p)).toThrow(
+      /trunc\.safetensors is not a valid safetensors file: data section is 52 bytes but the tensors cover 53/,
+    );
   });
 
   it('reports a header length beyond the file', () => {
     const bytes = Buffer.from(good);
     bytes.writeBigUInt64LE(10_000n, 0);
-    expect(() => readSafetensorsHeader(write('len.safetensors', bytes))).toThrow(/header length 10000 exceeds the file/);
+    expect(() => readSafetensorsHeader(write('len.safetensors', bytes))).toThrow(
+      /header length 10000 exceeds the file/,
+    );
   });
 
   it('reports overlapping offsets and a wrong byte count', () => {
@@ -138,16 +143,25 @@ describe('safetensors validation', () => {
       len.writeBigUInt64LE(BigInt(header.length));
       return Buffer.concat([len, Buffer.from(header), Buffer.alloc(dataBytes)]);
     };
-    const overlap = '{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}';
-    expect(() => readSafetensorsHeader(write('ov.safetensors', make(overlap, 6)))).toThrow(/tensor b starts at 2, expected 4/);
+    const overlap =
+      '{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}';
+    expect(() => readSafetensorsHeader(write('ov.safetensors', make(overlap, 6)))).toThrow(
+      /tensor b starts at 2, expected 4/,
+    );
     const count = '{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,4]}}';
-    expect(() => readSafetensorsHeader(write('cnt.safetensors', make(count, 4)))).toThrow(/needs 16 bytes but data_offsets span 4/);
+    expect(() => readSafetensorsHeader(write('cnt.safetensors', make(count, 4)))).toThrow(
+      /needs 16 bytes but data_offsets span 4/,
+    );
     const dtype = '{"a":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}}';
     expect(() => readSafetensorsHeader(write('dt.safetensors', make(dtype, 4)))).toThrow(/unsupported dtype "F8_E4M3"/);
-    expect(() => readSafetensorsHeader(write('json.safetensors', make('{"a":', 0)))).toThrow(/header is not UTF-8 JSON/);
+    expect(() => readSafetensorsHeader(write('json.safetensors', make('{"a":', 0)))).toThrow(
+      /header is not UTF-8 JSON/,
+    );
   });
 
   it('reports a missing file with its path', () => {
-    expect(() => SafetensorsFile.open(join(tmp, 'absent.safetensors'))).toThrow(/cannot open safetensors file .*absent\.safetensors/);
+    expect(() => SafetensorsFile.open(join(tmp, 'absent.safetensors'))).toThrow(
+      /cannot open safetensors file .*absent\.safetensors/,
+    );
   });
 });

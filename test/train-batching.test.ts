@@ -5,7 +5,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { IGNORE_INDEX as X } from '../src/model/qwen2-batch.js';
-import { buildExample, collate, DataOrder, epochOrder, fingerprintExamples, lengthGroupedOrder } from '../src/train/batching.js';
+import {
+  buildExample,
+  collate,
+  DataOrder,
+  epochOrder,
+  fingerprintExamples,
+  lengthGroupedOrder,
+} from '../src/train/batching.js';
 import { planSteps } from '../src/train/schedule.js';
 import { mulberry32 } from '../src/util/random.js';
 
@@ -91,13 +98,16 @@ describe('epochOrder and DataOrder', () => {
       }
       expect(seen.sort((a, b) => a - b)).toEqual(lengths.map((_, i) => i));
     }
-    expect(order.microBatches(3)).toEqual([epochOrder(lengths, 0, { seed: 1, groupByLength: true, groupSize: 8 }).slice(24)]);
+    expect(order.microBatches(3)).toEqual([
+      epochOrder(lengths, 0, { seed: 1, groupByLength: true, groupSize: 8 }).slice(24),
+    ]);
   });
 });
 
 describe('collate', () => {
   it('pads on the right with the pad id, mask 0 and label -100', () => {
-    const a = buildExample([1, 2, 3], 1, opts), b = buildExample([4, 5], 0, { ...opts, lossOnPrompt: true });
+    const a = buildExample([1, 2, 3], 1, opts),
+      b = buildExample([4, 5], 0, { ...opts, lossOnPrompt: true });
     const batch = collate([a, b], 0);
     expect(batch.batchSize).toBe(2);
     expect(batch.seqLen).toBe(3);

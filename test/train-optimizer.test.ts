@@ -10,7 +10,11 @@ import { ADAMW_DEFAULTS, AdamW, appliesWeightDecay, clipGradNorm } from '../src/
 const be = new CpuBackend();
 
 function param(name: string, values: number[], grads: number[]): LoraParameter {
-  return { name, param: be.upload(Float32Array.from(values), [values.length]), grad: be.upload(Float32Array.from(grads), [grads.length]) };
+  return {
+    name,
+    param: be.upload(Float32Array.from(values), [values.length]),
+    grad: be.upload(Float32Array.from(grads), [grads.length]),
+  };
 }
 
 const host = (p: LoraParameter): number[] => [...be.download(p.param)];
@@ -26,7 +30,7 @@ describe('weight decay grouping (HF get_decay_parameter_names)', () => {
 });
 
 describe('AdamW', () => {
-  it('takes torch\'s first step: p (1 - lr wd) - lr g / (|g| + eps), decay only where it applies', () => {
+  it("takes torch's first step: p (1 - lr wd) - lr g / (|g| + eps), decay only where it applies", () => {
     // Step 1: m = 0.1 g, v = 0.001 g^2; bias-corrected m / sqrt(v) = sign(g).
     const w = param('x.lora_A.weight', [1, -2], [0.5, -4]);
     const b = param('x.bias', [1], [0.5]);
@@ -61,14 +65,18 @@ describe('AdamW', () => {
 
   it('refuses state for other parameters', () => {
     const opt = new AdamW(be, [param('z.lora_A.weight', [1, 2], [0, 0])], { ...ADAMW_DEFAULTS, weightDecay: 0 });
-    const other = new AdamW(be, [param('z.lora_A.weight', [1, 2, 3], [0, 0, 0])], { ...ADAMW_DEFAULTS, weightDecay: 0 });
+    const other = new AdamW(be, [param('z.lora_A.weight', [1, 2, 3], [0, 0, 0])], {
+      ...ADAMW_DEFAULTS,
+      weightDecay: 0,
+    });
     expect(() => opt.loadState(other.stateToHost(), 1, 'ckpt')).toThrow(/ckpt: optimizer state for z.lora_A.weight/);
   });
 });
 
 describe('clipGradNorm (torch clip_grad_norm_)', () => {
   it('returns the global norm and scales every gradient by max / (norm + 1e-6) when above max', () => {
-    const a = param('a', [0, 0], [3, 0]), b = param('b', [0], [4]);
+    const a = param('a', [0, 0], [3, 0]),
+      b = param('b', [0], [4]);
     expect(clipGradNorm(be, [a, b], 1)).toBeCloseTo(5, 6);
     const coef = 1 / (5 + 1e-6);
     expect([...be.download(a.grad)][0]).toBeCloseTo(3 * coef, 7);

@@ -9,7 +9,14 @@ import { describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { DataOrder } from '../src/train/batching.js';
 import { planSteps } from '../src/train/schedule.js';
-import { loadParityModel, parityExamples, readParityInput, relDiff as rel, runParityTraining, type ParityExpected } from './helpers/train-parity.js';
+import {
+  loadParityModel,
+  parityExamples,
+  readParityInput,
+  relDiff as rel,
+  runParityTraining,
+  type ParityExpected,
+} from './helpers/train-parity.js';
 
 const DIR = join(import.meta.dirname, 'fixtures', 'train');
 const EXPECTED = join(DIR, 'expected.json');
@@ -22,12 +29,27 @@ const examples = parityExamples(input);
 
 describe('SFT parity with PyTorch + PEFT', () => {
   it('the fixture lists the micro-batches trainSft visits', () => {
-    const plan = planSteps({ examples: examples.length, batchSize: h.batch_size, gradAccum: h.grad_accum, epochs: 1, maxSteps: h.max_steps });
-    const order = new DataOrder(examples.map((e) => e.ids.length), plan, h.batch_size, h.grad_accum, { seed: h.seed, groupByLength: h.group_by_length });
-    expect(input.steps, 'the data order changed: rerun tools/fixtures/make-train-parity.ts and the reference script').toEqual(input.steps.map((_, s) => order.microBatches(s)));
+    const plan = planSteps({
+      examples: examples.length,
+      batchSize: h.batch_size,
+      gradAccum: h.grad_accum,
+      epochs: 1,
+      maxSteps: h.max_steps,
+    });
+    const order = new DataOrder(
+      examples.map((e) => e.ids.length),
+      plan,
+      h.batch_size,
+      h.grad_accum,
+      { seed: h.seed, groupByLength: h.group_by_length },
+    );
+    expect(
+      input.steps,
+      'the data order changed: rerun tools/fixtures/make-train-parity.ts and the reference script',
+    ).toEqual(input.steps.map((_, s) => order.microBatches(s)));
   });
 
-  it('gives the reference\'s per-step loss, lr and grad norm, and its final LoRA weights', async () => {
+  it("gives the reference's per-step loss, lr and grad norm, and its final LoRA weights", async () => {
     if (!existsSync(EXPECTED)) throw new Error(MISSING);
     const expected = JSON.parse(readFileSync(EXPECTED, 'utf8')) as ParityExpected;
     const { model, adapter } = loadParityModel(new CpuBackend(), input, root);
@@ -38,7 +60,10 @@ describe('SFT parity with PyTorch + PEFT', () => {
       const got = records[i];
       expect(rel(got.loss, want.loss), `step ${want.step} loss ${got.loss} vs ${want.loss}`).toBeLessThan(1e-4);
       expect(Math.abs(got.lr - want.lr), `step ${want.step} lr`).toBeLessThan(1e-12);
-      expect(rel(got.grad_norm, want.grad_norm), `step ${want.step} grad norm ${got.grad_norm} vs ${want.grad_norm}`).toBeLessThan(1e-4);
+      expect(
+        rel(got.grad_norm, want.grad_norm),
+        `step ${want.step} grad norm ${got.grad_norm} vs ${want.grad_norm}`,
+      ).toBeLessThan(1e-4);
     });
     const weights = adapter.toHost().tensors;
     for (const [name, want] of Object.entries(expected.final_lora)) {

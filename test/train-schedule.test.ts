@@ -14,7 +14,11 @@ describe('planSteps', () => {
   });
 
   it('counts the leftover micro-batches of an epoch as one more step', () => {
-    expect(planSteps({ examples: 26, batchSize: 4, gradAccum: 2, epochs: 3 })).toEqual({ batchesPerEpoch: 7, stepsPerEpoch: 4, totalSteps: 12 });
+    expect(planSteps({ examples: 26, batchSize: 4, gradAccum: 2, epochs: 3 })).toEqual({
+      batchesPerEpoch: 7,
+      stepsPerEpoch: 4,
+      totalSteps: 12,
+    });
   });
 
   it('lets max steps override epochs, and rounds fractional epochs up', () => {
@@ -30,8 +34,15 @@ describe('planSteps', () => {
 describe('cosineWithWarmup', () => {
   // lr = 2e-4 * lambda(step) for warmup 55 of 1095 steps, from HF's lr_lambda by hand.
   const expected: [number, number][] = [
-    [0, 0], [1, 3.636363636363636e-6], [27, 9.818181818181818e-5], [54, 1.9636363636363636e-4], [55, 2e-4],
-    [100, 1.9907751513455302e-4], [575, 1e-4], [1000, 4.089477031261113e-6], [1094, 4.5624985651748773e-10],
+    [0, 0],
+    [1, 3.636363636363636e-6],
+    [27, 9.818181818181818e-5],
+    [54, 1.9636363636363636e-4],
+    [55, 2e-4],
+    [100, 1.9907751513455302e-4],
+    [575, 1e-4],
+    [1000, 4.089477031261113e-6],
+    [1094, 4.5624985651748773e-10],
   ];
   for (const [step, lr] of expected) {
     it(`step ${step}: lr ${lr}`, () => {

@@ -24,7 +24,11 @@ function examples(n: number, seed: number): TrainExample[] {
   return Array.from({ length: n }, (_, i) => {
     const len = 4 + Math.floor(rand() * 12);
     const ids = Array.from({ length: len }, () => 1 + Math.floor(rand() * (cfg.vocabSize - 1)));
-    return buildExample(ids, i % 3 === 0 ? 0 : 2, { maxLength: 64, lossOnPrompt: i % 3 === 0, endOfTurnIds: new Set() });
+    return buildExample(ids, i % 3 === 0 ? 0 : 2, {
+      maxLength: 64,
+      lossOnPrompt: i % 3 === 0,
+      endOfTurnIds: new Set(),
+    });
   });
 }
 const train = examples(20, 1);
@@ -33,9 +37,25 @@ const data = { train, eval: evalSet, fingerprint: fingerprintExamples(train) };
 
 function config(over: Partial<SftConfig> = {}): SftConfig {
   return {
-    epochs: 2, maxSteps: 0, batchSize: 4, gradAccum: 2, lr: 5e-2, warmupRatio: 0.1, weightDecay: 0.01, maxGradNorm: 1,
-    seed: 3, groupByLength: true, evalSteps: 0, evalBatchSize: 4, saveSteps: 0, saveTotalLimit: 0, padId: 0,
-    outDir: mkdtempSync(join(tmpdir(), 'sqlora-sft-')), baseModel: 'tiny', settings: { lr: 5e-2 }, ...over,
+    epochs: 2,
+    maxSteps: 0,
+    batchSize: 4,
+    gradAccum: 2,
+    lr: 5e-2,
+    warmupRatio: 0.1,
+    weightDecay: 0.01,
+    maxGradNorm: 1,
+    seed: 3,
+    groupByLength: true,
+    evalSteps: 0,
+    evalBatchSize: 4,
+    saveSteps: 0,
+    saveTotalLimit: 0,
+    padId: 0,
+    outDir: mkdtempSync(join(tmpdir(), 'sqlora-sft-')),
+    baseModel: 'tiny',
+    settings: { lr: 5e-2 },
+    ...over,
   };
 }
 
@@ -45,12 +65,20 @@ function adapterFrom(host: HostLora): LoraAdapter {
   return a;
 }
 
-const lora = (dropout: number): HostLora => initLora(cfg, { r: 4, alpha: 8, dropout, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], useRslora: false }, 11);
+const lora = (dropout: number): HostLora =>
+  initLora(
+    cfg,
+    { r: 4, alpha: 8, dropout, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], useRslora: false },
+    11,
+  );
 
 async function run(c: SftConfig, host: HostLora, stopAfter?: number) {
   const adapter = adapterFrom(host);
   const losses: number[] = [];
-  const result = await trainSft(model, adapter, data, c, { onStep: (r) => losses.push(r.loss), stopRequested: () => losses.length === stopAfter });
+  const result = await trainSft(model, adapter, data, c, {
+    onStep: (r) => losses.push(r.loss),
+    stopRequested: () => losses.length === stopAfter,
+  });
   return { result, losses, weights: adapter.toHost(), adapter };
 }
 
@@ -62,7 +90,8 @@ describe('trainSft', () => {
     const b = await run(config({ batchSize: 8, gradAccum: 1 }), lora(0));
     expect(a.losses.length).toBe(6); // 20 examples: 3 steps per epoch, the last with 4 examples
     expect(b.losses.length).toBe(6);
-    for (let i = 0; i < a.losses.length; i++) expect(Math.abs(a.losses[i] - b.losses[i]) / b.losses[i]).toBeLessThan(1e-5);
+    for (let i = 0; i < a.losses.length; i++)
+      expect(Math.abs(a.losses[i] - b.losses[i]) / b.losses[i]).toBeLessThan(1e-5);
     expect(a.losses[a.losses.length - 1]).toBeLessThan(a.losses[0]);
   });
 
@@ -76,7 +105,14 @@ describe('trainSft', () => {
     const adapter = adapterFrom(ckpt.adapter);
     const rest: number[] = [];
     const c = config({ maxSteps: 6, outDir: join(first.result.checkpoint!, '..') });
-    const done = await trainSft(model, adapter, data, c, { onStep: (r) => rest.push(r.loss) }, { optimizer: ckpt.optimizer, state: ckpt.state, dir: ckpt.dir });
+    const done = await trainSft(
+      model,
+      adapter,
+      data,
+      c,
+      { onStep: (r) => rest.push(r.loss) },
+      { optimizer: ckpt.optimizer, state: ckpt.state, dir: ckpt.dir },
+    );
     expect(done.status).toBe('completed');
     expect(rest).toEqual(straight.losses.slice(3));
     expect(adapter.toHost().tensors).toEqual(straight.weights.tensors);
@@ -87,9 +123,13 @@ describe('trainSft', () => {
     const ckpt = loadTrainCheckpoint(first.result.checkpoint!, cfg);
     const adapter = adapterFrom(ckpt.adapter);
     const resume = { optimizer: ckpt.optimizer, state: ckpt.state, dir: ckpt.dir };
-    await expect(trainSft(model, adapter, data, config({ maxSteps: 4, settings: { lr: 1e-3 } }), {}, resume)).rejects.toThrow(/settings differ \(--lr 0.05 there, 0.001 now\)/);
+    await expect(
+      trainSft(model, adapter, data, config({ maxSteps: 4, settings: { lr: 1e-3 } }), {}, resume),
+    ).rejects.toThrow(/settings differ \(--lr 0.05 there, 0.001 now\)/);
     const other = { ...data, fingerprint: fingerprintExamples(examples(20, 9)) };
-    await expect(trainSft(model, adapter, other, config({ maxSteps: 4 }), {}, resume)).rejects.toThrow(/training data differ/);
+    await expect(trainSft(model, adapter, other, config({ maxSteps: 4 }), {}, resume)).rejects.toThrow(
+      /training data differ/,
+    );
   });
 
   it('stops on a NaN loss, keeping the last good checkpoint', async () => {
@@ -98,11 +138,14 @@ describe('trainSft', () => {
     let steps = 0;
     const poison = (): void => {
       // The last layer's o_proj output goes straight into the residual stream: the loss turns NaN.
-      if (++steps === 3) be.fill(adapter.parameters().find((p) => p.name.includes('layers.1.self_attn.o_proj.lora_B'))!.param, NaN);
+      if (++steps === 3)
+        be.fill(adapter.parameters().find((p) => p.name.includes('layers.1.self_attn.o_proj.lora_B'))!.param, NaN);
     };
     const err = await trainSft(model, adapter, data, c, { onStep: poison }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TrainingDivergedError);
-    expect((err as Error).message).toMatch(/the loss is NaN at step 4 .*last good checkpoint is .*checkpoint-2 \(step 2\)/);
+    expect((err as Error).message).toMatch(
+      /the loss is NaN at step 4 .*last good checkpoint is .*checkpoint-2 \(step 2\)/,
+    );
     expect(listCheckpoints(c.outDir).map((k) => k.step)).toEqual([2]);
     expect(readdirSync(c.outDir).filter((n) => n.includes('tmp'))).toEqual([]);
   });
@@ -110,7 +153,8 @@ describe('trainSft', () => {
   it('evaluates a token-weighted mean loss that does not depend on batching or padding', async () => {
     adapterFrom(lora(0));
     const whole = await evaluateLoss(model, evalSet, 4, 0);
-    let sum = 0, tokens = 0;
+    let sum = 0,
+      tokens = 0;
     for (const e of evalSet) {
       const r = await evaluateLoss(model, [e], 1, 0);
       sum += r.loss * r.tokens;

@@ -14,17 +14,26 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KERNEL_MODULES } from '../src/backend/cuda/kernels/modules.js';
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { arch: { type: 'string', default: 'sm_90' } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { arch: { type: 'string', default: 'sm_90' } },
+});
 const arch = values.arch as string;
-if (!/^sm_[7-9]\d$|^sm_1\d\d$/.test(arch)) throw new Error(`--arch: expected sm_70 or newer (16-byte instructions), got '${arch}'`);
+if (!/^sm_[7-9]\d$|^sm_1\d\d$/.test(arch))
+  throw new Error(`--arch: expected sm_70 or newer (16-byte instructions), got '${arch}'`);
 const filter = positionals[0] ?? '';
 const dir = mkdtempSync(join(tmpdir(), 'sqlora-kernel-size-'));
 try {
   for (const mod of Object.values(KERNEL_MODULES)) {
-    const src = join(dir, `${mod.name}.cu`), cubin = `${src}.cubin`;
+    const src = join(dir, `${mod.name}.cu`),
+      cubin = `${src}.cubin`;
     writeFileSync(src, mod.source);
     // ptxas -v reports on stderr; execFileSync returns stdout only, so merge them.
-    const report = execFileSync('sh', ['-c', `nvcc -arch=${arch} -std=c++17 --fmad=true -cubin -Xptxas -v -o "${cubin}" "${src}" 2>&1`], { encoding: 'utf8' });
+    const report = execFileSync(
+      'sh',
+      ['-c', `nvcc -arch=${arch} -std=c++17 --fmad=true -cubin -Xptxas -v -o "${cubin}" "${src}" 2>&1`],
+      { encoding: 'utf8' },
+    );
     const regs = new Map<string, string>();
     let current = '';
     for (const line of report.split('\n')) {
@@ -34,11 +43,16 @@ try {
       const spill = /(\d+) bytes spill stores/.exec(line);
       if (spill && current && spill[1] !== '0') regs.set(current, `${regs.get(current) ?? '?'}, spills ${spill[1]} B`);
     }
-    const sections = execFileSync('readelf', ['-S', '-W', cubin], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const sections = execFileSync('readelf', ['-S', '-W', cubin], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     for (const line of sections.split('\n')) {
       const m = /\]\s+\.text\.(\w+)\s+\S+\s+\S+\s+\S+\s+([0-9a-f]+)/.exec(line);
       if (!m || !m[1].includes(filter)) continue;
-      console.log(`${mod.name.padEnd(16)} ${m[1].padEnd(36)} ${String(parseInt(m[2], 16) / 16).padStart(6)} instructions  ${regs.get(m[1]) ?? '?'} registers`);
+      console.log(
+        `${mod.name.padEnd(16)} ${m[1].padEnd(36)} ${String(parseInt(m[2], 16) / 16).padStart(6)} instructions  ${regs.get(m[1]) ?? '?'} registers`,
+      );
     }
   }
 } finally {

@@ -156,7 +156,13 @@ export interface Backend {
    * biases[i]) give for each, in as few launches as the backend can manage (on CUDA one batched
    * product per group of equally shaped weights, one bias kernel).
    */
-  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases?: readonly (Tensor | null)[], accumulate?: boolean): void;
+  matmulMany(
+    outs: readonly Tensor[],
+    a: Tensor,
+    bs: readonly Tensor[],
+    biases?: readonly (Tensor | null)[],
+    accumulate?: boolean,
+  ): void;
   /**
    * out = sum_i as[i] @ bs[i] (+ out if accumulate): the input gradient of projections sharing
    * an input (q/k/v, gate/up; weights dense or nf4). What matmul(out, as[i], bs[i]) accumulating
@@ -204,14 +210,29 @@ export interface Backend {
    * (each member's mask applied to its own product). One call, so that each mask can be
    * computed once for both.
    */
-  loraDownGrads(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number, input: LoraInputGradient | null): void;
+  loraDownGrads(
+    gradAs: readonly Tensor[],
+    gs: readonly Tensor[],
+    x: Tensor,
+    p: number,
+    seeds: readonly number[],
+    alpha: number,
+    input: LoraInputGradient | null,
+  ): void;
   /**
    * The B side of a LoRA group's backward pass, for members with their own output gradients
    * dys[m] [N, out_m], saved products us[m] [N, r] and factors bs[m] [out_m, r]:
    * gradBs[m] [out_m, r] (f32) += alpha * dys[m]^T us[m], and gs[m] [N, r] = dys[m] bs[m]
    * (written; the gradient reaching us[m]).
    */
-  loraUpBackward(gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[], alpha: number): void;
+  loraUpBackward(
+    gradBs: readonly Tensor[],
+    gs: readonly Tensor[],
+    dys: readonly Tensor[],
+    us: readonly Tensor[],
+    bs: readonly Tensor[],
+    alpha: number,
+  ): void;
 
   // ---- model layers ----
   /** out[N, D] = table[ids[n], :]; ids is i32 [N]. */
@@ -239,11 +260,28 @@ export interface Backend {
    * attended); lse f32 [B, T, H] receives each row's log-sum-exp of the scaled scores for the
    * backward pass. A query with no visible key gets a zero output and lse = -Infinity.
    */
-  attentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts?: AttentionOptions): void;
+  attentionForward(
+    out: Tensor,
+    lse: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    keyMask: Tensor,
+    opts?: AttentionOptions,
+  ): void;
   /** Gradients of attentionForward; dq [B,T,H,hd], dk and dv [B,S,Hkv,hd] are overwritten. */
   attentionBackward(
-    dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
-    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts?: AttentionBackwardOptions,
+    dq: Tensor,
+    dk: Tensor,
+    dv: Tensor,
+    dout: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    keyMask: Tensor,
+    opts?: AttentionBackwardOptions,
   ): void;
   /** out = silu(gate) * up (the Qwen2 MLP activation). */
   swigluForward(out: Tensor, gate: Tensor, up: Tensor): void;
@@ -299,7 +337,16 @@ export interface Backend {
    * [offset, offset + T) of kCache and vCache [B, S, Hkv, hd], k rotated (k itself is left
    * as it is). positions i32 [B*T].
    */
-  ropeAppendKv(kCache: Tensor, vCache: Tensor, q: Tensor, k: Tensor, v: Tensor, positions: Tensor, offset: number, theta: number): void;
+  ropeAppendKv(
+    kCache: Tensor,
+    vCache: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    positions: Tensor,
+    offset: number,
+    theta: number,
+  ): void;
 }
 
 /** Number of elements of a shape. */
@@ -313,13 +360,15 @@ export function shapeSize(shape: readonly number[]): number {
 export function checkSameSize(what: string, ...ts: Tensor[]): void {
   const n = ts[0].size;
   for (const t of ts) {
-    if (t.size !== n) throw new Error(`${what}: sizes differ (${ts.map((x) => `[${x.shape.join(', ')}]`).join(' vs ')})`);
+    if (t.size !== n)
+      throw new Error(`${what}: sizes differ (${ts.map((x) => `[${x.shape.join(', ')}]`).join(' vs ')})`);
   }
 }
 
 /** quantizeNf4's values fill its shape. */
 export function checkNf4Values(values: Float32Array, shape: readonly [number, number]): void {
-  if (values.length !== shape[0] * shape[1]) throw new Error(`quantizeNf4: ${values.length} values for shape [${shape.join(', ')}]`);
+  if (values.length !== shape[0] * shape[1])
+    throw new Error(`quantizeNf4: ${values.length} values for shape [${shape.join(', ')}]`);
 }
 
 /** An NF4 weight's payload covers its shape (uploadNf4). */
@@ -338,8 +387,17 @@ export function expectShape(what: string, t: Tensor, shape: readonly number[]): 
 }
 
 /** Checks the shapes of Backend.ropeAppendKv's arguments and returns the sizes. */
-export function ropeAppendKvDims(kCache: Tensor, vCache: Tensor, q: Tensor, k: Tensor, v: Tensor, positions: Tensor, offset: number): { B: number; T: number; S: number; H: number; Hkv: number; hd: number } {
-  if (q.shape.length !== 4 || k.shape.length !== 4 || kCache.shape.length !== 4) throw new Error('ropeAppendKv: q, k and the caches must be [B, T, heads, hd]');
+export function ropeAppendKvDims(
+  kCache: Tensor,
+  vCache: Tensor,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  positions: Tensor,
+  offset: number,
+): { B: number; T: number; S: number; H: number; Hkv: number; hd: number } {
+  if (q.shape.length !== 4 || k.shape.length !== 4 || kCache.shape.length !== 4)
+    throw new Error('ropeAppendKv: q, k and the caches must be [B, T, heads, hd]');
   const [B, T, H, hd] = q.shape;
   const [, S, Hkv] = kCache.shape;
   expectShape('ropeAppendKv k', k, [B, T, Hkv, hd]);
@@ -347,7 +405,8 @@ export function ropeAppendKvDims(kCache: Tensor, vCache: Tensor, q: Tensor, k: T
   expectShape('ropeAppendKv kCache', kCache, [B, S, Hkv, hd]);
   expectShape('ropeAppendKv vCache', vCache, [B, S, Hkv, hd]);
   expectShape('ropeAppendKv positions', positions, [B * T]);
-  if (!(offset >= 0 && offset + T <= S)) throw new RangeError(`ropeAppendKv: slots [${offset}, ${offset + T}) outside a cache of ${S}`);
+  if (!(offset >= 0 && offset + T <= S))
+    throw new RangeError(`ropeAppendKv: slots [${offset}, ${offset + T}) outside a cache of ${S}`);
   return { B, T, S, H, Hkv, hd };
 }
 
@@ -385,11 +444,20 @@ export interface LoraInputGradient {
  * Sizes of a LoRA group call (loraDown and its gradients): `rows` [N, r] per member and the
  * members' a (or gradA) [r, D], one seed each; x (or dx) holds N rows of D.
  */
-export function loraGroupDims(what: string, rows: readonly Tensor[], as: readonly Tensor[], seeds: readonly number[], x: Tensor): { N: number; r: number; D: number } {
+export function loraGroupDims(
+  what: string,
+  rows: readonly Tensor[],
+  as: readonly Tensor[],
+  seeds: readonly number[],
+  x: Tensor,
+): { N: number; r: number; D: number } {
   if (rows.length === 0 || rows.length !== as.length || seeds.length !== rows.length) {
-    throw new Error(`${what}: a group needs as many factors and seeds as members, got ${rows.length}, ${as.length} and ${seeds.length}`);
+    throw new Error(
+      `${what}: a group needs as many factors and seeds as members, got ${rows.length}, ${as.length} and ${seeds.length}`,
+    );
   }
-  const [N, r] = rows[0].shape, D = x.shape[x.shape.length - 1];
+  const [N, r] = rows[0].shape,
+    D = x.shape[x.shape.length - 1];
   if (x.size !== N * D) throw new Error(`${what}: x [${x.shape.join(', ')}] is not ${N} rows of ${D}`);
   rows.forEach((t, m) => expectShape(`${what} member ${m}`, t, [N, r]));
   as.forEach((t, m) => expectShape(`${what} factor ${m}`, t, [r, D]));
@@ -398,7 +466,11 @@ export function loraGroupDims(what: string, rows: readonly Tensor[], as: readonl
 
 /** Checks loraDownGrads' operands; returns the rows, the rank and the input width. */
 export function loraDownGradsDims(
-  gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, seeds: readonly number[], input: LoraInputGradient | null,
+  gradAs: readonly Tensor[],
+  gs: readonly Tensor[],
+  x: Tensor,
+  seeds: readonly number[],
+  input: LoraInputGradient | null,
 ): { N: number; r: number; D: number } {
   const dims = loraGroupDims('loraDownGrads', gs, gradAs, seeds, x);
   if (input) {
@@ -413,10 +485,18 @@ export function loraDownGradsDims(
  * index.size rows of the indexed tensor's width in the listed one (out for gather, src for
  * scatter). Returns the indexed tensor's rows and the elements a row.
  */
-export function copyRowsDims(what: string, out: Tensor, src: Tensor, index: Tensor, scatter: boolean): { rows: number; width: number } {
-  if (out.dtype !== src.dtype || out.dtype === 'nf4') throw new TypeError(`${what}: ${src.dtype} -> ${out.dtype} is not supported`);
+export function copyRowsDims(
+  what: string,
+  out: Tensor,
+  src: Tensor,
+  index: Tensor,
+  scatter: boolean,
+): { rows: number; width: number } {
+  if (out.dtype !== src.dtype || out.dtype === 'nf4')
+    throw new TypeError(`${what}: ${src.dtype} -> ${out.dtype} is not supported`);
   const [listed, indexed] = scatter ? [src, out] : [out, src];
-  const N = index.size, rows = indexed.shape[0];
+  const N = index.size,
+    rows = indexed.shape[0];
   const width = rows > 0 ? indexed.size / rows : 0;
   if (listed.shape[0] !== N || listed.size !== N * width) {
     throw new Error(`${what}: ${scatter ? 'src' : 'out'} [${listed.shape.join(', ')}] is not ${N} rows of ${width}`);
@@ -426,15 +506,22 @@ export function copyRowsDims(what: string, out: Tensor, src: Tensor, index: Tens
 
 /** Checks loraUpBackward's operands; returns the rows, the rank and each member's outputs. */
 export function loraUpDims(
-  gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[],
+  gradBs: readonly Tensor[],
+  gs: readonly Tensor[],
+  dys: readonly Tensor[],
+  us: readonly Tensor[],
+  bs: readonly Tensor[],
 ): { N: number; r: number; outs: number[] } {
   const M = gs.length;
   if (M === 0 || [gradBs, dys, us, bs].some((l) => l.length !== M)) {
-    throw new Error(`loraUpBackward: every member needs gradB, g, dy, u and b, got ${gradBs.length}, ${M}, ${dys.length}, ${us.length} and ${bs.length}`);
+    throw new Error(
+      `loraUpBackward: every member needs gradB, g, dy, u and b, got ${gradBs.length}, ${M}, ${dys.length}, ${us.length} and ${bs.length}`,
+    );
   }
   const [N, r] = gs[0].shape;
   const outs = dys.map((dy, m) => {
-    if (dy.shape.length !== 2 || dy.shape[0] !== N) throw new Error(`loraUpBackward: dy ${m} [${dy.shape.join(', ')}] is not ${N} rows`);
+    if (dy.shape.length !== 2 || dy.shape[0] !== N)
+      throw new Error(`loraUpBackward: dy ${m} [${dy.shape.join(', ')}] is not ${N} rows`);
     return dy.shape[1];
   });
   outs.forEach((out, m) => {
@@ -467,7 +554,15 @@ export interface AttentionDims {
 }
 
 /** attentionDims, plus the forward's outputs: out like q, lse [B, T, H]. */
-export function attentionForwardDims(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): AttentionDims {
+export function attentionForwardDims(
+  out: Tensor,
+  lse: Tensor,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  keyMask: Tensor,
+  opts: AttentionOptions,
+): AttentionDims {
   const d = attentionDims(q, k, v, keyMask, opts);
   expectShape('attention out', out, q.shape);
   expectShape('attention lse', lse, [d.B, d.T, d.H]);
@@ -476,7 +571,17 @@ export function attentionForwardDims(out: Tensor, lse: Tensor, q: Tensor, k: Ten
 
 /** attentionForwardDims, plus the backward's gradients: dq and dout like q, dk and dv like k. */
 export function attentionBackwardDims(
-  dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionBackwardOptions,
+  dq: Tensor,
+  dk: Tensor,
+  dv: Tensor,
+  dout: Tensor,
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  out: Tensor,
+  lse: Tensor,
+  keyMask: Tensor,
+  opts: AttentionBackwardOptions,
 ): AttentionDims {
   const d = attentionForwardDims(out, lse, q, k, v, keyMask, opts);
   expectShape('attention dq', dq, q.shape);
@@ -484,7 +589,10 @@ export function attentionBackwardDims(
   expectShape('attention dv', dv, v.shape);
   expectShape('attention dout', dout, q.shape);
   if (opts.rope) {
-    if (d.S !== d.T) throw new Error(`attentionBackward: rope needs keys of the same rows as the queries (S = T), got S ${d.S}, T ${d.T}`);
+    if (d.S !== d.T)
+      throw new Error(
+        `attentionBackward: rope needs keys of the same rows as the queries (S = T), got S ${d.S}, T ${d.T}`,
+      );
     expectShape('attentionBackward rope positions', opts.rope.positions, [d.B * d.T]);
   }
   return d;
@@ -503,12 +611,17 @@ export interface MatmulDims {
 export function matmulDims(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions): MatmulDims {
   const { transA = false, transB = false } = opts;
   const batched = b.shape.length === 3;
-  if (batched && (a.shape.length !== 3 || out.shape.length !== 3)) throw new Error('matmul: a 3-D b needs 3-D a and out');
+  if (batched && (a.shape.length !== 3 || out.shape.length !== 3))
+    throw new Error('matmul: a 3-D b needs 3-D a and out');
   const batch = a.shape.length === 3 ? a.shape[0] : 1;
-  const a2 = a.shape.slice(-2), b2 = b.shape.slice(-2);
+  const a2 = a.shape.slice(-2),
+    b2 = b.shape.slice(-2);
   const [M, K] = transA ? [a2[1], a2[0]] : a2;
   const [Kb, N] = transB ? [b2[1], b2[0]] : b2;
-  if (K !== Kb) throw new Error(`matmul: inner dimensions differ (a [${a.shape.join(', ')}]${transA ? 'ᵀ' : ''}, b [${b.shape.join(', ')}]${transB ? 'ᵀ' : ''})`);
+  if (K !== Kb)
+    throw new Error(
+      `matmul: inner dimensions differ (a [${a.shape.join(', ')}]${transA ? 'ᵀ' : ''}, b [${b.shape.join(', ')}]${transB ? 'ᵀ' : ''})`,
+    );
   expectShape('matmul out', out, a.shape.length === 3 ? [batch, M, N] : [M, N]);
   if (batched && b.shape[0] !== batch) throw new Error('matmul: batch sizes of a and b differ');
   if (b.dtype === 'nf4' && batched) throw new Error('matmul: an nf4 b must be 2-D');
@@ -517,10 +630,12 @@ export function matmulDims(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOption
 
 /** Checks an attention call's shapes (what every backend accepts) and returns its sizes. */
 function attentionDims(q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions): AttentionDims {
-  if (q.shape.length !== 4 || k.shape.length !== 4) throw new Error('attention: q and k must be [B, T, H, hd] and [B, S, Hkv, hd]');
+  if (q.shape.length !== 4 || k.shape.length !== 4)
+    throw new Error('attention: q and k must be [B, T, H, hd] and [B, S, Hkv, hd]');
   const [B, T, H, hd] = q.shape;
   const [Bk, S, Hkv, hdk] = k.shape;
-  if (Bk !== B || hdk !== hd || H % Hkv !== 0) throw new Error(`attention: q [${q.shape.join(', ')}] and k [${k.shape.join(', ')}] do not match`);
+  if (Bk !== B || hdk !== hd || H % Hkv !== 0)
+    throw new Error(`attention: q [${q.shape.join(', ')}] and k [${k.shape.join(', ')}] do not match`);
   expectShape('attention v', v, k.shape);
   expectShape('attention keyMask', keyMask, [B, S]);
   const kvLen = opts.kvLen ?? S;

@@ -14,15 +14,30 @@ function withDropout(be: Backend, x: Tensor, p: number, seed: number, fn: (xd: T
   be.free(xd);
 }
 
-export function loraDownComposed(be: Backend, us: readonly Tensor[], x: Tensor, as: readonly Tensor[], p: number, seeds: readonly number[]): void {
+export function loraDownComposed(
+  be: Backend,
+  us: readonly Tensor[],
+  x: Tensor,
+  as: readonly Tensor[],
+  p: number,
+  seeds: readonly number[],
+): void {
   us.forEach((u, m) => withDropout(be, x, p, seeds[m], (xd) => be.matmul(u, xd, as[m], { transB: true })));
 }
 
 export function loraDownGradsComposed(
-  be: Backend, gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number,
+  be: Backend,
+  gradAs: readonly Tensor[],
+  gs: readonly Tensor[],
+  x: Tensor,
+  p: number,
+  seeds: readonly number[],
+  alpha: number,
   input: LoraInputGradient | null,
 ): void {
-  gs.forEach((g, m) => withDropout(be, x, p, seeds[m], (xd) => be.matmul(gradAs[m], g, xd, { transA: true, alpha, accumulate: true })));
+  gs.forEach((g, m) =>
+    withDropout(be, x, p, seeds[m], (xd) => be.matmul(gradAs[m], g, xd, { transA: true, alpha, accumulate: true })),
+  );
   if (!input) return;
   const { dx, as } = input;
   if (!input.accumulate) be.fill(dx, 0);
@@ -36,7 +51,13 @@ export function loraDownGradsComposed(
 }
 
 export function loraUpBackwardComposed(
-  be: Backend, gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[], alpha: number,
+  be: Backend,
+  gradBs: readonly Tensor[],
+  gs: readonly Tensor[],
+  dys: readonly Tensor[],
+  us: readonly Tensor[],
+  bs: readonly Tensor[],
+  alpha: number,
 ): void {
   be.matmulBatch(gradBs, dys, us, { transA: true, alpha, accumulate: true });
   be.matmulBatch(gs, dys, bs);

@@ -16,9 +16,11 @@ export function probeCuda(): { available: true; devices: number } | { available:
   try {
     const api = driverApi();
     const rc = api.cuInit(0);
-    if (rc !== 0) return { available: false, reason: `cuInit failed with error ${String(rc)} (no usable NVIDIA GPU or driver)` };
+    if (rc !== 0)
+      return { available: false, reason: `cuInit failed with error ${String(rc)} (no usable NVIDIA GPU or driver)` };
     const n = [0];
-    if (api.cuDeviceGetCount(n) !== 0 || n[0] === 0) return { available: false, reason: 'the NVIDIA driver reports no GPU' };
+    if (api.cuDeviceGetCount(n) !== 0 || n[0] === 0)
+      return { available: false, reason: 'the NVIDIA driver reports no GPU' };
     return { available: true, devices: n[0] };
   } catch (err) {
     return { available: false, reason: (err as Error).message };
@@ -27,9 +29,13 @@ export function probeCuda(): { available: true; devices: number } | { available:
 
 export function createBackend(device: string): Backend {
   switch (device) {
-    case 'cpu': return new CpuBackend();
-    case 'cuda': return new CudaBackend();
-    case 'auto': return probeCuda().available ? new CudaBackend() : new CpuBackend();
-    default: throw new UserError(`unknown device ${JSON.stringify(device)} (expected ${DEVICES.join(', ')})`);
+    case 'cpu':
+      return new CpuBackend();
+    case 'cuda':
+      return new CudaBackend();
+    case 'auto':
+      return probeCuda().available ? new CudaBackend() : new CpuBackend();
+    default:
+      throw new UserError(`unknown device ${JSON.stringify(device)} (expected ${DEVICES.join(', ')})`);
   }
 }

@@ -28,7 +28,13 @@ export interface CommandSpec {
 
 /** Flags every command accepts. */
 export const COMMON_FLAGS: FlagSpec[] = [
-  { name: 'config', type: 'string', metavar: 'FILE', description: 'JSON config file; its keys are flag names (top level, or under the command name); flags on the command line win' },
+  {
+    name: 'config',
+    type: 'string',
+    metavar: 'FILE',
+    description:
+      'JSON config file; its keys are flag names (top level, or under the command name); flags on the command line win',
+  },
   { name: 'help', type: 'boolean', description: 'show this help' },
 ];
 
@@ -50,7 +56,8 @@ export class ParsedArgs {
   /** A string flag that must be given (on the command line or in the config). */
   required(name: string): string {
     const v = this.string(name);
-    if (v === undefined || v === '') throw new UserError(`sqlora ${this.command}: --${name} is required (see sqlora ${this.command} --help)`);
+    if (v === undefined || v === '')
+      throw new UserError(`sqlora ${this.command}: --${name} is required (see sqlora ${this.command} --help)`);
     return v;
   }
 
@@ -78,7 +85,8 @@ function coerce(command: string, spec: FlagSpec, raw: unknown, where: string): F
   }
   if (spec.type === 'number') {
     const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
-    if (!Number.isFinite(n)) throw new UserError(`sqlora ${command}: ${where} --${spec.name} expects a number, got ${JSON.stringify(raw)}`);
+    if (!Number.isFinite(n))
+      throw new UserError(`sqlora ${command}: ${where} --${spec.name} expects a number, got ${JSON.stringify(raw)}`);
     return n;
   }
   if (typeof raw !== 'string' && typeof raw !== 'number') {
@@ -86,7 +94,9 @@ function coerce(command: string, spec: FlagSpec, raw: unknown, where: string): F
   }
   const s = String(raw);
   if (spec.choices && !spec.choices.includes(s)) {
-    throw new UserError(`sqlora ${command}: ${where} --${spec.name} must be one of ${spec.choices.join(', ')}; got ${JSON.stringify(s)}`);
+    throw new UserError(
+      `sqlora ${command}: ${where} --${spec.name} must be one of ${spec.choices.join(', ')}; got ${JSON.stringify(s)}`,
+    );
   }
   return s;
 }
@@ -107,7 +117,8 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
     }
     // No command takes arguments besides flags: a stray word is most likely a flag's value misplaced
     // (--resume takes none), which must not pass silently.
-    if (!arg.startsWith('--') || arg === '--') throw new UserError(`sqlora ${spec.name}: unexpected argument "${arg}" (see sqlora ${spec.name} --help)`);
+    if (!arg.startsWith('--') || arg === '--')
+      throw new UserError(`sqlora ${spec.name}: unexpected argument "${arg}" (see sqlora ${spec.name} --help)`);
     let name = arg.slice(2);
     let inline: string | undefined;
     const eq = name.indexOf('=');
@@ -138,17 +149,21 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
   const configPath = cli.get('config') as string | undefined;
   if (configPath !== undefined && !cli.get('help')) {
     const cfg = readJsonFile<Record<string, unknown>>(configPath, 'config file');
-    if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg)) throw new UserError(`config file ${configPath}: expected a JSON object`);
+    if (cfg === null || typeof cfg !== 'object' || Array.isArray(cfg))
+      throw new UserError(`config file ${configPath}: expected a JSON object`);
     for (const [k, v] of Object.entries(cfg)) {
       const flag = byName.get(k);
-      if (flag && (v === null || typeof v !== 'object')) fromConfig.set(k, coerce(spec.name, flag, v, `config ${configPath}:`));
+      if (flag && (v === null || typeof v !== 'object'))
+        fromConfig.set(k, coerce(spec.name, flag, v, `config ${configPath}:`));
     }
     const section = cfg[spec.name];
     if (section !== undefined) {
-      if (section === null || typeof section !== 'object' || Array.isArray(section)) throw new UserError(`config file ${configPath}: "${spec.name}" must be an object of flags`);
+      if (section === null || typeof section !== 'object' || Array.isArray(section))
+        throw new UserError(`config file ${configPath}: "${spec.name}" must be an object of flags`);
       for (const [k, v] of Object.entries(section as Record<string, unknown>)) {
         const flag = byName.get(k);
-        if (!flag) throw new UserError(`config file ${configPath}: "${spec.name}.${k}" is not a flag of sqlora ${spec.name}`);
+        if (!flag)
+          throw new UserError(`config file ${configPath}: "${spec.name}.${k}" is not a flag of sqlora ${spec.name}`);
         fromConfig.set(k, coerce(spec.name, flag, v, `config ${configPath}:`));
       }
     }
@@ -162,19 +177,36 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
 export function formatCommandHelp(spec: CommandSpec): string {
   const rows = [...spec.flags, ...COMMON_FLAGS].map((f) => {
     const left = `  --${f.name}${f.type === 'boolean' ? '' : ' ' + (f.metavar ?? (f.type === 'number' ? 'N' : 'VALUE'))}`;
-    const def = f.default !== undefined && f.type !== 'boolean' ? ` (default: ${f.default})` : f.default === true ? ' (default: on; --no-' + f.name + ' turns it off)' : '';
+    const def =
+      f.default !== undefined && f.type !== 'boolean'
+        ? ` (default: ${f.default})`
+        : f.default === true
+          ? ' (default: on; --no-' + f.name + ' turns it off)'
+          : '';
     const choices = f.choices ? ` [${f.choices.join('|')}]` : '';
     return [left, f.description + choices + def] as const;
   });
   const width = Math.min(34, Math.max(...rows.map(([l]) => l.length)) + 2);
   const lines = rows.map(([l, r]) => (l.length >= width ? `${l}\n${' '.repeat(width)}${r}` : l.padEnd(width) + r));
-  return [`sqlora ${spec.name} — ${spec.summary}`, '', `usage: sqlora ${spec.name} ${spec.usage}`, '', 'flags:', ...lines, ...(spec.details ? ['', spec.details] : [])].join('\n') + '\n';
+  return (
+    [
+      `sqlora ${spec.name} — ${spec.summary}`,
+      '',
+      `usage: sqlora ${spec.name} ${spec.usage}`,
+      '',
+      'flags:',
+      ...lines,
+      ...(spec.details ? ['', spec.details] : []),
+    ].join('\n') + '\n'
+  );
 }
 
 /** A positive integer flag, or a UserError naming it. */
 export function positiveInt(command: string, name: string, v: number | undefined, allowZero = false): number {
   if (v === undefined || !Number.isInteger(v) || v < 0 || (v === 0 && !allowZero)) {
-    throw new UserError(`sqlora ${command}: --${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`);
+    throw new UserError(
+      `sqlora ${command}: --${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${v}`,
+    );
   }
   return v;
 }

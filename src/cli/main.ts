@@ -10,14 +10,46 @@ interface CommandEntry {
 // Command modules load lazily so `sqlora --help` stays instant and one command's
 // dependencies (SQLite, the model engine) are not loaded for another.
 const COMMANDS: CommandEntry[] = [
-  { name: 'prepare', summary: 'Spider (folder or HF parquet) -> train/eval prompts as JSONL', load: () => import('./commands/prepare.js') },
-  { name: 'baseline', summary: 'base model -> predictions + metrics on the eval set (resumable)', load: () => import('./commands/baseline.js') },
-  { name: 'train', summary: 'QLoRA SFT -> PEFT adapter, checkpoints, metrics log (resumable)', load: () => import('./commands/train.js') },
-  { name: 'eval', summary: 'base + adapter -> predictions + metrics; compare with the baseline', load: () => import('./commands/eval.js') },
-  { name: 'evaluate', summary: 'score predictions against gold: seed metrics, exact-set-match, execution', load: () => import('./commands/evaluate.js') },
-  { name: 'generate', summary: 'generate text from prompts (raw or chat), greedy or sampled', load: () => import('./commands/generate.js') },
-  { name: 'report', summary: 'markdown + self-contained HTML report: loss curves, before/after by hardness, examples', load: () => import('./commands/report.js') },
-  { name: 'demo', summary: 'the whole pipeline on a toy model and the bundled Spider subset, on the CPU in a minute or two', load: () => import('./commands/demo.js') },
+  {
+    name: 'prepare',
+    summary: 'Spider (folder or HF parquet) -> train/eval prompts as JSONL',
+    load: () => import('./commands/prepare.js'),
+  },
+  {
+    name: 'baseline',
+    summary: 'base model -> predictions + metrics on the eval set (resumable)',
+    load: () => import('./commands/baseline.js'),
+  },
+  {
+    name: 'train',
+    summary: 'QLoRA SFT -> PEFT adapter, checkpoints, metrics log (resumable)',
+    load: () => import('./commands/train.js'),
+  },
+  {
+    name: 'eval',
+    summary: 'base + adapter -> predictions + metrics; compare with the baseline',
+    load: () => import('./commands/eval.js'),
+  },
+  {
+    name: 'evaluate',
+    summary: 'score predictions against gold: seed metrics, exact-set-match, execution',
+    load: () => import('./commands/evaluate.js'),
+  },
+  {
+    name: 'generate',
+    summary: 'generate text from prompts (raw or chat), greedy or sampled',
+    load: () => import('./commands/generate.js'),
+  },
+  {
+    name: 'report',
+    summary: 'markdown + self-contained HTML report: loss curves, before/after by hardness, examples',
+    load: () => import('./commands/report.js'),
+  },
+  {
+    name: 'demo',
+    summary: 'the whole pipeline on a toy model and the bundled Spider subset, on the CPU in a minute or two',
+    load: () => import('./commands/demo.js'),
+  },
 ];
 
 function mainHelp(): string {

@@ -78,8 +78,10 @@ export class AddedTokenMatcher {
       let start = m.index;
       let stop = start + m[0].length;
       if (skipSpecial && token.special) continue;
-      if (token.singleWord && (WORD_AT_END.test(text.slice(0, start)) || WORD_AT_START.test(text.slice(stop)))) continue;
-      if (token.lstrip) start = Math.max(start - (SPACE_AT_END.exec(text.slice(0, start)) as RegExpExecArray)[0].length, done);
+      if (token.singleWord && (WORD_AT_END.test(text.slice(0, start)) || WORD_AT_START.test(text.slice(stop))))
+        continue;
+      if (token.lstrip)
+        start = Math.max(start - (SPACE_AT_END.exec(text.slice(0, start)) as RegExpExecArray)[0].length, done);
       if (token.rstrip) stop += (SPACE_AT_START.exec(text.slice(stop)) as RegExpExecArray)[0].length;
       if (start < done) continue; // only reachable through a previous token's rstrip
       if (start > done) out.push({ text: text.slice(done, start) });

@@ -34,7 +34,8 @@ export class BpeModel {
     if (m.byte_fallback === true) throw bad('byte_fallback=true is not supported');
     if (m.continuing_subword_prefix || m.end_of_word_suffix) throw bad('subword prefixes/suffixes are not supported');
     if (m.ignore_merges === true) throw bad('ignore_merges=true is not supported');
-    if (m.vocab === null || typeof m.vocab !== 'object' || Array.isArray(m.vocab)) throw bad('model.vocab must be an object');
+    if (m.vocab === null || typeof m.vocab !== 'object' || Array.isArray(m.vocab))
+      throw bad('model.vocab must be an object');
     if (!Array.isArray(m.merges)) throw bad('model.merges must be a list');
 
     const vocab = Object.setPrototypeOf(m.vocab, null) as Record<string, number | undefined>;
@@ -50,7 +51,12 @@ export class BpeModel {
       if (typeof merge === 'string') {
         const space = merge.indexOf(' ');
         if (space > 0 && space < merge.length - 1 && merge.indexOf(' ', space + 1) < 0) key = merge;
-      } else if (Array.isArray(merge) && merge.length === 2 && typeof merge[0] === 'string' && typeof merge[1] === 'string') {
+      } else if (
+        Array.isArray(merge) &&
+        merge.length === 2 &&
+        typeof merge[0] === 'string' &&
+        typeof merge[1] === 'string'
+      ) {
         key = `${merge[0]} ${merge[1]}`;
       }
       if (key === undefined) throw bad(`merge #${rank} ${JSON.stringify(merge)} is not "a b" or ["a", "b"]`);
@@ -133,7 +139,10 @@ export class BpeModel {
     const ids: number[] = [];
     for (let i = 0; i >= 0 && i < n; i = next[i]) {
       const id = this.tokenId(syms[i]);
-      if (id === undefined) throw new UserError(`malformed ${this.where}: a merge produces ${JSON.stringify(syms[i])}, which is not in the vocabulary`);
+      if (id === undefined)
+        throw new UserError(
+          `malformed ${this.where}: a merge produces ${JSON.stringify(syms[i])}, which is not in the vocabulary`,
+        );
       ids.push(id);
     }
     return ids;

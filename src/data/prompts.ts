@@ -35,7 +35,8 @@ export interface Question {
   query?: string;
 }
 
-export const SEED_SYSTEM = 'You are an expert SQL assistant that converts natural language questions into accurate SQL queries.';
+export const SEED_SYSTEM =
+  'You are an expert SQL assistant that converts natural language questions into accurate SQL queries.';
 
 export function seedUserMessage(dbId: string, question: string): string {
   return (
@@ -44,7 +45,8 @@ export function seedUserMessage(dbId: string, question: string): string {
   );
 }
 
-export const SCHEMA_SYSTEM = 'You are an expert SQL assistant. Given the schema of a SQLite database and a question, you write the SQLite query that answers the question.';
+export const SCHEMA_SYSTEM =
+  'You are an expert SQL assistant. Given the schema of a SQLite database and a question, you write the SQLite query that answers the question.';
 
 export function schemaUserMessage(dbId: string, statements: string[], question: string): string {
   return `Database: ${dbId}\n\n${statements.join('\n')}\n\nQuestion: ${question}\n\nAnswer with one SQLite query and nothing else.`;
@@ -52,7 +54,9 @@ export function schemaUserMessage(dbId: string, statements: string[], question: 
 
 // Words too common in questions to say anything about which table is meant.
 const STOPWORDS = new Set(
-  'a an the of in on at to for from by with and or not no is are was were be been do does did has have had what which who whom whose when where how many much all each every any some their its his her them they that this these those there than more most less least me give show list find return tell'.split(' '),
+  'a an the of in on at to for from by with and or not no is are was were be been do does did has have had what which who whom whose when where how many much all each every any some their its his her them they that this these those there than more most less least me give show list find return tell'.split(
+    ' ',
+  ),
 );
 
 /** Lower-case word stems of a name or sentence: camelCase and snake_case split, plural `s` dropped. */
@@ -147,7 +151,9 @@ export class PromptBuilder {
       text = this.template.render(messages, { addGenerationPrompt: false });
       if (this.options.format === 'seed') text = text.replace(/\n+$/, '');
       if (!text.startsWith(fitted.prompt)) {
-        throw new UserError('the chat template renders the generation prompt differently from the start of the assistant turn; prompts must be a prefix of the full text for completion-only training');
+        throw new UserError(
+          'the chat template renders the generation prompt differently from the start of the assistant turn; prompts must be a prefix of the full text for completion-only training',
+        );
       }
     }
     const textTokens = text === fitted.prompt ? fitted.promptTokens : this.tokenizer.encode(text).length;

@@ -53,7 +53,9 @@ export function toSpiderExamples(rows: unknown, where: string, prefix: string): 
 function readSplitFile(dir: string, file: string, prefix: string): SpiderExample[] {
   const path = join(dir, file);
   if (!existsSync(path)) {
-    throw new UserError(`${file} not found in ${dir} (a Spider folder holds dev.json, train_spider.json, train_others.json, tables.json and database/)`);
+    throw new UserError(
+      `${file} not found in ${dir} (a Spider folder holds dev.json, train_spider.json, train_others.json, tables.json and database/)`,
+    );
   }
   return toSpiderExamples(readJsonFile(path, 'Spider split'), path, prefix);
 }
@@ -80,7 +82,10 @@ export function readSpiderFolder(dir: string, trainSplits: TrainSplits): SpiderS
 export class SpiderDatabases {
   private readonly known: Set<string> | undefined;
 
-  private constructor(readonly dbDir: string, readonly tablesFile: string | undefined) {
+  private constructor(
+    readonly dbDir: string,
+    readonly tablesFile: string | undefined,
+  ) {
     if (tablesFile === undefined) return;
     const tables = readJsonFile<unknown>(tablesFile, 'Spider tables.json');
     if (!Array.isArray(tables)) throw new UserError(`${tablesFile}: expected a JSON array of database schemas`);
@@ -109,7 +114,8 @@ export class SpiderDatabases {
 
   /** The SQLite file of a db_id; `where` says which example asked (for the error message). */
   sqlitePath(dbId: string, where: string): string {
-    if (this.known && !this.known.has(dbId)) throw new UserError(`${where}: unknown db_id "${dbId}" (not in ${this.tablesFile})`);
+    if (this.known && !this.known.has(dbId))
+      throw new UserError(`${where}: unknown db_id "${dbId}" (not in ${this.tablesFile})`);
     const path = join(this.dbDir, dbId, `${dbId}.sqlite`);
     if (!existsSync(path)) throw new UserError(`${where}: no SQLite file for db_id "${dbId}" (expected ${path})`);
     return path;

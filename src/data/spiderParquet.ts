@@ -31,7 +31,10 @@ export function findSplitShards(dir: string, split: keyof typeof SPLIT_NAMES): s
       if (flat.length > 0) return flat;
       const folder = join(base, name);
       if (existsSync(folder) && statSync(folder).isDirectory()) {
-        const shards = readdirSync(folder).filter((f) => f.endsWith('.parquet')).sort().map((f) => join(folder, f));
+        const shards = readdirSync(folder)
+          .filter((f) => f.endsWith('.parquet'))
+          .sort()
+          .map((f) => join(folder, f));
         if (shards.length > 0) return shards;
       }
     }
@@ -44,15 +47,23 @@ async function readShard(path: string): Promise<Record<string, unknown>[]> {
     const file = await asyncBufferFromFile(path);
     return await parquetReadObjects({ file, columns: ['db_id', 'query', 'question'] });
   } catch (err) {
-    throw new UserError(`cannot read parquet file ${path}: ${describeError(err)} (expected columns db_id, query, question)`);
+    throw new UserError(
+      `cannot read parquet file ${path}: ${describeError(err)} (expected columns db_id, query, question)`,
+    );
   }
 }
 
-async function readSplit(dir: string, split: keyof typeof SPLIT_NAMES, prefix: string): Promise<{ rows: SpiderExample[]; files: string[] }> {
+async function readSplit(
+  dir: string,
+  split: keyof typeof SPLIT_NAMES,
+  prefix: string,
+): Promise<{ rows: SpiderExample[]; files: string[] }> {
   const files = findSplitShards(dir, split);
   if (files.length === 0) {
     const names = SPLIT_NAMES[split].map((n) => `${n}-*.parquet`).join(' or ');
-    throw new UserError(`no ${names} found in ${dir} or ${join(dir, 'spider')} (the layout of the Hugging Face dataset xlangai/spider)`);
+    throw new UserError(
+      `no ${names} found in ${dir} or ${join(dir, 'spider')} (the layout of the Hugging Face dataset xlangai/spider)`,
+    );
   }
   const rows: Record<string, unknown>[] = [];
   for (const f of files) rows.push(...(await readShard(f)));
@@ -64,7 +75,9 @@ async function readSplit(dir: string, split: keyof typeof SPLIT_NAMES, prefix: s
 export async function readSpiderParquet(dir: string, trainSplits: TrainSplits): Promise<SpiderSplits> {
   requireDir(dir, 'parquet folder');
   if (trainSplits !== 'spider') {
-    throw new UserError(`--train-splits ${trainSplits} needs train_others.json, which the parquet layout does not have; use --spider DIR instead of --parquet`);
+    throw new UserError(
+      `--train-splits ${trainSplits} needs train_others.json, which the parquet layout does not have; use --spider DIR instead of --parquet`,
+    );
   }
   const train = await readSplit(dir, 'train', 'train');
   const dev = await readSplit(dir, 'eval', 'dev');

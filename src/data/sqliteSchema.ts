@@ -59,11 +59,17 @@ export function quoteIdent(name: string): string {
 /** The user tables of a database, in creation order (internal sqlite_* tables and views left out). */
 export function readTables(db: Database): TableInfo[] {
   const names = db
-    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid")
+    .prepare(
+      "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY rowid",
+    )
     .pluck()
     .all() as string[];
   return names.map((name) => {
-    const cols = db.prepare(`PRAGMA table_info(${quoteIdent(name)})`).all() as { name: string; type: string; pk: number }[];
+    const cols = db.prepare(`PRAGMA table_info(${quoteIdent(name)})`).all() as {
+      name: string;
+      type: string;
+      pk: number;
+    }[];
     const fkRows = db.prepare(`PRAGMA foreign_key_list(${quoteIdent(name)})`).all() as {
       id: number;
       seq: number;
@@ -84,11 +90,19 @@ export function readTables(db: Database): TableInfo[] {
           refColumns: rows.every((r) => r.to !== null) ? rows.map((r) => r.to as string) : [],
         };
       });
-    const indexes = db.prepare(`PRAGMA index_list(${quoteIdent(name)})`).all() as { seq: number; name: string; origin: string }[];
+    const indexes = db.prepare(`PRAGMA index_list(${quoteIdent(name)})`).all() as {
+      seq: number;
+      name: string;
+      origin: string;
+    }[];
     const unique = indexes
       .filter((ix) => ix.origin === 'u')
       .sort((a, b) => b.seq - a.seq)
-      .map((ix) => (db.prepare(`PRAGMA index_info(${quoteIdent(ix.name)})`).all() as { seqno: number; name: string }[]).sort((a, b) => a.seqno - b.seqno).map((c) => c.name));
+      .map((ix) =>
+        (db.prepare(`PRAGMA index_info(${quoteIdent(ix.name)})`).all() as { seqno: number; name: string }[])
+          .sort((a, b) => a.seqno - b.seqno)
+          .map((c) => c.name),
+      );
     return { name, columns: cols.map((c) => ({ name: c.name, type: c.type, pk: c.pk })), unique, foreignKeys };
   });
 }
@@ -133,7 +147,11 @@ function sqlLiteral(v: unknown): string {
  */
 export function sampleRowsSql(db: Database, table: TableInfo, k: number): string {
   if (k <= 0) return '';
-  const rows = db.prepare(`SELECT * FROM ${quoteIdent(table.name)} LIMIT ?`).raw().safeIntegers(true).all(k) as unknown[][];
+  const rows = db
+    .prepare(`SELECT * FROM ${quoteIdent(table.name)} LIMIT ?`)
+    .raw()
+    .safeIntegers(true)
+    .all(k) as unknown[][];
   if (rows.length === 0) return '';
   return `INSERT INTO ${quoteIdent(table.name)} VALUES\n${rows.map((r) => `(${r.map(sqlLiteral).join(', ')})`).join(',\n')};`;
 }

@@ -55,7 +55,10 @@ export class Tokenizer {
       this.addedByContent.set(t.content, t.id);
     }
     this.specialIds = new Set(addedTokens.filter((t) => t.special).map((t) => t.id));
-    this.rawMatcher = new AddedTokenMatcher(addedTokens.filter((t) => !t.normalized), (t) => t.content);
+    this.rawMatcher = new AddedTokenMatcher(
+      addedTokens.filter((t) => !t.normalized),
+      (t) => t.content,
+    );
     this.normalizedMatcher = new AddedTokenMatcher(
       addedTokens.filter((t) => t.normalized),
       (t) => (normalize ? normalize(t.content) : t.content),
@@ -81,7 +84,10 @@ export class Tokenizer {
     const idOf = (name: string | undefined, key: string) => {
       if (name === undefined) return undefined;
       const id = base.tokenId(name);
-      if (id === undefined) throw new UserError(`${config.path}: ${key} ${JSON.stringify(name)} is not in the vocabulary of tokenizer.json`);
+      if (id === undefined)
+        throw new UserError(
+          `${config.path}: ${key} ${JSON.stringify(name)} is not in the vocabulary of tokenizer.json`,
+        );
       return id;
     };
     const special: SpecialTokenIds = {
@@ -95,11 +101,14 @@ export class Tokenizer {
 
   /** Builds from parsed tokenizer.json content; `where` names the file in errors. */
   static fromJson(json: unknown, where: string): Tokenizer {
-    if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new UserError(`malformed ${where}: expected a JSON object`);
+    if (json === null || typeof json !== 'object' || Array.isArray(json))
+      throw new UserError(`malformed ${where}: expected a JSON object`);
     const j = json as Record<string, unknown>;
     const decoder = j.decoder as { type?: unknown } | null | undefined;
     if (decoder?.type !== 'ByteLevel') {
-      throw new UserError(`unsupported decoder in ${where}: ${JSON.stringify(decoder?.type ?? null)} (sqlora supports ByteLevel)`);
+      throw new UserError(
+        `unsupported decoder in ${where}: ${JSON.stringify(decoder?.type ?? null)} (sqlora supports ByteLevel)`,
+      );
     }
     const model = BpeModel.fromJson(j.model, where);
     const added = parseAddedTokens(j.added_tokens, where);
@@ -107,10 +116,18 @@ export class Tokenizer {
       // HF would silently give such a token its vocabulary id; a consistent file never needs that.
       const vocabId = model.tokenId(t.content);
       if (vocabId !== undefined && vocabId !== t.id) {
-        throw new UserError(`malformed ${where}: added token ${JSON.stringify(t.content)} has id ${t.id} but the vocabulary gives it ${vocabId}`);
+        throw new UserError(
+          `malformed ${where}: added token ${JSON.stringify(t.content)} has id ${t.id} but the vocabulary gives it ${vocabId}`,
+        );
       }
     }
-    return new Tokenizer(model, PreTokenizer.fromJson(j.pre_tokenizer, where), normalizerFromJson(j.normalizer, where), added, {});
+    return new Tokenizer(
+      model,
+      PreTokenizer.fromJson(j.pre_tokenizer, where),
+      normalizerFromJson(j.normalizer, where),
+      added,
+      {},
+    );
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
@@ -127,7 +144,9 @@ export class Tokenizer {
       this.normalizedMatcher.split(this.normalize ? this.normalize(seg.text) : seg.text, skipSpecial, normalized);
       for (const piece of normalized) {
         if (piece.id !== undefined) ids.push(piece.id);
-        else for (const word of this.preTokenizer.split(piece.text)) for (const id of this.model.encodeWord(word)) ids.push(id);
+        else
+          for (const word of this.preTokenizer.split(piece.text))
+            for (const id of this.model.encodeWord(word)) ids.push(id);
       }
     }
     return ids;
@@ -177,7 +196,11 @@ export class Tokenizer {
       const added = this.addedById.get(id);
       // HF stores a normalized added token in its normalized (NFC) form and decodes it through
       // the byte-level decoder like any token (so a lone "é" becomes byte 0xE9, i.e. U+FFFD).
-      const token = added ? (added.normalized && this.normalize ? this.normalize(added.content) : added.content) : this.model.idToToken(id);
+      const token = added
+        ? added.normalized && this.normalize
+          ? this.normalize(added.content)
+          : added.content
+        : this.model.idToToken(id);
       if (token === undefined) return undefined;
       bytes = symbolsToBytes(token);
       this.bytesById.set(id, bytes);
@@ -222,12 +245,16 @@ function normalizerFromJson(config: unknown, where: string): Normalize | null {
   if (config === undefined || config === null) return null;
   const c = config as { type?: unknown; normalizers?: unknown };
   if (c.type === 'Sequence' && Array.isArray(c.normalizers)) {
-    const steps = c.normalizers.map((n: unknown) => normalizerFromJson(n, where)).filter((f): f is Normalize => f !== null);
+    const steps = c.normalizers
+      .map((n: unknown) => normalizerFromJson(n, where))
+      .filter((f): f is Normalize => f !== null);
     return steps.length === 0 ? null : (text) => steps.reduce((t, f) => f(t), text);
   }
   if (typeof c.type === 'string' && NORMAL_FORMS.has(c.type)) {
     const form = c.type;
     return (text) => text.normalize(form);
   }
-  throw new UserError(`unsupported normalizer in ${where}: ${JSON.stringify(c.type)} (sqlora supports Unicode normal forms NFC/NFD/NFKC/NFKD)`);
+  throw new UserError(
+    `unsupported normalizer in ${where}: ${JSON.stringify(c.type)} (sqlora supports Unicode normal forms NFC/NFD/NFKC/NFKD)`,
+  );
 }

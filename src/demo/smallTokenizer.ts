@@ -27,7 +27,8 @@ interface RawAddedToken {
 }
 
 function splitMerge(merge: unknown, rank: number, where: string): [string, string] {
-  if (Array.isArray(merge) && merge.length === 2 && typeof merge[0] === 'string' && typeof merge[1] === 'string') return [merge[0], merge[1]];
+  if (Array.isArray(merge) && merge.length === 2 && typeof merge[0] === 'string' && typeof merge[1] === 'string')
+    return [merge[0], merge[1]];
   if (typeof merge === 'string') {
     const parts = merge.split(' ');
     if (parts.length === 2 && parts[0] !== '' && parts[1] !== '') return [parts[0], parts[1]];
@@ -47,7 +48,8 @@ export function shrinkByteLevelBpe(source: Record<string, unknown>, maxMerges: n
   const vocab = model.vocab;
   const kept = new Set<string>();
   for (const c of BYTE_TO_CHAR) {
-    if (vocab[c] === undefined) throw new UserError(`${where}: the vocabulary lacks the byte symbol ${JSON.stringify(c)}; not a byte-level BPE`);
+    if (vocab[c] === undefined)
+      throw new UserError(`${where}: the vocabulary lacks the byte symbol ${JSON.stringify(c)}; not a byte-level BPE`);
     kept.add(c);
   }
   const merges: [string, string][] = [];
@@ -89,13 +91,18 @@ export function shrinkByteLevelBpe(source: Record<string, unknown>, maxMerges: n
  * tokenizer_config.json for the smaller tokenizer: the same chat template and special tokens,
  * with `added_tokens_decoder` keyed by the new ids.
  */
-export function remapTokenizerConfig(config: Record<string, unknown>, idMap: Map<number, number>, where: string): Record<string, unknown> {
+export function remapTokenizerConfig(
+  config: Record<string, unknown>,
+  idMap: Map<number, number>,
+  where: string,
+): Record<string, unknown> {
   const decoder = config.added_tokens_decoder as Record<string, unknown> | undefined;
   if (decoder === undefined) return config;
   const remapped: Record<string, unknown> = {};
   for (const [id, entry] of Object.entries(decoder)) {
     const to = idMap.get(Number(id));
-    if (to === undefined) throw new UserError(`${where}: added_tokens_decoder names id ${id}, which the tokenizer does not keep`);
+    if (to === undefined)
+      throw new UserError(`${where}: added_tokens_decoder names id ${id}, which the tokenizer does not keep`);
     remapped[String(to)] = entry;
   }
   return { ...config, added_tokens_decoder: remapped };

@@ -26,7 +26,15 @@ export interface ToyModelOptions {
   seed: number;
 }
 
-export const TOY_MODEL_DEFAULTS: ToyModelOptions = { merges: 3000, hiddenSize: 128, layers: 2, heads: 4, kvHeads: 2, intermediateSize: 256, seed: 1234 };
+export const TOY_MODEL_DEFAULTS: ToyModelOptions = {
+  merges: 3000,
+  hiddenSize: 128,
+  layers: 2,
+  heads: 4,
+  kvHeads: 2,
+  intermediateSize: 256,
+  seed: 1234,
+};
 
 export interface ToyModel {
   dir: string;
@@ -87,8 +95,16 @@ function randomWeights(cfg: Qwen2Config, seed: number): Record<string, HostTenso
 export function buildToyModel(dir: string, tokenizerDir: string, opts: ToyModelOptions = TOY_MODEL_DEFAULTS): ToyModel {
   const tokenizerPath = requireModelFile(tokenizerDir, 'tokenizer');
   const configPath = requireModelFile(tokenizerDir, 'tokenizerConfig');
-  const small = shrinkByteLevelBpe(readJsonFile<Record<string, unknown>>(tokenizerPath, 'tokenizer file'), opts.merges, tokenizerPath);
-  const tokenizerConfig = remapTokenizerConfig(readJsonFile<Record<string, unknown>>(configPath, 'tokenizer config'), small.idMap, configPath);
+  const small = shrinkByteLevelBpe(
+    readJsonFile<Record<string, unknown>>(tokenizerPath, 'tokenizer file'),
+    opts.merges,
+    tokenizerPath,
+  );
+  const tokenizerConfig = remapTokenizerConfig(
+    readJsonFile<Record<string, unknown>>(configPath, 'tokenizer config'),
+    small.idMap,
+    configPath,
+  );
   const added = small.tokenizer.added_tokens as { id: number; content: string }[];
   const idOf = (content: string): number => {
     const t = added.find((a) => a.content === content);
@@ -98,21 +114,40 @@ export function buildToyModel(dir: string, tokenizerDir: string, opts: ToyModelO
   const endoftext = idOf(SPECIAL.endoftext);
   const imEnd = idOf(SPECIAL.imEnd);
 
-  const config = parseModelConfig({
-    model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'],
-    hidden_size: opts.hiddenSize, intermediate_size: opts.intermediateSize, num_hidden_layers: opts.layers,
-    num_attention_heads: opts.heads, num_key_value_heads: opts.kvHeads,
-    // Rounded up as Qwen's own 151,936 is: rows past the tokenizer are never produced by it.
-    vocab_size: Math.ceil(small.vocabSize / 64) * 64,
-    max_position_embeddings: 2048, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false,
-    bos_token_id: endoftext, eos_token_id: imEnd, torch_dtype: 'float32',
-  }, 'demo model config');
+  const config = parseModelConfig(
+    {
+      model_type: 'qwen2',
+      architectures: ['Qwen2ForCausalLM'],
+      hidden_size: opts.hiddenSize,
+      intermediate_size: opts.intermediateSize,
+      num_hidden_layers: opts.layers,
+      num_attention_heads: opts.heads,
+      num_key_value_heads: opts.kvHeads,
+      // Rounded up as Qwen's own 151,936 is: rows past the tokenizer are never produced by it.
+      vocab_size: Math.ceil(small.vocabSize / 64) * 64,
+      max_position_embeddings: 2048,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+      tie_word_embeddings: false,
+      bos_token_id: endoftext,
+      eos_token_id: imEnd,
+      torch_dtype: 'float32',
+    },
+    'demo model config',
+  );
   mkdirSync(dir, { recursive: true });
   const weights = randomWeights(config, opts.seed);
   saveCheckpoint(dir, config, weights);
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(small.tokenizer));
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfig, null, 2) + '\n');
-  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: endoftext, eos_token_id: [imEnd, endoftext], pad_token_id: endoftext, do_sample: false }, null, 2) + '\n');
+  writeFileSync(
+    join(dir, 'generation_config.json'),
+    JSON.stringify(
+      { bos_token_id: endoftext, eos_token_id: [imEnd, endoftext], pad_token_id: endoftext, do_sample: false },
+      null,
+      2,
+    ) + '\n',
+  );
   const parameters = Object.values(weights).reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
   return { dir, config, tokenizerSize: small.vocabSize, merges: small.merges, parameters };
 }

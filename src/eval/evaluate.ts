@@ -69,7 +69,10 @@ export interface EvaluationReport {
   summary: Summary;
 }
 
-export async function evaluatePredictions(items: readonly EvalItem[], opts: EvaluateOptions = {}): Promise<EvaluationReport> {
+export async function evaluatePredictions(
+  items: readonly EvalItem[],
+  opts: EvaluateOptions = {},
+): Promise<EvaluationReport> {
   if (items.length === 0) throw new UserError('nothing to evaluate: no predictions');
   const dbPaths = opts.dbDir === undefined ? null : resolveDatabases(items, opts.dbDir);
   const fkMaps = opts.tablesPath === undefined || dbPaths === null ? null : foreignKeyMaps(items, opts.tablesPath);
@@ -124,7 +127,10 @@ export async function evaluatePredictions(items: readonly EvalItem[], opts: Eval
     }
     let execution: boolean | null = null;
     if (sandbox) {
-      const r = await executionMatch(sandbox, variantsOf(it.db_id), it.gold, pred, { timeoutMs, keepDistinct: opts.keepDistinct });
+      const r = await executionMatch(sandbox, variantsOf(it.db_id), it.gold, pred, {
+        timeoutMs,
+        keepDistinct: opts.keepDistinct,
+      });
       execution = r.match;
       if (r.error) errors.push(`execution: ${r.error}`);
       executed++;
@@ -176,7 +182,8 @@ function resolveDatabases(items: readonly EvalItem[], dbDir: string): Map<string
   for (const it of items) {
     if (out.has(it.db_id)) continue;
     const path = join(dbDir, it.db_id, `${it.db_id}.sqlite`);
-    if (!existsSync(path)) throw new UserError(`unknown db_id "${it.db_id}" (example ${it.index}): ${path} does not exist`);
+    if (!existsSync(path))
+      throw new UserError(`unknown db_id "${it.db_id}" (example ${it.index}): ${path} does not exist`);
     out.set(it.db_id, path);
   }
   return out;
@@ -186,7 +193,8 @@ function foreignKeyMaps(items: readonly EvalItem[], tablesPath: string): Map<str
   if (!existsSync(tablesPath)) throw new UserError(`tables.json not found: ${tablesPath}`);
   const maps = loadForeignKeyMaps(tablesPath);
   for (const it of items) {
-    if (!maps.has(it.db_id)) throw new UserError(`unknown db_id "${it.db_id}" (example ${it.index}): not in ${tablesPath}`);
+    if (!maps.has(it.db_id))
+      throw new UserError(`unknown db_id "${it.db_id}" (example ${it.index}): not in ${tablesPath}`);
   }
   return maps;
 }
@@ -220,19 +228,36 @@ function summarizeLevel(examples: readonly ExampleResult[]): LevelSummary {
 
 /** The summary as a fixed-width table, levels as columns (as the official script prints). */
 export function formatSummaryTable(summary: Summary): string {
-  const levels = [...HARDNESS_LEVELS.map((h) => [h, summary.by_hardness[h]] as const), ['all', summary.overall] as const];
+  const levels = [
+    ...HARDNESS_LEVELS.map((h) => [h, summary.by_hardness[h]] as const),
+    ['all', summary.overall] as const,
+  ];
   const row = (name: string, cell: (l: LevelSummary) => string): string =>
     name.padEnd(18) + levels.map(([, l]) => (l ? cell(l) : '-').padStart(9)).join('');
   const pct = (pick: (l: LevelSummary) => MetricScore | null) => (l: LevelSummary) => {
     const m = pick(l);
     return m ? m.pct.toFixed(2) : 'n/a';
   };
-  return [
-    ''.padEnd(18) + levels.map(([name]) => name.padStart(9)).join(''),
-    row('count', (l) => String(l.count)),
-    row('seed exact %', pct((l) => l.seed_exact)),
-    row('seed token %', pct((l) => l.seed_token)),
-    row('exact-set-match %', pct((l) => l.exact_set_match)),
-    row('execution %', pct((l) => l.execution)),
-  ].join('\n') + '\n';
+  return (
+    [
+      ''.padEnd(18) + levels.map(([name]) => name.padStart(9)).join(''),
+      row('count', (l) => String(l.count)),
+      row(
+        'seed exact %',
+        pct((l) => l.seed_exact),
+      ),
+      row(
+        'seed token %',
+        pct((l) => l.seed_token),
+      ),
+      row(
+        'exact-set-match %',
+        pct((l) => l.exact_set_match),
+      ),
+      row(
+        'execution %',
+        pct((l) => l.execution),
+      ),
+    ].join('\n') + '\n'
+  );
 }

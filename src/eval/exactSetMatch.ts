@@ -38,12 +38,19 @@ export interface ExactMatchResult {
  * Official exact-set-match of one prediction against its gold query. Throws when the gold
  * query itself does not parse (the official script stops there too).
  */
-export function exactSetMatch(gold: string, pred: string, schema: SpiderSchema, fkMap: ForeignKeyMap): ExactMatchResult {
+export function exactSetMatch(
+  gold: string,
+  pred: string,
+  schema: SpiderSchema,
+  fkMap: ForeignKeyMap,
+): ExactMatchResult {
   let goldSql: SpiderSql;
   try {
     goldSql = normalize(parseSpiderSql(gold, schema), schema, fkMap);
   } catch (err) {
-    throw new Error(`gold query is not accepted by Spider's parser (${(err as Error).message}): ${gold}`, { cause: err });
+    throw new Error(`gold query is not accepted by Spider's parser (${(err as Error).message}): ${gold}`, {
+      cause: err,
+    });
   }
   let error: string | undefined;
   let predSql: SpiderSql;
@@ -70,7 +77,8 @@ function normalize(sql: SpiderSql, schema: SpiderSchema, fkMap: ForeignKeyMap): 
 
 /** Even slots are unpacked as 5-tuples by the official rebuild; a stray 'and'/'or' there fails. */
 function asCondUnit(item: CondUnit | string): CondUnit {
-  if (typeof item === 'string') throw new OfficialEvaluatorFailure(`ValueError: cannot unpack '${item}' as a condition`);
+  if (typeof item === 'string')
+    throw new OfficialEvaluatorFailure(`ValueError: cannot unpack '${item}' as a condition`);
   return item;
 }
 
@@ -130,7 +138,8 @@ function unifyColumns(sql: SpiderSql, valid: ReadonlySet<string>, fkMap: Foreign
 }
 
 /** get_scores' F1 is 1 exactly when both sides have as many items and all predicted ones matched. */
-const allMatched = (matched: number, predTotal: number, labelTotal: number) => predTotal === labelTotal && matched === predTotal;
+const allMatched = (matched: number, predTotal: number, labelTotal: number) =>
+  predTotal === labelTotal && matched === predTotal;
 
 /** Multiset match of predicted items against gold ones, on the whole item and on a part of it. */
 function bagScores<T>(pred: readonly T[], label: readonly T[], part: (x: T) => unknown): [boolean, boolean] {
@@ -167,7 +176,14 @@ function groupByMatches(pred: SpiderSql, label: SpiderSql): boolean {
 
 function havingMatches(pred: SpiderSql, label: SpiderSql): boolean {
   const [p, l] = [pred.groupBy.length > 0 ? 1 : 0, label.groupBy.length > 0 ? 1 : 0];
-  const same = p === 1 && l === 1 && pyEq(pred.groupBy.map((u) => u[1]), label.groupBy.map((u) => u[1])) && pyEq(pred.having, label.having);
+  const same =
+    p === 1 &&
+    l === 1 &&
+    pyEq(
+      pred.groupBy.map((u) => u[1]),
+      label.groupBy.map((u) => u[1]),
+    ) &&
+    pyEq(pred.having, label.having);
   return allMatched(same ? 1 : 0, p, l);
 }
 

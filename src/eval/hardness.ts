@@ -26,7 +26,11 @@ function hardnessOf(sql: SpiderSql): Hardness {
   const others = otherCount(sql);
   if (c1 <= 1 && others === 0 && c2 === 0) return 'easy';
   if ((others <= 2 && c1 <= 1 && c2 === 0) || (c1 <= 2 && others < 2 && c2 === 0)) return 'medium';
-  if ((others > 2 && c1 <= 2 && c2 === 0) || (c1 > 2 && c1 <= 3 && others <= 2 && c2 === 0) || (c1 <= 1 && others === 0 && c2 <= 1)) {
+  if (
+    (others > 2 && c1 <= 2 && c2 === 0) ||
+    (c1 > 2 && c1 <= 3 && others <= 2 && c2 === 0) ||
+    (c1 <= 1 && others === 0 && c2 <= 1)
+  ) {
     return 'hard';
   }
   return 'extra';
@@ -35,11 +39,17 @@ function hardnessOf(sql: SpiderSql): Hardness {
 const conditions = (sql: SpiderSql) => [sql.from.conds, sql.where, sql.having];
 
 function componentOneCount(sql: SpiderSql): number {
-  let n = [sql.where.length > 0, sql.groupBy.length > 0, sql.orderBy.length > 0, sql.limit !== null].filter(Boolean).length;
+  let n = [sql.where.length > 0, sql.groupBy.length > 0, sql.orderBy.length > 0, sql.limit !== null].filter(
+    Boolean,
+  ).length;
   n += Math.max(0, sql.from.table_units.length - 1);
-  n += conditions(sql).flatMap(oddSlots).filter((x) => x === 'or').length;
+  n += conditions(sql)
+    .flatMap(oddSlots)
+    .filter((x) => x === 'or').length;
   // A stray 'and'/'or' in a condition slot is indexed as a string there; it is never LIKE.
-  n += conditions(sql).flatMap(evenSlots).filter((u) => typeof u !== 'string' && u[1] === OP_LIKE).length;
+  n += conditions(sql)
+    .flatMap(evenSlots)
+    .filter((u) => typeof u !== 'string' && u[1] === OP_LIKE).length;
   return n;
 }
 

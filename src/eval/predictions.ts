@@ -53,12 +53,17 @@ export function loadEvalItems(opts: LoadOptions): EvalItem[] {
   const text = readTextFile(opts.predPath, 'predictions file');
   const format = opts.format && opts.format !== 'auto' ? opts.format : detectFormat(opts.predPath, text);
   if (format === 'results') {
-    if (opts.goldPath !== undefined) throw new UserError(`--gold is not used with a results JSON (${opts.predPath} holds expected_sql); leave it out`);
+    if (opts.goldPath !== undefined)
+      throw new UserError(`--gold is not used with a results JSON (${opts.predPath} holds expected_sql); leave it out`);
     return parseResultsJson(text, opts.predPath).slice(0, opts.limit);
   }
-  if (opts.goldPath === undefined) throw new UserError(`--gold is required with ${format === 'jsonl' ? 'JSONL' : 'one-SQL-per-line'} predictions (${opts.predPath}): eval.jsonl from sqlora prepare, or a gold.sql of SQL<TAB>db_id lines`);
+  if (opts.goldPath === undefined)
+    throw new UserError(
+      `--gold is required with ${format === 'jsonl' ? 'JSONL' : 'one-SQL-per-line'} predictions (${opts.predPath}): eval.jsonl from sqlora prepare, or a gold.sql of SQL<TAB>db_id lines`,
+    );
   const gold = readGold(opts.goldPath);
-  const preds = format === 'jsonl' ? parsePredictionJsonl(text, opts.predPath) : parsePredictionLines(text, opts.predPath);
+  const preds =
+    format === 'jsonl' ? parsePredictionJsonl(text, opts.predPath) : parsePredictionLines(text, opts.predPath);
   const byId = preds.some((p) => p.id !== undefined) && gold.every((g) => g.id !== undefined);
   return byId ? matchById(gold, preds, opts) : matchByPosition(gold, preds, opts);
 }
@@ -77,7 +82,10 @@ function detectFormat(path: string, text: string): Exclude<PredictionFormat, 'au
     }
     return 'jsonl';
   }
-  if (head.startsWith('[')) throw new UserError(`${path}: cannot tell the predictions format (a JSON array); expected JSONL {"id","sql"} lines, a results JSON with "detailed_results", or one SQL per line (see --pred-format)`);
+  if (head.startsWith('['))
+    throw new UserError(
+      `${path}: cannot tell the predictions format (a JSON array); expected JSONL {"id","sql"} lines, a results JSON with "detailed_results", or one SQL per line (see --pred-format)`,
+    );
   return 'sql';
 }
 
@@ -89,7 +97,10 @@ function parseResultsJson(text: string, path: string): EvalItem[] {
     throw new UserError(`malformed JSON in ${path}: ${describeError(err)}`);
   }
   const rows = (doc as { detailed_results?: unknown } | null)?.detailed_results;
-  if (!Array.isArray(rows)) throw new UserError(`${path}: expected a results JSON object with a "detailed_results" array (the reference workflow's format)`);
+  if (!Array.isArray(rows))
+    throw new UserError(
+      `${path}: expected a results JSON object with a "detailed_results" array (the reference workflow's format)`,
+    );
   if (rows.length === 0) throw new UserError(`${path}: "detailed_results" is empty; nothing to evaluate`);
   return rows.map((r: unknown, i) => {
     const where = `${path}: detailed_results[${i}]`;
@@ -115,7 +126,8 @@ function readGold(path: string): GoldRecord[] {
     } catch (err) {
       throw new UserError(`malformed JSON in ${path}: ${describeError(err)}`);
     }
-    if (!Array.isArray(rows) || rows.length === 0) throw new UserError(`${path}: expected a non-empty array of {"db_id", "query"} (a Spider split file)`);
+    if (!Array.isArray(rows) || rows.length === 0)
+      throw new UserError(`${path}: expected a non-empty array of {"db_id", "query"} (a Spider split file)`);
     return rows.map((r: unknown, i) => goldRecord(r, `${path}: [${i}]`));
   }
   if (head.startsWith('{')) {
@@ -127,7 +139,8 @@ function readGold(path: string): GoldRecord[] {
     const line = raw.trim();
     if (line === '') return;
     const fields = line.split('\t');
-    if (fields.length !== 2 || fields[1].trim() === '') throw new UserError(`${path}:${i + 1}: expected "SQL<TAB>db_id" (the official gold file format)`);
+    if (fields.length !== 2 || fields[1].trim() === '')
+      throw new UserError(`${path}:${i + 1}: expected "SQL<TAB>db_id" (the official gold file format)`);
     out.push({ query: fields[0], db_id: fields[1].trim() });
   });
   return out;
@@ -137,7 +150,9 @@ function goldRecord(r: unknown, where: string): GoldRecord {
   const rec = asObject(r, where);
   const hardness = rec.hardness ?? undefined;
   if (hardness !== undefined && !HARDNESS_LEVELS.includes(hardness as Hardness)) {
-    throw new UserError(`${where}: "hardness" must be one of ${HARDNESS_LEVELS.join(', ')}; got ${JSON.stringify(hardness)}`);
+    throw new UserError(
+      `${where}: "hardness" must be one of ${HARDNESS_LEVELS.join(', ')}; got ${JSON.stringify(hardness)}`,
+    );
   }
   return {
     ...(isId(rec.id) ? { id: rec.id } : {}),
@@ -171,7 +186,10 @@ function matchById(gold: GoldRecord[], preds: Prediction[], opts: LoadOptions): 
   const goldIds = new Set(gold.map((g) => String(g.id)));
   const byId = new Map<string, Prediction>();
   for (const p of preds) {
-    if (p.id === undefined) throw new UserError(`${p.where}: "id" is missing (give every prediction an id, or none to match ${opts.goldPath} by position)`);
+    if (p.id === undefined)
+      throw new UserError(
+        `${p.where}: "id" is missing (give every prediction an id, or none to match ${opts.goldPath} by position)`,
+      );
     const key = String(p.id);
     if (!goldIds.has(key)) throw new UserError(`${p.where}: id ${JSON.stringify(p.id)} is not in ${opts.goldPath}`);
     if (byId.has(key)) throw new UserError(`${p.where}: id ${JSON.stringify(p.id)} repeats ${byId.get(key)!.where}`);
@@ -181,8 +199,11 @@ function matchById(gold: GoldRecord[], preds: Prediction[], opts: LoadOptions): 
   const missing = wanted.filter((g) => !byId.has(String(g.id)));
   if (missing.length > 0) {
     const leading = gold.findIndex((g) => !byId.has(String(g.id)));
-    const hint = leading === preds.length ? `; they cover the first ${leading}: pass --limit ${leading} to evaluate those` : '';
-    throw new UserError(`${missing.length} of ${wanted.length} gold examples in ${opts.goldPath} have no prediction in ${opts.predPath} (first: id ${JSON.stringify(missing[0].id)})${hint}`);
+    const hint =
+      leading === preds.length ? `; they cover the first ${leading}: pass --limit ${leading} to evaluate those` : '';
+    throw new UserError(
+      `${missing.length} of ${wanted.length} gold examples in ${opts.goldPath} have no prediction in ${opts.predPath} (first: id ${JSON.stringify(missing[0].id)})${hint}`,
+    );
   }
   return wanted.map((g, index) => item(index, g, byId.get(String(g.id))!.sql));
 }
@@ -191,14 +212,26 @@ function matchByPosition(gold: GoldRecord[], preds: Prediction[], opts: LoadOpti
   const g = gold.slice(0, opts.limit);
   const p = preds.slice(0, opts.limit);
   if (g.length !== p.length) {
-    const hint = opts.limit === undefined ? ` (use --limit ${Math.min(g.length, p.length)} to evaluate only the first ${Math.min(g.length, p.length)})` : '';
-    throw new UserError(`${opts.predPath} has ${p.length} predictions but ${opts.goldPath} has ${g.length} gold examples${opts.limit !== undefined ? ` within --limit ${opts.limit}` : ''}; they are matched line by line${hint}`);
+    const hint =
+      opts.limit === undefined
+        ? ` (use --limit ${Math.min(g.length, p.length)} to evaluate only the first ${Math.min(g.length, p.length)})`
+        : '';
+    throw new UserError(
+      `${opts.predPath} has ${p.length} predictions but ${opts.goldPath} has ${g.length} gold examples${opts.limit !== undefined ? ` within --limit ${opts.limit}` : ''}; they are matched line by line${hint}`,
+    );
   }
   return g.map((rec, index) => item(index, rec, p[index].sql));
 }
 
 function item(index: number, g: GoldRecord, pred: string): EvalItem {
-  return { index, ...(g.id !== undefined ? { id: g.id } : {}), db_id: g.db_id, gold: g.query, pred, ...(g.hardness ? { hardness: g.hardness } : {}) };
+  return {
+    index,
+    ...(g.id !== undefined ? { id: g.id } : {}),
+    db_id: g.db_id,
+    gold: g.query,
+    pred,
+    ...(g.hardness ? { hardness: g.hardness } : {}),
+  };
 }
 
 /** Line numbers (1-based) of the non-blank lines, i.e. of the records parseJsonl returns. */
@@ -217,7 +250,8 @@ function asObject(r: unknown, where: string): Record<string, unknown> {
 
 function stringField(rec: Record<string, unknown>, key: string, where: string): string {
   const v = rec[key];
-  if (typeof v !== 'string') throw new UserError(`${where}: "${key}" must be a string${v === undefined ? ' (missing)' : ''}`);
+  if (typeof v !== 'string')
+    throw new UserError(`${where}: "${key}" must be a string${v === undefined ? ' (missing)' : ''}`);
   return v;
 }
 

@@ -55,7 +55,8 @@ class SandboxProcess {
       throw new UserError(`cannot start the SQL sandbox process: ${describeError(err)}`);
     }
     const child = this.child;
-    if (!child) return { ok: false, error: 'the SQL sandbox process exited before the query was sent', timedOut: false };
+    if (!child)
+      return { ok: false, error: 'the SQL sandbox process exited before the query was sent', timedOut: false };
     return new Promise<QueryOutcome>((resolve) => {
       const pending: Pending = { id: req.id, child, resolve };
       pending.timer = setTimeout(() => {
@@ -149,7 +150,10 @@ export class SqlSandbox {
     if (this.closed) throw new Error('SqlSandbox is closed');
     const proc = this.idle.pop() ?? (await new Promise<SandboxProcess>((resolve) => this.waiting.push(resolve)));
     try {
-      return await proc.run({ id: this.nextId++, dbPath, sql, ...(maxRows !== undefined ? { maxRows } : {}) }, timeoutMs);
+      return await proc.run(
+        { id: this.nextId++, dbPath, sql, ...(maxRows !== undefined ? { maxRows } : {}) },
+        timeoutMs,
+      );
     } finally {
       const next = this.waiting.shift();
       if (next) next(proc);

@@ -43,7 +43,8 @@ function closingQuote(sql: string, start: number, q: string): number {
   let i = start + 1;
   while (i < sql.length) {
     if (sql[i] !== q) i++;
-    else if (sql[i + 1] === q) i += 2; // a doubled quote is an escaped one
+    else if (sql[i + 1] === q)
+      i += 2; // a doubled quote is an escaped one
     else return i + 1;
   }
   return sql.length;
@@ -61,6 +62,14 @@ function indexOrEnd(s: string, needle: string, from: number): number {
  */
 export function doubleQuotedToString(sql: string, content: string): string {
   return sqlPieces(sql)
-    .map((p) => (p.kind === 'quoted' && p.text.startsWith('"') && p.text.endsWith('"') && p.text.length >= 2 && p.text.slice(1, -1).replaceAll('""', '"') === content ? `'${content.replaceAll("'", "''")}'` : p.text))
+    .map((p) =>
+      p.kind === 'quoted' &&
+      p.text.startsWith('"') &&
+      p.text.endsWith('"') &&
+      p.text.length >= 2 &&
+      p.text.slice(1, -1).replaceAll('""', '"') === content
+        ? `'${content.replaceAll("'", "''")}'`
+        : p.text,
+    )
     .join('');
 }

@@ -57,8 +57,14 @@ function prepareAllowingDoubleQuotedStrings(db: Database.Database, sql: string):
 function runQuery(req: SandboxRequest): SandboxReply {
   try {
     const stmt = prepareAllowingDoubleQuotedStrings(connect(req.dbPath), req.sql);
-    if (!stmt.readonly) return { id: req.id, ok: false, error: 'rejected: the statement would modify the database (only read-only queries are run)' };
-    if (!stmt.reader) return { id: req.id, ok: false, error: 'rejected: the statement returns no rows (only queries are run)' };
+    if (!stmt.readonly)
+      return {
+        id: req.id,
+        ok: false,
+        error: 'rejected: the statement would modify the database (only read-only queries are run)',
+      };
+    if (!stmt.reader)
+      return { id: req.id, ok: false, error: 'rejected: the statement returns no rows (only queries are run)' };
     stmt.raw(true).safeIntegers(true);
     const rows: string[][] = [];
     const limit = req.maxRows ?? Infinity;

@@ -6,7 +6,12 @@
 
 /** Lower-cased, whitespace collapsed to single spaces, trailing semicolons removed. */
 export function normalizeSeedSql(sql: string): string {
-  return sql.toLowerCase().split(/\s+/).filter(Boolean).join(' ').replace(/[\s;]+$/, '');
+  return sql
+    .toLowerCase()
+    .split(/\s+/)
+    .filter(Boolean)
+    .join(' ')
+    .replace(/[\s;]+$/, '');
 }
 
 /** True when the normalized strings are equal. */

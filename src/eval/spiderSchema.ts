@@ -44,7 +44,10 @@ export function loadSpiderSchema(sqlitePath: string): SpiderSchema {
     for (const name of names.map((n) => n.toLowerCase())) {
       // Unquoted, like the official `PRAGMA table_info({})`: a name it cannot read fails here too.
       const cols = db.prepare(`PRAGMA table_info(${name})`).all() as { name: string }[];
-      tables.set(name, cols.map((c) => c.name.toLowerCase()));
+      tables.set(
+        name,
+        cols.map((c) => c.name.toLowerCase()),
+      );
     }
   } catch (err) {
     throw new UserError(`cannot read the schema of ${sqlitePath}: ${describeError(err)}`);
@@ -107,7 +110,10 @@ function foreignKeyMap(entry: TablesJsonEntry): ForeignKeyMap {
   const map = new Map<string, string>();
   for (const group of groups) {
     for (const idx of group) {
-      if (ids[idx] === undefined) throw new UserError(`tables.json: database ${entry.db_id} has a foreign key to column ${idx}, which does not exist`);
+      if (ids[idx] === undefined)
+        throw new UserError(
+          `tables.json: database ${entry.db_id} has a foreign key to column ${idx}, which does not exist`,
+        );
     }
     const members = [...group].sort((x, y) => x - y);
     for (const idx of members) map.set(ids[idx], ids[members[0]]);

@@ -99,7 +99,10 @@ export const pyIn = (x: unknown, xs: readonly unknown[]): boolean => xs.some((y)
 
 /** Python `xs.remove(x)` where x is known to be present: drops the first equal element. */
 export function removeFirstEqual(xs: unknown[], x: unknown): void {
-  xs.splice(xs.findIndex((y) => pyEq(x, y)), 1);
+  xs.splice(
+    xs.findIndex((y) => pyEq(x, y)),
+    1,
+  );
 }
 
 /**

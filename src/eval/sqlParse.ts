@@ -164,7 +164,10 @@ function parseTableUnit(toks: Toks, start: number, ctx: Context): [number, strin
 }
 
 const DIGITS = '\\d(?:_?\\d)*';
-const PY_FLOAT = new RegExp(`^[+-]?(?:(?:${DIGITS}(?:\\.(?:${DIGITS})?)?|\\.${DIGITS})(?:e[+-]?${DIGITS})?|inf(?:inity)?|nan)$`, 'i');
+const PY_FLOAT = new RegExp(
+  `^[+-]?(?:(?:${DIGITS}(?:\\.(?:${DIGITS})?)?|\\.${DIGITS})(?:e[+-]?${DIGITS})?|inf(?:inity)?|nan)$`,
+  'i',
+);
 
 /** Python's float() on a token (the official parser tries it before reading a column). */
 function pyFloat(tok: string): number | null {
@@ -194,7 +197,13 @@ function parseValue(toks: Toks, start: number, ctx: Context, defaultTables: read
     // A column operand: read up to the next delimiter, from where the value began
     // (an opening parenthesis included, as officially), and ignore what follows the column.
     let end = idx;
-    while (end < toks.length && ![',', ')', 'and'].includes(toks[end]) && !CLAUSE_KEYWORDS.includes(toks[end]) && !JOIN_KEYWORDS.includes(toks[end])) end++;
+    while (
+      end < toks.length &&
+      ![',', ')', 'and'].includes(toks[end]) &&
+      !CLAUSE_KEYWORDS.includes(toks[end]) &&
+      !JOIN_KEYWORDS.includes(toks[end])
+    )
+      end++;
     value = parseColUnit(toks.slice(start, end), 0, ctx, defaultTables)[1];
     idx = end;
   }
@@ -205,7 +214,12 @@ function parseValue(toks: Toks, start: number, ctx: Context, defaultTables: read
   return [idx, value];
 }
 
-function parseCondition(toks: Toks, start: number, ctx: Context, defaultTables: readonly string[]): [number, Condition] {
+function parseCondition(
+  toks: Toks,
+  start: number,
+  ctx: Context,
+  defaultTables: readonly string[],
+): [number, Condition] {
   let idx = start;
   const conds: Condition = [];
   while (idx < toks.length) {
@@ -290,7 +304,13 @@ function parseFrom(toks: Toks, start: number, ctx: Context): [number, SpiderSql[
   return [idx, { table_units: tableUnits, conds }, defaultTables];
 }
 
-function parseConditionClause(keyword: string, toks: Toks, start: number, ctx: Context, defaultTables: readonly string[]): [number, Condition] {
+function parseConditionClause(
+  keyword: string,
+  toks: Toks,
+  start: number,
+  ctx: Context,
+  defaultTables: readonly string[],
+): [number, Condition] {
   if (start >= toks.length || toks[start] !== keyword) return [start, []];
   return parseCondition(toks, start + 1, ctx, defaultTables);
 }
@@ -310,7 +330,12 @@ function parseGroupBy(toks: Toks, start: number, ctx: Context, defaultTables: re
   return [idx, cols];
 }
 
-function parseOrderBy(toks: Toks, start: number, ctx: Context, defaultTables: readonly string[]): [number, SpiderSql['orderBy']] {
+function parseOrderBy(
+  toks: Toks,
+  start: number,
+  ctx: Context,
+  defaultTables: readonly string[],
+): [number, SpiderSql['orderBy']] {
   if (start >= toks.length || toks[start] !== 'order') return [start, []];
   expect(at(toks, start + 1) === 'by', 'expected BY after ORDER');
   let idx = start + 2;
@@ -357,7 +382,18 @@ function parseQuery(toks: Toks, start: number, ctx: Context): [number, SpiderSql
     idx++;
   }
   idx = skipSemicolons(toks, idx);
-  const sql: SpiderSql = { select, from, where, groupBy, having, orderBy, limit, intersect: null, union: null, except: null };
+  const sql: SpiderSql = {
+    select,
+    from,
+    where,
+    groupBy,
+    having,
+    orderBy,
+    limit,
+    intersect: null,
+    union: null,
+    except: null,
+  };
   const op = SQL_OPS.find((o) => o === toks[idx]);
   if (op !== undefined) {
     let sub: SpiderSql;

@@ -6,7 +6,17 @@
  *   <cache>/models--<owner>--<name>/snapshots/<commit>/<path>  relative symlink to the blob
  *   <cache>/models--<owner>--<name>/refs/<revision>            the commit a branch/tag resolved to
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, symlinkSync, copyFileSync, lstatSync, writeFileSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  symlinkSync,
+  copyFileSync,
+  lstatSync,
+  writeFileSync,
+  rmSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 

@@ -11,7 +11,17 @@
  * Environment, as huggingface_hub reads it: HF_TOKEN (sent as a Bearer token, never printed),
  * HF_ENDPOINT, HF_HUB_OFFLINE=1 (cache only), HF_HOME / HF_HUB_CACHE (cache location).
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { HubApiError, listFiles, modelInfo } from '@huggingface/hub';
 import { UserError, describeError } from '../util/errors.js';
@@ -50,7 +60,9 @@ const REPO_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
 export function isCheckpointFile(path: string): boolean {
   if (path.includes('/')) return false;
   return (
-    /^(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|preprocessor_config)\.json$/.test(path) ||
+    /^(config|generation_config|tokenizer|tokenizer_config|special_tokens_map|added_tokens|vocab|preprocessor_config)\.json$/.test(
+      path,
+    ) ||
     path === 'merges.txt' ||
     path === 'chat_template.jinja' ||
     path === 'chat_template.json' ||
@@ -70,7 +82,10 @@ export function parseRepoRef(ref: string): { repoId: string; revision?: string }
 export async function resolveModel(idOrDir: string, opts: ResolveModelOptions = {}): Promise<ResolvedModel> {
   if (existsSync(idOrDir) && statSync(idOrDir).isDirectory()) return { dir: idOrDir, downloadedBytes: 0 };
   const ref = parseRepoRef(idOrDir);
-  if (!ref) throw new UserError(`model not found: ${idOrDir} is neither a directory nor a Hub repo id like Qwen/Qwen1.5-1.8B-Chat`);
+  if (!ref)
+    throw new UserError(
+      `model not found: ${idOrDir} is neither a directory nor a Hub repo id like Qwen/Qwen1.5-1.8B-Chat`,
+    );
   const env = opts.env ?? process.env;
   const revision = opts.revision ?? ref.revision ?? 'main';
   const cacheDir = opts.cacheDir ?? hubCacheDir(env);
@@ -84,13 +99,17 @@ export async function resolveModel(idOrDir: string, opts: ResolveModelOptions = 
   const fromCache = (): ResolvedModel | undefined => {
     const commit = cachedCommit(repoDir, revision);
     const dir = commit && join(repoDir, 'snapshots', commit);
-    return dir && existsSync(join(dir, 'config.json')) ? { dir, repoId: ref.repoId, commit, downloadedBytes: 0 } : undefined;
+    return dir && existsSync(join(dir, 'config.json'))
+      ? { dir, repoId: ref.repoId, commit, downloadedBytes: 0 }
+      : undefined;
   };
   const what = `${ref.repoId}@${revision}`;
   if (offline) {
     const cached = fromCache();
     if (cached) return cached;
-    throw new UserError(`${what} is not in the Hugging Face cache ${cacheDir} and HF_HUB_OFFLINE is set: download it once online, or pass a local directory`);
+    throw new UserError(
+      `${what} is not in the Hugging Face cache ${cacheDir} and HF_HUB_OFFLINE is set: download it once online, or pass a local directory`,
+    );
   }
 
   const token = opts.token ?? env.HF_TOKEN ?? env.HUGGING_FACE_HUB_TOKEN ?? readTokenFile(env);
@@ -107,10 +126,16 @@ export async function resolveModel(idOrDir: string, opts: ResolveModelOptions = 
   let files: Array<{ path: string; size: number; etag: string }>;
   try {
     const info = await modelInfo({ name: ref.repoId, revision, additionalFields: ['sha'], ...hub });
-    if (typeof info.sha !== 'string' || !COMMIT_HASH.test(info.sha)) throw new UserError(`${endpoint} returned no commit for ${what}`);
+    if (typeof info.sha !== 'string' || !COMMIT_HASH.test(info.sha))
+      throw new UserError(`${endpoint} returned no commit for ${what}`);
     commit = info.sha;
     files = [];
-    for await (const entry of listFiles({ repo: { type: 'model', name: ref.repoId }, revision: commit, recursive: true, ...hub })) {
+    for await (const entry of listFiles({
+      repo: { type: 'model', name: ref.repoId },
+      revision: commit,
+      recursive: true,
+      ...hub,
+    })) {
       if (entry.type !== 'file' || !isCheckpointFile(entry.path)) continue;
       if (opts.skipWeights && (entry.path.endsWith('.safetensors') || entry.path.endsWith('.index.json'))) continue;
       const etag = entry.lfs?.oid ?? entry.oid;
@@ -124,7 +149,9 @@ export async function resolveModel(idOrDir: string, opts: ResolveModelOptions = 
         warn(`cannot reach ${endpoint} (${networkCause(err)}); using the cached snapshot ${cached.commit} of ${what}`);
         return cached;
       }
-      throw new UserError(`cannot reach ${endpoint} to download ${what} (${networkCause(err)}): check the network, or set HF_ENDPOINT to a mirror`);
+      throw new UserError(
+        `cannot reach ${endpoint} to download ${what} (${networkCause(err)}): check the network, or set HF_ENDPOINT to a mirror`,
+      );
     }
     throw hubError(err, what, endpoint, Boolean(token));
   }
@@ -138,7 +165,12 @@ export async function resolveModel(idOrDir: string, opts: ResolveModelOptions = 
   const have = (f: { etag: string }): number => sizeOf(blobOf(f)) ?? sizeOf(blobOf(f) + '.incomplete') ?? 0;
   const totalMb = Math.ceil(todo.reduce((s, f) => s + f.size, 0) / 1e6);
   const startMb = Math.floor(todo.reduce((s, f) => s + Math.min(have(f), f.size), 0) / 1e6);
-  const progress = todo.length ? new Progress({ label: `download ${ref.repoId}`, total: totalMb, unit: 'MB', quiet: opts.quiet, stream: opts.stream }, startMb) : undefined;
+  const progress = todo.length
+    ? new Progress(
+        { label: `download ${ref.repoId}`, total: totalMb, unit: 'MB', quiet: opts.quiet, stream: opts.stream },
+        startMb,
+      )
+    : undefined;
   let downloaded = 0;
   let shownMb = startMb;
   const onBytes = (n: number): void => {
@@ -161,7 +193,14 @@ export async function resolveModel(idOrDir: string, opts: ResolveModelOptions = 
 }
 
 /** Fetches url into `blob`, continuing a partial `blob.incomplete` with a Range request. */
-async function downloadBlob(url: string, blob: string, size: number, doFetch: typeof fetch, onBytes: (n: number) => void, what: string): Promise<void> {
+async function downloadBlob(
+  url: string,
+  blob: string,
+  size: number,
+  doFetch: typeof fetch,
+  onBytes: (n: number) => void,
+  what: string,
+): Promise<void> {
   const partial = blob + '.incomplete';
   mkdirSync(dirname(blob), { recursive: true });
   let have = sizeOf(partial) ?? 0;
@@ -176,9 +215,12 @@ async function downloadBlob(url: string, blob: string, size: number, doFetch: ty
     } catch (err) {
       throw new UserError(`cannot download ${what} (${networkCause(err)}): check the network and run again to resume`);
     }
-    if (res.status === 200) have = 0; // the server ignored the range: start over
+    if (res.status === 200)
+      have = 0; // the server ignored the range: start over
     else if (res.status !== 206 || !res.body) {
-      throw new UserError(`cannot download ${what}: ${url.replace(/\/resolve\/.*/, '/resolve/...')} answered HTTP ${res.status}`);
+      throw new UserError(
+        `cannot download ${what}: ${url.replace(/\/resolve\/.*/, '/resolve/...')} answered HTTP ${res.status}`,
+      );
     }
     const fd = openSync(partial, have > 0 ? 'a' : 'w');
     try {
@@ -188,7 +230,9 @@ async function downloadBlob(url: string, blob: string, size: number, doFetch: ty
         onBytes(chunk.length);
       }
     } catch (err) {
-      throw new UserError(`download of ${what} was interrupted after ${have} of ${size} bytes (${networkCause(err)}): run again to resume`);
+      throw new UserError(
+        `download of ${what} was interrupted after ${have} of ${size} bytes (${networkCause(err)}): run again to resume`,
+      );
     } finally {
       closeSync(fd);
     }
@@ -234,20 +278,27 @@ function networkCause(err: unknown): string {
 }
 
 function hubError(err: unknown, what: string, endpoint: string, withToken: boolean): Error {
-  if (err instanceof UserError || !(err instanceof HubApiError)) return err instanceof Error ? err : new Error(String(err));
+  if (err instanceof UserError || !(err instanceof HubApiError))
+    return err instanceof Error ? err : new Error(String(err));
   const tokenHint = withToken
     ? 'the token in HF_TOKEN was refused or has no access to it'
     : 'for a private or gated model, set HF_TOKEN to a token with read access';
   const revision = /revision/i.test(err.message);
   switch (err.statusCode) {
     case 401:
-      return new UserError(`cannot access ${what} on ${endpoint} (HTTP 401): it does not exist or is private; ${tokenHint}`);
+      return new UserError(
+        `cannot access ${what} on ${endpoint} (HTTP 401): it does not exist or is private; ${tokenHint}`,
+      );
     case 403:
-      return new UserError(`access to ${what} is restricted (HTTP 403): accept its conditions at ${endpoint}/${what.split('@')[0]} with the account of HF_TOKEN`);
+      return new UserError(
+        `access to ${what} is restricted (HTTP 403): accept its conditions at ${endpoint}/${what.split('@')[0]} with the account of HF_TOKEN`,
+      );
     case 404:
-      return new UserError(revision
-        ? `revision not found: ${what} on ${endpoint} (check the branch, tag or commit after @)`
-        : `model not found: ${what} on ${endpoint} (check the repo id; ${tokenHint})`);
+      return new UserError(
+        revision
+          ? `revision not found: ${what} on ${endpoint} (check the branch, tag or commit after @)`
+          : `model not found: ${what} on ${endpoint} (check the repo id; ${tokenHint})`,
+      );
     default:
       return new UserError(`the Hub at ${endpoint} answered HTTP ${err.statusCode} for ${what}: try again later`);
   }

@@ -77,13 +77,23 @@ export function peftTensorName(layer: number, p: ProjectionName, which: 'A' | 'B
 
 /** [out, in] of a projection. */
 export function projectionShape(cfg: Qwen2Config, p: ProjectionName): [number, number] {
-  const D = cfg.hiddenSize, q = cfg.numHeads * cfg.headDim, kv = cfg.numKvHeads * cfg.headDim, I = cfg.intermediateSize;
+  const D = cfg.hiddenSize,
+    q = cfg.numHeads * cfg.headDim,
+    kv = cfg.numKvHeads * cfg.headDim,
+    I = cfg.intermediateSize;
   switch (p) {
-    case 'q_proj': return [q, D];
-    case 'k_proj': case 'v_proj': return [kv, D];
-    case 'o_proj': return [D, q];
-    case 'gate_proj': case 'up_proj': return [I, D];
-    case 'down_proj': return [D, I];
+    case 'q_proj':
+      return [q, D];
+    case 'k_proj':
+    case 'v_proj':
+      return [kv, D];
+    case 'o_proj':
+      return [D, q];
+    case 'gate_proj':
+    case 'up_proj':
+      return [I, D];
+    case 'down_proj':
+      return [D, I];
   }
 }
 
@@ -120,7 +130,10 @@ export class LoraAdapter implements LoraProvider {
   private flatParams: FlatParameters | null = null;
   private computeCopy: Tensor | null = null;
 
-  private constructor(private readonly be: Backend, readonly config: LoraConfig) {}
+  private constructor(
+    private readonly be: Backend,
+    readonly config: LoraConfig,
+  ) {}
 
   /** Uploads a host adapter, checking every tensor against the model's projection shapes. */
   static upload(be: Backend, cfg: Qwen2Config, host: HostLora): LoraAdapter {
@@ -131,13 +144,18 @@ export class LoraAdapter implements LoraProvider {
     for (let i = 0; i < cfg.numLayers; i++) {
       for (const p of c.targetModules) {
         const [out, inp] = projectionShape(cfg, p);
-        expected.push({ name: peftTensorName(i, p, 'A'), shape: [c.r, inp] }, { name: peftTensorName(i, p, 'B'), shape: [out, c.r] });
+        expected.push(
+          { name: peftTensorName(i, p, 'A'), shape: [c.r, inp] },
+          { name: peftTensorName(i, p, 'B'), shape: [out, c.r] },
+        );
       }
     }
     const names = new Set(expected.map((e) => e.name));
     const extra = Object.keys(host.tensors).filter((n) => !names.has(n));
     if (extra.length > 0) {
-      throw new UserError(`adapter has tensors its config does not explain (e.g. ${extra[0]}); target_modules or num_hidden_layers differ`);
+      throw new UserError(
+        `adapter has tensors its config does not explain (e.g. ${extra[0]}); target_modules or num_hidden_layers differ`,
+      );
     }
     const offsets: number[] = [];
     let total = 0;
@@ -150,7 +168,8 @@ export class LoraAdapter implements LoraProvider {
     const flat: FlatParameters = { param: be.upload(values, [total], 'f32'), grad: be.alloc([total], 'f32'), offsets };
     ad.flatParams = flat;
     if (be.computeDType !== 'f32') ad.computeCopy = be.empty([total], be.computeDType);
-    const view = (t: Tensor, k: number): Tensor => be.reshape(be.rows(t, offsets[k], expected[k].shape[0] * expected[k].shape[1]), expected[k].shape);
+    const view = (t: Tensor, k: number): Tensor =>
+      be.reshape(be.rows(t, offsets[k], expected[k].shape[0] * expected[k].shape[1]), expected[k].shape);
     let k = 0;
     for (let i = 0; i < cfg.numLayers; i++) {
       const layer: LayerLora = {};
@@ -201,7 +220,8 @@ export class LoraAdapter implements LoraProvider {
   /** Current factors as host tensors (PEFT names). */
   toHost(): HostLora {
     const tensors: Record<string, HostTensor> = {};
-    for (const p of this.params) tensors[p.name] = f32Tensor(p.param.shape, Float32Array.from(this.be.download(p.param)));
+    for (const p of this.params)
+      tensors[p.name] = f32Tensor(p.param.shape, Float32Array.from(this.be.download(p.param)));
     return { config: { ...this.config, targetModules: [...this.config.targetModules] }, tensors };
   }
 
@@ -222,7 +242,9 @@ export class LoraAdapter implements LoraProvider {
 function checkedValues(name: string, t: HostTensor | undefined, shape: [number, number]): Float32Array {
   if (!t) throw new UserError(`adapter is missing ${name}`);
   if (t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
-    throw new UserError(`adapter tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}] (r or model size differ)`);
+    throw new UserError(
+      `adapter tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}] (r or model size differ)`,
+    );
   }
   return toF32(t);
 }

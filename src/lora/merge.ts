@@ -11,7 +11,15 @@ import { UserError } from '../util/errors.js';
 import { loraScale, peftTensorName, projectionShape, validateLoraConfig, type HostLora } from './lora.js';
 
 /** w[out, in] += scale * b[out, r] @ a[r, in], in place. */
-export function mergeLoraWeight(w: Float32Array, a: Float32Array, b: Float32Array, out: number, inp: number, r: number, scale: number): void {
+export function mergeLoraWeight(
+  w: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  out: number,
+  inp: number,
+  r: number,
+  scale: number,
+): void {
   const row = new Float64Array(inp);
   for (let o = 0; o < out; o++) {
     row.fill(0);
@@ -30,14 +38,19 @@ export function mergeLoraWeight(w: Float32Array, a: Float32Array, b: Float32Arra
  * The base checkpoint's tensors with the adapter merged in, each in its stored dtype (merged
  * projections are rounded back to it).
  */
-export function mergeLoraTensors(baseDir: string, adapter: HostLora, cfg: Qwen2Config = loadModelConfig(baseDir)): Record<string, HostTensor> {
+export function mergeLoraTensors(
+  baseDir: string,
+  adapter: HostLora,
+  cfg: Qwen2Config = loadModelConfig(baseDir),
+): Record<string, HostTensor> {
   const c = validateLoraConfig(adapter.config);
   const scale = loraScale(c);
   const ckpt = openCheckpoint(baseDir);
   try {
     ckpt.validate(cfg);
     const merged = new Map<string, { layer: number; p: (typeof c.targetModules)[number] }>();
-    for (let i = 0; i < cfg.numLayers; i++) for (const p of c.targetModules) merged.set(`${projectionPrefix(i, p)}.weight`, { layer: i, p });
+    for (let i = 0; i < cfg.numLayers; i++)
+      for (const p of c.targetModules) merged.set(`${projectionPrefix(i, p)}.weight`, { layer: i, p });
     const out: Record<string, HostTensor> = {};
     for (const name of ckpt.names()) {
       const t = ckpt.read(name);
@@ -50,7 +63,8 @@ export function mergeLoraTensors(baseDir: string, adapter: HostLora, cfg: Qwen2C
       const a = adapter.tensors[peftTensorName(m.layer, m.p, 'A')];
       const b = adapter.tensors[peftTensorName(m.layer, m.p, 'B')];
       if (!a || !b) throw new UserError(`adapter has no LoRA factors for ${name}`);
-      if (t.dtype !== 'F32' && t.dtype !== 'BF16' && t.dtype !== 'F16') throw new UserError(`${name} is ${t.dtype}; only float weights can be merged`);
+      if (t.dtype !== 'F32' && t.dtype !== 'BF16' && t.dtype !== 'F16')
+        throw new UserError(`${name} is ${t.dtype}; only float weights can be merged`);
       const w = Float32Array.from(toF32(t));
       mergeLoraWeight(w, toF32(a), toF32(b), o, inp, c.r, scale);
       out[name] = fromF32(t.dtype, t.shape, w);

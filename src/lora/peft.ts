@@ -74,7 +74,10 @@ export interface WritePeftOptions {
 export function writePeftAdapter(dir: string, adapter: HostLora, opts: WritePeftOptions = {}): void {
   const c = validateLoraConfig(adapter.config);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, ADAPTER_CONFIG_FILE), JSON.stringify(peftConfigJson(c, opts.baseModelNameOrPath ?? null), null, 2) + '\n');
+  writeFileSync(
+    join(dir, ADAPTER_CONFIG_FILE),
+    JSON.stringify(peftConfigJson(c, opts.baseModelNameOrPath ?? null), null, 2) + '\n',
+  );
   writeSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), adapter.tensors, { format: 'pt' });
 }
 
@@ -89,7 +92,9 @@ export function readPeftAdapter(dir: string, model?: Qwen2Config): PeftAdapter {
   const weightsPath = join(dir, ADAPTER_WEIGHTS_FILE);
   if (!existsSync(configPath)) throw new UserError(`no ${ADAPTER_CONFIG_FILE} in ${dir}: not a PEFT adapter folder`);
   if (!existsSync(weightsPath)) {
-    const hint = existsSync(join(dir, 'adapter_model.bin')) ? ' (adapter_model.bin is a pickle; re-save it with safe_serialization=True)' : '';
+    const hint = existsSync(join(dir, 'adapter_model.bin'))
+      ? ' (adapter_model.bin is a pickle; re-save it with safe_serialization=True)'
+      : '';
     throw new UserError(`no ${ADAPTER_WEIGHTS_FILE} in ${dir}${hint}`);
   }
   const raw = readJsonFile<Record<string, unknown>>(configPath, 'adapter config');
@@ -101,7 +106,10 @@ export function readPeftAdapter(dir: string, model?: Qwen2Config): PeftAdapter {
 }
 
 const EMPTY = (v: unknown): boolean =>
-  v === undefined || v === null || v === false || (Array.isArray(v) && v.length === 0) ||
+  v === undefined ||
+  v === null ||
+  v === false ||
+  (Array.isArray(v) && v.length === 0) ||
   (typeof v === 'object' && v !== null && Object.keys(v).length === 0);
 
 /** Config fields whose non-default values change the forward pass in ways we do not model. */
@@ -124,14 +132,17 @@ const UNSUPPORTED: Record<string, string> = {
 /** The LoRA config of a parsed adapter_config.json; `names` are the weight file's tensors. */
 export function parsePeftConfig(raw: Record<string, unknown>, path: string, names: string[]): LoraConfig {
   const fail = (why: string): UserError => new UserError(`${path}: ${why}`);
-  if (raw.peft_type !== 'LORA') throw fail(`peft_type is ${JSON.stringify(raw.peft_type)}; only LORA adapters are supported`);
+  if (raw.peft_type !== 'LORA')
+    throw fail(`peft_type is ${JSON.stringify(raw.peft_type)}; only LORA adapters are supported`);
   for (const [field, what] of Object.entries(UNSUPPORTED)) {
     if (!EMPTY(raw[field])) throw fail(`${field} = ${JSON.stringify(raw[field])}: ${what} are not supported`);
   }
-  if (raw.bias !== undefined && raw.bias !== 'none') throw fail(`bias is ${JSON.stringify(raw.bias)}; only "none" is supported`);
+  if (raw.bias !== undefined && raw.bias !== 'none')
+    throw fail(`bias is ${JSON.stringify(raw.bias)}; only "none" is supported`);
   const num = (field: string, dflt?: number): number => {
     const v = raw[field] ?? dflt;
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw fail(`${field} must be a number, got ${JSON.stringify(raw[field])}`);
+    if (typeof v !== 'number' || !Number.isFinite(v))
+      throw fail(`${field} must be a number, got ${JSON.stringify(raw[field])}`);
     return v;
   };
   const useRslora = raw.use_rslora ?? false;
@@ -150,11 +161,18 @@ export function parsePeftConfig(raw: Record<string, unknown>, path: string, name
       wanted.add(last as ProjectionName);
     }
     const missing = [...wanted].filter((p) => !present.includes(p));
-    if (missing.length > 0) throw fail(`target_modules lists ${missing.join(', ')} but the weights have no lora_A for it`);
+    if (missing.length > 0)
+      throw fail(`target_modules lists ${missing.join(', ')} but the weights have no lora_A for it`);
   } else if (typeof listed !== 'string') {
     throw fail(`target_modules must be a list of module names or a regular expression, got ${JSON.stringify(listed)}`);
   }
-  const config: LoraConfig = { r: num('r'), alpha: num('lora_alpha'), dropout: num('lora_dropout', 0), targetModules: present, useRslora };
+  const config: LoraConfig = {
+    r: num('r'),
+    alpha: num('lora_alpha'),
+    dropout: num('lora_dropout', 0),
+    targetModules: present,
+    useRslora,
+  };
   try {
     return validateLoraConfig(config);
   } catch (err) {
@@ -168,7 +186,10 @@ function checkLayers(c: LoraConfig, tensors: Record<string, HostTensor>, model: 
     for (const p of c.targetModules) {
       for (const w of ['A', 'B'] as const) {
         const name = peftTensorName(i, p, w);
-        if (!tensors[name]) throw new UserError(`${path} has no ${name}: the adapter does not cover all ${model.numLayers} layers of the model`);
+        if (!tensors[name])
+          throw new UserError(
+            `${path} has no ${name}: the adapter does not cover all ${model.numLayers} layers of the model`,
+          );
       }
     }
   }

@@ -82,24 +82,30 @@ export class Checkpoint {
     }
     const indexPath = join(dir, INDEX_FILE);
     if (existsSync(indexPath)) return Checkpoint.fromIndex(dir, indexPath);
-    throw new UserError(`no weights in ${dir}: expected ${SINGLE_FILE} or ${INDEX_FILE} (only safetensors checkpoints are supported)`);
+    throw new UserError(
+      `no weights in ${dir}: expected ${SINGLE_FILE} or ${INDEX_FILE} (only safetensors checkpoints are supported)`,
+    );
   }
 
   private static fromIndex(dir: string, indexPath: string): Checkpoint {
     const index = readJsonFile<{ weight_map?: unknown }>(indexPath, 'checkpoint index');
     const map = index.weight_map;
-    if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new UserError(`${indexPath}: weight_map is missing or not an object`);
+    if (typeof map !== 'object' || map === null || Array.isArray(map))
+      throw new UserError(`${indexPath}: weight_map is missing or not an object`);
     const weightMap = new Map<string, string>();
     for (const [name, file] of Object.entries(map)) {
       // A shard name must stay inside the checkpoint directory.
       if (typeof file !== 'string' || basename(file) !== file || !file.endsWith('.safetensors')) {
-        throw new UserError(`${indexPath}: weight_map["${name}"] must name a .safetensors file in the same folder, got ${JSON.stringify(file)}`);
+        throw new UserError(
+          `${indexPath}: weight_map["${name}"] must name a .safetensors file in the same folder, got ${JSON.stringify(file)}`,
+        );
       }
       weightMap.set(name, file);
     }
     const ckpt = new Checkpoint(dir, weightMap);
     for (const file of new Set(weightMap.values())) {
-      if (!existsSync(join(dir, file))) throw new UserError(`${indexPath} lists shard ${file}, which is missing from ${dir}`);
+      if (!existsSync(join(dir, file)))
+        throw new UserError(`${indexPath} lists shard ${file}, which is missing from ${dir}`);
     }
     return ckpt;
   }
@@ -121,7 +127,8 @@ export class Checkpoint {
     const file = this.weightMap.get(name);
     if (file === undefined) throw new UserError(`checkpoint ${this.dir} has no tensor ${name}`);
     const shard = this.shard(file);
-    if (!shard.has(name)) throw new UserError(`${join(this.dir, INDEX_FILE)} maps ${name} to ${file}, but that file does not contain it`);
+    if (!shard.has(name))
+      throw new UserError(`${join(this.dir, INDEX_FILE)} maps ${name} to ${file}, but that file does not contain it`);
     return { ...shard.info(name), file };
   }
 
@@ -152,7 +159,9 @@ export class Checkpoint {
       }
       const info = this.info(spec.name);
       if (!sameShape(info.shape, spec.shape)) {
-        problems.push(`${spec.name} in ${info.file} has shape ${formatShape(info.shape)}, expected ${formatShape(spec.shape)}`);
+        problems.push(
+          `${spec.name} in ${info.file} has shape ${formatShape(info.shape)}, expected ${formatShape(spec.shape)}`,
+        );
       }
     }
     if (problems.length === 0) return;
@@ -168,7 +177,9 @@ export class Checkpoint {
 
   private checkShape(name: string, info: CheckpointTensorInfo, shape: readonly number[]): void {
     if (!sameShape(info.shape, shape)) {
-      throw new UserError(`tensor ${name} in ${join(this.dir, info.file)} has shape ${formatShape(info.shape)}, expected ${formatShape(shape)}`);
+      throw new UserError(
+        `tensor ${name} in ${join(this.dir, info.file)} has shape ${formatShape(info.shape)}, expected ${formatShape(shape)}`,
+      );
     }
   }
 
@@ -199,7 +210,12 @@ export interface SaveCheckpointOptions {
  * Writes config.json and the tensors in the layout transformers' save_pretrained produces
  * (metadata {"format": "pt"}; shards `model-0000i-of-0000n.safetensors` + index when split).
  */
-export function saveCheckpoint(dir: string, config: Qwen2Config, tensors: Record<string, HostTensor>, opts: SaveCheckpointOptions = {}): void {
+export function saveCheckpoint(
+  dir: string,
+  config: Qwen2Config,
+  tensors: Record<string, HostTensor>,
+  opts: SaveCheckpointOptions = {},
+): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(modelConfigToJson(config), null, 2) + '\n');
   const names = Object.keys(tensors);
@@ -231,6 +247,13 @@ export function saveCheckpoint(dir: string, config: Qwen2Config, tensors: Record
     for (const n of group) weightMap[n] = file;
   });
   const totalSize = names.reduce((s, n) => s + tensors[n].data.byteLength, 0);
-  const sortedMap = Object.fromEntries(Object.keys(weightMap).sort().map((k) => [k, weightMap[k]]));
-  writeFileSync(join(dir, INDEX_FILE), JSON.stringify({ metadata: { total_size: totalSize }, weight_map: sortedMap }, null, 2) + '\n');
+  const sortedMap = Object.fromEntries(
+    Object.keys(weightMap)
+      .sort()
+      .map((k) => [k, weightMap[k]]),
+  );
+  writeFileSync(
+    join(dir, INDEX_FILE),
+    JSON.stringify({ metadata: { total_size: totalSize }, weight_map: sortedMap }, null, 2) + '\n',
+  );
 }

@@ -54,7 +54,8 @@ export function loadModelConfig(dir: string): Qwen2Config {
 
 /** Validates a parsed config.json; `path` names the file in error messages. */
 export function parseModelConfig(json: unknown, path: string): Qwen2Config {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError(`${path}: expected a JSON object`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new UserError(`${path}: expected a JSON object`);
   const raw = json as Record<string, unknown>;
   const fail = (field: string, why: string): UserError => new UserError(`${path}: ${field} ${why}`);
 
@@ -62,29 +63,46 @@ export function parseModelConfig(json: unknown, path: string): Qwen2Config {
   if (modelType !== 'qwen2' && modelType !== 'llama') {
     throw fail('model_type', `is ${JSON.stringify(modelType)}; supported: "qwen2" (Qwen1.5/Qwen2/Qwen2.5) and "llama"`);
   }
-  const architectures = optional(raw, 'architectures', [SUPPORTED_ARCHITECTURES[modelType]], (v) =>
-    Array.isArray(v) && v.every((a) => typeof a === 'string') ? (v as string[]) : undefined, fail, 'must be a list of strings');
+  const architectures = optional(
+    raw,
+    'architectures',
+    [SUPPORTED_ARCHITECTURES[modelType]],
+    (v) => (Array.isArray(v) && v.every((a) => typeof a === 'string') ? (v as string[]) : undefined),
+    fail,
+    'must be a list of strings',
+  );
   const want = SUPPORTED_ARCHITECTURES[modelType];
   if (!architectures.includes(want)) {
-    throw fail('architectures', `is ${JSON.stringify(architectures)}; only ${want} is supported for model_type ${modelType}`);
+    throw fail(
+      'architectures',
+      `is ${JSON.stringify(architectures)}; only ${want} is supported for model_type ${modelType}`,
+    );
   }
 
   const int = (field: string): number => {
     const v = raw[field];
     if (v === undefined || v === null) throw fail(field, 'is missing');
-    if (!Number.isSafeInteger(v) || (v as number) <= 0) throw fail(field, `must be a positive integer, got ${JSON.stringify(v)}`);
+    if (!Number.isSafeInteger(v) || (v as number) <= 0)
+      throw fail(field, `must be a positive integer, got ${JSON.stringify(v)}`);
     return v as number;
   };
-  const optInt = (field: string, dflt: number): number => (raw[field] === undefined || raw[field] === null ? dflt : int(field));
-  const posNum = (v: unknown): number | undefined => (typeof v === 'number' && v > 0 && Number.isFinite(v) ? v : undefined);
+  const optInt = (field: string, dflt: number): number =>
+    raw[field] === undefined || raw[field] === null ? dflt : int(field);
+  const posNum = (v: unknown): number | undefined =>
+    typeof v === 'number' && v > 0 && Number.isFinite(v) ? v : undefined;
   const bool = (v: unknown): boolean | undefined => (typeof v === 'boolean' ? v : undefined);
 
   const hiddenSize = int('hidden_size');
   const numHeads = int('num_attention_heads');
   const numKvHeads = optInt('num_key_value_heads', numHeads);
-  if (numHeads % numKvHeads !== 0) throw fail('num_key_value_heads', `(${numKvHeads}) must divide num_attention_heads (${numHeads})`);
+  if (numHeads % numKvHeads !== 0)
+    throw fail('num_key_value_heads', `(${numKvHeads}) must divide num_attention_heads (${numHeads})`);
   if (raw.head_dim === undefined || raw.head_dim === null) {
-    if (hiddenSize % numHeads !== 0) throw fail('hidden_size', `(${hiddenSize}) is not a multiple of num_attention_heads (${numHeads}) and head_dim is not given`);
+    if (hiddenSize % numHeads !== 0)
+      throw fail(
+        'hidden_size',
+        `(${hiddenSize}) is not a multiple of num_attention_heads (${numHeads}) and head_dim is not given`,
+      );
   }
   const headDim = optInt('head_dim', hiddenSize / numHeads);
   if (headDim % 2 !== 0) throw fail('head_dim', `must be even for rotary embeddings, got ${headDim}`);
@@ -95,7 +113,8 @@ export function parseModelConfig(json: unknown, path: string): Qwen2Config {
   let attentionBias = modelType === 'qwen2';
   if (modelType === 'llama') {
     // Llama's attention_bias adds a bias to o_proj too, which the Qwen2 layer has not.
-    if (raw.attention_bias === true) throw fail('attention_bias', 'is true; Llama attention biases (including o_proj) are not supported');
+    if (raw.attention_bias === true)
+      throw fail('attention_bias', 'is true; Llama attention biases (including o_proj) are not supported');
     if (raw.mlp_bias === true) throw fail('mlp_bias', 'is true; MLP biases are not supported');
     attentionBias = false;
   }
@@ -105,8 +124,10 @@ export function parseModelConfig(json: unknown, path: string): Qwen2Config {
 
   const useSlidingWindow = optional(raw, 'use_sliding_window', false, bool, fail, 'must be true or false');
   const slidingWindow = raw.sliding_window === undefined || raw.sliding_window === null ? null : int('sliding_window');
-  const maxWindowLayers = raw.max_window_layers === undefined || raw.max_window_layers === null ? null : int('max_window_layers');
-  if (useSlidingWindow && slidingWindow === null) throw fail('sliding_window', 'is missing while use_sliding_window is true');
+  const maxWindowLayers =
+    raw.max_window_layers === undefined || raw.max_window_layers === null ? null : int('max_window_layers');
+  if (useSlidingWindow && slidingWindow === null)
+    throw fail('sliding_window', 'is missing while use_sliding_window is true');
 
   const dtype = raw.dtype ?? raw.torch_dtype;
   if (dtype !== undefined && dtype !== null && typeof dtype !== 'string') throw fail('torch_dtype', 'must be a string');
@@ -139,7 +160,14 @@ export function parseModelConfig(json: unknown, path: string): Qwen2Config {
 type Fail = (field: string, why: string) => UserError;
 
 /** A field with a transformers default: absent or null -> default, wrong type -> error. */
-function optional<T>(raw: Record<string, unknown>, field: string, dflt: T, check: (v: unknown) => T | undefined, fail: Fail, why: string): T {
+function optional<T>(
+  raw: Record<string, unknown>,
+  field: string,
+  dflt: T,
+  check: (v: unknown) => T | undefined,
+  fail: Fail,
+  why: string,
+): T {
   const v = raw[field];
   if (v === undefined || v === null) return dflt;
   const ok = check(v);
@@ -155,22 +183,29 @@ function parseRope(raw: Record<string, unknown>, modelType: ModelType, fail: Fai
     if (typeof params !== 'object' || Array.isArray(params)) throw fail('rope_parameters', 'must be an object');
     const p = params as Record<string, unknown>;
     const type = p.rope_type ?? p.type ?? 'default';
-    if (type !== 'default') throw fail('rope_parameters.rope_type', `is ${JSON.stringify(type)}; only "default" (no scaling) is supported`);
+    if (type !== 'default')
+      throw fail('rope_parameters.rope_type', `is ${JSON.stringify(type)}; only "default" (no scaling) is supported`);
     if (p.partial_rotary_factor !== undefined && p.partial_rotary_factor !== 1) {
-      throw fail('rope_parameters.partial_rotary_factor', `is ${JSON.stringify(p.partial_rotary_factor)}; only full rotary embeddings are supported`);
+      throw fail(
+        'rope_parameters.partial_rotary_factor',
+        `is ${JSON.stringify(p.partial_rotary_factor)}; only full rotary embeddings are supported`,
+      );
     }
     const theta = p.rope_theta ?? raw.rope_theta ?? dflt;
-    if (typeof theta !== 'number' || !(theta > 0)) throw fail('rope_parameters.rope_theta', `must be a positive number, got ${JSON.stringify(theta)}`);
+    if (typeof theta !== 'number' || !(theta > 0))
+      throw fail('rope_parameters.rope_theta', `must be a positive number, got ${JSON.stringify(theta)}`);
     return theta;
   }
   const scaling = raw.rope_scaling;
   if (scaling !== undefined && scaling !== null) {
     const s = scaling as Record<string, unknown>;
-    const type = typeof s === 'object' ? s.rope_type ?? s.type : scaling;
-    if (type !== 'default') throw fail('rope_scaling', `is ${JSON.stringify(scaling)}; rope scaling is not supported (${modelType})`);
+    const type = typeof s === 'object' ? (s.rope_type ?? s.type) : scaling;
+    if (type !== 'default')
+      throw fail('rope_scaling', `is ${JSON.stringify(scaling)}; rope scaling is not supported (${modelType})`);
   }
   const theta = raw.rope_theta ?? dflt;
-  if (typeof theta !== 'number' || !(theta > 0)) throw fail('rope_theta', `must be a positive number, got ${JSON.stringify(theta)}`);
+  if (typeof theta !== 'number' || !(theta > 0))
+    throw fail('rope_theta', `must be a positive number, got ${JSON.stringify(theta)}`);
   return theta;
 }
 
@@ -185,7 +220,8 @@ function tokenIds(raw: Record<string, unknown>, field: string, fail: Fail): numb
   const v = raw[field];
   if (v === undefined || v === null) return [];
   const list = Array.isArray(v) ? v : [v];
-  if (!list.every((x) => Number.isSafeInteger(x) && x >= 0)) throw fail(field, `must be a token id or a list of them, got ${JSON.stringify(v)}`);
+  if (!list.every((x) => Number.isSafeInteger(x) && x >= 0))
+    throw fail(field, `must be a token id or a list of them, got ${JSON.stringify(v)}`);
   return list as number[];
 }
 
@@ -215,11 +251,19 @@ export function modelConfigToJson(c: Qwen2Config): Record<string, unknown> {
     vocab_size: c.vocabSize,
   };
   if (c.modelType === 'qwen2') {
-    Object.assign(out, { max_window_layers: c.maxWindowLayers, sliding_window: c.slidingWindow, use_sliding_window: c.useSlidingWindow });
+    Object.assign(out, {
+      max_window_layers: c.maxWindowLayers,
+      sliding_window: c.slidingWindow,
+      use_sliding_window: c.useSlidingWindow,
+    });
   } else {
     Object.assign(out, { attention_bias: false, mlp_bias: false });
   }
-  return Object.fromEntries(Object.keys(out).sort().map((k) => [k, out[k]]));
+  return Object.fromEntries(
+    Object.keys(out)
+      .sort()
+      .map((k) => [k, out[k]]),
+  );
 }
 
 /** The parts of generation_config.json that decoding needs. */
@@ -243,7 +287,8 @@ export function loadGenerationConfig(dir: string): GenerationConfig | undefined 
 }
 
 export function parseGenerationConfig(json: unknown, path: string): GenerationConfig {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new UserError(`${path}: expected a JSON object`);
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw new UserError(`${path}: expected a JSON object`);
   const raw = json as Record<string, unknown>;
   const fail: Fail = (field, why) => new UserError(`${path}: ${field} ${why}`);
   const num = (field: string): number | null => {

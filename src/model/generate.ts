@@ -76,9 +76,15 @@ interface BatchRun {
 }
 
 /** Generates a continuation of every prompt; results are in the order of `prompts`. */
-export async function generate(model: Qwen2Model, prompts: readonly (readonly number[])[], opts: GenerateOptions): Promise<Generation[]> {
-  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens > 0)) throw new UserError(`max new tokens must be a positive integer, got ${opts.maxNewTokens}`);
-  if (!(Number.isInteger(opts.batchSize) && opts.batchSize > 0)) throw new UserError(`batch size must be a positive integer, got ${opts.batchSize}`);
+export async function generate(
+  model: Qwen2Model,
+  prompts: readonly (readonly number[])[],
+  opts: GenerateOptions,
+): Promise<Generation[]> {
+  if (!(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens > 0))
+    throw new UserError(`max new tokens must be a positive integer, got ${opts.maxNewTokens}`);
+  if (!(Number.isInteger(opts.batchSize) && opts.batchSize > 0))
+    throw new UserError(`batch size must be a positive integer, got ${opts.batchSize}`);
   prompts.forEach((p, i) => {
     if (p.length === 0) throw new UserError(`prompt ${i + 1} is empty: generation needs at least one token`);
   });
@@ -109,20 +115,35 @@ export async function generate(model: Qwen2Model, prompts: readonly (readonly nu
 }
 
 function startBatch(
-  model: Qwen2Model, ws: InferenceBuffers, prompts: readonly (readonly number[])[], indices: number[], opts: GenerateOptions, results: Generation[],
+  model: Qwen2Model,
+  ws: InferenceBuffers,
+  prompts: readonly (readonly number[])[],
+  indices: number[],
+  opts: GenerateOptions,
+  results: Generation[],
 ): BatchRun {
   const penalty = opts.sampling?.repetitionPenalty ?? 1;
   const T = Math.max(...indices.map((i) => prompts[i].length));
   const slots = indices.map((index): Row => ({
-    index, newIds: [], seen: penalty !== 1 ? new Set(prompts[index]) : null, random: mulberry32(mixSeed(opts.seed ?? 0, index)), done: false,
+    index,
+    newIds: [],
+    seen: penalty !== 1 ? new Set(prompts[index]) : null,
+    random: mulberry32(mixSeed(opts.seed ?? 0, index)),
+    done: false,
   }));
   const cache = model.createKvCache(indices.length, T + opts.maxNewTokens);
   return { model, ws, opts, prompts, results, stop: new Set(opts.stopIds), promptLen: T, cache, slots };
 }
 
 /** The left-padded prompt batch of a run. */
-function promptBatch(run: BatchRun): { batchSize: number; seqLen: number; inputIds: Int32Array; attentionMask: Int32Array } {
-  const B = run.slots.length, T = run.promptLen;
+function promptBatch(run: BatchRun): {
+  batchSize: number;
+  seqLen: number;
+  inputIds: Int32Array;
+  attentionMask: Int32Array;
+} {
+  const B = run.slots.length,
+    T = run.promptLen;
   const inputIds = new Int32Array(B * T).fill(run.opts.padId);
   const attentionMask = new Int32Array(B * T);
   run.slots.forEach((row, b) => {
@@ -141,7 +162,11 @@ function accept(run: BatchRun, row: Row, id: number, step: number): void {
   const stopped = run.stop.has(id);
   if (!stopped && step + 1 < run.opts.maxNewTokens) return;
   row.done = true;
-  const g: Generation = { promptIds: run.prompts[row.index], newIds: row.newIds, finishReason: stopped ? 'stop' : 'length' };
+  const g: Generation = {
+    promptIds: run.prompts[row.index],
+    newIds: row.newIds,
+    finishReason: stopped ? 'stop' : 'length',
+  };
   run.results[row.index] = g;
   run.opts.onResult?.(row.index, g);
 }
@@ -213,7 +238,11 @@ async function sampleOnHost(run: BatchRun, sampler: Sampler): Promise<void> {
     const keep = rowsToKeep(run);
     if (keep) compact(run, keep);
     // A finished row still in the batch repeats its last token: any id will do.
-    const next = be.upload(Int32Array.from(run.slots, (row) => row.newIds[row.newIds.length - 1]), [run.slots.length], 'i32');
+    const next = be.upload(
+      Int32Array.from(run.slots, (row) => row.newIds[row.newIds.length - 1]),
+      [run.slots.length],
+      'i32',
+    );
     logits = be.download(decodeLogits(run.model, run.cache, run.ws, next));
     be.free(next);
     await yieldToEventLoop();

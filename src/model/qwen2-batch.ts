@@ -25,13 +25,20 @@ export const IGNORE_INDEX = -100;
 
 export function checkBatch(b: TokenBatch, vocabSize: number): void {
   const n = b.batchSize * b.seqLen;
-  if (!(b.batchSize > 0 && b.seqLen > 0)) throw new UserError(`batch must have at least one token (got ${b.batchSize} x ${b.seqLen})`);
-  for (const [name, arr] of [['inputIds', b.inputIds], ['attentionMask', b.attentionMask], ['positionIds', b.positionIds]] as const) {
-    if (arr && arr.length !== n) throw new UserError(`batch ${name} has ${arr.length} entries, expected ${b.batchSize} x ${b.seqLen} = ${n}`);
+  if (!(b.batchSize > 0 && b.seqLen > 0))
+    throw new UserError(`batch must have at least one token (got ${b.batchSize} x ${b.seqLen})`);
+  for (const [name, arr] of [
+    ['inputIds', b.inputIds],
+    ['attentionMask', b.attentionMask],
+    ['positionIds', b.positionIds],
+  ] as const) {
+    if (arr && arr.length !== n)
+      throw new UserError(`batch ${name} has ${arr.length} entries, expected ${b.batchSize} x ${b.seqLen} = ${n}`);
   }
   for (let i = 0; i < n; i++) {
     const id = b.inputIds[i];
-    if (id < 0 || id >= vocabSize) throw new UserError(`batch inputIds[${i}] = ${id} is outside the vocabulary (${vocabSize} tokens)`);
+    if (id < 0 || id >= vocabSize)
+      throw new UserError(`batch inputIds[${i}] = ${id} is outside the vocabulary (${vocabSize} tokens)`);
   }
 }
 

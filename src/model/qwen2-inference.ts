@@ -25,18 +25,43 @@ import { linearGroupForward, type ProjectionName } from './qwen2-linear.js';
 
 /** Activation buffers for passes of up to `rows` tokens and logits of up to `sequences` rows. */
 export class InferenceBuffers {
-  private readonly x: Tensor; private readonly h: Tensor; private readonly o: Tensor; private readonly rstd: Tensor;
-  private readonly q: Tensor; private readonly k: Tensor; private readonly v: Tensor; private readonly attn: Tensor; private readonly lse: Tensor;
-  private readonly gate: Tensor; private readonly up: Tensor; private readonly act: Tensor;
+  private readonly x: Tensor;
+  private readonly h: Tensor;
+  private readonly o: Tensor;
+  private readonly rstd: Tensor;
+  private readonly q: Tensor;
+  private readonly k: Tensor;
+  private readonly v: Tensor;
+  private readonly attn: Tensor;
+  private readonly lse: Tensor;
+  private readonly gate: Tensor;
+  private readonly up: Tensor;
+  private readonly act: Tensor;
   private readonly last: Tensor;
   private readonly logitsRows: Tensor;
 
-  constructor(private readonly be: Backend, cfg: Qwen2Config, readonly rows: number, readonly sequences: number) {
-    const dt = be.computeDType, D = cfg.hiddenSize, qw = cfg.numHeads * cfg.headDim, kvw = cfg.numKvHeads * cfg.headDim, I = cfg.intermediateSize;
+  constructor(
+    private readonly be: Backend,
+    cfg: Qwen2Config,
+    readonly rows: number,
+    readonly sequences: number,
+  ) {
+    const dt = be.computeDType,
+      D = cfg.hiddenSize,
+      qw = cfg.numHeads * cfg.headDim,
+      kvw = cfg.numKvHeads * cfg.headDim,
+      I = cfg.intermediateSize;
     const a = (width: number): Tensor => be.empty([rows, width], dt);
-    this.x = a(D); this.h = a(D); this.o = a(D);
-    this.q = a(qw); this.k = a(kvw); this.v = a(kvw); this.attn = a(qw);
-    this.gate = a(I); this.up = a(I); this.act = a(I);
+    this.x = a(D);
+    this.h = a(D);
+    this.o = a(D);
+    this.q = a(qw);
+    this.k = a(kvw);
+    this.v = a(kvw);
+    this.attn = a(qw);
+    this.gate = a(I);
+    this.up = a(I);
+    this.act = a(I);
     this.rstd = be.empty([rows]);
     this.lse = be.empty([rows * cfg.numHeads]);
     this.last = be.empty([sequences, D], dt);
@@ -48,8 +73,18 @@ export class InferenceBuffers {
     if (n > this.rows) throw new Error(`inference buffers hold ${this.rows} rows, not ${n}`);
     const r = (t: Tensor): Tensor => this.be.rows(t, 0, n);
     return {
-      x: r(this.x), h: r(this.h), o: r(this.o), rstd: this.be.rows(this.rstd, 0, n), q: r(this.q), k: r(this.k), v: r(this.v),
-      attn: r(this.attn), lse: this.be.rows(this.lse, 0, n * (this.lse.size / this.rows)), gate: r(this.gate), up: r(this.up), act: r(this.act),
+      x: r(this.x),
+      h: r(this.h),
+      o: r(this.o),
+      rstd: this.be.rows(this.rstd, 0, n),
+      q: r(this.q),
+      k: r(this.k),
+      v: r(this.v),
+      attn: r(this.attn),
+      lse: this.be.rows(this.lse, 0, n * (this.lse.size / this.rows)),
+      gate: r(this.gate),
+      up: r(this.up),
+      act: r(this.act),
     };
   }
 
@@ -60,14 +95,40 @@ export class InferenceBuffers {
   }
 
   free(): void {
-    for (const t of [this.x, this.h, this.o, this.rstd, this.q, this.k, this.v, this.attn, this.lse, this.gate, this.up, this.act, this.last, this.logitsRows]) {
+    for (const t of [
+      this.x,
+      this.h,
+      this.o,
+      this.rstd,
+      this.q,
+      this.k,
+      this.v,
+      this.attn,
+      this.lse,
+      this.gate,
+      this.up,
+      this.act,
+      this.last,
+      this.logitsRows,
+    ]) {
       this.be.free(t);
     }
   }
 }
 
 interface ActivationViews {
-  x: Tensor; h: Tensor; o: Tensor; rstd: Tensor; q: Tensor; k: Tensor; v: Tensor; attn: Tensor; lse: Tensor; gate: Tensor; up: Tensor; act: Tensor;
+  x: Tensor;
+  h: Tensor;
+  o: Tensor;
+  rstd: Tensor;
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  attn: Tensor;
+  lse: Tensor;
+  gate: Tensor;
+  up: Tensor;
+  act: Tensor;
 }
 
 /** What every layer of one pass reads: B sequences of T new tokens going to cache slots [offset, offset + T). */
@@ -88,21 +149,35 @@ interface PassInput {
  * leaves the final-normed hidden rows [B*T, D] in the returned view.
  */
 function runLayers(model: Qwen2Model, cache: KvCache, ws: InferenceBuffers, p: PassInput): Tensor {
-  const be = model.backend, cfg = model.config, w = model.weights;
+  const be = model.backend,
+    cfg = model.config,
+    w = model.weights;
   const { B, T } = p;
-  const N = B * T, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, eps = cfg.rmsNormEps;
+  const N = B * T,
+    H = cfg.numHeads,
+    Hkv = cfg.numKvHeads,
+    hd = cfg.headDim,
+    eps = cfg.rmsNormEps;
   const a = ws.views(N);
   const q4 = be.reshape(a.q, [B, T, H, hd]);
-  const k4 = be.reshape(a.k, [B, T, Hkv, hd]), v4 = be.reshape(a.v, [B, T, Hkv, hd]);
-  const attn4 = be.reshape(a.attn, [B, T, H, hd]), lse = be.reshape(a.lse, [B, T, H]);
+  const k4 = be.reshape(a.k, [B, T, Hkv, hd]),
+    v4 = be.reshape(a.v, [B, T, Hkv, hd]);
+  const attn4 = be.reshape(a.attn, [B, T, H, hd]),
+    lse = be.reshape(a.lse, [B, T, H]);
   const loras = model.inferenceLora();
   be.embedding(a.x, w.embedTokens, p.ids);
   be.rmsNormForward(a.h, a.rstd, a.x, w.layers[0].inputLayernorm, eps);
   for (let i = 0; i < cfg.numLayers; i++) {
-    const lw = w.layers[i], lora = loras[i];
+    const lw = w.layers[i],
+      lora = loras[i];
     // Projections of one input: their products in batched calls, with their biases (qwen2-linear.ts).
     const projMany = (names: ProjectionName[], outs: Tensor[], input: Tensor): void => {
-      linearGroupForward(be, input, names.map((n, j) => ({ out: outs[j], lin: lw.proj[n], lora: lora[n] })), false);
+      linearGroupForward(
+        be,
+        input,
+        names.map((n, j) => ({ out: outs[j], lin: lw.proj[n], lora: lora[n] })),
+        false,
+      );
     };
     const proj = (name: ProjectionName, out: Tensor, input: Tensor): void => projMany([name], [out], input);
     projMany(['q_proj', 'k_proj', 'v_proj'], [a.q, a.k, a.v], a.h);
@@ -134,7 +209,11 @@ export function prefillLogits(model: Qwen2Model, cache: KvCache, ws: InferenceBu
   const positions = be.upload(batch.positionIds ?? positionsFromMask(mask, B, T, cache.seen), [B * T], 'i32');
   const keyMask = cache.append(mask, T);
   const ids = be.upload(batch.inputIds, [B * T], 'i32');
-  const lastIndex = be.upload(Int32Array.from({ length: B }, (_, b) => b * T + T - 1), [B], 'i32');
+  const lastIndex = be.upload(
+    Int32Array.from({ length: B }, (_, b) => b * T + T - 1),
+    [B],
+    'i32',
+  );
   const hidden = runLayers(model, cache, ws, { B, T, ids, positions, keyMask, offset });
   const { last, logits } = ws.output(B);
   be.gatherRows(last, hidden, lastIndex);

@@ -24,7 +24,12 @@ export class KvCache {
   /** Positions [B] of the last decoding step's tokens, or null after anything else. */
   private stepPositions: Tensor | null = null;
 
-  constructor(private readonly be: Backend, private readonly cfg: Qwen2Config, readonly batchSize: number, readonly capacity: number) {
+  constructor(
+    private readonly be: Backend,
+    private readonly cfg: Qwen2Config,
+    readonly batchSize: number,
+    readonly capacity: number,
+  ) {
     const shape = [batchSize, capacity, cfg.numKvHeads, cfg.headDim];
     for (let i = 0; i < cfg.numLayers; i++) {
       // Slots are written before attention reads them: no zero fill needed.
@@ -72,11 +77,15 @@ export class KvCache {
 
   /** A cache of rows `keep` of this one (in that order), which is freed. */
   select(keep: readonly number[]): KvCache {
-    const be = this.be, cap = this.capacity;
+    const be = this.be,
+      cap = this.capacity;
     const out = new KvCache(be, this.cfg, keep.length, cap);
     const index = be.upload(Int32Array.from(keep), [keep.length], 'i32');
     for (let layer = 0; layer < this.k.length; layer++) {
-      for (const [src, dst] of [[this.k[layer], out.k[layer]], [this.v[layer], out.v[layer]]]) {
+      for (const [src, dst] of [
+        [this.k[layer], out.k[layer]],
+        [this.v[layer], out.v[layer]],
+      ]) {
         const width = src.size / this.batchSize;
         be.gatherRows(be.reshape(dst, [keep.length, width]), be.reshape(src, [this.batchSize, width]), index);
       }

@@ -18,7 +18,14 @@
  */
 import type { Backend, Tensor } from '../backend/backend.js';
 import type { Qwen2Config } from './config.js';
-import { linearGroupBackward, linearGroupForward, type Linear, type LinearSaved, type LoraWeights, type ProjectionName } from './qwen2-linear.js';
+import {
+  linearGroupBackward,
+  linearGroupForward,
+  type Linear,
+  type LinearSaved,
+  type LoraWeights,
+  type ProjectionName,
+} from './qwen2-linear.js';
 
 export interface Qwen2LayerWeights {
   inputLayernorm: Tensor;
@@ -46,9 +53,15 @@ export interface LayerActivations {
   rstd1: Tensor;
   /** The input norm's output, kept when q, k or v has LoRA factors (else null). */
   n1: Tensor | null;
-  q: Tensor; k: Tensor; v: Tensor; attn: Tensor; lse: Tensor;
-  x1: Tensor; rstd2: Tensor;
-  gate: Tensor; up: Tensor;
+  q: Tensor;
+  k: Tensor;
+  v: Tensor;
+  attn: Tensor;
+  lse: Tensor;
+  x1: Tensor;
+  rstd2: Tensor;
+  gate: Tensor;
+  up: Tensor;
   lin: Record<ProjectionName, LinearSaved>;
 }
 
@@ -62,18 +75,27 @@ export interface LayerSaved {
 /** Whether q, k or v has LoRA factors (then their backward pass reads the input norm's output). */
 const qkvLora = (lora: LayerLora): boolean => Boolean(lora.q_proj || lora.k_proj || lora.v_proj);
 
-const PROJ_INDEX: Record<ProjectionName, number> = { q_proj: 0, k_proj: 1, v_proj: 2, o_proj: 3, gate_proj: 4, up_proj: 5, down_proj: 6 };
+const PROJ_INDEX: Record<ProjectionName, number> = {
+  q_proj: 0,
+  k_proj: 1,
+  v_proj: 2,
+  o_proj: 3,
+  gate_proj: 4,
+  up_proj: 5,
+  down_proj: 6,
+};
 
 /** Dropout seed of one projection in one layer, derived from the step's seed. */
 function projSeed(ctx: LayerContext, layer: number, p: ProjectionName): number {
   if (!ctx.train) return 0;
-  return (Math.imul(ctx.train.seed, 0x01000193) ^ (layer * 8 + PROJ_INDEX[p] + 1) * 0x9e3779b1) >>> 0;
+  return (Math.imul(ctx.train.seed, 0x01000193) ^ ((layer * 8 + PROJ_INDEX[p] + 1) * 0x9e3779b1)) >>> 0;
 }
 
 /** Bytes a training forward keeps for one layer of N tokens (activations and LoRA products, not x). */
 export function layerActivationBytes(be: Backend, cfg: Qwen2Config, lora: LayerLora, N: number): number {
   const es = be.computeDType === 'f32' ? 4 : 2;
-  const q = cfg.numHeads * cfg.headDim, kv = cfg.numKvHeads * cfg.headDim;
+  const q = cfg.numHeads * cfg.headDim,
+    kv = cfg.numKvHeads * cfg.headDim;
   const r = Object.values(lora).reduce((s, w) => s + (w ? w.a.shape[0] : 0), 0);
   const n1 = qkvLora(lora) ? cfg.hiddenSize : 0;
   return N * ((2 * q + 2 * kv + cfg.hiddenSize + n1 + 2 * cfg.intermediateSize + r) * es + (2 + cfg.numHeads) * 4);
@@ -105,10 +127,19 @@ export interface LayerLinks {
  * (qwen2-inference.ts).
  */
 export function layerForward(
-  be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
-  x: Tensor, links: LayerLinks = {},
+  be: Backend,
+  cfg: Qwen2Config,
+  li: number,
+  w: Qwen2LayerWeights,
+  lora: LayerLora,
+  ctx: LayerContext,
+  x: Tensor,
+  links: LayerLinks = {},
 ): { out: Tensor; normed: Normed | null; saved: LayerSaved | null } {
-  const { acts, out, normed } = runForward(be, cfg, li, w, lora, ctx, x, { normed: links.normed ?? null, nextNorm: links.nextNorm ?? null });
+  const { acts, out, normed } = runForward(be, cfg, li, w, lora, ctx, x, {
+    normed: links.normed ?? null,
+    nextNorm: links.nextNorm ?? null,
+  });
   if (!out) throw new Error('layerForward: no output');
   if (!acts) return { out, normed, saved: null };
   if (links.recompute) {
@@ -120,23 +151,40 @@ export function layerForward(
 
 /** `output` null: only the activations are wanted (a recomputing backward pass). */
 function runForward(
-  be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
-  x: Tensor, output: { normed: Normed | null; nextNorm: Tensor | null } | null,
+  be: Backend,
+  cfg: Qwen2Config,
+  li: number,
+  w: Qwen2LayerWeights,
+  lora: LayerLora,
+  ctx: LayerContext,
+  x: Tensor,
+  output: { normed: Normed | null; nextNorm: Tensor | null } | null,
 ): { out: Tensor | null; normed: Normed | null; acts: LayerActivations | null } {
   const { B, T } = ctx;
   const N = B * T;
-  const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, I = cfg.intermediateSize;
+  const D = cfg.hiddenSize,
+    H = cfg.numHeads,
+    Hkv = cfg.numKvHeads,
+    hd = cfg.headDim,
+    I = cfg.intermediateSize;
   const dt = be.computeDType;
   const training = ctx.train !== null;
   /** Projections of one input: [name, output, bias added here] each. */
   const lin = (input: Tensor, ...projs: [ProjectionName, Tensor | null, boolean?][]): (LinearSaved | null)[] =>
-    linearGroupForward(be, input, projs.map(([p, out, withBias]) => ({ out, lin: w.proj[p], lora: lora[p], seed: projSeed(ctx, li, p), withBias })), training);
+    linearGroupForward(
+      be,
+      input,
+      projs.map(([p, out, withBias]) => ({ out, lin: w.proj[p], lora: lora[p], seed: projSeed(ctx, li, p), withBias })),
+      training,
+    );
 
   const given = output?.normed;
   const n1 = given ? given.n : be.empty([N, D], dt);
   const rstd1 = given ? given.rstd : be.empty([N]);
   if (!given) be.rmsNormForward(n1, rstd1, x, w.inputLayernorm, cfg.rmsNormEps);
-  const q = be.empty([N, H * hd], dt), k = be.empty([N, Hkv * hd], dt), v = be.empty([N, Hkv * hd], dt);
+  const q = be.empty([N, H * hd], dt),
+    k = be.empty([N, Hkv * hd], dt),
+    v = be.empty([N, Hkv * hd], dt);
   // q and k get their biases inside the rotary embedding's pass.
   const [sq, sk, sv] = lin(n1, ['q_proj', q, false], ['k_proj', k, false], ['v_proj', v]);
   const keptN1 = training && qkvLora(lora) ? n1 : null;
@@ -145,7 +193,8 @@ function runForward(
   be.ropeForward(k, be.reshape(k, [N, Hkv, hd]), ctx.positions, cfg.ropeTheta, w.proj.k_proj.bias ?? undefined);
 
   const q4 = be.reshape(q, [B, T, H, hd]);
-  const k4 = be.reshape(k, [B, T, Hkv, hd]), v4 = be.reshape(v, [B, T, Hkv, hd]);
+  const k4 = be.reshape(k, [B, T, Hkv, hd]),
+    v4 = be.reshape(v, [B, T, Hkv, hd]);
   const attn = be.empty([N, H * hd], dt);
   const lse = be.empty([B, T, H]);
   be.attentionForward(be.reshape(attn, [B, T, H, hd]), lse, q4, k4, v4, ctx.keyMask, { kvLen: T });
@@ -155,7 +204,8 @@ function runForward(
   const n2 = be.empty([N, D], dt);
   const rstd2 = be.empty([N]);
   be.addRmsNorm(x1, n2, rstd2, x1, x, w.postAttentionLayernorm, cfg.rmsNormEps);
-  const gate = be.empty([N, I], dt), up = be.empty([N, I], dt);
+  const gate = be.empty([N, I], dt),
+    up = be.empty([N, I], dt);
   const [sg, su] = lin(n2, ['gate_proj', gate], ['up_proj', up]);
   be.free(n2);
   let out: Tensor | null = null;
@@ -177,7 +227,10 @@ function runForward(
     for (const t of [rstd1, q, k, v, attn, lse, x1, rstd2, gate, up]) be.free(t);
     return { out, normed, acts: null };
   }
-  const lins = { q_proj: sq, k_proj: sk, v_proj: sv, o_proj: so, gate_proj: sg, up_proj: su, down_proj: sd } as Record<ProjectionName, LinearSaved>;
+  const lins = { q_proj: sq, k_proj: sk, v_proj: sv, o_proj: so, gate_proj: sg, up_proj: su, down_proj: sd } as Record<
+    ProjectionName,
+    LinearSaved
+  >;
   return { out, normed, acts: { rstd1, n1: keptN1, q, k, v, attn, lse, x1, rstd2, gate, up, lin: lins } };
 }
 
@@ -196,18 +249,34 @@ function freeActivations(be: Backend, a: LayerActivations, withLora: boolean): v
  * returned tensor holds only the residual path's part.
  */
 export function layerBackward(
-  be: Backend, cfg: Qwen2Config, li: number, w: Qwen2LayerWeights, lora: LayerLora, ctx: LayerContext,
-  saved: LayerSaved, dOut: Tensor, inputGradient = true,
+  be: Backend,
+  cfg: Qwen2Config,
+  li: number,
+  w: Qwen2LayerWeights,
+  lora: LayerLora,
+  ctx: LayerContext,
+  saved: LayerSaved,
+  dOut: Tensor,
+  inputGradient = true,
 ): Tensor {
   const { B, T } = ctx;
   const N = B * T;
-  const D = cfg.hiddenSize, H = cfg.numHeads, Hkv = cfg.numKvHeads, hd = cfg.headDim, I = cfg.intermediateSize;
+  const D = cfg.hiddenSize,
+    H = cfg.numHeads,
+    Hkv = cfg.numKvHeads,
+    hd = cfg.headDim,
+    I = cfg.intermediateSize;
   const dt = be.computeDType;
   const x = saved.x;
   const s = saved.acts ?? (runForward(be, cfg, li, w, lora, ctx, x, null).acts as LayerActivations);
   /** dx (written) from the gradients of projections of one input: [name, dy] each. */
   const back = (dx: Tensor | null, input: Tensor | null, ...projs: [ProjectionName, Tensor][]): void =>
-    linearGroupBackward(be, dx, projs.map(([p, dy]) => ({ dy, lin: w.proj[p], lora: lora[p], saved: s.lin[p] })), input);
+    linearGroupBackward(
+      be,
+      dx,
+      projs.map(([p, dy]) => ({ dy, lin: w.proj[p], lora: lora[p], saved: s.lin[p] })),
+      input,
+    );
   /** A norm's output again from its input and weight (for the LoRA factors that read it). */
   const renorm = (input: Tensor, weight: Tensor, rstd: Tensor): Tensor => {
     const n = be.empty([N, D], dt);
@@ -237,12 +306,21 @@ export function layerBackward(
   // Attention: x1 = x + o(attention(rope(q), rope(k), v)); RoPE's backward comes with attentionBackward's
   const dAttn = be.empty([N, H * hd], dt);
   back(dAttn, s.attn, ['o_proj', dX1]);
-  const dq = be.empty([N, H * hd], dt), dk = be.empty([N, Hkv * hd], dt), dv = be.empty([N, Hkv * hd], dt);
+  const dq = be.empty([N, H * hd], dt),
+    dk = be.empty([N, Hkv * hd], dt),
+    dv = be.empty([N, Hkv * hd], dt);
   be.attentionBackward(
-    be.reshape(dq, [B, T, H, hd]), be.reshape(dk, [B, T, Hkv, hd]), be.reshape(dv, [B, T, Hkv, hd]),
+    be.reshape(dq, [B, T, H, hd]),
+    be.reshape(dk, [B, T, Hkv, hd]),
+    be.reshape(dv, [B, T, Hkv, hd]),
     be.reshape(dAttn, [B, T, H, hd]),
-    be.reshape(s.q, [B, T, H, hd]), be.reshape(s.k, [B, T, Hkv, hd]), be.reshape(s.v, [B, T, Hkv, hd]),
-    be.reshape(s.attn, [B, T, H, hd]), s.lse, ctx.keyMask, { rope: { positions: ctx.positions, theta: cfg.ropeTheta } },
+    be.reshape(s.q, [B, T, H, hd]),
+    be.reshape(s.k, [B, T, Hkv, hd]),
+    be.reshape(s.v, [B, T, Hkv, hd]),
+    be.reshape(s.attn, [B, T, H, hd]),
+    s.lse,
+    ctx.keyMask,
+    { rope: { positions: ctx.positions, theta: cfg.ropeTheta } },
   );
   be.free(dAttn);
   const dN1 = inputGradient ? be.empty([N, D], dt) : null;

@@ -90,24 +90,46 @@ function loraSets<T extends { lora?: LoraWeights }>(members: readonly T[]): T[][
  * with each member's seed and the returned records (one per member, in order) feed
  * linearGroupBackward; otherwise they are null.
  */
-export function linearGroupForward(be: Backend, x: Tensor, members: readonly GroupMember[], train: boolean): (LinearSaved | null)[] {
+export function linearGroupForward(
+  be: Backend,
+  x: Tensor,
+  members: readonly GroupMember[],
+  train: boolean,
+): (LinearSaved | null)[] {
   const N = x.shape[0];
   const saved = new Map<GroupMember, LinearSaved>();
   for (const set of loraSets(members)) {
     const loras = set.map((m) => m.lora as LoraWeights);
     const p = train ? loras[0].dropout : 0;
     const us = set.map(() => be.empty([N, loras[0].a.shape[0]], be.computeDType));
-    be.loraDown(us, x, loras.map((l) => l.aCompute ?? l.a), p, set.map((m) => m.seed ?? 0));
+    be.loraDown(
+      us,
+      x,
+      loras.map((l) => l.aCompute ?? l.a),
+      p,
+      set.map((m) => m.seed ?? 0),
+    );
     set.forEach((m, i) => saved.set(m, { u: us[i], seed: p > 0 ? (m.seed ?? 0) : null }));
     const up = set.flatMap((m, i) => (m.out ? [{ out: m.out, u: us[i], b: loras[i].bCompute ?? loras[i].b }] : []));
-    be.matmulBatch(up.map((e) => e.out), up.map((e) => e.u), up.map((e) => e.b), { transB: true, alpha: loras[0].scale });
+    be.matmulBatch(
+      up.map((e) => e.out),
+      up.map((e) => e.u),
+      up.map((e) => e.b),
+      { transB: true, alpha: loras[0].scale },
+    );
   }
   // Onto the LoRA updates, or written where there are none.
   for (const accumulate of [true, false]) {
     const part = members.filter((m) => m.out && saved.has(m) === accumulate);
     if (part.length === 0) continue;
     const biases = part.map((m) => (m.withBias === false ? null : m.lin.bias));
-    be.matmulMany(part.map((m) => m.out as Tensor), x, part.map((m) => m.lin.weight), biases, accumulate);
+    be.matmulMany(
+      part.map((m) => m.out as Tensor),
+      x,
+      part.map((m) => m.lin.weight),
+      biases,
+      accumulate,
+    );
   }
   return members.map((m) => {
     const s = saved.get(m);
@@ -132,22 +154,51 @@ export interface GroupGradient {
  * A null dx (nothing upstream is trained) skips the input gradient: only the LoRA gradients are
  * computed. Frees the saved u's.
  */
-export function linearGroupBackward(be: Backend, dx: Tensor | null, members: readonly GroupGradient[], x: Tensor | null): void {
+export function linearGroupBackward(
+  be: Backend,
+  dx: Tensor | null,
+  members: readonly GroupGradient[],
+  x: Tensor | null,
+): void {
   const N = members[0].dy.shape[0];
   let acc = false;
   for (const set of loraSets(members.filter((m) => m.saved.u))) {
     if (!x) throw new Error('linearGroupBackward: the LoRA path needs the forward input');
-    const loras = set.map((m) => m.lora as LoraWeights), us = set.map((m) => m.saved.u as Tensor), dys = set.map((m) => m.dy);
+    const loras = set.map((m) => m.lora as LoraWeights),
+      us = set.map((m) => m.saved.u as Tensor),
+      dys = set.map((m) => m.dy);
     const { dropout, scale } = loras[0];
     // dB += scale * dy^T u; g = dy B, the gradient reaching u (before the scale).
     const gs = loras.map((l) => be.empty([N, l.a.shape[0]], be.computeDType));
-    be.loraUpBackward(loras.map((l) => l.gradB), gs, dys, us, loras.map((l) => l.bCompute ?? l.b), scale);
+    be.loraUpBackward(
+      loras.map((l) => l.gradB),
+      gs,
+      dys,
+      us,
+      loras.map((l) => l.bCompute ?? l.b),
+      scale,
+    );
     for (const u of us) be.free(u);
-    const p = set[0].saved.seed === null ? 0 : dropout, seeds = set.map((m) => m.saved.seed ?? 0);
+    const p = set[0].saved.seed === null ? 0 : dropout,
+      seeds = set.map((m) => m.saved.seed ?? 0);
     // dA += scale * g^T dropout(x); the input gradient passes back through the same masks.
-    be.loraDownGrads(loras.map((l) => l.gradA), gs, x, p, seeds, scale, dx ? { dx, as: loras.map((l) => l.aCompute ?? l.a), accumulate: acc } : null);
+    be.loraDownGrads(
+      loras.map((l) => l.gradA),
+      gs,
+      x,
+      p,
+      seeds,
+      scale,
+      dx ? { dx, as: loras.map((l) => l.aCompute ?? l.a), accumulate: acc } : null,
+    );
     acc = true;
     for (const g of gs) be.free(g);
   }
-  if (dx) be.matmulSum(dx, members.map((m) => m.dy), members.map((m) => m.lin.weight), acc);
+  if (dx)
+    be.matmulSum(
+      dx,
+      members.map((m) => m.dy),
+      members.map((m) => m.lin.weight),
+      acc,
+    );
 }

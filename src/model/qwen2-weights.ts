@@ -47,7 +47,12 @@ export function projectionPrefix(layer: number, p: ProjectionName): string {
 }
 
 /** Uploads every weight the config implies, reading each once from `read`. */
-export function uploadQwen2Weights(be: Backend, cfg: Qwen2Config, read: TensorSource, opts: UploadOptions = {}): Qwen2Weights {
+export function uploadQwen2Weights(
+  be: Backend,
+  cfg: Qwen2Config,
+  read: TensorSource,
+  opts: UploadOptions = {},
+): Qwen2Weights {
   const shapes = new Map(expectQwen2Tensors(cfg).map((s) => [s.name, s.shape]));
   const dense = (name: string): Tensor => {
     const shape = shapes.get(name);
@@ -66,7 +71,10 @@ export function uploadQwen2Weights(be: Backend, cfg: Qwen2Config, read: TensorSo
     for (const p of PROJECTIONS) {
       const prefix = projectionPrefix(i, p);
       // expectQwen2Tensors lists the biases the config implies.
-      proj[p] = { weight: weight(`${prefix}.weight`), bias: shapes.has(`${prefix}.bias`) ? dense(`${prefix}.bias`) : null };
+      proj[p] = {
+        weight: weight(`${prefix}.weight`),
+        bias: shapes.has(`${prefix}.bias`) ? dense(`${prefix}.bias`) : null,
+      };
     }
     layers.push({
       inputLayernorm: dense(`model.layers.${i}.input_layernorm.weight`),

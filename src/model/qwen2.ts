@@ -15,10 +15,25 @@ import { numel } from '../tensor/tensor.js';
 import { UserError } from '../util/errors.js';
 import { loadModelConfig, type Qwen2Config } from './config.js';
 import { openCheckpoint } from './checkpoint.js';
-import { checkBatch, maskOrOnes, positionsFromMask, shiftLabels, type TokenBatch, type TrainBatch } from './qwen2-batch.js';
+import {
+  checkBatch,
+  maskOrOnes,
+  positionsFromMask,
+  shiftLabels,
+  type TokenBatch,
+  type TrainBatch,
+} from './qwen2-batch.js';
 import { decodeLogits, InferenceBuffers, prefillLogits } from './qwen2-inference.js';
 import { KvCache } from './qwen2-kv-cache.js';
-import { layerActivationBytes, layerBackward, layerForward, type LayerContext, type LayerLora, type LayerSaved, type Normed } from './qwen2-layer.js';
+import {
+  layerActivationBytes,
+  layerBackward,
+  layerForward,
+  type LayerContext,
+  type LayerLora,
+  type LayerSaved,
+  type Normed,
+} from './qwen2-layer.js';
 import { freeQwen2Weights, nf4Quantizer, uploadQwen2Weights, type Qwen2Weights } from './qwen2-weights.js';
 
 /** Where a model's LoRA factors come from (implemented by LoraAdapter). */
@@ -95,7 +110,9 @@ export class Qwen2Model {
     opts: LoadOptions = {},
   ) {
     if (config.useSlidingWindow) {
-      throw new UserError('config.json sets use_sliding_window: sliding-window attention is not implemented (no published Qwen2 config enables it)');
+      throw new UserError(
+        'config.json sets use_sliding_window: sliding-window attention is not implemented (no published Qwen2 config enables it)',
+      );
     }
     this.chunkElements = opts.logitsChunkElements ?? (backend.computeDType === 'f32' ? 1 << 24 : 1 << 27);
   }
@@ -132,7 +149,12 @@ export class Qwen2Model {
     const { ctx, owned } = this.context(batch, null);
     const { x, normed } = this.layersForward(ctx, this.embed(batch.inputIds), 0, null);
     const logits = be.alloc([batch.batchSize, batch.seqLen, this.config.vocabSize], be.computeDType);
-    be.matmul(be.reshape(logits, [batch.batchSize * batch.seqLen, this.config.vocabSize]), normed.n, this.weights.lmHead, { transB: true });
+    be.matmul(
+      be.reshape(logits, [batch.batchSize * batch.seqLen, this.config.vocabSize]),
+      normed.n,
+      this.weights.lmHead,
+      { transB: true },
+    );
     for (const t of [x, normed.n, normed.rstd, ...owned]) be.free(t);
     return logits;
   }
@@ -180,7 +202,9 @@ export class Qwen2Model {
    * (qwen2-inference.ts) in buffers it keeps for the whole generation.
    */
   prefill(cache: KvCache, batch: TokenBatch): Tensor {
-    return this.detachedPass(batch.batchSize * batch.seqLen, batch.batchSize, (ws) => prefillLogits(this, cache, ws, batch));
+    return this.detachedPass(batch.batchSize * batch.seqLen, batch.batchSize, (ws) =>
+      prefillLogits(this, cache, ws, batch),
+    );
   }
 
   /** One decoding step: token i32 per row (all real), returns logits [B, V] (the caller frees them). */
@@ -237,13 +261,22 @@ export class Qwen2Model {
    * forward's records are pushed there (layers below `recompute` keep only their input);
    * without, each layer's input is freed.
    */
-  private layersForward(ctx: LayerContext, x: Tensor, recompute: number, saved: LayerSaved[] | null): { x: Tensor; normed: Normed } {
+  private layersForward(
+    ctx: LayerContext,
+    x: Tensor,
+    recompute: number,
+    saved: LayerSaved[] | null,
+  ): { x: Tensor; normed: Normed } {
     const be = this.backend;
     const L = this.config.numLayers;
     let normed: Normed | null = null;
     for (let i = 0; i < L; i++) {
       const nextNorm = i + 1 < L ? this.weights.layers[i + 1].inputLayernorm : this.weights.norm;
-      const r = layerForward(be, this.config, i, this.weights.layers[i], this.layerLora(i), ctx, x, { recompute: i < recompute, normed, nextNorm });
+      const r = layerForward(be, this.config, i, this.weights.layers[i], this.layerLora(i), ctx, x, {
+        recompute: i < recompute,
+        normed,
+        nextNorm,
+      });
       if (saved && r.saved) saved.push(r.saved);
       else be.free(x);
       x = r.out;
@@ -314,7 +347,9 @@ export class Qwen2Model {
     const L = this.config.numLayers;
     let n = Math.min(L, Math.max(0, Math.floor(opts.recomputeLayers ?? 0)));
     if (opts.activationBudget !== undefined) {
-      const per = Array.from({ length: L }, (_, i) => layerActivationBytes(this.backend, this.config, this.layerLora(i), N));
+      const per = Array.from({ length: L }, (_, i) =>
+        layerActivationBytes(this.backend, this.config, this.layerLora(i), N),
+      );
       let kept = per.slice(n).reduce((a, b) => a + b, 0);
       while (n < L && kept > opts.activationBudget) kept -= per[n++];
     }
@@ -331,18 +366,24 @@ export class Qwen2Model {
    */
   private chunkedLoss(total: Tensor, xf: Tensor, targets: Int32Array, dxf: Tensor | null, gradScale: number): void {
     const be = this.backend;
-    const V = this.config.vocabSize, D = this.config.hiddenSize;
+    const V = this.config.vocabSize,
+      D = this.config.hiddenSize;
     const labeled = Int32Array.from(Array.from(targets.keys()).filter((i) => targets[i] >= 0));
     const L = labeled.length;
     if (L === 0) {
       be.fill(total, 0);
       return;
     }
-    const targetsT = be.upload(Int32Array.from(labeled, (i) => targets[i]), [L], 'i32');
+    const targetsT = be.upload(
+      Int32Array.from(labeled, (i) => targets[i]),
+      [L],
+      'i32',
+    );
     const losses = be.empty([L]);
     const rows = Math.max(1, Math.floor(this.chunkElements / V));
     for (let c0 = 0; c0 < L; c0 += rows) {
-      const n = Math.min(rows, L - c0), first = labeled[c0];
+      const n = Math.min(rows, L - c0),
+        first = labeled[c0];
       // Consecutive rows are used in place; others get an index for the gather and the scatter.
       const index = labeled[c0 + n - 1] - first === n - 1 ? null : be.upload(labeled.subarray(c0, c0 + n), [n], 'i32');
       const x = index ? be.empty([n, D], xf.dtype) : be.rows(xf, first, n);

@@ -37,7 +37,12 @@ export function argmax(logits: HostFloats, offset: number, n: number): number {
  * HF's RepetitionPenaltyLogitsProcessor on one row, in place: every token in `seen` has its
  * logit divided by the penalty when positive, multiplied when negative.
  */
-export function applyRepetitionPenalty(logits: HostFloats, offset: number, seen: Iterable<number>, penalty: number): void {
+export function applyRepetitionPenalty(
+  logits: HostFloats,
+  offset: number,
+  seen: Iterable<number>,
+  penalty: number,
+): void {
   if (penalty === 1) return;
   for (const id of seen) {
     const v = logits[offset + id];
@@ -50,7 +55,10 @@ export class Sampler {
   private readonly probs: Float64Array;
   private readonly idx: Int32Array;
 
-  constructor(readonly vocabSize: number, readonly opts: SamplingOptions) {
+  constructor(
+    readonly vocabSize: number,
+    readonly opts: SamplingOptions,
+  ) {
     const sampling = opts.temperature > 0;
     this.work = new Float64Array(sampling ? vocabSize : 0);
     this.probs = new Float64Array(sampling ? vocabSize : 0);

@@ -36,7 +36,9 @@ export function dynamicMap(): Float32Array {
     const step = f(f(1 - start) / (steps - 1));
     const half = Math.floor(steps / 2);
     // One fused multiply-add per point, as torch's vectorized linspace (step * k is exact in f64).
-    const bounds = Array.from({ length: steps }, (_, k) => (k < half ? f(start + step * k) : f(1 - step * (steps - k - 1))));
+    const bounds = Array.from({ length: steps }, (_, k) =>
+      k < half ? f(start + step * k) : f(1 - step * (steps - k - 1)),
+    );
     const scale = f(scales[i]);
     for (let k = 0; k < steps - 1; k++) {
       const v = f(scale * f(f(bounds[k] + bounds[k + 1]) / 2));
@@ -160,7 +162,13 @@ export function doubleQuantizedScales(absmax: Float32Array): Float32Array {
   return nestedAbsmaxValues(quantizeAbsmax(absmax));
 }
 
-function nestedAbsmaxValues({ codes, offset, nestedAbsmax, nestedBlocksize, nestedCode }: Nf4NestedAbsmax): Float32Array {
+function nestedAbsmaxValues({
+  codes,
+  offset,
+  nestedAbsmax,
+  nestedBlocksize,
+  nestedCode,
+}: Nf4NestedAbsmax): Float32Array {
   const out = new Float32Array(codes.length);
   for (let i = 0; i < codes.length; i++) {
     out[i] = Math.fround(Math.fround(nestedCode[codes[i]] * nestedAbsmax[Math.floor(i / nestedBlocksize)]) + offset);

@@ -63,7 +63,11 @@ export function nf4ToStateDict(weightName: string, q: Nf4Tensor): Record<string,
  * Reads one NF4 weight back from its state-dict tensors. `read` returns a stored tensor or
  * undefined; `source` names the file in error messages.
  */
-export function nf4FromStateDict(weightName: string, read: (name: string) => HostTensor | undefined, source: string): Nf4Tensor {
+export function nf4FromStateDict(
+  weightName: string,
+  read: (name: string) => HostTensor | undefined,
+  source: string,
+): Nf4Tensor {
   const need = (suffix: string, dtype: HostTensor['dtype']): HostTensor => {
     const t = read(weightName + suffix);
     if (!t) throw new UserError(`${source}: NF4 weight ${weightName} lacks ${weightName}${suffix}`);
@@ -81,10 +85,13 @@ export function nf4FromStateDict(weightName: string, read: (name: string) => Hos
     throw new UserError(`${source}: ${weightName}${NF4_STATE_SUFFIX} does not hold valid JSON`);
   }
   const bad = (field: string): UserError =>
-    new UserError(`${source}: ${weightName}${NF4_STATE_SUFFIX} has unsupported ${field} ${JSON.stringify(state[field])}`);
+    new UserError(
+      `${source}: ${weightName}${NF4_STATE_SUFFIX} has unsupported ${field} ${JSON.stringify(state[field])}`,
+    );
   if (state.quant_type !== 'nf4') throw bad('quant_type');
   const blocksize = state.blocksize;
-  if (!Number.isSafeInteger(blocksize) || (blocksize as number) <= 0 || (blocksize as number) % 2) throw bad('blocksize');
+  if (!Number.isSafeInteger(blocksize) || (blocksize as number) <= 0 || (blocksize as number) % 2)
+    throw bad('blocksize');
   const shape = state.shape;
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d > 0)) throw bad('shape');
   const dtype = state.dtype;
@@ -94,14 +101,19 @@ export function nf4FromStateDict(weightName: string, read: (name: string) => Hos
   const blocks = Math.ceil(n / (blocksize as number));
   const packedT = read(weightName);
   if (!packedT || packedT.dtype !== 'U8') {
-    throw new UserError(`${source}: NF4 weight ${weightName} must be stored as U8 (other quant_storage dtypes are not supported)`);
+    throw new UserError(
+      `${source}: NF4 weight ${weightName} must be stored as U8 (other quant_storage dtypes are not supported)`,
+    );
   }
   const packed = bytes(packedT);
   if (packed.length !== Math.ceil(n / 2)) {
-    throw new UserError(`${source}: ${weightName} holds ${packed.length} bytes, expected ${Math.ceil(n / 2)} for shape ${formatShape(shape)}`);
+    throw new UserError(
+      `${source}: ${weightName} holds ${packed.length} bytes, expected ${Math.ceil(n / 2)} for shape ${formatShape(shape)}`,
+    );
   }
   const code = floats(need('.quant_map', 'F32'));
-  if (code.length !== 16) throw new UserError(`${source}: ${weightName}.quant_map has ${code.length} values, expected 16`);
+  if (code.length !== 16)
+    throw new UserError(`${source}: ${weightName}.quant_map has ${code.length} values, expected 16`);
 
   let absmax: Nf4Tensor['absmax'];
   if (state.nested_offset === undefined) {
@@ -114,13 +126,29 @@ export function nf4FromStateDict(weightName: string, read: (name: string) => Hos
     const nestedAbsmax = floats(need('.nested_absmax', 'F32'));
     const nestedCode = floats(need('.nested_quant_map', 'F32'));
     const codes = bytes(need('.absmax', 'U8'));
-    if (nestedCode.length !== 256) throw new UserError(`${source}: ${weightName}.nested_quant_map has ${nestedCode.length} values, expected 256`);
+    if (nestedCode.length !== 256)
+      throw new UserError(`${source}: ${weightName}.nested_quant_map has ${nestedCode.length} values, expected 256`);
     if (nestedAbsmax.length !== Math.ceil(blocks / (nestedBlocksize as number))) {
-      throw new UserError(`${source}: ${weightName}.nested_absmax has ${nestedAbsmax.length} values, expected ${Math.ceil(blocks / (nestedBlocksize as number))}`);
+      throw new UserError(
+        `${source}: ${weightName}.nested_absmax has ${nestedAbsmax.length} values, expected ${Math.ceil(blocks / (nestedBlocksize as number))}`,
+      );
     }
-    absmax = { codes: codes.slice(), offset: Math.fround(offset), nestedAbsmax, nestedBlocksize: nestedBlocksize as number, nestedCode };
+    absmax = {
+      codes: codes.slice(),
+      offset: Math.fround(offset),
+      nestedAbsmax,
+      nestedBlocksize: nestedBlocksize as number,
+      nestedCode,
+    };
   }
   const count = absmax instanceof Float32Array ? absmax.length : absmax.codes.length;
   if (count !== blocks) throw new UserError(`${source}: ${weightName}.absmax has ${count} values, expected ${blocks}`);
-  return { shape: shape as number[], dtype: dtype as Nf4SourceDType, blocksize: blocksize as number, packed: packed.slice(), code, absmax };
+  return {
+    shape: shape as number[],
+    dtype: dtype as Nf4SourceDType,
+    blocksize: blocksize as number,
+    packed: packed.slice(),
+    code,
+    absmax,
+  };
 }

@@ -70,7 +70,8 @@ export function alignResults(before: ResultsFile | null, after: ResultsFile | nu
 
 export function metricRows(al: Alignment): MetricRow[] {
   const rows: MetricRow[] = [];
-  const levelOf = (s: Summary | null, level: LevelName): LevelSummary | null => (s ? (level === 'overall' ? s.overall : (s.by_hardness[level] ?? null)) : null);
+  const levelOf = (s: Summary | null, level: LevelName): LevelSummary | null =>
+    s ? (level === 'overall' ? s.overall : (s.by_hardness[level] ?? null)) : null;
   for (const level of LEVELS) {
     const b = levelOf(al.before, level);
     const a = levelOf(al.after, level);
@@ -80,7 +81,15 @@ export function metricRows(al: Alignment): MetricRow[] {
       const after = a?.[name]?.pct ?? null;
       // A metric neither file computed (no databases given) is left out rather than shown empty.
       if (before === null && after === null) continue;
-      rows.push({ level, metric: name, label, count: { before: b?.count ?? null, after: a?.count ?? null }, before, after, delta: before !== null && after !== null ? after - before : null });
+      rows.push({
+        level,
+        metric: name,
+        label,
+        count: { before: b?.count ?? null, after: a?.count ?? null },
+        before,
+        after,
+        delta: before !== null && after !== null ? after - before : null,
+      });
     }
   }
   return rows;
@@ -120,11 +129,24 @@ export function changedExamples(before: ResultsFile, after: ResultsFile, limit: 
     const b = byKey.get(key(a));
     if (!b) continue;
     const id = a.id ?? b.id;
-    const question = id !== undefined ? (after.questions.get(String(id)) ?? before.questions.get(String(id))) : undefined;
-    pairs.push({ key: key(a), id, db_id: a.db_id, hardness: a.hardness ?? b.hardness ?? null, question, gold: a.gold, before: b, after: a });
+    const question =
+      id !== undefined ? (after.questions.get(String(id)) ?? before.questions.get(String(id))) : undefined;
+    pairs.push({
+      key: key(a),
+      id,
+      db_id: a.db_id,
+      hardness: a.hardness ?? b.hardness ?? null,
+      question,
+      gold: a.gold,
+      before: b,
+      after: a,
+    });
   }
   if (pairs.length === 0) return null;
-  const metric: MetricName = (['execution', 'exact_set_match'] as const).find((m) => pairs.every((p) => p.before[m] !== null && p.after[m] !== null)) ?? 'seed_exact';
+  const metric: MetricName =
+    (['execution', 'exact_set_match'] as const).find((m) =>
+      pairs.every((p) => p.before[m] !== null && p.after[m] !== null),
+    ) ?? 'seed_exact';
   const right = (e: ExampleResult): boolean => e[metric] === true;
   const fixed = pairs.filter((p) => !right(p.before) && right(p.after));
   const broken = pairs.filter((p) => right(p.before) && !right(p.after));
@@ -132,8 +154,23 @@ export function changedExamples(before: ResultsFile, after: ResultsFile, limit: 
   let lost: ExamplePair[] = [];
   if (fixed.length === 0 && broken.length === 0) {
     const change = (p: ExamplePair): number => p.after.seed_token - p.before.seed_token;
-    gained = pairs.filter((p) => change(p) > 0).sort((x, y) => change(y) - change(x)).slice(0, limit);
-    lost = pairs.filter((p) => change(p) < 0).sort((x, y) => change(x) - change(y)).slice(0, limit);
+    gained = pairs
+      .filter((p) => change(p) > 0)
+      .sort((x, y) => change(y) - change(x))
+      .slice(0, limit);
+    lost = pairs
+      .filter((p) => change(p) < 0)
+      .sort((x, y) => change(x) - change(y))
+      .slice(0, limit);
   }
-  return { metric, fixed: fixed.slice(0, limit), broken: broken.slice(0, limit), fixedCount: fixed.length, brokenCount: broken.length, gained, lost, shared: pairs.length };
+  return {
+    metric,
+    fixed: fixed.slice(0, limit),
+    broken: broken.slice(0, limit),
+    fixedCount: fixed.length,
+    brokenCount: broken.length,
+    gained,
+    lost,
+    shared: pairs.length,
+  };
 }

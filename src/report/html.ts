@@ -58,18 +58,20 @@ export function renderHtml(title: string, blocks: readonly Block[]): string {
         break;
     }
   }
-  return [
-    '<!DOCTYPE html>',
-    '<html lang="en">',
-    '<head>',
-    '<meta charset="utf-8">',
-    '<meta name="viewport" content="width=device-width, initial-scale=1">',
-    `<title>${escapeXml(title)}</title>`,
-    `<style>\n${CSS}\n</style>`,
-    '</head>',
-    '<body>',
-    ...body,
-    '</body>',
-    '</html>',
-  ].join('\n') + '\n';
+  return (
+    [
+      '<!DOCTYPE html>',
+      '<html lang="en">',
+      '<head>',
+      '<meta charset="utf-8">',
+      '<meta name="viewport" content="width=device-width, initial-scale=1">',
+      `<title>${escapeXml(title)}</title>`,
+      `<style>\n${CSS}\n</style>`,
+      '</head>',
+      '<body>',
+      ...body,
+      '</body>',
+      '</html>',
+    ].join('\n') + '\n'
+  );
 }

@@ -60,7 +60,14 @@ export function renderMarkdown(blocks: readonly Block[]): string {
         break;
       case 'example':
         out.push(
-          [`**${mdText(b.title)}**${b.subtitle ? ` — ${mdText(b.subtitle)}` : ''}`, '', ...b.fields.map(([label, value]) => `- ${mdText(label)}:${value.includes('\n') ? mdIndentedBlock(value) : ` ${mdCode(value)}`}`)].join('\n'),
+          [
+            `**${mdText(b.title)}**${b.subtitle ? ` — ${mdText(b.subtitle)}` : ''}`,
+            '',
+            ...b.fields.map(
+              ([label, value]) =>
+                `- ${mdText(label)}:${value.includes('\n') ? mdIndentedBlock(value) : ` ${mdCode(value)}`}`,
+            ),
+          ].join('\n'),
         );
         break;
     }

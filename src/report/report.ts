@@ -7,7 +7,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
-import { alignResults, changedExamples, metricRows, type Alignment, type ExamplePair, type MetricName } from './compare.js';
+import {
+  alignResults,
+  changedExamples,
+  metricRows,
+  type Alignment,
+  type ExamplePair,
+  type MetricName,
+} from './compare.js';
 import { cell, type Block, type Cell, type Inline, type Tone } from './document.js';
 import { renderHtml } from './html.js';
 import type { ResultsFile, TrainingRun } from './inputs.js';
@@ -65,7 +72,10 @@ function sources(inp: ReportInputs): Inline[] {
 
 function whatWasEvaluated(r: ResultsFile): string {
   const m = r.meta;
-  const bits = [typeof m.model === 'string' ? `model ${m.model}` : null, typeof m.adapter === 'string' ? `adapter ${m.adapter}` : null];
+  const bits = [
+    typeof m.model === 'string' ? `model ${m.model}` : null,
+    typeof m.adapter === 'string' ? `adapter ${m.adapter}` : null,
+  ];
   return bits.filter(Boolean).join(' + ');
 }
 
@@ -74,33 +84,55 @@ function resultsSection(inp: ReportInputs, al: Alignment): Block[] {
   if (!b && !f) return [];
   const blocks: Block[] = [{ kind: 'heading', level: 2, text: 'Results' }];
   const both = b !== null && f !== null;
-  const described = [b ? `Baseline: ${whatWasEvaluated(b) || b.path}.` : '', f ? `Fine-tuned: ${whatWasEvaluated(f) || f.path}.` : ''].filter(Boolean).join(' ');
-  blocks.push({ kind: 'paragraph', inlines: [`Percentages of the questions${both ? '; the change is in percentage points' : ''}. ${described}`] });
+  const described = [
+    b ? `Baseline: ${whatWasEvaluated(b) || b.path}.` : '',
+    f ? `Fine-tuned: ${whatWasEvaluated(f) || f.path}.` : '',
+  ]
+    .filter(Boolean)
+    .join(' ');
+  blocks.push({
+    kind: 'paragraph',
+    inlines: [`Percentages of the questions${both ? '; the change is in percentage points' : ''}. ${described}`],
+  });
   if (al.restricted) {
     blocks.push({
       kind: 'note',
-      inlines: [`The two files score different questions (${al.restricted.before} before, ${al.restricted.after} after): every number here is recomputed over the ${al.restricted.shared} questions both have.`],
+      inlines: [
+        `The two files score different questions (${al.restricted.before} before, ${al.restricted.after} after): every number here is recomputed over the ${al.restricted.shared} questions both have.`,
+      ],
     });
   }
-  const header = ['Level', 'Questions', 'Metric', ...(b ? ['Baseline %'] : []), ...(f ? ['Fine-tuned %'] : []), ...(both ? ['Change'] : [])];
+  const header = [
+    'Level',
+    'Questions',
+    'Metric',
+    ...(b ? ['Baseline %'] : []),
+    ...(f ? ['Fine-tuned %'] : []),
+    ...(both ? ['Change'] : []),
+  ];
   const rows: Cell[][] = [];
   let lastLevel = '';
   for (const r of metricRows(al)) {
     const counts = [r.count.before, r.count.after].filter((c): c is number => c !== null);
-    const count = counts.length === 2 && counts[0] !== counts[1] ? `${counts[0]} / ${counts[1]}` : String(counts[0] ?? '—');
+    const count =
+      counts.length === 2 && counts[0] !== counts[1] ? `${counts[0]} / ${counts[1]}` : String(counts[0] ?? '—');
     const first = r.level !== lastLevel;
     lastLevel = r.level;
     rows.push([
-      cell(first ? r.level : ''), cell(first ? count : ''), cell(r.label),
-      ...(b ? [cell(pct(r.before))] : []), ...(f ? [cell(pct(r.after))] : []), ...(both ? [formatDelta(r.delta)] : []),
+      cell(first ? r.level : ''),
+      cell(first ? count : ''),
+      cell(r.label),
+      ...(b ? [cell(pct(r.before))] : []),
+      ...(f ? [cell(pct(r.after))] : []),
+      ...(both ? [formatDelta(r.delta)] : []),
     ]);
   }
   blocks.push({ kind: 'table', header, rows, numeric: header.map((h) => !['Level', 'Metric'].includes(h)) });
   blocks.push({
     kind: 'paragraph',
     inlines: [
-      'Execution: same result rows as the gold query on the SQLite database. Exact-set-match: Spider\'s official component comparison. ' +
-        'Exact string match and token match: the reference workflow\'s string metrics (lower-cased; token match is the share of gold tokens present in the prediction).',
+      "Execution: same result rows as the gold query on the SQLite database. Exact-set-match: Spider's official component comparison. " +
+        "Exact string match and token match: the reference workflow's string metrics (lower-cased; token match is the share of gold tokens present in the prediction).",
     ],
   });
   return blocks;
@@ -110,17 +142,36 @@ function trainingSection(run: TrainingRun): { blocks: Block[]; charts: string[] 
   const blocks: Block[] = [{ kind: 'heading', level: 2, text: 'Training' }];
   const charts: string[] = [];
   const loss = lineChart({
-    title: 'Loss', xLabel: 'step', yLabel: 'loss',
+    title: 'Loss',
+    xLabel: 'step',
+    yLabel: 'loss',
     series: [
       { name: 'train loss', color: COLORS.train, points: run.train.map((r) => [r.step, r.loss] as const) },
-      { name: 'eval loss', color: COLORS.eval, markers: true, points: run.eval.map((r) => [r.step, r.eval_loss] as const) },
+      {
+        name: 'eval loss',
+        color: COLORS.eval,
+        markers: true,
+        points: run.eval.map((r) => [r.step, r.eval_loss] as const),
+      },
     ],
   });
   if (loss) {
     blocks.push({ kind: 'chart', file: 'loss.svg', alt: 'Train and eval loss by step', svg: loss });
     charts.push('loss.svg');
   }
-  const lr = lineChart({ title: 'Learning rate', xLabel: 'step', yLabel: 'learning rate', height: 220, series: [{ name: 'lr', color: COLORS.lr, points: run.train.filter((r) => typeof r.lr === 'number').map((r) => [r.step, r.lr] as const) }] });
+  const lr = lineChart({
+    title: 'Learning rate',
+    xLabel: 'step',
+    yLabel: 'learning rate',
+    height: 220,
+    series: [
+      {
+        name: 'lr',
+        color: COLORS.lr,
+        points: run.train.filter((r) => typeof r.lr === 'number').map((r) => [r.step, r.lr] as const),
+      },
+    ],
+  });
   if (lr) {
     blocks.push({ kind: 'chart', file: 'lr.svg', alt: 'Learning rate by step', svg: lr });
     charts.push('lr.svg');
@@ -133,29 +184,55 @@ function trainingSection(run: TrainingRun): { blocks: Block[]; charts: string[] 
   if (s?.model) rows.push(['Base model', s.model]);
   if (s?.adapter) rows.push(['Adapter', s.adapter]);
   if (s?.data?.train_examples !== undefined) {
-    rows.push(['Examples', `${int(s.data.train_examples)} train${s.data.eval_examples ? `, ${int(s.data.eval_examples)} eval` : ''}${s.data.truncated ? ` (${s.data.truncated} cut at max length)` : ''}`]);
+    rows.push([
+      'Examples',
+      `${int(s.data.train_examples)} train${s.data.eval_examples ? `, ${int(s.data.eval_examples)} eval` : ''}${s.data.truncated ? ` (${s.data.truncated} cut at max length)` : ''}`,
+    ]);
   }
   if (s?.trainable_params !== undefined) rows.push(['Trainable parameters', int(s.trainable_params)]);
   const last = run.train[run.train.length - 1];
   if (s?.steps?.total !== undefined) {
-    rows.push(['Steps', `${int(s.steps.total)} (${s.steps.per_epoch} per epoch, ${s.steps.warmup ?? 0} warmup), ${(s.epochs ?? 0).toFixed(2)} epochs`]);
+    rows.push([
+      'Steps',
+      `${int(s.steps.total)} (${s.steps.per_epoch} per epoch, ${s.steps.warmup ?? 0} warmup), ${(s.epochs ?? 0).toFixed(2)} epochs`,
+    ]);
   } else if (last) {
     rows.push(['Steps logged', `${int(last.step)} (epoch ${last.epoch.toFixed(2)})`]);
   }
   if (last) {
     const first = run.train[0];
-    rows.push(['Train loss', `${first.loss.toFixed(4)} at step ${first.step} → ${last.loss.toFixed(4)} at step ${last.step}${s?.train_loss !== undefined ? ` (mean ${s.train_loss.toFixed(4)})` : ''}`]);
+    rows.push([
+      'Train loss',
+      `${first.loss.toFixed(4)} at step ${first.step} → ${last.loss.toFixed(4)} at step ${last.step}${s?.train_loss !== undefined ? ` (mean ${s.train_loss.toFixed(4)})` : ''}`,
+    ]);
   }
   if (run.eval.length > 0) {
     const [e0, e1] = [run.eval[0], run.eval[run.eval.length - 1]];
     const best = run.eval.reduce((a, e) => (e.eval_loss < a.eval_loss ? e : a));
-    rows.push(['Eval loss', `${e0.eval_loss.toFixed(4)} at step ${e0.step} → ${e1.eval_loss.toFixed(4)} at step ${e1.step} (best ${best.eval_loss.toFixed(4)} at step ${best.step})`]);
+    rows.push([
+      'Eval loss',
+      `${e0.eval_loss.toFixed(4)} at step ${e0.step} → ${e1.eval_loss.toFixed(4)} at step ${e1.step} (best ${best.eval_loss.toFixed(4)} at step ${best.step})`,
+    ]);
   }
-  if (rows.length > 0) blocks.push({ kind: 'table', header: ['', ''], rows: rows.map(([k, v]) => [cell(k), cell(v)]), numeric: [false, false] });
+  if (rows.length > 0)
+    blocks.push({
+      kind: 'table',
+      header: ['', ''],
+      rows: rows.map(([k, v]) => [cell(k), cell(v)]),
+      numeric: [false, false],
+    });
   const settings = Object.entries(s?.settings ?? {});
   if (settings.length > 0) {
     blocks.push({ kind: 'heading', level: 3, text: 'Settings' });
-    blocks.push({ kind: 'table', header: ['Flag', 'Value'], rows: settings.map(([k, v]) => [cell(`--${k.replaceAll('_', '-')}`, { code: true }), cell(typeof v === 'string' ? v : JSON.stringify(v))]), numeric: [false, false] });
+    blocks.push({
+      kind: 'table',
+      header: ['Flag', 'Value'],
+      rows: settings.map(([k, v]) => [
+        cell(`--${k.replaceAll('_', '-')}`, { code: true }),
+        cell(typeof v === 'string' ? v : JSON.stringify(v)),
+      ]),
+      numeric: [false, false],
+    });
   }
   return { blocks, charts };
 }
@@ -164,25 +241,53 @@ function timingSection(inp: ReportInputs): Block[] {
   const rows: Cell[][] = [];
   const s = inp.run?.summary;
   if (s?.train_seconds !== undefined) {
-    rows.push([cell('Training'), cell(formatSeconds(s.train_seconds)), cell(`${s.steps?.total ?? '?'} steps, ${int(Math.round(s.tokens_per_s ?? 0))} tokens/s`)]);
+    rows.push([
+      cell('Training'),
+      cell(formatSeconds(s.train_seconds)),
+      cell(`${s.steps?.total ?? '?'} steps, ${int(Math.round(s.tokens_per_s ?? 0))} tokens/s`),
+    ]);
   }
-  for (const [name, r] of [['Baseline generation', inp.baseline], ['Fine-tuned generation', inp.finetuned]] as const) {
+  for (const [name, r] of [
+    ['Baseline generation', inp.baseline],
+    ['Fine-tuned generation', inp.finetuned],
+  ] as const) {
     const secs = r?.meta.generation_seconds;
     if (typeof secs !== 'number' || !r) continue;
     const n = typeof r.meta.generated === 'number' ? r.meta.generated : r.summary.overall.count;
-    const tokens = typeof r.meta.new_tokens === 'number' && secs > 0 ? `, ${int(Math.round(r.meta.new_tokens / secs))} new tokens/s` : '';
+    const tokens =
+      typeof r.meta.new_tokens === 'number' && secs > 0
+        ? `, ${int(Math.round(r.meta.new_tokens / secs))} new tokens/s`
+        : '';
     rows.push([cell(name), cell(formatSeconds(secs)), cell(`${n} questions${tokens}`)]);
   }
   if (rows.length === 0) return [];
-  return [{ kind: 'heading', level: 2, text: 'Timing' }, { kind: 'table', header: ['Stage', 'Time', 'Detail'], rows, numeric: [false, true, false] }];
+  return [
+    { kind: 'heading', level: 2, text: 'Timing' },
+    { kind: 'table', header: ['Stage', 'Time', 'Detail'], rows, numeric: [false, true, false] },
+  ];
 }
 
-const METRIC_WORDS: Record<MetricName, string> = { execution: 'execution', exact_set_match: 'exact-set-match', seed_exact: 'exact string match', seed_token: 'token match' };
+const METRIC_WORDS: Record<MetricName, string> = {
+  execution: 'execution',
+  exact_set_match: 'exact-set-match',
+  seed_exact: 'exact string match',
+  seed_token: 'token match',
+};
 
 function exampleBlock(p: ExamplePair): Block {
   const name = p.id !== undefined ? String(p.id) : p.key;
-  const fields: [string, string][] = [['gold', p.gold], ['baseline', p.before.pred], ['fine-tuned', p.after.pred]];
-  const sub = [p.db_id, p.hardness, `token match ${(100 * p.before.seed_token).toFixed(0)}% → ${(100 * p.after.seed_token).toFixed(0)}%`].filter(Boolean).join(', ');
+  const fields: [string, string][] = [
+    ['gold', p.gold],
+    ['baseline', p.before.pred],
+    ['fine-tuned', p.after.pred],
+  ];
+  const sub = [
+    p.db_id,
+    p.hardness,
+    `token match ${(100 * p.before.seed_token).toFixed(0)}% → ${(100 * p.after.seed_token).toFixed(0)}%`,
+  ]
+    .filter(Boolean)
+    .join(', ');
   return { kind: 'example', title: p.question ? `${name}: ${p.question}` : name, subtitle: sub, fields };
 }
 
@@ -192,16 +297,28 @@ function examplesSection(inp: ReportInputs): Block[] {
   if (!c) return [];
   const word = METRIC_WORDS[c.metric];
   const blocks: Block[] = [{ kind: 'heading', level: 2, text: 'Examples' }];
-  blocks.push({ kind: 'paragraph', inlines: [`Right or wrong by ${word}, over the ${c.shared} questions both files have: ${c.fixedCount} went from wrong to right, ${c.brokenCount} from right to wrong.`] });
+  blocks.push({
+    kind: 'paragraph',
+    inlines: [
+      `Right or wrong by ${word}, over the ${c.shared} questions both files have: ${c.fixedCount} went from wrong to right, ${c.brokenCount} from right to wrong.`,
+    ],
+  });
   const group = (title: string, list: ExamplePair[], total: number): void => {
     if (list.length === 0) return;
-    blocks.push({ kind: 'heading', level: 3, text: `${title} (${list.length < total ? `${list.length} of ${total}` : total})` });
+    blocks.push({
+      kind: 'heading',
+      level: 3,
+      text: `${title} (${list.length < total ? `${list.length} of ${total}` : total})`,
+    });
     blocks.push(...list.map(exampleBlock));
   };
   group('Wrong → right', c.fixed, c.fixedCount);
   group('Right → wrong', c.broken, c.brokenCount);
   if (c.fixedCount === 0 && c.brokenCount === 0) {
-    blocks.push({ kind: 'paragraph', inlines: ['No answer changed between right and wrong; these changed most in token match instead.'] });
+    blocks.push({
+      kind: 'paragraph',
+      inlines: ['No answer changed between right and wrong; these changed most in token match instead.'],
+    });
     group('Token match up', c.gained, c.gained.length);
     group('Token match down', c.lost, c.lost.length);
   }
@@ -209,7 +326,8 @@ function examplesSection(inp: ReportInputs): Block[] {
 }
 
 export function buildReport(inp: ReportInputs): { blocks: Block[]; charts: Map<string, string> } {
-  if (!inp.run && !inp.baseline && !inp.finetuned) throw new UserError('nothing to report: give --run DIR and/or --baseline FILE / --finetuned FILE');
+  if (!inp.run && !inp.baseline && !inp.finetuned)
+    throw new UserError('nothing to report: give --run DIR and/or --baseline FILE / --finetuned FILE');
   const blocks: Block[] = [{ kind: 'heading', level: 1, text: TITLE }];
   if (inp.note) blocks.push({ kind: 'note', inlines: [inp.note] });
   blocks.push({ kind: 'paragraph', inlines: sources(inp) });

@@ -74,7 +74,9 @@ export function lineChart(o: ChartOptions): string | null {
   for (const t of yTicks) {
     const y = r1(py(t));
     parts.push(`<line x1="${m.left}" x2="${W - m.right}" y1="${y}" y2="${y}" stroke="#e5e5e5"/>`);
-    parts.push(`<text x="${m.left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle" fill="#555">${formatTick(t)}</text>`);
+    parts.push(
+      `<text x="${m.left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle" fill="#555">${formatTick(t)}</text>`,
+    );
   }
   for (const t of xTicks) {
     const x = r1(px(t));
@@ -83,15 +85,22 @@ export function lineChart(o: ChartOptions): string | null {
   }
   parts.push(`<line x1="${m.left}" x2="${W - m.right}" y1="${H - m.bottom}" y2="${H - m.bottom}" stroke="#888"/>`);
   parts.push(`<line x1="${m.left}" x2="${m.left}" y1="${m.top}" y2="${H - m.bottom}" stroke="#888"/>`);
-  parts.push(`<text x="${(m.left + W - m.right) / 2}" y="${H - 6}" text-anchor="middle" fill="#333">${escapeXml(o.xLabel)}</text>`);
+  parts.push(
+    `<text x="${(m.left + W - m.right) / 2}" y="${H - 6}" text-anchor="middle" fill="#333">${escapeXml(o.xLabel)}</text>`,
+  );
   const yMid = (m.top + H - m.bottom) / 2;
-  parts.push(`<text x="14" y="${yMid}" text-anchor="middle" fill="#333" transform="rotate(-90 14 ${yMid})">${escapeXml(o.yLabel)}</text>`);
+  parts.push(
+    `<text x="14" y="${yMid}" text-anchor="middle" fill="#333" transform="rotate(-90 14 ${yMid})">${escapeXml(o.yLabel)}</text>`,
+  );
 
   for (const s of series) {
     const d = s.points.map((p, i) => `${i === 0 ? 'M' : 'L'}${r1(px(p[0]))} ${r1(py(p[1]))}`).join(' ');
-    parts.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.8" stroke-linejoin="round"><title>${escapeXml(s.name)}</title></path>`);
+    parts.push(
+      `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="1.8" stroke-linejoin="round"><title>${escapeXml(s.name)}</title></path>`,
+    );
     if (s.markers || s.points.length === 1) {
-      for (const p of s.points) parts.push(`<circle cx="${r1(px(p[0]))}" cy="${r1(py(p[1]))}" r="3" fill="${s.color}"/>`);
+      for (const p of s.points)
+        parts.push(`<circle cx="${r1(px(p[0]))}" cy="${r1(py(p[1]))}" r="3" fill="${s.color}"/>`);
     }
   }
   // Legend, right-aligned above the plot.

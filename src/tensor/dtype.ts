@@ -5,15 +5,21 @@
  */
 
 export type DType =
-  | 'F64' | 'F32' | 'BF16' | 'F16'
-  | 'I64' | 'I32' | 'I16' | 'I8'
-  | 'U64' | 'U32' | 'U16' | 'U8'
-  | 'BOOL';
+  'F64' | 'F32' | 'BF16' | 'F16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL';
 
 export const DTYPE_BYTES: Readonly<Record<DType, number>> = {
-  F64: 8, F32: 4, BF16: 2, F16: 2,
-  I64: 8, I32: 4, I16: 2, I8: 1,
-  U64: 8, U32: 4, U16: 2, U8: 1,
+  F64: 8,
+  F32: 4,
+  BF16: 2,
+  F16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
   BOOL: 1,
 };
 
@@ -97,13 +103,13 @@ function f32BitsToF16(x: number): number {
     const half = 1 << (shift - 1);
     const rem = m & ((1 << shift) - 1);
     let r = m >>> shift;
-    if (rem > half || (rem === half && (r & 1))) r++;
+    if (rem > half || (rem === half && r & 1)) r++;
     return sign | r;
   }
   // A carry out of the mantissa correctly bumps the exponent (up to Infinity).
   let r = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (r & 1))) r++;
+  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++;
   return sign | r;
 }
 

@@ -10,17 +10,31 @@
 
 /** bitsandbytes' NF4 code book (quantiles of N(0, 1), normalized to [-1, 1]). */
 export const NF4_CODE = Float32Array.of(
-  -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-  -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-  0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
-  0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+  -1.0,
+  -0.6961928009986877,
+  -0.5250730514526367,
+  -0.39491748809814453,
+  -0.28444138169288635,
+  -0.18477343022823334,
+  -0.09105003625154495,
+  0.0,
+  0.07958029955625534,
+  0.16093020141124725,
+  0.24611230194568634,
+  0.33791524171829224,
+  0.44070982933044434,
+  0.5626170039176941,
+  0.7229568362236023,
+  1.0,
 );
 
 /** bitsandbytes' default block size, QLoRA's. */
 export const NF4_BLOCKSIZE = 64;
 
 /** Float32 midpoints between neighbouring NF4 values: the kernel's decision thresholds. */
-export const NF4_MIDS = Float32Array.from({ length: 15 }, (_, i) => Math.fround(Math.fround(NF4_CODE[i] + NF4_CODE[i + 1]) * 0.5));
+export const NF4_MIDS = Float32Array.from({ length: 15 }, (_, i) =>
+  Math.fround(Math.fround(NF4_CODE[i] + NF4_CODE[i + 1]) * 0.5),
+);
 
 // Plain constants: nf4Code runs once per weight (tens of millions of times per model).
 const [M0, M1, M2, M3, M4, M5, M6, M7, M8, M9, M10, M11, M12, M13, M14] = NF4_MIDS;
@@ -32,8 +46,21 @@ const [M0, M1, M2, M3, M4, M5, M6, M7, M8, M9, M10, M11, M12, M13, M14] = NF4_MI
  */
 function nf4Code(x: number): number {
   return (
-    +(x > M0) + +(x > M1) + +(x > M2) + +(x > M3) + +(x > M4) + +(x > M5) + +(x > M6) + +(x > M7) +
-    +(x > M8) + +(x > M9) + +(x > M10) + +(x > M11) + +(x > M12) + +(x > M13) + +(x > M14)
+    +(x > M0) +
+    +(x > M1) +
+    +(x > M2) +
+    +(x > M3) +
+    +(x > M4) +
+    +(x > M5) +
+    +(x > M6) +
+    +(x > M7) +
+    +(x > M8) +
+    +(x > M9) +
+    +(x > M10) +
+    +(x > M11) +
+    +(x > M12) +
+    +(x > M13) +
+    +(x > M14)
   );
 }
 
@@ -46,7 +73,8 @@ export interface Nf4Blocks {
 
 /** The codes and absmax of row-major f32 values (bf16 weights convert exactly) in blocks of `blocksize` (even). */
 export function nf4Blocks(values: Float32Array, blocksize = NF4_BLOCKSIZE): Nf4Blocks {
-  if (blocksize % 2 !== 0 || blocksize <= 0) throw new RangeError(`nf4Blocks: blocksize must be even, got ${blocksize}`);
+  if (blocksize % 2 !== 0 || blocksize <= 0)
+    throw new RangeError(`nf4Blocks: blocksize must be even, got ${blocksize}`);
   const n = values.length;
   const blocks = Math.ceil(n / blocksize);
   const absmax = new Float32Array(blocks);

@@ -58,7 +58,10 @@ function readExactly(fd: number, into: Uint8Array, position: number, path: strin
   let done = 0;
   while (done < into.length) {
     const n = readSync(fd, into, done, Math.min(into.length - done, CHUNK_BYTES * 8), position + done);
-    if (n === 0) throw new UserError(`${path} is truncated: expected ${into.length - done} more bytes at offset ${position + done}`);
+    if (n === 0)
+      throw new UserError(
+        `${path} is truncated: expected ${into.length - done} more bytes at offset ${position + done}`,
+      );
     done += n;
   }
 }
@@ -94,14 +97,17 @@ function readHeaderFd(fd: number, path: string): SafetensorsHeader {
     }
     const { dtype, shape, data_offsets: offsets } = (value ?? {}) as Record<string, unknown>;
     if (!isDType(dtype)) throw bad(`tensor ${name} has unsupported dtype ${JSON.stringify(dtype)}`);
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw bad(`tensor ${name} has an invalid shape`);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw bad(`tensor ${name} has an invalid shape`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw bad(`tensor ${name} has invalid data_offsets`);
     }
     const [begin, end] = offsets as [number, number];
     const byteLength = byteLengthOf(dtype, shape);
     if (end - begin !== byteLength) {
-      throw bad(`tensor ${name} (${dtype} ${formatShape(shape)}) needs ${byteLength} bytes but data_offsets span ${end - begin}`);
+      throw bad(
+        `tensor ${name} (${dtype} ${formatShape(shape)}) needs ${byteLength} bytes but data_offsets span ${end - begin}`,
+      );
     }
     entries.push([name, { dtype, shape, byteLength, fileOffset: dataStart + begin }, begin, end]);
   }
@@ -122,7 +128,11 @@ function readHeaderFd(fd: number, path: string): SafetensorsHeader {
 export class SafetensorsFile {
   private fd: number | undefined;
 
-  private constructor(readonly path: string, private readonly header: SafetensorsHeader, fd: number) {
+  private constructor(
+    readonly path: string,
+    private readonly header: SafetensorsHeader,
+    fd: number,
+  ) {
     this.fd = fd;
   }
 
@@ -179,10 +189,16 @@ export class SafetensorsFile {
   readF32(name: string, chunkElements = CHUNK_BYTES / 2, into?: Float32Array): Float32Array {
     const info = this.info(name);
     const count = numel(info.shape);
-    if (into && into.length < count) throw new RangeError(`readF32: ${name} has ${count} values, the buffer holds ${into.length}`);
+    if (into && into.length < count)
+      throw new RangeError(`readF32: ${name} has ${count} values, the buffer holds ${into.length}`);
     const out = into ? into.subarray(0, count) : new Float32Array(count);
     if (info.dtype === 'F32') {
-      readExactly(this.openFd(), new Uint8Array(out.buffer, out.byteOffset, out.byteLength), info.fileOffset, this.path);
+      readExactly(
+        this.openFd(),
+        new Uint8Array(out.buffer, out.byteOffset, out.byteLength),
+        info.fileOffset,
+        this.path,
+      );
       return out;
     }
     if (info.dtype !== 'BF16' && info.dtype !== 'F16') {
@@ -223,7 +239,19 @@ export class SafetensorsFile {
 
 /** The reference library's dtype order (ascending alignment); files list larger ones first. */
 const DTYPE_RANK: Record<DType, number> = {
-  BOOL: 0, U8: 1, I8: 2, I16: 3, U16: 4, F16: 5, BF16: 6, I32: 7, U32: 8, F32: 9, F64: 10, I64: 11, U64: 12,
+  BOOL: 0,
+  U8: 1,
+  I8: 2,
+  I16: 3,
+  U16: 4,
+  F16: 5,
+  BF16: 6,
+  I32: 7,
+  U32: 8,
+  F32: 9,
+  F64: 10,
+  I64: 11,
+  U64: 12,
 };
 
 function compareNames(a: string, b: string): number {
@@ -254,7 +282,9 @@ export function safetensorsLayout(
     const t = tensors[name];
     const want = byteLengthOf(t.dtype, t.shape);
     if (t.data.byteLength !== want) {
-      throw new RangeError(`tensor ${name}: ${t.dtype} ${formatShape(t.shape)} needs ${want} bytes, data has ${t.data.byteLength}`);
+      throw new RangeError(
+        `tensor ${name}: ${t.dtype} ${formatShape(t.shape)} needs ${want} bytes, data has ${t.data.byteLength}`,
+      );
     }
     const info = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + want] };
     parts.push(`${JSON.stringify(name)}:${JSON.stringify(info)}`);
@@ -270,7 +300,11 @@ export function safetensorsLayout(
  * Writes tensors to a safetensors file, atomically (a temporary file renamed into place), so
  * an interrupted save never leaves a half-written checkpoint under the final name.
  */
-export function writeSafetensors(path: string, tensors: Record<string, HostTensor>, metadata?: Record<string, string>): void {
+export function writeSafetensors(
+  path: string,
+  tensors: Record<string, HostTensor>,
+  metadata?: Record<string, string>,
+): void {
   const { header, order } = safetensorsLayout(tensors, metadata);
   const tmp = `${path}.tmp-${process.pid}`;
   const fd = openSync(tmp, 'w');
@@ -292,7 +326,7 @@ export function writeSafetensors(path: string, tensors: Record<string, HostTenso
 }
 
 function writeAll(fd: number, bytes: Uint8Array): void {
-  for (let done = 0; done < bytes.length; ) {
+  for (let done = 0; done < bytes.length;) {
     done += writeSync(fd, bytes, done, Math.min(bytes.length - done, CHUNK_BYTES * 8));
   }
 }

@@ -28,7 +28,8 @@ export function formatShape(shape: readonly number[]): string {
 /** Builds a tensor, checking that the data has exactly the bytes the dtype and shape need. */
 export function hostTensor(dtype: DType, shape: readonly number[], data: ArrayBufferView): HostTensor {
   for (const d of shape) {
-    if (!Number.isSafeInteger(d) || d < 0) throw new RangeError(`invalid dimension ${d} in shape ${formatShape(shape)}`);
+    if (!Number.isSafeInteger(d) || d < 0)
+      throw new RangeError(`invalid dimension ${d} in shape ${formatShape(shape)}`);
   }
   const want = byteLengthOf(dtype, shape);
   if (data.byteLength !== want) {

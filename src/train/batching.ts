@@ -74,7 +74,8 @@ export function lengthGroupedOrder(lengths: readonly number[], groupSize: number
   const megabatches: number[][] = [];
   for (let i = 0; i < n; i += size) megabatches.push(perm.slice(i, i + size).sort((a, b) => lengths[b] - lengths[a]));
   let maxIdx = 0;
-  for (let m = 1; m < megabatches.length; m++) if (lengths[megabatches[m][0]] > lengths[megabatches[maxIdx][0]]) maxIdx = m;
+  for (let m = 1; m < megabatches.length; m++)
+    if (lengths[megabatches[m][0]] > lengths[megabatches[maxIdx][0]]) maxIdx = m;
   [megabatches[0][0], megabatches[maxIdx][0]] = [megabatches[maxIdx][0], megabatches[0][0]];
   return megabatches.flat();
 }
@@ -111,12 +112,16 @@ export class DataOrder {
   microBatches(step: number): number[][] {
     const epoch = Math.floor(step / this.plan.stepsPerEpoch);
     if (this.cached?.epoch !== epoch) {
-      this.cached = { epoch, order: epochOrder(this.lengths, epoch, { ...this.opts, groupSize: this.batchSize * this.gradAccum }) };
+      this.cached = {
+        epoch,
+        order: epochOrder(this.lengths, epoch, { ...this.opts, groupSize: this.batchSize * this.gradAccum }),
+      };
     }
     const order = this.cached.order;
     const first = (step % this.plan.stepsPerEpoch) * this.gradAccum;
     const out: number[][] = [];
-    for (let b = first; b < Math.min(first + this.gradAccum, this.plan.batchesPerEpoch); b++) out.push(order.slice(b * this.batchSize, (b + 1) * this.batchSize));
+    for (let b = first; b < Math.min(first + this.gradAccum, this.plan.batchesPerEpoch); b++)
+      out.push(order.slice(b * this.batchSize, (b + 1) * this.batchSize));
     return out;
   }
 }

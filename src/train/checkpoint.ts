@@ -58,13 +58,21 @@ export function checkpointDir(outDir: string, step: number): string {
 }
 
 /** Writes a checkpoint into a temporary folder renamed into place: a crash never leaves half of one. */
-export function saveTrainCheckpoint(outDir: string, adapter: HostLora, optimizer: Record<string, HostTensor>, state: Omit<TrainerState, 'format'>): string {
+export function saveTrainCheckpoint(
+  outDir: string,
+  adapter: HostLora,
+  optimizer: Record<string, HostTensor>,
+  state: Omit<TrainerState, 'format'>,
+): string {
   const dir = checkpointDir(outDir, state.step);
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   writePeftAdapter(tmp, adapter, { baseModelNameOrPath: state.base_model });
   writeSafetensors(join(tmp, OPTIMIZER_FILE), optimizer, { format: 'pt' });
-  writeFileSync(join(tmp, TRAINER_STATE_FILE), JSON.stringify({ format: TRAINER_STATE_FORMAT, ...state }, null, 2) + '\n');
+  writeFileSync(
+    join(tmp, TRAINER_STATE_FILE),
+    JSON.stringify({ format: TRAINER_STATE_FORMAT, ...state }, null, 2) + '\n',
+  );
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
   return dir;
@@ -74,7 +82,10 @@ export function loadTrainCheckpoint(dir: string, model: Qwen2Config): TrainCheck
   const statePath = join(dir, TRAINER_STATE_FILE);
   if (!existsSync(statePath)) throw new UserError(`${dir} is not a training checkpoint (no ${TRAINER_STATE_FILE})`);
   const state = readJsonFile<TrainerState>(statePath, 'trainer state');
-  if (state?.format !== TRAINER_STATE_FORMAT) throw new UserError(`${statePath}: unknown format ${JSON.stringify(state?.format)} (expected ${TRAINER_STATE_FORMAT})`);
+  if (state?.format !== TRAINER_STATE_FORMAT)
+    throw new UserError(
+      `${statePath}: unknown format ${JSON.stringify(state?.format)} (expected ${TRAINER_STATE_FORMAT})`,
+    );
   const adapter = readPeftAdapter(dir, model);
   return { dir, adapter, optimizer: SafetensorsFile.readAll(join(dir, OPTIMIZER_FILE)), state };
 }

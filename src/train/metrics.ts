@@ -39,7 +39,10 @@ export class MetricsLog {
    * Opens `path`. Resuming at `resumeStep` keeps the records up to that step and drops later
    * ones (written after the checkpoint by the interrupted run); a fresh run starts an empty log.
    */
-  constructor(readonly path: string, resumeStep: number | null) {
+  constructor(
+    readonly path: string,
+    resumeStep: number | null,
+  ) {
     mkdirSync(dirname(path), { recursive: true });
     const kept = resumeStep === null ? [] : readAppendedJsonl<MetricsRecord>(path).filter((r) => r.step <= resumeStep);
     writeJsonl(path, kept);

@@ -40,16 +40,28 @@ export class AdamW {
   stepCount = 0;
 
   /** `flat`: the buffers behind `params` (LoraAdapter.flat()), to update them all at once. */
-  constructor(private readonly be: Backend, params: readonly LoraParameter[], readonly config: AdamWConfig, flat?: FlatParameters) {
+  constructor(
+    private readonly be: Backend,
+    params: readonly LoraParameter[],
+    readonly config: AdamWConfig,
+    flat?: FlatParameters,
+  ) {
     const decays = params.map((p) => appliesWeightDecay(p.name));
     if (flat && flat.offsets.length === params.length && decays.every((d) => d === decays[0])) {
       const size = flat.param.size;
-      const m = be.alloc([size], 'f32'), v = be.alloc([size], 'f32');
-      const view = (t: Tensor, i: number): Tensor => be.reshape(be.rows(t, flat.offsets[i], params[i].param.size), params[i].param.shape);
+      const m = be.alloc([size], 'f32'),
+        v = be.alloc([size], 'f32');
+      const view = (t: Tensor, i: number): Tensor =>
+        be.reshape(be.rows(t, flat.offsets[i], params[i].param.size), params[i].param.shape);
       this.flat = { params: flat, m, v, decay: decays[0] ?? true };
       this.slots = params.map((p, i) => ({ p, m: view(m, i), v: view(v, i), decay: decays[i] }));
     } else {
-      this.slots = params.map((p, i) => ({ p, m: be.alloc(p.param.shape, 'f32'), v: be.alloc(p.param.shape, 'f32'), decay: decays[i] }));
+      this.slots = params.map((p, i) => ({
+        p,
+        m: be.alloc(p.param.shape, 'f32'),
+        v: be.alloc(p.param.shape, 'f32'),
+        decay: decays[i],
+      }));
     }
   }
 
@@ -57,7 +69,14 @@ export class AdamW {
   step(lr: number): void {
     this.stepCount++;
     const { beta1, beta2, eps, weightDecay } = this.config;
-    const opts = (decay: boolean) => ({ lr, beta1, beta2, eps, weightDecay: decay ? weightDecay : 0, step: this.stepCount });
+    const opts = (decay: boolean) => ({
+      lr,
+      beta1,
+      beta2,
+      eps,
+      weightDecay: decay ? weightDecay : 0,
+      step: this.stepCount,
+    });
     if (this.flat) {
       this.be.adamw(this.flat.params.param, this.flat.params.grad, this.flat.m, this.flat.v, opts(this.flat.decay));
       return;
@@ -78,10 +97,15 @@ export class AdamW {
   /** Restores what stateToHost saved; `where` names the file in errors. */
   loadState(tensors: Record<string, HostTensor>, stepCount: number, where: string): void {
     for (const s of this.slots) {
-      for (const [suffix, dst] of [['exp_avg', s.m], ['exp_avg_sq', s.v]] as const) {
+      for (const [suffix, dst] of [
+        ['exp_avg', s.m],
+        ['exp_avg_sq', s.v],
+      ] as const) {
         const t = tensors[`${s.p.name}.${suffix}`];
         if (!t || t.shape.length !== dst.shape.length || t.shape.some((d, i) => d !== dst.shape[i])) {
-          throw new UserError(`${where}: optimizer state for ${s.p.name} is missing or has another shape (the checkpoint is from another LoRA setup)`);
+          throw new UserError(
+            `${where}: optimizer state for ${s.p.name} is missing or has another shape (the checkpoint is from another LoRA setup)`,
+          );
         }
         const src = this.be.upload(toF32(t), dst.shape, 'f32');
         this.be.copy(dst, src);

@@ -11,7 +11,14 @@ import type { Qwen2Model, TrainStep } from '../model/qwen2.js';
 import { UserError } from '../util/errors.js';
 import { mixSeed } from '../util/random.js';
 import { collate, DataOrder, type TrainExample } from './batching.js';
-import { listCheckpoints, pruneCheckpoints, saveTrainCheckpoint, TRAINER_STATE_FORMAT, type EvalPoint, type TrainerState } from './checkpoint.js';
+import {
+  listCheckpoints,
+  pruneCheckpoints,
+  saveTrainCheckpoint,
+  TRAINER_STATE_FORMAT,
+  type EvalPoint,
+  type TrainerState,
+} from './checkpoint.js';
 import type { EvalRecord, TrainRecord } from './metrics.js';
 import { ADAMW_DEFAULTS, AdamW, clipGradNormOnDevice } from './optimizer.js';
 import { cosineWithWarmup, planSteps, warmupSteps, type StepPlan } from './schedule.js';
@@ -84,13 +91,21 @@ export interface SftResult {
 export class TrainingDivergedError extends UserError {}
 
 /** Mean token loss of `examples` (summed over tokens, not averaged per batch), no dropout. */
-export async function evaluateLoss(model: Qwen2Model, examples: readonly TrainExample[], batchSize: number, padId: number): Promise<{ loss: number; tokens: number }> {
+export async function evaluateLoss(
+  model: Qwen2Model,
+  examples: readonly TrainExample[],
+  batchSize: number,
+  padId: number,
+): Promise<{ loss: number; tokens: number }> {
   // Similar lengths together waste less padding; the sum does not depend on the order.
   const order = examples.map((_, i) => i).sort((a, b) => examples[b].ids.length - examples[a].ids.length);
   let sum = 0;
   let tokens = 0;
   for (let i = 0; i < order.length; i += batchSize) {
-    const batch = collate(order.slice(i, i + batchSize).map((k) => examples[k]), padId);
+    const batch = collate(
+      order.slice(i, i + batchSize).map((k) => examples[k]),
+      padId,
+    );
     const r = model.evalLoss(batch, { lossNormalizer: 1 });
     sum += r.loss;
     tokens += r.tokens;
@@ -100,24 +115,51 @@ export async function evaluateLoss(model: Qwen2Model, examples: readonly TrainEx
 }
 
 export async function trainSft(
-  model: Qwen2Model, adapter: LoraAdapter, data: SftData, cfg: SftConfig, hooks: SftHooks = {}, resume?: SftResume,
+  model: Qwen2Model,
+  adapter: LoraAdapter,
+  data: SftData,
+  cfg: SftConfig,
+  hooks: SftHooks = {},
+  resume?: SftResume,
 ): Promise<SftResult> {
   const be = model.backend;
-  const plan = planSteps({ examples: data.train.length, batchSize: cfg.batchSize, gradAccum: cfg.gradAccum, epochs: cfg.epochs, maxSteps: cfg.maxSteps });
+  const plan = planSteps({
+    examples: data.train.length,
+    batchSize: cfg.batchSize,
+    gradAccum: cfg.gradAccum,
+    epochs: cfg.epochs,
+    maxSteps: cfg.maxSteps,
+  });
   const warmup = warmupSteps(cfg.warmupRatio, plan.totalSteps);
   const params = adapter.parameters();
   const optimizer = new AdamW(be, params, { ...ADAMW_DEFAULTS, weightDecay: cfg.weightDecay }, adapter.flat());
   const state: TrainerState = resume
     ? { ...resume.state }
     : {
-        format: TRAINER_STATE_FORMAT, step: 0, total_steps: plan.totalSteps, epoch: 0, settings: cfg.settings,
-        data_fingerprint: data.fingerprint, base_model: cfg.baseModel, best_eval: null, last_eval: null, loss_sum: 0, tokens_seen: 0, train_seconds: 0,
+        format: TRAINER_STATE_FORMAT,
+        step: 0,
+        total_steps: plan.totalSteps,
+        epoch: 0,
+        settings: cfg.settings,
+        data_fingerprint: data.fingerprint,
+        base_model: cfg.baseModel,
+        best_eval: null,
+        last_eval: null,
+        loss_sum: 0,
+        tokens_seen: 0,
+        train_seconds: 0,
       };
   if (resume) {
     checkResumable(resume, cfg, data, plan);
     optimizer.loadState(resume.optimizer, resume.state.step, resume.dir);
   }
-  const order = new DataOrder(data.train.map((e) => e.ids.length), plan, cfg.batchSize, cfg.gradAccum, { seed: cfg.seed, groupByLength: cfg.groupByLength });
+  const order = new DataOrder(
+    data.train.map((e) => e.ids.length),
+    plan,
+    cfg.batchSize,
+    cfg.gradAccum,
+    { seed: cfg.seed, groupByLength: cfg.groupByLength },
+  );
 
   let lastCheckpoint: string | null = null;
   const save = (): void => {
@@ -145,7 +187,9 @@ export async function trainSft(
       let tokens = 0;
       for (let m = 0; m < micro.length; m++) {
         const out = model.forwardTrain(collate(micro[m], cfg.padId), {
-          dropoutSeed: mixSeed(cfg.seed, step, m, 0x5eed), lossNormalizer: normalizer, activationBudget: cfg.activationBudget,
+          dropoutSeed: mixSeed(cfg.seed, step, m, 0x5eed),
+          lossNormalizer: normalizer,
+          activationBudget: cfg.activationBudget,
         });
         model.backward(out);
         outs.push(out);
@@ -160,7 +204,8 @@ export async function trainSft(
       be.free(normSquared);
       let loss = 0;
       outs.forEach((out, m) => {
-        if (!Number.isFinite(out.loss)) diverged(cfg.outDir, `the loss is ${out.loss} at step ${step + 1} (micro-batch ${m + 1} of ${micro.length})`);
+        if (!Number.isFinite(out.loss))
+          diverged(cfg.outDir, `the loss is ${out.loss} at step ${step + 1} (micro-batch ${m + 1} of ${micro.length})`);
         loss += out.loss;
       });
       // A non-finite norm left the gradients unclipped and the update is garbage; nothing of it is saved.
@@ -172,10 +217,20 @@ export async function trainSft(
       state.loss_sum += loss;
       state.tokens_seen += tokens;
       state.train_seconds += seconds;
-      hooks.onStep?.({
-        type: 'train', step: state.step, epoch: state.epoch, loss, lr, grad_norm: gradNorm, tokens,
-        tokens_per_s: seconds > 0 ? tokens / seconds : 0, elapsed_s: state.train_seconds,
-      }, plan);
+      hooks.onStep?.(
+        {
+          type: 'train',
+          step: state.step,
+          epoch: state.epoch,
+          loss,
+          lr,
+          grad_norm: gradNorm,
+          tokens,
+          tokens_per_s: seconds > 0 ? tokens / seconds : 0,
+          elapsed_s: state.train_seconds,
+        },
+        plan,
+      );
 
       const last = state.step === plan.totalSteps;
       if ((cfg.evalSteps > 0 && state.step % cfg.evalSteps === 0) || last) await runEval();
@@ -195,14 +250,24 @@ function checkResumable(resume: SftResume, cfg: SftConfig, data: SftData, plan: 
   const differ = [...new Set([...Object.keys(saved), ...Object.keys(cfg.settings)])]
     .filter((k) => JSON.stringify(saved[k]) !== JSON.stringify(cfg.settings[k]))
     .map((k) => `--${k} ${JSON.stringify(saved[k])} there, ${JSON.stringify(cfg.settings[k])} now`);
-  if (differ.length > 0) throw new UserError(`cannot resume from ${resume.dir}: settings differ (${differ.join('; ')}); use the original settings or start a new run`);
+  if (differ.length > 0)
+    throw new UserError(
+      `cannot resume from ${resume.dir}: settings differ (${differ.join('; ')}); use the original settings or start a new run`,
+    );
   if (resume.state.data_fingerprint !== data.fingerprint) {
-    throw new UserError(`cannot resume from ${resume.dir}: the training data differ from the data it was trained on (other train.jsonl, tokenizer or --max-length)`);
+    throw new UserError(
+      `cannot resume from ${resume.dir}: the training data differ from the data it was trained on (other train.jsonl, tokenizer or --max-length)`,
+    );
   }
   if (resume.state.total_steps !== plan.totalSteps) {
-    throw new UserError(`cannot resume from ${resume.dir}: it belongs to a run of ${resume.state.total_steps} steps, these settings give ${plan.totalSteps}`);
+    throw new UserError(
+      `cannot resume from ${resume.dir}: it belongs to a run of ${resume.state.total_steps} steps, these settings give ${plan.totalSteps}`,
+    );
   }
-  if (resume.state.step >= plan.totalSteps) throw new UserError(`${resume.dir} is the end of its run (step ${resume.state.step} of ${plan.totalSteps}); nothing to resume`);
+  if (resume.state.step >= plan.totalSteps)
+    throw new UserError(
+      `${resume.dir} is the end of its run (step ${resume.state.step} of ${plan.totalSteps}); nothing to resume`,
+    );
 }
 
 function diverged(outDir: string, what: string): never {
@@ -212,4 +277,3 @@ function diverged(outDir: string, what: string): never {
     : 'No checkpoint was saved yet; start again with a lower --lr or a larger --warmup-ratio.';
   throw new TrainingDivergedError(`training stopped: ${what}. ${keep}`);
 }
-

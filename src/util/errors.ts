@@ -3,7 +3,10 @@
  * The CLI prints its message on one line and exits non-zero, without a stack trace.
  */
 export class UserError extends Error {
-  constructor(message: string, readonly exitCode = 1) {
+  constructor(
+    message: string,
+    readonly exitCode = 1,
+  ) {
     super(message);
     this.name = 'UserError';
   }

@@ -19,7 +19,10 @@ export class Progress {
   private readonly stream: NodeJS.WriteStream;
   private readonly tty: boolean;
 
-  constructor(private readonly opts: ProgressOptions, private readonly startAt = 0) {
+  constructor(
+    private readonly opts: ProgressOptions,
+    private readonly startAt = 0,
+  ) {
     this.stream = opts.stream ?? process.stderr;
     this.tty = Boolean(this.stream.isTTY);
     this.done = startAt;
@@ -50,7 +53,9 @@ export class Progress {
     const width = 20;
     const filled = Math.min(width, Math.round((width * pct) / 100));
     const bar = '#'.repeat(filled) + '.'.repeat(width - filled);
-    const extra = Object.entries(this.fields).map(([k, v]) => `${k} ${v}`).join('  ');
+    const extra = Object.entries(this.fields)
+      .map(([k, v]) => `${k} ${v}`)
+      .join('  ');
     const unit = this.opts.unit ?? 'it';
     return `${this.opts.label} [${bar}] ${this.done}/${this.opts.total} ${formatNumber(rate)} ${unit}/s ETA ${formatDuration(eta)}${extra ? '  ' + extra : ''}`;
   }

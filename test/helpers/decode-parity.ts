@@ -27,11 +27,13 @@ function argmaxCase(N: number, V: number): ParityCase {
         const row = x.subarray(n * V, (n + 1) * V);
         if (n % 3 === 2) row.fill(-1.5);
         else {
-          const a = Math.floor(rand() * V), b = Math.floor(rand() * V);
+          const a = Math.floor(rand() * V),
+            b = Math.floor(rand() * V);
           row[a] = row[b] = 8;
         }
       }
-      const xt = be.upload(x, [N, V], dt), out = be.alloc([N], 'i32');
+      const xt = be.upload(x, [N, V], dt),
+        out = be.alloc([N], 'i32');
       be.argmaxRows(out, xt);
       const result = { index: get(be, out) };
       freeAll(be, [xt, out]);
@@ -48,9 +50,11 @@ const gatherCase: ParityCase = {
     const rand = rng(3);
     const result: Record<string, Float32Array> = {};
     const owned: Tensor[] = [];
-    const index = be.upload(Int32Array.of(4, 0, 2, 2), [4], 'i32'), scatterIndex = be.upload(Int32Array.of(5, 1, 0, 3), [4], 'i32');
+    const index = be.upload(Int32Array.of(4, 0, 2, 2), [4], 'i32'),
+      scatterIndex = be.upload(Int32Array.of(5, 1, 0, 3), [4], 'i32');
     for (const width of [64, 5]) {
-      const src = be.upload(values(6 * width, 1, rand), [6, width], dt), out = be.alloc([4, width], dt);
+      const src = be.upload(values(6 * width, 1, rand), [6, width], dt),
+        out = be.alloc([4, width], dt);
       be.gatherRows(out, src, index);
       result[`float width ${width}`] = get(be, out);
       const back = be.upload(values(6 * width, 1, rand), [6, width], dt);
@@ -58,7 +62,12 @@ const gatherCase: ParityCase = {
       result[`scattered width ${width}`] = get(be, back);
       owned.push(src, out, back);
     }
-    const ints = be.upload(Int32Array.from({ length: 6 * 3 }, (_, i) => i * 7 - 20), [6, 3], 'i32'), picked = be.alloc([4, 3], 'i32');
+    const ints = be.upload(
+        Int32Array.from({ length: 6 * 3 }, (_, i) => i * 7 - 20),
+        [6, 3],
+        'i32',
+      ),
+      picked = be.alloc([4, 3], 'i32');
     be.gatherRows(picked, ints, index);
     be.addI32(picked, 3);
     result.ints = get(be, picked);
@@ -72,9 +81,15 @@ const addRmsNormCase: ParityCase = {
   run(be, dt) {
     const rand = rng(11);
     const result: Record<string, Float32Array> = {};
-    for (const [N, D] of [[3, 2048], [5, 24]]) {
-      const a = be.upload(values(N * D, 2, rand), [N, D], dt), b = be.upload(values(N * D, 2, rand), [N, D], dt);
-      const w = be.upload(values(D, 1, rand), [D], dt), out = be.alloc([N, D], dt), rstd = be.alloc([N]);
+    for (const [N, D] of [
+      [3, 2048],
+      [5, 24],
+    ]) {
+      const a = be.upload(values(N * D, 2, rand), [N, D], dt),
+        b = be.upload(values(N * D, 2, rand), [N, D], dt);
+      const w = be.upload(values(D, 1, rand), [D], dt),
+        out = be.alloc([N, D], dt),
+        rstd = be.alloc([N]);
       be.addRmsNorm(a, out, rstd, a, b, w, 1e-6);
       Object.assign(result, { [`sum ${D}`]: get(be, a), [`out ${D}`]: get(be, out), [`rstd ${D}`]: get(be, rstd) });
       freeAll(be, [a, b, w, out, rstd]);
@@ -83,15 +98,29 @@ const addRmsNormCase: ParityCase = {
   },
 };
 
-function ropeAppendCase(B: number, T: number, H: number, Hkv: number, hd: number, S: number, offset: number): ParityCase {
+function ropeAppendCase(
+  B: number,
+  T: number,
+  H: number,
+  Hkv: number,
+  hd: number,
+  S: number,
+  offset: number,
+): ParityCase {
   return {
     name: `ropeAppendKv B ${B}, T ${T}, heads ${H}/${Hkv}, hd ${hd}, slots ${offset}..${offset + T} of ${S}`,
     run(be, dt) {
       const rand = rng(B * 100 + T);
       const q = be.upload(values(B * T * H * hd, 1, rand), [B, T, H, hd], dt);
-      const k = be.upload(values(B * T * Hkv * hd, 1, rand), [B, T, Hkv, hd], dt), v = be.upload(values(B * T * Hkv * hd, 1, rand), [B, T, Hkv, hd], dt);
-      const kc = be.upload(values(B * S * Hkv * hd, 1, rand), [B, S, Hkv, hd], dt), vc = be.upload(values(B * S * Hkv * hd, 1, rand), [B, S, Hkv, hd], dt);
-      const pos = be.upload(Int32Array.from({ length: B * T }, (_, i) => 3 * i + 100 * (i % 2)), [B * T], 'i32');
+      const k = be.upload(values(B * T * Hkv * hd, 1, rand), [B, T, Hkv, hd], dt),
+        v = be.upload(values(B * T * Hkv * hd, 1, rand), [B, T, Hkv, hd], dt);
+      const kc = be.upload(values(B * S * Hkv * hd, 1, rand), [B, S, Hkv, hd], dt),
+        vc = be.upload(values(B * S * Hkv * hd, 1, rand), [B, S, Hkv, hd], dt);
+      const pos = be.upload(
+        Int32Array.from({ length: B * T }, (_, i) => 3 * i + 100 * (i % 2)),
+        [B * T],
+        'i32',
+      );
       be.ropeAppendKv(kc, vc, q, k, v, pos, offset, 1e6);
       const result = { q: get(be, q), kCache: get(be, kc), vCache: get(be, vc) };
       freeAll(be, [q, k, v, kc, vc, pos]);
@@ -101,7 +130,12 @@ function ropeAppendCase(B: number, T: number, H: number, Hkv: number, hd: number
 }
 
 interface DecodeAttention {
-  B: number; S: number; H: number; Hkv: number; hd: number; kvLen: number;
+  B: number;
+  S: number;
+  H: number;
+  Hkv: number;
+  hd: number;
+  kvLen: number;
   /** Padding slots at the start of each row (a row padded past kvLen sees no key). */
   pad: number[];
 }
@@ -114,8 +148,13 @@ function decodeAttentionCase(c: DecodeAttention): ParityCase {
       const q = be.upload(values(c.B * c.H * c.hd, 1.5, rand), [c.B, 1, c.H, c.hd], dt);
       const k = be.upload(values(c.B * c.S * c.Hkv * c.hd, 1.5, rand), [c.B, c.S, c.Hkv, c.hd], dt);
       const v = be.upload(values(c.B * c.S * c.Hkv * c.hd, 1, rand), [c.B, c.S, c.Hkv, c.hd], dt);
-      const mask = be.upload(Int32Array.from({ length: c.B * c.S }, (_, i) => (i % c.S >= c.pad[Math.floor(i / c.S)] ? 1 : 0)), [c.B, c.S], 'i32');
-      const out = be.alloc([c.B, 1, c.H, c.hd], dt), lse = be.alloc([c.B, 1, c.H]);
+      const mask = be.upload(
+        Int32Array.from({ length: c.B * c.S }, (_, i) => (i % c.S >= c.pad[Math.floor(i / c.S)] ? 1 : 0)),
+        [c.B, c.S],
+        'i32',
+      );
+      const out = be.alloc([c.B, 1, c.H, c.hd], dt),
+        lse = be.alloc([c.B, 1, c.H]);
       be.attentionForward(out, lse, q, k, v, mask, { kvLen: c.kvLen });
       const result = { out: get(be, out), lse: get(be, lse) };
       freeAll(be, [q, k, v, mask, out, lse]);
@@ -132,7 +171,16 @@ const matmulManyCase: ParityCase = {
     const a = be.upload(values(37 * 64, 1, rand), [37, 64], dt);
     const result: Record<string, Float32Array> = {};
     const owned: Tensor[] = [a];
-    for (const [rows, biased] of [[[48, 16, 48], [true, false, true]], [[96, 96], [false, false]]] as const) {
+    for (const [rows, biased] of [
+      [
+        [48, 16, 48],
+        [true, false, true],
+      ],
+      [
+        [96, 96],
+        [false, false],
+      ],
+    ] as const) {
       const bs = rows.map((n) => be.upload(values(n * 64, 1, rand), [n, 64], dt));
       const biases = rows.map((n, i) => (biased[i] ? be.upload(values(n, 1, rand), [n], dt) : null));
       const outs = rows.map((n) => be.alloc([37, n], dt));

@@ -25,7 +25,8 @@ export interface Err {
 
 function err(got: ArrayLike<number>, ref: ArrayLike<number>, keep: (i: number) => boolean = () => true): Err {
   const n = ref.length;
-  let maxAbs = 0, scale = 0;
+  let maxAbs = 0,
+    scale = 0;
   for (let i = 0; i < n; i++) {
     if (!keep(i)) continue;
     maxAbs = Math.max(maxAbs, Math.abs(got[i] - ref[i]));
@@ -58,7 +59,13 @@ export function hfFixtureErrors(be: Backend, v: Variant, quantize: 'nf4' | null 
   const adapter = LoraAdapter.upload(be, model.config, readPeftAdapter(adapterDir(v), model.config));
   const batch = (side: string): TrainBatch => {
     const [B, T] = ref.shape(`${side}.input_ids`);
-    return { batchSize: B, seqLen: T, inputIds: ref.ints(`${side}.input_ids`), attentionMask: ref.ints(`${side}.attention_mask`), labels: ref.ints(`${side}.labels`) };
+    return {
+      batchSize: B,
+      seqLen: T,
+      inputIds: ref.ints(`${side}.input_ids`),
+      attentionMask: ref.ints(`${side}.attention_mask`),
+      labels: ref.ints(`${side}.labels`),
+    };
   };
   const logits: Record<string, Err> = {};
   const loss: Record<string, number> = {};
@@ -66,10 +73,17 @@ export function hfFixtureErrors(be: Backend, v: Variant, quantize: 'nf4' | null 
   for (const side of ['right', 'left']) {
     const b = batch(side);
     const mask = b.attentionMask as Int32Array;
-    for (const [lora, key] of [[null, 'logits'], [adapter, 'lora_logits']] as const) {
+    for (const [lora, key] of [
+      [null, 'logits'],
+      [adapter, 'lora_logits'],
+    ] as const) {
       model.setLora(lora);
       const out = model.forward(b);
-      logits[`${side}.${key}`] = err(be.download(out), ref.floats(`${side}.${key}`), (i) => mask[Math.floor(i / V)] === 1);
+      logits[`${side}.${key}`] = err(
+        be.download(out),
+        ref.floats(`${side}.${key}`),
+        (i) => mask[Math.floor(i / V)] === 1,
+      );
       be.free(out);
     }
     model.setLora(adapter);
@@ -81,26 +95,33 @@ export function hfFixtureErrors(be: Backend, v: Variant, quantize: 'nf4' | null 
     if (side === 'right') {
       const grads = adapter.gradsToHost();
       for (const name of ref.names().filter((n) => n.startsWith('grad.'))) {
-        const g = grads[name.slice('grad.'.length)], r = ref.floats(name);
+        const g = grads[name.slice('grad.'.length)],
+          r = ref.floats(name);
         const e = { name, rel: relativeError(g, r), rms: relativeRms(g, r, () => true) };
         if (e.rel > gradWorst.rel) gradWorst = e;
       }
     }
   }
-  let tokensMatching = 0, tokensTotal = 0;
+  let tokensMatching = 0,
+    tokensTotal = 0;
   let stepLogits: Err = { rel: 0, rms: 0 };
   const prompt = batch('left');
-  for (const [lora, key] of [[null, ''], [adapter, 'lora_']] as const) {
+  for (const [lora, key] of [
+    [null, ''],
+    [adapter, 'lora_'],
+  ] as const) {
     model.setLora(lora);
     const seqs = ref.ints(`generate.${key}sequences`);
     const steps = ref.shape(`generate.${key}logits`)[0];
     const refLogits = ref.floats(`generate.${key}logits`);
     const { tokens, logits: got } = greedy(be, model, prompt, steps);
-    const width = prompt.seqLen + steps, per = prompt.batchSize * V;
+    const width = prompt.seqLen + steps,
+      per = prompt.batchSize * V;
     const same = new Array<boolean>(prompt.batchSize).fill(true);
     for (let s = 0; s < steps; s++) {
       const e = err(got[s], refLogits.subarray(s * per, (s + 1) * per), (i) => same[Math.floor(i / V)]);
-      if (same.some((x) => x)) stepLogits = { rel: Math.max(stepLogits.rel, e.rel), rms: Math.max(stepLogits.rms, e.rms) };
+      if (same.some((x) => x))
+        stepLogits = { rel: Math.max(stepLogits.rel, e.rel), rms: Math.max(stepLogits.rms, e.rms) };
       for (let b = 0; b < prompt.batchSize; b++) {
         tokensTotal++;
         if (tokens[s][b] === seqs[b * width + prompt.seqLen + s]) tokensMatching++;
@@ -114,9 +135,15 @@ export function hfFixtureErrors(be: Backend, v: Variant, quantize: 'nf4' | null 
 }
 
 /** Greedy decoding over the KV cache: tokens [steps][B] and each step's logits. */
-export function greedy(be: Backend, model: Qwen2Model, prompt: TokenBatch, steps: number): { tokens: Int32Array[]; logits: Float32Array[] } {
+export function greedy(
+  be: Backend,
+  model: Qwen2Model,
+  prompt: TokenBatch,
+  steps: number,
+): { tokens: Int32Array[]; logits: Float32Array[] } {
   const cache = model.createKvCache(prompt.batchSize, prompt.seqLen + steps);
-  const tokens: Int32Array[] = [], logits: Float32Array[] = [];
+  const tokens: Int32Array[] = [],
+    logits: Float32Array[] = [];
   const V = model.config.vocabSize;
   let out = model.prefill(cache, prompt);
   for (let s = 0; s < steps; s++) {
@@ -148,15 +175,20 @@ export interface TrainingErrors {
 
 /** A padded, completion-only batch of a random tiny model's vocabulary. */
 function trainBatch(vocab: number, seed: number): TrainBatch {
-  const B = 3, T = 24, lengths = [24, 17, 9];
+  const B = 3,
+    T = 24,
+    lengths = [24, 17, 9];
   const rand = rng(seed);
-  const inputIds = new Int32Array(B * T), attentionMask = new Int32Array(B * T), labels = new Int32Array(B * T).fill(-100);
-  for (let b = 0; b < B; b++) for (let t = 0; t < lengths[b]; t++) {
-    const id = 1 + Math.floor(rand() * (vocab - 1));
-    inputIds[b * T + t] = id;
-    attentionMask[b * T + t] = 1;
-    if (t >= 4) labels[b * T + t] = id;
-  }
+  const inputIds = new Int32Array(B * T),
+    attentionMask = new Int32Array(B * T),
+    labels = new Int32Array(B * T).fill(-100);
+  for (let b = 0; b < B; b++)
+    for (let t = 0; t < lengths[b]; t++) {
+      const id = 1 + Math.floor(rand() * (vocab - 1));
+      inputIds[b * T + t] = id;
+      attentionMask[b * T + t] = 1;
+      if (t >= 4) labels[b * T + t] = id;
+    }
   return { batchSize: B, seqLen: T, inputIds, attentionMask, labels };
 }
 
@@ -165,14 +197,23 @@ function trainBatch(vocab: number, seed: number): TrainBatch {
  * clipping, AdamW) on `be` and on the CPU from the same start; losses, norms and final weights.
  */
 export function trainingErrors(be: Backend): TrainingErrors {
-  const cfg = tinyConfig({ hidden_size: 64, intermediate_size: 96, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 300 });
+  const cfg = tinyConfig({
+    hidden_size: 64,
+    intermediate_size: 96,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 300,
+  });
   const lora = initLora(cfg, { r: 8, alpha: 16, dropout: 0.1, targetModules: [...PROJECTIONS], useRslora: false }, 3);
-  const run = (b: Backend): { losses: number[]; norms: number[]; params: Record<string, Float32Array>; logits: Float32Array } => {
+  const run = (
+    b: Backend,
+  ): { losses: number[]; norms: number[]; params: Record<string, Float32Array>; logits: Float32Array } => {
     const model = randomModel(b, cfg, 21, { nf4: nf4Quantizer });
     const adapter = LoraAdapter.upload(b, cfg, lora);
     model.setLora(adapter);
     const opt = new AdamW(b, adapter.parameters(), { weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
-    const losses: number[] = [], norms: number[] = [];
+    const losses: number[] = [],
+      norms: number[] = [];
     for (let step = 0; step < 3; step++) {
       adapter.zeroGrad();
       const micro = [trainBatch(cfg.vocabSize, 100 + 2 * step), trainBatch(cfg.vocabSize, 101 + 2 * step)];
@@ -187,7 +228,9 @@ export function trainingErrors(be: Backend): TrainingErrors {
       norms.push(clipGradNorm(b, adapter.parameters(), 1.0));
       opt.step(5e-3);
     }
-    const params = Object.fromEntries(adapter.parameters().map((p) => [p.name, Float32Array.from(b.download(p.param))]));
+    const params = Object.fromEntries(
+      adapter.parameters().map((p) => [p.name, Float32Array.from(b.download(p.param))]),
+    );
     model.setLora(null);
     const out = model.forward(trainBatch(cfg.vocabSize, 7));
     const logits = Float32Array.from(b.download(out));
@@ -197,12 +240,14 @@ export function trainingErrors(be: Backend): TrainingErrors {
     model.free();
     return { losses, norms, params, logits };
   };
-  const got = run(be), ref = run(new CpuBackend());
+  const got = run(be),
+    ref = run(new CpuBackend());
   let paramsWorst = { name: '', rel: 0, rms: 0 };
   for (const name of Object.keys(ref.params)) {
     // Changes from the start, so the untouched initial values do not hide errors in the updates.
     const start = toF32(lora.tensors[name]);
-    const dGot = got.params[name].map((x, i) => x - start[i]), dRef = ref.params[name].map((x, i) => x - start[i]);
+    const dGot = got.params[name].map((x, i) => x - start[i]),
+      dRef = ref.params[name].map((x, i) => x - start[i]);
     const e = { name, ...err(dGot, dRef) };
     if (e.rel > paramsWorst.rel) paramsWorst = e;
   }
@@ -219,17 +264,31 @@ export function trainingErrors(be: Backend): TrainingErrors {
  * every layer's activations kept and with every layer recomputed in the backward pass, on the
  * same backend: the two should agree to the last bit where the kernels are deterministic.
  */
-export function recomputeGradients(be: Backend): { kept: Record<string, Float32Array>; recomputed: Record<string, Float32Array> } {
-  const cfg = tinyConfig({ hidden_size: 64, intermediate_size: 96, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 300 });
+export function recomputeGradients(be: Backend): {
+  kept: Record<string, Float32Array>;
+  recomputed: Record<string, Float32Array>;
+} {
+  const cfg = tinyConfig({
+    hidden_size: 64,
+    intermediate_size: 96,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    vocab_size: 300,
+  });
   const model = randomModel(be, cfg, 21, { nf4: nf4Quantizer });
-  const adapter = LoraAdapter.upload(be, cfg, loraWithRandomB(cfg, { r: 8, alpha: 16, dropout: 0.1, targetModules: [...PROJECTIONS], useRslora: false }, 3, 4));
+  const adapter = LoraAdapter.upload(
+    be,
+    cfg,
+    loraWithRandomB(cfg, { r: 8, alpha: 16, dropout: 0.1, targetModules: [...PROJECTIONS], useRslora: false }, 3, 4),
+  );
   model.setLora(adapter);
   const grads = (recomputeLayers: number): Record<string, Float32Array> => {
     adapter.zeroGrad();
     model.backward(model.forwardTrain(trainBatch(cfg.vocabSize, 100), { dropoutSeed: 5, recomputeLayers }));
     return Object.fromEntries(Object.entries(adapter.gradsToHost()).map(([k, v]) => [k, Float32Array.from(v)]));
   };
-  const kept = grads(0), recomputed = grads(cfg.numLayers);
+  const kept = grads(0),
+    recomputed = grads(cfg.numLayers);
   model.setLora(null);
   adapter.free();
   model.free();

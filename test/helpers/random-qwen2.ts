@@ -25,12 +25,23 @@ export function randomArray(n: number, scale: number, rand: () => number, offset
 }
 
 export function tinyConfig(overrides: Record<string, unknown> = {}): Qwen2Config {
-  return parseModelConfig({
-    model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'],
-    hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
-    vocab_size: 50, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: false,
-    ...overrides,
-  }, 'test config');
+  return parseModelConfig(
+    {
+      model_type: 'qwen2',
+      architectures: ['Qwen2ForCausalLM'],
+      hidden_size: 32,
+      intermediate_size: 48,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      vocab_size: 50,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+      tie_word_embeddings: false,
+      ...overrides,
+    },
+    'test config',
+  );
 }
 
 /** Random weights for every tensor the config implies: norms near 1, projections small. */
@@ -41,7 +52,12 @@ export function randomWeights(cfg: Qwen2Config, seed: number): Map<string, Float
     if (spec.optional) continue;
     const n = spec.shape.reduce((a, b) => a * b, 1);
     const isNorm = spec.name.endsWith('norm.weight');
-    out.set(spec.name, Float32Array.from(isNorm ? randomArray(n, 0.2, rand, 1) : randomArray(n, spec.name.includes("embed") ? 1 : 0.25, rand)));
+    out.set(
+      spec.name,
+      Float32Array.from(
+        isNorm ? randomArray(n, 0.2, rand, 1) : randomArray(n, spec.name.includes('embed') ? 1 : 0.25, rand),
+      ),
+    );
   }
   return out;
 }
@@ -64,7 +80,8 @@ export function loraWithRandomB(cfg: Qwen2Config, config: LoraConfig, seed: numb
   const host = initLora(cfg, config, seed);
   const rand = rng(bSeed);
   for (const [name, t] of Object.entries(host.tensors)) {
-    if (name.includes('lora_B')) host.tensors[name] = f32Tensor(t.shape, Float32Array.from(randomArray(t.shape[0] * t.shape[1], 0.3, rand)));
+    if (name.includes('lora_B'))
+      host.tensors[name] = f32Tensor(t.shape, Float32Array.from(randomArray(t.shape[0] * t.shape[1], 0.3, rand)));
   }
   return host;
 }

@@ -13,7 +13,8 @@ import { f32Tensor } from '../../src/tensor/tensor.js';
 import { randomWeights, tinyConfig } from './random-qwen2.js';
 
 /** Qwen2's pre-tokenizer split pattern. */
-const QWEN_SPLIT = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+const QWEN_SPLIT =
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const WORDS = ['SELECT', 'FROM', 'WHERE', 'count'];
 export const SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'] as const;
 const CHAT_TEMPLATE =
@@ -52,26 +53,74 @@ export function writeTinyChatModel(dir: string, seed = 1): TinyChatModel {
     merges.push([a, b]);
   }
   const first = next;
-  const added = SPECIAL_TOKENS.map((content, i) => ({ id: first + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const added = SPECIAL_TOKENS.map((content, i) => ({
+    id: first + i,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
+  }));
   const vocabSize = first + added.length;
   const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({
-    version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: { type: 'NFC' },
-    pre_tokenizer: { type: 'Sequence', pretokenizers: [{ type: 'Split', pattern: { Regex: QWEN_SPLIT }, behavior: 'Isolated', invert: false }, byteLevel] },
-    post_processor: byteLevel, decoder: byteLevel,
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges: merges.map(([a, b]) => `${a} ${b}`) },
-  }));
-  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({
-    add_prefix_space: false, bos_token: null, eos_token: '<|im_end|>', pad_token: '<|endoftext|>', unk_token: null,
-    additional_special_tokens: ['<|im_start|>', '<|im_end|>'], chat_template: CHAT_TEMPLATE, model_max_length: 512,
-  }));
+  writeFileSync(
+    join(dir, 'tokenizer.json'),
+    JSON.stringify({
+      version: '1.0',
+      truncation: null,
+      padding: null,
+      added_tokens: added,
+      normalizer: { type: 'NFC' },
+      pre_tokenizer: {
+        type: 'Sequence',
+        pretokenizers: [
+          { type: 'Split', pattern: { Regex: QWEN_SPLIT }, behavior: 'Isolated', invert: false },
+          byteLevel,
+        ],
+      },
+      post_processor: byteLevel,
+      decoder: byteLevel,
+      model: {
+        type: 'BPE',
+        dropout: null,
+        unk_token: null,
+        continuing_subword_prefix: '',
+        end_of_word_suffix: '',
+        fuse_unk: false,
+        byte_fallback: false,
+        vocab,
+        merges: merges.map(([a, b]) => `${a} ${b}`),
+      },
+    }),
+  );
+  writeFileSync(
+    join(dir, 'tokenizer_config.json'),
+    JSON.stringify({
+      add_prefix_space: false,
+      bos_token: null,
+      eos_token: '<|im_end|>',
+      pad_token: '<|endoftext|>',
+      unk_token: null,
+      additional_special_tokens: ['<|im_start|>', '<|im_end|>'],
+      chat_template: CHAT_TEMPLATE,
+      model_max_length: 512,
+    }),
+  );
   const ids = { endoftext: first, imStart: first + 1, imEnd: first + 2 };
-  writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: [ids.imEnd, ids.endoftext], pad_token_id: ids.endoftext, do_sample: false }));
+  writeFileSync(
+    join(dir, 'generation_config.json'),
+    JSON.stringify({ eos_token_id: [ids.imEnd, ids.endoftext], pad_token_id: ids.endoftext, do_sample: false }),
+  );
   const cfg = tinyConfig({ vocab_size: vocabSize, eos_token_id: ids.imEnd, max_position_embeddings: 1024 });
   const weights = randomWeights(cfg, seed);
   const specs = expectQwen2Tensors(cfg).filter((s) => !s.optional);
-  saveCheckpoint(dir, cfg, Object.fromEntries(specs.map((s) => [s.name, f32Tensor(s.shape, weights.get(s.name) as Float32Array)])));
+  saveCheckpoint(
+    dir,
+    cfg,
+    Object.fromEntries(specs.map((s) => [s.name, f32Tensor(s.shape, weights.get(s.name) as Float32Array)])),
+  );
   return { dir, vocabSize, ids };
 }
 
@@ -86,7 +135,12 @@ export interface SpiderQuestion {
  * messages, text, prompt), rendered by the model's chat template, with a short prompt so
  * sequences stay small.
  */
-export function writeRecords(path: string, modelDir: string, split: string, questions: readonly SpiderQuestion[]): void {
+export function writeRecords(
+  path: string,
+  modelDir: string,
+  split: string,
+  questions: readonly SpiderQuestion[],
+): void {
   const template = ChatTemplate.fromModelDir(modelDir);
   const lines = questions.map((q, i) => {
     const messages = [
@@ -95,8 +149,14 @@ export function writeRecords(path: string, modelDir: string, split: string, ques
       { role: 'assistant' as const, content: q.query },
     ];
     const record = {
-      id: `${split}-${i}`, db_id: q.db_id, question: q.question, query: q.query, hardness: null, messages,
-      text: template.render(messages), prompt: template.render(messages.slice(0, 2), { addGenerationPrompt: true }),
+      id: `${split}-${i}`,
+      db_id: q.db_id,
+      question: q.question,
+      query: q.query,
+      hardness: null,
+      messages,
+      text: template.render(messages),
+      prompt: template.render(messages.slice(0, 2), { addGenerationPrompt: true }),
     };
     return JSON.stringify(record) + '\n';
   });

@@ -35,7 +35,8 @@ export function readReference(v: Variant): Reference {
   for (const name of file.names()) {
     const t = file.read(name);
     const bytes = t.data as Uint8Array;
-    const data = t.dtype === 'I32' ? new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) : file.readF32(name);
+    const data =
+      t.dtype === 'I32' ? new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4) : file.readF32(name);
     cache.set(name, { shape: t.shape, data });
   }
   file.close();
@@ -69,7 +70,8 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
 
 /** sqrt(sum (a - b)^2 / sum b^2) over the entries where `keep` is true. */
 export function relativeRms(a: ArrayLike<number>, b: ArrayLike<number>, keep: (i: number) => boolean): number {
-  let num = 0, den = 0;
+  let num = 0,
+    den = 0;
   for (let i = 0; i < a.length; i++) {
     if (!keep(i)) continue;
     num += (a[i] - b[i]) ** 2;

@@ -22,8 +22,17 @@ export interface ParityInput {
   model: string;
   init_adapter: string;
   hyperparameters: {
-    batch_size: number; grad_accum: number; max_steps: number; total_steps: number; lr: number; warmup_ratio: number; weight_decay: number;
-    max_grad_norm: number; seed: number; group_by_length: boolean; pad_id: number;
+    batch_size: number;
+    grad_accum: number;
+    max_steps: number;
+    total_steps: number;
+    lr: number;
+    warmup_ratio: number;
+    weight_decay: number;
+    max_grad_norm: number;
+    seed: number;
+    group_by_length: boolean;
+    pad_id: number;
   };
   examples: { input_ids: number[]; labels: number[] }[];
   steps: number[][][];
@@ -53,23 +62,56 @@ export function parityExamples(input: ParityInput): TrainExample[] {
 }
 
 /** The input's model (dense) with its initial adapter attached, on `be`. */
-export function loadParityModel(be: Backend, input: ParityInput, root: string): { model: Qwen2Model; adapter: LoraAdapter } {
+export function loadParityModel(
+  be: Backend,
+  input: ParityInput,
+  root: string,
+): { model: Qwen2Model; adapter: LoraAdapter } {
   const model = Qwen2Model.load(resolve(root, input.model), be);
-  const adapter = LoraAdapter.upload(be, model.config, readPeftAdapter(resolve(root, input.init_adapter), model.config));
+  const adapter = LoraAdapter.upload(
+    be,
+    model.config,
+    readPeftAdapter(resolve(root, input.init_adapter), model.config),
+  );
   model.setLora(adapter);
   return { model, adapter };
 }
 
 /** trainSft over the input's steps; returns each step's record and the warmup it planned. */
-export async function runParityTraining(model: Qwen2Model, adapter: LoraAdapter, input: ParityInput): Promise<{ records: TrainRecord[]; warmupSteps: number }> {
+export async function runParityTraining(
+  model: Qwen2Model,
+  adapter: LoraAdapter,
+  input: ParityInput,
+): Promise<{ records: TrainRecord[]; warmupSteps: number }> {
   const h = input.hyperparameters;
   const examples = parityExamples(input);
   const records: TrainRecord[] = [];
-  const result = await trainSft(model, adapter, { train: examples, eval: null, fingerprint: fingerprintExamples(examples) }, {
-    epochs: 1, maxSteps: h.max_steps, batchSize: h.batch_size, gradAccum: h.grad_accum, lr: h.lr, warmupRatio: h.warmup_ratio,
-    weightDecay: h.weight_decay, maxGradNorm: h.max_grad_norm, seed: h.seed, groupByLength: h.group_by_length,
-    evalSteps: 0, evalBatchSize: 4, saveSteps: 0, saveTotalLimit: 0, padId: h.pad_id, outDir: mkdtempSync(join(tmpdir(), 'sqlora-parity-')), baseModel: null, settings: {},
-  }, { onStep: (r) => records.push(r) });
+  const result = await trainSft(
+    model,
+    adapter,
+    { train: examples, eval: null, fingerprint: fingerprintExamples(examples) },
+    {
+      epochs: 1,
+      maxSteps: h.max_steps,
+      batchSize: h.batch_size,
+      gradAccum: h.grad_accum,
+      lr: h.lr,
+      warmupRatio: h.warmup_ratio,
+      weightDecay: h.weight_decay,
+      maxGradNorm: h.max_grad_norm,
+      seed: h.seed,
+      groupByLength: h.group_by_length,
+      evalSteps: 0,
+      evalBatchSize: 4,
+      saveSteps: 0,
+      saveTotalLimit: 0,
+      padId: h.pad_id,
+      outDir: mkdtempSync(join(tmpdir(), 'sqlora-parity-')),
+      baseModel: null,
+      settings: {},
+    },
+    { onStep: (r) => records.push(r) },
+  );
   return { records, warmupSteps: result.warmupSteps };
 }
 

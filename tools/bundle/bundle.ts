@@ -9,7 +9,18 @@
  * and `sqlora --help` runs with a PATH that has no node.
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,16 +52,27 @@ function compile(outDir: string): void {
     const config = {
       extends: join(ROOT, 'tsconfig.json'),
       compilerOptions: {
-        rootDir: ROOT, outDir: join(work, 'out'), declaration: false, sourceMap: false, incremental: false,
+        rootDir: ROOT,
+        outDir: join(work, 'out'),
+        declaration: false,
+        sourceMap: false,
+        incremental: false,
         typeRoots: [join(ROOT, 'node_modules', '@types')],
       },
       include,
     };
     writeFileSync(join(work, 'tsconfig.json'), JSON.stringify(config));
     const tsc = join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc');
-    const r = spawnSync(process.execPath, [tsc, '-p', join(work, 'tsconfig.json')], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
-    if (r.status !== 0) fail(`TypeScript errors (fix them first; the bundle holds what tsc compiles):\n${r.stdout}${r.stderr}`);
-    cpSync(join(work, 'out'), outDir, { recursive: true, filter: (src) => statSync(src).isDirectory() || src.endsWith('.js') });
+    const r = spawnSync(process.execPath, [tsc, '-p', join(work, 'tsconfig.json')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      encoding: 'utf8',
+    });
+    if (r.status !== 0)
+      fail(`TypeScript errors (fix them first; the bundle holds what tsc compiles):\n${r.stdout}${r.stderr}`);
+    cpSync(join(work, 'out'), outDir, {
+      recursive: true,
+      filter: (src) => statSync(src).isDirectory() || src.endsWith('.js'),
+    });
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
@@ -74,7 +96,15 @@ function copyDependencies(appDir: string): { count: number; bytes: number } {
 function writePackageJson(appDir: string): void {
   const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Record<string, unknown>;
   // type: module makes the compiled .js files ES modules; main.ts reads the version from here.
-  const out = { name: pkg.name, version: pkg.version, description: pkg.description, license: pkg.license, type: 'module', private: true, dependencies: pkg.dependencies };
+  const out = {
+    name: pkg.name,
+    version: pkg.version,
+    description: pkg.description,
+    license: pkg.license,
+    type: 'module',
+    private: true,
+    dependencies: pkg.dependencies,
+  };
   writeFileSync(join(appDir, 'package.json'), JSON.stringify(out, null, 2) + '\n');
 }
 
@@ -97,7 +127,10 @@ const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
 function selfCheck(outDir: string): void {
   const appDir = join(outDir, 'app');
   const probe = join(appDir, '.bundle-check.mjs');
-  const deps = Object.keys((JSON.parse(readFileSync(join(appDir, 'package.json'), 'utf8')) as { dependencies: Record<string, string> }).dependencies);
+  const deps = Object.keys(
+    (JSON.parse(readFileSync(join(appDir, 'package.json'), 'utf8')) as { dependencies: Record<string, string> })
+      .dependencies,
+  );
   const lines = [
     "import { createRequire } from 'node:module';",
     'const require = createRequire(import.meta.url);',
@@ -119,22 +152,30 @@ function selfCheck(outDir: string): void {
     rmSync(probe, { force: true });
   }
   const help = spawnSync(join(outDir, 'sqlora'), ['--help'], { cwd: tmpdir(), env, encoding: 'utf8' });
-  if (help.status !== 0 || !help.stdout.includes('usage: sqlora')) fail(`self-check: sqlora --help failed:\n${help.stdout}${help.stderr}`);
+  if (help.status !== 0 || !help.stdout.includes('usage: sqlora'))
+    fail(`self-check: sqlora --help failed:\n${help.stdout}${help.stderr}`);
   log('self-check passed: dependencies load and sqlora --help runs without node on PATH');
 }
 
 function main(): void {
   const { values } = parseArgs({
-    options: { out: { type: 'string' }, compress: { type: 'boolean', default: false }, 'no-check': { type: 'boolean', default: false }, help: { type: 'boolean', default: false } },
+    options: {
+      out: { type: 'string' },
+      compress: { type: 'boolean', default: false },
+      'no-check': { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
   });
   if (values.help || !values.out) {
     process.stdout.write('usage: npm run bundle -- --out DIR [--compress] [--no-check]\n');
     process.exit(values.help ? 0 : 2);
   }
-  if (process.platform !== 'linux' || process.arch !== 'x64') fail(`bundles are for linux-x64 and take this Node binary; this is ${process.platform}-${process.arch}`);
+  if (process.platform !== 'linux' || process.arch !== 'x64')
+    fail(`bundles are for linux-x64 and take this Node binary; this is ${process.platform}-${process.arch}`);
   const outDir = resolve(values.out);
   if (existsSync(outDir) && readdirSync(outDir).length > 0) {
-    if (!existsSync(join(outDir, 'runtime')) || !existsSync(join(outDir, 'app'))) fail(`${outDir} exists and is not a bundle; give an empty or new folder`);
+    if (!existsSync(join(outDir, 'runtime')) || !existsSync(join(outDir, 'app')))
+      fail(`${outDir} exists and is not a bundle; give an empty or new folder`);
     rmSync(outDir, { recursive: true });
   }
   const appDir = join(outDir, 'app');
@@ -144,7 +185,13 @@ function main(): void {
   for (const f of EXTRA_FILES) cpSync(join(ROOT, f), join(appDir, f), { recursive: true });
   writePackageJson(appDir);
   const deps = copyDependencies(appDir);
-  const rt = writeNodeRuntime(process.execPath, join(outDir, 'runtime'), values.compress, join(ROOT, 'node_modules', '.cache', 'sqlora-bundle'), log);
+  const rt = writeNodeRuntime(
+    process.execPath,
+    join(outDir, 'runtime'),
+    values.compress,
+    join(ROOT, 'node_modules', '.cache', 'sqlora-bundle'),
+    log,
+  );
   const launchers: Record<string, string> = {
     node: nodeLauncher(rt),
     sqlora: scriptLauncher('sqlora command line (see ./sqlora --help)', 'app/src/cli/main.js'),
@@ -155,7 +202,9 @@ function main(): void {
     chmodSync(join(outDir, name), 0o755);
   }
   const total = dirBytes(outDir);
-  log(`wrote ${relative(process.cwd(), outDir) || '.'}: ${mb(total)} (node ${mb(rt.bytes)}${rt.file.endsWith('.xz') ? ' xz' : ''}, packages ${mb(deps.bytes)}, sqlora ${mb(total - rt.bytes - deps.bytes)})`);
+  log(
+    `wrote ${relative(process.cwd(), outDir) || '.'}: ${mb(total)} (node ${mb(rt.bytes)}${rt.file.endsWith('.xz') ? ' xz' : ''}, packages ${mb(deps.bytes)}, sqlora ${mb(total - rt.bytes - deps.bytes)})`,
+  );
   if (!values['no-check']) selfCheck(outDir);
 }
 

@@ -38,7 +38,18 @@ export const PACKAGE_RULES: Readonly<Record<string, PackageRule>> = {
     why: 'sqlora reads only models/tokenizer.json and tokenizer_config.json (src/data/modelFiles.ts); dist/ (50 MB) is a JS tokenizer we do not use',
   },
   koffi: {
-    keep: ['package.json', 'LICENSE*', 'index.js', 'index.cjs', 'indirect.js', 'indirect.cjs', 'src/koffi/*.js', 'src/koffi/*.cjs', 'src/koffi/src/*.js', 'src/koffi/src/*.cjs'],
+    keep: [
+      'package.json',
+      'LICENSE*',
+      'index.js',
+      'index.cjs',
+      'indirect.js',
+      'indirect.cjs',
+      'src/koffi/*.js',
+      'src/koffi/*.cjs',
+      'src/koffi/src/*.js',
+      'src/koffi/src/*.cjs',
+    ],
     why: 'the JavaScript loader only; the native module comes from @koromix/koffi-linux-x64, the C++ sources and headers only build it',
   },
   '@koromix/koffi-linux-x64': {
@@ -54,10 +65,37 @@ export const PACKAGE_RULES: Readonly<Record<string, PackageRule>> = {
 
 /** Dropped from every package (licence files are always kept). */
 const DROP_EVERYWHERE = [
-  '**/*.d.ts', '**/*.d.mts', '**/*.d.cts', '**/*.ts', '**/*.mts', '**/*.cts', '**/*.map', '**/*.md', '**/*.markdown',
-  '**/test/**', '**/tests/**', '**/__tests__/**', '**/docs/**', '**/doc/**', '**/example/**', '**/examples/**',
-  '**/.*', '**/tsconfig*.json', '**/*.c', '**/*.cc', '**/*.cpp', '**/*.h', '**/*.hh', '**/*.hpp', '**/*.gyp', '**/*.gypi',
-  '**/Makefile', '**/*.mk', '**/*.o', '**/*.a', '**/CMakeLists.txt',
+  '**/*.d.ts',
+  '**/*.d.mts',
+  '**/*.d.cts',
+  '**/*.ts',
+  '**/*.mts',
+  '**/*.cts',
+  '**/*.map',
+  '**/*.md',
+  '**/*.markdown',
+  '**/test/**',
+  '**/tests/**',
+  '**/__tests__/**',
+  '**/docs/**',
+  '**/doc/**',
+  '**/example/**',
+  '**/examples/**',
+  '**/.*',
+  '**/tsconfig*.json',
+  '**/*.c',
+  '**/*.cc',
+  '**/*.cpp',
+  '**/*.h',
+  '**/*.hh',
+  '**/*.hpp',
+  '**/*.gyp',
+  '**/*.gypi',
+  '**/Makefile',
+  '**/*.mk',
+  '**/*.o',
+  '**/*.a',
+  '**/CMakeLists.txt',
 ];
 
 const LICENSE_FILE = /(^|\/)(licen[cs]e|copying|notice)(\.[a-z]+)?$/i;
@@ -142,7 +180,13 @@ export interface RuntimePackage {
  */
 export function runtimePackages(root: string): RuntimePackage[] {
   const found = new Map<string, RuntimePackage>();
-  const visit = (fromDir: string, deps: Record<string, string>, optional: ReadonlySet<string>, skip: readonly string[], parent: string): void => {
+  const visit = (
+    fromDir: string,
+    deps: Record<string, string>,
+    optional: ReadonlySet<string>,
+    skip: readonly string[],
+    parent: string,
+  ): void => {
     for (const name of Object.keys(deps).sort()) {
       if (skip.includes(name)) continue;
       const dir = findPackage(fromDir, name, root);
@@ -170,7 +214,10 @@ export function packageFiles(p: RuntimePackage): string[] {
       const path = rel ? `${rel}/${entry.name}` : entry.name;
       if (entry.isDirectory()) {
         if (entry.name !== 'node_modules') walk(join(dir, entry.name), path);
-      } else if ((entry.isFile() || (entry.isSymbolicLink() && statSync(join(dir, entry.name)).isFile())) && keepFile(p.name, path)) {
+      } else if (
+        (entry.isFile() || (entry.isSymbolicLink() && statSync(join(dir, entry.name)).isFile())) &&
+        keepFile(p.name, path)
+      ) {
         out.push(path);
       }
     }

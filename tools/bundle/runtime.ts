@@ -5,7 +5,16 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 function sha256(path: string): string {
@@ -34,7 +43,13 @@ export interface NodeRuntime {
  * Writes `nodeBin` into `runtimeDir` as `node` or, with `compress`, as `node.xz`. Compressing
  * takes minutes, so compressed binaries are kept in `cacheDir` by the hash of the original.
  */
-export function writeNodeRuntime(nodeBin: string, runtimeDir: string, compress: boolean, cacheDir: string, log: (s: string) => void): NodeRuntime {
+export function writeNodeRuntime(
+  nodeBin: string,
+  runtimeDir: string,
+  compress: boolean,
+  cacheDir: string,
+  log: (s: string) => void,
+): NodeRuntime {
   mkdirSync(cacheDir, { recursive: true });
   const key = sha256(nodeBin).slice(0, 16);
   const stripped = join(cacheDir, `node-${key}`);

@@ -29,7 +29,17 @@ function lex(sql: string): Piece[] {
   return [...sql.matchAll(PIECE)].map(([text]) => {
     const c = text[0];
     const kind: Piece['kind'] =
-      c === "'" || c === '"' ? 'string' : /\s/.test(c) ? 'space' : /[A-Za-z_]/.test(c) ? 'word' : /\d/.test(c) ? 'number' : /^(>=|<=|!=|<>|[=<>])$/.test(text) ? 'op' : 'punct';
+      c === "'" || c === '"'
+        ? 'string'
+        : /\s/.test(c)
+          ? 'space'
+          : /[A-Za-z_]/.test(c)
+            ? 'word'
+            : /\d/.test(c)
+              ? 'number'
+              : /^(>=|<=|!=|<>|[=<>])$/.test(text)
+                ? 'op'
+                : 'punct';
     if (text === ')') depth--;
     const piece = { text, kind, depth };
     if (text === '(') depth++;
@@ -39,10 +49,13 @@ function lex(sql: string): Piece[] {
 
 const join = (pieces: readonly Piece[]) => pieces.map((p) => p.text).join('');
 const lower = (p: Piece) => p.text.toLowerCase();
-const isWord = (p: Piece | undefined, ...words: string[]) => p !== undefined && p.kind === 'word' && words.includes(lower(p));
+const isWord = (p: Piece | undefined, ...words: string[]) =>
+  p !== undefined && p.kind === 'word' && words.includes(lower(p));
 
 const KEYWORDS = new Set(
-  'select from where group by order having limit join on as and or not in like between distinct desc asc intersect union except count sum avg min max is null exists'.split(' '),
+  'select from where group by order having limit join on as and or not in like between distinct desc asc intersect union except count sum avg min max is null exists'.split(
+    ' ',
+  ),
 );
 const CLAUSE_END = ['group', 'order', 'having', 'limit', 'intersect', 'union', 'except'];
 
@@ -76,7 +89,12 @@ const REWRITES: Record<string, Rewrite> = {
     return join(
       lex(sql).map((p) => {
         if (p.kind !== 'word' || !KEYWORDS.has(lower(p))) return p;
-        const text = mode === 'lower' ? lower(p) : mode === 'upper' ? p.text.toUpperCase() : [...p.text].map((c) => (r() < 0.5 ? c.toUpperCase() : c.toLowerCase())).join('');
+        const text =
+          mode === 'lower'
+            ? lower(p)
+            : mode === 'upper'
+              ? p.text.toUpperCase()
+              : [...p.text].map((c) => (r() < 0.5 ? c.toUpperCase() : c.toLowerCase())).join('');
         return { ...p, text };
       }),
     );
@@ -87,13 +105,25 @@ const REWRITES: Record<string, Rewrite> = {
       case 'double':
         return join(pieces.map((p) => (p.kind === 'space' ? { ...p, text: '  ' } : p)));
       case 'newlines':
-        return join(pieces.map((p, i) => (p.kind === 'space' && pieces[i + 1] && isWord(pieces[i + 1], 'from', 'where', 'group', 'order', 'join', 'having', 'limit') ? { ...p, text: '\n  ' } : p)));
+        return join(
+          pieces.map((p, i) =>
+            p.kind === 'space' &&
+            pieces[i + 1] &&
+            isWord(pieces[i + 1], 'from', 'where', 'group', 'order', 'join', 'having', 'limit')
+              ? { ...p, text: '\n  ' }
+              : p,
+          ),
+        );
       case 'tight-commas':
         return join(pieces.filter((p, i) => !(p.kind === 'space' && pieces[i - 1]?.text === ',')));
       case 'spaced-parens':
         return join(pieces.map((p) => (p.text === '(' || p.text === ')' ? { ...p, text: ` ${p.text} ` } : p)));
       case 'tight-ops':
-        return join(pieces.filter((p, i) => !(p.kind === 'space' && (pieces[i - 1]?.kind === 'op' || pieces[i + 1]?.kind === 'op'))));
+        return join(
+          pieces.filter(
+            (p, i) => !(p.kind === 'space' && (pieces[i - 1]?.kind === 'op' || pieces[i + 1]?.kind === 'op')),
+          ),
+        );
       default:
         return join(pieces.map((p) => (p.kind === 'space' ? { ...p, text: '\t' } : p)));
     }
@@ -106,7 +136,8 @@ const REWRITES: Record<string, Rewrite> = {
     let n = 0;
     const out = pieces.map((p, i) => {
       const prev = pieces[i - 2];
-      if (p.kind === 'word' && !KEYWORDS.has(lower(p)) && prev && isWord(prev, 'from', 'join')) return { ...p, text: `${p.text}${withAs ? ' AS' : ''} a${++n}` };
+      if (p.kind === 'word' && !KEYWORDS.has(lower(p)) && prev && isWord(prev, 'from', 'join'))
+        return { ...p, text: `${p.text}${withAs ? ' AS' : ''} a${++n}` };
       return p;
     });
     return n === 0 ? null : join(out);
@@ -115,7 +146,8 @@ const REWRITES: Record<string, Rewrite> = {
     const pieces = lex(sql);
     const aliases = new Map<string, string>();
     pieces.forEach((p, i) => {
-      if (isWord(p, 'as') && pieces[i + 2]?.kind === 'word' && pieces[i - 2]?.kind === 'word') aliases.set(lower(pieces[i + 2]), pieces[i - 2].text);
+      if (isWord(p, 'as') && pieces[i + 2]?.kind === 'word' && pieces[i - 2]?.kind === 'word')
+        aliases.set(lower(pieces[i + 2]), pieces[i - 2].text);
     });
     if (aliases.size === 0) return null;
     const out: Piece[] = [];
@@ -136,7 +168,8 @@ const REWRITES: Record<string, Rewrite> = {
     const pieces = lex(sql);
     const out = pieces.map((p, i) => {
       if (p.kind === 'string') return { ...p, text: pick(["'zzz'", '"Other value"', "'%x%'"], r) };
-      if (p.kind === 'number' && !isWord(pieces[i - 2], 'limit')) return { ...p, text: String(Number(p.text) + 1 + Math.floor(r() * 50)) };
+      if (p.kind === 'number' && !isWord(pieces[i - 2], 'limit'))
+        return { ...p, text: String(Number(p.text) + 1 + Math.floor(r() * 50)) };
       return p;
     });
     const changed = join(out);
@@ -144,7 +177,9 @@ const REWRITES: Record<string, Rewrite> = {
   },
   'value-placeholder': (sql) => {
     const pieces = lex(sql);
-    const i = pieces.findIndex((p, j) => p.kind === 'string' || (p.kind === 'number' && !isWord(pieces[j - 2], 'limit')));
+    const i = pieces.findIndex(
+      (p, j) => p.kind === 'string' || (p.kind === 'number' && !isWord(pieces[j - 2], 'limit')),
+    );
     return i < 0 ? null : replaceAt(pieces, i, 'value');
   },
   'aggregate-change': (sql, r) => {
@@ -188,11 +223,21 @@ const REWRITES: Record<string, Rewrite> = {
       const ops = where(pieces, (p) => p.kind === 'op').filter((i) => i > w && i < end);
       if (ops.length === 0) return null;
       const i = pick(ops, r);
-      const swap: Record<string, string> = { '=': '!=', '!=': '=', '>': '<', '<': '>', '>=': '<=', '<=': '>=', '<>': '=' };
+      const swap: Record<string, string> = {
+        '=': '!=',
+        '!=': '=',
+        '>': '<',
+        '<': '>',
+        '>=': '<=',
+        '<=': '>=',
+        '<>': '=',
+      };
       return replaceAt(pieces, i, swap[pieces[i].text]);
     }
     if (mode === 'drop-cond') {
-      const conj = where(pieces, (p) => isWord(p, 'and', 'or')).filter((i) => i > w && i < end && pieces[i].depth === pieces[w].depth && !isWord(pieces[i - 4], 'between'));
+      const conj = where(pieces, (p) => isWord(p, 'and', 'or')).filter(
+        (i) => i > w && i < end && pieces[i].depth === pieces[w].depth && !isWord(pieces[i - 4], 'between'),
+      );
       if (conj.length === 0) return null;
       const i = conj[conj.length - 1];
       return join([...pieces.slice(0, i - 1), ...pieces.slice(clauseEnd(pieces, i, [...CLAUSE_END, 'and', 'or']))]);
@@ -243,13 +288,51 @@ const REWRITES: Record<string, Rewrite> = {
     const pieces = lex(sql);
     const g = pieces.findIndex((p) => isWord(p, 'group'));
     if (g < 0) return null;
-    if (r() < 0.5) return join([...pieces.slice(0, g), ...pieces.slice(clauseEnd(pieces, g, ['order', 'limit', 'intersect', 'union', 'except']))]);
+    if (r() < 0.5)
+      return join([
+        ...pieces.slice(0, g),
+        ...pieces.slice(clauseEnd(pieces, g, ['order', 'limit', 'intersect', 'union', 'except'])),
+      ]);
     return join([...pieces.slice(0, g), ...pieces.slice(clauseEnd(pieces, g))]);
   },
 };
 
 /** Tokens that steer the official parser into its odd corners. */
-const FUZZ_TOKENS = ['not', 'and', 'or', '(', ')', ',', 'as', 'none', '=', '!', '>', 'join', 'on', 'nan', '1e5', '`', '"x"', '...', '--', ':', '$', 'cannot', 'select', 'from', 'where', '*', '-', 'distinct', 'limit', 'union', ';', 'T1', 'T2.name'];
+const FUZZ_TOKENS = [
+  'not',
+  'and',
+  'or',
+  '(',
+  ')',
+  ',',
+  'as',
+  'none',
+  '=',
+  '!',
+  '>',
+  'join',
+  'on',
+  'nan',
+  '1e5',
+  '`',
+  '"x"',
+  '...',
+  '--',
+  ':',
+  '$',
+  'cannot',
+  'select',
+  'from',
+  'where',
+  '*',
+  '-',
+  'distinct',
+  'limit',
+  'union',
+  ';',
+  'T1',
+  'T2.name',
+];
 
 /** Random token-level edits (delete, duplicate, swap, insert) and character-level ones. */
 const FUZZ: Record<string, Rewrite> = {
@@ -290,9 +373,11 @@ export function perturb(gold: string, index: number, columns: ReadonlySet<string
       seen.add(pred);
     }
   };
-  for (const [kind, rewrite] of Object.entries(REWRITES)) add(kind, rewrite(gold, mulberry32(hash(`${kind}#${index}`)), columns));
+  for (const [kind, rewrite] of Object.entries(REWRITES))
+    add(kind, rewrite(gold, mulberry32(hash(`${kind}#${index}`)), columns));
   for (let round = 0; round < fuzzRounds; round++) {
-    for (const [kind, rewrite] of Object.entries(FUZZ)) add(kind, rewrite(gold, mulberry32(hash(`${kind}#${index}#${round}`)), columns));
+    for (const [kind, rewrite] of Object.entries(FUZZ))
+      add(kind, rewrite(gold, mulberry32(hash(`${kind}#${index}#${round}`)), columns));
   }
   return out;
 }

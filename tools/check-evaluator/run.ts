@@ -75,7 +75,9 @@ const { values: opts } = parseArgs({
   },
 });
 if (!opts.official) {
-  console.error('usage: npx tsx tools/check-evaluator/run.ts --official DIR_WITH_evaluation.py [--spider DIR] [--seed DIR] [--out DIR] [--exec] [--python PATH] [--fixture-out FILE] [--fuzz-rounds N]');
+  console.error(
+    'usage: npx tsx tools/check-evaluator/run.ts --official DIR_WITH_evaluation.py [--spider DIR] [--seed DIR] [--out DIR] [--exec] [--python PATH] [--fixture-out FILE] [--fuzz-rounds N]',
+  );
   process.exit(2);
 }
 const spider = opts.spider;
@@ -84,18 +86,28 @@ const dbPath = (db: string) => join(spider, 'database', db, `${db}.sqlite`);
 function buildCases(): Case[] {
   const dev = readJsonFile<{ db_id: string; query: string }[]>(join(spider, 'dev.json'));
   const cases: Case[] = [];
-  const add = (kind: string, db_id: string, gold: string, pred: string) => cases.push({ id: cases.length, kind, db_id, gold, pred });
+  const add = (kind: string, db_id: string, gold: string, pred: string) =>
+    cases.push({ id: cases.length, kind, db_id, gold, pred });
   dev.forEach((ex, i) => {
     const columns = new Set([...loadSpiderSchema(dbPath(ex.db_id)).tables.values()].flat());
     add('gold', ex.db_id, ex.query, ex.query);
     for (const p of perturb(ex.query, i, columns, Number(opts['fuzz-rounds']))) add(p.kind, ex.db_id, ex.query, p.pred);
     // Another question's gold query on the same database: valid SQL that mostly should not match.
-    const other = dev.slice(i + 1).concat(dev.slice(0, i)).find((e) => e.db_id === ex.db_id && e.query !== ex.query);
+    const other = dev
+      .slice(i + 1)
+      .concat(dev.slice(0, i))
+      .find((e) => e.db_id === ex.db_id && e.query !== ex.query);
     if (other) add('other-query', ex.db_id, ex.query, other.query);
   });
-  for (const e of EDGE_CASES) cases.push({ id: cases.length, kind: 'edge', db_id: e.db_id, gold: e.gold, pred: e.pred, note: e.note });
-  for (const [file, kind] of [['finetuned_results.json', 'seed-finetuned'], ['baseline_results.json', 'seed-baseline']]) {
-    const results = readJsonFile<{ detailed_results: { db_id: string; expected_sql: string; generated_sql: string }[] }>(join(opts.seed, file));
+  for (const e of EDGE_CASES)
+    cases.push({ id: cases.length, kind: 'edge', db_id: e.db_id, gold: e.gold, pred: e.pred, note: e.note });
+  for (const [file, kind] of [
+    ['finetuned_results.json', 'seed-finetuned'],
+    ['baseline_results.json', 'seed-baseline'],
+  ]) {
+    const results = readJsonFile<{
+      detailed_results: { db_id: string; expected_sql: string; generated_sql: string }[];
+    }>(join(opts.seed, file));
     for (const r of results.detailed_results) add(kind, r.db_id, r.expected_sql, r.generated_sql);
   }
   return cases;
@@ -114,7 +126,8 @@ function runOfficial(cases: Case[], out: string): OfficialRow[] {
   if (res.status !== 0) throw new Error(`official driver failed (exit ${res.status ?? res.signal})`);
   console.error(`official: ${cases.length} cases in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   const rows = readJsonl<OfficialRow>(officialPath);
-  if (rows.length !== cases.length) throw new Error(`official driver wrote ${rows.length} rows for ${cases.length} cases`);
+  if (rows.length !== cases.length)
+    throw new Error(`official driver wrote ${rows.length} rows for ${cases.length} cases`);
   return rows;
 }
 
@@ -126,13 +139,28 @@ function runOurs(cases: Case[], official: OfficialRow[]): Outcome[] {
   const t0 = performance.now();
   const outcomes = cases.map((c, i): Outcome => {
     const schema = loadSpiderSchema(dbPath(c.db_id));
-    const tokensAgree = JSON.stringify(tokenizeOrNull(c.pred.replaceAll('value', '1'))) === JSON.stringify(official[i].pred_tokens);
+    const tokensAgree =
+      JSON.stringify(tokenizeOrNull(c.pred.replaceAll('value', '1'))) === JSON.stringify(official[i].pred_tokens);
     try {
       const r = exactSetMatch(c.gold, c.pred, schema, fk.get(c.db_id)!);
       const crashed = r.error?.startsWith('the official evaluator fails') ?? false;
-      return { c, official: official[i], exact: crashed ? 'crash' : r.match ? 'match' : 'no-match', ourError: r.error, hardness: spiderHardness(c.gold, schema), tokensAgree };
+      return {
+        c,
+        official: official[i],
+        exact: crashed ? 'crash' : r.match ? 'match' : 'no-match',
+        ourError: r.error,
+        hardness: spiderHardness(c.gold, schema),
+        tokensAgree,
+      };
     } catch (err) {
-      return { c, official: official[i], exact: 'crash', ourError: (err as Error).message, hardness: null, tokensAgree };
+      return {
+        c,
+        official: official[i],
+        exact: 'crash',
+        ourError: (err as Error).message,
+        hardness: null,
+        tokensAgree,
+      };
     }
   });
   console.error(`ours: ${cases.length} cases in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
@@ -156,7 +184,9 @@ async function runOurExecution(outcomes: Outcome[]): Promise<void> {
       const o = outcomes[next++];
       const db = dbPath(o.c.db_id);
       // evaluation.py hands eval_exec_match the prediction with "value" already replaced.
-      const r = await executionMatch(sandbox, databaseVariants(db), o.c.gold, o.c.pred.replaceAll('value', '1'), { timeoutMs: 30_000 });
+      const r = await executionMatch(sandbox, databaseVariants(db), o.c.gold, o.c.pred.replaceAll('value', '1'), {
+        timeoutMs: 30_000,
+      });
       o.exec = r.match ? 'match' : 'no-match';
       o.execError = r.error;
     }
@@ -175,19 +205,32 @@ function report(outcomes: Outcome[]): string {
   const kinds = [...new Set(outcomes.map((o) => o.c.kind))];
   const lines: string[] = [];
   const table = (title: string, ours: (o: Outcome) => Decision | undefined, theirs: (o: Outcome) => Decision) => {
-    lines.push(`## ${title}`, '', '| kind | cases | agree | agreement | official match | ours match | official crash |', '|---|---:|---:|---:|---:|---:|---:|');
+    lines.push(
+      `## ${title}`,
+      '',
+      '| kind | cases | agree | agreement | official match | ours match | official crash |',
+      '|---|---:|---:|---:|---:|---:|---:|',
+    );
     const row = (name: string, os: Outcome[]) => {
       const agree = os.filter((o) => ours(o) === theirs(o)).length;
       const count = (f: (o: Outcome) => Decision | undefined, d: Decision) => os.filter((o) => f(o) === d).length;
-      lines.push(`| ${name} | ${os.length} | ${agree} | ${pct(agree, os.length)} | ${count(theirs, 'match')} | ${count(ours, 'match')} | ${count(theirs, 'crash')} |`);
+      lines.push(
+        `| ${name} | ${os.length} | ${agree} | ${pct(agree, os.length)} | ${count(theirs, 'match')} | ${count(ours, 'match')} | ${count(theirs, 'crash')} |`,
+      );
     };
-    for (const k of kinds) row(k, outcomes.filter((o) => o.c.kind === k));
+    for (const k of kinds)
+      row(
+        k,
+        outcomes.filter((o) => o.c.kind === k),
+      );
     row('**all**', outcomes);
     lines.push('');
     const diff = outcomes.filter((o) => ours(o) !== theirs(o));
     lines.push(`### Disagreements (${diff.length})`, '');
     for (const o of diff) {
-      lines.push(`- #${o.c.id} ${o.c.kind} (${o.c.db_id}): official ${theirs(o)}, ours ${ours(o)}${o.ourError ? ` — ours: ${o.ourError}` : ''}`);
+      lines.push(
+        `- #${o.c.id} ${o.c.kind} (${o.c.db_id}): official ${theirs(o)}, ours ${ours(o)}${o.ourError ? ` — ours: ${o.ourError}` : ''}`,
+      );
       lines.push(`  - gold: \`${o.c.gold}\``, `  - pred: \`${o.c.pred.replace(/\s+/g, ' ')}\``);
     }
     lines.push('');
@@ -196,7 +239,9 @@ function report(outcomes: Outcome[]): string {
   const hardAgree = dev.filter((o) => o.hardness === o.official.hardness).length;
   const tokAgree = outcomes.filter((o) => o.tokensAgree).length;
   const parsed = outcomes.filter((o) => o.official.pred_parsed !== null);
-  const parseAgree = parsed.filter((o) => !(o.ourError?.startsWith('prediction does not parse') ?? false) === o.official.pred_parsed).length;
+  const parseAgree = parsed.filter(
+    (o) => !(o.ourError?.startsWith('prediction does not parse') ?? false) === o.official.pred_parsed,
+  ).length;
   lines.push(
     '# Evaluator agreement (generated by tools/check-evaluator/run.ts)',
     '',
@@ -205,9 +250,19 @@ function report(outcomes: Outcome[]): string {
     `Parser acceptance of the ${parsed.length} predictions: ${parseAgree} agree (${pct(parseAgree, parsed.length)}); the official parser accepts ${parsed.filter((o) => o.official.pred_parsed).length}.`,
     '',
   );
-  for (const o of outcomes.filter((x) => !x.tokensAgree).slice(0, 20)) lines.push(`- tokens differ on #${o.c.id}: \`${o.c.pred}\``);
-  table('Exact-set-match', (o) => o.exact, (o) => officialExact(o.official));
-  if (opts.exec) table('Execution', (o) => o.exec, (o) => officialExec(o.official));
+  for (const o of outcomes.filter((x) => !x.tokensAgree).slice(0, 20))
+    lines.push(`- tokens differ on #${o.c.id}: \`${o.c.pred}\``);
+  table(
+    'Exact-set-match',
+    (o) => o.exact,
+    (o) => officialExact(o.official),
+  );
+  if (opts.exec)
+    table(
+      'Execution',
+      (o) => o.exec,
+      (o) => officialExec(o.official),
+    );
   return lines.join('\n');
 }
 
@@ -217,7 +272,9 @@ function report(outcomes: Outcome[]): string {
  * (up to 6 per kind and decision), plus the official schema and foreign-key maps.
  */
 function fixture(outcomes: Outcome[], out: string): { cases: object[]; [key: string]: unknown } {
-  const pool = outcomes.filter((o) => FIXTURE_DBS.has(o.c.db_id) && o.official.crash === null && o.official.hardness !== null);
+  const pool = outcomes.filter(
+    (o) => FIXTURE_DBS.has(o.c.db_id) && o.official.crash === null && o.official.hardness !== null,
+  );
   const picked = pool.filter((o) => o.c.kind === 'gold' || o.c.kind === 'edge');
   const groups = new Map<string, Outcome[]>();
   for (const o of pool.filter((x) => x.c.kind !== 'gold' && x.c.kind !== 'edge')) {
@@ -228,10 +285,13 @@ function fixture(outcomes: Outcome[], out: string): { cases: object[]; [key: str
     const step = Math.max(1, Math.floor(group.length / 6));
     for (let i = 0; i < group.length && i < 6 * step; i += step) picked.push(group[i]);
   }
-  const meta = readJsonFile<{ schemas: Record<string, unknown>; foreign_keys: Record<string, unknown> }>(join(out, 'meta.json'));
+  const meta = readJsonFile<{ schemas: Record<string, unknown>; foreign_keys: Record<string, unknown> }>(
+    join(out, 'meta.json'),
+  );
   const only = (m: Record<string, unknown>) => Object.fromEntries([...FIXTURE_DBS].map((db) => [db, m[db]]));
   return {
-    source: 'official decisions of taoyds/test-suite-sql-eval (evaluation.py, process_sql.py) via tools/check-evaluator/run.ts',
+    source:
+      'official decisions of taoyds/test-suite-sql-eval (evaluation.py, process_sql.py) via tools/check-evaluator/run.ts',
     schemas: only(meta.schemas),
     foreign_keys: only(meta.foreign_keys),
     cases: picked
@@ -259,15 +319,31 @@ async function main(): Promise<void> {
   if (opts.exec) await runOurExecution(outcomes);
   const md = report(outcomes);
   writeFileSync(join(opts.out, 'report.md'), md + '\n');
-  const diffs = outcomes.filter((o) => o.exact !== officialExact(o.official) || (opts.exec && o.exec !== officialExec(o.official)));
-  writeFileSync(join(opts.out, 'disagreements.json'), JSON.stringify(diffs.map(({ c, official: off, exact, ourError, exec, execError }) => ({ ...c, official: off, ours: { exact, error: ourError, exec, execError } })), null, 1));
+  const diffs = outcomes.filter(
+    (o) => o.exact !== officialExact(o.official) || (opts.exec && o.exec !== officialExec(o.official)),
+  );
+  writeFileSync(
+    join(opts.out, 'disagreements.json'),
+    JSON.stringify(
+      diffs.map(({ c, official: off, exact, ourError, exec, execError }) => ({
+        ...c,
+        official: off,
+        ours: { exact, error: ourError, exec, execError },
+      })),
+      null,
+      1,
+    ),
+  );
   if (opts['fixture-out']) {
     const data = fixture(outcomes, opts.out);
     mkdirSync(dirname(opts['fixture-out']), { recursive: true });
     // One case per line, so that a regenerated fixture diffs readably.
     const { cases: rows, ...rest } = data;
     const head = JSON.stringify(rest, null, 1).slice(0, -2);
-    writeFileSync(opts['fixture-out'], `${head},\n "cases": [\n${rows.map((r) => `  ${JSON.stringify(r)}`).join(',\n')}\n ]\n}\n`);
+    writeFileSync(
+      opts['fixture-out'],
+      `${head},\n "cases": [\n${rows.map((r) => `  ${JSON.stringify(r)}`).join(',\n')}\n ]\n}\n`,
+    );
     console.error(`wrote official decisions to ${opts['fixture-out']}`);
   }
   console.log(md.split('### Disagreements')[0]);

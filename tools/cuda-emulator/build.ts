@@ -21,7 +21,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 /** The emulator library's path, building it first if this version is not cached. Throws if g++ is missing or fails. */
 export function buildCudaEmulator(): string {
-  const runtime = resolve(here, 'device-runtime.h'), driver = resolve(here, 'driver.cpp');
+  const runtime = resolve(here, 'device-runtime.h'),
+    driver = resolve(here, 'driver.cpp');
   // The header's path is compiled in: a copy elsewhere builds its own.
   const hash = createHash('sha256').update(runtime).update(readFileSync(runtime)).update(readFileSync(driver)).digest();
   // The NVRTC version the emulator reports: part of the key of every compiled module it caches.
@@ -31,8 +32,22 @@ export function buildCudaEmulator(): string {
   if (existsSync(lib)) return lib;
   mkdirSync(dir, { recursive: true });
   const tmp = `${lib}.${process.pid}.tmp`;
-  execFileSync('g++', ['-std=c++17', '-O2', '-fPIC', '-shared', `-DSQLORA_EMU_RUNTIME="${runtime}"`, `-DSQLORA_EMU_VERSION=${version}`, '-o', tmp, driver, '-ldl'],
-    { stdio: ['ignore', 'inherit', 'inherit'] });
+  execFileSync(
+    'g++',
+    [
+      '-std=c++17',
+      '-O2',
+      '-fPIC',
+      '-shared',
+      `-DSQLORA_EMU_RUNTIME="${runtime}"`,
+      `-DSQLORA_EMU_VERSION=${version}`,
+      '-o',
+      tmp,
+      driver,
+      '-ldl',
+    ],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
   renameSync(tmp, lib);
   return lib;
 }

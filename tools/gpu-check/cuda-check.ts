@@ -58,7 +58,9 @@ section('device', () => {
   const be = cuda('bf16');
   const d = be.device;
   report.device = { name: d.name, cc: d.cc, sms: d.smCount, memoryGiB: d.totalMemory / 2 ** 30 };
-  log(`  ${be.name}: compute capability ${(d.cc / 10).toFixed(1)}, ${d.smCount} SMs, ${(d.totalMemory / 2 ** 30).toFixed(1)} GiB`);
+  log(
+    `  ${be.name}: compute capability ${(d.cc / 10).toFixed(1)}, ${d.smCount} SMs, ${(d.totalMemory / 2 ** 30).toFixed(1)} GiB`,
+  );
 });
 
 section('kernels against the CPU backend (max |diff| / max |ref|)', () => {
@@ -82,7 +84,9 @@ section('kernels against the CPU backend (max |diff| / max |ref|)', () => {
           const ok = r.rel <= tol;
           if (!ok) failures++;
           rows.push({ case: c.name, dtype: dt, ...r, tol, ok });
-          log(`  ${ok ? 'ok  ' : 'FAIL'} ${dt.padEnd(4)} ${c.name} :: ${r.output}  rel ${r.rel.toExponential(2)}  abs ${r.maxAbs.toExponential(2)}  (tol ${tol}, ${ms.toFixed(0)} ms)`);
+          log(
+            `  ${ok ? 'ok  ' : 'FAIL'} ${dt.padEnd(4)} ${c.name} :: ${r.output}  rel ${r.rel.toExponential(2)}  abs ${r.maxAbs.toExponential(2)}  (tol ${tol}, ${ms.toFixed(0)} ms)`,
+          );
         }
       } catch (err) {
         failures++;
@@ -101,7 +105,9 @@ if (only !== null) {
 
 section('invalid ids are reported at the next download', () => {
   const be = cuda('bf16');
-  const table = be.upload(new Float32Array(40), [10, 4], 'bf16'), ids = be.upload(Int32Array.of(3, 10), [2], 'i32'), out = be.alloc([2, 4], 'bf16');
+  const table = be.upload(new Float32Array(40), [10, 4], 'bf16'),
+    ids = be.upload(Int32Array.of(3, 10), [2], 'i32'),
+    out = be.alloc([2, 4], 'bf16');
   be.embedding(out, table, ids);
   let message = 'no error';
   try {
@@ -111,21 +117,33 @@ section('invalid ids are reported at the next download', () => {
   }
   const ok = /outside the vocabulary/.test(message);
   if (!ok) failures++;
-  log(`  ${ok ? 'ok  ' : 'FAIL'} embedding id 10 of 10: ${message}; next download ${be.download(out).length === 8 ? 'works' : 'broken'}`);
+  log(
+    `  ${ok ? 'ok  ' : 'FAIL'} embedding id 10 of 10: ${message}; next download ${be.download(out).length === 8 ? 'works' : 'broken'}`,
+  );
   for (const t of [table, ids, out]) be.free(t);
 });
 
 section('HF transformers + PEFT tiny fixtures', () => {
   if (!haveTinyFixtures) throw new Error('test/fixtures/tiny is missing');
   const all: Record<string, unknown> = {};
-  for (const [dt, quantize] of [['f32', null], ['bf16', null], ['bf16', 'nf4']] as const) {
+  for (const [dt, quantize] of [
+    ['f32', null],
+    ['bf16', null],
+    ['bf16', 'nf4'],
+  ] as const) {
     for (const v of VARIANTS) {
       const e = hfFixtureErrors(cuda(dt), v, quantize);
       all[`${v}/${dt}${quantize ? '/nf4' : ''}`] = e;
-      const worst = Object.entries(e.logits).reduce((w, [k, x]) => (x.rel > w.rel ? { k, ...x } : w), { k: '', rel: 0, rms: 0 });
-      log(`  ${v} ${dt}${quantize ? ' nf4' : ''}: logits worst ${worst.k} rel ${worst.rel.toExponential(2)} rms ${worst.rms.toExponential(2)}; ` +
-        `loss rel ${Math.max(...Object.values(e.loss)).toExponential(2)}; grad worst rel ${e.gradWorst.rel.toExponential(2)} rms ${e.gradWorst.rms.toExponential(2)} (${e.gradWorst.name}); ` +
-        `greedy tokens ${e.tokensMatching}/${e.tokensTotal}, step logits rel ${e.stepLogits.rel.toExponential(2)} rms ${e.stepLogits.rms.toExponential(2)}`);
+      const worst = Object.entries(e.logits).reduce((w, [k, x]) => (x.rel > w.rel ? { k, ...x } : w), {
+        k: '',
+        rel: 0,
+        rms: 0,
+      });
+      log(
+        `  ${v} ${dt}${quantize ? ' nf4' : ''}: logits worst ${worst.k} rel ${worst.rel.toExponential(2)} rms ${worst.rms.toExponential(2)}; ` +
+          `loss rel ${Math.max(...Object.values(e.loss)).toExponential(2)}; grad worst rel ${e.gradWorst.rel.toExponential(2)} rms ${e.gradWorst.rms.toExponential(2)} (${e.gradWorst.name}); ` +
+          `greedy tokens ${e.tokensMatching}/${e.tokensTotal}, step logits rel ${e.stepLogits.rel.toExponential(2)} rms ${e.stepLogits.rms.toExponential(2)}`,
+      );
     }
   }
   report.fixtures = all;
@@ -136,8 +154,12 @@ section('training against the CPU backend (3 steps, NF4 base, LoRA with dropout,
   for (const dt of ['f32', 'bf16'] as const) {
     const e = trainingErrors(cuda(dt));
     all[dt] = e;
-    log(`  ${dt}: losses ${e.losses.map((l) => `${l.got.toFixed(5)}/${l.ref.toFixed(5)}`).join(' ')}; grad norms ${e.gradNorms.map((l) => `${l.got.toFixed(4)}/${l.ref.toFixed(4)}`).join(' ')}`);
-    log(`      LoRA updates worst rel ${e.paramsWorst.rel.toExponential(2)} rms ${e.paramsWorst.rms.toExponential(2)} (${e.paramsWorst.name}); NF4 logits rel ${e.nf4Logits.rel.toExponential(2)} rms ${e.nf4Logits.rms.toExponential(2)}`);
+    log(
+      `  ${dt}: losses ${e.losses.map((l) => `${l.got.toFixed(5)}/${l.ref.toFixed(5)}`).join(' ')}; grad norms ${e.gradNorms.map((l) => `${l.got.toFixed(4)}/${l.ref.toFixed(4)}`).join(' ')}`,
+    );
+    log(
+      `      LoRA updates worst rel ${e.paramsWorst.rel.toExponential(2)} rms ${e.paramsWorst.rms.toExponential(2)} (${e.paramsWorst.name}); NF4 logits rel ${e.nf4Logits.rel.toExponential(2)} rms ${e.nf4Logits.rms.toExponential(2)}`,
+    );
   }
   report.training = all;
 });
@@ -147,7 +169,9 @@ section('activation checkpointing: recomputed layers give the same LoRA gradient
     const { kept, recomputed } = recomputeGradients(cuda(dt));
     const differ = Object.keys(kept).filter((k) => kept[k].some((v, i) => v !== recomputed[k][i]));
     if (differ.length > 0) failures++;
-    log(`  ${differ.length === 0 ? 'ok  ' : 'FAIL'} ${dt}: ${Object.keys(kept).length - differ.length}/${Object.keys(kept).length} gradients bit-identical${differ.length ? ` (differ: ${differ.slice(0, 3).join(', ')})` : ''}`);
+    log(
+      `  ${differ.length === 0 ? 'ok  ' : 'FAIL'} ${dt}: ${Object.keys(kept).length - differ.length}/${Object.keys(kept).length} gradients bit-identical${differ.length ? ` (differ: ${differ.slice(0, 3).join(', ')})` : ''}`,
+    );
   }
 });
 
@@ -157,22 +181,38 @@ if (timing) {
   });
   section('training step timings (1.8B layer shapes, NF4, LoRA r16 q,k,v,o)', () => {
     const be = cuda('bf16');
-    const two = trainStepTiming(be, 2, log), four = trainStepTiming(be, 4, log);
+    const two = trainStepTiming(be, 2, log),
+      four = trainStepTiming(be, 4, log);
     const perLayer = (four.msPerStep - two.msPerStep) / 2;
     const fixed = two.msPerStep - 2 * perLayer;
     const full = fixed + SHAPE_1_8B.layers * perLayer;
     log(`  per layer ${perLayer.toFixed(1)} ms, embedding + lm_head + loss + optimizer ${fixed.toFixed(1)} ms`);
-    log(`  estimated 24-layer step (Qwen1.5-1.8B): ${full.toFixed(0)} ms = ${((8 * 512) / full * 1000).toFixed(0)} tokens/s`);
+    log(
+      `  estimated 24-layer step (Qwen1.5-1.8B): ${full.toFixed(0)} ms = ${(((8 * 512) / full) * 1000).toFixed(0)} tokens/s`,
+    );
     const bigChunks = trainStepTiming(be, 2, log, 1 << 26);
     const fullBig = bigChunks.msPerStep - 2 * perLayer + SHAPE_1_8B.layers * perLayer;
-    log(`  with logits chunks of 2^26 elements: estimated 24-layer step ${fullBig.toFixed(0)} ms = ${((8 * 512) / fullBig * 1000).toFixed(0)} tokens/s`);
-    report.stepTimings = { two, four, perLayer, fixed, estimated24: full, twoWithChunks2e26: bigChunks, estimated24WithChunks2e26: fullBig };
+    log(
+      `  with logits chunks of 2^26 elements: estimated 24-layer step ${fullBig.toFixed(0)} ms = ${(((8 * 512) / fullBig) * 1000).toFixed(0)} tokens/s`,
+    );
+    report.stepTimings = {
+      two,
+      four,
+      perLayer,
+      fixed,
+      estimated24: full,
+      twoWithChunks2e26: bigChunks,
+      estimated24WithChunks2e26: fullBig,
+    };
     report.generation = generationTiming(be, 4, log);
     log(`  memory: ${JSON.stringify(be.memoryStats())}`);
   });
 }
 
 report.failures = failures;
-writeFileSync(join(outDir, 'cuda-check.json'), JSON.stringify(report, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 1));
+writeFileSync(
+  join(outDir, 'cuda-check.json'),
+  JSON.stringify(report, (_k, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 1),
+);
 log(`\n${failures === 0 ? 'ALL CHECKS PASSED' : `${failures} FAILURES`}`);
 process.exit(failures === 0 ? 0 : 1);

@@ -30,35 +30,77 @@ import { parseArgs } from 'node:util';
 import { createBackend } from '../../src/backend/select.js';
 import type { HostFloats } from '../../src/backend/backend.js';
 import { writeParityInput, type ParitySettings } from '../fixtures/make-train-parity.js';
-import { loadParityModel, readParityInput, relDiff, runParityTraining, type ParityExpected } from '../../test/helpers/train-parity.js';
+import {
+  loadParityModel,
+  readParityInput,
+  relDiff,
+  runParityTraining,
+  type ParityExpected,
+} from '../../test/helpers/train-parity.js';
 
 export const PARITY_1P8B: ParitySettings = {
-  examples: 200, minLength: 128, lengthSpread: 384, batch_size: 4, grad_accum: 1, max_steps: 50,
-  lr: 2e-4, warmup_ratio: 0.05, weight_decay: 0.01, max_grad_norm: 1.0, adam_beta1: 0.9, adam_beta2: 0.999, adam_epsilon: 1e-8,
-  seed: 42, group_by_length: true, pad_id: 0,
+  examples: 200,
+  minLength: 128,
+  lengthSpread: 384,
+  batch_size: 4,
+  grad_accum: 1,
+  max_steps: 50,
+  lr: 2e-4,
+  warmup_ratio: 0.05,
+  weight_decay: 0.01,
+  max_grad_norm: 1.0,
+  adam_beta1: 0.9,
+  adam_beta2: 0.999,
+  adam_epsilon: 1e-8,
+  seed: 42,
+  group_by_length: true,
+  pad_id: 0,
   lora: { r: 16, lora_alpha: 32, lora_dropout: 0, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
 };
 const PROBE = { length: 512, positions: [0, 1, 100, 255, 511] };
-const TOL = { logitsVsFloor: 1.5, logitsRms: 3e-2, probeLoss: 1e-2, loss: 2e-3, lr: 1e-9, gradNorm: 1e-2, loraNorm: 5e-3 };
+const TOL = {
+  logitsVsFloor: 1.5,
+  logitsRms: 3e-2,
+  probeLoss: 1e-2,
+  loss: 2e-3,
+  lr: 1e-9,
+  gradNorm: 1e-2,
+  loraNorm: 5e-3,
+};
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { device: { type: 'string', default: 'cuda' }, report: { type: 'string' } } });
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { device: { type: 'string', default: 'cuda' }, report: { type: 'string' } },
+});
 const [mode, a, b] = positionals;
 if (mode === 'prepare' && a && b) {
   writeParityInput(resolve(b), resolve(a), PARITY_1P8B, PROBE);
 } else if (mode === 'compare' && a && b) {
   process.exitCode = await compare(resolve(a), resolve(b));
 } else {
-  console.error('usage: parity-1p8b prepare MODEL_DIR OUT_DIR | compare INPUT_JSON HF_DIR [--device cuda|cpu] [--report FILE]');
+  console.error(
+    'usage: parity-1p8b prepare MODEL_DIR OUT_DIR | compare INPUT_JSON HF_DIR [--device cuda|cpu] [--report FILE]',
+  );
   process.exitCode = 2;
 }
 
 /** Relative RMS error, largest |difference| and argmax agreement of logits rows against a reference. */
-function compareLogits(got: Float32Array, ref: Float32Array, V: number): { relRms: number; maxAbs: number; argmaxSame: number } {
-  let d2 = 0, r2 = 0, maxAbs = 0, argmaxSame = 0;
+function compareLogits(
+  got: Float32Array,
+  ref: Float32Array,
+  V: number,
+): { relRms: number; maxAbs: number; argmaxSame: number } {
+  let d2 = 0,
+    r2 = 0,
+    maxAbs = 0,
+    argmaxSame = 0;
   for (let row = 0; row * V < ref.length; row++) {
-    let best = 0, refBest = 0;
+    let best = 0,
+      refBest = 0;
     for (let v = 0; v < V; v++) {
-      const i = row * V + v, x = got[i], y = ref[i];
+      const i = row * V + v,
+        x = got[i],
+        y = ref[i];
       d2 += (x - y) ** 2;
       r2 += y * y;
       maxAbs = Math.max(maxAbs, Math.abs(x - y));
@@ -101,7 +143,8 @@ async function compare(inputFile: string, hfDir: string): Promise<number> {
     const rows = Float32Array.from(positions.flatMap((p) => Array.from(all.subarray(p * V, (p + 1) * V))));
     const readRows = (file: string): Float32Array => {
       const ref = new Float32Array(readFileSync(file).buffer.slice(0));
-      if (ref.length !== rows.length) throw new Error(`${file} holds ${ref.length} values, expected ${positions.length} x ${V}`);
+      if (ref.length !== rows.length)
+        throw new Error(`${file} holds ${ref.length} values, expected ${positions.length} x ${V}`);
       return ref;
     };
     const hf = readRows(join(hfDir, 'probe-logits.bin'));
@@ -111,38 +154,68 @@ async function compare(inputFile: string, hfDir: string): Promise<number> {
     // f32 logits at hand the tolerance is HF bf16's own distance from f32, with headroom for other
     // summation orders.
     const exact = existsSync(f32File) ? readRows(f32File) : undefined;
-    const againstHf = exact ? versusHf.relRms.toExponential(3) : check('probe logits vs HF bf16', versusHf.relRms, TOL.logitsRms);
-    console.log(`probe: logits at positions ${positions.join(', ')} against HF bf16: relative RMS error ${againstHf}, max |diff| ${versusHf.maxAbs.toFixed(4)}, argmax agrees at ${versusHf.argmaxSame} of ${positions.length}`);
+    const againstHf = exact
+      ? versusHf.relRms.toExponential(3)
+      : check('probe logits vs HF bf16', versusHf.relRms, TOL.logitsRms);
+    console.log(
+      `probe: logits at positions ${positions.join(', ')} against HF bf16: relative RMS error ${againstHf}, max |diff| ${versusHf.maxAbs.toFixed(4)}, argmax agrees at ${versusHf.argmaxSame} of ${positions.length}`,
+    );
     report.probe = { versusHf };
     if (exact) {
-      const ours = compareLogits(rows, exact, V), floor = compareLogits(hf, exact, V);
-      console.log(`probe: against HF f32: ours ${check('probe logits vs f32', ours.relRms, TOL.logitsVsFloor * floor.relRms)} = ${(ours.relRms / floor.relRms).toFixed(2)}x HF bf16's ${floor.relRms.toExponential(3)} (at most ${TOL.logitsVsFloor}x); argmax agrees at ${ours.argmaxSame} (HF bf16 ${floor.argmaxSame}) of ${positions.length}`);
-      Object.assign(report.probe as object, { versusF32: ours, hfBf16VersusF32: floor, hfLossF32: expected.probe.loss_f32 });
+      const ours = compareLogits(rows, exact, V),
+        floor = compareLogits(hf, exact, V);
+      console.log(
+        `probe: against HF f32: ours ${check('probe logits vs f32', ours.relRms, TOL.logitsVsFloor * floor.relRms)} = ${(ours.relRms / floor.relRms).toFixed(2)}x HF bf16's ${floor.relRms.toExponential(3)} (at most ${TOL.logitsVsFloor}x); argmax agrees at ${ours.argmaxSame} (HF bf16 ${floor.argmaxSame}) of ${positions.length}`,
+      );
+      Object.assign(report.probe as object, {
+        versusF32: ours,
+        hfBf16VersusF32: floor,
+        hfLossF32: expected.probe.loss_f32,
+      });
     }
     let loss = 0;
     for (let t = 0; t + 1 < ids.length; t++) loss += rowLoss(all.subarray(t * V, (t + 1) * V), ids[t + 1]);
     loss /= ids.length - 1;
     const f32Loss = expected.probe.loss_f32 === undefined ? '' : ` (HF f32 ${expected.probe.loss_f32.toFixed(5)})`;
-    console.log(`probe: loss ${loss.toFixed(5)} vs HF bf16 ${expected.probe.loss.toFixed(5)}${f32Loss}: |diff| ${check('probe loss', Math.abs(loss - expected.probe.loss), TOL.probeLoss)}`);
+    console.log(
+      `probe: loss ${loss.toFixed(5)} vs HF bf16 ${expected.probe.loss.toFixed(5)}${f32Loss}: |diff| ${check('probe loss', Math.abs(loss - expected.probe.loss), TOL.probeLoss)}`,
+    );
     Object.assign(report.probe as object, { loss, hfLoss: expected.probe.loss });
   }
 
   const t0 = performance.now();
   const { records, warmupSteps } = await runParityTraining(model, adapter, input);
-  console.log(`training: ${records.length} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s, warmup ${warmupSteps} (HF ${expected.warmup_steps})`);
-  if (warmupSteps !== expected.warmup_steps || records.length !== expected.steps.length) failures.push('step plan differs from HF\'s');
-  let worstLoss = 0, worstLr = 0, worstNorm = 0;
+  console.log(
+    `training: ${records.length} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s, warmup ${warmupSteps} (HF ${expected.warmup_steps})`,
+  );
+  if (warmupSteps !== expected.warmup_steps || records.length !== expected.steps.length)
+    failures.push("step plan differs from HF's");
+  let worstLoss = 0,
+    worstLr = 0,
+    worstNorm = 0;
   const steps = expected.steps.map((want, i) => {
     const got = records[i];
     worstLoss = Math.max(worstLoss, relDiff(got.loss, want.loss));
     worstLr = Math.max(worstLr, Math.abs(got.lr - want.lr));
     worstNorm = Math.max(worstNorm, relDiff(got.grad_norm, want.grad_norm));
     if (i % 5 === 0 || i === expected.steps.length - 1) {
-      console.log(`  step ${String(want.step).padStart(2)}: loss ${got.loss.toFixed(5)} vs ${want.loss.toFixed(5)}, grad norm ${got.grad_norm.toFixed(4)} vs ${want.grad_norm.toFixed(4)}, lr ${got.lr.toExponential(4)}`);
+      console.log(
+        `  step ${String(want.step).padStart(2)}: loss ${got.loss.toFixed(5)} vs ${want.loss.toFixed(5)}, grad norm ${got.grad_norm.toFixed(4)} vs ${want.grad_norm.toFixed(4)}, lr ${got.lr.toExponential(4)}`,
+      );
     }
-    return { step: want.step, loss: got.loss, hfLoss: want.loss, gradNorm: got.grad_norm, hfGradNorm: want.grad_norm, lr: got.lr, hfLr: want.lr };
+    return {
+      step: want.step,
+      loss: got.loss,
+      hfLoss: want.loss,
+      gradNorm: got.grad_norm,
+      hfGradNorm: want.grad_norm,
+      lr: got.lr,
+      hfLr: want.lr,
+    };
   });
-  console.log(`training: worst per-step loss ${check('step loss', worstLoss, TOL.loss)}, lr ${check('lr', worstLr, TOL.lr)}, grad norm ${check('grad norm', worstNorm, TOL.gradNorm)}`);
+  console.log(
+    `training: worst per-step loss ${check('step loss', worstLoss, TOL.loss)}, lr ${check('lr', worstLr, TOL.lr)}, grad norm ${check('grad norm', worstNorm, TOL.gradNorm)}`,
+  );
   const weights = adapter.toHost().tensors;
   let worstLora = 0;
   for (const [name, want] of Object.entries(expected.final_lora)) {
@@ -155,7 +228,9 @@ async function compare(inputFile: string, hfDir: string): Promise<number> {
     for (const v of w) sq += v * v;
     worstLora = Math.max(worstLora, relDiff(Math.sqrt(sq), want.norm));
   }
-  console.log(`final LoRA weights: worst norm ${check('final LoRA norms', worstLora, TOL.loraNorm)} over ${Object.keys(expected.final_lora).length} tensors`);
+  console.log(
+    `final LoRA weights: worst norm ${check('final LoRA norms', worstLora, TOL.loraNorm)} over ${Object.keys(expected.final_lora).length} tensors`,
+  );
   Object.assign(report, { steps, worstLoss, worstLr, worstNorm, worstLora, tolerances: TOL, failures });
   if (values.report) writeFileSync(values.report, JSON.stringify(report, null, 1) + '\n');
   console.log(failures.length === 0 ? 'PARITY PASSED' : `PARITY FAILED:\n  ${failures.join('\n  ')}`);

@@ -57,30 +57,62 @@ export function randomNf4(shape: [number, number]): Nf4Weight {
 
 export function kernelTimings(be: CudaBackend, log: Log): Record<string, number> {
   const { D, H, hd, I, V } = SHAPE_1_8B;
-  const B = 8, T = 512, N = B * T;
+  const B = 8,
+    T = 512,
+    N = B * T;
   const out: Record<string, number> = {};
   const owned: Tensor[] = [];
   const t = (shape: number[], dtype: 'bf16' | 'f32' | 'i32' = 'bf16', value?: number): Tensor => {
     const n = shape.reduce((a, b) => a * b, 1);
-    const x = dtype === 'i32' ? be.upload(Int32Array.from({ length: n }, (_, i) => value ?? i % 1000), shape, 'i32') : be.upload(filled(n, value), shape, dtype);
+    const x =
+      dtype === 'i32'
+        ? be.upload(
+            Int32Array.from({ length: n }, (_, i) => value ?? i % 1000),
+            shape,
+            'i32',
+          )
+        : be.upload(filled(n, value), shape, dtype);
     owned.push(x);
     return x;
   };
   const record = (name: string, ms: number, flops?: number): void => {
     out[name] = ms;
-    log(`  ${name.padEnd(58)} ${ms.toFixed(3).padStart(9)} ms${flops ? `  ${(flops / ms / 1e9).toFixed(1)} TFLOP/s` : ''}`);
+    log(
+      `  ${name.padEnd(58)} ${ms.toFixed(3).padStart(9)} ms${flops ? `  ${(flops / ms / 1e9).toFixed(1)} TFLOP/s` : ''}`,
+    );
   };
-  const x = t([N, D]), wq = be.uploadNf4(randomNf4([I, D])), wd = t([I, D]), y = t([N, I]);
+  const x = t([N, D]),
+    wq = be.uploadNf4(randomNf4([I, D])),
+    wd = t([I, D]),
+    y = t([N, I]);
   owned.push(wq);
-  record('matmul bf16 [4096x2048] x [5504x2048]^T', timeMs(be, 10, () => be.matmul(y, x, wd, { transB: true })), 2 * N * D * I);
-  record('matmul nf4 (dequant + bf16 GEMM) same shape', timeMs(be, 10, () => be.matmul(y, x, wq, { transB: true })), 2 * N * D * I);
+  record(
+    'matmul bf16 [4096x2048] x [5504x2048]^T',
+    timeMs(be, 10, () => be.matmul(y, x, wd, { transB: true })),
+    2 * N * D * I,
+  );
+  record(
+    'matmul nf4 (dequant + bf16 GEMM) same shape',
+    timeMs(be, 10, () => be.matmul(y, x, wq, { transB: true })),
+    2 * N * D * I,
+  );
   const deq = be.scratch([I, D], 'bf16');
-  record('  of which NF4 dequantize [5504x2048] -> bf16', timeMs(be, 10, () => be.dequantizeNf4(deq, wq as CudaTensor)));
-  record('  of which bf16 GEMM with the dequantized scratch', timeMs(be, 10, () => be.matmul(y, x, deq, { transB: true })), 2 * N * D * I);
-  record('  the two queued back to back (no matmul wrapper)', timeMs(be, 10, () => {
-    be.dequantizeNf4(deq as CudaTensor, wq as CudaTensor);
-    be.matmul(y, x, deq, { transB: true });
-  }));
+  record(
+    '  of which NF4 dequantize [5504x2048] -> bf16',
+    timeMs(be, 10, () => be.dequantizeNf4(deq, wq as CudaTensor)),
+  );
+  record(
+    '  of which bf16 GEMM with the dequantized scratch',
+    timeMs(be, 10, () => be.matmul(y, x, deq, { transB: true })),
+    2 * N * D * I,
+  );
+  record(
+    '  the two queued back to back (no matmul wrapper)',
+    timeMs(be, 10, () => {
+      be.dequantizeNf4(deq as CudaTensor, wq as CudaTensor);
+      be.matmul(y, x, deq, { transB: true });
+    }),
+  );
   be.releaseScratch(deq);
   be.synchronize();
   const h0 = performance.now();
@@ -88,29 +120,82 @@ export function kernelTimings(be: CudaBackend, log: Log): Record<string, number>
   record('  host time to queue one nf4 matmul (warm)', (performance.now() - h0) / 10);
   be.synchronize();
   const wide = t([I, D], 'f32');
-  record('convert bf16 -> f32 [5504x2048] (bandwidth reference)', timeMs(be, 10, () => be.copy(wide, wd)));
-  const loraA = t([16, D], 'f32'), u = t([N, 16], 'f32');
-  record('LoRA u = x A^T ([4096x2048] x f32 [16x2048]^T)', timeMs(be, 10, () => be.matmul(u, x, loraA, { transB: true })));
-  const q = t([B, T, H, hd]), k = t([B, T, H, hd]), v = t([B, T, H, hd]), o = t([B, T, H, hd]), lse = t([B, T, H], 'f32');
-  const mask = t([B, T], 'i32', 1), dq = t([B, T, H, hd]), dk = t([B, T, H, hd]), dv = t([B, T, H, hd]);
-  const attnFlops = 4 * B * H * hd * (T * (T + 1)) / 2;
-  record('attention forward B8 T512 H16 hd128 (causal)', timeMs(be, 10, () => be.attentionForward(o, lse, q, k, v, mask)), attnFlops);
-  record('attention backward', timeMs(be, 10, () => be.attentionBackward(dq, dk, dv, o, q, k, v, o, lse, mask)), 2.5 * attnFlops);
-  const rstd = t([N], 'f32'), w = t([D], 'bf16', 1), xn = t([N, D]);
-  record('rmsNorm forward [4096x2048]', timeMs(be, 20, () => be.rmsNormForward(xn, rstd, x, w, 1e-6)));
-  record('rmsNorm backward', timeMs(be, 20, () => be.rmsNormBackward(xn, x, x, w, rstd, true)));
+  record(
+    'convert bf16 -> f32 [5504x2048] (bandwidth reference)',
+    timeMs(be, 10, () => be.copy(wide, wd)),
+  );
+  const loraA = t([16, D], 'f32'),
+    u = t([N, 16], 'f32');
+  record(
+    'LoRA u = x A^T ([4096x2048] x f32 [16x2048]^T)',
+    timeMs(be, 10, () => be.matmul(u, x, loraA, { transB: true })),
+  );
+  const q = t([B, T, H, hd]),
+    k = t([B, T, H, hd]),
+    v = t([B, T, H, hd]),
+    o = t([B, T, H, hd]),
+    lse = t([B, T, H], 'f32');
+  const mask = t([B, T], 'i32', 1),
+    dq = t([B, T, H, hd]),
+    dk = t([B, T, H, hd]),
+    dv = t([B, T, H, hd]);
+  const attnFlops = (4 * B * H * hd * (T * (T + 1))) / 2;
+  record(
+    'attention forward B8 T512 H16 hd128 (causal)',
+    timeMs(be, 10, () => be.attentionForward(o, lse, q, k, v, mask)),
+    attnFlops,
+  );
+  record(
+    'attention backward',
+    timeMs(be, 10, () => be.attentionBackward(dq, dk, dv, o, q, k, v, o, lse, mask)),
+    2.5 * attnFlops,
+  );
+  const rstd = t([N], 'f32'),
+    w = t([D], 'bf16', 1),
+    xn = t([N, D]);
+  record(
+    'rmsNorm forward [4096x2048]',
+    timeMs(be, 20, () => be.rmsNormForward(xn, rstd, x, w, 1e-6)),
+  );
+  record(
+    'rmsNorm backward',
+    timeMs(be, 20, () => be.rmsNormBackward(xn, x, x, w, rstd, true)),
+  );
   const pos = t([N], 'i32');
-  record('rope forward q [4096x16x128] in place', timeMs(be, 20, () => be.ropeForward(q, be.reshape(q, [N, H, hd]), pos, 1e6)));
-  const g = t([N, I]), up = t([N, I]);
-  record('swiglu forward [4096x5504]', timeMs(be, 20, () => be.swigluForward(y, g, up)));
-  record('swiglu backward (in place)', timeMs(be, 20, () => be.swigluBackward(g, up, y, g, up)));
+  record(
+    'rope forward q [4096x16x128] in place',
+    timeMs(be, 20, () => be.ropeForward(q, be.reshape(q, [N, H, hd]), pos, 1e6)),
+  );
+  const g = t([N, I]),
+    up = t([N, I]);
+  record(
+    'swiglu forward [4096x5504]',
+    timeMs(be, 20, () => be.swigluForward(y, g, up)),
+  );
+  record(
+    'swiglu backward (in place)',
+    timeMs(be, 20, () => be.swigluBackward(g, up, y, g, up)),
+  );
   const rows = Math.floor((1 << 24) / V);
-  const logits = t([rows, V]), losses = t([rows], 'f32'), targets = t([rows], 'i32', 5);
-  record(`crossEntropy + dlogits [${rows}x${V}] (one model chunk)`, timeMs(be, 10, () => be.crossEntropy(losses, logits, targets, logits, 1e-3)));
-  const lm = t([V, D]), xr = t([rows, D]);
-  record(`lm_head chunk [${rows}x2048] x [${V}x2048]^T`, timeMs(be, 10, () => be.matmul(logits, xr, lm, { transB: true })), 2 * rows * D * V);
+  const logits = t([rows, V]),
+    losses = t([rows], 'f32'),
+    targets = t([rows], 'i32', 5);
+  record(
+    `crossEntropy + dlogits [${rows}x${V}] (one model chunk)`,
+    timeMs(be, 10, () => be.crossEntropy(losses, logits, targets, logits, 1e-3)),
+  );
+  const lm = t([V, D]),
+    xr = t([rows, D]);
+  record(
+    `lm_head chunk [${rows}x2048] x [${V}x2048]^T`,
+    timeMs(be, 10, () => be.matmul(logits, xr, lm, { transB: true })),
+    2 * rows * D * V,
+  );
   const emb = t([N, D]);
-  record('embedding gather [4096x2048]', timeMs(be, 20, () => be.embedding(emb, lm, pos)));
+  record(
+    'embedding gather [4096x2048]',
+    timeMs(be, 20, () => be.embedding(emb, lm, pos)),
+  );
   for (const x2 of owned) be.free(x2);
   return out;
 }
@@ -118,14 +203,35 @@ export function kernelTimings(be: CudaBackend, log: Log): Record<string, number>
 /** A Qwen1.5-1.8B-shaped model of `layers` layers with random NF4 projections (fast to build: no quantizer run). */
 export function model18(layers: number, be: CudaBackend, logitsChunkElements?: number): Qwen2Model {
   const { D, H, I, V } = SHAPE_1_8B;
-  const cfg = parseModelConfig({
-    model_type: 'qwen2', architectures: ['Qwen2ForCausalLM'], hidden_size: D, intermediate_size: I, num_hidden_layers: layers,
-    num_attention_heads: H, num_key_value_heads: H, vocab_size: V, rms_norm_eps: 1e-6, rope_theta: 1e6, tie_word_embeddings: false,
-  }, 'timing config');
-  const weights = uploadQwen2Weights(be, cfg, (name, shape) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    return name.endsWith('norm.weight') ? filled(n, 1) : /_proj\.weight$/.test(name) ? new Float32Array(1) : filled(n);
-  }, { nf4: (b, _values, shape) => b.uploadNf4(randomNf4(shape)) });
+  const cfg = parseModelConfig(
+    {
+      model_type: 'qwen2',
+      architectures: ['Qwen2ForCausalLM'],
+      hidden_size: D,
+      intermediate_size: I,
+      num_hidden_layers: layers,
+      num_attention_heads: H,
+      num_key_value_heads: H,
+      vocab_size: V,
+      rms_norm_eps: 1e-6,
+      rope_theta: 1e6,
+      tie_word_embeddings: false,
+    },
+    'timing config',
+  );
+  const weights = uploadQwen2Weights(
+    be,
+    cfg,
+    (name, shape) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      return name.endsWith('norm.weight')
+        ? filled(n, 1)
+        : /_proj\.weight$/.test(name)
+          ? new Float32Array(1)
+          : filled(n);
+    },
+    { nf4: (b, _values, shape) => b.uploadNf4(randomNf4(shape)) },
+  );
   return new Qwen2Model(cfg, be, weights, { logitsChunkElements });
 }
 
@@ -145,7 +251,15 @@ export interface StepTiming {
 /** One optimizer step on one micro-batch of 8 x 512 tokens: forward, backward, clip, AdamW. */
 export function trainStepTiming(be: CudaBackend, layers: number, log: Log, logitsChunkElements?: number): StepTiming {
   const model = model18(layers, be, logitsChunkElements);
-  const lora = LoraAdapter.upload(be, model.config, initLora(model.config, { r: 16, alpha: 32, dropout: 0.05, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], useRslora: false }, 1));
+  const lora = LoraAdapter.upload(
+    be,
+    model.config,
+    initLora(
+      model.config,
+      { r: 16, alpha: 32, dropout: 0.05, targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], useRslora: false },
+      1,
+    ),
+  );
   model.setLora(lora);
   const opt = new AdamW(be, lora.parameters(), { weightDecay: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 });
   const b = batch18(8, 512);
@@ -160,7 +274,9 @@ export function trainStepTiming(be: CudaBackend, layers: number, log: Log, logit
   be.device.allocator.resetPeak();
   const ms = timeMs(be, 5, step, 3);
   const peakGiB = be.memoryStats().peakInUse / 2 ** 30;
-  log(`  train step, ${layers} layers${logitsChunkElements ? `, logits chunks of ${logitsChunkElements} elements` : ''}, 8 x 512 tokens: ${ms.toFixed(1)} ms (${((8 * 512) / ms * 1000).toFixed(0)} tokens/s), peak ${peakGiB.toFixed(2)} GiB in use`);
+  log(
+    `  train step, ${layers} layers${logitsChunkElements ? `, logits chunks of ${logitsChunkElements} elements` : ''}, 8 x 512 tokens: ${ms.toFixed(1)} ms (${(((8 * 512) / ms) * 1000).toFixed(0)} tokens/s), peak ${peakGiB.toFixed(2)} GiB in use`,
+  );
   opt.free();
   lora.free();
   model.free();
@@ -168,9 +284,15 @@ export function trainStepTiming(be: CudaBackend, layers: number, log: Log, logit
 }
 
 /** Prefill of 8 prompts of 256 tokens and 32 greedy decode steps over the KV cache. */
-export function generationTiming(be: CudaBackend, layers: number, log: Log): { prefillMs: number; decodeTokensPerS: number } {
+export function generationTiming(
+  be: CudaBackend,
+  layers: number,
+  log: Log,
+): { prefillMs: number; decodeTokensPerS: number } {
   const model = model18(layers, be);
-  const B = 8, T = 256, steps = 32;
+  const B = 8,
+    T = 256,
+    steps = 32;
   const cache = model.createKvCache(B, T + steps);
   const prompt = batch18(B, T);
   be.synchronize();
@@ -180,7 +302,10 @@ export function generationTiming(be: CudaBackend, layers: number, log: Log): { p
   const t1 = performance.now();
   for (let s = 0; s < steps; s++) {
     be.free(logits);
-    logits = model.decodeStep(cache, Int32Array.from({ length: B }, (_, i) => 100 + i + s));
+    logits = model.decodeStep(
+      cache,
+      Int32Array.from({ length: B }, (_, i) => 100 + i + s),
+    );
     be.download(logits);
   }
   const t2 = performance.now();
@@ -188,6 +313,8 @@ export function generationTiming(be: CudaBackend, layers: number, log: Log): { p
   cache.free();
   model.free();
   const r = { prefillMs: t1 - t0, decodeTokensPerS: (B * steps) / ((t2 - t1) / 1000) };
-  log(`  generation, ${layers} layers: prefill 8 x 256 in ${r.prefillMs.toFixed(1)} ms; decode ${r.decodeTokensPerS.toFixed(0)} tokens/s at batch 8`);
+  log(
+    `  generation, ${layers} layers: prefill 8 x 256 in ${r.prefillMs.toFixed(1)} ms; decode ${r.decodeTokensPerS.toFixed(0)} tokens/s at batch 8`,
+  );
   return r;
 }

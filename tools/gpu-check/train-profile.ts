@@ -38,16 +38,25 @@ import { openLog } from './log.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { layers: { type: 'string' }, model: { type: 'string' }, cases: { type: 'string' }, steps: { type: 'string' }, sections: { type: 'string' } },
+  options: {
+    layers: { type: 'string' },
+    model: { type: 'string' },
+    cases: { type: 'string' },
+    steps: { type: 'string' },
+    sections: { type: 'string' },
+  },
 });
-if (values.layers !== undefined && values.model !== undefined) throw new Error('--layers and --model exclude each other (a checkpoint has its own layers)');
+if (values.layers !== undefined && values.model !== undefined)
+  throw new Error('--layers and --model exclude each other (a checkpoint has its own layers)');
 const outDir = positionals[0] ?? 'train-profile-out';
 const modelDir = values.model;
 const cases = (values.cases ?? '16x512,8x128').split(',').map((c) => c.split('x').map(Number) as [number, number]);
 const steps = Number(values.steps ?? 10);
 const SECTIONS = ['throughput', 'leave-one-out', 'calls', 'kernels'];
 const sections = new Set((values.sections ?? SECTIONS.join(',')).split(','));
-for (const s of sections) if (!SECTIONS.includes(s)) throw new Error(`--sections: unknown section '${s}' (expected a comma list of ${SECTIONS.join(', ')})`);
+for (const s of sections)
+  if (!SECTIONS.includes(s))
+    throw new Error(`--sections: unknown section '${s}' (expected a comma list of ${SECTIONS.join(', ')})`);
 const log = openLog(outDir, 'train-profile.log');
 const report: Record<string, unknown> = {};
 const LORA: LoraSettings = { r: 16, alpha: 32, dropout: 0.05, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
@@ -62,17 +71,53 @@ class CallTimer {
 
   constructor(private readonly be: CudaBackend) {
     const names = [
-      'matmul', 'matmulMany', 'matmulSum', 'matmulBatch', 'addBias', 'addRmsNorm', 'add', 'axpy', 'scale', 'sum', 'sumSquares', 'clipByNorm', 'dropout', 'loraDown', 'loraDownGrads', 'loraUpBackward', 'embedding',
-      'rmsNormForward', 'rmsNormBackward', 'ropeForward', 'ropeBackward', 'attentionForward', 'attentionBackward', 'swigluForward',
-      'swigluBackward', 'crossEntropy', 'adamw', 'copy', 'fill', 'alloc', 'upload', 'download',
+      'matmul',
+      'matmulMany',
+      'matmulSum',
+      'matmulBatch',
+      'addBias',
+      'addRmsNorm',
+      'add',
+      'axpy',
+      'scale',
+      'sum',
+      'sumSquares',
+      'clipByNorm',
+      'dropout',
+      'loraDown',
+      'loraDownGrads',
+      'loraUpBackward',
+      'embedding',
+      'rmsNormForward',
+      'rmsNormBackward',
+      'ropeForward',
+      'ropeBackward',
+      'attentionForward',
+      'attentionBackward',
+      'swigluForward',
+      'swigluBackward',
+      'crossEntropy',
+      'adamw',
+      'copy',
+      'fill',
+      'alloc',
+      'upload',
+      'download',
     ] as const;
     const target = be as unknown as Record<string, (...args: unknown[]) => unknown>;
     for (const name of names) {
       const original = target[name].bind(be);
-      target[name] = (...args: unknown[]) => this.timed(name === 'matmul' ? this.matmulKind(args) : name, name === 'matmul' ? matmulFlops(args) : 0, false, () => original(...args));
+      target[name] = (...args: unknown[]) =>
+        this.timed(
+          name === 'matmul' ? this.matmulKind(args) : name,
+          name === 'matmul' ? matmulFlops(args) : 0,
+          false,
+          () => original(...args),
+        );
     }
     const dequantize = be.dequantizeNf4.bind(be);
-    be.dequantizeNf4 = (dst: CudaTensor, w: CudaTensor) => this.timed('  (within nf4 products) dequantize', 0, true, () => dequantize(dst, w));
+    be.dequantizeNf4 = (dst: CudaTensor, w: CudaTensor) =>
+      this.timed('  (within nf4 products) dequantize', 0, true, () => dequantize(dst, w));
   }
 
   private matmulKind(args: unknown[]): string {
@@ -104,8 +149,10 @@ class CallTimer {
         this.depth--;
       }
     }
-    const api = this.be.device.api, stream = this.be.device.stream;
-    const start = this.event(), end = this.event();
+    const api = this.be.device.api,
+      stream = this.be.device.stream;
+    const start = this.event(),
+      end = this.event();
     checkCu(api.cuEventRecord(start, stream), 'cuEventRecord');
     this.depth++;
     try {
@@ -121,7 +168,8 @@ class CallTimer {
   collect(): Map<string, { ms: number; calls: number; flops: number }> {
     const api = this.be.device.api;
     const out = new Map<string, { ms: number; calls: number; flops: number }>();
-    if (this.pending.length > 0) checkCu(api.cuEventSynchronize(this.pending[this.pending.length - 1].end), 'cuEventSynchronize');
+    if (this.pending.length > 0)
+      checkCu(api.cuEventSynchronize(this.pending[this.pending.length - 1].end), 'cuEventSynchronize');
     const ms = new Float32Array(1);
     for (const p of this.pending) {
       checkCu(api.cuEventElapsedTime(ms, p.start, p.end), 'cuEventElapsedTime');
@@ -145,15 +193,21 @@ function matmulFlops(args: unknown[]): number {
 
 const be = new CudaBackend();
 const t0 = performance.now();
-const model = modelDir ? Qwen2Model.load(modelDir, be, { quantize: 'nf4' }) : model18(Number(values.layers ?? SHAPE_1_8B.layers), be);
+const model = modelDir
+  ? Qwen2Model.load(modelDir, be, { quantize: 'nf4' })
+  : model18(Number(values.layers ?? SHAPE_1_8B.layers), be);
 const layers = model.config.numLayers;
-log(`${be.name}: ${modelDir ? `${modelDir}, ${layers} layers` : `${layers} layers of Qwen1.5-1.8B's shape, random weights`}, NF4 base, LoRA r=${LORA.r} on ${LORA.targets.join(',')}, dropout ${LORA.dropout}`);
+log(
+  `${be.name}: ${modelDir ? `${modelDir}, ${layers} layers` : `${layers} layers of Qwen1.5-1.8B's shape, random weights`}, NF4 base, LoRA r=${LORA.r} on ${LORA.targets.join(',')}, dropout ${LORA.dropout}`,
+);
 const timer = new CallTimer(be);
 log(`model built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
 
 function section(name: string, fn: () => void | Promise<void>): Promise<void> {
   log(`\n== ${name}`);
-  return Promise.resolve().then(fn).catch((err: unknown) => log(`  FAILED: ${(err as Error).stack ?? String(err)}`));
+  return Promise.resolve()
+    .then(fn)
+    .catch((err: unknown) => log(`  FAILED: ${(err as Error).stack ?? String(err)}`));
 }
 
 const gib = (b: number): string => `${(b / 2 ** 30).toFixed(2)} GiB`;
@@ -165,11 +219,18 @@ function describe(r: TrainResult): string {
 const off = process.env.SQLORA_CUDA_OFF ?? '';
 const attention = off.split(',').includes('flash') ? 'gemm' : 'flash';
 /** SQLORA_CUDA_OFF for a variant: the flash kernels on or off, the others as given. */
-const offWith = (flash: boolean): string => [...off.split(',').filter((k) => k && k !== 'flash'), ...(flash ? [] : ['flash'])].join(',');
+const offWith = (flash: boolean): string =>
+  [...off.split(',').filter((k) => k && k !== 'flash'), ...(flash ? [] : ['flash'])].join(',');
 
 async function throughput(): Promise<void> {
   const rows: Record<string, unknown>[] = [];
-  const variants: { name: string; env?: string; opts?: { recomputeLayers?: number }; chunk?: number; lora?: LoraSettings }[] = [
+  const variants: {
+    name: string;
+    env?: string;
+    opts?: { recomputeLayers?: number };
+    chunk?: number;
+    lora?: LoraSettings;
+  }[] = [
     { name: `${attention} attention`, env: attention },
     { name: `${attention} attention, no LoRA dropout`, env: attention, lora: { ...LORA, dropout: 0 } },
     ...(attention === 'flash' ? [{ name: 'gemm attention', env: 'gemm' }] : []),
@@ -196,7 +257,15 @@ async function throughput(): Promise<void> {
 
 /** One bench step by hand, so the calls can be timed (the same calls measureTrain makes). */
 function profileStep(B: number, T: number): void {
-  const lora = LoraAdapter.upload(be, model.config, initLora(model.config, { r: LORA.r, alpha: LORA.alpha, dropout: LORA.dropout, targetModules: LORA.targets, useRslora: false }, 1));
+  const lora = LoraAdapter.upload(
+    be,
+    model.config,
+    initLora(
+      model.config,
+      { r: LORA.r, alpha: LORA.alpha, dropout: LORA.dropout, targetModules: LORA.targets, useRslora: false },
+      1,
+    ),
+  );
   model.setLora(lora);
   const opt = new AdamW(be, lora.parameters(), { ...ADAMW_DEFAULTS, weightDecay: 0.01 }, lora.flat());
   const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + 13) % model.config.vocabSize);
@@ -213,7 +282,8 @@ function profileStep(B: number, T: number): void {
   for (let s = 0; s < 3; s++) step(s);
   // Host time to queue a step: the device still works on it when step() returns... except for the final reads.
   be.synchronize();
-  let queued = 0, total = 0;
+  let queued = 0,
+    total = 0;
   for (let s = 0; s < 5; s++) {
     const h0 = performance.now();
     const out = model.forwardTrain({ batchSize: B, seqLen: T, inputIds: ids, labels: ids }, { dropoutSeed: s });
@@ -235,11 +305,15 @@ function profileStep(B: number, T: number): void {
   const wall = performance.now() - w0;
   timer.active = false;
   const sum = [...kinds.entries()].filter(([k]) => !k.startsWith(' ')).reduce((s, [, v]) => s + v.ms, 0);
-  log(`  ${B}x${T}: host queues a step in ${(queued / 5).toFixed(1)} ms of its ${(total / 5).toFixed(1)} ms; with events: ${wall.toFixed(1)} ms wall, ${sum.toFixed(1)} ms in timed calls`);
+  log(
+    `  ${B}x${T}: host queues a step in ${(queued / 5).toFixed(1)} ms of its ${(total / 5).toFixed(1)} ms; with events: ${wall.toFixed(1)} ms wall, ${sum.toFixed(1)} ms in timed calls`,
+  );
   const rows = [...kinds.entries()].sort((a, b) => b[1].ms - a[1].ms);
   for (const [kind, v] of rows) {
     const tf = v.flops > 0 ? `  ${(v.flops / v.ms / 1e9).toFixed(0)} TFLOP/s` : '';
-    log(`    ${kind.padEnd(44)} ${v.ms.toFixed(2).padStart(8)} ms ${(100 * v.ms / sum).toFixed(1).padStart(5)}%  ${String(v.calls).padStart(5)} calls${tf}`);
+    log(
+      `    ${kind.padEnd(44)} ${v.ms.toFixed(2).padStart(8)} ms ${((100 * v.ms) / sum).toFixed(1).padStart(5)}%  ${String(v.calls).padStart(5)} calls${tf}`,
+    );
   }
   report[`profile ${B}x${T}`] = { queuedMs: queued / 5, stepMs: total / 5, kinds: Object.fromEntries(rows) };
   model.setLora(null);
@@ -252,29 +326,44 @@ function kernelTimes(): void {
   const time = (iters: number, fn: () => void): number => timeMs(be, iters, fn, 3);
   const out: Record<string, number> = {};
   for (const rows of [441, 883, 1766, 3532]) {
-    const x = be.alloc([rows, D], 'bf16'), logits = be.empty([rows, V], 'bf16'), dx = be.empty([rows, D], 'bf16');
-    const losses = be.alloc([rows]), targets = be.upload(Int32Array.from({ length: rows }, (_, i) => i * 31 % V), [rows], 'i32');
+    const x = be.alloc([rows, D], 'bf16'),
+      logits = be.empty([rows, V], 'bf16'),
+      dx = be.empty([rows, D], 'bf16');
+    const losses = be.alloc([rows]),
+      targets = be.upload(
+        Int32Array.from({ length: rows }, (_, i) => (i * 31) % V),
+        [rows],
+        'i32',
+      );
     const fwd = time(5, () => be.matmul(logits, x, model.weights.lmHead, { transB: true }));
     const ce = time(5, () => be.crossEntropy(losses, logits, targets, logits, 1e-3));
     const bwd = time(5, () => be.matmul(dx, logits, model.weights.lmHead));
     const fl = 2 * rows * D * V;
-    log(`  lm_head ${rows} rows: forward ${fwd.toFixed(3)} ms (${(fl / fwd / 1e9).toFixed(0)} TFLOP/s), input gradient ${bwd.toFixed(3)} ms (${(fl / bwd / 1e9).toFixed(0)} TFLOP/s), cross-entropy ${ce.toFixed(3)} ms (${(3 * rows * V * 2 / ce / 1e6).toFixed(0)} GB/s)`);
+    log(
+      `  lm_head ${rows} rows: forward ${fwd.toFixed(3)} ms (${(fl / fwd / 1e9).toFixed(0)} TFLOP/s), input gradient ${bwd.toFixed(3)} ms (${(fl / bwd / 1e9).toFixed(0)} TFLOP/s), cross-entropy ${ce.toFixed(3)} ms (${((3 * rows * V * 2) / ce / 1e6).toFixed(0)} GB/s)`,
+    );
     Object.assign(out, { [`lmHeadFwd${rows}`]: fwd, [`lmHeadBwd${rows}`]: bwd, [`crossEntropy${rows}`]: ce });
     for (const t of [x, logits, dx, losses, targets]) be.free(t);
   }
   // The LoRA kernels alone at a layer's shape: one member (o_proj) and the q/k/v group of three,
   // with the step's dropout and without (the masks' hashing).
-  const N = 8192, r = LORA.r;
-  const x = be.alloc([N, D], 'bf16'), dx = be.alloc([N, D], 'bf16');
+  const N = 8192,
+    r = LORA.r;
+  const x = be.alloc([N, D], 'bf16'),
+    dx = be.alloc([N, D], 'bf16');
   for (const p of [LORA.dropout, 0]) {
     for (const M of [1, 3]) {
-      const as = Array.from({ length: M }, () => be.alloc([r, D], 'bf16')), gradAs = Array.from({ length: M }, () => be.alloc([r, D]));
-      const us = Array.from({ length: M }, () => be.alloc([N, r], 'bf16')), seeds = Array.from({ length: M }, (_, m) => 11 + m);
+      const as = Array.from({ length: M }, () => be.alloc([r, D], 'bf16')),
+        gradAs = Array.from({ length: M }, () => be.alloc([r, D]));
+      const us = Array.from({ length: M }, () => be.alloc([N, r], 'bf16')),
+        seeds = Array.from({ length: M }, (_, m) => 11 + m);
       const down = time(10, () => be.loraDown(us, x, as, p, seeds));
       const gradA = time(10, () => be.loraDownGrads(gradAs, us, x, p, seeds, 2, null));
       const grads = time(10, () => be.loraDownGrads(gradAs, us, x, p, seeds, 2, { dx, as, accumulate: false }));
       const gb = time(10, () => be.matmul(gradAs[0], us[0], x, { transA: true, accumulate: true }));
-      log(`  LoRA ${M} member(s) at ${N}x${D}, dropout ${p}: loraDown ${(down * 1e3).toFixed(1)} us, loraDownGrads ${(gradA * 1e3).toFixed(1)} us (weights only), ${(grads * 1e3).toFixed(1)} us (with dx) (x is ${(N * D * 2 / 2 ** 20).toFixed(0)} MiB; cuBLAS u^T x ${(gb * 1e3).toFixed(1)} us)`);
+      log(
+        `  LoRA ${M} member(s) at ${N}x${D}, dropout ${p}: loraDown ${(down * 1e3).toFixed(1)} us, loraDownGrads ${(gradA * 1e3).toFixed(1)} us (weights only), ${(grads * 1e3).toFixed(1)} us (with dx) (x is ${((N * D * 2) / 2 ** 20).toFixed(0)} MiB; cuBLAS u^T x ${(gb * 1e3).toFixed(1)} us)`,
+      );
       Object.assign(out, { [`loraDown${M}p${p}`]: down, [`loraGradA${M}p${p}`]: gradA, [`loraGrads${M}p${p}`]: grads });
       for (const t of [...as, ...gradAs, ...us]) be.free(t);
     }
@@ -294,8 +383,21 @@ function kernelTimes(): void {
 async function leaveOneOut(): Promise<void> {
   const [B, T] = cases[0];
   const kinds = [
-    'dequantizeNf4', 'attentionForward', 'attentionBackward', 'crossEntropy', 'swigluForward', 'swigluBackward', 'rmsNormForward', 'rmsNormBackward',
-    'addRmsNorm', 'ropeForward', 'ropeBackward', 'loraDown', 'loraDownGrads', 'loraUpBackward', 'matmulBatch',
+    'dequantizeNf4',
+    'attentionForward',
+    'attentionBackward',
+    'crossEntropy',
+    'swigluForward',
+    'swigluBackward',
+    'rmsNormForward',
+    'rmsNormBackward',
+    'addRmsNorm',
+    'ropeForward',
+    'ropeBackward',
+    'loraDown',
+    'loraDownGrads',
+    'loraUpBackward',
+    'matmulBatch',
   ] as const;
   const target = be as unknown as Record<string, (...args: unknown[]) => unknown>;
   const stepMs = async (): Promise<number> => (await measureTrain(model, B, T, 6, 2, LORA, 0)).step_ms;
@@ -311,14 +413,17 @@ async function leaveOneOut(): Promise<void> {
     }
     full.push(await stepMs());
     const ref = (full[full.length - 2] + full[full.length - 1]) / 2;
-    log(`  ${B}x${T} without ${kind.padEnd(20)} ${rows[kind].toFixed(1).padStart(6)} ms/step: it costs ${(ref - rows[kind]).toFixed(2).padStart(6)} ms (full step ${ref.toFixed(1)} ms)`);
+    log(
+      `  ${B}x${T} without ${kind.padEnd(20)} ${rows[kind].toFixed(1).padStart(6)} ms/step: it costs ${(ref - rows[kind]).toFixed(2).padStart(6)} ms (full step ${ref.toFixed(1)} ms)`,
+    );
   }
   report.leaveOneOut = { case: `${B}x${T}`, full, without: rows };
 }
 
 if (sections.has('throughput')) await section('training step throughput (bench step)', throughput);
 if (sections.has('leave-one-out')) await section('step time without each kind of call', leaveOneOut);
-if (sections.has('calls')) for (const [B, T] of cases) await section(`GPU time by call kind, one step at ${B}x${T}`, () => profileStep(B, T));
+if (sections.has('calls'))
+  for (const [B, T] of cases) await section(`GPU time by call kind, one step at ${B}x${T}`, () => profileStep(B, T));
 if (sections.has('kernels')) await section('lm_head, cross-entropy and LoRA kernels alone', kernelTimes);
 writeFileSync(join(outDir, 'train-profile.json'), JSON.stringify(report, null, 1) + '\n');
 model.free();

@@ -18,8 +18,13 @@ function visibleLimit(d: AttentionDims, t: number): number {
 }
 
 export function attentionForwardCpu(
-  out: Floats, lse: Floats, q: Floats, k: Floats, v: Floats,
-  mask: Int32Array, d: AttentionDims,
+  out: Floats,
+  lse: Floats,
+  q: Floats,
+  k: Floats,
+  v: Floats,
+  mask: Int32Array,
+  d: AttentionDims,
 ): void {
   const { B, T, S, H, Hkv, hd, scale } = d;
   const group = H / Hkv;
@@ -33,7 +38,10 @@ export function attentionForwardCpu(
         const qo = ((b * T + t) * H + h) * hd;
         let max = -Infinity;
         for (let s = 0; s < limit; s++) {
-          if (mask[b * S + s] === 0) { p[s] = -Infinity; continue; }
+          if (mask[b * S + s] === 0) {
+            p[s] = -Infinity;
+            continue;
+          }
           const ko = ((b * S + s) * Hkv + kh) * hd;
           let dot = 0;
           for (let i = 0; i < hd; i++) dot += q[qo + i] * k[ko + i];
@@ -63,9 +71,17 @@ export function attentionForwardCpu(
 }
 
 export function attentionBackwardCpu(
-  dq: Floats, dk: Floats, dv: Floats, dout: Floats,
-  q: Floats, k: Floats, v: Floats, out: Floats, lse: Floats,
-  mask: Int32Array, d: AttentionDims,
+  dq: Floats,
+  dk: Floats,
+  dv: Floats,
+  dout: Floats,
+  q: Floats,
+  k: Floats,
+  v: Floats,
+  out: Floats,
+  lse: Floats,
+  mask: Int32Array,
+  d: AttentionDims,
 ): void {
   const { B, T, S, H, Hkv, hd, scale } = d;
   const group = H / Hkv;
@@ -87,7 +103,8 @@ export function attentionBackwardCpu(
         for (let s = 0; s < limit; s++) {
           if (mask[b * S + s] === 0) continue;
           const ko = ((b * S + s) * Hkv + kh) * hd;
-          let dot = 0, dp = 0;
+          let dot = 0,
+            dp = 0;
           for (let i = 0; i < hd; i++) {
             dot += q[qo + i] * k[ko + i];
             dp += dout[qo + i] * v[ko + i];

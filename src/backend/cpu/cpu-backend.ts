@@ -4,17 +4,47 @@
  * is tested against and runs tiny models for tests and demos.
  */
 import {
-  attentionBackwardDims, attentionForwardDims, checkNf4Payload, checkNf4Values, checkSameSize, copyRowsDims, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, shapeSize,
-  type AdamWOptions, type AttentionBackwardOptions, type AttentionOptions, type Backend, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
-  type Tensor, type TensorDType,
+  attentionBackwardDims,
+  attentionForwardDims,
+  checkNf4Payload,
+  checkNf4Values,
+  checkSameSize,
+  copyRowsDims,
+  expectShape,
+  loraDownGradsDims,
+  loraGroupDims,
+  loraUpDims,
+  matmulDims,
+  ropeAppendKvDims,
+  shapeSize,
+  type AdamWOptions,
+  type AttentionBackwardOptions,
+  type AttentionOptions,
+  type Backend,
+  type HostFloats,
+  type LoraInputGradient,
+  type MatmulOptions,
+  type Nf4Weight,
+  type PendingDownload,
+  type Tensor,
+  type TensorDType,
 } from '../backend.js';
 import { NF4_BLOCKSIZE, NF4_CODE, nf4Blocks } from '../../tensor/nf4-blocks.js';
 import { loraDownComposed, loraDownGradsComposed, loraUpBackwardComposed } from '../lora-composed.js';
 import { attentionBackwardCpu, attentionForwardCpu } from './attention.js';
 import { CpuTensor, f32, i32, nf4Of } from './cpu-tensor.js';
 import {
-  adamwCpu, argmaxRowsCpu, crossEntropyCpu, dropoutCpu, embeddingCpu, rmsNormBackwardCpu, rmsNormForwardCpu, ropeAppendKvCpu, ropeCpu,
-  swigluBackwardCpu, swigluForwardCpu,
+  adamwCpu,
+  argmaxRowsCpu,
+  crossEntropyCpu,
+  dropoutCpu,
+  embeddingCpu,
+  rmsNormBackwardCpu,
+  rmsNormForwardCpu,
+  ropeAppendKvCpu,
+  ropeCpu,
+  swigluBackwardCpu,
+  swigluForwardCpu,
 } from './kernels.js';
 import { gemm, gemmNf4, transpose } from './matmul.js';
 
@@ -66,7 +96,13 @@ export class CpuBackend implements Backend {
   quantizeNf4(values: Float32Array, shape: [number, number], scales: (absmax: Float32Array) => Float32Array): Tensor {
     checkNf4Values(values, shape);
     const { packed, absmax } = nf4Blocks(values, NF4_BLOCKSIZE);
-    return this.uploadNf4({ shape: [shape[0], shape[1]], blockSize: NF4_BLOCKSIZE, code: NF4_CODE, codes: packed, absmax: scales(absmax) });
+    return this.uploadNf4({
+      shape: [shape[0], shape[1]],
+      blockSize: NF4_BLOCKSIZE,
+      code: NF4_CODE,
+      codes: packed,
+      absmax: scales(absmax),
+    });
   }
 
   download(t: Tensor): HostFloats {
@@ -89,19 +125,30 @@ export class CpuBackend implements Backend {
     if (start < 0 || count < 0 || start + count > c.shape[0]) {
       throw new RangeError(`rows: [${start}, ${start + count}) outside dimension 0 of [${c.shape.join(', ')}]`);
     }
-    return new CpuTensor([count, ...c.shape.slice(1)], c.dtype, c.data.subarray(start * rowSize, (start + count) * rowSize), null, c.base ?? c);
+    return new CpuTensor(
+      [count, ...c.shape.slice(1)],
+      c.dtype,
+      c.data.subarray(start * rowSize, (start + count) * rowSize),
+      null,
+      c.base ?? c,
+    );
   }
 
   reshape(t: Tensor, shape: readonly number[]): Tensor {
     const c = t as CpuTensor;
-    if (shapeSize(shape) !== c.size) throw new Error(`reshape: [${c.shape.join(', ')}] has ${c.size} elements, [${shape.join(', ')}] needs ${shapeSize(shape)}`);
+    if (shapeSize(shape) !== c.size)
+      throw new Error(
+        `reshape: [${c.shape.join(', ')}] has ${c.size} elements, [${shape.join(', ')}] needs ${shapeSize(shape)}`,
+      );
     return new CpuTensor([...shape], c.dtype, c.data, c.nf4, c.base ?? c);
   }
 
   copy(dst: Tensor, src: Tensor): void {
     checkSameSize('copy', dst, src);
-    const d = dst as CpuTensor, s = src as CpuTensor;
-    if ((d.dtype === 'i32') !== (s.dtype === 'i32')) throw new TypeError(`copy: ${s.dtype} -> ${d.dtype} is not supported`);
+    const d = dst as CpuTensor,
+      s = src as CpuTensor;
+    if ((d.dtype === 'i32') !== (s.dtype === 'i32'))
+      throw new TypeError(`copy: ${s.dtype} -> ${d.dtype} is not supported`);
     d.data.set(s.dtype === 'f32' ? f32(s) : i32(s));
   }
 
@@ -112,7 +159,8 @@ export class CpuBackend implements Backend {
   matmul(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions = {}): void {
     const { transA = false, transB = false, alpha = 1, accumulate = false } = opts;
     const { batched, batch, M, K, N } = matmulDims(out, a, b, opts);
-    const A = f32(a, 'matmul a'), O = f32(out, 'matmul out');
+    const A = f32(a, 'matmul a'),
+      O = f32(out, 'matmul out');
     const w = nf4Of(b, 'matmul b');
     const B = w ? null : f32(b, 'matmul b');
     for (let i = 0; i < batch; i++) {
@@ -120,12 +168,24 @@ export class CpuBackend implements Backend {
       const aMat = { data: aData, offset: transA ? 0 : i * M * K, ld: K };
       const oMat = { data: O, offset: i * M * N, ld: N };
       if (w) gemmNf4(oMat, aMat, w, M, N, K, transB, alpha, accumulate);
-      else gemm(oMat, aMat, { data: B as HostFloats, offset: batched ? i * K * N : 0, ld: transB ? K : N }, M, N, K, transB, alpha, accumulate);
+      else
+        gemm(
+          oMat,
+          aMat,
+          { data: B as HostFloats, offset: batched ? i * K * N : 0, ld: transB ? K : N },
+          M,
+          N,
+          K,
+          transB,
+          alpha,
+          accumulate,
+        );
     }
   }
 
   addBias(x: Tensor, bias: Tensor): void {
-    const X = f32(x, 'addBias x'), b = f32(bias, 'addBias bias');
+    const X = f32(x, 'addBias x'),
+      b = f32(bias, 'addBias bias');
     const D = b.length;
     if (X.length % D !== 0) throw new Error(`addBias: bias of ${D} does not divide [${x.shape.join(', ')}]`);
     for (let o = 0; o < X.length; o += D) for (let i = 0; i < D; i++) X[o + i] += b[i];
@@ -133,13 +193,16 @@ export class CpuBackend implements Backend {
 
   add(out: Tensor, a: Tensor, b: Tensor): void {
     checkSameSize('add', out, a, b);
-    const O = f32(out), A = f32(a), B = f32(b);
+    const O = f32(out),
+      A = f32(a),
+      B = f32(b);
     for (let i = 0; i < O.length; i++) O[i] = A[i] + B[i];
   }
 
   axpy(y: Tensor, x: Tensor, alpha: number): void {
     checkSameSize('axpy', y, x);
-    const Y = f32(y), X = f32(x);
+    const Y = f32(y),
+      X = f32(x);
     for (let i = 0; i < Y.length; i++) Y[i] += alpha * X[i];
   }
 
@@ -155,14 +218,16 @@ export class CpuBackend implements Backend {
   }
 
   sum(out: Tensor, x: Tensor, accumulate = false): void {
-    const X = f32(x), O = f32(out, 'sum out');
+    const X = f32(x),
+      O = f32(out, 'sum out');
     let s = 0;
     for (let i = 0; i < X.length; i++) s += X[i];
     O[0] = accumulate ? O[0] + s : s;
   }
 
   sumSquares(out: Tensor, x: Tensor, accumulate = false): void {
-    const X = f32(x), O = f32(out, 'sumSquares out');
+    const X = f32(x),
+      O = f32(out, 'sumSquares out');
     let s = 0;
     for (let i = 0; i < X.length; i++) s += X[i] * X[i];
     O[0] = accumulate ? O[0] + s : s;
@@ -179,12 +244,27 @@ export class CpuBackend implements Backend {
     loraDownComposed(this, us, x, as, p, seeds);
   }
 
-  loraDownGrads(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number, input: LoraInputGradient | null): void {
+  loraDownGrads(
+    gradAs: readonly Tensor[],
+    gs: readonly Tensor[],
+    x: Tensor,
+    p: number,
+    seeds: readonly number[],
+    alpha: number,
+    input: LoraInputGradient | null,
+  ): void {
     loraDownGradsDims(gradAs, gs, x, seeds, input);
     loraDownGradsComposed(this, gradAs, gs, x, p, seeds, alpha, input);
   }
 
-  loraUpBackward(gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[], alpha: number): void {
+  loraUpBackward(
+    gradBs: readonly Tensor[],
+    gs: readonly Tensor[],
+    dys: readonly Tensor[],
+    us: readonly Tensor[],
+    bs: readonly Tensor[],
+    alpha: number,
+  ): void {
     loraUpDims(gradBs, gs, dys, us, bs);
     loraUpBackwardComposed(this, gradBs, gs, dys, us, bs, alpha);
   }
@@ -223,17 +303,46 @@ export class CpuBackend implements Backend {
     ropeCpu(f32(dx), f32(dout), i32(positions, 'rope positions'), dout.shape[dout.shape.length - 1], theta, -1);
   }
 
-  attentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {}): void {
+  attentionForward(
+    out: Tensor,
+    lse: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    keyMask: Tensor,
+    opts: AttentionOptions = {},
+  ): void {
     const d = attentionForwardDims(out, lse, q, k, v, keyMask, opts);
     attentionForwardCpu(f32(out), f32(lse), f32(q), f32(k), f32(v), i32(keyMask, 'attention keyMask'), d);
   }
 
   attentionBackward(
-    dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
-    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionBackwardOptions = {},
+    dq: Tensor,
+    dk: Tensor,
+    dv: Tensor,
+    dout: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    keyMask: Tensor,
+    opts: AttentionBackwardOptions = {},
   ): void {
     const d = attentionBackwardDims(dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts);
-    attentionBackwardCpu(f32(dq), f32(dk), f32(dv), f32(dout), f32(q), f32(k), f32(v), f32(out), f32(lse), i32(keyMask), d);
+    attentionBackwardCpu(
+      f32(dq),
+      f32(dk),
+      f32(dv),
+      f32(dout),
+      f32(q),
+      f32(k),
+      f32(v),
+      f32(out),
+      f32(lse),
+      i32(keyMask),
+      d,
+    );
     if (opts.rope) {
       const pos = i32(opts.rope.positions, 'rope positions');
       ropeCpu(f32(dq), f32(dq), pos, d.hd, opts.rope.theta, -1);
@@ -253,9 +362,16 @@ export class CpuBackend implements Backend {
 
   crossEntropy(losses: Tensor, logits: Tensor, targets: Tensor, dlogits?: Tensor, gradScale = 1): void {
     const N = targets.size;
-    if (logits.size % N !== 0 || losses.size !== N) throw new Error('crossEntropy: logits must be [N, V] with N targets and N losses');
+    if (logits.size % N !== 0 || losses.size !== N)
+      throw new Error('crossEntropy: logits must be [N, V] with N targets and N losses');
     if (dlogits) checkSameSize('crossEntropy dlogits', dlogits, logits);
-    crossEntropyCpu(f32(losses), f32(logits), i32(targets, 'crossEntropy targets'), dlogits ? f32(dlogits) : null, gradScale);
+    crossEntropyCpu(
+      f32(losses),
+      f32(logits),
+      i32(targets, 'crossEntropy targets'),
+      dlogits ? f32(dlogits) : null,
+      gradScale,
+    );
   }
 
   adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, opts: AdamWOptions): void {
@@ -264,11 +380,18 @@ export class CpuBackend implements Backend {
   }
 
   matmulBatch(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[], opts: MatmulOptions = {}): void {
-    if (outs.length !== as.length || as.length !== bs.length) throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
+    if (outs.length !== as.length || as.length !== bs.length)
+      throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
     outs.forEach((out, i) => this.matmul(out, as[i], bs[i], opts));
   }
 
-  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases: readonly (Tensor | null)[] = [], accumulate = false): void {
+  matmulMany(
+    outs: readonly Tensor[],
+    a: Tensor,
+    bs: readonly Tensor[],
+    biases: readonly (Tensor | null)[] = [],
+    accumulate = false,
+  ): void {
     if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
     outs.forEach((out, i) => this.matmul(out, a, bs[i], { transB: true, accumulate }));
     outs.forEach((out, i) => {
@@ -303,9 +426,12 @@ export class CpuBackend implements Backend {
 
   /** Rows index[i] of src to rows i of out (gather), or rows i of src to rows index[i] of out (scatter). */
   private copyRows(what: string, out: Tensor, src: Tensor, index: Tensor, scatter: boolean): void {
-    const o = out as CpuTensor, s = src as CpuTensor, idx = i32(index, `${what} index`);
+    const o = out as CpuTensor,
+      s = src as CpuTensor,
+      idx = i32(index, `${what} index`);
     const { rows, width } = copyRowsDims(what, out, src, index, scatter);
-    const O = o.dtype === 'f32' ? f32(o) : i32(o), S = s.dtype === 'f32' ? f32(s) : i32(s);
+    const O = o.dtype === 'f32' ? f32(o) : i32(o),
+      S = s.dtype === 'f32' ? f32(s) : i32(s);
     const side = scatter ? 'destination' : 'source';
     idx.forEach((r, i) => {
       if (!(r >= 0 && r < rows)) throw new RangeError(`${what}: index ${r} is outside the ${rows} ${side} rows`);
@@ -325,10 +451,29 @@ export class CpuBackend implements Backend {
     this.rmsNormForward(out, rstd, sum, weight, eps);
   }
 
-  ropeAppendKv(kCache: Tensor, vCache: Tensor, q: Tensor, k: Tensor, v: Tensor, positions: Tensor, offset: number, theta: number): void {
+  ropeAppendKv(
+    kCache: Tensor,
+    vCache: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    positions: Tensor,
+    offset: number,
+    theta: number,
+  ): void {
     const d = ropeAppendKvDims(kCache, vCache, q, k, v, positions, offset);
-    ropeAppendKvCpu(f32(kCache), f32(vCache), f32(q), f32(k), f32(v), i32(positions, 'ropeAppendKv positions'), d.T, d.S, offset, d.hd, theta);
+    ropeAppendKvCpu(
+      f32(kCache),
+      f32(vCache),
+      f32(q),
+      f32(k),
+      f32(v),
+      i32(positions, 'ropeAppendKv positions'),
+      d.T,
+      d.S,
+      offset,
+      d.hd,
+      theta,
+    );
   }
 }
-
-

@@ -51,4 +51,3 @@ export function i32(t: Tensor, what = 'tensor'): Int32Array {
 export function nf4Of(t: Tensor, what = 'tensor'): Nf4Weight | null {
   return asCpu(t, what).nf4;
 }
-

@@ -18,7 +18,14 @@ export function rmsNormForwardCpu(out: Floats, rstd: Floats, x: Floats, w: Float
 }
 
 /** y_i = x_i r w_i with r = (mean x^2 + eps)^-1/2: dx_i = r w_i dy_i - x_i r^3 / D * sum_j w_j dy_j x_j. */
-export function rmsNormBackwardCpu(dx: Floats, dout: Floats, x: Floats, w: Floats, rstd: Floats, accumulate: boolean): void {
+export function rmsNormBackwardCpu(
+  dx: Floats,
+  dout: Floats,
+  x: Floats,
+  w: Floats,
+  rstd: Floats,
+  accumulate: boolean,
+): void {
   const D = w.length;
   const N = x.length / D;
   for (let n = 0; n < N; n++) {
@@ -44,7 +51,8 @@ export function ropeCpu(out: Floats, x: Floats, pos: Int32Array, headDim: number
   const inv = ropeInvFreq(theta, headDim);
   const N = pos.length;
   const heads = x.length / (N * headDim);
-  const cos = new Float64Array(half), sin = new Float64Array(half);
+  const cos = new Float64Array(half),
+    sin = new Float64Array(half);
   for (let n = 0; n < N; n++) {
     for (let i = 0; i < half; i++) {
       const a = Math.fround(pos[n] * inv[i]);
@@ -54,7 +62,8 @@ export function ropeCpu(out: Floats, x: Floats, pos: Int32Array, headDim: number
     for (let h = 0; h < heads; h++) {
       const o = (n * heads + h) * headDim;
       for (let i = 0; i < half; i++) {
-        const x1 = x[o + i], x2 = x[o + i + half];
+        const x1 = x[o + i],
+          x2 = x[o + i + half];
         out[o + i] = x1 * cos[i] - x2 * sin[i];
         out[o + i + half] = x2 * cos[i] + x1 * sin[i];
       }
@@ -71,7 +80,9 @@ export function swigluForwardCpu(out: Floats, gate: Floats, up: Floats): void {
 
 export function swigluBackwardCpu(dgate: Floats, dup: Floats, dout: Floats, gate: Floats, up: Floats): void {
   for (let i = 0; i < dout.length; i++) {
-    const g = gate[i], u = up[i], d = dout[i];
+    const g = gate[i],
+      u = up[i],
+      d = dout[i];
     const sig = 1 / (1 + Math.exp(-g));
     const silu = g * sig;
     dgate[i] = d * u * sig * (1 + g * (1 - sig));
@@ -79,7 +90,13 @@ export function swigluBackwardCpu(dgate: Floats, dup: Floats, dout: Floats, gate
   }
 }
 
-export function crossEntropyCpu(losses: Floats, logits: Floats, targets: Int32Array, dlogits: Floats | null, gradScale: number): void {
+export function crossEntropyCpu(
+  losses: Floats,
+  logits: Floats,
+  targets: Int32Array,
+  dlogits: Floats | null,
+  gradScale: number,
+): void {
   const N = targets.length;
   const V = logits.length / N;
   for (let n = 0; n < N; n++) {
@@ -152,8 +169,17 @@ export function argmaxRowsCpu(out: Int32Array, x: Floats): void {
  * token n = b*T + t goes to slot offset + t of sequence b in caches [B, S, Hkv, hd].
  */
 export function ropeAppendKvCpu(
-  kCache: Floats, vCache: Floats, q: Floats, k: Floats, v: Floats, pos: Int32Array, T: number, S: number, offset: number,
-  headDim: number, theta: number,
+  kCache: Floats,
+  vCache: Floats,
+  q: Floats,
+  k: Floats,
+  v: Floats,
+  pos: Int32Array,
+  T: number,
+  S: number,
+  offset: number,
+  headDim: number,
+  theta: number,
 ): void {
   const N = pos.length;
   const kvWidth = k.length / N;
@@ -161,7 +187,8 @@ export function ropeAppendKvCpu(
   const rotated = new Float64Array(k.length);
   ropeCpu(rotated, k, pos, headDim, theta, 1);
   for (let n = 0; n < N; n++) {
-    const b = Math.floor(n / T), t = n % T;
+    const b = Math.floor(n / T),
+      t = n % T;
     const dst = (b * S + offset + t) * kvWidth;
     for (let i = 0; i < kvWidth; i++) {
       kCache[dst + i] = rotated[n * kvWidth + i];

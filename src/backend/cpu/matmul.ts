@@ -19,40 +19,76 @@ interface Mat {
  * Accumulation happens in JS doubles within a row pass, then rounds once into out.
  */
 export function gemm(
-  out: Mat, a: Mat, b: Mat, M: number, N: number, K: number,
-  transB: boolean, alpha: number, accumulate: boolean,
+  out: Mat,
+  a: Mat,
+  b: Mat,
+  M: number,
+  N: number,
+  K: number,
+  transB: boolean,
+  alpha: number,
+  accumulate: boolean,
 ): void {
   if (transB) gemmNT(out, a, b, M, N, K, alpha, accumulate);
   else gemmNN(out, a, b, M, N, K, alpha, accumulate);
 }
 
 function gemmNT(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha: number, acc: boolean): void {
-  const A = a.data, B = b.data, O = out.data;
+  const A = a.data,
+    B = b.data,
+    O = out.data;
   const ld = out.ld;
   let i = 0;
   // 4 rows of A x 2 rows of B per pass: 8 products for 6 loads.
   for (; i + 4 <= M; i += 4) {
-    const a0 = a.offset + i * a.ld, a1 = a0 + a.ld, a2 = a1 + a.ld, a3 = a2 + a.ld;
+    const a0 = a.offset + i * a.ld,
+      a1 = a0 + a.ld,
+      a2 = a1 + a.ld,
+      a3 = a2 + a.ld;
     const o0 = out.offset + i * ld;
     let j = 0;
     for (; j + 2 <= N; j += 2) {
-      const b0 = b.offset + j * b.ld, b1 = b0 + b.ld;
-      let s00 = 0, s10 = 0, s20 = 0, s30 = 0, s01 = 0, s11 = 0, s21 = 0, s31 = 0;
+      const b0 = b.offset + j * b.ld,
+        b1 = b0 + b.ld;
+      let s00 = 0,
+        s10 = 0,
+        s20 = 0,
+        s30 = 0,
+        s01 = 0,
+        s11 = 0,
+        s21 = 0,
+        s31 = 0;
       for (let k = 0; k < K; k++) {
-        const x = B[b0 + k], y = B[b1 + k];
-        const p0 = A[a0 + k], p1 = A[a1 + k], p2 = A[a2 + k], p3 = A[a3 + k];
-        s00 += p0 * x; s10 += p1 * x; s20 += p2 * x; s30 += p3 * x;
-        s01 += p0 * y; s11 += p1 * y; s21 += p2 * y; s31 += p3 * y;
+        const x = B[b0 + k],
+          y = B[b1 + k];
+        const p0 = A[a0 + k],
+          p1 = A[a1 + k],
+          p2 = A[a2 + k],
+          p3 = A[a3 + k];
+        s00 += p0 * x;
+        s10 += p1 * x;
+        s20 += p2 * x;
+        s30 += p3 * x;
+        s01 += p0 * y;
+        s11 += p1 * y;
+        s21 += p2 * y;
+        s31 += p3 * y;
       }
       store(O, o0 + j, ld, alpha, acc, s00, s10, s20, s30);
       store(O, o0 + j + 1, ld, alpha, acc, s01, s11, s21, s31);
     }
     for (; j < N; j++) {
       const bj = b.offset + j * b.ld;
-      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      let s0 = 0,
+        s1 = 0,
+        s2 = 0,
+        s3 = 0;
       for (let k = 0; k < K; k++) {
         const x = B[bj + k];
-        s0 += A[a0 + k] * x; s1 += A[a1 + k] * x; s2 += A[a2 + k] * x; s3 += A[a3 + k] * x;
+        s0 += A[a0 + k] * x;
+        s1 += A[a1 + k] * x;
+        s2 += A[a2 + k] * x;
+        s3 += A[a3 + k] * x;
       }
       store(O, o0 + j, ld, alpha, acc, s0, s1, s2, s3);
     }
@@ -70,11 +106,27 @@ function gemmNT(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha
 }
 
 /** Writes (or adds) alpha * s0..s3 to one column of four consecutive output rows. */
-function store(O: Floats, o: number, ld: number, alpha: number, acc: boolean, s0: number, s1: number, s2: number, s3: number): void {
+function store(
+  O: Floats,
+  o: number,
+  ld: number,
+  alpha: number,
+  acc: boolean,
+  s0: number,
+  s1: number,
+  s2: number,
+  s3: number,
+): void {
   if (acc) {
-    O[o] += alpha * s0; O[o + ld] += alpha * s1; O[o + 2 * ld] += alpha * s2; O[o + 3 * ld] += alpha * s3;
+    O[o] += alpha * s0;
+    O[o + ld] += alpha * s1;
+    O[o + 2 * ld] += alpha * s2;
+    O[o + 3 * ld] += alpha * s3;
   } else {
-    O[o] = alpha * s0; O[o + ld] = alpha * s1; O[o + 2 * ld] = alpha * s2; O[o + 3 * ld] = alpha * s3;
+    O[o] = alpha * s0;
+    O[o + ld] = alpha * s1;
+    O[o + 2 * ld] = alpha * s2;
+    O[o + 3 * ld] = alpha * s3;
   }
 }
 
@@ -111,7 +163,9 @@ function gemmNN(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha
 }
 
 function gemmNNRows(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, alpha: number, acc: boolean): void {
-  const A = a.data, B = b.data, O = out.data;
+  const A = a.data,
+    B = b.data,
+    O = out.data;
   if (rowScratch.length < 4 * N) rowScratch = new Float64Array(4 * N);
   const r = rowScratch;
   for (let i = 0; i < M; i += 4) {
@@ -144,7 +198,8 @@ function gemmNNRows(out: Mat, a: Mat, b: Mat, M: number, N: number, K: number, a
 /** Rows [r0, r0 + count) of an NF4 weight as f32, written to dst[0 .. count * cols). */
 function dequantizeNf4Rows(w: Nf4Weight, r0: number, count: number, dst: Floats): void {
   const cols = w.shape[1];
-  const start = r0 * cols, end = start + count * cols;
+  const start = r0 * cols,
+    end = start + count * cols;
   const { code, codes, absmax, blockSize } = w;
   for (let e = start; e < end; e++) {
     const byte = codes[e >> 1];
@@ -157,7 +212,17 @@ function dequantizeNf4Rows(w: Nf4Weight, r0: number, count: number, dst: Floats)
 const SLAB_ELEMENTS = 1 << 16;
 
 /** out (=|+=) alpha * A[M,K] @ op(W) with W an NF4 weight, a slab of W's rows at a time. */
-export function gemmNf4(out: Mat, a: Mat, w: Nf4Weight, M: number, N: number, K: number, transB: boolean, alpha: number, accumulate: boolean): void {
+export function gemmNf4(
+  out: Mat,
+  a: Mat,
+  w: Nf4Weight,
+  M: number,
+  N: number,
+  K: number,
+  transB: boolean,
+  alpha: number,
+  accumulate: boolean,
+): void {
   const [wr, wc] = w.shape;
   const slabRows = Math.max(1, Math.floor(SLAB_ELEMENTS / wc));
   const scratch = new Float32Array(slabRows * wc);

@@ -78,14 +78,61 @@ export class Cublas {
     if (M === 0 || N === 0) return;
     this.alpha[0] = g.alpha;
     this.beta[0] = g.beta;
-    const opB = b.trans ? CUBLAS_OP_T : CUBLAS_OP_N, ldb = b.trans ? K : N;
-    const opA = a.trans ? CUBLAS_OP_T : CUBLAS_OP_N, lda = a.trans ? M : K;
-    const bt = CUDA_DATA_TYPE[b.dtype], at = CUDA_DATA_TYPE[a.dtype], ct = CUDA_DATA_TYPE[out.dtype];
-    const rc = g.batch === 1
-      ? this.api.cublasGemmEx(this.handle, opB, opA, N, M, K, this.alpha, b.ptr, bt, ldb, a.ptr, at, lda, this.beta, out.ptr, ct, N,
-        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT)
-      : this.api.cublasGemmStridedBatchedEx(this.handle, opB, opA, N, M, K, this.alpha, b.ptr, bt, ldb, b.stride, a.ptr, at, lda, a.stride,
-        this.beta, out.ptr, ct, N, out.stride, g.batch, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    const opB = b.trans ? CUBLAS_OP_T : CUBLAS_OP_N,
+      ldb = b.trans ? K : N;
+    const opA = a.trans ? CUBLAS_OP_T : CUBLAS_OP_N,
+      lda = a.trans ? M : K;
+    const bt = CUDA_DATA_TYPE[b.dtype],
+      at = CUDA_DATA_TYPE[a.dtype],
+      ct = CUDA_DATA_TYPE[out.dtype];
+    const rc =
+      g.batch === 1
+        ? this.api.cublasGemmEx(
+            this.handle,
+            opB,
+            opA,
+            N,
+            M,
+            K,
+            this.alpha,
+            b.ptr,
+            bt,
+            ldb,
+            a.ptr,
+            at,
+            lda,
+            this.beta,
+            out.ptr,
+            ct,
+            N,
+            CUBLAS_COMPUTE_32F,
+            CUBLAS_GEMM_DEFAULT,
+          )
+        : this.api.cublasGemmStridedBatchedEx(
+            this.handle,
+            opB,
+            opA,
+            N,
+            M,
+            K,
+            this.alpha,
+            b.ptr,
+            bt,
+            ldb,
+            b.stride,
+            a.ptr,
+            at,
+            lda,
+            a.stride,
+            this.beta,
+            out.ptr,
+            ct,
+            N,
+            out.stride,
+            g.batch,
+            CUBLAS_COMPUTE_32F,
+            CUBLAS_GEMM_DEFAULT,
+          );
     checkCublas(rc, `gemm ${M}x${N}x${K} (${a.dtype} x ${b.dtype} -> ${out.dtype})`);
   }
 
@@ -94,9 +141,28 @@ export class Cublas {
     this.alpha[0] = g.alpha;
     this.beta[0] = g.beta;
     const t = CUDA_DATA_TYPE[g.dtype];
-    const rc = this.api.cublasGemmBatchedEx(this.handle, g.transB ? CUBLAS_OP_T : CUBLAS_OP_N, g.transA ? CUBLAS_OP_T : CUBLAS_OP_N, g.N, g.M, g.K,
-      this.alpha, g.bArray, t, g.ldb, g.aArray, t, g.lda, this.beta, g.cArray, CUDA_DATA_TYPE[g.outDtype], g.ldc, g.batch,
-      CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    const rc = this.api.cublasGemmBatchedEx(
+      this.handle,
+      g.transB ? CUBLAS_OP_T : CUBLAS_OP_N,
+      g.transA ? CUBLAS_OP_T : CUBLAS_OP_N,
+      g.N,
+      g.M,
+      g.K,
+      this.alpha,
+      g.bArray,
+      t,
+      g.ldb,
+      g.aArray,
+      t,
+      g.lda,
+      this.beta,
+      g.cArray,
+      CUDA_DATA_TYPE[g.outDtype],
+      g.ldc,
+      g.batch,
+      CUBLAS_COMPUTE_32F,
+      CUBLAS_GEMM_DEFAULT,
+    );
     checkCublas(rc, `batched gemm ${g.batch} x ${g.M}x${g.N}x${g.K} (${g.dtype} -> ${g.outDtype})`);
   }
 }

@@ -12,9 +12,30 @@ import { f16ToF32, bf16ToF32, f32ToBf16Bits, f32ToF16Bits } from '../../tensor/d
 import { NF4_BLOCKSIZE, NF4_CODE } from '../../tensor/nf4-blocks.js';
 import { UserError } from '../../util/errors.js';
 import {
-  checkNf4Payload, checkNf4Values, checkSameSize, copyRowsDims, expectShape, loraDownGradsDims, loraGroupDims, loraUpDims, matmulDims, ropeAppendKvDims, ropeInvFreq, shapeSize,
-  type AdamWOptions, type AttentionBackwardOptions, type AttentionOptions, type Backend, type FloatDType, type HostFloats, type LoraInputGradient, type MatmulOptions, type Nf4Weight, type PendingDownload,
-  type Tensor, type TensorDType,
+  checkNf4Payload,
+  checkNf4Values,
+  checkSameSize,
+  copyRowsDims,
+  expectShape,
+  loraDownGradsDims,
+  loraGroupDims,
+  loraUpDims,
+  matmulDims,
+  ropeAppendKvDims,
+  ropeInvFreq,
+  shapeSize,
+  type AdamWOptions,
+  type AttentionBackwardOptions,
+  type AttentionOptions,
+  type Backend,
+  type FloatDType,
+  type HostFloats,
+  type LoraInputGradient,
+  type MatmulOptions,
+  type Nf4Weight,
+  type PendingDownload,
+  type Tensor,
+  type TensorDType,
 } from '../backend.js';
 import { attentionBackwardCuda, attentionForwardCuda, type RopeTables } from './attention.js';
 import { Cublas, type GemmDType } from './cublas.js';
@@ -25,7 +46,16 @@ import { DEVICE_ERRORS, DTYPE_CODE } from './kernels/common.js';
 import { DECODE } from './kernels/decode.js';
 import { ELEMENTWISE } from './kernels/elementwise.js';
 import { loraDownComposed, loraDownGradsComposed, loraUpBackwardComposed } from '../lora-composed.js';
-import { LORA, LORA_DOWN, LORA_GRAD_A, LORA_RANKS, LORA_UP_BWD, loraDropoutArgs, loraGroupMax, loraSeedMix } from './kernels/lora.js';
+import {
+  LORA,
+  LORA_DOWN,
+  LORA_GRAD_A,
+  LORA_RANKS,
+  LORA_UP_BWD,
+  loraDropoutArgs,
+  loraGroupMax,
+  loraSeedMix,
+} from './kernels/lora.js';
 import { CE_CLUSTER, NORM_ROW_CHUNKS, ROWS } from './kernels/rows.js';
 import { HostCopies } from './host-copies.js';
 import type { MemoryStats } from './memory.js';
@@ -48,7 +78,6 @@ interface RopeCache {
 /** Elements converted per staged upload chunk (64 MiB of f32). */
 const UPLOAD_CHUNK = 1 << 24;
 
-
 export class CudaBackend implements Backend, MatmulHost {
   readonly name: string;
   readonly computeDType: FloatDType;
@@ -65,7 +94,9 @@ export class CudaBackend implements Backend, MatmulHost {
   constructor(opts: CudaBackendOptions = {}) {
     this.device = new CudaDevice(opts.device ?? 0);
     if (this.device.cc < 80) {
-      throw new UserError(`the CUDA backend needs a GPU of compute capability 8.0 or newer (bf16, large shared memory); ${this.device.name} has ${this.device.cc / 10}`);
+      throw new UserError(
+        `the CUDA backend needs a GPU of compute capability 8.0 or newer (bf16, large shared memory); ${this.device.name} has ${this.device.cc / 10}`,
+      );
     }
     this.gemm = new Cublas(this.device.stream);
     nvrtcApi(); // kernels compile on first use; a missing NVRTC should fail here, not mid-run
@@ -104,7 +135,13 @@ export class CudaBackend implements Backend, MatmulHost {
       for (let i = 0; i < n; i += UPLOAD_CHUNK) {
         const m = Math.min(UPLOAD_CHUNK, n - i);
         this.device.upload(stage.ptr, src.subarray(i, i + m));
-        this.device.launch(fn, [this.gridFor(m)], 256, 0, [t.ptr + i * 2, DTYPE_CODE[dtype as FloatDType], stage.ptr, DTYPE_CODE.f32, m]);
+        this.device.launch(fn, [this.gridFor(m)], 256, 0, [
+          t.ptr + i * 2,
+          DTYPE_CODE[dtype as FloatDType],
+          stage.ptr,
+          DTYPE_CODE.f32,
+          m,
+        ]);
       }
       this.device.allocator.release(stage.ptr, stage.size);
     }
@@ -122,15 +159,21 @@ export class CudaBackend implements Backend, MatmulHost {
     const codes = put(w.codes.subarray(0, Math.ceil(n / 2)));
     const absmax = put(w.absmax.subarray(0, Math.ceil(n / w.blockSize)));
     const code = put(Float32Array.from(w.code));
-    return new CudaTensor([...w.shape], 'nf4', codes.ptr, [codes, absmax, code], null, { absmax: absmax.ptr, code: code.ptr, blockSize: w.blockSize });
+    return new CudaTensor([...w.shape], 'nf4', codes.ptr, [codes, absmax, code], null, {
+      absmax: absmax.ptr,
+      code: code.ptr,
+      blockSize: w.blockSize,
+    });
   }
 
   quantizeNf4(values: Float32Array, shape: [number, number], scales: (absmax: Float32Array) => Float32Array): Tensor {
     checkNf4Values(values, shape);
-    const n = values.length, blocks = Math.ceil(n / NF4_BLOCKSIZE);
+    const n = values.length,
+      blocks = Math.ceil(n / NF4_BLOCKSIZE);
     const alloc = this.device.allocator;
     const src = this.upload(values, [n]);
-    const codes = alloc.alloc(Math.ceil(n / 2)), code = alloc.alloc(NF4_CODE.byteLength);
+    const codes = alloc.alloc(Math.ceil(n / 2)),
+      code = alloc.alloc(NF4_CODE.byteLength);
     const absmax = this.raw([blocks], 'f32', 'quantizeNf4');
     this.device.upload(code.ptr, NF4_CODE);
     // One warp (32 threads) per block of 64.
@@ -138,7 +181,11 @@ export class CudaBackend implements Backend, MatmulHost {
     this.free(src);
     // The scales from the absmax on the host (double quantization is a few operations per 64 weights), written over them.
     this.device.upload(absmax.ptr, scales(this.download(absmax) as Float32Array));
-    return new CudaTensor([...shape], 'nf4', codes.ptr, [codes, ...absmax.blocks, code], null, { absmax: absmax.ptr, code: code.ptr, blockSize: NF4_BLOCKSIZE });
+    return new CudaTensor([...shape], 'nf4', codes.ptr, [codes, ...absmax.blocks, code], null, {
+      absmax: absmax.ptr,
+      code: code.ptr,
+      blockSize: NF4_BLOCKSIZE,
+    });
   }
 
   download(t: Tensor): HostFloats {
@@ -179,18 +226,28 @@ export class CudaBackend implements Backend, MatmulHost {
     if (start < 0 || count < 0 || start + count > c.shape[0]) {
       throw new RangeError(`rows: [${start}, ${start + count}) outside dimension 0 of [${c.shape.join(', ')}]`);
     }
-    return new CudaTensor([count, ...c.shape.slice(1)], c.dtype, c.ptr + start * rowSize * elementBytes(c.dtype), [], c.base ?? c);
+    return new CudaTensor(
+      [count, ...c.shape.slice(1)],
+      c.dtype,
+      c.ptr + start * rowSize * elementBytes(c.dtype),
+      [],
+      c.base ?? c,
+    );
   }
 
   reshape(t: Tensor, shape: readonly number[]): Tensor {
     const c = asCuda(t, 'reshape');
-    if (shapeSize(shape) !== c.size) throw new Error(`reshape: [${c.shape.join(', ')}] has ${c.size} elements, [${shape.join(', ')}] needs ${shapeSize(shape)}`);
+    if (shapeSize(shape) !== c.size)
+      throw new Error(
+        `reshape: [${c.shape.join(', ')}] has ${c.size} elements, [${shape.join(', ')}] needs ${shapeSize(shape)}`,
+      );
     return new CudaTensor([...shape], c.dtype, c.ptr, [], c.base ?? c, c.nf4);
   }
 
   copy(dst: Tensor, src: Tensor): void {
     checkSameSize('copy', dst, src);
-    const d = asCuda(dst, 'copy dst'), s = asCuda(src, 'copy src');
+    const d = asCuda(dst, 'copy dst'),
+      s = asCuda(src, 'copy src');
     if (d.dtype === 'nf4' || s.dtype === 'nf4' || (d.dtype === 'i32') !== (s.dtype === 'i32')) {
       throw new TypeError(`copy: ${s.dtype} -> ${d.dtype} is not supported`);
     }
@@ -201,11 +258,20 @@ export class CudaBackend implements Backend, MatmulHost {
   fill(t: Tensor, value: number): void {
     const c = asCuda(t, 'fill');
     switch (c.dtype) {
-      case 'f32': this.device.memset(c.ptr, 32, new Uint32Array(Float32Array.of(value).buffer)[0], c.size); break;
-      case 'i32': this.device.memset(c.ptr, 32, value | 0, c.size); break;
-      case 'bf16': this.device.memset(c.ptr, 16, f32ToBf16Bits(value), c.size); break;
-      case 'f16': this.device.memset(c.ptr, 16, f32ToF16Bits(value), c.size); break;
-      default: throw new TypeError('fill: nf4 tensors cannot be filled');
+      case 'f32':
+        this.device.memset(c.ptr, 32, new Uint32Array(Float32Array.of(value).buffer)[0], c.size);
+        break;
+      case 'i32':
+        this.device.memset(c.ptr, 32, value | 0, c.size);
+        break;
+      case 'bf16':
+        this.device.memset(c.ptr, 16, f32ToBf16Bits(value), c.size);
+        break;
+      case 'f16':
+        this.device.memset(c.ptr, 16, f32ToF16Bits(value), c.size);
+        break;
+      default:
+        throw new TypeError('fill: nf4 tensors cannot be filled');
     }
   }
 
@@ -218,16 +284,25 @@ export class CudaBackend implements Backend, MatmulHost {
   addBias(x: Tensor, bias: Tensor): void {
     const D = bias.size;
     if (x.size % D !== 0) throw new Error(`addBias: bias of ${D} does not divide [${x.shape.join(', ')}]`);
-    if (D % 8 === 0 && this.bf16x8(x, bias)) this.elementwise('add_bias_bf16x8', x.size / 8, [ptrArg(x), ptrArg(bias), x.size / 8, D / 8]);
-    else this.elementwise('add_bias', x.size, [...floatArg(x, 'addBias x'), ...floatArg(bias, 'addBias bias'), x.size, D]);
+    if (D % 8 === 0 && this.bf16x8(x, bias))
+      this.elementwise('add_bias_bf16x8', x.size / 8, [ptrArg(x), ptrArg(bias), x.size / 8, D / 8]);
+    else
+      this.elementwise('add_bias', x.size, [...floatArg(x, 'addBias x'), ...floatArg(bias, 'addBias bias'), x.size, D]);
   }
 
   // ---- elementwise and reductions ----
 
   add(out: Tensor, a: Tensor, b: Tensor): void {
     checkSameSize('add', out, a, b);
-    if (this.bf16x8(out, a, b)) this.elementwise('add_bf16x8', out.size / 8, [ptrArg(out), ptrArg(a), ptrArg(b), out.size / 8]);
-    else this.elementwise('add', out.size, [...floatArg(out, 'add out'), ...floatArg(a, 'add a'), ...floatArg(b, 'add b'), out.size]);
+    if (this.bf16x8(out, a, b))
+      this.elementwise('add_bf16x8', out.size / 8, [ptrArg(out), ptrArg(a), ptrArg(b), out.size / 8]);
+    else
+      this.elementwise('add', out.size, [
+        ...floatArg(out, 'add out'),
+        ...floatArg(a, 'add a'),
+        ...floatArg(b, 'add b'),
+        out.size,
+      ]);
   }
 
   axpy(y: Tensor, x: Tensor, alpha: number): void {
@@ -248,20 +323,35 @@ export class CudaBackend implements Backend, MatmulHost {
   }
 
   clipByNorm(x: Tensor, sumSquares: Tensor, maxNorm: number): void {
-    this.elementwise('clip_by_norm', x.size, [...floatArg(x, 'clipByNorm x'), ptrOf(sumSquares, 'f32', 'clipByNorm sumSquares'), maxNorm, x.size]);
+    this.elementwise('clip_by_norm', x.size, [
+      ...floatArg(x, 'clipByNorm x'),
+      ptrOf(sumSquares, 'f32', 'clipByNorm sumSquares'),
+      maxNorm,
+      x.size,
+    ]);
   }
 
   dropout(out: Tensor, x: Tensor, p: number, seed: number): void {
     checkSameSize('dropout', out, x);
     if (!(p >= 0 && p < 1)) throw new RangeError(`dropout: p must be in [0, 1), got ${p}`);
-    const o = asCuda(out, 'dropout out'), s = asCuda(x, 'dropout x');
+    const o = asCuda(out, 'dropout out'),
+      s = asCuda(x, 'dropout x');
     if (p === 0) {
       if (o.ptr !== s.ptr || o.dtype !== s.dtype) this.copy(out, x);
       return;
     }
     const seedMix = loraSeedMix(seed);
-    if (this.bf16x8(out, x)) this.elementwise('dropout_bf16x8', out.size / 8, [o.ptr, s.ptr, p, 1 / (1 - p), seedMix, out.size / 8]);
-    else this.elementwise('dropout', out.size, [...floatArg(out, 'dropout out'), ...floatArg(x, 'dropout x'), p, 1 / (1 - p), seedMix, out.size]);
+    if (this.bf16x8(out, x))
+      this.elementwise('dropout_bf16x8', out.size / 8, [o.ptr, s.ptr, p, 1 / (1 - p), seedMix, out.size / 8]);
+    else
+      this.elementwise('dropout', out.size, [
+        ...floatArg(out, 'dropout out'),
+        ...floatArg(x, 'dropout x'),
+        p,
+        1 / (1 - p),
+        seedMix,
+        out.size,
+      ]);
   }
 
   loraDown(us: readonly Tensor[], x: Tensor, as: readonly Tensor[], p: number, seeds: readonly number[]): void {
@@ -273,16 +363,40 @@ export class CudaBackend implements Backend, MatmulHost {
     if (N === 0) return;
     for (const c of loraChunks(us.length, r)) {
       const M = c.length;
-      this.device.launch(this.device.kernel(LORA, `lora_down_${r}_${M}`), [Math.ceil(N / LORA_DOWN.rows)], LORA_DOWN.threads, LORA_DOWN.sharedBytes(r, M), [
-        ...pad3(c.map((m) => ptrArg(us[m]))), ptrArg(x), ...pad3(c.map((m) => ptrArg(as[m]))), N, D, ...dropoutArgs(p, c.map((m) => seeds[m])),
-      ]);
+      this.device.launch(
+        this.device.kernel(LORA, `lora_down_${r}_${M}`),
+        [Math.ceil(N / LORA_DOWN.rows)],
+        LORA_DOWN.threads,
+        LORA_DOWN.sharedBytes(r, M),
+        [
+          ...pad3(c.map((m) => ptrArg(us[m]))),
+          ptrArg(x),
+          ...pad3(c.map((m) => ptrArg(as[m]))),
+          N,
+          D,
+          ...dropoutArgs(
+            p,
+            c.map((m) => seeds[m]),
+          ),
+        ],
+      );
     }
   }
 
-  loraUpBackward(gradBs: readonly Tensor[], gs: readonly Tensor[], dys: readonly Tensor[], us: readonly Tensor[], bs: readonly Tensor[], alpha: number): void {
+  loraUpBackward(
+    gradBs: readonly Tensor[],
+    gs: readonly Tensor[],
+    dys: readonly Tensor[],
+    us: readonly Tensor[],
+    bs: readonly Tensor[],
+    alpha: number,
+  ): void {
     const { N, r, outs } = loraUpDims(gradBs, gs, dys, us, bs);
-    if (r > LORA_UP_BWD.rankPad || !this.fusedLora([...gs, ...dys, ...us, ...bs], r, outs, 'lora-up-bwd')
-      || gradBs.some((t) => asCuda(t, 'loraUpBackward gradB').dtype !== 'f32')) {
+    if (
+      r > LORA_UP_BWD.rankPad ||
+      !this.fusedLora([...gs, ...dys, ...us, ...bs], r, outs, 'lora-up-bwd') ||
+      gradBs.some((t) => asCuda(t, 'loraUpBackward gradB').dtype !== 'f32')
+    ) {
       loraUpBackwardComposed(this, gradBs, gs, dys, us, bs, alpha);
       return;
     }
@@ -290,25 +404,61 @@ export class CudaBackend implements Backend, MatmulHost {
     const part = LORA_UP_BWD.rankPad * 4;
     for (const c of loraChunks(gs.length, r)) {
       const M = c.length;
-      const O = pad3(c.map((m) => outs[m])), Omax = Math.max(...O);
-      const rowBlocks = Math.ceil(N / LORA_UP_BWD.rows), colBlocks = Math.ceil(Omax / LORA_UP_BWD.cols);
-      const gpart = this.device.allocator.alloc(M * colBlocks * N * part), bpart = this.device.allocator.alloc(M * rowBlocks * Omax * part);
-      this.device.launch(this.device.kernel(LORA, 'lora_up_bwd'), [rowBlocks, colBlocks, M], LORA_UP_BWD.threads, LORA_UP_BWD.sharedBytes, [
-        gpart.ptr, bpart.ptr, ...pad3(c.map((m) => ptrArg(dys[m]))), ...pad3(c.map((m) => ptrArg(us[m]))), ...pad3(c.map((m) => ptrArg(bs[m]))), ...O, N, r,
-      ]);
+      const O = pad3(c.map((m) => outs[m])),
+        Omax = Math.max(...O);
+      const rowBlocks = Math.ceil(N / LORA_UP_BWD.rows),
+        colBlocks = Math.ceil(Omax / LORA_UP_BWD.cols);
+      const gpart = this.device.allocator.alloc(M * colBlocks * N * part),
+        bpart = this.device.allocator.alloc(M * rowBlocks * Omax * part);
+      this.device.launch(
+        this.device.kernel(LORA, 'lora_up_bwd'),
+        [rowBlocks, colBlocks, M],
+        LORA_UP_BWD.threads,
+        LORA_UP_BWD.sharedBytes,
+        [
+          gpart.ptr,
+          bpart.ptr,
+          ...pad3(c.map((m) => ptrArg(dys[m]))),
+          ...pad3(c.map((m) => ptrArg(us[m]))),
+          ...pad3(c.map((m) => ptrArg(bs[m]))),
+          ...O,
+          N,
+          r,
+        ],
+      );
       this.device.launch(this.device.kernel(LORA, 'lora_up_bwd_sum'), [this.gridFor(M * (N + Omax) * r)], 256, 0, [
-        ...pad3(c.map((m) => ptrArg(gs[m]))), ...pad3(c.map((m) => ptrOf(gradBs[m], 'f32', 'loraUpBackward gradB'))), gpart.ptr, bpart.ptr,
-        ...O, N, r, M, colBlocks, rowBlocks, alpha,
+        ...pad3(c.map((m) => ptrArg(gs[m]))),
+        ...pad3(c.map((m) => ptrOf(gradBs[m], 'f32', 'loraUpBackward gradB'))),
+        gpart.ptr,
+        bpart.ptr,
+        ...O,
+        N,
+        r,
+        M,
+        colBlocks,
+        rowBlocks,
+        alpha,
       ]);
       this.device.allocator.release(gpart.ptr, gpart.size);
       this.device.allocator.release(bpart.ptr, bpart.size);
     }
   }
 
-  loraDownGrads(gradAs: readonly Tensor[], gs: readonly Tensor[], x: Tensor, p: number, seeds: readonly number[], alpha: number, input: LoraInputGradient | null): void {
+  loraDownGrads(
+    gradAs: readonly Tensor[],
+    gs: readonly Tensor[],
+    x: Tensor,
+    p: number,
+    seeds: readonly number[],
+    alpha: number,
+    input: LoraInputGradient | null,
+  ): void {
     const { N, r, D } = loraDownGradsDims(gradAs, gs, x, seeds, input);
     const operands = [...gs, x, ...(input ? [input.dx, ...input.as] : [])];
-    if (!this.fusedLora(operands, r, [D], 'lora-grads') || gradAs.some((t) => asCuda(t, 'loraDownGrads gradA').dtype !== 'f32')) {
+    if (
+      !this.fusedLora(operands, r, [D], 'lora-grads') ||
+      gradAs.some((t) => asCuda(t, 'loraDownGrads gradA').dtype !== 'f32')
+    ) {
       loraDownGradsComposed(this, gradAs, gs, x, p, seeds, alpha, input);
       return;
     }
@@ -319,21 +469,47 @@ export class CudaBackend implements Backend, MatmulHost {
       const chunks = Math.ceil(N / LORA_GRAD_A.rows);
       const part = this.device.allocator.alloc(chunks * M * r * D * 4);
       const grid = [Math.ceil(D / LORA_GRAD_A.cols), chunks];
-      const g = pad3(c.map((m) => ptrArg(gs[m]))), seedMix = pad3(c.map((m) => loraSeedMix(seeds[m])));
+      const g = pad3(c.map((m) => ptrArg(gs[m]))),
+        seedMix = pad3(c.map((m) => loraSeedMix(seeds[m])));
       if (input) {
         // Both gradients from one pass over x's tiles, the masks computed once.
-        this.device.launch(this.device.kernel(LORA, `lora_grads_${r}_${M}`), grid, LORA_GRAD_A.threads, LORA_GRAD_A.sharedBytes(r, M, true), [
-          part.ptr, ptrArg(input.dx), ...g, ptrArg(x), ...pad3(c.map((m) => ptrArg(input.as[m]))), N, D, d.keepFrom, alpha * d.keepScale, ...seedMix, d.drop,
-          input.accumulate || i > 0 ? 1 : 0,
-        ]);
+        this.device.launch(
+          this.device.kernel(LORA, `lora_grads_${r}_${M}`),
+          grid,
+          LORA_GRAD_A.threads,
+          LORA_GRAD_A.sharedBytes(r, M, true),
+          [
+            part.ptr,
+            ptrArg(input.dx),
+            ...g,
+            ptrArg(x),
+            ...pad3(c.map((m) => ptrArg(input.as[m]))),
+            N,
+            D,
+            d.keepFrom,
+            alpha * d.keepScale,
+            ...seedMix,
+            d.drop,
+            input.accumulate || i > 0 ? 1 : 0,
+          ],
+        );
       } else {
-        this.device.launch(this.device.kernel(LORA, `lora_grad_a_${r}_${M}`), grid, LORA_GRAD_A.threads, LORA_GRAD_A.sharedBytes(r, M, false), [
-          part.ptr, ...g, ptrArg(x), N, D, d.keepFrom, ...seedMix, d.drop,
-        ]);
+        this.device.launch(
+          this.device.kernel(LORA, `lora_grad_a_${r}_${M}`),
+          grid,
+          LORA_GRAD_A.threads,
+          LORA_GRAD_A.sharedBytes(r, M, false),
+          [part.ptr, ...g, ptrArg(x), N, D, d.keepFrom, ...seedMix, d.drop],
+        );
       }
       // The kernels sum masked, unscaled values: dropout's 1 / (1 - p) joins alpha.
       this.device.launch(this.device.kernel(LORA, 'lora_grad_a_sum'), [this.gridFor(M * r * D)], 256, 0, [
-        ...pad3(c.map((m) => ptrOf(gradAs[m], 'f32', 'loraDownGrads gradA'))), part.ptr, chunks, M, r * D, alpha * d.keepScale,
+        ...pad3(c.map((m) => ptrOf(gradAs[m], 'f32', 'loraDownGrads gradA'))),
+        part.ptr,
+        chunks,
+        M,
+        r * D,
+        alpha * d.keepScale,
       ]);
       this.device.allocator.release(part.ptr, part.size);
     });
@@ -347,7 +523,12 @@ export class CudaBackend implements Backend, MatmulHost {
     if (ids.size === 0) return;
     const fn = this.device.kernel(ELEMENTWISE, 'embedding');
     this.device.launch(fn, [ids.size], Math.min(256, 32 * Math.ceil(D / 32)), 0, [
-      ...floatArg(out, 'embedding out'), ...floatArg(table, 'embedding table'), ptrOf(ids, 'i32', 'embedding ids'), D, V, this.errorWord.ptr,
+      ...floatArg(out, 'embedding out'),
+      ...floatArg(table, 'embedding table'),
+      ptrOf(ids, 'i32', 'embedding ids'),
+      D,
+      V,
+      this.errorWord.ptr,
     ]);
   }
 
@@ -358,12 +539,22 @@ export class CudaBackend implements Backend, MatmulHost {
     const D = weight.size;
     if (this.normRows8(D) && this.bf16x8(out, x, weight)) {
       this.device.launch(this.device.kernel(ROWS, 'rmsnorm_fwd_bf16x8'), [rstd.size], this.rowThreads8(D / 8), 0, [
-        ptrArg(out), ptrOf(rstd, 'f32', 'rmsNorm rstd'), ptrArg(x), ptrArg(weight), D / 8, eps,
+        ptrArg(out),
+        ptrOf(rstd, 'f32', 'rmsNorm rstd'),
+        ptrArg(x),
+        ptrArg(weight),
+        D / 8,
+        eps,
       ]);
       return;
     }
     this.device.launch(this.device.kernel(ROWS, 'rmsnorm_fwd'), [rstd.size], this.rowThreads(D), 0, [
-      ...floatArg(out, 'rmsNorm out'), ptrOf(rstd, 'f32', 'rmsNorm rstd'), ...floatArg(x, 'rmsNorm x'), ...floatArg(weight, 'rmsNorm weight'), D, eps,
+      ...floatArg(out, 'rmsNorm out'),
+      ptrOf(rstd, 'f32', 'rmsNorm rstd'),
+      ...floatArg(x, 'rmsNorm x'),
+      ...floatArg(weight, 'rmsNorm weight'),
+      D,
+      eps,
     ]);
   }
 
@@ -374,13 +565,24 @@ export class CudaBackend implements Backend, MatmulHost {
     const D = weight.size;
     if (D % 8 === 0 && this.bf16x8(dx, dout, x, weight)) {
       this.device.launch(this.device.kernel(ROWS, 'rmsnorm_bwd_bf16x8'), [rstd.size], this.rowThreads8(D / 8), 0, [
-        ptrArg(dx), ptrArg(dout), ptrArg(x), ptrArg(weight), ptrOf(rstd, 'f32', 'rmsNorm rstd'), D / 8, accumulate ? 1 : 0,
+        ptrArg(dx),
+        ptrArg(dout),
+        ptrArg(x),
+        ptrArg(weight),
+        ptrOf(rstd, 'f32', 'rmsNorm rstd'),
+        D / 8,
+        accumulate ? 1 : 0,
       ]);
       return;
     }
     this.device.launch(this.device.kernel(ROWS, 'rmsnorm_bwd'), [rstd.size], this.rowThreads(D), 0, [
-      ...floatArg(dx, 'rmsNorm dx'), ...floatArg(dout, 'rmsNorm dout'), ...floatArg(x, 'rmsNorm x'), ...floatArg(weight, 'rmsNorm weight'),
-      ptrOf(rstd, 'f32', 'rmsNorm rstd'), D, accumulate ? 1 : 0,
+      ...floatArg(dx, 'rmsNorm dx'),
+      ...floatArg(dout, 'rmsNorm dout'),
+      ...floatArg(x, 'rmsNorm x'),
+      ...floatArg(weight, 'rmsNorm weight'),
+      ptrOf(rstd, 'f32', 'rmsNorm rstd'),
+      D,
+      accumulate ? 1 : 0,
     ]);
   }
 
@@ -399,18 +601,38 @@ export class CudaBackend implements Backend, MatmulHost {
     this.rope(dx, dout, positions, theta, -1);
   }
 
-  attentionForward(out: Tensor, lse: Tensor, q: Tensor, k: Tensor, v: Tensor, keyMask: Tensor, opts: AttentionOptions = {}): void {
+  attentionForward(
+    out: Tensor,
+    lse: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    keyMask: Tensor,
+    opts: AttentionOptions = {},
+  ): void {
     attentionForwardCuda(this.device, this.gemm, out, lse, q, k, v, keyMask, opts);
   }
 
   attentionBackward(
-    dq: Tensor, dk: Tensor, dv: Tensor, dout: Tensor,
-    q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, keyMask: Tensor, opts: AttentionBackwardOptions = {},
+    dq: Tensor,
+    dk: Tensor,
+    dv: Tensor,
+    dout: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    out: Tensor,
+    lse: Tensor,
+    keyMask: Tensor,
+    opts: AttentionBackwardOptions = {},
   ): void {
     const rope = opts.rope;
     const hd = q.shape[q.shape.length - 1];
     const tables = rope && hd % 2 === 0 ? this.ropeCosSin(rope.theta, hd, k.shape[1] ?? 0) : null;
-    if (!attentionBackwardCuda(this.device, this.gemm, dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts, tables) && rope) {
+    if (
+      !attentionBackwardCuda(this.device, this.gemm, dq, dk, dv, dout, q, k, v, out, lse, keyMask, opts, tables) &&
+      rope
+    ) {
       this.ropeBackward(dq, dq, rope.positions, rope.theta);
       this.ropeBackward(dk, dk, rope.positions, rope.theta);
     }
@@ -418,25 +640,44 @@ export class CudaBackend implements Backend, MatmulHost {
 
   swigluForward(out: Tensor, gate: Tensor, up: Tensor): void {
     checkSameSize('swigluForward', out, gate, up);
-    if (this.bf16x8(out, gate, up)) this.elementwise('swiglu_fwd_bf16x8', out.size / 8, [ptrArg(out), ptrArg(gate), ptrArg(up), out.size / 8]);
-    else this.elementwise('swiglu_fwd', out.size, [...floatArg(out, 'swiglu out'), ...floatArg(gate, 'swiglu gate'), ...floatArg(up, 'swiglu up'), out.size]);
+    if (this.bf16x8(out, gate, up))
+      this.elementwise('swiglu_fwd_bf16x8', out.size / 8, [ptrArg(out), ptrArg(gate), ptrArg(up), out.size / 8]);
+    else
+      this.elementwise('swiglu_fwd', out.size, [
+        ...floatArg(out, 'swiglu out'),
+        ...floatArg(gate, 'swiglu gate'),
+        ...floatArg(up, 'swiglu up'),
+        out.size,
+      ]);
   }
 
   swigluBackward(dgate: Tensor, dup: Tensor, dout: Tensor, gate: Tensor, up: Tensor): void {
     checkSameSize('swigluBackward', dgate, dup, dout, gate, up);
     if (this.bf16x8(dgate, dup, dout, gate, up)) {
-      this.elementwise('swiglu_bwd_bf16x8', dout.size / 8, [ptrArg(dgate), ptrArg(dup), ptrArg(dout), ptrArg(gate), ptrArg(up), dout.size / 8]);
+      this.elementwise('swiglu_bwd_bf16x8', dout.size / 8, [
+        ptrArg(dgate),
+        ptrArg(dup),
+        ptrArg(dout),
+        ptrArg(gate),
+        ptrArg(up),
+        dout.size / 8,
+      ]);
       return;
     }
     this.elementwise('swiglu_bwd', dout.size, [
-      ...floatArg(dgate, 'swiglu dgate'), ...floatArg(dup, 'swiglu dup'), ...floatArg(dout, 'swiglu dout'),
-      ...floatArg(gate, 'swiglu gate'), ...floatArg(up, 'swiglu up'), dout.size,
+      ...floatArg(dgate, 'swiglu dgate'),
+      ...floatArg(dup, 'swiglu dup'),
+      ...floatArg(dout, 'swiglu dout'),
+      ...floatArg(gate, 'swiglu gate'),
+      ...floatArg(up, 'swiglu up'),
+      dout.size,
     ]);
   }
 
   crossEntropy(losses: Tensor, logits: Tensor, targets: Tensor, dlogits?: Tensor, gradScale = 1): void {
     const N = targets.size;
-    if (logits.size % N !== 0 || losses.size !== N) throw new Error('crossEntropy: logits must be [N, V] with N targets and N losses');
+    if (logits.size % N !== 0 || losses.size !== N)
+      throw new Error('crossEntropy: logits must be [N, V] with N targets and N losses');
     if (dlogits) checkSameSize('crossEntropy dlogits', dlogits, logits);
     if (N === 0) return;
     const V = logits.size / N;
@@ -444,22 +685,53 @@ export class CudaBackend implements Backend, MatmulHost {
       // One read of the logits where a cluster of blocks (sm_90) can hold the row in registers.
       const threads = 32 * Math.ceil(V / 8 / CE_CLUSTER.blocks / CE_CLUSTER.perThread / 32);
       if (this.device.cc >= 90 && threads <= 1024) {
-        this.device.launch(this.device.kernel(ROWS, 'cross_entropy_bf16x8_cluster'), [N * CE_CLUSTER.blocks], threads, 0, [
-          ptrOf(losses, 'f32', 'crossEntropy losses'), ptrArg(logits), ptrOf(targets, 'i32', 'crossEntropy targets'), dlogits ? ptrArg(dlogits) : 0,
-          dlogits ? 1 : 0, gradScale, V / 8, this.errorWord.ptr,
-        ]);
+        this.device.launch(
+          this.device.kernel(ROWS, 'cross_entropy_bf16x8_cluster'),
+          [N * CE_CLUSTER.blocks],
+          threads,
+          0,
+          [
+            ptrOf(losses, 'f32', 'crossEntropy losses'),
+            ptrArg(logits),
+            ptrOf(targets, 'i32', 'crossEntropy targets'),
+            dlogits ? ptrArg(dlogits) : 0,
+            dlogits ? 1 : 0,
+            gradScale,
+            V / 8,
+            this.errorWord.ptr,
+          ],
+        );
         return;
       }
-      this.device.launch(this.device.kernel(ROWS, 'cross_entropy_bf16x8'), [N], Math.min(1024, 32 * Math.ceil(V / 256)), 0, [
-        ptrOf(losses, 'f32', 'crossEntropy losses'), ptrArg(logits), ptrOf(targets, 'i32', 'crossEntropy targets'), dlogits ? ptrArg(dlogits) : 0,
-        dlogits ? 1 : 0, gradScale, V / 8, this.errorWord.ptr,
-      ]);
+      this.device.launch(
+        this.device.kernel(ROWS, 'cross_entropy_bf16x8'),
+        [N],
+        Math.min(1024, 32 * Math.ceil(V / 256)),
+        0,
+        [
+          ptrOf(losses, 'f32', 'crossEntropy losses'),
+          ptrArg(logits),
+          ptrOf(targets, 'i32', 'crossEntropy targets'),
+          dlogits ? ptrArg(dlogits) : 0,
+          dlogits ? 1 : 0,
+          gradScale,
+          V / 8,
+          this.errorWord.ptr,
+        ],
+      );
       return;
     }
     const [dPtr, dCode] = dlogits ? floatArg(dlogits, 'crossEntropy dlogits') : [0, 0];
     this.device.launch(this.device.kernel(ROWS, 'cross_entropy'), [N], Math.min(1024, 32 * Math.ceil(V / 64)), 0, [
-      ptrOf(losses, 'f32', 'crossEntropy losses'), ...floatArg(logits, 'crossEntropy logits'), ptrOf(targets, 'i32', 'crossEntropy targets'),
-      dPtr, dCode, dlogits ? 1 : 0, gradScale, V, this.errorWord.ptr,
+      ptrOf(losses, 'f32', 'crossEntropy losses'),
+      ...floatArg(logits, 'crossEntropy logits'),
+      ptrOf(targets, 'i32', 'crossEntropy targets'),
+      dPtr,
+      dCode,
+      dlogits ? 1 : 0,
+      gradScale,
+      V,
+      this.errorWord.ptr,
     ]);
   }
 
@@ -469,25 +741,47 @@ export class CudaBackend implements Backend, MatmulHost {
     checkSameSize('adamw', param, grad, m, v);
     const bc1 = 1 - o.beta1 ** o.step;
     this.elementwise('adamw', param.size, [
-      ptrOf(param, 'f32', 'adamw param'), ptrOf(grad, 'f32', 'adamw grad'), ptrOf(m, 'f32', 'adamw m'), ptrOf(v, 'f32', 'adamw v'), param.size,
-      o.beta1, o.beta2, 1 - o.lr * o.weightDecay, o.lr / bc1, Math.sqrt(1 - o.beta2 ** o.step), o.eps,
+      ptrOf(param, 'f32', 'adamw param'),
+      ptrOf(grad, 'f32', 'adamw grad'),
+      ptrOf(m, 'f32', 'adamw m'),
+      ptrOf(v, 'f32', 'adamw v'),
+      param.size,
+      o.beta1,
+      o.beta2,
+      1 - o.lr * o.weightDecay,
+      o.lr / bc1,
+      Math.sqrt(1 - o.beta2 ** o.step),
+      o.eps,
     ]);
   }
 
   // ---- inference ----
 
   matmulBatch(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[], opts: MatmulOptions = {}): void {
-    if (outs.length !== as.length || as.length !== bs.length) throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
+    if (outs.length !== as.length || as.length !== bs.length)
+      throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
     if (outs.length === 0) return;
     const [A0, B0, O0] = [as[0], bs[0], outs[0]].map((t) => asCuda(t, 'matmulBatch'));
     /** Every tensor of ts 2-D with first's shape and dtype. */
-    const like = (ts: readonly Tensor[], first: CudaTensor): boolean => ts.every((t) => {
-      const c = asCuda(t, 'matmulBatch');
-      return c.shape.length === 2 && c.dtype === first.dtype && c.shape[0] === first.shape[0] && c.shape[1] === first.shape[1];
-    });
+    const like = (ts: readonly Tensor[], first: CudaTensor): boolean =>
+      ts.every((t) => {
+        const c = asCuda(t, 'matmulBatch');
+        return (
+          c.shape.length === 2 &&
+          c.dtype === first.dtype &&
+          c.shape[0] === first.shape[0] &&
+          c.shape[1] === first.shape[1]
+        );
+      });
     // One batched product: 16-bit operands of one dtype, outputs in it or f32, equal shapes.
-    const batched = outs.length > 1 && (A0.dtype === 'bf16' || A0.dtype === 'f16') && B0.dtype === A0.dtype
-      && (O0.dtype === A0.dtype || O0.dtype === 'f32') && like(as, A0) && like(bs, B0) && like(outs, O0);
+    const batched =
+      outs.length > 1 &&
+      (A0.dtype === 'bf16' || A0.dtype === 'f16') &&
+      B0.dtype === A0.dtype &&
+      (O0.dtype === A0.dtype || O0.dtype === 'f32') &&
+      like(as, A0) &&
+      like(bs, B0) &&
+      like(outs, O0);
     if (!batched) {
       outs.forEach((out, i) => this.matmul(out, as[i], bs[i], opts));
       return;
@@ -496,32 +790,60 @@ export class CudaBackend implements Backend, MatmulHost {
     const n = outs.length;
     const arrays = this.addressArray([...as, ...bs, ...outs].map((t) => asCuda(t, 'matmulBatch').ptr));
     this.gemm.gemmArrays({
-      M, N, K, transA: opts.transA ?? false, transB: opts.transB ?? false, dtype: A0.dtype as GemmDType, outDtype: O0.dtype as GemmDType,
-      aArray: arrays, lda: A0.shape[1], bArray: arrays + 8 * n, ldb: B0.shape[1], cArray: arrays + 16 * n, ldc: N,
-      alpha: opts.alpha ?? 1, beta: opts.accumulate ? 1 : 0, batch: n,
+      M,
+      N,
+      K,
+      transA: opts.transA ?? false,
+      transB: opts.transB ?? false,
+      dtype: A0.dtype as GemmDType,
+      outDtype: O0.dtype as GemmDType,
+      aArray: arrays,
+      lda: A0.shape[1],
+      bArray: arrays + 8 * n,
+      ldb: B0.shape[1],
+      cArray: arrays + 16 * n,
+      ldc: N,
+      alpha: opts.alpha ?? 1,
+      beta: opts.accumulate ? 1 : 0,
+      batch: n,
     });
   }
 
-  matmulMany(outs: readonly Tensor[], a: Tensor, bs: readonly Tensor[], biases: readonly (Tensor | null)[] = [], accumulate = false): void {
+  matmulMany(
+    outs: readonly Tensor[],
+    a: Tensor,
+    bs: readonly Tensor[],
+    biases: readonly (Tensor | null)[] = [],
+    accumulate = false,
+  ): void {
     if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
     this.productsSharingInput(outs, a, bs, accumulate);
     // The biases, three outputs per launch; 16 bytes at a time where every tensor allows.
     const pairs = outs.flatMap((out, i) => {
       const bias = biases[i];
       if (!bias) return [];
-      if (out.size % bias.size !== 0) throw new Error(`matmulMany: bias of ${bias.size} does not divide [${out.shape.join(', ')}]`);
+      if (out.size % bias.size !== 0)
+        throw new Error(`matmulMany: bias of ${bias.size} does not divide [${out.shape.join(', ')}]`);
       return out.size > 0 ? [{ out, bias }] : [];
     });
     const wide = pairs.every(({ out, bias }) => bias.size % 8 === 0 && this.bf16x8(out, bias));
-    const args = pairs.map(({ out, bias }) => wide
-      ? [ptrArg(out), ptrArg(bias), out.size / 8, bias.size / 8]
-      : [...floatArg(out, 'matmulMany out'), ...floatArg(bias, 'matmulMany bias'), out.size, bias.size]);
+    const args = pairs.map(({ out, bias }) =>
+      wide
+        ? [ptrArg(out), ptrArg(bias), out.size / 8, bias.size / 8]
+        : [...floatArg(out, 'matmulMany out'), ...floatArg(bias, 'matmulMany bias'), out.size, bias.size],
+    );
     const absent = wide ? [0, 0, 0, 1] : [0, 0, 0, 0, 0, 1];
     for (let i = 0; i < args.length; i += 3) {
       const part = args.slice(i, i + 3);
       const total = part.reduce((n, a) => n + a[a.length - 2], 0);
       while (part.length < 3) part.push(absent);
-      this.device.launch(this.device.kernel(DECODE, wide ? 'add_bias3_bf16x8' : 'add_bias3'), [this.gridFor(total)], 256, 0, part.flat());
+      this.device.launch(
+        this.device.kernel(DECODE, wide ? 'add_bias3_bf16x8' : 'add_bias3'),
+        [this.gridFor(total)],
+        256,
+        0,
+        part.flat(),
+      );
     }
   }
 
@@ -533,9 +855,15 @@ export class CudaBackend implements Backend, MatmulHost {
     const A = asCuda(a, 'matmulMany a');
     const groups = new Map<string, number[]>();
     bs.forEach((b, i) => {
-      const B = asCuda(b, 'matmulMany b'), O = asCuda(outs[i], 'matmulMany out');
-      const batchable = (A.dtype === 'bf16' || A.dtype === 'f16' || A.dtype === 'f32') && a.shape.length === 2 && b.shape.length === 2
-        && (B.dtype === A.dtype || (B.dtype === 'nf4' && A.dtype !== 'f32')) && O.dtype === A.dtype && a.shape[1] > 0;
+      const B = asCuda(b, 'matmulMany b'),
+        O = asCuda(outs[i], 'matmulMany out');
+      const batchable =
+        (A.dtype === 'bf16' || A.dtype === 'f16' || A.dtype === 'f32') &&
+        a.shape.length === 2 &&
+        b.shape.length === 2 &&
+        (B.dtype === A.dtype || (B.dtype === 'nf4' && A.dtype !== 'f32')) &&
+        O.dtype === A.dtype &&
+        a.shape[1] > 0;
       const key = batchable ? `${B.dtype} ${b.shape.join('x')}` : `alone ${i}`;
       const group = groups.get(key);
       if (group) group.push(i);
@@ -546,17 +874,43 @@ export class CudaBackend implements Backend, MatmulHost {
         this.matmul(outs[group[0]], a, bs[group[0]], { transB: true, accumulate });
         continue;
       }
-      const [M, K] = a.shape, [N, Kb] = bs[group[0]].shape;
-      if (Kb !== K) throw new Error(`matmulMany: a [${a.shape.join(', ')}] and b [${bs[group[0]].shape.join(', ')}]ᵀ do not match`);
+      const [M, K] = a.shape,
+        [N, Kb] = bs[group[0]].shape;
+      if (Kb !== K)
+        throw new Error(`matmulMany: a [${a.shape.join(', ')}] and b [${bs[group[0]].shape.join(', ')}]ᵀ do not match`);
       for (const i of group) expectShape('matmulMany out', outs[i], [M, N]);
-      const n = group.length, dtype = A.dtype as GemmDType;
+      const n = group.length,
+        dtype = A.dtype as GemmDType;
       const nf4 = asCuda(bs[group[0]], 'matmulMany b').dtype === 'nf4';
-      const dense = nf4 ? this.dequantizedTogether(group.map((i) => asCuda(bs[i], 'matmulMany b')), dtype) : null;
+      const dense = nf4
+        ? this.dequantizedTogether(
+            group.map((i) => asCuda(bs[i], 'matmulMany b')),
+            dtype,
+          )
+        : null;
       const weights = dense ? dense.views.map((v) => v.ptr) : group.map((i) => asCuda(bs[i], 'matmulMany b').ptr);
-      const arrays = this.addressArray([...group.map(() => A.ptr), ...weights, ...group.map((i) => asCuda(outs[i], 'matmulMany out').ptr)]);
+      const arrays = this.addressArray([
+        ...group.map(() => A.ptr),
+        ...weights,
+        ...group.map((i) => asCuda(outs[i], 'matmulMany out').ptr),
+      ]);
       this.gemm.gemmArrays({
-        M, N, K, transA: false, transB: true, dtype, outDtype: dtype, aArray: arrays, lda: K, bArray: arrays + 8 * n, ldb: K, cArray: arrays + 16 * n, ldc: N,
-        alpha: 1, beta: accumulate ? 1 : 0, batch: n,
+        M,
+        N,
+        K,
+        transA: false,
+        transB: true,
+        dtype,
+        outDtype: dtype,
+        aArray: arrays,
+        lda: K,
+        bArray: arrays + 8 * n,
+        ldb: K,
+        cArray: arrays + 16 * n,
+        ldc: N,
+        alpha: 1,
+        beta: accumulate ? 1 : 0,
+        batch: n,
       });
       if (dense) this.releaseScratch(dense.scratch);
     }
@@ -565,17 +919,30 @@ export class CudaBackend implements Backend, MatmulHost {
   matmulSum(out: Tensor, as: readonly Tensor[], bs: readonly Tensor[], accumulate = false): void {
     if (as.length !== bs.length) throw new Error(`matmulSum: ${as.length} inputs for ${bs.length} weights`);
     const O = asCuda(out, 'matmulSum out');
-    const nf4 = bs.flatMap((b, i) => (asCuda(b, 'matmulSum b').dtype === 'nf4' && asCuda(as[i], 'matmulSum a').dtype === 'bf16' ? [i] : []));
+    const nf4 = bs.flatMap((b, i) =>
+      asCuda(b, 'matmulSum b').dtype === 'nf4' && asCuda(as[i], 'matmulSum a').dtype === 'bf16' ? [i] : [],
+    );
     // The nf4 weights of a bf16 product dequantized together (matmul would take them one by one).
-    const together = O.dtype === 'bf16' && nf4.length > 1 ? this.dequantizedTogether(nf4.map((i) => asCuda(bs[i], 'matmulSum b')), 'bf16') : null;
+    const together =
+      O.dtype === 'bf16' && nf4.length > 1
+        ? this.dequantizedTogether(
+            nf4.map((i) => asCuda(bs[i], 'matmulSum b')),
+            'bf16',
+          )
+        : null;
     const dense: Tensor[] = [...bs];
-    together?.views.forEach((v, j) => { dense[nf4[j]] = v; });
+    together?.views.forEach((v, j) => {
+      dense[nf4[j]] = v;
+    });
     dense.forEach((b, i) => this.matmul(out, as[i], b, { accumulate: accumulate || i > 0 }));
     if (together) this.releaseScratch(together.scratch);
   }
 
   /** NF4 weights dequantized into one scratch block (the caller releases it): a view of it per weight, in order. */
-  private dequantizedTogether(ws: readonly CudaTensor[], dtype: GemmDType): { scratch: CudaTensor; views: CudaTensor[] } {
+  private dequantizedTogether(
+    ws: readonly CudaTensor[],
+    dtype: GemmDType,
+  ): { scratch: CudaTensor; views: CudaTensor[] } {
     const scratch = this.scratch([ws.reduce((n, w) => n + w.size, 0)], dtype);
     let offset = 0;
     const views = ws.map((w) => {
@@ -593,7 +960,10 @@ export class CudaBackend implements Backend, MatmulHost {
     const dtype = c.dtype;
     const bytes = c.size * elementBytes(dtype);
     // The error word comes along, so kernels' reports surface here as they do in download().
-    const copy = this.hostCopies.start([{ src: c.ptr, bytes }, { src: this.errorWord.ptr, bytes: 4 }]);
+    const copy = this.hostCopies.start([
+      { src: c.ptr, bytes },
+      { src: this.errorWord.ptr, bytes: 4 },
+    ]);
     let values: HostFloats | null = null;
     return {
       wait: () => {
@@ -601,9 +971,14 @@ export class CudaBackend implements Backend, MatmulHost {
         const raw = this.hostCopies.wait(copy);
         this.throwDeviceError(new DataView(raw.buffer).getInt32(bytes, true));
         const data = raw.buffer.slice(0, bytes);
-        values = dtype === 'f32' ? new Float32Array(data)
-          : dtype === 'i32' ? Float32Array.from(new Int32Array(data))
-            : dtype === 'bf16' ? bf16ToF32(new Uint16Array(data)) : f16ToF32(new Uint16Array(data));
+        values =
+          dtype === 'f32'
+            ? new Float32Array(data)
+            : dtype === 'i32'
+              ? Float32Array.from(new Int32Array(data))
+              : dtype === 'bf16'
+                ? bf16ToF32(new Uint16Array(data))
+                : f16ToF32(new Uint16Array(data));
         return values;
       },
     };
@@ -611,7 +986,8 @@ export class CudaBackend implements Backend, MatmulHost {
 
   addI32(x: Tensor, value: number): void {
     const p = ptrOf(x, 'i32', 'addI32 x');
-    if (x.size > 0) this.device.launch(this.device.kernel(DECODE, 'add_i32'), [this.gridFor(x.size)], 256, 0, [p, value | 0, x.size]);
+    if (x.size > 0)
+      this.device.launch(this.device.kernel(DECODE, 'add_i32'), [this.gridFor(x.size)], 256, 0, [p, value | 0, x.size]);
   }
 
   gatherRows(out: Tensor, src: Tensor, index: Tensor): void {
@@ -624,9 +1000,11 @@ export class CudaBackend implements Backend, MatmulHost {
 
   /** Rows index[i] of src to rows i of out (gather), or rows i of src to rows index[i] of out (scatter). */
   private copyRows(what: string, out: Tensor, src: Tensor, index: Tensor, scatter: boolean): void {
-    const o = asCuda(out, `${what} out`), s = asCuda(src, `${what} src`);
+    const o = asCuda(out, `${what} out`),
+      s = asCuda(src, `${what} src`);
     const { rows, width } = copyRowsDims(what, out, src, index, scatter);
-    const N = index.size, listed = scatter ? s : o;
+    const N = index.size,
+      listed = scatter ? s : o;
     if (N === 0 || width === 0) return;
     const rowBytes = width * elementBytes(o.dtype as Exclude<TensorDType, 'nf4'>);
     const unit = [16, 4, 2, 1].find((u) => rowBytes % u === 0 && o.ptr % u === 0 && s.ptr % u === 0) ?? 1;
@@ -634,9 +1012,17 @@ export class CudaBackend implements Backend, MatmulHost {
     const idx = ptrOf(index, 'i32', `${what} index`);
     // A launch takes up to 65535 listed rows (the grid's y); more go in further launches.
     for (let r0 = 0; r0 < N; r0 += 65535) {
-      const n = Math.min(65535, N - r0), listedPtr = listed.ptr + r0 * rowBytes;
+      const n = Math.min(65535, N - r0),
+        listedPtr = listed.ptr + r0 * rowBytes;
       this.device.launch(this.device.kernel(DECODE, 'copy_rows'), [Math.min(Math.ceil(words / 256), 1024), n], 256, 0, [
-        scatter ? o.ptr : listedPtr, scatter ? listedPtr : s.ptr, idx + 4 * r0, words, unit, rows, scatter ? 1 : 0, this.errorWord.ptr,
+        scatter ? o.ptr : listedPtr,
+        scatter ? listedPtr : s.ptr,
+        idx + 4 * r0,
+        words,
+        unit,
+        rows,
+        scatter ? 1 : 0,
+        this.errorWord.ptr,
       ]);
     }
   }
@@ -649,10 +1035,24 @@ export class CudaBackend implements Backend, MatmulHost {
     if (N > 65535) throw new RangeError(`argmaxRows: at most 65535 rows at once, got ${N}`);
     const V = x.size / N;
     // Rows are split into chunks so that a few rows still fill the GPU; a second kernel picks per row.
-    const chunk = 4096, chunks = Math.ceil(V / chunk);
-    const values = this.device.allocator.alloc(N * chunks * 4), indices = this.device.allocator.alloc(N * chunks * 4);
-    this.device.launch(this.device.kernel(DECODE, 'argmax_partial'), [chunks, N], 256, 0, [...floatArg(x, 'argmaxRows x'), V, chunk, values.ptr, indices.ptr]);
-    this.device.launch(this.device.kernel(DECODE, 'argmax_final'), [Math.ceil(N / 8)], 256, 0, [o, values.ptr, indices.ptr, chunks, N]);
+    const chunk = 4096,
+      chunks = Math.ceil(V / chunk);
+    const values = this.device.allocator.alloc(N * chunks * 4),
+      indices = this.device.allocator.alloc(N * chunks * 4);
+    this.device.launch(this.device.kernel(DECODE, 'argmax_partial'), [chunks, N], 256, 0, [
+      ...floatArg(x, 'argmaxRows x'),
+      V,
+      chunk,
+      values.ptr,
+      indices.ptr,
+    ]);
+    this.device.launch(this.device.kernel(DECODE, 'argmax_final'), [Math.ceil(N / 8)], 256, 0, [
+      o,
+      values.ptr,
+      indices.ptr,
+      chunks,
+      N,
+    ]);
     this.device.allocator.release(values.ptr, values.size);
     this.device.allocator.release(indices.ptr, indices.size);
   }
@@ -664,25 +1064,59 @@ export class CudaBackend implements Backend, MatmulHost {
     const D = weight.size;
     if (this.normRows8(D) && this.bf16x8(sum, out, a, b, weight)) {
       this.device.launch(this.device.kernel(ROWS, 'add_rmsnorm_bf16x8'), [rstd.size], this.rowThreads8(D / 8), 0, [
-        ptrArg(sum), ptrArg(out), ptrOf(rstd, 'f32', 'addRmsNorm rstd'), ptrArg(a), ptrArg(b), ptrArg(weight), D / 8, eps,
+        ptrArg(sum),
+        ptrArg(out),
+        ptrOf(rstd, 'f32', 'addRmsNorm rstd'),
+        ptrArg(a),
+        ptrArg(b),
+        ptrArg(weight),
+        D / 8,
+        eps,
       ]);
       return;
     }
     this.device.launch(this.device.kernel(DECODE, 'add_rmsnorm'), [rstd.size], this.rowThreads(D), 0, [
-      ...floatArg(sum, 'addRmsNorm sum'), ...floatArg(out, 'addRmsNorm out'), ptrOf(rstd, 'f32', 'addRmsNorm rstd'),
-      ...floatArg(a, 'addRmsNorm a'), ...floatArg(b, 'addRmsNorm b'), ...floatArg(weight, 'addRmsNorm weight'), D, eps,
+      ...floatArg(sum, 'addRmsNorm sum'),
+      ...floatArg(out, 'addRmsNorm out'),
+      ptrOf(rstd, 'f32', 'addRmsNorm rstd'),
+      ...floatArg(a, 'addRmsNorm a'),
+      ...floatArg(b, 'addRmsNorm b'),
+      ...floatArg(weight, 'addRmsNorm weight'),
+      D,
+      eps,
     ]);
   }
 
-  ropeAppendKv(kCache: Tensor, vCache: Tensor, q: Tensor, k: Tensor, v: Tensor, positions: Tensor, offset: number, theta: number): void {
+  ropeAppendKv(
+    kCache: Tensor,
+    vCache: Tensor,
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    positions: Tensor,
+    offset: number,
+    theta: number,
+  ): void {
     const d = ropeAppendKvDims(kCache, vCache, q, k, v, positions, offset);
-    const N = d.B * d.T, half = d.hd / 2;
+    const N = d.B * d.T,
+      half = d.hd / 2;
     if (N === 0) return;
     if (d.hd % 2 !== 0) throw new Error(`ropeAppendKv: head dim ${d.hd} is odd`);
     this.device.launch(this.device.kernel(DECODE, 'rope_append_kv'), [Math.ceil((N * half) / 256)], 256, 0, [
-      ...floatArg(kCache, 'ropeAppendKv kCache'), ...floatArg(vCache, 'ropeAppendKv vCache'), ...floatArg(q, 'ropeAppendKv q'),
-      ...floatArg(k, 'ropeAppendKv k'), ...floatArg(v, 'ropeAppendKv v'), ptrOf(positions, 'i32', 'ropeAppendKv positions'),
-      this.ropeCache(theta, d.hd).invFreq.ptr, N, d.T, d.S, offset, d.H, d.Hkv, d.hd,
+      ...floatArg(kCache, 'ropeAppendKv kCache'),
+      ...floatArg(vCache, 'ropeAppendKv vCache'),
+      ...floatArg(q, 'ropeAppendKv q'),
+      ...floatArg(k, 'ropeAppendKv k'),
+      ...floatArg(v, 'ropeAppendKv v'),
+      ptrOf(positions, 'i32', 'ropeAppendKv positions'),
+      this.ropeCache(theta, d.hd).invFreq.ptr,
+      N,
+      d.T,
+      d.S,
+      offset,
+      d.H,
+      d.Hkv,
+      d.hd,
     ]);
   }
 
@@ -717,7 +1151,9 @@ export class CudaBackend implements Backend, MatmulHost {
     const parts = w.nf4;
     if (!parts) throw new TypeError('dequantizeNf4: not an nf4 tensor');
     const shift = Number.isInteger(Math.log2(parts.blockSize)) ? Math.log2(parts.blockSize) : -1;
-    return dst.dtype === 'bf16' && shift >= 4 && w.size % 16 === 0 && dst.ptr % 16 === 0 && w.ptr % 8 === 0 ? shift : -1;
+    return dst.dtype === 'bf16' && shift >= 4 && w.size % 16 === 0 && dst.ptr % 16 === 0 && w.ptr % 8 === 0
+      ? shift
+      : -1;
   }
 
   /**
@@ -747,11 +1183,24 @@ export class CudaBackend implements Backend, MatmulHost {
     if (!parts) throw new TypeError('dequantizeNf4: not an nf4 tensor');
     const shift = this.nf4Shift16(dst, w);
     if (shift >= 0) {
-      this.elementwise('nf4_dequant_bf16x16', w.size / 16, [dst.ptr, w.ptr, parts.absmax, parts.code, w.size / 16, shift]);
+      this.elementwise('nf4_dequant_bf16x16', w.size / 16, [
+        dst.ptr,
+        w.ptr,
+        parts.absmax,
+        parts.code,
+        w.size / 16,
+        shift,
+      ]);
       return;
     }
     this.elementwise('nf4_dequant', Math.ceil(w.size / 8), [
-      ...floatArg(dst, 'dequantize dst'), w.ptr, parts.absmax, parts.code, w.size, parts.blockSize, shift,
+      ...floatArg(dst, 'dequantize dst'),
+      w.ptr,
+      parts.absmax,
+      parts.code,
+      w.size,
+      parts.blockSize,
+      shift,
     ]);
   }
 
@@ -770,10 +1219,14 @@ export class CudaBackend implements Backend, MatmulHost {
    */
   private fusedLora(ts: Tensor[], r: number, widths: readonly number[], kernel: string): boolean {
     if (cudaOff(kernel)) return false;
-    return (LORA_RANKS as readonly number[]).includes(r) && widths.every((w) => w % 8 === 0) && ts.every((t) => {
-      const c = asCuda(t, 'lora');
-      return c.dtype === 'bf16' && c.ptr % 16 === 0;
-    });
+    return (
+      (LORA_RANKS as readonly number[]).includes(r) &&
+      widths.every((w) => w % 8 === 0) &&
+      ts.every((t) => {
+        const c = asCuda(t, 'lora');
+        return c.dtype === 'bf16' && c.ptr % 16 === 0;
+      })
+    );
   }
 
   /** Whether the bf16 norm kernels holding a row in registers take rows of D (see rows.ts). */
@@ -783,10 +1236,12 @@ export class CudaBackend implements Backend, MatmulHost {
 
   /** Whether the all-bf16 kernels moving 8 elements per access apply. */
   private bf16x8(...ts: Tensor[]): boolean {
-    return ts.every((t) => {
-      const c = asCuda(t, 'elementwise');
-      return c.dtype === 'bf16' && c.ptr % 16 === 0;
-    }) && ts[0].size % 8 === 0;
+    return (
+      ts.every((t) => {
+        const c = asCuda(t, 'elementwise');
+        return c.dtype === 'bf16' && c.ptr % 16 === 0;
+      }) && ts[0].size % 8 === 0
+    );
   }
 
   private gridFor(n: number): number {
@@ -811,8 +1266,18 @@ export class CudaBackend implements Backend, MatmulHost {
     const o = ptrOf(out, 'f32', squares ? 'sumSquares out' : 'sum out');
     const blocks = Math.max(1, Math.min(256, Math.ceil(x.size / 1024)));
     const partial = this.device.allocator.alloc(blocks * 8);
-    this.device.launch(this.device.kernel(ROWS, 'reduce_partial'), [blocks], 256, 0, [...floatArg(x, 'sum x'), x.size, squares ? 1 : 0, partial.ptr]);
-    this.device.launch(this.device.kernel(ROWS, 'reduce_final'), [1], 256, 0, [partial.ptr, blocks, o, accumulate ? 1 : 0]);
+    this.device.launch(this.device.kernel(ROWS, 'reduce_partial'), [blocks], 256, 0, [
+      ...floatArg(x, 'sum x'),
+      x.size,
+      squares ? 1 : 0,
+      partial.ptr,
+    ]);
+    this.device.launch(this.device.kernel(ROWS, 'reduce_final'), [1], 256, 0, [
+      partial.ptr,
+      blocks,
+      o,
+      accumulate ? 1 : 0,
+    ]);
     this.device.allocator.release(partial.ptr, partial.size);
   }
 
@@ -824,19 +1289,35 @@ export class CudaBackend implements Backend, MatmulHost {
     const hd = x.shape[x.shape.length - 1];
     const N = positions.size;
     if (N === 0 || x.size === 0) return true;
-    if (hd % 2 !== 0 || x.size % (N * hd) !== 0) throw new Error(`rope: x [${x.shape.join(', ')}] is not [N=${N}, heads, even head dim]`);
-    const half = hd / 2, H = x.size / (N * hd);
+    if (hd % 2 !== 0 || x.size % (N * hd) !== 0)
+      throw new Error(`rope: x [${x.shape.join(', ')}] is not [N=${N}, heads, even head dim]`);
+    const half = hd / 2,
+      H = x.size / (N * hd);
     if (bias && bias.size !== H * hd) throw new Error(`ropeForward: bias of ${bias.size} for ${H} heads of ${hd}`);
     if (half % 8 === 0 && this.bf16x8(out, x, ...(bias ? [bias] : []))) {
       this.device.launch(this.device.kernel(ROWS, 'rope_bf16x8'), [Math.ceil((N * half) / 8 / 256)], 256, 0, [
-        ptrArg(out), ptrArg(x), bias ? ptrArg(bias) : 0, ptrOf(positions, 'i32', 'rope positions'), this.ropeCache(theta, hd).invFreq.ptr, N, H, hd, sign,
+        ptrArg(out),
+        ptrArg(x),
+        bias ? ptrArg(bias) : 0,
+        ptrOf(positions, 'i32', 'rope positions'),
+        this.ropeCache(theta, hd).invFreq.ptr,
+        N,
+        H,
+        hd,
+        sign,
       ]);
       return true;
     }
     if (bias) return false;
     this.device.launch(this.device.kernel(ROWS, 'rope'), [Math.ceil((N * half) / 256)], 256, 0, [
-      ...floatArg(out, 'rope out'), ...floatArg(x, 'rope x'), ptrOf(positions, 'i32', 'rope positions'), this.ropeCache(theta, hd).invFreq.ptr, N,
-      H, hd, sign,
+      ...floatArg(out, 'rope out'),
+      ...floatArg(x, 'rope x'),
+      ptrOf(positions, 'i32', 'rope positions'),
+      this.ropeCache(theta, hd).invFreq.ptr,
+      N,
+      H,
+      hd,
+      sign,
     ]);
     return true;
   }
@@ -861,7 +1342,11 @@ export class CudaBackend implements Backend, MatmulHost {
   private ropeCache(theta: number, hd: number): RopeCache {
     const key = `${theta}/${hd}`;
     let c = this.ropeCaches.get(key);
-    if (!c) this.ropeCaches.set(key, (c = { invFreq: this.upload(ropeInvFreq(theta, hd), [hd / 2]) as CudaTensor, cosSin: null }));
+    if (!c)
+      this.ropeCaches.set(
+        key,
+        (c = { invFreq: this.upload(ropeInvFreq(theta, hd), [hd / 2]) as CudaTensor, cosSin: null }),
+      );
     return c;
   }
 
@@ -871,9 +1356,15 @@ export class CudaBackend implements Backend, MatmulHost {
     let table = c.cosSin;
     if (!table || table.shape[0] < minP) {
       if (table) this.free(table);
-      const P = Math.max(4096, Math.ceil(minP / 1024) * 1024), half = hd / 2;
+      const P = Math.max(4096, Math.ceil(minP / 1024) * 1024),
+        half = hd / 2;
       table = this.empty([P, half, 2], 'f32') as CudaTensor;
-      this.device.launch(this.device.kernel(ROWS, 'rope_table'), [Math.ceil((P * half) / 256)], 256, 0, [table.ptr, c.invFreq.ptr, P, half]);
+      this.device.launch(this.device.kernel(ROWS, 'rope_table'), [Math.ceil((P * half) / 256)], 256, 0, [
+        table.ptr,
+        c.invFreq.ptr,
+        P,
+        half,
+      ]);
       c.cosSin = table;
     }
     return { cosSin: table.ptr, P: table.shape[0], invFreq: c.invFreq.ptr };
@@ -907,8 +1398,10 @@ function pad3(values: readonly number[]): number[] {
 
 /** Member indices of a group in chunks one kernel call takes. */
 function loraChunks(members: number, r: number): number[][] {
-  const size = loraGroupMax(r), out: number[][] = [];
-  for (let i = 0; i < members; i += size) out.push(Array.from({ length: Math.min(size, members - i) }, (_, j) => i + j));
+  const size = loraGroupMax(r),
+    out: number[][] = [];
+  for (let i = 0; i < members; i += size)
+    out.push(Array.from({ length: Math.min(size, members - i) }, (_, j) => i + j));
   return out;
 }
 

@@ -71,7 +71,6 @@ export function ptrOf(t: Tensor, dtype: TensorDType, what: string): number {
   return c.ptr;
 }
 
-
 /** Whether SQLORA_CUDA_OFF (a comma list, for diagnosis) names `kernel`; read on every call, as tools change it mid-run. */
 export function cudaOff(kernel: string): boolean {
   return (process.env.SQLORA_CUDA_OFF ?? '').split(',').includes(kernel);

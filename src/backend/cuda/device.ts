@@ -22,7 +22,14 @@ export interface KernelModule {
   kernels: ReadonlyMap<string, Signature>;
 }
 
-const PARAM_KINDS: [RegExp, string][] = [[/\*/, 'p'], [/^(const )?(i64|long long)$/, 'l'], [/^(const )?unsigned( int)?$/, 'u'], [/^(const )?int$/, 'i'], [/^(const )?float$/, 'f'], [/^(const )?double$/, 'd']];
+const PARAM_KINDS: [RegExp, string][] = [
+  [/\*/, 'p'],
+  [/^(const )?(i64|long long)$/, 'l'],
+  [/^(const )?unsigned( int)?$/, 'u'],
+  [/^(const )?int$/, 'i'],
+  [/^(const )?float$/, 'f'],
+  [/^(const )?double$/, 'd'],
+];
 
 /**
  * The signature of every `extern "C" __global__` function in a CUDA source, read from its
@@ -33,7 +40,10 @@ export function kernelSignatures(source: string): Map<string, Signature> {
   const decl = /extern "C" __global__ void (?:(?:__launch_bounds__|__cluster_dims__)\([^)]*\)\s+)*(\w+)\(([^)]*)\)/g;
   for (const [, name, params] of source.matchAll(decl)) {
     const sig = params.split(',').map((param) => {
-      const type = param.trim().replace(/\s*\b\w+$/, '').trim();
+      const type = param
+        .trim()
+        .replace(/\s*\b\w+$/, '')
+        .trim();
       const kind = PARAM_KINDS.find(([re]) => re.test(type));
       if (!kind) throw new Error(`kernel ${name}: unsupported parameter type ${JSON.stringify(type)}`);
       return kind[1];
@@ -60,7 +70,11 @@ class Kernel {
   readonly params: Uint8Array[];
   sharedLimit = DEFAULT_SHARED_LIMIT;
 
-  constructor(readonly name: string, readonly fn: unknown, readonly sig: Signature) {
+  constructor(
+    readonly name: string,
+    readonly fn: unknown,
+    readonly sig: Signature,
+  ) {
     const buf = new ArrayBuffer(8 * sig.length);
     this.view = new DataView(buf);
     this.params = Array.from(sig, (_, i) => new Uint8Array(buf, 8 * i, 8));
@@ -68,19 +82,31 @@ class Kernel {
 
   pack(args: readonly number[]): void {
     const { sig, view } = this;
-    if (args.length !== sig.length) throw new Error(`kernel ${this.name}: ${args.length} arguments for signature ${sig}`);
+    if (args.length !== sig.length)
+      throw new Error(`kernel ${this.name}: ${args.length} arguments for signature ${sig}`);
     for (let i = 0; i < sig.length; i++) {
-      const v = args[i], o = 8 * i;
+      const v = args[i],
+        o = 8 * i;
       switch (sig[i]) {
-        case 'p': case 'l':
+        case 'p':
+        case 'l':
           view.setUint32(o, v >>> 0, true);
           view.setUint32(o + 4, Math.floor(v / 4294967296), true);
           break;
-        case 'i': view.setInt32(o, v, true); break;
-        case 'u': view.setUint32(o, v >>> 0, true); break;
-        case 'f': view.setFloat32(o, v, true); break;
-        case 'd': view.setFloat64(o, v, true); break;
-        default: throw new Error(`kernel ${this.name}: bad signature letter ${sig[i]}`);
+        case 'i':
+          view.setInt32(o, v, true);
+          break;
+        case 'u':
+          view.setUint32(o, v >>> 0, true);
+          break;
+        case 'f':
+          view.setFloat32(o, v, true);
+          break;
+        case 'd':
+          view.setFloat64(o, v, true);
+          break;
+        default:
+          throw new Error(`kernel ${this.name}: bad signature letter ${sig[i]}`);
       }
     }
   }
@@ -114,7 +140,8 @@ export class CudaDevice {
       checkCu(api.cuDeviceGetAttribute(v, a, dev[0]), 'cuDeviceGetAttribute');
       return v[0];
     };
-    this.cc = attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10 + attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+    this.cc =
+      attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR) * 10 + attr(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
     this.smCount = attr(CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
     this.maxShared = attr(CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
     const nameBuf = Buffer.alloc(256);
@@ -163,13 +190,20 @@ export class CudaDevice {
   /** Queues `k` on the stream: grid [x, y, z] of 1-D blocks of `block` threads. */
   launch(k: Kernel, grid: readonly number[], block: number, shared: number, args: readonly number[]): void {
     if (shared > k.sharedLimit) {
-      if (shared > this.maxShared) throw new Error(`kernel ${k.name} needs ${shared} bytes of shared memory; this GPU allows ${this.maxShared}`);
-      checkCu(this.api.cuFuncSetAttribute(k.fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared), `raising the shared memory of ${k.name}`);
+      if (shared > this.maxShared)
+        throw new Error(`kernel ${k.name} needs ${shared} bytes of shared memory; this GPU allows ${this.maxShared}`);
+      checkCu(
+        this.api.cuFuncSetAttribute(k.fn, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, shared),
+        `raising the shared memory of ${k.name}`,
+      );
       k.sharedLimit = shared;
     }
     k.pack(args);
     const [gx, gy = 1, gz = 1] = grid;
-    checkCu(this.api.cuLaunchKernel(k.fn, gx, gy, gz, block, 1, 1, shared, this.stream, k.params, null), `launching ${k.name}`);
+    checkCu(
+      this.api.cuLaunchKernel(k.fn, gx, gy, gz, block, 1, 1, shared, this.stream, k.params, null),
+      `launching ${k.name}`,
+    );
   }
 
   /** A new device array of 64-bit addresses (batched products' operand lists). */
@@ -202,9 +236,12 @@ export class CudaDevice {
   memset(dst: number, bits: 8 | 16 | 32, value: number, count: number): void {
     if (count === 0) return;
     const api = this.api;
-    const rc = bits === 8 ? api.cuMemsetD8Async(dst, value, count, this.stream)
-      : bits === 16 ? api.cuMemsetD16Async(dst, value, count, this.stream)
-        : api.cuMemsetD32Async(dst, value >>> 0, count, this.stream);
+    const rc =
+      bits === 8
+        ? api.cuMemsetD8Async(dst, value, count, this.stream)
+        : bits === 16
+          ? api.cuMemsetD16Async(dst, value, count, this.stream)
+          : api.cuMemsetD32Async(dst, value >>> 0, count, this.stream);
     checkCu(rc, `cuMemsetD${bits}Async`);
   }
 }

@@ -18,7 +18,9 @@ type Fn = (...args: unknown[]) => unknown;
 
 /** Folders tried after the dynamic loader's own search (LD_LIBRARY_PATH, ldconfig). */
 function fallbackDirs(): string[] {
-  const dirs = [process.env.CUDA_PATH, process.env.CUDA_HOME].filter((d): d is string => !!d).map((d) => join(d, 'lib64'));
+  const dirs = [process.env.CUDA_PATH, process.env.CUDA_HOME]
+    .filter((d): d is string => !!d)
+    .map((d) => join(d, 'lib64'));
   return [...dirs, '/usr/local/cuda/lib64', '/usr/local/nvidia/lib64', '/usr/lib/x86_64-linux-gnu'];
 }
 
@@ -27,7 +29,12 @@ function loadLibrary(names: readonly string[], what: string, install: string): L
   const emulator = process.env.SQLORA_CUDA_EMULATOR;
   if (emulator) return koffi.load(emulator);
   const errors: string[] = [];
-  const candidates = [...names, ...fallbackDirs().flatMap((d) => names.map((n) => join(d, n))).filter((p) => existsSync(p))];
+  const candidates = [
+    ...names,
+    ...fallbackDirs()
+      .flatMap((d) => names.map((n) => join(d, n)))
+      .filter((p) => existsSync(p)),
+  ];
   for (const name of candidates) {
     try {
       return koffi.load(name);
@@ -35,7 +42,9 @@ function loadLibrary(names: readonly string[], what: string, install: string): L
       errors.push(`${name}: ${(err as Error).message}`);
     }
   }
-  throw new UserError(`CUDA: cannot load ${what} (${names.join(' or ')}): ${install}. Or run with --device cpu. (${errors[0] ?? 'not found'})`);
+  throw new UserError(
+    `CUDA: cannot load ${what} (${names.join(' or ')}): ${install}. Or run with --device cpu. (${errors[0] ?? 'not found'})`,
+  );
 }
 
 function bind<T extends Record<string, string>>(lib: LibraryHandle, decls: T): { [K in keyof T]: Fn } {
@@ -67,7 +76,8 @@ const DRIVER = {
   cuModuleLoadData: 'int cuModuleLoadData(_Out_ void **module, const void *image)',
   cuModuleGetFunction: 'int cuModuleGetFunction(_Out_ void **fn, void *module, const char *name)',
   cuFuncSetAttribute: 'int cuFuncSetAttribute(void *fn, int attrib, int value)',
-  cuLaunchKernel: 'int cuLaunchKernel(void *fn, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, void *stream, void **params, void **extra)',
+  cuLaunchKernel:
+    'int cuLaunchKernel(void *fn, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, void *stream, void **params, void **extra)',
   // Page-locked host memory and events: device-to-host copies the host waits for one by one.
   cuMemAllocHost: 'int cuMemAllocHost_v2(_Out_ void **ptr, size_t bytes)',
   /** cuMemcpyDtoHAsync with the destination as an address, to copy into page-locked memory at an offset. */
@@ -84,7 +94,8 @@ const NVRTC = {
   nvrtcGetErrorString: 'const char *nvrtcGetErrorString(int result)',
   nvrtcGetNumSupportedArchs: 'int nvrtcGetNumSupportedArchs(_Out_ int *count)',
   nvrtcGetSupportedArchs: 'int nvrtcGetSupportedArchs(_Out_ int *archs)',
-  nvrtcCreateProgram: 'int nvrtcCreateProgram(_Out_ void **prog, const char *src, const char *name, int numHeaders, void *headers, void *includeNames)',
+  nvrtcCreateProgram:
+    'int nvrtcCreateProgram(_Out_ void **prog, const char *src, const char *name, int numHeaders, void *headers, void *includeNames)',
   nvrtcDestroyProgram: 'int nvrtcDestroyProgram(_Inout_ void **prog)',
   nvrtcCompileProgram: 'int nvrtcCompileProgram(void *prog, int numOptions, const char **options)',
   nvrtcGetProgramLogSize: 'int nvrtcGetProgramLogSize(void *prog, _Out_ size_t *size)',
@@ -99,9 +110,12 @@ const CUBLAS = {
   cublasCreate: 'int cublasCreate_v2(_Out_ void **handle)',
   cublasSetStream: 'int cublasSetStream_v2(void *handle, void *stream)',
   cublasGetStatusString: 'const char *cublasGetStatusString(int status)',
-  cublasGemmEx: 'int cublasGemmEx(void *h, int transa, int transb, int m, int n, int k, const void *alpha, uint64_t A, int Atype, int lda, uint64_t B, int Btype, int ldb, const void *beta, uint64_t C, int Ctype, int ldc, int computeType, int algo)',
-  cublasGemmBatchedEx: 'int cublasGemmBatchedEx(void *h, int transa, int transb, int m, int n, int k, const void *alpha, uint64_t Aarray, int Atype, int lda, uint64_t Barray, int Btype, int ldb, const void *beta, uint64_t Carray, int Ctype, int ldc, int batchCount, int computeType, int algo)',
-  cublasGemmStridedBatchedEx: 'int cublasGemmStridedBatchedEx(void *h, int transa, int transb, int m, int n, int k, const void *alpha, uint64_t A, int Atype, int lda, int64_t strideA, uint64_t B, int Btype, int ldb, int64_t strideB, const void *beta, uint64_t C, int Ctype, int ldc, int64_t strideC, int batchCount, int computeType, int algo)',
+  cublasGemmEx:
+    'int cublasGemmEx(void *h, int transa, int transb, int m, int n, int k, const void *alpha, uint64_t A, int Atype, int lda, uint64_t B, int Btype, int ldb, const void *beta, uint64_t C, int Ctype, int ldc, int computeType, int algo)',
+  cublasGemmBatchedEx:
+    'int cublasGemmBatchedEx(void *h, int transa, int transb, int m, int n, int k, const void *alpha, uint64_t Aarray, int Atype, int lda, uint64_t Barray, int Btype, int ldb, const void *beta, uint64_t Carray, int Ctype, int ldc, int batchCount, int computeType, int algo)',
+  cublasGemmStridedBatchedEx:
+    'int cublasGemmStridedBatchedEx(void *h, int transa, int transb, int m, int n, int k, const void *alpha, uint64_t A, int Atype, int lda, int64_t strideA, uint64_t B, int Btype, int ldb, int64_t strideB, const void *beta, uint64_t C, int Ctype, int ldc, int64_t strideC, int batchCount, int computeType, int algo)',
 } as const;
 
 export type DriverApi = { [K in keyof typeof DRIVER]: Fn };
@@ -113,19 +127,38 @@ let nvrtc: NvrtcApi | null = null;
 let cublas: CublasApi | null = null;
 
 export function driverApi(): DriverApi {
-  driver ??= bind(loadLibrary(['libcuda.so.1', 'libcuda.so'], 'the NVIDIA driver library', 'install the NVIDIA driver (nvidia-smi must work)'), DRIVER);
+  driver ??= bind(
+    loadLibrary(
+      ['libcuda.so.1', 'libcuda.so'],
+      'the NVIDIA driver library',
+      'install the NVIDIA driver (nvidia-smi must work)',
+    ),
+    DRIVER,
+  );
   return driver;
 }
 
 export function nvrtcApi(): NvrtcApi {
-  nvrtc ??= bind(loadLibrary(['libnvrtc.so.13', 'libnvrtc.so.12', 'libnvrtc.so'], 'NVRTC, the CUDA runtime compiler',
-    'install the CUDA toolkit or `pip install nvidia-cuda-nvrtc`, and add its lib folder to LD_LIBRARY_PATH'), NVRTC);
+  nvrtc ??= bind(
+    loadLibrary(
+      ['libnvrtc.so.13', 'libnvrtc.so.12', 'libnvrtc.so'],
+      'NVRTC, the CUDA runtime compiler',
+      'install the CUDA toolkit or `pip install nvidia-cuda-nvrtc`, and add its lib folder to LD_LIBRARY_PATH',
+    ),
+    NVRTC,
+  );
   return nvrtc;
 }
 
 export function cublasApi(): CublasApi {
-  cublas ??= bind(loadLibrary(['libcublas.so.13', 'libcublas.so.12', 'libcublas.so'], 'cuBLAS',
-    'install the CUDA toolkit or `pip install nvidia-cublas`, and add its lib folder to LD_LIBRARY_PATH'), CUBLAS);
+  cublas ??= bind(
+    loadLibrary(
+      ['libcublas.so.13', 'libcublas.so.12', 'libcublas.so'],
+      'cuBLAS',
+      'install the CUDA toolkit or `pip install nvidia-cublas`, and add its lib folder to LD_LIBRARY_PATH',
+    ),
+    CUBLAS,
+  );
   return cublas;
 }
 
@@ -133,7 +166,10 @@ export function cublasApi(): CublasApi {
 export const CUDA_ERROR_OUT_OF_MEMORY = 2;
 
 class CudaError extends Error {
-  constructor(readonly code: number, message: string) {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
     super(message);
   }
 }

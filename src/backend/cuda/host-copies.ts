@@ -28,7 +28,10 @@ export interface HostCopy {
 export class HostCopies {
   private readonly pool = new Map<number, Staging[]>();
 
-  constructor(private readonly api: DriverApi, private readonly stream: unknown) {}
+  constructor(
+    private readonly api: DriverApi,
+    private readonly stream: unknown,
+  ) {}
 
   /** Queues copies of device ranges, back to back from offset 0 of one staging buffer, then an event. */
   start(parts: readonly { src: number; bytes: number }[]): HostCopy {
@@ -36,7 +39,11 @@ export class HostCopies {
     const staging = this.take(bytes);
     let offset = 0;
     for (const p of parts) {
-      if (p.bytes > 0) checkCu(this.api.cuMemcpyDtoHAsyncToAddress(staging.address + offset, p.src, p.bytes, this.stream), 'cuMemcpyDtoHAsync');
+      if (p.bytes > 0)
+        checkCu(
+          this.api.cuMemcpyDtoHAsyncToAddress(staging.address + offset, p.src, p.bytes, this.stream),
+          'cuMemcpyDtoHAsync',
+        );
       offset += p.bytes;
     }
     checkCu(this.api.cuEventRecord(staging.event, this.stream), 'cuEventRecord');

@@ -26,9 +26,14 @@ function isHalf(d: TensorDType): d is 'bf16' | 'f16' {
 
 export function cudaMatmul(host: MatmulHost, out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions = {}): void {
   const { transA = false, transB = false, alpha = 1, accumulate = false } = opts;
-  const A = asCuda(a, 'matmul a'), B = asCuda(b, 'matmul b'), O = asCuda(out, 'matmul out');
+  const A = asCuda(a, 'matmul a'),
+    B = asCuda(b, 'matmul b'),
+    O = asCuda(out, 'matmul out');
   const { batched, batch, M, K, N } = matmulDims(out, a, b, opts);
-  for (const [t, what] of [[A, 'a'], [O, 'out']] as const) {
+  for (const [t, what] of [
+    [A, 'a'],
+    [O, 'out'],
+  ] as const) {
     if (!isFloat(t.dtype)) throw new TypeError(`matmul ${what}: expected a float tensor, got ${t.dtype}`);
   }
   if (B.dtype === 'i32') throw new TypeError('matmul b: expected a float or nf4 tensor, got i32');
@@ -47,16 +52,20 @@ export function cudaMatmul(host: MatmulHost, out: Tensor, a: Tensor, b: Tensor, 
     temps.push(s);
     return s;
   };
-  const Aop = operand(A), Bop = operand(B);
+  const Aop = operand(A),
+    Bop = operand(B);
 
   // A 3-D a without transpose times a shared 2-D b is one tall product.
   const flat = !batched && batch > 1 && !transA;
   host.gemm.gemm({
-    M: flat ? batch * M : M, N, K,
+    M: flat ? batch * M : M,
+    N,
+    K,
     a: { ptr: Aop.ptr, dtype: op, trans: transA, stride: M * K },
     b: { ptr: Bop.ptr, dtype: op, trans: transB, stride: batched ? K * N : 0 },
     out: { ptr: O.ptr, dtype: O.dtype as GemmDType, stride: M * N },
-    alpha, beta: accumulate ? 1 : 0,
+    alpha,
+    beta: accumulate ? 1 : 0,
     batch: flat ? 1 : batch,
   });
   for (const t of temps) host.releaseScratch(t);

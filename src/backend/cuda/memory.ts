@@ -85,7 +85,9 @@ export class DeviceAllocator {
     }
     if (rc === CUDA_ERROR_OUT_OF_MEMORY) {
       const gib = (n: number): string => (n / 2 ** 30).toFixed(2);
-      throw new UserError(`GPU out of memory allocating ${gib(size)} GiB (${gib(this.inUse)} GiB in use by this process): use a smaller batch size or sequence length`);
+      throw new UserError(
+        `GPU out of memory allocating ${gib(size)} GiB (${gib(this.inUse)} GiB in use by this process): use a smaller batch size or sequence length`,
+      );
     }
     checkCu(rc, 'cuMemAlloc');
     this.reserved += size;

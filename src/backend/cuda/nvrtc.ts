@@ -27,7 +27,8 @@ let supportedArchs: number[] | null = null;
 
 function nvrtcVersionTag(): string {
   if (versionTag) return versionTag;
-  const major = [0], minor = [0];
+  const major = [0],
+    minor = [0];
   checkNvrtc(nvrtcApi().nvrtcVersion(major, minor), 'nvrtcVersion');
   versionTag = `${major[0]}.${minor[0]}`;
   return versionTag;
@@ -49,7 +50,10 @@ function targetFor(cc: number): { option: string; kind: 'cubin' | 'ptx' } {
   const known = archs();
   if (known.includes(cc)) return { option: `--gpu-architecture=sm_${cc}`, kind: 'cubin' };
   const older = known.filter((a) => a <= cc);
-  if (older.length === 0) throw new Error(`NVRTC ${nvrtcVersionTag()} cannot compile for compute capability ${cc / 10} (it knows ${known.join(', ')})`);
+  if (older.length === 0)
+    throw new Error(
+      `NVRTC ${nvrtcVersionTag()} cannot compile for compute capability ${cc / 10} (it knows ${known.join(', ')})`,
+    );
   return { option: `--gpu-architecture=compute_${older[older.length - 1]}`, kind: 'ptx' };
 }
 
@@ -77,8 +81,16 @@ function writeCache(file: string, image: Buffer): void {
 export function compileModule(source: string, name: string, cc: number): CompiledModule {
   const target = targetFor(cc);
   // SQLORA_NVRTC_LINEINFO=1 keeps source lines in the image, for a profiler's source view (same machine code).
-  const options = [target.option, '-std=c++17', '--fmad=true', ...(process.env.SQLORA_NVRTC_LINEINFO === '1' ? ['-lineinfo'] : [])];
-  const key = createHash('sha256').update(`${nvrtcVersionTag()}\n${options.join(' ')}\n${source}`).digest('hex').slice(0, 32);
+  const options = [
+    target.option,
+    '-std=c++17',
+    '--fmad=true',
+    ...(process.env.SQLORA_NVRTC_LINEINFO === '1' ? ['-lineinfo'] : []),
+  ];
+  const key = createHash('sha256')
+    .update(`${nvrtcVersionTag()}\n${options.join(' ')}\n${source}`)
+    .digest('hex')
+    .slice(0, 32);
   const file = join(kernelCacheDir(), `${name}-${key}.${target.kind}`);
   const cached = readCache(file);
   if (cached) return { image: cached };

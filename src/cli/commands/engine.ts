@@ -18,11 +18,25 @@ export const QUANTIZE = ['nf4', 'none'] as const;
 export const END_OF_TURN = '<|im_end|>';
 
 export function deviceFlag(): FlagSpec {
-  return { name: 'device', type: 'string', metavar: 'DEVICE', choices: DEVICES, default: 'auto', description: 'where the model runs: auto = an NVIDIA GPU when one is found, else the CPU' };
+  return {
+    name: 'device',
+    type: 'string',
+    metavar: 'DEVICE',
+    choices: DEVICES,
+    default: 'auto',
+    description: 'where the model runs: auto = an NVIDIA GPU when one is found, else the CPU',
+  };
 }
 
 export function quantizeFlag(dflt: (typeof QUANTIZE)[number]): FlagSpec {
-  return { name: 'quantize', type: 'string', metavar: 'MODE', choices: QUANTIZE, default: dflt, description: 'store the base model\'s layer projections as NF4 (QLoRA) or keep them dense' };
+  return {
+    name: 'quantize',
+    type: 'string',
+    metavar: 'MODE',
+    choices: QUANTIZE,
+    default: dflt,
+    description: "store the base model's layer projections as NF4 (QLoRA) or keep them dense",
+  };
 }
 
 export interface LoadedModel {
@@ -53,7 +67,11 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   const peft: PeftAdapter | null = opts.adapter !== undefined ? readPeftAdapter(opts.adapter) : null;
   const source = opts.model ?? peft?.baseModelNameOrPath ?? undefined;
   if (source === undefined) {
-    throw new UserError(opts.adapter !== undefined ? `--model is required: ${opts.adapter}/adapter_config.json names no base model` : '--model is required (a model folder or a Hugging Face repo id)');
+    throw new UserError(
+      opts.adapter !== undefined
+        ? `--model is required: ${opts.adapter}/adapter_config.json names no base model`
+        : '--model is required (a model folder or a Hugging Face repo id)',
+    );
   }
   const dir = (await resolveModel(source)).dir;
   const nf4 = opts.quantize === 'nf4';
@@ -70,7 +88,9 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   process.stderr.write(`loaded in ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   const tokenizer = Tokenizer.fromModelDir(dir);
   if (tokenizer.vocabSize > model.config.vocabSize) {
-    throw new UserError(`the tokenizer of ${dir} has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`);
+    throw new UserError(
+      `the tokenizer of ${dir} has ${tokenizer.vocabSize} tokens but the model only ${model.config.vocabSize}`,
+    );
   }
   let adapter: LoraAdapter | null = null;
   if (peft) {

@@ -10,20 +10,44 @@ export const command: CommandSpec = {
   summary: 'score predictions against gold: seed metrics, exact-set-match, execution',
   usage: '--pred FILE [--gold FILE] [--spider DIR] [flags]',
   flags: [
-    { name: 'pred', type: 'string', metavar: 'FILE', description: 'predictions: JSONL {"id","sql"} lines, one SQL per line (the official format), or a results JSON with detailed_results[] (the reference workflow\'s)' },
-    { name: 'gold', type: 'string', metavar: 'FILE', description: 'gold: eval.jsonl from sqlora prepare (matched by id), a gold.sql of SQL<TAB>db_id lines or a Spider split JSON (matched by position); not used with a results JSON' },
-    { name: 'pred-format', type: 'string', choices: PREDICTION_FORMATS, default: 'auto', description: 'format of --pred; auto goes by extension (.json results, .jsonl) and content' },
-    ...scoringFlags('Spider folder: database/ (execution, hardness) and tables.json (exact-set-match); with neither it nor --db-dir only the seed metrics are computed'),
+    {
+      name: 'pred',
+      type: 'string',
+      metavar: 'FILE',
+      description:
+        'predictions: JSONL {"id","sql"} lines, one SQL per line (the official format), or a results JSON with detailed_results[] (the reference workflow\'s)',
+    },
+    {
+      name: 'gold',
+      type: 'string',
+      metavar: 'FILE',
+      description:
+        'gold: eval.jsonl from sqlora prepare (matched by id), a gold.sql of SQL<TAB>db_id lines or a Spider split JSON (matched by position); not used with a results JSON',
+    },
+    {
+      name: 'pred-format',
+      type: 'string',
+      choices: PREDICTION_FORMATS,
+      default: 'auto',
+      description: 'format of --pred; auto goes by extension (.json results, .jsonl) and content',
+    },
+    ...scoringFlags(
+      'Spider folder: database/ (execution, hardness) and tables.json (exact-set-match); with neither it nor --db-dir only the seed metrics are computed',
+    ),
     { name: 'limit', type: 'number', metavar: 'N', description: 'evaluate only the first N examples' },
-    { name: 'keep-distinct', type: 'boolean', description: 'compare results with DISTINCT kept (the official script drops it from both queries by default)' },
+    {
+      name: 'keep-distinct',
+      type: 'boolean',
+      description: 'compare results with DISTINCT kept (the official script drops it from both queries by default)',
+    },
     { name: 'out', type: 'string', metavar: 'FILE', description: 'write per-example results and the summary as JSON' },
     { name: 'json', type: 'boolean', description: 'print the summary as JSON only (no table, no progress)' },
   ],
   details: [
     'Metrics, per example and per Spider hardness (easy, medium, hard, extra):',
-    '  seed_exact / seed_token  the reference workflow\'s string metrics (lower-cased, whitespace collapsed,',
+    "  seed_exact / seed_token  the reference workflow's string metrics (lower-cased, whitespace collapsed,",
     '                           trailing ";" stripped; exact equality / share of gold tokens present)',
-    '  exact_set_match          Spider\'s official component match (needs --spider or --db-dir + --tables)',
+    "  exact_set_match          Spider's official component match (needs --spider or --db-dir + --tables)",
     '  execution                same result rows as gold, official test-suite semantics (needs databases):',
     '                           columns may be reordered, row order counts only if gold has ORDER BY',
     'Predictions run read-only, one statement each, under --timeout; a write, an error or a timeout is a wrong',
@@ -44,9 +68,25 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
 
   const items = loadEvalItems({ predPath, goldPath, format: args.string('pred-format') as PredictionFormat, limit });
   const started = Date.now();
-  const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs, workers, keepDistinct: args.boolean('keep-distinct'), progress: !json });
+  const report = await evaluatePredictions(items, {
+    dbDir,
+    tablesPath,
+    timeoutMs,
+    workers,
+    keepDistinct: args.boolean('keep-distinct'),
+    progress: !json,
+  });
   const seconds = (Date.now() - started) / 1000;
-  const meta = { pred: predPath, gold: goldPath ?? null, db_dir: dbDir ?? null, tables: tablesPath ?? null, timeout_s: timeoutMs / 1000, keep_distinct: args.boolean('keep-distinct'), count: items.length, seconds };
+  const meta = {
+    pred: predPath,
+    gold: goldPath ?? null,
+    db_dir: dbDir ?? null,
+    tables: tablesPath ?? null,
+    timeout_s: timeoutMs / 1000,
+    keep_distinct: args.boolean('keep-distinct'),
+    count: items.length,
+    seconds,
+  };
 
   const out = args.string('out');
   if (out !== undefined) {
@@ -67,8 +107,10 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
     formatSummaryTable(report.summary),
   ];
   if (dbDir === undefined) lines.push('exact-set-match and execution need the databases: pass --spider DIR');
-  if (failed) lines.push(`${failed} examples have an error (a query that failed, was rejected or timed out, or SQL the parser could not read)${out ? `: see "error" in ${out}` : '; --out FILE lists them'}`);
+  if (failed)
+    lines.push(
+      `${failed} examples have an error (a query that failed, was rejected or timed out, or SQL the parser could not read)${out ? `: see "error" in ${out}` : '; --out FILE lists them'}`,
+    );
   if (out !== undefined) lines.push(`wrote ${out}`);
   process.stdout.write(lines.join('\n') + '\n');
 }
-

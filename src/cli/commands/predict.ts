@@ -44,32 +44,90 @@ export function extractSql(raw: string): string {
   if (blank) s = s.slice(0, blank.index);
   const semi = s.indexOf(';');
   if (semi >= 0) s = s.slice(0, semi + 1);
-  // eslint-disable-next-line no-control-regex
-  return s.replace(/[^\x00-\x7f]/g, '').replace(/\s+/g, ' ').trim();
+  return (
+    s
+      // eslint-disable-next-line no-control-regex
+      .replace(/[^\x00-\x7f]/g, '')
+      .replace(/\s+/g, ' ')
+      .trim()
+  );
 }
 
 export function predictFlags(mode: PredictMode): FlagSpec[] {
   return [
     mode === 'baseline'
-      ? { name: 'model', type: 'string', metavar: 'DIR|ID', default: 'Qwen/Qwen1.5-1.8B-Chat', description: 'model folder or Hugging Face repo id' }
-      : { name: 'model', type: 'string', metavar: 'DIR|ID', description: 'base model folder or repo id (default: the adapter\'s base_model_name_or_path)' },
-    ...(mode === 'eval' ? [{ name: 'adapter', type: 'string', metavar: 'DIR', description: 'PEFT LoRA adapter folder (e.g. runs/train/adapter or a checkpoint-N folder)' } as FlagSpec] : []),
-    { name: 'data', type: 'string', metavar: 'DIR', default: 'data', description: 'folder with eval.jsonl (and dataset.json) from sqlora prepare' },
+      ? {
+          name: 'model',
+          type: 'string',
+          metavar: 'DIR|ID',
+          default: 'Qwen/Qwen1.5-1.8B-Chat',
+          description: 'model folder or Hugging Face repo id',
+        }
+      : {
+          name: 'model',
+          type: 'string',
+          metavar: 'DIR|ID',
+          description: "base model folder or repo id (default: the adapter's base_model_name_or_path)",
+        },
+    ...(mode === 'eval'
+      ? [
+          {
+            name: 'adapter',
+            type: 'string',
+            metavar: 'DIR',
+            description: 'PEFT LoRA adapter folder (e.g. runs/train/adapter or a checkpoint-N folder)',
+          } as FlagSpec,
+        ]
+      : []),
+    {
+      name: 'data',
+      type: 'string',
+      metavar: 'DIR',
+      default: 'data',
+      description: 'folder with eval.jsonl (and dataset.json) from sqlora prepare',
+    },
     { name: 'eval-file', type: 'string', metavar: 'FILE', description: 'eval records (default: DATA/eval.jsonl)' },
-    { name: 'out', type: 'string', metavar: 'DIR', default: `runs/${mode}`, description: 'where predictions.jsonl and results.json go' },
+    {
+      name: 'out',
+      type: 'string',
+      metavar: 'DIR',
+      default: `runs/${mode}`,
+      description: 'where predictions.jsonl and results.json go',
+    },
     { name: 'limit', type: 'number', metavar: 'N', description: 'only the first N eval records' },
-    { name: 'batch-size', type: 'number', default: 0, description: 'prompts decoded together (0 = 64 on a GPU, 8 on the CPU)' },
+    {
+      name: 'batch-size',
+      type: 'number',
+      default: 0,
+      description: 'prompts decoded together (0 = 64 on a GPU, 8 on the CPU)',
+    },
     { name: 'max-new-tokens', type: 'number', default: 128, description: 'tokens generated at most per question' },
-    { name: 'repetition-penalty', type: 'number', default: 1, description: 'HF\'s repetition penalty (1 = off, plain greedy)' },
+    {
+      name: 'repetition-penalty',
+      type: 'number',
+      default: 1,
+      description: "HF's repetition penalty (1 = off, plain greedy)",
+    },
     quantizeFlag('nf4'),
     deviceFlag(),
-    ...scoringFlags('Spider folder for exact-set-match and execution (default: the databases recorded in DATA/dataset.json)'),
-    ...(mode === 'eval' ? [{ name: 'compare', type: 'string', metavar: 'FILE', description: 'a baseline\'s results.json to compare with' } as FlagSpec] : []),
+    ...scoringFlags(
+      'Spider folder for exact-set-match and execution (default: the databases recorded in DATA/dataset.json)',
+    ),
+    ...(mode === 'eval'
+      ? [
+          {
+            name: 'compare',
+            type: 'string',
+            metavar: 'FILE',
+            description: "a baseline's results.json to compare with",
+          } as FlagSpec,
+        ]
+      : []),
   ];
 }
 
 export const PREDICT_DETAILS = [
-  'Generation is greedy from each record\'s prompt; the reply is cut at <|im_end|>, at the first blank line and after',
+  "Generation is greedy from each record's prompt; the reply is cut at <|im_end|>, at the first blank line and after",
   'the first ";", non-ASCII characters are dropped and whitespace collapsed (the reference workflow\'s rules).',
   'OUT/predictions.jsonl gets one {"id", "sql", "raw"} line per question as soon as it is generated: an interrupted',
   'run continues where it stopped when started again with the same settings. OUT/results.json holds the metrics',
@@ -99,35 +157,57 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   const { dbDir, tablesPath, timeoutMs, workers } = scoringInputs(args, () => recordedDatabases(data));
   const compare = mode === 'eval' ? args.string('compare') : undefined;
   const baseline = compare !== undefined ? readJsonFile<{ summary?: Summary }>(compare, 'baseline results') : undefined;
-  if (baseline && !baseline.summary?.overall) throw new UserError(`${compare}: no "summary.overall" (expected results.json from sqlora baseline or sqlora evaluate --out)`);
+  if (baseline && !baseline.summary?.overall)
+    throw new UserError(
+      `${compare}: no "summary.overall" (expected results.json from sqlora baseline or sqlora evaluate --out)`,
+    );
 
   const allRecords = readEvalRecords(evalFile);
   const records = allRecords.slice(0, limit);
   mkdirSync(out, { recursive: true });
   const info: RunInfo = {
-    mode, model: args.string('model') ?? null, adapter: adapterDir ?? null, eval_file: evalFile, quantize: args.string('quantize')!,
-    max_new_tokens: maxNewTokens, repetition_penalty: repetitionPenalty,
+    mode,
+    model: args.string('model') ?? null,
+    adapter: adapterDir ?? null,
+    eval_file: evalFile,
+    quantize: args.string('quantize')!,
+    max_new_tokens: maxNewTokens,
+    repetition_penalty: repetitionPenalty,
   };
   checkRunInfo(join(out, 'run.json'), info);
   const predPath = join(out, 'predictions.jsonl');
   const done = new Map<string, Prediction>();
   // Predictions past --limit stay in the file (a later run without it uses them).
-  const known = new Set(allRecords.map((r) => r.id)), wanted = new Set(records.map((r) => r.id));
+  const known = new Set(allRecords.map((r) => r.id)),
+    wanted = new Set(records.map((r) => r.id));
   for (const p of readAppendedJsonl<Prediction>(predPath)) {
-    if (!known.has(p.id)) throw new UserError(`${predPath} has a prediction for id ${JSON.stringify(p.id)}, which is not among the records of ${evalFile}: use another --out`);
+    if (!known.has(p.id))
+      throw new UserError(
+        `${predPath} has a prediction for id ${JSON.stringify(p.id)}, which is not among the records of ${evalFile}: use another --out`,
+      );
     if (wanted.has(p.id)) done.set(p.id, p);
   }
   const todo = records.filter((r) => !done.has(r.id));
   const started = Date.now();
   let newTokens = 0;
   if (todo.length > 0) {
-    if (done.size > 0) process.stderr.write(`${predPath}: ${done.size} of ${records.length} already predicted; continuing\n`);
-    const loaded = await loadModel({ model: args.string('model'), adapter: adapterDir, device: args.string('device')!, quantize: args.string('quantize')! });
+    if (done.size > 0)
+      process.stderr.write(`${predPath}: ${done.size} of ${records.length} already predicted; continuing\n`);
+    const loaded = await loadModel({
+      model: args.string('model'),
+      adapter: adapterDir,
+      device: args.string('device')!,
+      quantize: args.string('quantize')!,
+    });
     const prompts = todo.map((r) => loaded.tokenizer.encode(r.prompt));
     const progress = new Progress({ label: mode, total: records.length, unit: 'ex' }, done.size);
     try {
       await generate(loaded.model, prompts, {
-        maxNewTokens, batchSize: decodeBatchSize(requestedBatch, loaded), stopIds: loaded.stopIds, padId: loaded.padId, sampling: { temperature: 0, topK: 0, topP: 1, repetitionPenalty },
+        maxNewTokens,
+        batchSize: decodeBatchSize(requestedBatch, loaded),
+        stopIds: loaded.stopIds,
+        padId: loaded.padId,
+        sampling: { temperature: 0, topK: 0, topP: 1, repetitionPenalty },
         onResult(index, g) {
           const raw = loaded.tokenizer.decode(g.newIds);
           const p: Prediction = { id: todo[index].id, sql: extractSql(raw), raw };
@@ -143,14 +223,41 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   }
   const genSeconds = (Date.now() - started) / 1000;
 
-  const items: EvalItem[] = records.map((r, index) => ({ index, id: r.id, db_id: r.db_id, gold: r.query, pred: done.get(r.id)!.sql, ...(r.hardness ? { hardness: r.hardness } : {}) }));
+  const items: EvalItem[] = records.map((r, index) => ({
+    index,
+    id: r.id,
+    db_id: r.db_id,
+    gold: r.query,
+    pred: done.get(r.id)!.sql,
+    ...(r.hardness ? { hardness: r.hardness } : {}),
+  }));
   const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs, workers, progress: true });
   const comparison = baseline?.summary ? compareSummaries(baseline.summary.overall, report.summary.overall) : undefined;
   const resultsPath = join(out, 'results.json');
-  const meta = { ...info, count: records.length, generated: todo.length, generation_seconds: genSeconds, new_tokens: newTokens, db_dir: dbDir ?? null, tables: tablesPath ?? null, compare: compare ?? null };
-  writeFileSync(resultsPath, JSON.stringify({ meta, summary: report.summary, ...(comparison ? { comparison } : {}), examples: report.examples }, null, 1) + '\n');
+  const meta = {
+    ...info,
+    count: records.length,
+    generated: todo.length,
+    generation_seconds: genSeconds,
+    new_tokens: newTokens,
+    db_dir: dbDir ?? null,
+    tables: tablesPath ?? null,
+    compare: compare ?? null,
+  };
+  writeFileSync(
+    resultsPath,
+    JSON.stringify(
+      { meta, summary: report.summary, ...(comparison ? { comparison } : {}), examples: report.examples },
+      null,
+      1,
+    ) + '\n',
+  );
 
-  const lines = [`${mode}: ${records.length} questions of ${evalFile}${todo.length > 0 ? `, ${todo.length} generated in ${genSeconds.toFixed(1)} s` : ''}`, '', formatSummaryTable(report.summary)];
+  const lines = [
+    `${mode}: ${records.length} questions of ${evalFile}${todo.length > 0 ? `, ${todo.length} generated in ${genSeconds.toFixed(1)} s` : ''}`,
+    '',
+    formatSummaryTable(report.summary),
+  ];
   if (comparison) lines.push(`compared with ${compare} (overall):`, formatComparison(comparison));
   if (dbDir === undefined) lines.push('exact-set-match and execution need the databases: pass --spider DIR');
   lines.push(`wrote ${predPath} and ${resultsPath}`);
@@ -162,7 +269,8 @@ function readEvalRecords(path: string): PromptRecord[] {
   if (rows.length === 0) throw new UserError(`${path} has no records`);
   return rows.map((r, i) => {
     for (const f of ['id', 'db_id', 'query', 'prompt'] as const) {
-      if (typeof r?.[f] !== 'string') throw new UserError(`${path}: record ${i + 1} has no string "${f}" (write eval.jsonl with sqlora prepare)`);
+      if (typeof r?.[f] !== 'string')
+        throw new UserError(`${path}: record ${i + 1} has no string "${f}" (write eval.jsonl with sqlora prepare)`);
     }
     return r as PromptRecord;
   });
@@ -172,9 +280,13 @@ function readEvalRecords(path: string): PromptRecord[] {
 function checkRunInfo(path: string, info: RunInfo): void {
   if (existsSync(path)) {
     const before = readJsonFile<Record<string, unknown>>(path, 'run info');
-    const differ = Object.entries(info).filter(([k, v]) => JSON.stringify(before[k]) !== JSON.stringify(v)).map(([k]) => k);
+    const differ = Object.entries(info)
+      .filter(([k, v]) => JSON.stringify(before[k]) !== JSON.stringify(v))
+      .map(([k]) => k);
     if (differ.length > 0) {
-      throw new UserError(`${dirname(path)} holds predictions made with other settings (${differ.join(', ')} differ; see ${path}): use another --out, or delete it`);
+      throw new UserError(
+        `${dirname(path)} holds predictions made with other settings (${differ.join(', ')} differ; see ${path}): use another --out, or delete it`,
+      );
     }
     return;
   }
@@ -188,12 +300,19 @@ function recordedDatabases(data: string): { dbDir?: string; tablesPath?: string 
   const card = readJsonFile<Partial<DatasetCard>>(cardPath, 'dataset card');
   const recorded = card.source?.databases;
   if (typeof recorded !== 'string' || !existsSync(recorded)) return {};
-  const candidates = [card.source?.path, dirname(recorded)].filter((p): p is string => typeof p === 'string').map((p) => join(p, 'tables.json'));
+  const candidates = [card.source?.path, dirname(recorded)]
+    .filter((p): p is string => typeof p === 'string')
+    .map((p) => join(p, 'tables.json'));
   return { dbDir: recorded, tablesPath: candidates.find((p) => existsSync(p)) };
 }
 
 type Metric = 'seed_exact' | 'seed_token' | 'exact_set_match' | 'execution';
-const METRICS: [Metric, string][] = [['seed_exact', 'seed exact %'], ['seed_token', 'seed token %'], ['exact_set_match', 'exact-set-match %'], ['execution', 'execution %']];
+const METRICS: [Metric, string][] = [
+  ['seed_exact', 'seed exact %'],
+  ['seed_token', 'seed token %'],
+  ['exact_set_match', 'exact-set-match %'],
+  ['execution', 'execution %'],
+];
 
 export type Comparison = Partial<Record<Metric, { baseline: number; eval: number; change: number }>>;
 
@@ -201,7 +320,8 @@ export type Comparison = Partial<Record<Metric, { baseline: number; eval: number
 export function compareSummaries(base: LevelSummary, now: LevelSummary): Comparison {
   const out: Comparison = {};
   for (const [m] of METRICS) {
-    const b = base[m]?.pct, e = now[m]?.pct;
+    const b = base[m]?.pct,
+      e = now[m]?.pct;
     if (b !== undefined && e !== undefined) out[m] = { baseline: b, eval: e, change: e - b };
   }
   return out;
@@ -211,7 +331,13 @@ export function formatComparison(c: Comparison): string {
   const rows = [''.padEnd(18) + 'baseline'.padStart(10) + 'eval'.padStart(10) + 'change'.padStart(10)];
   for (const [m, label] of METRICS) {
     const r = c[m];
-    if (r) rows.push(label.padEnd(18) + r.baseline.toFixed(2).padStart(10) + r.eval.toFixed(2).padStart(10) + `${r.change >= 0 ? '+' : ''}${r.change.toFixed(2)}`.padStart(10));
+    if (r)
+      rows.push(
+        label.padEnd(18) +
+          r.baseline.toFixed(2).padStart(10) +
+          r.eval.toFixed(2).padStart(10) +
+          `${r.change >= 0 ? '+' : ''}${r.change.toFixed(2)}`.padStart(10),
+      );
   }
   return rows.join('\n') + '\n';
 }

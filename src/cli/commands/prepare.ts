@@ -10,28 +10,93 @@ export const command: CommandSpec = {
   summary: 'Spider (folder or HF parquet) -> train/eval prompts as JSONL',
   usage: '(--spider DIR | --parquet DIR --db-dir DIR) [--out DIR] [flags]',
   flags: [
-    { name: 'spider', type: 'string', metavar: 'DIR', description: 'Spider in the official layout (dev.json, train_spider.json, train_others.json, tables.json, database/); with --parquet, only its databases are used' },
-    { name: 'parquet', type: 'string', metavar: 'DIR', description: 'the Hugging Face dataset xlangai/spider as downloaded (spider/train-*.parquet, spider/validation-*.parquet)' },
-    { name: 'db-dir', type: 'string', metavar: 'DIR', description: 'SQLite databases for --parquet: a Spider folder or its database/ folder (<db_id>/<db_id>.sqlite)' },
-    { name: 'out', type: 'string', metavar: 'DIR', default: 'data', description: 'where train.jsonl, eval.jsonl and dataset.json go' },
-    { name: 'format', type: 'string', metavar: 'NAME', default: 'schema', choices: PROMPT_FORMATS, description: 'prompt format: schema = CREATE TABLE statements + question; seed = the reference workflow\'s prompt (database name only), byte for byte' },
-    { name: 'model', type: 'string', metavar: 'DIR|ID', description: 'model folder or Hub repo id whose tokenizer.json and chat template are used (only those files are downloaded; default: the bundled Qwen1.5 tokenizer, identical to Qwen/Qwen1.5-1.8B-Chat\'s)' },
-    { name: 'train-limit', type: 'number', default: 3500, description: 'training examples to take (all when larger than the split)' },
+    {
+      name: 'spider',
+      type: 'string',
+      metavar: 'DIR',
+      description:
+        'Spider in the official layout (dev.json, train_spider.json, train_others.json, tables.json, database/); with --parquet, only its databases are used',
+    },
+    {
+      name: 'parquet',
+      type: 'string',
+      metavar: 'DIR',
+      description:
+        'the Hugging Face dataset xlangai/spider as downloaded (spider/train-*.parquet, spider/validation-*.parquet)',
+    },
+    {
+      name: 'db-dir',
+      type: 'string',
+      metavar: 'DIR',
+      description: 'SQLite databases for --parquet: a Spider folder or its database/ folder (<db_id>/<db_id>.sqlite)',
+    },
+    {
+      name: 'out',
+      type: 'string',
+      metavar: 'DIR',
+      default: 'data',
+      description: 'where train.jsonl, eval.jsonl and dataset.json go',
+    },
+    {
+      name: 'format',
+      type: 'string',
+      metavar: 'NAME',
+      default: 'schema',
+      choices: PROMPT_FORMATS,
+      description:
+        "prompt format: schema = CREATE TABLE statements + question; seed = the reference workflow's prompt (database name only), byte for byte",
+    },
+    {
+      name: 'model',
+      type: 'string',
+      metavar: 'DIR|ID',
+      description:
+        "model folder or Hub repo id whose tokenizer.json and chat template are used (only those files are downloaded; default: the bundled Qwen1.5 tokenizer, identical to Qwen/Qwen1.5-1.8B-Chat's)",
+    },
+    {
+      name: 'train-limit',
+      type: 'number',
+      default: 3500,
+      description: 'training examples to take (all when larger than the split)',
+    },
     { name: 'eval-limit', type: 'number', default: 200, description: 'evaluation examples to take from dev' },
-    { name: 'shuffle', type: 'boolean', description: 'take a seeded random subset instead of the first N (kept in file order)' },
+    {
+      name: 'shuffle',
+      type: 'boolean',
+      description: 'take a seeded random subset instead of the first N (kept in file order)',
+    },
     { name: 'seed', type: 'number', default: 42, description: 'seed of --shuffle (train uses N, eval N+1)' },
-    { name: 'train-splits', type: 'string', metavar: 'WHICH', default: 'spider', choices: TRAIN_SPLITS, description: 'training files: train_spider.json, train_others.json or both (in that order)' },
-    { name: 'sample-rows', type: 'number', metavar: 'K', default: 0, description: 'schema format: first K rows of each table as INSERT statements' },
-    { name: 'max-prompt-tokens', type: 'number', default: 448, description: 'token budget of a rendered prompt (448 leaves room for the answer within train --max-length 512); the schema format drops sample rows, then the tables least related to the question, to fit' },
+    {
+      name: 'train-splits',
+      type: 'string',
+      metavar: 'WHICH',
+      default: 'spider',
+      choices: TRAIN_SPLITS,
+      description: 'training files: train_spider.json, train_others.json or both (in that order)',
+    },
+    {
+      name: 'sample-rows',
+      type: 'number',
+      metavar: 'K',
+      default: 0,
+      description: 'schema format: first K rows of each table as INSERT statements',
+    },
+    {
+      name: 'max-prompt-tokens',
+      type: 'number',
+      default: 448,
+      description:
+        'token budget of a rendered prompt (448 leaves room for the answer within train --max-length 512); the schema format drops sample rows, then the tables least related to the question, to fit',
+    },
   ],
   details: [
     'Each record: id (dev-0, train-12: index in the source file), db_id, question, query, hardness,',
-    'messages (system/user/assistant), text (whole chat, rendered by the model\'s chat template) and',
+    "messages (system/user/assistant), text (whole chat, rendered by the model's chat template) and",
     'prompt (the chat up to the answer, a prefix of text). dataset.json has counts, options, token',
     'length percentiles (p50/p90/p99/max) and hardness counts.',
     '',
     'Shuffling uses a Fisher-Yates shuffle driven by mulberry32(seed): the same seed gives the same',
-    'subset on every machine. Trimming relevance: question words found in a table\'s name (x2) and',
+    "subset on every machine. Trimming relevance: question words found in a table's name (x2) and",
     'column names, plus a bonus for tables linked by a foreign key to a matching one.',
   ].join('\n'),
   async run(args) {
@@ -41,7 +106,9 @@ export const command: CommandSpec = {
       dbDir: args.string('db-dir'),
       out: args.string('out') as string,
       format: args.string('format') as PromptFormat,
-      modelDir: args.has('model') ? (await resolveModel(args.required('model'), { skipWeights: true })).dir : defaultTokenizerDir(),
+      modelDir: args.has('model')
+        ? (await resolveModel(args.required('model'), { skipWeights: true })).dir
+        : defaultTokenizerDir(),
       trainLimit: args.number('train-limit') as number,
       evalLimit: args.number('eval-limit') as number,
       shuffle: args.boolean('shuffle'),

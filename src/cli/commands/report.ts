@@ -8,11 +8,38 @@ export const command: CommandSpec = {
   summary: 'markdown + self-contained HTML report: loss curves, before/after metrics by hardness, examples',
   usage: '[--run DIR] [--baseline FILE] [--finetuned FILE] [--out DIR]',
   flags: [
-    { name: 'run', type: 'string', metavar: 'DIR', description: 'training run folder from sqlora train --out (metrics.jsonl, training_summary.json)' },
-    { name: 'baseline', type: 'string', metavar: 'FILE', description: 'results.json of the model before fine-tuning (sqlora baseline, or sqlora evaluate --out)' },
-    { name: 'finetuned', type: 'string', metavar: 'FILE', description: 'results.json of the fine-tuned model (sqlora eval, or sqlora evaluate --out)' },
-    { name: 'out', type: 'string', metavar: 'DIR', description: 'where report.md, report.html and the charts go (default: the --run folder, else the current folder)' },
-    { name: 'examples', type: 'number', metavar: 'N', default: 5, description: 'example questions shown per kind of change (wrong -> right, right -> wrong)' },
+    {
+      name: 'run',
+      type: 'string',
+      metavar: 'DIR',
+      description: 'training run folder from sqlora train --out (metrics.jsonl, training_summary.json)',
+    },
+    {
+      name: 'baseline',
+      type: 'string',
+      metavar: 'FILE',
+      description: 'results.json of the model before fine-tuning (sqlora baseline, or sqlora evaluate --out)',
+    },
+    {
+      name: 'finetuned',
+      type: 'string',
+      metavar: 'FILE',
+      description: 'results.json of the fine-tuned model (sqlora eval, or sqlora evaluate --out)',
+    },
+    {
+      name: 'out',
+      type: 'string',
+      metavar: 'DIR',
+      description:
+        'where report.md, report.html and the charts go (default: the --run folder, else the current folder)',
+    },
+    {
+      name: 'examples',
+      type: 'number',
+      metavar: 'N',
+      default: 5,
+      description: 'example questions shown per kind of change (wrong -> right, right -> wrong)',
+    },
     { name: 'note', type: 'string', metavar: 'TEXT', description: 'a paragraph shown at the top of the report' },
   ],
   details: [
@@ -27,7 +54,9 @@ export const command: CommandSpec = {
     const baselinePath = args.string('baseline');
     const finetunedPath = args.string('finetuned');
     if (runDir === undefined && baselinePath === undefined && finetunedPath === undefined) {
-      throw new UserError('sqlora report: give --run DIR and/or --baseline FILE / --finetuned FILE (see sqlora report --help)');
+      throw new UserError(
+        'sqlora report: give --run DIR and/or --baseline FILE / --finetuned FILE (see sqlora report --help)',
+      );
     }
     const written = writeReport(args.string('out') ?? runDir ?? '.', {
       run: runDir !== undefined ? readTrainingRun(runDir) : null,
@@ -37,6 +66,8 @@ export const command: CommandSpec = {
       examples: positiveInt('report', 'examples', args.number('examples'), true),
       generatedAt: new Date(),
     });
-    process.stdout.write(`wrote ${written.html} and ${written.markdown}${written.charts.length ? ` (+ ${written.charts.length} charts)` : ''}\n`);
+    process.stdout.write(
+      `wrote ${written.html} and ${written.markdown}${written.charts.length ? ` (+ ${written.charts.length} charts)` : ''}\n`,
+    );
   },
 };

@@ -24,7 +24,8 @@ export function readRecords(path: string): Pick<PromptRecord, 'id' | 'text' | 'p
   if (rows.length === 0) throw new UserError(`${path} has no records`);
   return rows.map((r, i) => {
     const where = `${path}: record ${i + 1}${typeof r?.id === 'string' ? ` (${r.id})` : ''}`;
-    if (typeof r?.text !== 'string' || typeof r.prompt !== 'string') throw new UserError(`${where}: needs string fields "text" and "prompt" (write it with sqlora prepare)`);
+    if (typeof r?.text !== 'string' || typeof r.prompt !== 'string')
+      throw new UserError(`${where}: needs string fields "text" and "prompt" (write it with sqlora prepare)`);
     if (!r.text.startsWith(r.prompt)) throw new UserError(`${where}: "prompt" is not a prefix of "text"`);
     return { id: String(r.id ?? i), text: r.text, prompt: r.prompt };
   });
@@ -36,7 +37,11 @@ export function endOfTurnIds(tokenizer: Tokenizer): Set<number> {
   return new Set(eot === undefined ? [] : [eot]);
 }
 
-export function tokenizeRecords(records: ReturnType<typeof readRecords>, tokenizer: Tokenizer, opts: ExampleOptions): TokenizedSplit {
+export function tokenizeRecords(
+  records: ReturnType<typeof readRecords>,
+  tokenizer: Tokenizer,
+  opts: ExampleOptions,
+): TokenizedSplit {
   let truncated = 0;
   let empty = 0;
   const examples = records.map((r) => {

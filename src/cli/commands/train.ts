@@ -18,42 +18,128 @@ export const command: CommandSpec = {
   summary: 'QLoRA supervised fine-tuning -> PEFT adapter, checkpoints, metrics log',
   usage: '[--model DIR|HUB_ID] [--data DIR] [--out DIR] [flags]',
   flags: [
-    { name: 'model', type: 'string', metavar: 'DIR|ID', default: 'Qwen/Qwen1.5-1.8B-Chat', description: 'base model folder or Hugging Face repo id' },
-    { name: 'data', type: 'string', metavar: 'DIR', default: 'data', description: 'folder with train.jsonl and eval.jsonl from sqlora prepare' },
-    { name: 'train-file', type: 'string', metavar: 'FILE', description: 'training records (default: DATA/train.jsonl)' },
-    { name: 'eval-file', type: 'string', metavar: 'FILE', description: 'records for the eval loss (default: DATA/eval.jsonl when it exists)' },
-    { name: 'out', type: 'string', metavar: 'DIR', default: 'runs/train', description: 'run folder: adapter/, checkpoint-N/, metrics.jsonl, training_summary.json' },
+    {
+      name: 'model',
+      type: 'string',
+      metavar: 'DIR|ID',
+      default: 'Qwen/Qwen1.5-1.8B-Chat',
+      description: 'base model folder or Hugging Face repo id',
+    },
+    {
+      name: 'data',
+      type: 'string',
+      metavar: 'DIR',
+      default: 'data',
+      description: 'folder with train.jsonl and eval.jsonl from sqlora prepare',
+    },
+    {
+      name: 'train-file',
+      type: 'string',
+      metavar: 'FILE',
+      description: 'training records (default: DATA/train.jsonl)',
+    },
+    {
+      name: 'eval-file',
+      type: 'string',
+      metavar: 'FILE',
+      description: 'records for the eval loss (default: DATA/eval.jsonl when it exists)',
+    },
+    {
+      name: 'out',
+      type: 'string',
+      metavar: 'DIR',
+      default: 'runs/train',
+      description: 'run folder: adapter/, checkpoint-N/, metrics.jsonl, training_summary.json',
+    },
     quantizeFlag('nf4'),
     deviceFlag(),
     { name: 'lora-r', type: 'number', default: 16, description: 'LoRA rank' },
     { name: 'lora-alpha', type: 'number', default: 32, description: 'LoRA alpha (scale alpha / r)' },
-    { name: 'lora-dropout', type: 'number', default: 0.05, description: 'dropout on the LoRA path\'s input' },
-    { name: 'target-modules', type: 'string', metavar: 'LIST', default: 'q_proj,k_proj,v_proj,o_proj', description: `adapted projections, comma-separated (of ${PROJECTIONS.join(', ')})` },
+    { name: 'lora-dropout', type: 'number', default: 0.05, description: "dropout on the LoRA path's input" },
+    {
+      name: 'target-modules',
+      type: 'string',
+      metavar: 'LIST',
+      default: 'q_proj,k_proj,v_proj,o_proj',
+      description: `adapted projections, comma-separated (of ${PROJECTIONS.join(', ')})`,
+    },
     { name: 'epochs', type: 'number', default: 5, description: 'passes over the training data (may be fractional)' },
-    { name: 'max-steps', type: 'number', default: 0, description: 'run exactly this many optimizer steps instead (0 = use --epochs)' },
+    {
+      name: 'max-steps',
+      type: 'number',
+      default: 0,
+      description: 'run exactly this many optimizer steps instead (0 = use --epochs)',
+    },
     { name: 'batch-size', type: 'number', default: 8, description: 'examples per micro-batch' },
     { name: 'grad-accum', type: 'number', default: 2, description: 'micro-batches per optimizer step' },
     { name: 'lr', type: 'number', default: 2e-4, description: 'peak learning rate (AdamW, cosine schedule)' },
-    { name: 'warmup-ratio', type: 'number', default: 0.05, description: 'linear warmup over ceil(ratio x total steps) steps' },
-    { name: 'weight-decay', type: 'number', default: 0.01, description: 'AdamW decoupled weight decay (applied to the LoRA weights)' },
-    { name: 'max-grad-norm', type: 'number', default: 1, description: 'clip the gradient norm to this (0 = no clipping)' },
-    { name: 'max-activation-gib', type: 'number', metavar: 'GIB', default: 0, description: 'keep the activations saved for backward under this many GiB by recomputing the fewest layers that fit (0 = no limit, recompute nothing)' },
-    { name: 'max-length', type: 'number', default: 512, description: 'tokens per example; longer ones are cut at the end' },
-    { name: 'loss-on-prompt', type: 'boolean', description: 'train on the whole sequence, prompt included (the reference workflow); default: the answer and its <|im_end|> only' },
-    { name: 'group-by-length', type: 'boolean', default: true, description: 'batch examples of similar length (HF\'s megabatch scheme)' },
+    {
+      name: 'warmup-ratio',
+      type: 'number',
+      default: 0.05,
+      description: 'linear warmup over ceil(ratio x total steps) steps',
+    },
+    {
+      name: 'weight-decay',
+      type: 'number',
+      default: 0.01,
+      description: 'AdamW decoupled weight decay (applied to the LoRA weights)',
+    },
+    {
+      name: 'max-grad-norm',
+      type: 'number',
+      default: 1,
+      description: 'clip the gradient norm to this (0 = no clipping)',
+    },
+    {
+      name: 'max-activation-gib',
+      type: 'number',
+      metavar: 'GIB',
+      default: 0,
+      description:
+        'keep the activations saved for backward under this many GiB by recomputing the fewest layers that fit (0 = no limit, recompute nothing)',
+    },
+    {
+      name: 'max-length',
+      type: 'number',
+      default: 512,
+      description: 'tokens per example; longer ones are cut at the end',
+    },
+    {
+      name: 'loss-on-prompt',
+      type: 'boolean',
+      description:
+        'train on the whole sequence, prompt included (the reference workflow); default: the answer and its <|im_end|> only',
+    },
+    {
+      name: 'group-by-length',
+      type: 'boolean',
+      default: true,
+      description: "batch examples of similar length (HF's megabatch scheme)",
+    },
     { name: 'seed', type: 'number', default: 42, description: 'seed of the LoRA init, data order and dropout' },
-    { name: 'eval-steps', type: 'number', default: 100, description: 'eval loss every N steps (and after the last; 0 = only after the last)' },
+    {
+      name: 'eval-steps',
+      type: 'number',
+      default: 100,
+      description: 'eval loss every N steps (and after the last; 0 = only after the last)',
+    },
     { name: 'eval-batch-size', type: 'number', default: 8, description: 'examples per eval batch' },
     { name: 'save-steps', type: 'number', default: 100, description: 'checkpoint every N steps (0 = only on Ctrl-C)' },
-    { name: 'save-total-limit', type: 'number', default: 0, description: 'keep the N newest checkpoints plus the best by eval loss (0 = keep all)' },
+    {
+      name: 'save-total-limit',
+      type: 'number',
+      default: 0,
+      description: 'keep the N newest checkpoints plus the best by eval loss (0 = keep all)',
+    },
     { name: 'resume', type: 'boolean', description: 'continue from the newest checkpoint in --out' },
     { name: 'resume-from', type: 'string', metavar: 'DIR', description: 'continue from this checkpoint folder' },
   ],
   details: [
     'Each optimizer step runs --grad-accum micro-batches of --batch-size examples (right-padded with the eos token),',
     'normalizes the summed token loss by the target tokens of the whole step (as HF with num_items_in_batch), clips',
-    'the gradient norm, and takes an AdamW step at lr x cosine-with-warmup(step) (transformers\'',
-    'get_cosine_schedule_with_warmup). The data order of epoch e is HF\'s group_by_length scheme over a',
+    "the gradient norm, and takes an AdamW step at lr x cosine-with-warmup(step) (transformers'",
+    "get_cosine_schedule_with_warmup). The data order of epoch e is HF's group_by_length scheme over a",
     'permutation drawn from mulberry32(seed, e): megabatches of up to 50 x batch x accum examples, longest first.',
     'Steps per epoch = ceil(ceil(examples / batch) / accum).',
     '',
@@ -67,55 +153,109 @@ export const command: CommandSpec = {
 
 /** Flags whose value shapes the loss curve: a resumed run must repeat them. */
 const CURVE_FLAGS = [
-  'model', 'quantize', 'lora-r', 'lora-alpha', 'lora-dropout', 'target-modules', 'epochs', 'max-steps', 'batch-size', 'grad-accum',
-  'lr', 'warmup-ratio', 'weight-decay', 'max-grad-norm', 'max-length', 'loss-on-prompt', 'group-by-length', 'seed',
+  'model',
+  'quantize',
+  'lora-r',
+  'lora-alpha',
+  'lora-dropout',
+  'target-modules',
+  'epochs',
+  'max-steps',
+  'batch-size',
+  'grad-accum',
+  'lr',
+  'warmup-ratio',
+  'weight-decay',
+  'max-grad-norm',
+  'max-length',
+  'loss-on-prompt',
+  'group-by-length',
+  'seed',
 ] as const;
 
 async function runTrain(args: ParsedArgs): Promise<void> {
   const out = args.string('out')!;
   const data = args.string('data')!;
   const trainFile = args.string('train-file') ?? join(data, 'train.jsonl');
-  const evalFile = args.string('eval-file') ?? (existsSync(join(data, 'eval.jsonl')) ? join(data, 'eval.jsonl') : undefined);
+  const evalFile =
+    args.string('eval-file') ?? (existsSync(join(data, 'eval.jsonl')) ? join(data, 'eval.jsonl') : undefined);
   const int = (name: string, allowZero = false): number => positiveInt('train', name, args.number(name), allowZero);
   const lora: LoraConfig = {
-    r: int('lora-r'), alpha: args.number('lora-alpha')!, dropout: args.number('lora-dropout')!, targetModules: parseModules(args.string('target-modules')!), useRslora: false,
+    r: int('lora-r'),
+    alpha: args.number('lora-alpha')!,
+    dropout: args.number('lora-dropout')!,
+    targetModules: parseModules(args.string('target-modules')!),
+    useRslora: false,
   };
   const maxLength = int('max-length');
-  for (const name of ['lr', 'epochs'] as const) if (!(args.number(name)! > 0)) throw new UserError(`sqlora train: --${name} must be positive`);
-  for (const name of ['warmup-ratio', 'weight-decay', 'max-grad-norm', 'max-activation-gib'] as const) if (!(args.number(name)! >= 0)) throw new UserError(`sqlora train: --${name} must be >= 0`);
+  for (const name of ['lr', 'epochs'] as const)
+    if (!(args.number(name)! > 0)) throw new UserError(`sqlora train: --${name} must be positive`);
+  for (const name of ['warmup-ratio', 'weight-decay', 'max-grad-norm', 'max-activation-gib'] as const)
+    if (!(args.number(name)! >= 0)) throw new UserError(`sqlora train: --${name} must be >= 0`);
   const resume = findResume(args, out);
 
   const records = readRecords(trainFile);
   const evalRecords = evalFile !== undefined ? readRecords(evalFile) : null;
-  const loaded = await loadModel({ model: args.string('model'), device: args.string('device')!, quantize: args.string('quantize')! });
+  const loaded = await loadModel({
+    model: args.string('model'),
+    device: args.string('device')!,
+    quantize: args.string('quantize')!,
+  });
   const { model, tokenizer } = loaded;
-  const exampleOpts = { maxLength, lossOnPrompt: args.boolean('loss-on-prompt'), endOfTurnIds: endOfTurnIds(tokenizer) };
+  const exampleOpts = {
+    maxLength,
+    lossOnPrompt: args.boolean('loss-on-prompt'),
+    endOfTurnIds: endOfTurnIds(tokenizer),
+  };
   const train = tokenizeRecords(records, tokenizer, exampleOpts);
   const evalSplit = evalRecords ? tokenizeRecords(evalRecords, tokenizer, exampleOpts) : null;
   const padId = tokenizer.special.eos ?? loaded.padId;
 
   const checkpoint: TrainCheckpoint | null = resume ? loadTrainCheckpoint(resume, model.config) : null;
-  const adapter = LoraAdapter.upload(model.backend, model.config, checkpoint?.adapter ?? initLora(model.config, lora, args.number('seed')!));
+  const adapter = LoraAdapter.upload(
+    model.backend,
+    model.config,
+    checkpoint?.adapter ?? initLora(model.config, lora, args.number('seed')!),
+  );
   model.setLora(adapter);
   const settings: Record<string, unknown> = Object.fromEntries(CURVE_FLAGS.map((f) => [f, flagValue(args, f)]));
   const cfg: SftConfig = {
-    epochs: args.number('epochs')!, maxSteps: int('max-steps', true), batchSize: int('batch-size'), gradAccum: int('grad-accum'),
-    lr: args.number('lr')!, warmupRatio: args.number('warmup-ratio')!, weightDecay: args.number('weight-decay')!, maxGradNorm: args.number('max-grad-norm')!,
-    seed: args.number('seed')!, groupByLength: args.boolean('group-by-length'), evalSteps: int('eval-steps', true), evalBatchSize: int('eval-batch-size'),
-    saveSteps: int('save-steps', true), saveTotalLimit: int('save-total-limit', true), padId, outDir: out, baseModel: loaded.source, settings,
+    epochs: args.number('epochs')!,
+    maxSteps: int('max-steps', true),
+    batchSize: int('batch-size'),
+    gradAccum: int('grad-accum'),
+    lr: args.number('lr')!,
+    warmupRatio: args.number('warmup-ratio')!,
+    weightDecay: args.number('weight-decay')!,
+    maxGradNorm: args.number('max-grad-norm')!,
+    seed: args.number('seed')!,
+    groupByLength: args.boolean('group-by-length'),
+    evalSteps: int('eval-steps', true),
+    evalBatchSize: int('eval-batch-size'),
+    saveSteps: int('save-steps', true),
+    saveTotalLimit: int('save-total-limit', true),
+    padId,
+    outDir: out,
+    baseModel: loaded.source,
+    settings,
     activationBudget: args.number('max-activation-gib')! > 0 ? args.number('max-activation-gib')! * 2 ** 30 : undefined,
   };
   const trainable = adapter.parameters().reduce((s, p) => s + p.param.size, 0);
   // Opened at the first step, once trainSft has accepted a resume: a refused one keeps the log intact.
   let log: MetricsLog | null = null;
-  const metrics = (): MetricsLog => (log ??= new MetricsLog(join(out, 'metrics.jsonl'), checkpoint ? checkpoint.state.step : null));
+  const metrics = (): MetricsLog =>
+    (log ??= new MetricsLog(join(out, 'metrics.jsonl'), checkpoint ? checkpoint.state.step : null));
   process.stderr.write(
     `train: ${train.examples.length} examples (${train.truncated} cut at ${maxLength} tokens)` +
       (evalSplit ? `, eval: ${evalSplit.examples.length}` : ', no eval set') +
       `; ${trainable.toLocaleString('en-US')} trainable parameters; ${loaded.model.backend.name}, ${args.string('quantize')} base` +
-      (checkpoint ? `; resuming from ${checkpoint.dir} (step ${checkpoint.state.step})` : '') + '\n',
+      (checkpoint ? `; resuming from ${checkpoint.dir} (step ${checkpoint.state.step})` : '') +
+      '\n',
   );
-  if (train.empty > 0) process.stderr.write(`warning: ${train.empty} training examples have no answer token left within --max-length ${maxLength}; they add no loss\n`);
+  if (train.empty > 0)
+    process.stderr.write(
+      `warning: ${train.empty} training examples have no answer token left within --max-length ${maxLength}; they add no loss\n`,
+    );
 
   let progress: Progress | null = null;
   let stopping = false;
@@ -130,25 +270,35 @@ async function runTrain(args: ParsedArgs): Promise<void> {
   process.on('SIGINT', onSigint);
   let result: SftResult;
   try {
-    result = await trainSft(model, adapter, { train: train.examples, eval: evalSplit?.examples ?? null, fingerprint: fingerprintExamples(train.examples) }, cfg, {
-      onStep(r, plan) {
-        progress ??= new Progress({ label: 'train', total: plan.totalSteps, unit: 'step' }, r.step - 1);
-        metrics().append(r);
-        progress.tick(1, { loss: r.loss, lr: r.lr, 'tok/s': r.tokens_per_s });
+    result = await trainSft(
+      model,
+      adapter,
+      { train: train.examples, eval: evalSplit?.examples ?? null, fingerprint: fingerprintExamples(train.examples) },
+      cfg,
+      {
+        onStep(r, plan) {
+          progress ??= new Progress({ label: 'train', total: plan.totalSteps, unit: 'step' }, r.step - 1);
+          metrics().append(r);
+          progress.tick(1, { loss: r.loss, lr: r.lr, 'tok/s': r.tokens_per_s });
+        },
+        onEval(r) {
+          metrics().append(r);
+          progress?.set({ eval: r.eval_loss });
+        },
+        stopRequested: () => stopping,
       },
-      onEval(r) {
-        metrics().append(r);
-        progress?.set({ eval: r.eval_loss });
-      },
-      stopRequested: () => stopping,
-    }, checkpoint ? { optimizer: checkpoint.optimizer, state: checkpoint.state, dir: checkpoint.dir } : undefined);
+      checkpoint ? { optimizer: checkpoint.optimizer, state: checkpoint.state, dir: checkpoint.dir } : undefined,
+    );
   } finally {
     process.off('SIGINT', onSigint);
     (progress as Progress | null)?.finish();
   }
 
   if (result.status === 'interrupted') {
-    throw new UserError(`interrupted after step ${result.state.step} of ${result.plan.totalSteps}; checkpoint saved in ${result.checkpoint}. Continue with the same command and --resume`, 130);
+    throw new UserError(
+      `interrupted after step ${result.state.step} of ${result.plan.totalSteps}; checkpoint saved in ${result.checkpoint}. Continue with the same command and --resume`,
+      130,
+    );
   }
   const adapterDir = join(out, 'adapter');
   writePeftAdapter(adapterDir, adapter.toHost(), { baseModelNameOrPath: loaded.source });
@@ -157,8 +307,12 @@ async function runTrain(args: ParsedArgs): Promise<void> {
     model: loaded.source,
     adapter: adapterDir,
     data: {
-      train_file: trainFile, eval_file: evalFile ?? null, train_examples: train.examples.length, eval_examples: evalSplit?.examples.length ?? 0,
-      truncated: train.truncated, target_tokens: train.examples.reduce((n, e) => n + e.targets, 0),
+      train_file: trainFile,
+      eval_file: evalFile ?? null,
+      train_examples: train.examples.length,
+      eval_examples: evalSplit?.examples.length ?? 0,
+      truncated: train.truncated,
+      target_tokens: train.examples.reduce((n, e) => n + e.targets, 0),
     },
     settings: { ...settings, device: args.string('device'), eval_steps: cfg.evalSteps, save_steps: cfg.saveSteps },
     trainable_params: trainable,
@@ -177,7 +331,9 @@ async function runTrain(args: ParsedArgs): Promise<void> {
   writeFileSync(join(out, 'training_summary.json'), JSON.stringify(summary, null, 2) + '\n');
   process.stderr.write(
     `done: ${s.step} steps, mean train loss ${summary.train_loss.toFixed(4)}` +
-      (s.last_eval ? `, eval loss ${s.last_eval.eval_loss.toFixed(4)} (best ${s.best_eval!.eval_loss.toFixed(4)} at step ${s.best_eval!.step})` : '') +
+      (s.last_eval
+        ? `, eval loss ${s.last_eval.eval_loss.toFixed(4)} (best ${s.best_eval!.eval_loss.toFixed(4)} at step ${s.best_eval!.step})`
+        : '') +
       `; adapter in ${adapterDir}\n`,
   );
 }
@@ -189,9 +345,15 @@ function flagValue(args: ParsedArgs, name: string): string | number | boolean | 
 }
 
 function parseModules(list: string): ProjectionName[] {
-  const names = list.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const names = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   for (const n of names) {
-    if (!(PROJECTIONS as readonly string[]).includes(n)) throw new UserError(`sqlora train: --target-modules: ${JSON.stringify(n)} is not one of ${PROJECTIONS.join(', ')}`);
+    if (!(PROJECTIONS as readonly string[]).includes(n))
+      throw new UserError(
+        `sqlora train: --target-modules: ${JSON.stringify(n)} is not one of ${PROJECTIONS.join(', ')}`,
+      );
   }
   return names as ProjectionName[];
 }
@@ -206,7 +368,9 @@ function findResume(args: ParsedArgs, out: string): string | null {
     return existing[existing.length - 1].dir;
   }
   if (existing.length > 0) {
-    throw new UserError(`${out} already holds checkpoints (newest: step ${existing[existing.length - 1].step}): pass --resume to continue that run, or choose another --out`);
+    throw new UserError(
+      `${out} already holds checkpoints (newest: step ${existing[existing.length - 1].step}): pass --resume to continue that run, or choose another --out`,
+    );
   }
   return null;
 }

@@ -30,9 +30,12 @@ export const ATTENTION_TILES = { fwdRows: 64, fwdKeys: 32, dqRows: 32, dqKeys: 3
 export function attentionSharedBytes(kernel: 'fwd' | 'dq' | 'dkdv', nj: number): number {
   const ldh = 32 * nj + 4;
   const ldp = 32 + 4;
-  const floats = kernel === 'fwd' ? (64 + 2 * 32) * ldh + 64 * ldp + 32
-    : kernel === 'dq' ? (2 * 32 + 2 * 32) * ldh + 32 * ldp + 32
-      : (2 * 32 + 2 * 32) * ldh + 2 * 32 * ldp + 3 * 32;
+  const floats =
+    kernel === 'fwd'
+      ? (64 + 2 * 32) * ldh + 64 * ldp + 32
+      : kernel === 'dq'
+        ? (2 * 32 + 2 * 32) * ldh + 32 * ldp + 32
+        : (2 * 32 + 2 * 32) * ldh + 2 * 32 * ldp + 3 * 32;
   return floats * 4;
 }
 
@@ -392,11 +395,14 @@ extern "C" __global__ void attn_bwd_delta(float* delta, const void* dout, int dd
 
 `;
 
-const ARGS = 'const void* q, int qdt, const void* k, int kdt, const void* v, int vdt, const int* mask, int T, int S, int H, int Hkv, int hd, int kvLen, float scale';
+const ARGS =
+  'const void* q, int qdt, const void* k, int kdt, const void* v, int vdt, const int* mask, int T, int S, int H, int Hkv, int hd, int kvLen, float scale';
 const PASS = 'q, qdt, k, kdt, v, vdt, mask, T, S, H, Hkv, hd, kvLen, scale';
 
 /** The extern "C" entry points of each head-size variant (written out so their signatures can be read). */
-const INSTANCES = [1, 2, 4].map((nj) => `
+const INSTANCES = [1, 2, 4]
+  .map(
+    (nj) => `
 extern "C" __global__ void __launch_bounds__(128) attn_fwd_${nj}(void* out, int odt, float* lse, ${ARGS}) {
   attn_fwd<${nj}>(out, odt, lse, ${PASS});
 }
@@ -405,6 +411,8 @@ extern "C" __global__ void __launch_bounds__(128) attn_bwd_dq_${nj}(void* dq, in
 }
 extern "C" __global__ void __launch_bounds__(128) attn_bwd_dkdv_${nj}(void* dk, int dkdt, void* dv, int dvdt, const void* dout, int ddt, const float* delta, const float* lse, ${ARGS}) {
   attn_bwd_dkdv<${nj}>(dk, dkdt, dv, dvdt, dout, ddt, delta, lse, ${PASS});
-}`).join('\n');
+}`,
+  )
+  .join('\n');
 
 export const ATTENTION: KernelModule = kernelModule('attention', COMMON_CUDA + SOURCE + INSTANCES);

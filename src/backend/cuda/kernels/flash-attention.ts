@@ -64,10 +64,14 @@ export const FLASH_TILES = { fwdRows: 64, dkvKeys: 64, dqRows: 64 } as const;
 export function flashSharedBytes(kernel: 'fwd' | 'dkdv' | 'dq' | 'dq_ds', hd: number): number {
   const row = (hd + 8) * 2;
   switch (kernel) {
-    case 'dq_ds': return 2 * 64 * row + 2 * 64 * (64 + 8) * 2;
-    case 'fwd': return FWD_STAGES * (2 * FWD_KEY_TILE * row + FWD_KEY_TILE * 4);
-    case 'dkdv': return (2 * 64 + DKDV_STAGES * 2 * 32) * row + DKDV_STAGES * 2 * 32 * 4 + 64 * 4;
-    case 'dq': return (2 * 64 + 4 * 64) * row + 2 * 64 * 4 + 2 * 64 * 4;
+    case 'dq_ds':
+      return 2 * 64 * row + 2 * 64 * (64 + 8) * 2;
+    case 'fwd':
+      return FWD_STAGES * (2 * FWD_KEY_TILE * row + FWD_KEY_TILE * 4);
+    case 'dkdv':
+      return (2 * 64 + DKDV_STAGES * 2 * 32) * row + DKDV_STAGES * 2 * 32 * 4 + 64 * 4;
+    case 'dq':
+      return (2 * 64 + 4 * 64) * row + 2 * 64 * 4 + 2 * 64 * 4;
   }
 }
 
@@ -774,4 +778,7 @@ extern "C" __global__ void __launch_bounds__(128) flash_bwd_dq_${hd}(u16* dQ, co
 `;
 }
 
-export const FLASH_ATTENTION: KernelModule = kernelModule('flash-attention', COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + FLASH_HEAD_DIMS.map(variant).join(''));
+export const FLASH_ATTENTION: KernelModule = kernelModule(
+  'flash-attention',
+  COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + FLASH_HEAD_DIMS.map(variant).join(''),
+);

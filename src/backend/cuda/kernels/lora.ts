@@ -35,7 +35,9 @@ export function loraGroupMax(r: number): number {
 }
 
 /** The compiled (rank, members) variants, as kernel name suffixes `${r}_${m}`. */
-export const LORA_VARIANTS: readonly string[] = LORA_RANKS.flatMap((r) => Array.from({ length: loraGroupMax(r) }, (_, i) => `${r}_${i + 1}`));
+export const LORA_VARIANTS: readonly string[] = LORA_RANKS.flatMap((r) =>
+  Array.from({ length: loraGroupMax(r) }, (_, i) => `${r}_${i + 1}`),
+);
 
 /** r rounded up to whole 16-row tiles (the kernels pad a and g with zeros to it). */
 const padded = (r: number): number => Math.ceil(r / 16) * 16;
@@ -59,8 +61,11 @@ export const loraSeedMix = (seed: number): number => fmix32(seed >>> 0);
  * rank r and m members (lora_grads adds the members' mask bits and a's columns).
  */
 export const LORA_GRAD_A = {
-  cols: 128, rows: 256, threads: 128,
-  sharedBytes: (r: number, m: number, dx: boolean) => m * 32 * (128 + 8) * 2 + m * 32 * (padded(r) + 8) * 2 + (dx ? m * 32 * 16 + m * padded(r) * (128 + 8) * 2 : 0),
+  cols: 128,
+  rows: 256,
+  threads: 128,
+  sharedBytes: (r: number, m: number, dx: boolean) =>
+    m * 32 * (128 + 8) * 2 + m * 32 * (padded(r) + 8) * 2 + (dx ? m * 32 * 16 + m * padded(r) * (128 + 8) * 2 : 0),
 } as const;
 
 const SOURCE = String.raw`
@@ -393,7 +398,10 @@ extern "C" __global__ void __launch_bounds__(128, ${Number(r) >= 64 ? 2 : 3}) lo
  * to, and its shared memory (two dy tiles, its u rows and b rows).
  */
 export const LORA_UP_BWD = {
-  rows: 256, cols: 512, threads: 128, rankPad: 16,
+  rows: 256,
+  cols: 512,
+  threads: 128,
+  rankPad: 16,
   sharedBytes: 2 * 64 * (128 + 8) * 2 + (256 + 512) * (16 + 8) * 2,
 } as const;
 
@@ -539,4 +547,7 @@ extern "C" __global__ void lora_up_bwd_sum(u16* g0, u16* g1, u16* g2, float* gB0
 }
 `;
 
-export const LORA: KernelModule = kernelModule('lora', COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + UP_BWD_SOURCE + LORA_VARIANTS.map(variant).join(''));
+export const LORA: KernelModule = kernelModule(
+  'lora',
+  COMMON_CUDA + TENSOR_CORE_CUDA + SOURCE + UP_BWD_SOURCE + LORA_VARIANTS.map(variant).join(''),
+);

@@ -11,4 +11,12 @@ import { FLASH_ATTENTION } from './flash-attention.js';
 import { LORA } from './lora.js';
 import { ROWS } from './rows.js';
 
-export const KERNEL_MODULES: Readonly<Record<string, KernelModule>> = { ATTENTION, ATTENTION_SCORES, DECODE, ELEMENTWISE, FLASH_ATTENTION, LORA, ROWS };
+export const KERNEL_MODULES: Readonly<Record<string, KernelModule>> = {
+  ATTENTION,
+  ATTENTION_SCORES,
+  DECODE,
+  ELEMENTWISE,
+  FLASH_ATTENTION,
+  LORA,
+  ROWS,
+};

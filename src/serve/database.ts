@@ -1,0 +1,38 @@
+/**
+ * What `ask`, `serve` and `prepare --pairs` need of a user's database, whatever its engine: its
+ * schema (to build the prompt the adapter was trained on) and read-only execution of generated
+ * SQL under limits. Implementations: SQLite files and PostgreSQL URLs.
+ */
+import type { TableInfo } from '../data/sqliteSchema.js';
+
+export type Dialect = 'sqlite' | 'postgresql';
+
+export interface QueryLimits {
+  /** Per-query wall-clock limit. */
+  timeoutMs: number;
+  /** Rows returned at most; more set `truncated`. */
+  maxRows: number;
+  /** Bytes of result values at most (a larger result fails the query as "result too large"). */
+  maxBytes: number;
+}
+
+export interface QueryResult {
+  columns: string[];
+  /** JSON-safe cells: string, number, null (blobs as hex strings, bigints as strings). */
+  rows: (string | number | null)[][];
+  /** Rows the query returned before the cap (equal to rows.length unless truncated). */
+  rowCount: number;
+  truncated: boolean;
+  elapsedMs: number;
+}
+
+export interface SqlDatabase {
+  /** The name requests use (`--db NAME=...`), never a path. */
+  readonly name: string;
+  readonly dialect: Dialect;
+  /** Tables, columns, types, primary and foreign keys. */
+  tables(): Promise<TableInfo[]>;
+  /** Runs one statement read-only; rejects with a UserError-like message on any failure. */
+  query(sql: string, limits?: Partial<QueryLimits>): Promise<QueryResult>;
+  close(): Promise<void>;
+}
