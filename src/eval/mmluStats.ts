@@ -87,16 +87,15 @@ export function questionsNeeded(p1: number, p2: number, discordance?: number): n
   return Math.ceil((Z_ALPHA * Math.sqrt(psi) + Z_POWER * Math.sqrt(psi - delta * delta)) ** 2 / (delta * delta));
 }
 
-/** The smallest difference (as a fraction) that n questions detect with that discordance. */
-export function detectableDifference(n: number, discordance: number): number {
-  if (n <= 0 || discordance <= 0) return NaN;
+/** The smallest difference (as a fraction) that n questions detect with that discordance; null for none. */
+export function detectableDifference(n: number, discordance: number): number | null {
+  if (n <= 0 || discordance <= 0) return null;
   // n(delta) = questionsNeeded falls as delta grows: bisect on delta in (0, discordance].
   let lo = 0,
     hi = discordance;
   for (let i = 0; i < 60; i++) {
     const mid = (lo + hi) / 2;
-    const psi = discordance;
-    const need = (Z_ALPHA * Math.sqrt(psi) + Z_POWER * Math.sqrt(psi - mid * mid)) ** 2 / (mid * mid);
+    const need = (Z_ALPHA * Math.sqrt(discordance) + Z_POWER * Math.sqrt(discordance - mid * mid)) ** 2 / (mid * mid);
     if (need > n) lo = mid;
     else hi = mid;
   }
@@ -114,8 +113,11 @@ export interface Verdict {
   /** Questions only the base got right / only the adapter got right. */
   mcnemar: { base_only: number; adapter_only: number; p_value: number };
   significant: boolean;
-  /** The smallest difference this many questions detect (80% power, alpha 0.05, this run's discordance). */
-  detectable_difference: number;
+  /**
+   * The smallest difference this many questions detect (80% power, alpha 0.05, this run's
+   * discordance); null where the two models agree on every question.
+   */
+  detectable_difference: number | null;
   line: string;
 }
 

@@ -124,8 +124,11 @@ export function formatSummary(r: MmluResults): string {
   lines.push(row('overall', s.overall));
   if (s.verdict) {
     lines.push(`verdict: ${s.verdict.line}`);
+    const d = s.verdict.detectable_difference;
     lines.push(
-      `with ${s.verdict.questions} questions and this discordance, differences of ${(100 * s.verdict.detectable_difference).toFixed(1)} points or more are detected (80% power)`,
+      d === null
+        ? 'the two models give the same answer on every question'
+        : `with ${s.verdict.questions} questions and ${s.verdict.mcnemar.base_only + s.verdict.mcnemar.adapter_only} disagreements, differences of ${(100 * d).toFixed(1)} points or more are detected (80% power, alpha 0.05)`,
     );
   }
   lines.push(`note: ${s.power}`);
