@@ -95,6 +95,7 @@ describe('sqlora mmlu', () => {
     writeFileSync(progress, lines.slice(0, 8).join('\n') + '\n' + lines[8].slice(0, 15));
     const again = JSON.parse((await sqlora('mmlu', args)).stdout) as MmluResults;
     expect(again.meta.single_token_questions).toBe(13);
+    expect(again.meta.resumed_questions).toBe(7);
     expect(again.questions).toEqual(full.questions);
     // Other settings start over.
     const other = JSON.parse((await sqlora('mmlu', [...args, '--limit', '3'])).stdout) as MmluResults;

@@ -29,6 +29,7 @@ function results(): MmluResults {
       device: 'cpu f32',
       single_token_questions: 60,
       general_questions: 0,
+      resumed_questions: 0,
       scoring_seconds: 1,
     },
     questions: qs,

@@ -80,6 +80,7 @@ export async function mmluEvaluate(opts: MmluOptions): Promise<MmluResults> {
       device: settings.device,
       single_token_questions: run.singleToken,
       general_questions: run.general,
+      resumed_questions: run.resumed,
       scoring_seconds: run.seconds,
     },
     questions: run.questions,

@@ -53,6 +53,9 @@ export interface MmluMeta {
   /** Questions scored by one pass per question / by the general path. */
   single_token_questions: number;
   general_questions: number;
+  /** Questions read back from the progress file of an earlier run with the same settings. */
+  resumed_questions: number;
+  /** Seconds spent scoring in this run (tokenization and resumed questions excluded). */
   scoring_seconds: number;
 }
 
