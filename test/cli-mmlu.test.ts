@@ -124,11 +124,21 @@ describe('sqlora mmlu', () => {
   }, 60_000);
 
   it('runs on the embedded selection without --data and says so', async () => {
-    const r = await sqlora('mmlu', [...BASE_ARGS, '--limit', '1', '--out', join(temp(), 'r.json'), '--json']);
+    const subjects = 'anatomy,high_school_geography,marketing,world_religions';
+    const r = await sqlora('mmlu', [
+      ...BASE_ARGS,
+      '--subjects',
+      subjects,
+      '--limit',
+      '1',
+      '--out',
+      join(temp(), 'r.json'),
+      '--json',
+    ]);
     expect(r.code).toBe(0);
     const res = JSON.parse(r.stdout) as MmluResults;
     expect(res.meta.data).toContain('the embedded selection (1140 test questions, 57 subjects');
-    expect(res.questions).toHaveLength(57);
+    expect(res.questions.map((q) => q.subject)).toEqual(subjects.split(','));
     expect(Object.keys(res.summary.categories)).toEqual(['stem', 'humanities', 'social_sciences', 'other']);
   }, 60_000);
 

@@ -24,8 +24,8 @@ function load(name: 'model-letters' | 'model-bytes'): {
 }
 
 const set = await readMmlu(join(FIX, 'csv'));
-const zeroShot = selectQuestions(set, { shots: 0, limit: 3 });
-const fiveShot = selectQuestions(set, { shots: 5, subjects: ['world_religions'], limit: 2 });
+const zeroShot = selectQuestions(set, { shots: 0, limit: 2 });
+const fiveShot = selectQuestions(set, { shots: 5, subjects: ['world_religions'], limit: 1 });
 
 function run(
   m: ReturnType<typeof load>,

@@ -33,7 +33,7 @@ export interface MmluOptions {
   forceGeneral?: boolean;
 }
 
-export function progressPathFor(out: string): string {
+function progressPathFor(out: string): string {
   return `${out}.progress.jsonl`;
 }
 

@@ -40,7 +40,7 @@ export function mmluContext(q: MmluQuestion, fewShot: readonly MmluQuestion[]): 
   return mmluDescription(q.subject) + shots + mmluDocText(q);
 }
 
-export const MMLU_CONTINUATIONS = LETTERS.map((l) => ` ${l}`);
+const MMLU_CONTINUATIONS = LETTERS.map((l) => ` ${l}`);
 
 export interface EncodedPair {
   context: number[];

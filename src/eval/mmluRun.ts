@@ -45,7 +45,7 @@ interface Header {
 }
 
 /** Rows per pass from a token budget: wide on a GPU, small on the CPU (f32). */
-export function autoBatch(model: Qwen2Model, tokens: number): number {
+function autoBatch(model: Qwen2Model, tokens: number): number {
   const budget = model.backend.computeDType === 'f32' ? 4096 : 32768;
   return Math.max(1, Math.min(64, Math.floor(budget / Math.max(1, tokens))));
 }

@@ -11,8 +11,7 @@
  */
 import { mulberry32 } from '../util/random.js';
 
-export const ALPHA = 0.05;
-export const POWER = 0.8;
+const ALPHA = 0.05;
 const Z_ALPHA = 1.959963984540054; // two-sided 5%
 const Z_POWER = 0.8416212335729143; // 80%
 
@@ -162,13 +161,13 @@ export function verdict(before: readonly boolean[], after: readonly boolean[], s
   };
 }
 
-export function formatP(p: number): string {
+function formatP(p: number): string {
   if (p >= 0.001) return p.toFixed(3);
   return p.toExponential(1);
 }
 
 /** The reference workflow's case: 25% before, 16% after, on 50 questions. */
-export const REFERENCE_CASE = { before: 0.25, after: 0.16, questions: 50 } as const;
+const REFERENCE_CASE = { before: 0.25, after: 0.16, questions: 50 } as const;
 
 /** One line on what a difference the size of the reference workflow's needs. */
 export function powerLine(): string {
