@@ -42,7 +42,7 @@ def main():
 
     dev_name = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    kw = {"torch_dtype": dtype, "attn_implementation": "sdpa"}
+    kw = {"dtype": dtype, "attn_implementation": "sdpa"}
     if args.quantize == "nf4":
         from transformers import BitsAndBytesConfig
 

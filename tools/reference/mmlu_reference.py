@@ -99,7 +99,7 @@ def main():
     for name in ("letters", "bytes"):
         model_dir = os.path.join(FIX, f"model-{name}")
         tok = AutoTokenizer.from_pretrained(model_dir)
-        base = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32, attn_implementation="eager")
+        base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
         base.eval()
         max_length = base.config.max_position_embeddings
         logliks[name] = {"base": {k: score(base, tok, v, max_length) for k, v in sets.items()}}
