@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { mdText } from '../src/report/markdown.js';
 import { sqlora, type CliRun } from './helpers/cli.js';
 
 const REAL_MODEL = 'Qwen/Qwen1.5-1.8B-Chat';
@@ -34,6 +35,8 @@ beforeAll(async () => {
     '8',
     '--eval-steps',
     '1',
+    '--mmlu-limit',
+    '2',
   ]);
 }, 120_000);
 
@@ -41,15 +44,15 @@ describe('sqlora demo', () => {
   it('runs every stage and says which model it used and what a real run is', () => {
     expect(run.stderr).not.toContain('internal error');
     expect(run.code).toBe(0);
-    for (const [i, stage] of ['model', 'prepare', 'baseline', 'train', 'eval', 'report'].entries())
-      expect(run.stdout).toContain(`[${i + 1}/6] ${stage}:`);
+    for (const [i, stage] of ['model', 'prepare', 'baseline', 'train', 'eval', 'mmlu', 'report'].entries())
+      expect(run.stdout).toContain(`[${i + 1}/7] ${stage}:`);
     expect(run.stdout).toMatch(
       /model: a randomly initialized toy Qwen2 model \(2 layers, hidden size 128, [\d,]+ parameters, 3,259-token vocabulary/,
     );
     expect(run.stdout).toContain(`NOT ${REAL_MODEL}`);
     expect(run.stdout).toContain(`sqlora train --model ${REAL_MODEL} --data data --out runs/train`);
     expect(run.stdout).toContain(
-      `sqlora report --run runs/train --baseline runs/baseline/results.json --finetuned runs/eval/results.json --out runs/report`,
+      `sqlora report --run runs/train --baseline runs/baseline/results.json --finetuned runs/eval/results.json --mmlu runs/mmlu/results.json --out runs/report`,
     );
   });
 
@@ -97,7 +100,20 @@ describe('sqlora demo', () => {
     const html = readFileSync(join(out, 'report', 'report.html'), 'utf8');
     expect(html).toContain('a randomly initialized toy Qwen2 model');
     expect(html).toContain(REAL_MODEL);
-    expect(html.match(/<svg /g)).toHaveLength(2);
+    expect(html.match(/<svg /g)).toHaveLength(3);
+  });
+
+  it('scores MMLU before and after training on the embedded selection and reports it', () => {
+    const mmlu = readJson(join(out, 'mmlu', 'results.json'));
+    expect(mmlu.meta.data).toContain('the embedded selection');
+    expect(mmlu.questions.map((q: { subject: string }) => q.subject)).toEqual(
+      ['abstract_algebra', 'high_school_geography', 'marketing', 'world_religions'].flatMap((s) => [s, s]),
+    );
+    expect(mmlu.questions.every((q: { adapter?: unknown }) => q.adapter !== undefined)).toBe(true);
+    expect(run.stdout).toContain(`MMLU, 8 questions: ${mmlu.summary.verdict.line}`);
+    const md = readFileSync(join(out, 'report', 'report.md'), 'utf8');
+    expect(md).toContain('## General knowledge (MMLU)');
+    expect(md).toContain(mdText(`Verdict: ${mmlu.summary.verdict.line}.`));
   });
 
   it('refuses an output folder holding files it did not write', async () => {

@@ -31,6 +31,11 @@ const COMMANDS: CommandEntry[] = [
     load: () => import('./commands/eval.js'),
   },
   {
+    name: 'mmlu',
+    summary: 'MMLU accuracy before/after an adapter (lm-evaluation-harness semantics) with a verdict (resumable)',
+    load: () => import('./commands/mmlu.js'),
+  },
+  {
     name: 'evaluate',
     summary: 'score predictions against gold: seed metrics, exact-set-match, execution',
     load: () => import('./commands/evaluate.js'),

@@ -20,11 +20,14 @@ import { renderHtml } from './html.js';
 import type { ResultsFile, TrainingRun } from './inputs.js';
 import { renderMarkdown } from './markdown.js';
 import { lineChart } from './svgChart.js';
+import { mmluSection, type MmluReportInput } from './mmluSection.js';
 
 export interface ReportInputs {
   run: TrainingRun | null;
   baseline: ResultsFile | null;
   finetuned: ResultsFile | null;
+  /** sqlora mmlu's results (optional section). */
+  mmlu?: MmluReportInput | null;
   /** A paragraph shown first (the demo says what its model is). */
   note?: string;
   /** Examples shown per kind of change. */
@@ -65,6 +68,7 @@ function sources(inp: ReportInputs): Inline[] {
   if (inp.run) items.push([' training run ', { code: inp.run.dir }]);
   if (inp.baseline) items.push([' baseline results ', { code: inp.baseline.path }]);
   if (inp.finetuned) items.push([' fine-tuned results ', { code: inp.finetuned.path }]);
+  if (inp.mmlu) items.push([' MMLU results ', { code: inp.mmlu.path }]);
   items.forEach((it, i) => parts.push(...(i > 0 ? [i === items.length - 1 ? ' and' : ','] : []), ...it));
   parts.push('.');
   return parts;
@@ -326,8 +330,8 @@ function examplesSection(inp: ReportInputs): Block[] {
 }
 
 export function buildReport(inp: ReportInputs): { blocks: Block[]; charts: Map<string, string> } {
-  if (!inp.run && !inp.baseline && !inp.finetuned)
-    throw new UserError('nothing to report: give --run DIR and/or --baseline FILE / --finetuned FILE');
+  if (!inp.run && !inp.baseline && !inp.finetuned && !inp.mmlu)
+    throw new UserError('nothing to report: give --run DIR and/or --baseline FILE / --finetuned FILE / --mmlu FILE');
   const blocks: Block[] = [{ kind: 'heading', level: 1, text: TITLE }];
   if (inp.note) blocks.push({ kind: 'note', inlines: [inp.note] });
   blocks.push({ kind: 'paragraph', inlines: sources(inp) });
@@ -337,6 +341,11 @@ export function buildReport(inp: ReportInputs): { blocks: Block[]; charts: Map<s
     const t = trainingSection(inp.run);
     blocks.push(...t.blocks);
     for (const b of t.blocks) if (b.kind === 'chart') charts.set(b.file, b.svg);
+  }
+  if (inp.mmlu) {
+    const m = mmluSection(inp.mmlu);
+    blocks.push(...m);
+    for (const b of m) if (b.kind === 'chart') charts.set(b.file, b.svg);
   }
   blocks.push(...timingSection(inp), ...examplesSection(inp));
   return { blocks, charts };

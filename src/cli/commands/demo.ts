@@ -9,6 +9,7 @@ import { defaultTokenizerDir } from '../../data/modelFiles.js';
 import { BUNDLED_SPIDER_DIR } from '../../demo/assets.js';
 import { buildToyModel, TOY_MODEL_DEFAULTS, type ToyModel } from '../../demo/toyModel.js';
 import { readResults, readTrainingRun } from '../../report/inputs.js';
+import { readMmluResults } from '../../report/mmluSection.js';
 import { UserError } from '../../util/errors.js';
 import { formatDuration } from '../../util/progress.js';
 import { parseCommandArgs, positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
@@ -16,7 +17,9 @@ import { compareSummaries, formatComparison } from './predict.js';
 
 const REAL_MODEL = 'Qwen/Qwen1.5-1.8B-Chat';
 /** Sub-folders the demo writes; a rerun replaces them and nothing else. */
-const PARTS = ['model', 'prepare', 'baseline', 'train', 'eval', 'report'] as const;
+const PARTS = ['model', 'prepare', 'baseline', 'train', 'eval', 'mmlu', 'report'] as const;
+/** One subject per MMLU category, with short questions: the demo's MMLU check stays a few seconds. */
+const MMLU_SUBJECTS = 'abstract_algebra,high_school_geography,marketing,world_religions';
 const ALL_PROJECTIONS = 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj';
 
 const STAGE_COMMANDS: Record<string, () => Promise<{ command: CommandSpec }>> = {
@@ -24,6 +27,7 @@ const STAGE_COMMANDS: Record<string, () => Promise<{ command: CommandSpec }>> = 
   baseline: () => import('./baseline.js'),
   train: () => import('./train.js'),
   eval: () => import('./eval.js'),
+  mmlu: () => import('./mmlu.js'),
   report: () => import('./report.js'),
 };
 
@@ -69,6 +73,13 @@ export const command: CommandSpec = {
     { name: 'eval-steps', type: 'number', default: 10, description: 'eval loss every N steps' },
     { name: 'max-new-tokens', type: 'number', default: 48, description: 'tokens generated at most per question' },
     {
+      name: 'mmlu-limit',
+      type: 'number',
+      metavar: 'N',
+      default: 5,
+      description: 'MMLU questions per subject (4 subjects, one per category) scored before and after training',
+    },
+    {
       name: 'seed',
       type: 'number',
       default: 42,
@@ -113,7 +124,8 @@ function realCommands(): string {
     `sqlora baseline --model ${REAL_MODEL} --data data --out runs/baseline`,
     `sqlora train --model ${REAL_MODEL} --data data --out runs/train`,
     `sqlora eval --model ${REAL_MODEL} --adapter runs/train/adapter --data data --out runs/eval --compare runs/baseline/results.json`,
-    'sqlora report --run runs/train --baseline runs/baseline/results.json --finetuned runs/eval/results.json --out runs/report',
+    `sqlora mmlu --model ${REAL_MODEL} --adapter runs/train/adapter --out runs/mmlu/results.json`,
+    'sqlora report --run runs/train --baseline runs/baseline/results.json --finetuned runs/eval/results.json --mmlu runs/mmlu/results.json --out runs/report',
   ]
     .map((c) => `  ${c}`)
     .join('\n');
@@ -144,7 +156,8 @@ async function runDemo(args: ParsedArgs): Promise<void> {
   const started = Date.now();
   const timings: [string, number][] = [];
 
-  say(`[1/6] model: building a toy model in ${p('model')}`);
+  const mmluLimit = int('mmlu-limit');
+  say(`[1/7] model: building a toy model in ${p('model')}`);
   let t = Date.now();
   const model = buildToyModel(p('model'), defaultTokenizerDir());
   timings.push(['model', Date.now() - t]);
@@ -234,6 +247,26 @@ async function runDemo(args: ParsedArgs): Promise<void> {
       ],
     },
     {
+      name: 'mmlu',
+      what: `general knowledge before and after: ${4 * mmluLimit} MMLU questions of the embedded selection`,
+      argv: [
+        '--model',
+        p('model'),
+        '--adapter',
+        join(p('train'), 'adapter'),
+        '--subjects',
+        MMLU_SUBJECTS,
+        '--limit',
+        String(mmluLimit),
+        '--quantize',
+        'none',
+        '--device',
+        'cpu',
+        '--out',
+        join(p('mmlu'), 'results.json'),
+      ],
+    },
+    {
       name: 'report',
       what: 'markdown + HTML report',
       argv: [
@@ -243,6 +276,8 @@ async function runDemo(args: ParsedArgs): Promise<void> {
         join(p('baseline'), 'results.json'),
         '--finetuned',
         join(p('eval'), 'results.json'),
+        '--mmlu',
+        join(p('mmlu'), 'results.json'),
         '--out',
         p('report'),
         '--note',
@@ -251,7 +286,7 @@ async function runDemo(args: ParsedArgs): Promise<void> {
     },
   ];
   for (const [i, stage] of stages.entries()) {
-    say(`\n[${i + 2}/6] ${stage.name}: ${stage.what}\n$ sqlora ${stage.name} ${stage.argv.map(shellQuote).join(' ')}`);
+    say(`\n[${i + 2}/7] ${stage.name}: ${stage.what}\n$ sqlora ${stage.name} ${stage.argv.map(shellQuote).join(' ')}`);
     t = Date.now();
     const { command: cmd } = await STAGE_COMMANDS[stage.name]();
     await cmd.run(parseCommandArgs(cmd, stage.argv));
@@ -261,6 +296,7 @@ async function runDemo(args: ParsedArgs): Promise<void> {
   const before = readResults(join(p('baseline'), 'results.json'), 'baseline').summary;
   const after = readResults(join(p('eval'), 'results.json'), 'eval').summary;
   const { train, eval: evals } = readTrainingRun(p('train'));
+  const mmlu = readMmluResults(join(p('mmlu'), 'results.json')).results.summary;
   const seconds = (Date.now() - started) / 1000;
   say(
     [
@@ -273,6 +309,7 @@ async function runDemo(args: ParsedArgs): Promise<void> {
           : ''),
       `before -> after training, ${after.overall.count} dev questions (%):`,
       formatComparison(compareSummaries(before.overall, after.overall)).replace(/\n$/, ''),
+      `MMLU, ${mmlu.overall.questions} questions: ${mmlu.verdict?.line ?? ''}`,
       `report: ${join(p('report'), 'report.html')} (and report.md)`,
       '',
       'A randomly initialized toy model knows no SQL, so its absolute scores are near zero. What the demo shows is the',

@@ -1,4 +1,5 @@
 import { readResults, readTrainingRun } from '../../report/inputs.js';
+import { readMmluResults } from '../../report/mmluSection.js';
 import { writeReport } from '../../report/report.js';
 import { UserError } from '../../util/errors.js';
 import { positiveInt, type CommandSpec } from '../args.js';
@@ -6,7 +7,7 @@ import { positiveInt, type CommandSpec } from '../args.js';
 export const command: CommandSpec = {
   name: 'report',
   summary: 'markdown + self-contained HTML report: loss curves, before/after metrics by hardness, examples',
-  usage: '[--run DIR] [--baseline FILE] [--finetuned FILE] [--out DIR]',
+  usage: '[--run DIR] [--baseline FILE] [--finetuned FILE] [--mmlu FILE] [--out DIR]',
   flags: [
     {
       name: 'run',
@@ -25,6 +26,12 @@ export const command: CommandSpec = {
       type: 'string',
       metavar: 'FILE',
       description: 'results.json of the fine-tuned model (sqlora eval, or sqlora evaluate --out)',
+    },
+    {
+      name: 'mmlu',
+      type: 'string',
+      metavar: 'FILE',
+      description: 'results.json of sqlora mmlu: a section with accuracy per category before/after and the verdict',
     },
     {
       name: 'out',
@@ -53,15 +60,17 @@ export const command: CommandSpec = {
     const runDir = args.string('run');
     const baselinePath = args.string('baseline');
     const finetunedPath = args.string('finetuned');
-    if (runDir === undefined && baselinePath === undefined && finetunedPath === undefined) {
+    const mmluPath = args.string('mmlu');
+    if (runDir === undefined && baselinePath === undefined && finetunedPath === undefined && mmluPath === undefined) {
       throw new UserError(
-        'sqlora report: give --run DIR and/or --baseline FILE / --finetuned FILE (see sqlora report --help)',
+        'sqlora report: give --run DIR and/or --baseline FILE / --finetuned FILE / --mmlu FILE (see sqlora report --help)',
       );
     }
     const written = writeReport(args.string('out') ?? runDir ?? '.', {
       run: runDir !== undefined ? readTrainingRun(runDir) : null,
       baseline: baselinePath !== undefined ? readResults(baselinePath, 'baseline') : null,
       finetuned: finetunedPath !== undefined ? readResults(finetunedPath, 'fine-tuned') : null,
+      mmlu: mmluPath !== undefined ? readMmluResults(mmluPath) : null,
       note: args.string('note'),
       examples: positiveInt('report', 'examples', args.number('examples'), true),
       generatedAt: new Date(),
