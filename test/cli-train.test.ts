@@ -132,7 +132,7 @@ describe('sqlora train', () => {
     });
     expect(r.code).toBe(130);
     const m =
-      /interrupted after step (\d+) of 2000; checkpoint saved in (\S+)\. Continue with the same command and --resume/.exec(
+      /stopped at step (\d+) of 2000; checkpoint saved in (\S+); continue with --resume/.exec(
         r.stderr,
       );
     expect(m, r.stderr).not.toBeNull();
