@@ -110,6 +110,14 @@ async function readSource(o: PrepareOptions): Promise<{
 }
 
 export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
+  // The output folder is made first: a bad --out fails before the tokenizing work.
+  if (existsSync(o.out) && !statSync(o.out).isDirectory())
+    throw new UserError(`--out ${o.out} is a file; give a folder for train.jsonl, eval.jsonl and dataset.json`);
+  try {
+    mkdirSync(o.out, { recursive: true });
+  } catch (err) {
+    throw new UserError(`cannot create the output folder ${o.out}: ${describeError(err)}`);
+  }
   for (const [name, v] of [
     ['train-limit', o.trainLimit],
     ['eval-limit', o.evalLimit],
@@ -204,13 +212,6 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
     train: trainOut.card,
     eval: evalOut.card,
   };
-  if (existsSync(o.out) && !statSync(o.out).isDirectory())
-    throw new UserError(`--out ${o.out} is a file; give a folder for train.jsonl, eval.jsonl and dataset.json`);
-  try {
-    mkdirSync(o.out, { recursive: true });
-  } catch (err) {
-    throw new UserError(`cannot create the output folder ${o.out}: ${describeError(err)}`);
-  }
   writeJsonl(join(o.out, 'train.jsonl'), trainOut.records);
   writeJsonl(join(o.out, 'eval.jsonl'), evalOut.records);
   writeFileSync(join(o.out, 'dataset.json'), JSON.stringify(card, null, 2) + '\n');
