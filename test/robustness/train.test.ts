@@ -19,6 +19,7 @@ let tmp: string;
 let model: string;
 let data: string;
 let done: string; // a finished 6-step run: checkpoint-3 (its newest), adapter/, metrics.jsonl
+let doneLog: string; // its stderr
 
 const flags = (out: string, steps: number, ...extra: string[]): string[] => [
   ...['--model', model, '--data', data, '--out', out, '--quantize', 'none', '--device', 'cpu'],
@@ -45,6 +46,7 @@ beforeAll(async () => {
   done = join(tmp, 'done');
   const r = await sqlora('train', flags(done, 6));
   expect(r.code, r.stderr).toBe(0);
+  doneLog = r.stderr;
 }, 60_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -101,75 +103,93 @@ describe('train: one run per folder', () => {
   }, 30_000);
 });
 
-describe.concurrent('train --resume: a damaged checkpoint is refused naming the field, before anything is touched', () => {
-  const state = (): Record<string, unknown> =>
-    JSON.parse(readFileSync(join(done, 'checkpoint-3', 'trainer_state.json'), 'utf8'));
-  const cases: [string, (s: Record<string, unknown>) => void, RegExp][] = [
-    ['step -5', (s) => (s.step = -5), /"step" must be an integer from 1 to 6, got -5/],
-    ['no step', (s) => delete s.step, /"step" must be an integer from 1 to 6, got nothing/],
-    ['step "20"', (s) => (s.step = '20'), /"step" must be an integer from 1 to 6, got "20"/],
-    ['step 12.5', (s) => (s.step = 12.5), /"step" must be an integer from 1 to 6, got 12\.5/],
-    ['step 5 in checkpoint-3', (s) => (s.step = 5), /"step" is 5 but the folder is checkpoint-3/],
-    ['total_steps null', (s) => (s.total_steps = null), /"total_steps" must be an integer from 1 to any, got null/],
-    ['loss_sum null', (s) => (s.loss_sum = null), /"loss_sum" must be a finite number >= 0, got null/],
-    ['tokens_seen -1', (s) => (s.tokens_seen = -1), /"tokens_seen" must be an integer from 0 to any, got -1/],
-    [
-      'best_eval after the step',
-      (s) => (s.best_eval = { step: 6, eval_loss: 1 }),
-      /"best_eval.step" must be an integer from 1 to the checkpoint's step 3, got 6/,
-    ],
-    ['settings a string', (s) => (s.settings = 'x'), /"settings" must be an object of flag values/],
-    ['data_fingerprint empty', (s) => (s.data_fingerprint = ''), /"data_fingerprint" must be a non-empty string/],
-    [
-      'another data fingerprint',
-      (s) => (s.data_fingerprint = 'abc'),
-      /the training data differ from the data it was trained on/,
-    ],
-    [
-      'epoch off the step',
-      (s) => (s.epoch = 0.5),
-      /"epoch" is 0\.5 but step 3 of 2 per epoch is epoch 1\.5: the checkpoint is damaged/,
-    ],
-    [
-      'a format of the future',
-      (s) => (s.format = 'sqlora-trainer-state/9'),
-      /"format" must be "sqlora-trainer-state\/1"/,
-    ],
-  ];
-  it.each(cases)(
-    '%s',
-    async (_name, damage, message) => {
-      const out = join(tmp, `resume-${_name.replace(/\W+/g, '-')}`);
-      cpSync(done, out, { recursive: true });
-      const s = state();
-      damage(s);
-      writeFileSync(join(out, 'checkpoint-3', 'trainer_state.json'), JSON.stringify(s));
-      const before = snapshot(out);
-      expectRefused(await sqlora('train', flags(out, 6, '--resume')), message);
-      expect(snapshot(out)).toEqual(before);
-    },
-    30_000,
-  );
-
-  it('optimizer moments that cannot be (a negative exp_avg_sq) are refused', async () => {
-    const out = join(tmp, 'resume-optimizer');
-    cpSync(done, out, { recursive: true });
-    const path = join(out, 'checkpoint-3', 'optimizer.safetensors');
-    const tensors = SafetensorsFile.readAll(path);
-    const name = Object.keys(tensors).find((n) => n.endsWith('.exp_avg_sq'))!;
-    const v = toF32(tensors[name]).slice();
-    v[1] = -1;
-    tensors[name] = f32Tensor(tensors[name].shape, v);
-    writeSafetensors(path, tensors, { format: 'pt' });
-    const before = snapshot(out);
-    expectRefused(
-      await sqlora('train', flags(out, 6, '--resume')),
-      new RegExp(
-        `optimizer.safetensors: ${name.replaceAll('.', '\\.')} holds -1 at index 1: the optimizer state is damaged`,
-      ),
+describe.concurrent(
+  'train --resume: a damaged checkpoint is refused naming the field, before anything is touched',
+  () => {
+    const state = (): Record<string, unknown> =>
+      JSON.parse(readFileSync(join(done, 'checkpoint-3', 'trainer_state.json'), 'utf8'));
+    const cases: [string, (s: Record<string, unknown>) => void, RegExp][] = [
+      ['step -5', (s) => (s.step = -5), /"step" must be an integer from 1 to 6, got -5/],
+      ['no step', (s) => delete s.step, /"step" must be an integer from 1 to 6, got nothing/],
+      ['step "20"', (s) => (s.step = '20'), /"step" must be an integer from 1 to 6, got "20"/],
+      ['step 12.5', (s) => (s.step = 12.5), /"step" must be an integer from 1 to 6, got 12\.5/],
+      ['step 5 in checkpoint-3', (s) => (s.step = 5), /"step" is 5 but the folder is checkpoint-3/],
+      ['total_steps null', (s) => (s.total_steps = null), /"total_steps" must be an integer from 1 to any, got null/],
+      ['loss_sum null', (s) => (s.loss_sum = null), /"loss_sum" must be a finite number >= 0, got null/],
+      ['tokens_seen -1', (s) => (s.tokens_seen = -1), /"tokens_seen" must be an integer from 0 to any, got -1/],
+      [
+        'best_eval after the step',
+        (s) => (s.best_eval = { step: 6, eval_loss: 1 }),
+        /"best_eval.step" must be an integer from 1 to the checkpoint's step 3, got 6/,
+      ],
+      ['settings a string', (s) => (s.settings = 'x'), /"settings" must be an object of flag values/],
+      ['data_fingerprint empty', (s) => (s.data_fingerprint = ''), /"data_fingerprint" must be a non-empty string/],
+      [
+        'another data fingerprint',
+        (s) => (s.data_fingerprint = 'abc'),
+        /the training data differ from the data it was trained on/,
+      ],
+      [
+        'epoch off the step',
+        (s) => (s.epoch = 0.5),
+        /"epoch" is 0\.5 but step 3 of 2 per epoch is epoch 1\.5: the checkpoint is damaged/,
+      ],
+      [
+        'a format of the future',
+        (s) => (s.format = 'sqlora-trainer-state/9'),
+        /"format" must be "sqlora-trainer-state\/1"/,
+      ],
+    ];
+    it.each(cases)(
+      '%s',
+      async (_name, damage, message) => {
+        const out = join(tmp, `resume-${_name.replace(/\W+/g, '-')}`);
+        cpSync(done, out, { recursive: true });
+        const s = state();
+        damage(s);
+        writeFileSync(join(out, 'checkpoint-3', 'trainer_state.json'), JSON.stringify(s));
+        const before = snapshot(out);
+        expectRefused(await sqlora('train', flags(out, 6, '--resume')), message);
+        expect(snapshot(out)).toEqual(before);
+      },
+      30_000,
     );
-    expect(snapshot(out)).toEqual(before);
-  }, 30_000);
+
+    it('optimizer moments that cannot be (a negative exp_avg_sq) are refused', async () => {
+      const out = join(tmp, 'resume-optimizer');
+      cpSync(done, out, { recursive: true });
+      const path = join(out, 'checkpoint-3', 'optimizer.safetensors');
+      const tensors = SafetensorsFile.readAll(path);
+      const name = Object.keys(tensors).find((n) => n.endsWith('.exp_avg_sq'))!;
+      const v = toF32(tensors[name]).slice();
+      v[1] = -1;
+      tensors[name] = f32Tensor(tensors[name].shape, v);
+      writeSafetensors(path, tensors, { format: 'pt' });
+      const before = snapshot(out);
+      expectRefused(
+        await sqlora('train', flags(out, 6, '--resume')),
+        new RegExp(
+          `optimizer.safetensors: ${name.replaceAll('.', '\\.')} holds -1 at index 1: the optimizer state is damaged`,
+        ),
+      );
+      expect(snapshot(out)).toEqual(before);
+    }, 30_000);
+  },
+);
+
+describe('train: progress', () => {
+  it('each eval loss pass has its own bar; the step rate is steps over the time they took', () => {
+    const evals = doneLog.split('\n').filter((l) => l.startsWith('eval loss ['));
+    expect(evals).toHaveLength(2);
+    for (const l of evals) expect(l).toMatch(/^eval loss \[#{20}\] 2\/2 [\d.]+ ex\/s ETA 00:00 {2}loss \d\.\d{3}$/);
+    const last = /^train \[#{20}\] 6\/6 ([\d.]+) step\/s/m.exec(doneLog);
+    expect(last, doneLog).not.toBeNull();
+    const log = readFileSync(join(done, 'metrics.jsonl'), 'utf8').trim().split('\n');
+    const trainSeconds = (JSON.parse(log.filter((l) => l.includes('"train"')).pop()!) as { elapsed_s: number })
+      .elapsed_s;
+    // The bar's clock runs from before the first step: no faster than the steps' own time allows.
+    expect(Number(last![1])).toBeLessThanOrEqual((6 / trainSeconds) * 1.01);
+  });
 });
 
 describe('train: divergence', () => {

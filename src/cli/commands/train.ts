@@ -317,14 +317,14 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
           progress!.tick(1, { loss: r.loss, lr: r.lr, 'tok/s': r.tokens_per_s });
         },
         onEvalStart(examples) {
-          progress?.finish();
+          progress?.breakLine();
           evalProgress = new Progress({ label: 'eval loss', total: examples, unit: 'ex' });
         },
         onEvalBatch(examples) {
           evalProgress?.tick(examples);
         },
         onEval(r) {
-          evalProgress?.tick(0, { loss: r.eval_loss });
+          evalProgress?.set({ loss: r.eval_loss });
           evalProgress?.finish();
           evalProgress = null;
           metrics().append(r);
