@@ -85,6 +85,20 @@ describe('train: one run per folder', () => {
     expect(existsSync(join(out, '.sqlora.lock'))).toBe(false);
   }, 60_000);
 
+  it('SIGTERM (a scheduler stopping the job) also ends with a checkpoint: exit 143, lock released', async () => {
+    const out = join(tmp, 'term');
+    const r = await sqlora('train', flags(out, 5000, '--save-steps', '0'), {
+      onSpawn(child) {
+        void waitFor(() => steps(out).length >= 1, 30_000, 'a step').then(() => child.kill('SIGTERM'));
+      },
+    });
+    expectRefused(r, /^error: stopped at step (\d+) of 5000; checkpoint saved in \S+; continue with --resume/, 143);
+    const stopped = Number(/stopped at step (\d+)/.exec(r.stderr)![1]);
+    expect(steps(out)).toEqual(Array.from({ length: stopped }, (_, i) => i + 1));
+    expect(existsSync(join(out, `checkpoint-${stopped}`, 'optimizer.safetensors'))).toBe(true);
+    expect(existsSync(join(out, '.sqlora.lock'))).toBe(false);
+  }, 30_000);
+
   it("takes over a dead run's lock and removes its unfinished checkpoint folders, keeping a live writer's", async () => {
     const out = join(tmp, 'stale');
     const unfinished = join(out, `checkpoint-3.tmp-${deadPid()}`);

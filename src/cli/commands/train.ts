@@ -290,16 +290,19 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
 
   let progress: Progress | null = null;
   let evalProgress: Progress | null = null;
-  let stopping = false;
-  const onSigint = (): void => {
+  // Ctrl-C, or SIGTERM (a job scheduler's stop), ends the run after this step with a checkpoint.
+  let stopping: NodeJS.Signals | null = null;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    const name = signal === 'SIGINT' ? 'Ctrl-C' : signal;
     if (stopping) {
-      process.stderr.write(`\nsecond Ctrl-C: quitting without a new checkpoint; ${describeKept(out)}\n`);
-      process.exit(130);
+      process.stderr.write(`\nsecond ${name}: quitting without a new checkpoint; ${describeKept(out)}\n`);
+      process.exit(signalExitCode(signal));
     }
-    stopping = true;
-    process.stderr.write('\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again quits at once)\n');
+    stopping = signal;
+    process.stderr.write(`\n${name}: finishing this step and saving a checkpoint (${name} again quits at once)\n`);
   };
-  process.on('SIGINT', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   let result: SftResult;
   try {
     result = await trainSft(
@@ -330,12 +333,13 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
           metrics().append(r);
           progress?.set({ eval: r.eval_loss });
         },
-        stopRequested: () => stopping,
+        stopRequested: () => stopping !== null,
       },
       checkpoint ? { optimizer: checkpoint.optimizer, state: checkpoint.state, dir: checkpoint.dir } : undefined,
     );
   } finally {
-    process.off('SIGINT', onSigint);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     (evalProgress as Progress | null)?.finish();
     (progress as Progress | null)?.finish();
   }
@@ -343,7 +347,7 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
   if (result.status === 'interrupted') {
     throw new UserError(
       `stopped at step ${result.state.step} of ${result.plan.totalSteps}; checkpoint saved in ${result.checkpoint}; continue with --resume (the same command and flags)`,
-      130,
+      signalExitCode(stopping ?? 'SIGINT'),
     );
   }
   const adapterDir = join(out, 'adapter');
@@ -382,6 +386,11 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
         : '') +
       `; adapter in ${adapterDir}\n`,
   );
+}
+
+/** The shell's exit code for a process ended by `signal` (128 + its number): 130 for SIGINT, 143 for SIGTERM. */
+function signalExitCode(signal: NodeJS.Signals): number {
+  return signal === 'SIGTERM' ? 143 : 130;
 }
 
 /** What a run interrupted at once leaves behind, and how to go on from it. */
