@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spiderTokenize } from '../../src/eval/sqlTokenize.js';
 import { sqlora } from '../helpers/cli.js';
-import { alive, childPids, expectRefused, snapshot, waitFor } from './helpers.js';
+import { alive, expectRefused, sandboxWorkers, snapshot, waitFor } from './helpers.js';
 
 let tmp: string;
 let spider: string;
@@ -69,6 +69,26 @@ describe('evaluate: outputs are checked before the work starts', () => {
     );
     expect(snapshot(tmp)).toEqual(before);
   });
+
+  it('--out made unwritable during the run: the summary is still printed, then one error line', async () => {
+    const dir = join(tmp, 'vanishing');
+    mkdirSync(dir);
+    const slow = 'SELECT count(*) FROM singer a, singer b, singer c, singer d, singer e, singer f, singer g, singer h';
+    const pred = predictions('p-vanish.jsonl', [slow, GOLD[1]]);
+    const args = ['--pred', pred, '--gold', gold, '--spider', spider, '--out', join(dir, 'r.json'), '--timeout', '1'];
+    const r = await sqlora('evaluate', args, {
+      // Once the checks passed and queries run (a sandbox worker exists), the folder goes away.
+      onSpawn: (child) =>
+        void waitFor(() => sandboxWorkers(child.pid!).length > 0, 20_000, 'a sandbox worker').then(() =>
+          rmSync(dir, { recursive: true }),
+        ),
+    });
+    expectRefused(
+      r,
+      /cannot write \S+vanishing\/r\.json: .*no such file or directory.*\(the summary above is all that was kept\)$/,
+    );
+    expect(r.stdout).toMatch(/execution %.* 50\.00\n/);
+  }, 20_000);
 
   it('validates --timeout: 0.01 s to one day', async () => {
     const pred = predictions('p-timeout.jsonl', GOLD);
@@ -176,7 +196,7 @@ describe('evaluate: signals', () => {
         onSpawn(child) {
           void (async () => {
             // The worker is running the runaway query once it is the evaluator's busy child.
-            await waitFor(() => (workers = childPids(child.pid!)).length > 0, 20_000, 'a sandbox worker');
+            await waitFor(() => (workers = sandboxWorkers(child.pid!)).length > 0, 20_000, 'a sandbox worker');
             await new Promise((res) => setTimeout(res, 1500));
             child.kill(signal);
           })();

@@ -56,6 +56,17 @@ export function childPids(pid: number): number[] {
   return out;
 }
 
+/** The SQL sandbox worker processes among the children of `pid` (not, say, tsx's esbuild service). */
+export function sandboxWorkers(pid: number): number[] {
+  return childPids(pid).filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('sandboxWorker');
+    } catch {
+      return false;
+    }
+  });
+}
+
 export function alive(pid: number): boolean {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

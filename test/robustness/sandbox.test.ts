@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { executionMatch } from '../../src/eval/execution.js';
 import { SqlSandbox, describeWorkerExit } from '../../src/eval/sandbox.js';
-import { childPids, snapshot, waitFor } from './helpers.js';
+import { sandboxWorkers, snapshot, waitFor } from './helpers.js';
 
 let sandbox: SqlSandbox;
 let tmp: string;
@@ -114,11 +114,7 @@ describe('a worker that dies', () => {
       60_000,
     );
     let workers: number[] = [];
-    await waitFor(
-      () => (workers = childPids(process.pid).filter((p) => p !== process.pid)).length > 0,
-      10_000,
-      'a worker',
-    );
+    await waitFor(() => (workers = sandboxWorkers(process.pid)).length > 0, 10_000, 'a worker');
     await new Promise((r) => setTimeout(r, 300));
     for (const p of workers) process.kill(p, 'SIGKILL');
     expect(await pending).toEqual({

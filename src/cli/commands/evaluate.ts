@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
 import { checkGoldErrors, scoringFlags, scoringInputs } from './scoring.js';
 import { exitOnInterrupt } from '../../util/interrupt.js';
@@ -101,16 +101,26 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
     seconds,
   };
 
+  // Written beside, then renamed: an interrupted write never leaves half a results file. A write
+  // that fails anyway (the disk filled up meanwhile) still lets the summary be printed first.
+  let writeError: UserError | null = null;
   if (out !== undefined) {
     try {
-      writeFileSync(out, JSON.stringify({ meta, summary: report.summary, examples: report.examples }, null, 1) + '\n');
+      writeFileSync(
+        `${out}.tmp-${process.pid}`,
+        JSON.stringify({ meta, summary: report.summary, examples: report.examples }, null, 1) + '\n',
+      );
+      renameSync(`${out}.tmp-${process.pid}`, out);
     } catch (err) {
-      throw new UserError(`cannot write ${out}: ${describeError(err)}`);
+      rmSync(`${out}.tmp-${process.pid}`, { force: true });
+      writeError = new UserError(`cannot write ${out}: ${describeError(err)} (the summary above is all that was kept)`);
     }
   }
+  const written = writeError ? undefined : out;
   if (json) {
     process.stdout.write(JSON.stringify({ meta, summary: report.summary }, null, 2) + '\n');
-    checkGoldErrors(report, allowGoldErrors, out);
+    if (writeError) throw writeError;
+    checkGoldErrors(report, allowGoldErrors, written);
     return;
   }
   const failed = report.examples.filter((e) => e.error !== undefined).length;
@@ -124,7 +134,8 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
     lines.push(
       `${failed} examples have an error (a query that failed, was rejected or timed out, or SQL the parser could not read)${out ? `: see "error" in ${out}` : '; --out FILE lists them'}`,
     );
-  if (out !== undefined) lines.push(`wrote ${out}`);
+  if (written !== undefined) lines.push(`wrote ${written}`);
   process.stdout.write(lines.join('\n') + '\n');
-  checkGoldErrors(report, allowGoldErrors, out);
+  if (writeError) throw writeError;
+  checkGoldErrors(report, allowGoldErrors, written);
 }
