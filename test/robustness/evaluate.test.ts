@@ -7,6 +7,8 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseCommandArgs } from '../../src/cli/args.js';
+import { command as evaluate } from '../../src/cli/commands/evaluate.js';
 import { spiderTokenize } from '../../src/eval/sqlTokenize.js';
 import { sqlora } from '../helpers/cli.js';
 import { alive, expectRefused, sandboxWorkers, snapshot, waitFor } from './helpers.js';
@@ -92,11 +94,15 @@ describe('evaluate: outputs are checked before the work starts', () => {
 
   it('validates --timeout: 0.01 s to one day', async () => {
     const pred = predictions('p-timeout.jsonl', GOLD);
-    for (const t of ['0.0001', '3000000', '0'])
-      expectRefused(
-        await sqlora('evaluate', ['--pred', pred, '--gold', gold, '--spider', spider, '--timeout', t]),
-        new RegExp(`--timeout must be from 0\\.01 to 86400 seconds \\(1 day\\), got ${t}$`),
-      );
+    const range = (t: string) => new RegExp(`--timeout must be from 0\\.01 to 86400 seconds \\(1 day\\), got ${t}$`);
+    expectRefused(
+      await sqlora('evaluate', ['--pred', pred, '--gold', gold, '--spider', spider, '--timeout', '0.0001']),
+      range('0.0001'),
+    );
+    for (const t of ['3000000', '0'])
+      await expect(
+        evaluate.run(parseCommandArgs(evaluate, ['--pred', pred, '--gold', gold, '--spider', spider, '--timeout', t])),
+      ).rejects.toThrow(range(t));
   });
 });
 

@@ -7,7 +7,10 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseCommandArgs } from '../../src/cli/args.js';
+import { command } from '../../src/cli/commands/train.js';
 import { ADAPTER_WEIGHTS_FILE } from '../../src/lora/peft.js';
+import { UserError } from '../../src/util/errors.js';
 import { lastFiniteCheckpoint } from '../../src/train/checkpoint.js';
 import { SafetensorsFile, writeSafetensors } from '../../src/tensor/safetensors.js';
 import { f32Tensor, toF32 } from '../../src/tensor/tensor.js';
@@ -163,7 +166,19 @@ describe.concurrent(
         damage(s);
         writeFileSync(join(out, 'checkpoint-3', 'trainer_state.json'), JSON.stringify(s));
         const before = snapshot(out);
-        expectRefused(await sqlora('train', flags(out, 6, '--resume')), message);
+        // Two cases go through the CLI (exit code, one line); the others call the command in this
+        // process (the same code path, without a process start per case): a UserError exits 1.
+        if (_name === 'step -5' || _name === 'no step')
+          expectRefused(await sqlora('train', flags(out, 6, '--resume')), message);
+        else {
+          const err: unknown = await command.run(parseCommandArgs(command, flags(out, 6, '--resume'))).then(
+            () => null,
+            (e: unknown) => e,
+          );
+          expect(err).toBeInstanceOf(UserError);
+          expect((err as UserError).exitCode).toBe(1);
+          expect((err as UserError).message).toMatch(message);
+        }
         expect(snapshot(out)).toEqual(before);
       },
       30_000,
