@@ -171,10 +171,12 @@ describe.concurrent(
         if (_name === 'step -5' || _name === 'no step')
           expectRefused(await sqlora('train', flags(out, 6, '--resume')), message);
         else {
-          const err: unknown = await command.run(parseCommandArgs(command, flags(out, 6, '--resume'))).then(
-            () => null,
-            (e: unknown) => e,
-          );
+          const err: unknown = await Promise.resolve()
+            .then(() => command.run(parseCommandArgs(command, flags(out, 6, '--resume'))))
+            .then(
+              () => null,
+              (e: unknown) => e,
+            );
           expect(err).toBeInstanceOf(UserError);
           expect((err as UserError).exitCode).toBe(1);
           expect((err as UserError).message).toMatch(message);

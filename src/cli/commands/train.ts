@@ -14,6 +14,7 @@ import { MetricsLog } from '../../train/metrics.js';
 import { trainSft, type SftConfig, type SftResult } from '../../train/sft.js';
 import { UserError } from '../../util/errors.js';
 import { Progress } from '../../util/progress.js';
+import { GracefulStop, signalExitCode } from '../../util/interrupt.js';
 import { acquireRunLock, removeStaleTempEntries } from '../../util/runLock.js';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
 import { deviceFlag, loadModel, quantizeFlag } from './engine.js';
@@ -290,19 +291,7 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
 
   let progress: Progress | null = null;
   let evalProgress: Progress | null = null;
-  // Ctrl-C, or SIGTERM (a job scheduler's stop), ends the run after this step with a checkpoint.
-  let stopping: NodeJS.Signals | null = null;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    const name = signal === 'SIGINT' ? 'Ctrl-C' : signal;
-    if (stopping) {
-      process.stderr.write(`\nsecond ${name}: quitting without a new checkpoint; ${describeKept(out)}\n`);
-      process.exit(signalExitCode(signal));
-    }
-    stopping = signal;
-    process.stderr.write(`\n${name}: finishing this step and saving a checkpoint (${name} again quits at once)\n`);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
+  const stop = new GracefulStop('finishing this step and saving a checkpoint', () => describeKept(out));
   let result: SftResult;
   try {
     result = await trainSft(
@@ -333,13 +322,12 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
           metrics().append(r);
           progress?.set({ eval: r.eval_loss });
         },
-        stopRequested: () => stopping !== null,
+        stopRequested: () => stop.signal !== null,
       },
       checkpoint ? { optimizer: checkpoint.optimizer, state: checkpoint.state, dir: checkpoint.dir } : undefined,
     );
   } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
+    stop.dispose();
     (evalProgress as Progress | null)?.finish();
     (progress as Progress | null)?.finish();
   }
@@ -347,7 +335,7 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
   if (result.status === 'interrupted') {
     throw new UserError(
       `stopped at step ${result.state.step} of ${result.plan.totalSteps}; checkpoint saved in ${result.checkpoint}; continue with --resume (the same command and flags)`,
-      signalExitCode(stopping ?? 'SIGINT'),
+      signalExitCode(stop.signal ?? 'SIGINT'),
     );
   }
   const adapterDir = join(out, 'adapter');
@@ -388,16 +376,11 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
   );
 }
 
-/** The shell's exit code for a process ended by `signal` (128 + its number): 130 for SIGINT, 143 for SIGTERM. */
-function signalExitCode(signal: NodeJS.Signals): number {
-  return signal === 'SIGTERM' ? 143 : 130;
-}
-
 /** What a run interrupted at once leaves behind, and how to go on from it. */
 function describeKept(out: string): string {
   const newest = listCheckpoints(out).pop();
   return newest
-    ? `the newest checkpoint is ${newest.dir} (step ${newest.step}); continue with --resume`
+    ? `no new checkpoint; the newest is ${newest.dir} (step ${newest.step}); continue with --resume`
     : `no checkpoint was saved; metrics so far are in ${join(out, 'metrics.jsonl')}`;
 }
 
