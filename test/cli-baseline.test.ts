@@ -77,7 +77,7 @@ describe('sqlora baseline / eval', () => {
       '-1',
     ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toBe('error: sqlora baseline: --timeout must be a positive number, got -1\n');
+    expect(r.stderr).toBe('error: sqlora baseline: --timeout must be from 0.01 to 86400 seconds (1 day), got -1\n');
   });
 
   it('baseline: predictions appended as they come (an interrupted file is resumed), metrics in results.json', async () => {

@@ -131,10 +131,7 @@ describe('sqlora train', () => {
       },
     });
     expect(r.code).toBe(130);
-    const m =
-      /interrupted after step (\d+) of 2000; checkpoint saved in (\S+)\. Continue with the same command and --resume/.exec(
-        r.stderr,
-      );
+    const m = /stopped at step (\d+) of 2000; checkpoint saved in (\S+); continue with --resume/.exec(r.stderr);
     expect(m, r.stderr).not.toBeNull();
     const step = Number(m![1]);
     expect(m![2]).toBe(join(out, `checkpoint-${step}`));

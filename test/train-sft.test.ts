@@ -144,7 +144,7 @@ describe('trainSft', () => {
     const err = await trainSft(model, adapter, data, c, { onStep: poison }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(TrainingDivergedError);
     expect((err as Error).message).toMatch(
-      /the loss is NaN at step 4 .*last good checkpoint is .*checkpoint-2 \(step 2\)/,
+      /the loss is NaN at step 4 .*last checkpoint with finite weights is .*checkpoint-2 \(step 2\)/,
     );
     expect(listCheckpoints(c.outDir).map((k) => k.step)).toEqual([2]);
     expect(readdirSync(c.outDir).filter((n) => n.includes('tmp'))).toEqual([]);

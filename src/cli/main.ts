@@ -1,5 +1,5 @@
 import { formatCommandHelp, parseCommandArgs, type CommandSpec } from './args.js';
-import { UserError } from '../util/errors.js';
+import { UserError, describeSystemError } from '../util/errors.js';
 
 interface CommandEntry {
   name: string;
@@ -101,9 +101,13 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (err: unknown) => {
+    const system = describeSystemError(err);
     if (err instanceof UserError) {
       process.stderr.write(`error: ${err.message}\n`);
       process.exitCode = err.exitCode;
+    } else if (system !== null) {
+      process.stderr.write(`error: ${system}\n`);
+      process.exitCode = 1;
     } else {
       process.stderr.write(`internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       process.exitCode = 70;

@@ -2,7 +2,7 @@
  * `sqlora prepare` as a function: Spider (folder or parquet) -> train.jsonl, eval.jsonl and the
  * dataset.json card. The CLI command only parses flags and calls prepareDataset.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ChatTemplate } from './chatTemplate.js';
 import { Tokenizer } from './tokenizer.js';
@@ -18,7 +18,7 @@ import {
 import { readSpiderParquet } from './spiderParquet.js';
 import { HARDNESS_LEVELS, spiderHardness, type Hardness } from '../eval/hardness.js';
 import { loadSpiderSchema, type SpiderSchema } from '../eval/spiderSchema.js';
-import { UserError } from '../util/errors.js';
+import { UserError, describeError } from '../util/errors.js';
 import { writeJsonl } from '../util/jsonl.js';
 import { Progress } from '../util/progress.js';
 import { mulberry32 } from '../util/random.js';
@@ -110,6 +110,14 @@ async function readSource(o: PrepareOptions): Promise<{
 }
 
 export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
+  // The output folder is made first: a bad --out fails before the tokenizing work.
+  if (existsSync(o.out) && !statSync(o.out).isDirectory())
+    throw new UserError(`--out ${o.out} is a file; give a folder for train.jsonl, eval.jsonl and dataset.json`);
+  try {
+    mkdirSync(o.out, { recursive: true });
+  } catch (err) {
+    throw new UserError(`cannot create the output folder ${o.out}: ${describeError(err)}`);
+  }
   for (const [name, v] of [
     ['train-limit', o.trainLimit],
     ['eval-limit', o.evalLimit],
@@ -204,7 +212,6 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
     train: trainOut.card,
     eval: evalOut.card,
   };
-  mkdirSync(o.out, { recursive: true });
   writeJsonl(join(o.out, 'train.jsonl'), trainOut.records);
   writeJsonl(join(o.out, 'eval.jsonl'), evalOut.records);
   writeFileSync(join(o.out, 'dataset.json'), JSON.stringify(card, null, 2) + '\n');

@@ -16,6 +16,9 @@ import { SqlSandbox } from './sandbox.js';
 import { seedExactMatch, seedTokenMatch } from './seedMetrics.js';
 import { loadForeignKeyMaps, loadSpiderSchema, type ForeignKeyMap, type SpiderSchema } from './spiderSchema.js';
 
+/** Predictions longer than this are scored as wrong without being parsed or run (a gold query is under 1,000). */
+export const MAX_PREDICTION_CHARS = 20_000;
+
 export interface EvaluateOptions {
   /** Spider's database folder (`<db_id>/<db_id>.sqlite`): execution accuracy, hardness, schemas. */
   dbDir?: string;
@@ -40,6 +43,8 @@ export interface ExampleResult {
   exact_set_match: boolean | null;
   execution: boolean | null;
   error?: string;
+  /** Why the gold query failed on its database, when it did (see checkGoldErrors). */
+  gold_error?: string;
   gold: string;
   pred: string;
 }
@@ -80,11 +85,8 @@ export async function evaluatePredictions(
   const schemas = new Map<string, SpiderSchema>();
   if (dbPaths && (fkMaps || items.some((it) => it.hardness === undefined))) {
     for (const [db, path] of dbPaths) {
-      try {
-        schemas.set(db, loadSpiderSchema(path));
-      } catch (err) {
-        throw new UserError(`cannot read the schema of ${path}: ${describeError(err)}`);
-      }
+      // loadSpiderSchema's errors name the file already.
+      schemas.set(db, loadSpiderSchema(path));
     }
   }
   const variants = new Map<string, string[]>();
@@ -103,6 +105,12 @@ export async function evaluatePredictions(
 
   const evaluateOne = async (it: EvalItem): Promise<ExampleResult> => {
     const errors: string[] = [];
+    // A runaway generation is wrong whatever it holds; parsing or running megabytes of it is not worth the time.
+    const tooLong = it.pred.length > MAX_PREDICTION_CHARS;
+    if (tooLong)
+      errors.push(
+        `the prediction is ${it.pred.length} characters long, over the limit of ${MAX_PREDICTION_CHARS}: scored as wrong without parsing or running it`,
+      );
     // The official script reads a literal "value" in a prediction as a placeholder for 1.
     const pred = it.pred.replaceAll('value', '1');
     let hardness: Hardness | null = it.hardness ?? null;
@@ -115,7 +123,8 @@ export async function evaluatePredictions(
       }
     }
     let esm: boolean | null = null;
-    if (fkMaps && schema) {
+    if (fkMaps && schema && tooLong) esm = false;
+    else if (fkMaps && schema) {
       try {
         const r = exactSetMatch(it.gold, pred, schema, fkMaps.get(it.db_id)!);
         esm = r.match;
@@ -126,13 +135,16 @@ export async function evaluatePredictions(
       }
     }
     let execution: boolean | null = null;
-    if (sandbox) {
+    let goldError: string | undefined;
+    if (sandbox && tooLong) execution = false;
+    else if (sandbox) {
       const r = await executionMatch(sandbox, variantsOf(it.db_id), it.gold, pred, {
         timeoutMs,
         keepDistinct: opts.keepDistinct,
       });
       execution = r.match;
       if (r.error) errors.push(`execution: ${r.error}`);
+      if (r.goldFailed) goldError = r.error;
       executed++;
       if (r.match) executedOk++;
     }
@@ -146,6 +158,7 @@ export async function evaluatePredictions(
       exact_set_match: esm,
       execution,
       ...(errors.length ? { error: errors.join('; ') } : {}),
+      ...(goldError !== undefined ? { gold_error: goldError } : {}),
       gold: it.gold,
       pred: it.pred,
     };

@@ -18,6 +18,8 @@ export interface ExecutionOptions {
 export interface ExecutionResult {
   match: boolean;
   error?: string;
+  /** The gold query itself failed: a problem of the data, not of the prediction. */
+  goldFailed?: boolean;
 }
 
 /**
@@ -140,7 +142,7 @@ export async function executionMatch(
   for (const dbPath of dbPaths) {
     const where = dbPaths.length > 1 ? ` on ${dbPath}` : '';
     const goldOut = await sandbox.execute(dbPath, g, opts.timeoutMs);
-    if (!goldOut.ok) return { match: false, error: `gold query failed${where}: ${goldOut.error}` };
+    if (!goldOut.ok) return { match: false, error: `gold query failed${where}: ${goldOut.error}`, goldFailed: true };
     // A result with more rows than gold's is wrong whatever they hold: reading one row past
     // gold's count decides it, and a runaway result never fills memory.
     const predOut = await sandbox.execute(dbPath, p, opts.timeoutMs, goldOut.rows.length);

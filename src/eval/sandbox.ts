@@ -24,13 +24,32 @@ export type QueryOutcome = { ok: true; rows: string[][] } | { ok: false; error: 
 
 const STARTUP_LIMIT_MS = 60_000;
 
+/**
+ * Each worker's JavaScript heap, in MB: a query whose result outgrows it (a string of hundreds of
+ * MB) ends that worker with "out of memory" instead of taking the machine's memory.
+ */
+export const SANDBOX_HEAP_MB = 256;
+
 /** How to start the worker: the compiled .js as is, the TypeScript source through tsx's loader. */
 function workerCommand(): { path: string; execArgv: string[] } {
   const fromSource = import.meta.url.endsWith('.ts');
   const path = fileURLToPath(new URL(fromSource ? './sandboxWorker.ts' : './sandboxWorker.js', import.meta.url));
-  if (!fromSource) return { path, execArgv: [] };
+  const heap = `--max-old-space-size=${SANDBOX_HEAP_MB}`;
+  if (!fromSource) return { path, execArgv: [heap] };
   const loader = createRequire(import.meta.url).resolve('tsx');
-  return { path, execArgv: ['--import', pathToFileURL(loader).href] };
+  return { path, execArgv: [heap, '--import', pathToFileURL(loader).href] };
+}
+
+/** Why a worker ended, in words, from its exit code or signal and the end of its stderr. */
+export function describeWorkerExit(code: number | null, signal: NodeJS.Signals | null, stderr: string): string {
+  if (/heap out of memory|Reached heap limit|Allocation failed|out of memory/i.test(stderr))
+    return `the SQL sandbox process ran out of memory (its heap is capped at ${SANDBOX_HEAP_MB} MB): the result is too large`;
+  if (signal === 'SIGKILL')
+    return 'the SQL sandbox process was killed (SIGKILL; the system may have run out of memory)';
+  if (signal === 'SIGABRT' || signal === 'SIGSEGV' || signal === 'SIGBUS')
+    return `the SQL sandbox process crashed (${signal})${stderr.trim() ? ': ' + lastLine(stderr) : ''}`;
+  if (signal !== null) return `the SQL sandbox process was killed by signal ${signal}`;
+  return `the SQL sandbox process crashed (exit code ${code})${stderr.trim() ? ': ' + lastLine(stderr) : ''}`;
 }
 
 interface Pending {
@@ -84,7 +103,7 @@ class SandboxProcess {
     // A send to a process that just died reports here; its 'exit' settles the query.
     child.on('error', () => undefined);
     child.stderr?.on('data', (chunk: Buffer) => {
-      this.stderrTail = (this.stderrTail + chunk.toString()).slice(-2000);
+      this.stderrTail = (this.stderrTail + chunk.toString()).slice(-4000);
     });
     this.ready = new Promise<void>((resolve, reject) => {
       const startup = setTimeout(() => {
@@ -105,7 +124,7 @@ class SandboxProcess {
           this.child = null;
           this.ready = null;
         }
-        const why = `the SQL sandbox process exited (${signal ?? `code ${code}`})${this.stderrTail ? ': ' + lastLine(this.stderrTail) : ''}`;
+        const why = describeWorkerExit(code, signal, this.stderrTail);
         reject(new Error(why));
         // Exiting while its query ran means the query crashed it (e.g. out of memory on a huge result).
         if (this.pending?.child === child) this.settle({ ok: false, error: why, timedOut: false });
@@ -173,8 +192,12 @@ function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(2)} s`;
 }
 
-/** The line of a crash report that names the error (Node ends its reports with its version). */
+/** The line of a crash report that names the error, not a line of its native stack dump. */
 function lastLine(text: string): string {
-  const lines = text.trim().split('\n');
-  return lines.findLast((l) => /Error\b/.test(l)) ?? lines[lines.length - 1];
+  const lines = text
+    .trim()
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !/^\d+: 0x[0-9a-f]+/.test(l) && !/^Node\.js v/.test(l));
+  return lines.findLast((l) => /error\b/i.test(l)) ?? lines[lines.length - 1] ?? 'no message';
 }

@@ -4,6 +4,7 @@
  * because a synchronous better-sqlite3 call cannot be interrupted from JavaScript.
  */
 import Database from 'better-sqlite3';
+import { Worker } from 'node:worker_threads';
 import type { SandboxReply, SandboxRequest } from './sandbox.js';
 import { doubleQuotedToString } from './sandboxLexer.js';
 
@@ -54,6 +55,14 @@ function prepareAllowingDoubleQuotedStrings(db: Database.Database, sql: string):
   }
 }
 
+/**
+ * Result bytes a query may return (value keys, as sent to the parent): a bigger result is
+ * refused as "too large" before it fills this process's memory. Gold results are kilobytes.
+ */
+export const MAX_RESULT_BYTES = 64 * 2 ** 20;
+
+class ResultTooLarge extends Error {}
+
 function runQuery(req: SandboxRequest): SandboxReply {
   try {
     const stmt = prepareAllowingDoubleQuotedStrings(connect(req.dbPath), req.sql);
@@ -68,12 +77,27 @@ function runQuery(req: SandboxRequest): SandboxReply {
     stmt.raw(true).safeIntegers(true);
     const rows: string[][] = [];
     const limit = req.maxRows ?? Infinity;
+    let bytes = 0;
+    const sized = (v: unknown): string => {
+      // Blobs are measured before their hex key is built: the key is twice their size.
+      const size = v instanceof Uint8Array ? 2 * v.length : typeof v === 'string' ? v.length : 0;
+      if (bytes + size > MAX_RESULT_BYTES) throw new ResultTooLarge();
+      const key = valueKey(v);
+      bytes += key.length;
+      return key;
+    };
     for (const row of stmt.iterate() as IterableIterator<unknown[]>) {
-      rows.push(row.map(valueKey));
+      rows.push(row.map(sized));
       if (rows.length > limit) break;
     }
     return { id: req.id, ok: true, rows };
   } catch (err) {
+    if (err instanceof ResultTooLarge)
+      return {
+        id: req.id,
+        ok: false,
+        error: `result too large (over ${MAX_RESULT_BYTES / 2 ** 20} MB): only queries with small results are compared`,
+      };
     return { id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) };
   }
 }
@@ -83,4 +107,13 @@ process.on('message', (msg: SandboxRequest) => {
 });
 // The parent went away (crashed or exited without closing us): nothing left to answer.
 process.on('disconnect', () => process.exit(0));
+// 'disconnect' cannot fire while a query runs (a synchronous native call blocks this thread), and
+// a parent killed by a signal runs no cleanup: a thread of our own watches for being orphaned
+// (our parent pid changes when the parent dies) and kills this whole process, query and all.
+const watchdog = new Worker(
+  `const { workerData } = require('node:worker_threads');
+   setInterval(() => { if (process.ppid !== workerData) process.kill(process.pid, 'SIGKILL'); }, 100);`,
+  { eval: true, workerData: process.ppid, execArgv: [] },
+);
+watchdog.unref();
 process.send?.({ ready: true });

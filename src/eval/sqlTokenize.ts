@@ -26,9 +26,35 @@ const NOT_WORD_AFTER = `(?![${PY_WORD}])`;
 // Python's `$` without MULTILINE: the very end, or just before a newline that ends the text.
 const PY_END = '(?=\\n?$)';
 
-type Rule = readonly [RegExp, string];
+type Rule = (s: string) => string;
 
-const rule = (source: string, replacement: string, flags = ''): Rule => [new RegExp(source, `gu${flags}`), replacement];
+const rule =
+  (source: string, replacement: string, flags = ''): Rule =>
+  (s) =>
+    s.replace(new RegExp(source, `gu${flags}`), replacement);
+
+const PY_SPACE_RE = new RegExp(`[${PY_SPACE}]`, 'u');
+
+/**
+ * NLTK's final-period rule `([^.])(\.)([<closers>]*)\s*$` -> `$1<replacement with $1 = the closers>`,
+ * in linear time: a regex engine retries `\s*$` from every position (quadratic on a long run of
+ * spaces). No closer or space is a period, so only the last period of the text can match: it must
+ * follow a non-period and be followed by closers and then only spaces; the spaces are dropped.
+ */
+function finalPeriod(closers: string, replacement: string): Rule {
+  const closer = new RegExp(`[${closers}]`, 'u');
+  return (s) => {
+    const dot = s.lastIndexOf('.');
+    if (dot < 1 || s[dot - 1] === '.') return s;
+    let k = dot + 1;
+    while (k < s.length && closer.test(s[k])) k++;
+    // Closers may be spaces too: the greedy closer run gives back only what the trailing spaces need.
+    let t = s.length;
+    while (t > dot + 1 && PY_SPACE_RE.test(s[t - 1])) t--;
+    if (t > k) return s;
+    return s.slice(0, dot) + replacement.replace('$1', s.slice(dot + 1, k));
+  };
+}
 
 /** NLTKWordTokenizer's substitutions, in the order it applies them. */
 const BEFORE_PADDING: readonly Rule[] = [
@@ -39,12 +65,12 @@ const BEFORE_PADDING: readonly Rule[] = [
   rule('([ (\\[{<])("|\'{2})', '$1 `` '),
   rule(`(')(?!re|ve|ll|m|t|s|d|n)([${PY_WORD}])${NOT_WORD_AFTER}`, '$1 $2', 'i'),
   // Punctuation.
-  rule(`([^.])(\\.)([\\])}>"'»”’ ]*)[${PY_SPACE}]*$`, '$1 $2 $3 '),
+  finalPeriod(`\\])}>"'»”’ `, ' . $1 '),
   rule('([:,])([^\\p{Nd}])', ' $1 $2'),
   rule(`([:,])${PY_END}`, ' $1 '),
   rule('\\.{2,}', ' $& '),
   rule('[;@#$%&]', ' $& '),
-  rule(`([^.])(\\.)([\\])}>"']*)[${PY_SPACE}]*$`, '$1 $2$3 '),
+  finalPeriod(`\\])}>"'`, ' .$1 '),
   rule('[?!]', ' $& '),
   rule("([^'])' ", "$1 ' "),
   rule('[*]', ' $& '),
@@ -80,9 +106,9 @@ const PY_SPLIT = new RegExp(`[${PY_SPACE}]+`, 'u');
 /** NLTK's word_tokenize(text, preserve_line=True). */
 export function nltkWordTokenize(text: string): string[] {
   let s = text;
-  for (const [re, to] of BEFORE_PADDING) s = s.replace(re, to);
+  for (const apply of BEFORE_PADDING) s = apply(s);
   s = ` ${s} `;
-  for (const [re, to] of AFTER_PADDING) s = s.replace(re, to);
+  for (const apply of AFTER_PADDING) s = apply(s);
   return s.split(PY_SPLIT).filter((t) => t !== '');
 }
 
@@ -100,29 +126,54 @@ export function spiderTokenize(sql: string): string[] {
   });
   if (quotes.length % 2 !== 0) throw new SqlTokenizeError('unbalanced quotes in the query');
 
+  // Each quoted span becomes a placeholder named by its code point offsets (built in one pass).
   const values = new Map<string, string>();
-  let text = chars;
-  for (let i = quotes.length - 1; i > 0; i -= 2) {
-    const [open, close] = [quotes[i - 1], quotes[i]];
+  const pieces: string[] = [];
+  let from = 0;
+  for (let i = 0; i < quotes.length; i += 2) {
+    const [open, close] = [quotes[i], quotes[i + 1]];
     const key = `__val_${open}_${close}__`;
-    values.set(key, text.slice(open, close + 1).join(''));
-    text = [...text.slice(0, open), key, ...text.slice(close + 1)];
+    values.set(key, chars.slice(open, close + 1).join(''));
+    pieces.push(chars.slice(from, open).join(''), key);
+    from = close + 1;
   }
+  pieces.push(chars.slice(from).join(''));
+  const text = pieces;
 
   let toks = nltkWordTokenize(text.join('')).map((t) => {
     const lower = t.toLowerCase();
     return values.get(lower) ?? lower;
   });
 
-  // Glue comparison operators that the word tokenizer split, scanning right to left.
-  const eqPositions = toks.flatMap((t, i) => (t === '=' ? [i] : [])).reverse();
-  for (const i of eqPositions) {
-    // Python's toks[i - 1] wraps to the last token when i is 0; kept for identical results.
-    const prev = i > 0 ? toks[i - 1] : toks[toks.length - 1];
+  // Glue comparison operators that the word tokenizer split, scanning right to left as the official
+  // code does. A merge at i consumes toks[i - 1], which is never an "=", so later (smaller)
+  // positions see the original tokens: one pass marks the merges, one pass builds the result.
+  const merged = new Array<boolean>(toks.length).fill(false);
+  let wrapAtZero = false;
+  for (let i = toks.length - 1; i >= 0; i--) {
+    if (toks[i] !== '=') continue;
+    if (i === 0) {
+      wrapAtZero = true;
+      continue;
+    }
+    const prev = toks[i - 1];
     if (prev === '!' || prev === '>' || prev === '<') {
-      const head = i > 0 ? toks.slice(0, i - 1) : toks.slice(0, -1);
-      toks = [...head, `${prev}=`, ...toks.slice(i + 1)];
+      merged[i] = true;
+      i--; // toks[i - 1] is consumed by this merge
     }
   }
+  let glued: string[] = [];
+  for (let i = 0; i < toks.length; i++) {
+    if (i + 1 < toks.length && merged[i + 1]) {
+      glued.push(`${toks[i]}=`);
+      i++;
+    } else glued.push(toks[i]);
+  }
+  if (wrapAtZero) {
+    // Python's toks[i - 1] at i = 0 is the last token: toks[:-1] + [last + "="] + toks[1:].
+    const prev = glued[glued.length - 1];
+    if (prev === '!' || prev === '>' || prev === '<') glued = [...glued.slice(0, -1), `${prev}=`, ...glued.slice(1)];
+  }
+  toks = glued;
   return toks;
 }

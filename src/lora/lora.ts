@@ -135,8 +135,12 @@ export class LoraAdapter implements LoraProvider {
     readonly config: LoraConfig,
   ) {}
 
-  /** Uploads a host adapter, checking every tensor against the model's projection shapes. */
-  static upload(be: Backend, cfg: Qwen2Config, host: HostLora): LoraAdapter {
+  /**
+   * Uploads a host adapter, checking every tensor against the model's projection shapes;
+   * `source` (the weights file it was read from) is named in the errors.
+   */
+  static upload(be: Backend, cfg: Qwen2Config, host: HostLora, source?: string): LoraAdapter {
+    const where = source !== undefined ? `${source}: ` : '';
     const c = validateLoraConfig(host.config);
     const ad = new LoraAdapter(be, c);
     const scale = loraScale(c);
@@ -154,7 +158,7 @@ export class LoraAdapter implements LoraProvider {
     const extra = Object.keys(host.tensors).filter((n) => !names.has(n));
     if (extra.length > 0) {
       throw new UserError(
-        `adapter has tensors its config does not explain (e.g. ${extra[0]}); target_modules or num_hidden_layers differ`,
+        `${where}adapter has tensors its config does not explain (e.g. ${extra[0]}); target_modules or num_hidden_layers differ`,
       );
     }
     const offsets: number[] = [];
@@ -164,7 +168,7 @@ export class LoraAdapter implements LoraProvider {
       total += Math.ceil((e.shape[0] * e.shape[1]) / FLAT_ALIGN) * FLAT_ALIGN;
     }
     const values = new Float32Array(total);
-    expected.forEach((e, k) => values.set(checkedValues(e.name, host.tensors[e.name], e.shape), offsets[k]));
+    expected.forEach((e, k) => values.set(checkedValues(where, e.name, host.tensors[e.name], e.shape), offsets[k]));
     const flat: FlatParameters = { param: be.upload(values, [total], 'f32'), grad: be.alloc([total], 'f32'), offsets };
     ad.flatParams = flat;
     if (be.computeDType !== 'f32') ad.computeCopy = be.empty([total], be.computeDType);
@@ -239,11 +243,11 @@ export class LoraAdapter implements LoraProvider {
   }
 }
 
-function checkedValues(name: string, t: HostTensor | undefined, shape: [number, number]): Float32Array {
-  if (!t) throw new UserError(`adapter is missing ${name}`);
+function checkedValues(where: string, name: string, t: HostTensor | undefined, shape: [number, number]): Float32Array {
+  if (!t) throw new UserError(`${where}adapter is missing ${name}`);
   if (t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
     throw new UserError(
-      `adapter tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}] (r or model size differ)`,
+      `${where}adapter tensor ${name} has shape [${t.shape.join(', ')}], expected [${shape.join(', ')}] (r or model size differ)`,
     );
   }
   return toF32(t);

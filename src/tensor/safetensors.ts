@@ -47,11 +47,18 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
 }
 
 function openForRead(path: string): number {
+  let fd: number;
   try {
-    return openSync(path, 'r');
+    fd = openSync(path, 'r');
   } catch (err) {
     throw new UserError(`cannot open safetensors file ${path}: ${describeError(err)}`);
   }
+  // Linux opens a directory for reading; only the first read fails (EISDIR).
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw new UserError(`${path} is not a file (a safetensors file was expected there)`);
+  }
+  return fd;
 }
 
 function readExactly(fd: number, into: Uint8Array, position: number, path: string): void {

@@ -96,6 +96,11 @@ export class AdamW {
 
   /** Restores what stateToHost saved; `where` names the file in errors. */
   loadState(tensors: Record<string, HostTensor>, stepCount: number, where: string): void {
+    const extra = Object.keys(tensors).length - 2 * this.slots.length;
+    if (extra !== 0)
+      throw new UserError(
+        `${where}: the optimizer state has ${Math.abs(extra)} ${extra > 0 ? 'more' : 'fewer'} tensors than this LoRA setup's ${2 * this.slots.length} (the checkpoint is from another LoRA setup)`,
+      );
     for (const s of this.slots) {
       for (const [suffix, dst] of [
         ['exp_avg', s.m],

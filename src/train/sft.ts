@@ -12,6 +12,7 @@ import { UserError } from '../util/errors.js';
 import { mixSeed } from '../util/random.js';
 import { collate, DataOrder, type TrainExample } from './batching.js';
 import {
+  lastFiniteCheckpoint,
   listCheckpoints,
   pruneCheckpoints,
   saveTrainCheckpoint,
@@ -66,7 +67,12 @@ export interface SftData {
 }
 
 export interface SftHooks {
+  /** Once the run (or the resume) is accepted, before the first step: the clock of its rates starts here. */
+  onStart?(plan: StepPlan, fromStep: number): void;
   onStep?(record: TrainRecord, plan: StepPlan): void;
+  /** Called as an eval-loss pass starts, then with each batch's example count. */
+  onEvalStart?(examples: number): void;
+  onEvalBatch?(examples: number): void;
   onEval?(record: EvalRecord): void;
   /** Polled between micro-batches; true ends the run after the current step, with a checkpoint. */
   stopRequested?(): boolean;
@@ -96,6 +102,7 @@ export async function evaluateLoss(
   examples: readonly TrainExample[],
   batchSize: number,
   padId: number,
+  onBatch?: (examples: number) => void,
 ): Promise<{ loss: number; tokens: number }> {
   // Similar lengths together waste less padding; the sum does not depend on the order.
   const order = examples.map((_, i) => i).sort((a, b) => examples[b].ids.length - examples[a].ids.length);
@@ -109,6 +116,7 @@ export async function evaluateLoss(
     const r = model.evalLoss(batch, { lossNormalizer: 1 });
     sum += r.loss;
     tokens += r.tokens;
+    onBatch?.(batch.batchSize);
     await yieldToEventLoop();
   }
   return { loss: tokens > 0 ? sum / tokens : NaN, tokens };
@@ -168,13 +176,15 @@ export async function trainSft(
   };
   const runEval = async (): Promise<void> => {
     if (!data.eval || data.eval.length === 0) return;
-    const r = await evaluateLoss(model, data.eval, cfg.evalBatchSize, cfg.padId);
+    hooks.onEvalStart?.(data.eval.length);
+    const r = await evaluateLoss(model, data.eval, cfg.evalBatchSize, cfg.padId, hooks.onEvalBatch);
     const point: EvalPoint = { step: state.step, eval_loss: r.loss };
     state.last_eval = point;
     if (!state.best_eval || r.loss < state.best_eval.eval_loss) state.best_eval = point;
     hooks.onEval?.({ type: 'eval', step: state.step, epoch: state.epoch, eval_loss: r.loss, eval_tokens: r.tokens });
   };
 
+  hooks.onStart?.(plan, state.step);
   try {
     adapter.zeroGrad();
     while (state.step < plan.totalSteps) {
@@ -264,6 +274,11 @@ function checkResumable(resume: SftResume, cfg: SftConfig, data: SftData, plan: 
       `cannot resume from ${resume.dir}: it belongs to a run of ${resume.state.total_steps} steps, these settings give ${plan.totalSteps}`,
     );
   }
+  const epoch = resume.state.step / plan.stepsPerEpoch;
+  if (Math.abs(resume.state.epoch - epoch) > 1e-9 * Math.max(1, epoch))
+    throw new UserError(
+      `${resume.dir}: "epoch" is ${resume.state.epoch} but step ${resume.state.step} of ${plan.stepsPerEpoch} per epoch is epoch ${epoch}: the checkpoint is damaged`,
+    );
   if (resume.state.step >= plan.totalSteps)
     throw new UserError(
       `${resume.dir} is the end of its run (step ${resume.state.step} of ${plan.totalSteps}); nothing to resume`,
@@ -271,9 +286,10 @@ function checkResumable(resume: SftResume, cfg: SftConfig, data: SftData, plan: 
 }
 
 function diverged(outDir: string, what: string): never {
-  const good = listCheckpoints(outDir).pop();
+  const good = lastFiniteCheckpoint(outDir);
+  const saved = listCheckpoints(outDir).length;
   const keep = good
-    ? `The last good checkpoint is ${good.dir} (step ${good.step}); its adapter is usable as is. Resuming would repeat the same steps: start a new run with a lower --lr or a larger --warmup-ratio.`
-    : 'No checkpoint was saved yet; start again with a lower --lr or a larger --warmup-ratio.';
+    ? `The last checkpoint with finite weights is ${good.dir} (step ${good.step}); its adapter is usable as is. Resuming would repeat the same steps: start a new run with a lower --lr or a larger --warmup-ratio.`
+    : `${saved > 0 ? 'No checkpoint holds finite weights' : 'No checkpoint was saved yet'}; start again with a lower --lr or a larger --warmup-ratio.`;
   throw new TrainingDivergedError(`training stopped: ${what}. ${keep}`);
 }

@@ -1,6 +1,7 @@
 /**
  * A one-line progress bar on stderr: done/total, rate, ETA and free-form fields (loss, lr...).
  * Redraws at most every 100 ms; on a non-TTY stderr it prints a line every few seconds instead.
+ * Rates are items done over the time since the bar was made: make it when the work starts.
  */
 export interface ProgressOptions {
   label: string;
@@ -13,7 +14,9 @@ export interface ProgressOptions {
 
 export class Progress {
   private readonly start = Date.now();
-  private lastDraw = 0;
+  // A log (non-TTY) gets its first line after the first interval, not at the first item.
+  private lastDraw = this.start;
+  private onLine = false;
   private done = 0;
   private fields: Record<string, string> = {};
   private readonly stream: NodeJS.WriteStream;
@@ -40,7 +43,13 @@ export class Progress {
 
   finish(): void {
     this.draw(true);
-    if (!this.opts.quiet && this.tty) this.stream.write('\n');
+    this.breakLine();
+  }
+
+  /** Ends the bar's terminal line so other output (another bar) starts on its own; the next draw starts a new line. */
+  breakLine(): void {
+    if (!this.opts.quiet && this.tty && this.onLine) this.stream.write('\n');
+    this.onLine = false;
   }
 
   line(): string {
@@ -66,8 +75,10 @@ export class Progress {
     const every = this.tty ? 100 : 5000;
     if (!force && now - this.lastDraw < every) return;
     this.lastDraw = now;
-    if (this.tty) this.stream.write('\r\x1b[2K' + this.line());
-    else this.stream.write(this.line() + '\n');
+    if (this.tty) {
+      this.stream.write('\r\x1b[2K' + this.line());
+      this.onLine = true;
+    } else this.stream.write(this.line() + '\n');
   }
 }
 

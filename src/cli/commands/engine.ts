@@ -7,7 +7,8 @@ import { resolveModel } from '../../hub/download.js';
 import { createBackend, DEVICES } from '../../backend/select.js';
 import { Tokenizer } from '../../data/tokenizer.js';
 import { LoraAdapter } from '../../lora/lora.js';
-import { readPeftAdapter, type PeftAdapter } from '../../lora/peft.js';
+import { join } from 'node:path';
+import { ADAPTER_WEIGHTS_FILE, readPeftAdapter, type PeftAdapter } from '../../lora/peft.js';
 import { loadGenerationConfig, type GenerationConfig } from '../../model/config.js';
 import { Qwen2Model } from '../../model/qwen2.js';
 import { UserError } from '../../util/errors.js';
@@ -95,7 +96,7 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   let adapter: LoraAdapter | null = null;
   if (peft) {
     // upload() checks every tensor against the model's layers and shapes.
-    adapter = LoraAdapter.upload(backend, model.config, peft);
+    adapter = LoraAdapter.upload(backend, model.config, peft, join(opts.adapter!, ADAPTER_WEIGHTS_FILE));
     model.setLora(adapter);
   }
   const generationConfig = loadGenerationConfig(dir);

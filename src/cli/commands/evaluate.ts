@@ -1,6 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
-import { scoringFlags, scoringInputs } from './scoring.js';
+import { checkGoldErrors, scoringFlags, scoringInputs } from './scoring.js';
+import { exitOnInterrupt } from '../../util/interrupt.js';
+import { checkWritableFile } from '../../util/outputs.js';
 import { UserError, describeError } from '../../util/errors.js';
 import { evaluatePredictions, formatSummaryTable } from '../../eval/evaluate.js';
 import { PREDICTION_FORMATS, loadEvalItems, type PredictionFormat } from '../../eval/predictions.js';
@@ -62,20 +64,31 @@ export const command: CommandSpec = {
 async function runEvaluate(args: ParsedArgs): Promise<void> {
   const predPath = args.required('pred');
   const goldPath = args.string('gold');
-  const { dbDir, tablesPath, timeoutMs, workers } = scoringInputs(args);
+  const { dbDir, tablesPath, timeoutMs, workers, allowGoldErrors } = scoringInputs(args);
   const limit = args.has('limit') ? positiveInt('evaluate', 'limit', args.number('limit')) : undefined;
   const json = args.boolean('json');
+  const out = args.string('out');
+  if (out !== undefined) checkWritableFile(out, '--out');
 
   const items = loadEvalItems({ predPath, goldPath, format: args.string('pred-format') as PredictionFormat, limit });
   const started = Date.now();
-  const report = await evaluatePredictions(items, {
-    dbDir,
-    tablesPath,
-    timeoutMs,
-    workers,
-    keepDistinct: args.boolean('keep-distinct'),
-    progress: !json,
-  });
+  const stopHandling = exitOnInterrupt(
+    () =>
+      `nothing was written${out !== undefined ? ` (${out} is written when scoring completes)` : ''}; run the same command again`,
+  );
+  let report: Awaited<ReturnType<typeof evaluatePredictions>>;
+  try {
+    report = await evaluatePredictions(items, {
+      dbDir,
+      tablesPath,
+      timeoutMs,
+      workers,
+      keepDistinct: args.boolean('keep-distinct'),
+      progress: !json,
+    });
+  } finally {
+    stopHandling();
+  }
   const seconds = (Date.now() - started) / 1000;
   const meta = {
     pred: predPath,
@@ -88,16 +101,26 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
     seconds,
   };
 
-  const out = args.string('out');
+  // Written beside, then renamed: an interrupted write never leaves half a results file. A write
+  // that fails anyway (the disk filled up meanwhile) still lets the summary be printed first.
+  let writeError: UserError | null = null;
   if (out !== undefined) {
     try {
-      writeFileSync(out, JSON.stringify({ meta, summary: report.summary, examples: report.examples }, null, 1) + '\n');
+      writeFileSync(
+        `${out}.tmp-${process.pid}`,
+        JSON.stringify({ meta, summary: report.summary, examples: report.examples }, null, 1) + '\n',
+      );
+      renameSync(`${out}.tmp-${process.pid}`, out);
     } catch (err) {
-      throw new UserError(`cannot write ${out}: ${describeError(err)}`);
+      rmSync(`${out}.tmp-${process.pid}`, { force: true });
+      writeError = new UserError(`cannot write ${out}: ${describeError(err)} (the summary above is all that was kept)`);
     }
   }
+  const written = writeError ? undefined : out;
   if (json) {
     process.stdout.write(JSON.stringify({ meta, summary: report.summary }, null, 2) + '\n');
+    if (writeError) throw writeError;
+    checkGoldErrors(report, allowGoldErrors, written);
     return;
   }
   const failed = report.examples.filter((e) => e.error !== undefined).length;
@@ -111,6 +134,8 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
     lines.push(
       `${failed} examples have an error (a query that failed, was rejected or timed out, or SQL the parser could not read)${out ? `: see "error" in ${out}` : '; --out FILE lists them'}`,
     );
-  if (out !== undefined) lines.push(`wrote ${out}`);
+  if (written !== undefined) lines.push(`wrote ${written}`);
   process.stdout.write(lines.join('\n') + '\n');
+  if (writeError) throw writeError;
+  checkGoldErrors(report, allowGoldErrors, written);
 }

@@ -4,7 +4,7 @@
  * predictions.jsonl as it goes (a rerun skips the ids already there), then scored by the
  * evaluator into results.json, optionally next to a baseline's results.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DatasetCard, PromptRecord } from '../../data/records.js';
 import { evaluatePredictions, formatSummaryTable, type LevelSummary, type Summary } from '../../eval/evaluate.js';
@@ -14,7 +14,10 @@ import { UserError } from '../../util/errors.js';
 import { appendJsonl, readAppendedJsonl, readJsonFile, readJsonl } from '../../util/jsonl.js';
 import { Progress } from '../../util/progress.js';
 import { positiveInt, type FlagSpec, type ParsedArgs } from '../args.js';
-import { scoringFlags, scoringInputs } from './scoring.js';
+import { checkGoldErrors, scoringFlags, scoringInputs, type ScoringInputs } from './scoring.js';
+import { exitOnInterrupt } from '../../util/interrupt.js';
+import { checkWritableFile } from '../../util/outputs.js';
+import { acquireRunLock } from '../../util/runLock.js';
 import { decodeBatchSize, deviceFlag, loadModel, quantizeFlag } from './engine.js';
 
 export type PredictMode = 'baseline' | 'eval';
@@ -154,7 +157,7 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   const maxNewTokens = positiveInt(mode, 'max-new-tokens', args.number('max-new-tokens'));
   const repetitionPenalty = args.number('repetition-penalty')!;
   if (!(repetitionPenalty > 0)) throw new UserError(`sqlora ${mode}: --repetition-penalty must be positive`);
-  const { dbDir, tablesPath, timeoutMs, workers } = scoringInputs(args, () => recordedDatabases(data));
+  const scoring = scoringInputs(args, () => recordedDatabases(data));
   const compare = mode === 'eval' ? args.string('compare') : undefined;
   const baseline = compare !== undefined ? readJsonFile<{ summary?: Summary }>(compare, 'baseline results') : undefined;
   if (baseline && !baseline.summary?.overall)
@@ -164,7 +167,46 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
 
   const allRecords = readEvalRecords(evalFile);
   const records = allRecords.slice(0, limit);
-  mkdirSync(out, { recursive: true });
+  const lock = acquireRunLock(out, mode);
+  try {
+    await predictLocked(args, mode, {
+      out,
+      evalFile,
+      adapterDir,
+      allRecords,
+      records,
+      maxNewTokens,
+      repetitionPenalty,
+      requestedBatch,
+      scoring,
+      compare,
+      baseline,
+    });
+  } finally {
+    lock.release();
+  }
+}
+
+interface PredictInputs {
+  out: string;
+  evalFile: string;
+  adapterDir: string | undefined;
+  allRecords: PromptRecord[];
+  records: PromptRecord[];
+  maxNewTokens: number;
+  repetitionPenalty: number;
+  requestedBatch: number;
+  scoring: ScoringInputs;
+  compare: string | undefined;
+  baseline: { summary?: Summary } | undefined;
+}
+
+async function predictLocked(args: ParsedArgs, mode: PredictMode, inputs: PredictInputs): Promise<void> {
+  const { out, evalFile, adapterDir, allRecords, records, maxNewTokens, repetitionPenalty } = inputs;
+  const resultsPath = join(out, 'results.json');
+  const predPath = join(out, 'predictions.jsonl');
+  const runPath = join(out, 'run.json');
+  for (const p of [resultsPath, predPath, runPath]) checkWritableFile(p, 'output');
   const info: RunInfo = {
     mode,
     model: args.string('model') ?? null,
@@ -174,13 +216,14 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
     max_new_tokens: maxNewTokens,
     repetition_penalty: repetitionPenalty,
   };
-  checkRunInfo(join(out, 'run.json'), info);
-  const predPath = join(out, 'predictions.jsonl');
   const done = new Map<string, Prediction>();
   // Predictions past --limit stay in the file (a later run without it uses them).
   const known = new Set(allRecords.map((r) => r.id)),
     wanted = new Set(records.map((r) => r.id));
-  for (const p of readAppendedJsonl<Prediction>(predPath)) {
+  const existing = readAppendedJsonl<Prediction>(predPath);
+  // Settings describe predictions: a folder without any (a failed start) takes the new ones.
+  let infoWritten = existing.length > 0 && checkRunInfo(runPath, info);
+  for (const p of existing) {
     if (!known.has(p.id))
       throw new UserError(
         `${predPath} has a prediction for id ${JSON.stringify(p.id)}, which is not among the records of ${evalFile}: use another --out`,
@@ -190,37 +233,70 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   const todo = records.filter((r) => !done.has(r.id));
   const started = Date.now();
   let newTokens = 0;
-  if (todo.length > 0) {
-    if (done.size > 0)
-      process.stderr.write(`${predPath}: ${done.size} of ${records.length} already predicted; continuing\n`);
-    const loaded = await loadModel({
-      model: args.string('model'),
-      adapter: adapterDir,
-      device: args.string('device')!,
-      quantize: args.string('quantize')!,
-    });
-    const prompts = todo.map((r) => loaded.tokenizer.encode(r.prompt));
-    const progress = new Progress({ label: mode, total: records.length, unit: 'ex' }, done.size);
-    try {
-      await generate(loaded.model, prompts, {
-        maxNewTokens,
-        batchSize: decodeBatchSize(requestedBatch, loaded),
-        stopIds: loaded.stopIds,
-        padId: loaded.padId,
-        sampling: { temperature: 0, topK: 0, topP: 1, repetitionPenalty },
-        onResult(index, g) {
-          const raw = loaded.tokenizer.decode(g.newIds);
-          const p: Prediction = { id: todo[index].id, sql: extractSql(raw), raw };
-          appendJsonl(predPath, p);
-          done.set(p.id, p);
-          newTokens += g.newIds.length;
-          progress.tick(1, { 'tok/s': newTokens / ((Date.now() - started) / 1000) });
-        },
+  let phase: 'generating' | 'scoring' = 'generating';
+  const stopHandling = exitOnInterrupt(() =>
+    phase === 'generating'
+      ? `${done.size} of ${records.length} predictions are kept in ${predPath}; run the same command again to continue from there`
+      : `all ${records.length} predictions are in ${predPath}; run the same command again to score them (nothing is generated again)`,
+  );
+  try {
+    if (todo.length > 0) {
+      if (done.size > 0)
+        process.stderr.write(`${predPath}: ${done.size} of ${records.length} already predicted; continuing\n`);
+      const loaded = await loadModel({
+        model: args.string('model'),
+        adapter: adapterDir,
+        device: args.string('device')!,
+        quantize: args.string('quantize')!,
       });
-    } finally {
-      progress.finish();
+      const prompts = todo.map((r) => loaded.tokenizer.encode(r.prompt));
+      const progress = new Progress({ label: mode, total: records.length, unit: 'ex' }, done.size);
+      try {
+        await generate(loaded.model, prompts, {
+          maxNewTokens,
+          batchSize: decodeBatchSize(inputs.requestedBatch, loaded),
+          stopIds: loaded.stopIds,
+          padId: loaded.padId,
+          sampling: { temperature: 0, topK: 0, topP: 1, repetitionPenalty },
+          onResult(index, g) {
+            const raw = loaded.tokenizer.decode(g.newIds);
+            const p: Prediction = { id: todo[index].id, sql: extractSql(raw), raw };
+            if (!infoWritten) {
+              writeFileSync(runPath, JSON.stringify(info, null, 2) + '\n');
+              infoWritten = true;
+            }
+            appendJsonl(predPath, p);
+            done.set(p.id, p);
+            newTokens += g.newIds.length;
+            progress.tick(1, { 'tok/s': newTokens / ((Date.now() - started) / 1000) });
+          },
+        });
+      } finally {
+        progress.finish();
+      }
     }
+    phase = 'scoring';
+    await scoreAndReport({ ...inputs, mode, info, done, todo, started, newTokens, predPath, resultsPath });
+  } finally {
+    stopHandling();
   }
+}
+
+interface ScoreInputs extends PredictInputs {
+  mode: PredictMode;
+  info: RunInfo;
+  done: Map<string, Prediction>;
+  todo: PromptRecord[];
+  started: number;
+  newTokens: number;
+  predPath: string;
+  resultsPath: string;
+}
+
+async function scoreAndReport(inputs: ScoreInputs): Promise<void> {
+  const { mode, info, done, todo, started, newTokens, predPath, resultsPath, records, evalFile } = inputs;
+  const { compare, baseline } = inputs;
+  const { dbDir, tablesPath, timeoutMs, workers, allowGoldErrors } = inputs.scoring;
   const genSeconds = (Date.now() - started) / 1000;
 
   const items: EvalItem[] = records.map((r, index) => ({
@@ -233,7 +309,6 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   }));
   const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs, workers, progress: true });
   const comparison = baseline?.summary ? compareSummaries(baseline.summary.overall, report.summary.overall) : undefined;
-  const resultsPath = join(out, 'results.json');
   const meta = {
     ...info,
     count: records.length,
@@ -262,6 +337,7 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   if (dbDir === undefined) lines.push('exact-set-match and execution need the databases: pass --spider DIR');
   lines.push(`wrote ${predPath} and ${resultsPath}`);
   process.stdout.write(lines.join('\n') + '\n');
+  checkGoldErrors(report, allowGoldErrors, resultsPath);
 }
 
 function readEvalRecords(path: string): PromptRecord[] {
@@ -276,21 +352,22 @@ function readEvalRecords(path: string): PromptRecord[] {
   });
 }
 
-/** Predictions of one run must come from one setup: a rerun with other settings is refused. */
-function checkRunInfo(path: string, info: RunInfo): void {
-  if (existsSync(path)) {
-    const before = readJsonFile<Record<string, unknown>>(path, 'run info');
-    const differ = Object.entries(info)
-      .filter(([k, v]) => JSON.stringify(before[k]) !== JSON.stringify(v))
-      .map(([k]) => k);
-    if (differ.length > 0) {
-      throw new UserError(
-        `${dirname(path)} holds predictions made with other settings (${differ.join(', ')} differ; see ${path}): use another --out, or delete it`,
-      );
-    }
-    return;
+/**
+ * Predictions of one run must come from one setup: a rerun with other settings is refused.
+ * Returns whether `path` already records these settings (false: no record yet, write it).
+ */
+function checkRunInfo(path: string, info: RunInfo): boolean {
+  if (!existsSync(path)) return false;
+  const before = readJsonFile<Record<string, unknown>>(path, 'run info');
+  const differ = Object.entries(info)
+    .filter(([k, v]) => JSON.stringify(before[k]) !== JSON.stringify(v))
+    .map(([k]) => k);
+  if (differ.length > 0) {
+    throw new UserError(
+      `${dirname(path)} holds predictions made with other settings (${differ.join(', ')} differ; see ${path}): use another --out, or delete it`,
+    );
   }
-  writeFileSync(path, JSON.stringify(info, null, 2) + '\n');
+  return true;
 }
 
 /** The databases (and tables.json) `sqlora prepare` recorded in DATA/dataset.json, where they still exist. */

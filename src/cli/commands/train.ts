@@ -1,14 +1,21 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { initLora, LoraAdapter, type LoraConfig } from '../../lora/lora.js';
-import { writePeftAdapter } from '../../lora/peft.js';
+import { ADAPTER_WEIGHTS_FILE, writePeftAdapter } from '../../lora/peft.js';
 import { PROJECTIONS, type ProjectionName } from '../../model/qwen2-linear.js';
 import { fingerprintExamples } from '../../train/batching.js';
-import { listCheckpoints, loadTrainCheckpoint, type TrainCheckpoint } from '../../train/checkpoint.js';
+import {
+  listCheckpoints,
+  loadTrainCheckpoint,
+  readTrainerState,
+  type TrainCheckpoint,
+} from '../../train/checkpoint.js';
 import { MetricsLog } from '../../train/metrics.js';
 import { trainSft, type SftConfig, type SftResult } from '../../train/sft.js';
 import { UserError } from '../../util/errors.js';
 import { Progress } from '../../util/progress.js';
+import { GracefulStop, signalExitCode } from '../../util/interrupt.js';
+import { acquireRunLock, removeStaleTempEntries } from '../../util/runLock.js';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
 import { deviceFlag, loadModel, quantizeFlag } from './engine.js';
 import { endOfTurnIds, readRecords, tokenizeRecords } from './train-data.js';
@@ -192,7 +199,31 @@ async function runTrain(args: ParsedArgs): Promise<void> {
     if (!(args.number(name)! > 0)) throw new UserError(`sqlora train: --${name} must be positive`);
   for (const name of ['warmup-ratio', 'weight-decay', 'max-grad-norm', 'max-activation-gib'] as const)
     if (!(args.number(name)! >= 0)) throw new UserError(`sqlora train: --${name} must be >= 0`);
+  const lock = acquireRunLock(out, 'train');
+  try {
+    await trainLocked(args, { out, trainFile, evalFile, lora, maxLength, int });
+  } finally {
+    lock.release();
+  }
+}
+
+interface TrainInputs {
+  out: string;
+  trainFile: string;
+  evalFile: string | undefined;
+  lora: LoraConfig;
+  maxLength: number;
+  int: (name: string, allowZero?: boolean) => number;
+}
+
+async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void> {
+  const { out, trainFile, evalFile, lora, maxLength, int } = inputs;
+  // Checkpoint writes cut off by a kill leave checkpoint-N.tmp-PID folders; their writer is gone.
+  for (const name of removeStaleTempEntries(out, /^checkpoint-\d+\.tmp-\d+$/))
+    process.stderr.write(`removed ${join(out, name)}, a checkpoint an interrupted run did not finish writing\n`);
   const resume = findResume(args, out);
+  // The state is checked before the model loads: a damaged checkpoint is refused at once.
+  if (resume) readTrainerState(resume);
 
   const records = readRecords(trainFile);
   const evalRecords = evalFile !== undefined ? readRecords(evalFile) : null;
@@ -216,6 +247,7 @@ async function runTrain(args: ParsedArgs): Promise<void> {
     model.backend,
     model.config,
     checkpoint?.adapter ?? initLora(model.config, lora, args.number('seed')!),
+    checkpoint ? join(checkpoint.dir, ADAPTER_WEIGHTS_FILE) : undefined,
   );
   model.setLora(adapter);
   const settings: Record<string, unknown> = Object.fromEntries(CURVE_FLAGS.map((f) => [f, flagValue(args, f)]));
@@ -258,16 +290,8 @@ async function runTrain(args: ParsedArgs): Promise<void> {
     );
 
   let progress: Progress | null = null;
-  let stopping = false;
-  const onSigint = (): void => {
-    if (stopping) {
-      process.stderr.write('\nsecond Ctrl-C: quitting without a checkpoint\n');
-      process.exit(130);
-    }
-    stopping = true;
-    process.stderr.write('\nCtrl-C: finishing this step and saving a checkpoint (Ctrl-C again quits at once)\n');
-  };
-  process.on('SIGINT', onSigint);
+  let evalProgress: Progress | null = null;
+  const stop = new GracefulStop('finishing this step and saving a checkpoint', () => describeKept(out));
   let result: SftResult;
   try {
     result = await trainSft(
@@ -276,28 +300,42 @@ async function runTrain(args: ParsedArgs): Promise<void> {
       { train: train.examples, eval: evalSplit?.examples ?? null, fingerprint: fingerprintExamples(train.examples) },
       cfg,
       {
-        onStep(r, plan) {
-          progress ??= new Progress({ label: 'train', total: plan.totalSteps, unit: 'step' }, r.step - 1);
+        onStart(plan, fromStep) {
+          // Started before the first step, so the rate is steps over the time they took.
+          progress = new Progress({ label: 'train', total: plan.totalSteps, unit: 'step' }, fromStep);
+        },
+        onStep(r) {
           metrics().append(r);
-          progress.tick(1, { loss: r.loss, lr: r.lr, 'tok/s': r.tokens_per_s });
+          progress!.tick(1, { loss: r.loss, lr: r.lr, 'tok/s': r.tokens_per_s });
+        },
+        onEvalStart(examples) {
+          progress?.breakLine();
+          evalProgress = new Progress({ label: 'eval loss', total: examples, unit: 'ex' });
+        },
+        onEvalBatch(examples) {
+          evalProgress?.tick(examples);
         },
         onEval(r) {
+          evalProgress?.set({ loss: r.eval_loss });
+          evalProgress?.finish();
+          evalProgress = null;
           metrics().append(r);
           progress?.set({ eval: r.eval_loss });
         },
-        stopRequested: () => stopping,
+        stopRequested: () => stop.signal !== null,
       },
       checkpoint ? { optimizer: checkpoint.optimizer, state: checkpoint.state, dir: checkpoint.dir } : undefined,
     );
   } finally {
-    process.off('SIGINT', onSigint);
+    stop.dispose();
+    (evalProgress as Progress | null)?.finish();
     (progress as Progress | null)?.finish();
   }
 
   if (result.status === 'interrupted') {
     throw new UserError(
-      `interrupted after step ${result.state.step} of ${result.plan.totalSteps}; checkpoint saved in ${result.checkpoint}. Continue with the same command and --resume`,
-      130,
+      `stopped at step ${result.state.step} of ${result.plan.totalSteps}; checkpoint saved in ${result.checkpoint}; continue with --resume (the same command and flags)`,
+      signalExitCode(stop.signal ?? 'SIGINT'),
     );
   }
   const adapterDir = join(out, 'adapter');
@@ -336,6 +374,14 @@ async function runTrain(args: ParsedArgs): Promise<void> {
         : '') +
       `; adapter in ${adapterDir}\n`,
   );
+}
+
+/** What a run interrupted at once leaves behind, and how to go on from it. */
+function describeKept(out: string): string {
+  const newest = listCheckpoints(out).pop();
+  return newest
+    ? `no new checkpoint; the newest is ${newest.dir} (step ${newest.step}); continue with --resume`
+    : `no checkpoint was saved; metrics so far are in ${join(out, 'metrics.jsonl')}`;
 }
 
 function flagValue(args: ParsedArgs, name: string): string | number | boolean | null {
