@@ -1,6 +1,7 @@
 /**
  * Runs SQL that a model wrote against SQLite files, safely: read-only, one statement, rows only,
- * and a wall-clock limit per query. better-sqlite3 is synchronous and its native calls cannot be
+ * and a wall-clock limit per query; rows come back as comparison keys (the evaluator) or as
+ * display cells under a row and byte cap (`ask` and `serve`). better-sqlite3 is synchronous and its native calls cannot be
  * interrupted (not even by Worker.terminate()), so queries run in long-lived child processes that
  * are killed and replaced when a query overruns; evaluation then goes on with a fresh one.
  */
@@ -15,12 +16,38 @@ export interface SandboxRequest {
   sql: string;
   /** Stop reading after this many rows plus one: enough to know the result is bigger. */
   maxRows?: number;
+  /** Rows as display cells (see CellTable) instead of comparison keys. */
+  cells?: CellLimits;
 }
 
-/** Rows come back with each value as a comparison key (see valueKey in sandboxWorker.ts). */
-export type SandboxReply = { id: number; ok: true; rows: string[][] } | { id: number; ok: false; error: string };
+export interface CellLimits {
+  /** Rows kept at most; the rest are only counted. */
+  maxRows: number;
+  /** Bytes of kept values at most, and of any one row: more fails the query as "result too large". */
+  maxBytes: number;
+}
 
-export type QueryOutcome = { ok: true; rows: string[][] } | { ok: false; error: string; timedOut: boolean };
+/** A display cell: integers beyond 2^53 and non-finite reals as strings, blobs as hex strings. */
+export type Cell = string | number | null;
+
+export interface CellTable {
+  columns: string[];
+  rows: Cell[][];
+  /** All rows the query returned (rows.length unless truncated). */
+  rowCount: number;
+  truncated: boolean;
+}
+
+/** Rows come back with each value as a comparison key (see valueKey in sandboxWorker.ts), or as cells. */
+export type SandboxReply =
+  | { id: number; ok: true; rows: string[][] }
+  | { id: number; ok: true; table: CellTable }
+  | { id: number; ok: false; error: string };
+
+type Failure = { ok: false; error: string; timedOut: boolean };
+export type QueryOutcome = { ok: true; rows: string[][] } | Failure;
+export type TableOutcome = { ok: true; table: CellTable } | Failure;
+type ProcessOutcome = Extract<SandboxReply, { ok: true }> | Failure;
 
 const STARTUP_LIMIT_MS = 60_000;
 
@@ -36,7 +63,7 @@ function workerCommand(): { path: string; execArgv: string[] } {
 interface Pending {
   id: number;
   child: ChildProcess;
-  resolve: (o: QueryOutcome) => void;
+  resolve: (o: ProcessOutcome) => void;
   timer?: NodeJS.Timeout;
 }
 
@@ -47,7 +74,7 @@ class SandboxProcess {
   private pending: Pending | null = null;
   private stderrTail = '';
 
-  async run(req: SandboxRequest, timeoutMs: number): Promise<QueryOutcome> {
+  async run(req: SandboxRequest, timeoutMs: number): Promise<ProcessOutcome> {
     try {
       await this.start();
     } catch (err) {
@@ -57,7 +84,7 @@ class SandboxProcess {
     const child = this.child;
     if (!child)
       return { ok: false, error: 'the SQL sandbox process exited before the query was sent', timedOut: false };
-    return new Promise<QueryOutcome>((resolve) => {
+    return new Promise<ProcessOutcome>((resolve) => {
       const pending: Pending = { id: req.id, child, resolve };
       pending.timer = setTimeout(() => {
         this.settle({ ok: false, error: `timed out after ${formatSeconds(timeoutMs)}`, timedOut: true });
@@ -96,7 +123,7 @@ class SandboxProcess {
           clearTimeout(startup);
           resolve();
         } else if (this.pending && msg.id === this.pending.id) {
-          this.settle(msg.ok ? { ok: true, rows: msg.rows } : { ok: false, error: msg.error, timedOut: false });
+          this.settle(msg.ok ? msg : { ok: false, error: msg.error, timedOut: false });
         }
       });
       child.on('close', (code, signal) => {
@@ -114,7 +141,7 @@ class SandboxProcess {
     return this.ready;
   }
 
-  private settle(outcome: QueryOutcome): void {
+  private settle(outcome: ProcessOutcome): void {
     const p = this.pending;
     if (!p) return;
     this.pending = null;
@@ -147,13 +174,27 @@ export class SqlSandbox {
    * With `maxRows`, at most maxRows + 1 rows come back.
    */
   async execute(dbPath: string, sql: string, timeoutMs: number, maxRows?: number): Promise<QueryOutcome> {
+    const out = await this.run({ dbPath, sql, ...(maxRows !== undefined ? { maxRows } : {}) }, timeoutMs);
+    if (!out.ok) return out;
+    return 'rows' in out
+      ? { ok: true, rows: out.rows }
+      : { ok: false, error: 'the sandbox sent cells', timedOut: false };
+  }
+
+  /** Runs one statement like `execute`, the rows as display cells within `limits`. */
+  async table(dbPath: string, sql: string, timeoutMs: number, limits: CellLimits): Promise<TableOutcome> {
+    const out = await this.run({ dbPath, sql, cells: limits }, timeoutMs);
+    if (!out.ok) return out;
+    return 'table' in out
+      ? { ok: true, table: out.table }
+      : { ok: false, error: 'the sandbox sent keys', timedOut: false };
+  }
+
+  private async run(req: Omit<SandboxRequest, 'id'>, timeoutMs: number): Promise<ProcessOutcome> {
     if (this.closed) throw new Error('SqlSandbox is closed');
     const proc = this.idle.pop() ?? (await new Promise<SandboxProcess>((resolve) => this.waiting.push(resolve)));
     try {
-      return await proc.run(
-        { id: this.nextId++, dbPath, sql, ...(maxRows !== undefined ? { maxRows } : {}) },
-        timeoutMs,
-      );
+      return await proc.run({ id: this.nextId++, ...req }, timeoutMs);
     } finally {
       const next = this.waiting.shift();
       if (next) next(proc);

@@ -1,0 +1,32 @@
+/** `--db` specs to databases: a postgres:// or postgresql:// URL, else a SQLite file path. */
+import { basename, extname } from 'node:path';
+import { UserError } from '../util/errors.js';
+import type { SqlDatabase } from './database.js';
+import { SqliteDatabase } from './sqliteDatabase.js';
+
+export function isPostgresUrl(spec: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(spec);
+}
+
+/**
+ * Opens the database `spec` names under `name` and reads its schema, so that a file that is not
+ * a database, or a server that cannot be reached, fails here with one line (a UserError).
+ */
+export async function openDatabase(name: string, spec: string): Promise<SqlDatabase> {
+  if (isPostgresUrl(spec)) throw new UserError(`PostgreSQL databases are not supported yet: ${name}`);
+  return Promise.resolve(SqliteDatabase.open(name, spec));
+}
+
+/** The name a database goes by when none is given: a file's base name, a URL's database. */
+export function defaultDatabaseName(spec: string): string {
+  if (isPostgresUrl(spec)) {
+    try {
+      const db = decodeURIComponent(new URL(spec).pathname.replace(/^\//, ''));
+      if (db !== '') return db;
+    } catch {
+      // A malformed URL is reported when it is opened.
+    }
+    return 'postgres';
+  }
+  return basename(spec, extname(spec));
+}
