@@ -1,0 +1,84 @@
+/**
+ * A served tiny chat model for the serve tests: the model folder of tiny-chat-model.ts loaded on
+ * the CPU behind the continuous-batching scheduler, and the HTTP server on a free loopback port.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CpuBackend } from '../../src/backend/cpu/cpu-backend.js';
+import { ChatTemplate } from '../../src/data/chatTemplate.js';
+import { Tokenizer } from '../../src/data/tokenizer.js';
+import { Qwen2Model } from '../../src/model/qwen2.js';
+import type { SqlDatabase } from '../../src/serve/database.js';
+import {
+  createServeEngine,
+  DEFAULT_SERVE_LIMITS,
+  type ServeEngine,
+  type ServeLimits,
+  type SqlPrompting,
+} from '../../src/serve/engine.js';
+import { DEFAULT_LIMITS } from '../../src/serve/database.js';
+import { createServeServer, type ServeServer } from '../../src/serve/server.js';
+import { writeTinyChatModel, type TinyChatModel } from './tiny-chat-model.js';
+
+export interface ServedModel {
+  tiny: TinyChatModel;
+  model: Qwen2Model;
+  tokenizer: Tokenizer;
+  template: ChatTemplate;
+  engine: ServeEngine;
+  server: ServeServer;
+  url: string;
+  stopIds: number[];
+}
+
+export interface ServeFixtureOptions {
+  apiKey?: string;
+  cors?: string;
+  maxBatch?: number;
+  maxQueue?: number;
+  contextTokens?: number;
+  limits?: Partial<ServeLimits>;
+  databases?: ReadonlyMap<string, SqlDatabase>;
+  sql?: SqlPrompting;
+  adapter?: (model: Qwen2Model) => void;
+  log?: (line: string) => void;
+}
+
+const NO_SQL: SqlPrompting = {
+  messages: () => Promise.reject(new Error('this fixture serves no SQL prompts')),
+  extractSql: (s) => s,
+};
+
+export async function serveTinyModel(opts: ServeFixtureOptions = {}): Promise<ServedModel> {
+  const dir = mkdtempSync(join(tmpdir(), 'sqlora-serve-model-'));
+  const tiny = writeTinyChatModel(dir, 3);
+  const model = Qwen2Model.load(dir, new CpuBackend());
+  opts.adapter?.(model);
+  const tokenizer = Tokenizer.fromModelDir(dir);
+  const template = ChatTemplate.fromModelDir(dir);
+  const stopIds = [tiny.ids.imEnd, tiny.ids.endoftext];
+  const engine = createServeEngine({
+    modelId: 'tiny-chat',
+    model,
+    tokenizer,
+    template,
+    stopIds,
+    padId: tiny.ids.endoftext,
+    sql: opts.sql ?? NO_SQL,
+    maxBatch: opts.maxBatch ?? 4,
+    contextTokens: opts.contextTokens ?? 256,
+    maxQueue: opts.maxQueue ?? 64,
+  });
+  const limits: ServeLimits = { ...DEFAULT_SERVE_LIMITS, query: DEFAULT_LIMITS, ...opts.limits };
+  const server = createServeServer({
+    engine,
+    databases: opts.databases ?? new Map(),
+    limits,
+    apiKey: opts.apiKey,
+    cors: opts.cors,
+    log: opts.log ?? (() => {}),
+  });
+  const { url } = await server.listen(0, '127.0.0.1');
+  return { tiny, model, tokenizer, template, engine, server, url, stopIds };
+}
