@@ -23,12 +23,16 @@ export interface ColumnInfo {
 export interface ForeignKey {
   columns: string[];
   table: string;
+  /** The referenced table's schema where names need qualifying (PostgreSQL with several schemas). */
+  schema?: string;
   /** Referenced columns; empty when the DDL names only the table (its primary key is meant). */
   refColumns: string[];
 }
 
 export interface TableInfo {
   name: string;
+  /** The table's schema where names need qualifying (PostgreSQL with several schemas); SQLite: absent. */
+  schema?: string;
   columns: ColumnInfo[];
   /** Column sets of UNIQUE constraints (not separate CREATE INDEX statements). */
   unique: string[][];

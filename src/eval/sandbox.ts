@@ -210,7 +210,8 @@ export class SqlSandbox {
   }
 }
 
-function formatSeconds(ms: number): string {
+/** A time limit as messages print it: `2 s`, `0.30 s`. */
+export function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(2)} s`;
 }
 

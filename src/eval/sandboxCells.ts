@@ -8,7 +8,7 @@
  */
 import type Database from 'better-sqlite3';
 import type { Cell, CellLimits, CellTable } from './sandbox.js';
-import { sqlPieces } from './sandboxLexer.js';
+import { statementBody } from './sandboxLexer.js';
 
 export const TOO_LARGE = 'result too large';
 
@@ -27,17 +27,6 @@ function installGuard(db: Database.Database): { bytes: number; cap: number } {
   });
   allowance.set(db, s);
   return s;
-}
-
-/** The statement without trailing semicolons, whitespace and comments, so it can sit in a CTE. */
-function statementBody(sql: string): string {
-  const pieces = sqlPieces(sql);
-  while (pieces.length > 0) {
-    const last = pieces[pieces.length - 1];
-    if (last.kind === 'comment' || (last.kind === 'other' && /^[\s;]$/.test(last.text))) pieces.pop();
-    else break;
-  }
-  return pieces.map((p) => p.text).join('');
 }
 
 /**

@@ -1,7 +1,7 @@
 /** `--db` specs to databases: a postgres:// or postgresql:// URL, else a SQLite file path. */
 import { basename, extname } from 'node:path';
-import { UserError } from '../util/errors.js';
 import type { SqlDatabase } from './database.js';
+import { PostgresDatabase } from './postgresDatabase.js';
 import { SqliteDatabase } from './sqliteDatabase.js';
 
 export function isPostgresUrl(spec: string): boolean {
@@ -13,7 +13,7 @@ export function isPostgresUrl(spec: string): boolean {
  * a database, or a server that cannot be reached, fails here with one line (a UserError).
  */
 export async function openDatabase(name: string, spec: string): Promise<SqlDatabase> {
-  if (isPostgresUrl(spec)) throw new UserError(`PostgreSQL databases are not supported yet: ${name}`);
+  if (isPostgresUrl(spec)) return PostgresDatabase.open(name, spec);
   return Promise.resolve(SqliteDatabase.open(name, spec));
 }
 
