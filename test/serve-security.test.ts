@@ -115,7 +115,7 @@ describe('serve under hostile requests', () => {
 
   it('needs the API key on /v1 routes (not on the page or /health)', async () => {
     for (const headers of [
-      {},
+      {} as Record<string, string>,
       { Authorization: 'Bearer wrong' },
       { Authorization: KEY },
       { Authorization: `Basic ${KEY}` },

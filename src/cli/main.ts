@@ -41,6 +41,11 @@ const COMMANDS: CommandEntry[] = [
     load: () => import('./commands/generate.js'),
   },
   {
+    name: 'serve',
+    summary: 'OpenAI-compatible API, /v1/sql on your databases and a web page, with continuous batching',
+    load: () => import('./commands/serve.js'),
+  },
+  {
     name: 'report',
     summary: 'markdown + self-contained HTML report: loss curves, before/after by hardness, examples',
     load: () => import('./commands/report.js'),
