@@ -22,7 +22,7 @@ const dbPath = join(tmp, 'concert_singer.sqlite');
 
 beforeAll(() => {
   writeTinyChatModel(modelDir, 2);
-  const lora: LoraConfig = { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'v_proj'] };
+  const lora: LoraConfig = { r: 2, alpha: 4, dropout: 0, targetModules: ['q_proj', 'v_proj'], useRslora: false };
   writePeftAdapter(orphan, initLora(loadModelConfig(modelDir), lora, 1), { baseModelNameOrPath: null });
   copyFileSync('test/fixtures/spider/database/concert_singer/concert_singer.sqlite', dbPath);
   writeFileSync(join(tmp, 'not-a-db.sqlite'), 'hello, I am text');
@@ -77,7 +77,7 @@ describe('sqlora serve', () => {
     while (!/serving .* on (http:\S+)/.test(stderr) && Date.now() - t0 < 30_000)
       await new Promise((r) => setTimeout(r, 20));
     const url = /serving .* on (http:\S+)/.exec(stderr)![1];
-    const dbs = await (await fetch(`${url}/v1/databases`)).json();
+    const dbs = (await (await fetch(`${url}/v1/databases`)).json()) as { data: { name: string }[] };
     expect(dbs.data[0].name).toBe('concert');
     // A long streamed answer is under way when SIGTERM comes.
     const res = await fetch(`${url}/v1/completions`, {

@@ -1,6 +1,7 @@
 /**
- * A served tiny chat model for the serve tests: the model folder of tiny-chat-model.ts loaded on
- * the CPU behind the continuous-batching scheduler, and the HTTP server on a free loopback port.
+ * A served model for the serve tests, on the CPU behind the continuous-batching scheduler, with
+ * the HTTP server on a free loopback port: the tiny chat model of tiny-chat-model.ts, or with
+ * `sqlToy` the toy model taught SQL questions (sql-toy-model.ts) with its adapter attached.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,10 +20,13 @@ import {
 } from '../../src/serve/engine.js';
 import { DEFAULT_LIMITS } from '../../src/serve/database.js';
 import { createServeServer, type ServeServer } from '../../src/serve/server.js';
-import { writeTinyChatModel, type TinyChatModel } from './tiny-chat-model.js';
+import { LoraAdapter } from '../../src/lora/lora.js';
+import { readPeftAdapter } from '../../src/lora/peft.js';
+import { buildSqlToyModel, SQL_ADAPTER_DIR } from './sql-toy-model.js';
+import { writeTinyChatModel } from './tiny-chat-model.js';
 
 export interface ServedModel {
-  tiny: TinyChatModel;
+  dir: string;
   model: Qwen2Model;
   tokenizer: Tokenizer;
   template: ChatTemplate;
@@ -41,7 +45,8 @@ export interface ServeFixtureOptions {
   limits?: Partial<ServeLimits>;
   databases?: ReadonlyMap<string, SqlDatabase>;
   sql?: SqlPrompting;
-  adapter?: (model: Qwen2Model) => void;
+  /** Serve the toy model taught SQL (with its adapter) instead of the tiny chat model. */
+  sqlToy?: boolean;
   log?: (line: string) => void;
 }
 
@@ -52,19 +57,20 @@ const NO_SQL: SqlPrompting = {
 
 export async function serveTinyModel(opts: ServeFixtureOptions = {}): Promise<ServedModel> {
   const dir = mkdtempSync(join(tmpdir(), 'sqlora-serve-model-'));
-  const tiny = writeTinyChatModel(dir, 3);
+  if (opts.sqlToy) buildSqlToyModel(dir);
+  else writeTinyChatModel(dir, 3);
   const model = Qwen2Model.load(dir, new CpuBackend());
-  opts.adapter?.(model);
+  if (opts.sqlToy) model.setLora(LoraAdapter.upload(model.backend, model.config, readPeftAdapter(SQL_ADAPTER_DIR)));
   const tokenizer = Tokenizer.fromModelDir(dir);
   const template = ChatTemplate.fromModelDir(dir);
-  const stopIds = [tiny.ids.imEnd, tiny.ids.endoftext];
+  const stopIds = ['<|im_end|>', '<|endoftext|>'].map((t) => tokenizer.tokenId(t)!);
   const engine = createServeEngine({
     modelId: 'tiny-chat',
     model,
     tokenizer,
     template,
     stopIds,
-    padId: tiny.ids.endoftext,
+    padId: stopIds[1],
     sql: opts.sql ?? NO_SQL,
     maxBatch: opts.maxBatch ?? 4,
     contextTokens: opts.contextTokens ?? 256,
@@ -80,5 +86,5 @@ export async function serveTinyModel(opts: ServeFixtureOptions = {}): Promise<Se
     log: opts.log ?? (() => {}),
   });
   const { url } = await server.listen(0, '127.0.0.1');
-  return { tiny, model, tokenizer, template, engine, server, url, stopIds };
+  return { dir, model, tokenizer, template, engine, server, url, stopIds };
 }
