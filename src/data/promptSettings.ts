@@ -136,3 +136,14 @@ export function promptOptions(settings: PromptSettings, dialect: SqlDialect): Pr
     system: own ? formatSystem(settings.format, dialect) : settings.system_prompt,
   };
 }
+
+/** Whether prompts built with `a` and with `b` are the same (sample rows only count for the schema format). */
+export function samePromptSettings(a: PromptSettings, b: PromptSettings): boolean {
+  return (
+    a.format === b.format &&
+    a.max_prompt_tokens === b.max_prompt_tokens &&
+    a.system_prompt === b.system_prompt &&
+    a.dialect === b.dialect &&
+    (a.format === 'seed' || a.sample_rows === b.sample_rows)
+  );
+}
