@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vit
 import { QueryError, type SqlDatabase } from '../src/serve/database.js';
 import { openDatabase } from '../src/serve/databases.js';
 import { parsePostgresUrl } from '../src/serve/postgresDatabase.js';
+import { QuestionPrompter } from '../src/serve/questionPrompts.js';
+import { DEFAULT_PROMPT_SETTINGS } from '../src/data/promptSettings.js';
 import { loadSqliteDatabase, startPostgres, type PgCluster } from './helpers/postgres.js';
 
 const dbFile = (db: string) => join('test/fixtures/spider/database', db, `${db}.sqlite`);
@@ -187,6 +189,61 @@ describe('PostgreSQL database', () => {
     expect(wide.failure).toBe('too_large');
     // The connection is usable after every failure, and nothing changed.
     expect(await pgCounts()).toEqual(sqliteCounts());
+  });
+
+  it('builds the prompt from the catalog, naming PostgreSQL, with sample rows', async (ctx) => {
+    need(ctx);
+    const renderer = { render: (m: { role: string; content: string }[]) => m.map((x) => x.content).join('\n---\n') };
+    const prompter = new QuestionPrompter(
+      renderer,
+      { encode: (t: string) => [...t] },
+      {
+        ...DEFAULT_PROMPT_SETTINGS,
+        sample_rows: 1,
+        max_prompt_tokens: 5000,
+      },
+    );
+    const built = await prompter.prompt(db, 'How many pets are older than 2?');
+    expect(built.prompt).toBe(
+      [
+        'You are an expert SQL assistant. Given the schema of a PostgreSQL database and a question, you write the PostgreSQL query that answers the question.',
+        '---',
+        'Database: pets_1',
+        '',
+        'CREATE TABLE student (',
+        '  stuid integer PRIMARY KEY,',
+        '  lname character varying(12),',
+        '  fname character varying(12),',
+        '  age integer,',
+        '  sex character varying(1),',
+        '  major integer,',
+        '  advisor integer,',
+        '  city_code character varying(3)',
+        ');',
+        'INSERT INTO student VALUES',
+        "(1001, 'Smith', 'Linda', 18, 'F', 600, 1121, 'BAL');",
+        'CREATE TABLE has_pet (',
+        '  stuid integer,',
+        '  petid integer,',
+        '  FOREIGN KEY (petid) REFERENCES pets(petid),',
+        '  FOREIGN KEY (stuid) REFERENCES student(stuid)',
+        ');',
+        'INSERT INTO has_pet VALUES',
+        '(1001, 2001);',
+        'CREATE TABLE pets (',
+        '  petid integer PRIMARY KEY,',
+        '  pettype character varying(20),',
+        '  pet_age integer,',
+        '  weight double precision',
+        ');',
+        'INSERT INTO pets VALUES',
+        "(2001, 'cat', 3, 12);",
+        '',
+        'Question: How many pets are older than 2?',
+        '',
+        'Answer with one PostgreSQL query and nothing else.',
+      ].join('\n'),
+    );
   });
 
   it('fails to open an unreachable server, a missing database or a bad URL with one line', async (ctx) => {

@@ -3,10 +3,10 @@
  * schema (to build the prompt the adapter was trained on) and read-only execution of generated
  * SQL under limits. Implementations: SQLite files and PostgreSQL URLs.
  */
-import type { TableInfo } from '../data/sqliteSchema.js';
+import type { SqlDialect, TableInfo } from '../data/sqliteSchema.js';
 import { UserError } from '../util/errors.js';
 
-export type Dialect = 'sqlite' | 'postgresql';
+export type Dialect = SqlDialect;
 
 export interface QueryLimits {
   /** Per-query wall-clock limit. */
@@ -50,7 +50,10 @@ export interface SqlDatabase {
   readonly dialect: Dialect;
   /** Tables, columns, types, primary and foreign keys. */
   tables(): Promise<TableInfo[]>;
-  /** The first `k` rows of a table as raw values (bigints, Buffers): the prompt's sample rows. */
+  /**
+   * The first `k` rows of a table (named as tables() names it, `schema.table` where it carries a
+   * schema) as values: the prompt's sample rows.
+   */
   sampleRows(table: string, k: number): Promise<unknown[][]>;
   /** Runs one statement read-only; rejects with a QueryError on any failure. */
   query(sql: string, limits?: Partial<QueryLimits>): Promise<QueryResult>;

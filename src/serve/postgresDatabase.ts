@@ -107,7 +107,7 @@ export class PostgresDatabase implements SqlDatabase {
   }
 
   async sampleRows(table: string, k: number): Promise<unknown[][]> {
-    const known = this.schema.find((t) => t.name === table);
+    const known = this.schema.find((t) => (t.schema ? `${t.schema}.${t.name}` : t.name) === table);
     if (!known) throw new UserError(`no table ${table} in database ${this.name}`);
     const ident = (s: string) => `"${s.replace(/"/g, '""')}"`;
     const from = known.schema ? `${ident(known.schema)}.${ident(known.name)}` : ident(known.name);

@@ -6,6 +6,8 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { evalPromptPlan, rebuildPrompts } from '../../data/adapterPrompts.js';
+import { promptSettingsFromDataset, type PromptSettings } from '../../data/promptSettings.js';
 import type { DatasetCard, PromptRecord } from '../../data/records.js';
 import { evaluatePredictions, formatSummaryTable, type LevelSummary, type Summary } from '../../eval/evaluate.js';
 import type { EvalItem } from '../../eval/predictions.js';
@@ -142,6 +144,8 @@ interface RunInfo {
   quantize: string;
   max_new_tokens: number;
   repetition_penalty: number;
+  /** The records' own prompts, or the adapter's settings they were rebuilt with. */
+  prompts: 'records' | PromptSettings;
 }
 
 export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<void> {
@@ -164,6 +168,13 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
 
   const allRecords = readEvalRecords(evalFile);
   const records = allRecords.slice(0, limit);
+  // The adapter is scored on the prompt it was trained on (its sqlora.json).
+  const plan = adapterDir ? evalPromptPlan(adapterDir, promptSettingsFromDataset(data, evalFile)) : null;
+  if (plan?.note) process.stderr.write(`note: ${plan.note}\n`);
+  if (plan?.rebuild?.format === 'schema' && dbDir === undefined)
+    throw new UserError(
+      `sqlora ${mode}: rebuilding the prompts for the adapter needs the databases: pass --spider DIR`,
+    );
   mkdirSync(out, { recursive: true });
   const info: RunInfo = {
     mode,
@@ -173,6 +184,7 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
     quantize: args.string('quantize')!,
     max_new_tokens: maxNewTokens,
     repetition_penalty: repetitionPenalty,
+    prompts: plan?.rebuild ?? 'records',
   };
   checkRunInfo(join(out, 'run.json'), info);
   const predPath = join(out, 'predictions.jsonl');
@@ -199,7 +211,8 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
       device: args.string('device')!,
       quantize: args.string('quantize')!,
     });
-    const prompts = todo.map((r) => loaded.tokenizer.encode(r.prompt));
+    const texts = plan?.rebuild ? rebuildPrompts(todo, plan.rebuild, loaded.dir, dbDir) : todo.map((r) => r.prompt);
+    const prompts = texts.map((t) => loaded.tokenizer.encode(t));
     const progress = new Progress({ label: mode, total: records.length, unit: 'ex' }, done.size);
     try {
       await generate(loaded.model, prompts, {

@@ -1,5 +1,6 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PROMPT_SETTINGS_FILE, promptSettingsFromDataset, promptSettingsJson } from '../../data/promptSettings.js';
 import { initLora, LoraAdapter, type LoraConfig } from '../../lora/lora.js';
 import { writePeftAdapter } from '../../lora/peft.js';
 import { PROJECTIONS, type ProjectionName } from '../../model/qwen2-linear.js';
@@ -195,6 +196,15 @@ async function runTrain(args: ParsedArgs): Promise<void> {
   const resume = findResume(args, out);
 
   const records = readRecords(trainFile);
+  // The adapter records the prompt it is trained on, for ask, serve and eval (sqlora.json).
+  const promptSettings = promptSettingsFromDataset(data, trainFile);
+  if (!promptSettings)
+    process.stderr.write(
+      `warning: no dataset.json in ${data}: the adapter will not record its prompt format (${PROMPT_SETTINGS_FILE}); ask, serve and eval will assume the default\n`,
+    );
+  const adapterFiles: Record<string, string> = promptSettings
+    ? { [PROMPT_SETTINGS_FILE]: promptSettingsJson(promptSettings) }
+    : {};
   const evalRecords = evalFile !== undefined ? readRecords(evalFile) : null;
   const loaded = await loadModel({
     model: args.string('model'),
@@ -237,6 +247,7 @@ async function runTrain(args: ParsedArgs): Promise<void> {
     padId,
     outDir: out,
     baseModel: loaded.source,
+    adapterFiles,
     settings,
     activationBudget: args.number('max-activation-gib')! > 0 ? args.number('max-activation-gib')! * 2 ** 30 : undefined,
   };
@@ -301,7 +312,7 @@ async function runTrain(args: ParsedArgs): Promise<void> {
     );
   }
   const adapterDir = join(out, 'adapter');
-  writePeftAdapter(adapterDir, adapter.toHost(), { baseModelNameOrPath: loaded.source });
+  writePeftAdapter(adapterDir, adapter.toHost(), { baseModelNameOrPath: loaded.source, extraFiles: adapterFiles });
   const s = result.state;
   const summary = {
     model: loaded.source,
