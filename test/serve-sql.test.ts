@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../src/serve/databases.js';
 import type { SqlDatabase } from '../src/serve/database.js';
-import { schemaPrompting } from '../src/serve/sqlPrompting.js';
 import { serveTinyModel, type ServedModel } from './helpers/serve-fixture.js';
 import { databaseFile, readTaught } from './helpers/sql-toy-model.js';
 
@@ -30,7 +29,6 @@ beforeAll(async () => {
     sqlToy: true,
     contextTokens: 1024,
     databases: new Map([[taught.database, db]]),
-    sql: schemaPrompting(),
   });
 });
 afterAll(async () => {

@@ -1,9 +1,11 @@
 /**
- * The prompt /v1/sql sends for a question on a database, and the SQL taken from the answer.
+ * The prompt /v1/sql sends for a question on a database, built as the adapter was trained
+ * (its recorded prompt settings, data/promptSettings.ts), and the SQL taken from the answer.
  */
-import { SCHEMA_SYSTEM, schemaUserMessage } from '../data/prompts.js';
-import { createTableSql } from '../data/sqliteSchema.js';
+import type { ChatRenderer, TokenCounter } from '../data/prompts.js';
+import type { PromptSettings } from '../data/promptSettings.js';
 import type { SqlPrompting } from './engine.js';
+import { QuestionPrompter } from './questionPrompts.js';
 
 /** The statement in a model's answer: the inside of a ``` fence if there is one, trimmed, without a trailing ;. */
 export function extractSql(answer: string): string {
@@ -12,16 +14,15 @@ export function extractSql(answer: string): string {
   return body.trim().replace(/;\s*$/, '').trim();
 }
 
-/** The `schema` prompt format on any SqlDatabase. */
-export function schemaPrompting(): SqlPrompting {
+/** Prompts in the adapter's recorded format (schema or seed, sample rows, budget, system prompt), naming each database's dialect. */
+export function adapterPrompting(
+  settings: PromptSettings,
+  template: ChatRenderer,
+  tokenizer: TokenCounter,
+): SqlPrompting {
+  const prompter = new QuestionPrompter(template, tokenizer, settings);
   return {
-    async messages(db, question) {
-      const statements = (await db.tables()).map(createTableSql);
-      return [
-        { role: 'system', content: SCHEMA_SYSTEM },
-        { role: 'user', content: schemaUserMessage(db.name, statements, question) },
-      ];
-    },
+    messages: async (db, question) => (await prompter.prompt(db, question)).messages,
     extractSql,
   };
 }

@@ -20,7 +20,9 @@ import {
 } from '../../src/serve/engine.js';
 import { DEFAULT_LIMITS } from '../../src/serve/database.js';
 import { createServeServer, type ServeServer } from '../../src/serve/server.js';
+import { readPromptSettings } from '../../src/data/promptSettings.js';
 import { LoraAdapter } from '../../src/lora/lora.js';
+import { adapterPrompting } from '../../src/serve/sqlPrompting.js';
 import { readPeftAdapter } from '../../src/lora/peft.js';
 import { buildSqlToyModel, SQL_ADAPTER_DIR } from './sql-toy-model.js';
 import { writeTinyChatModel } from './tiny-chat-model.js';
@@ -45,7 +47,7 @@ export interface ServeFixtureOptions {
   limits?: Partial<ServeLimits>;
   databases?: ReadonlyMap<string, SqlDatabase>;
   sql?: SqlPrompting;
-  /** Serve the toy model taught SQL (with its adapter) instead of the tiny chat model. */
+  /** Serve the toy model taught SQL (with its adapter and the prompt settings it records) instead of the tiny chat model. */
   sqlToy?: boolean;
   log?: (line: string) => void;
 }
@@ -71,7 +73,9 @@ export async function serveTinyModel(opts: ServeFixtureOptions = {}): Promise<Se
     template,
     stopIds,
     padId: stopIds[1],
-    sql: opts.sql ?? NO_SQL,
+    sql:
+      opts.sql ??
+      (opts.sqlToy ? adapterPrompting(readPromptSettings(SQL_ADAPTER_DIR).settings, template, tokenizer) : NO_SQL),
     maxBatch: opts.maxBatch ?? 4,
     contextTokens: opts.contextTokens ?? 256,
     maxQueue: opts.maxQueue ?? 64,

@@ -12,7 +12,8 @@ import {
   probePort,
 } from '../../serve/launch.js';
 import { createServeServer } from '../../serve/server.js';
-import { schemaPrompting } from '../../serve/sqlPrompting.js';
+import { adapterPrompting } from '../../serve/sqlPrompting.js';
+import { DEFAULT_PROMPT_SETTINGS, readPromptSettings } from '../../data/promptSettings.js';
 import { UserError } from '../../util/errors.js';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
 import { decodeBatchSize, deviceFlag, loadModel, quantizeFlag } from './engine.js';
@@ -147,15 +148,20 @@ async function runServe(args: ParsedArgs): Promise<void> {
       device: args.string('device')!,
       quantize: args.string('quantize')!,
     });
+    // The prompt /v1/sql builds: the adapter's recorded settings (a warning and the defaults when it has none).
+    const adapterDir = args.string('adapter');
+    const recorded = adapterDir !== undefined ? readPromptSettings(adapterDir) : null;
+    if (recorded?.warning) process.stderr.write(`warning: ${recorded.warning}\n`);
+    const template = ChatTemplate.fromModelDir(loaded.dir);
     const contextTokens = requestedContext || Math.min(loaded.model.config.maxPositionEmbeddings, 2048);
     const engine = createServeEngine({
       modelId: args.string('adapter') ?? loaded.source,
       model: loaded.model,
       tokenizer: loaded.tokenizer,
-      template: ChatTemplate.fromModelDir(loaded.dir),
+      template,
       stopIds: loaded.stopIds,
       padId: loaded.padId,
-      sql: schemaPrompting(),
+      sql: adapterPrompting(recorded?.settings ?? DEFAULT_PROMPT_SETTINGS, template, loaded.tokenizer),
       maxBatch: decodeBatchSize(requestedBatch, loaded),
       contextTokens,
       maxQueue,
