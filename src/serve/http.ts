@@ -46,7 +46,7 @@ export function sendError(res: ServerResponse, err: HttpError, headers: Record<s
   sendJson(res, err.status, errorBody(err), headers);
 }
 
-/** The request's body as text, at most maxBytes (413 beyond), and only as JSON when the client says so (415). */
+/** The request's body as text, at most maxBytes (413 beyond). */
 export async function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > maxBytes)
@@ -62,11 +62,14 @@ export async function readBody(req: IncomingMessage, maxBytes: number): Promise<
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** The body parsed as a JSON object (400 otherwise). */
+/**
+ * The body parsed as a JSON object (400 otherwise). Only `Content-Type: application/json` is
+ * read (415 otherwise): a web page of another origin can send text/plain or form bodies without
+ * asking first, but not JSON, so no other site can make a visitor's browser use the API.
+ */
 export async function readJsonObject(req: IncomingMessage, maxBytes: number): Promise<Record<string, unknown>> {
-  const type = String(req.headers['content-type'] ?? 'application/json');
-  if (!/^application\/json\b/i.test(type) && !/^text\/plain\b/i.test(type))
-    throw new HttpError(415, 'send the body as application/json');
+  const type = String(req.headers['content-type'] ?? '');
+  if (!/^application\/json\s*(;|$)/i.test(type)) throw new HttpError(415, 'send the body as application/json');
   const text = await readBody(req, maxBytes);
   let value: unknown;
   try {

@@ -4,8 +4,7 @@
  * the databases are opened (a file that is not a database or a server that does not answer
  * fails here too).
  */
-import { isIP } from 'node:net';
-import { createServer } from 'node:net';
+import { createServer, isIP } from 'node:net';
 import { UserError, describeError } from '../util/errors.js';
 import type { SqlDatabase } from './database.js';
 import { defaultDatabaseName, openDatabase } from './databases.js';
@@ -56,8 +55,9 @@ export function checkHost(host: string): void {
     throw new UserError(`--host ${JSON.stringify(host)} is not an address or host name (e.g. 127.0.0.1, ::1, 0.0.0.0)`);
 }
 
+/** localhost, ::1 or an IPv4 address in 127/8 (not a name that merely starts with 127.). */
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
 
 export function checkPort(port: number): void {

@@ -10,7 +10,9 @@
  *   POST /v1/sql                {db, question} -> SQL and its rows
  *
  * With an API key, every /v1 route needs `Authorization: Bearer KEY` (the page and /health do
- * not: they reveal nothing). No CORS headers unless an origin is configured. A failure the
+ * not: they reveal nothing). No CORS headers unless an origin is configured. Bound to loopback,
+ * the server answers only requests addressed to a loopback name (the Host header), so a web
+ * site that points its own name at 127.0.0.1 (DNS rebinding) cannot reach it from a browser. A failure the
  * routes did not describe answers 500 "internal error"; its details go to the log only.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -22,6 +24,7 @@ import { chatCompletions, completions, listModels } from './openaiRoutes.js';
 import { PAGE_HTML } from './page.js';
 import { QueueFullError, RequestError, SchedulerClosedError } from './scheduler.js';
 import { listDatabases, sqlQuestion } from './sqlRoutes.js';
+import { isLoopback } from './launch.js';
 
 export interface ServeOptions {
   engine: ServeEngine;
@@ -54,6 +57,17 @@ export function createServeServer(opts: ServeOptions): ServeServer {
   const log = opts.log ?? ((line: string) => process.stderr.write(line + '\n'));
   const keyDigest = opts.apiKey ? digest(opts.apiKey) : null;
   let closing = false;
+  let loopbackOnly = false;
+
+  /** Whether the Host header names this machine's loopback (any port). */
+  const loopbackHost = (req: IncomingMessage): boolean => {
+    try {
+      const name = new URL(`http://${req.headers.host ?? ''}`).hostname.replace(/^\[(.*)\]$/, '$1');
+      return isLoopback(name);
+    } catch {
+      return false;
+    }
+  };
 
   const corsHeaders = (req: IncomingMessage): Record<string, string> =>
     opts.cors && req.headers.origin === opts.cors ? { 'Access-Control-Allow-Origin': opts.cors, Vary: 'Origin' } : {};
@@ -69,6 +83,8 @@ export function createServeServer(opts: ServeOptions): ServeServer {
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const method = req.method ?? 'GET';
+    if (loopbackOnly && !loopbackHost(req))
+      throw new HttpError(421, 'this server answers requests to localhost only', 'invalid_request_error', 'bad_host');
     if (method === 'OPTIONS') {
       const cors = corsHeaders(req);
       if (!cors['Access-Control-Allow-Origin']) throw new HttpError(405, 'method not allowed');
@@ -162,6 +178,7 @@ export function createServeServer(opts: ServeOptions): ServeServer {
   return {
     server,
     listen(port, host) {
+      loopbackOnly = isLoopback(host);
       return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
