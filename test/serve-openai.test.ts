@@ -146,5 +146,10 @@ describe('OpenAI-compatible API', () => {
     await expect(
       client.completions.create({ model: 'tiny-chat', prompt: 'x'.repeat(300), max_tokens: 100 }),
     ).rejects.toMatchObject({ status: 400, code: 'context_length_exceeded' });
+    // Without max_tokens, an answer gets what the context leaves (256 - 230 here).
+    const long = await client.completions.create({ model: 'tiny-chat', prompt: 'x'.repeat(230), temperature: 0 });
+    expect(long.usage?.prompt_tokens).toBe(230);
+    expect(long.usage!.completion_tokens).toBeLessThanOrEqual(26);
+    expect(long.usage!.completion_tokens).toBe((await alone('x'.repeat(230), 26)).ids.length);
   });
 });

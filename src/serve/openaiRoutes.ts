@@ -20,7 +20,8 @@ export function listModels(engine: ServeEngine): unknown {
 }
 
 interface Common {
-  maxTokens: number;
+  /** Asked for; when absent, the server's default within what the context leaves. */
+  maxTokens: number | undefined;
   temperature: number;
   topP: number;
   seed: number | undefined;
@@ -34,7 +35,7 @@ function commonParams(body: Record<string, unknown>, limits: ServeLimits): Commo
   if (n !== 1) throw new HttpError(400, '"n" must be 1');
   const maxTokens =
     field.integer(body, 'max_completion_tokens', undefined, 1, limits.maxTokens) ??
-    field.integer(body, 'max_tokens', limits.defaultMaxTokens, 1, limits.maxTokens)!;
+    field.integer(body, 'max_tokens', undefined, 1, limits.maxTokens);
   const stopField = body.stop;
   let stop: string[] = [];
   if (typeof stopField === 'string') stop = [stopField];
@@ -105,12 +106,14 @@ async function complete(
   kind: Kind,
   promptIds: number[],
   p: Common,
+  limits: ServeLimits,
   res: ServerResponse,
 ): Promise<void> {
-  if (promptIds.length + p.maxTokens > engine.contextTokens)
+  const maxTokens = p.maxTokens ?? Math.min(limits.defaultMaxTokens, engine.contextTokens - promptIds.length);
+  if (maxTokens < 1 || promptIds.length + maxTokens > engine.contextTokens)
     throw new HttpError(
       400,
-      `the prompt (${promptIds.length} tokens) plus max_tokens (${p.maxTokens}) exceed the context of ${engine.contextTokens} tokens`,
+      `the prompt (${promptIds.length} tokens) plus max_tokens (${maxTokens}) exceed the context of ${engine.contextTokens} tokens`,
       'invalid_request_error',
       'context_length_exceeded',
     );
@@ -119,7 +122,7 @@ async function complete(
   const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
   const req: TextRequest = {
     promptIds,
-    maxTokens: p.maxTokens,
+    maxTokens,
     sampling: { temperature: p.temperature, topP: p.topP },
     seed: p.seed,
     stop: p.stop,
@@ -193,7 +196,7 @@ export async function chatCompletions(
   const messages = messagesOf(body, limits);
   const p = commonParams(body, limits);
   const text = engine.template.render(messages, { addGenerationPrompt: true });
-  await complete(engine, 'chat', engine.tokenizer.encode(text), p, res);
+  await complete(engine, 'chat', engine.tokenizer.encode(text), p, limits, res);
 }
 
 export async function completions(
@@ -209,5 +212,5 @@ export async function completions(
     throw new HttpError(400, '"prompt" must be a non-empty string (one prompt per request)');
   if (prompt.length > limits.maxPromptChars) throw new HttpError(400, '"prompt" is too long');
   const p = commonParams(body, limits);
-  await complete(engine, 'text', engine.tokenizer.encode(prompt), p, res);
+  await complete(engine, 'text', engine.tokenizer.encode(prompt), p, limits, res);
 }
