@@ -79,6 +79,9 @@ describe('sqlora serve', () => {
     const url = /serving .* on (http:\S+)/.exec(stderr)![1];
     const dbs = (await (await fetch(`${url}/v1/databases`)).json()) as { data: { name: string }[] };
     expect(dbs.data[0].name).toBe('concert');
+    // The served name is the folder's, not its path.
+    const models = (await (await fetch(`${url}/v1/models`)).json()) as { data: { id: string }[] };
+    expect(models.data.map((m) => m.id)).toEqual(['model']);
     // A long streamed answer is under way when SIGTERM comes.
     const res = await fetch(`${url}/v1/completions`, {
       method: 'POST',

@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import { ChatTemplate } from '../../data/chatTemplate.js';
 import { DEFAULT_LIMITS } from '../../serve/database.js';
 import { createServeEngine, DEFAULT_SERVE_LIMITS, type ServeLimits } from '../../serve/engine.js';
@@ -37,6 +39,12 @@ export const command: CommandSpec = {
       repeatable: true,
       description:
         'a database /v1/sql may query: a SQLite file or postgres:// URL under NAME (repeat for more); no other is reachable',
+    },
+    {
+      name: 'name',
+      type: 'string',
+      metavar: 'NAME',
+      description: "the model's name in /v1/models and answers (default: the adapter folder's name, else the model's)",
     },
     { name: 'host', type: 'string', default: '127.0.0.1', description: 'address to bind (loopback unless you say)' },
     { name: 'port', type: 'number', default: 8000, description: 'port to bind (0 = any free port)' },
@@ -100,7 +108,8 @@ export const command: CommandSpec = {
       default: DEFAULT_SERVE_LIMITS.shutdownMs / 1000,
       description: 'seconds SIGTERM waits for running requests before cancelling them',
     },
-    quantizeFlag('none'),
+    // As eval: the NF4 base a QLoRA adapter was trained on.
+    quantizeFlag('nf4'),
     deviceFlag(),
   ],
   details: [
@@ -111,6 +120,13 @@ export const command: CommandSpec = {
   ].join('\n'),
   run: runServe,
 };
+
+/** A folder's last name (a served name must not reveal the server's paths); a Hub id as it is. */
+function servedName(adapter: string | undefined, source: string): string {
+  const folder = (p: string): string => basename(resolve(p));
+  if (adapter !== undefined) return folder(adapter);
+  return existsSync(source) ? folder(source) : source;
+}
 
 async function runServe(args: ParsedArgs): Promise<void> {
   const host = args.string('host')!;
@@ -155,7 +171,7 @@ async function runServe(args: ParsedArgs): Promise<void> {
     const template = ChatTemplate.fromModelDir(loaded.dir);
     const contextTokens = requestedContext || Math.min(loaded.model.config.maxPositionEmbeddings, 2048);
     const engine = createServeEngine({
-      modelId: args.string('adapter') ?? loaded.source,
+      modelId: args.string('name') ?? servedName(args.string('adapter'), loaded.source),
       model: loaded.model,
       tokenizer: loaded.tokenizer,
       template,
