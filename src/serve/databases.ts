@@ -1,11 +1,11 @@
-/** `--db` specs to databases: a postgres:// or postgresql:// URL, else a SQLite file path. */
+/** `--db` specs to databases: a postgres:// or postgresql:// URL (anything starting postgres:), else a SQLite file path. */
 import { basename, extname } from 'node:path';
 import type { SqlDatabase } from './database.js';
 import { PostgresDatabase } from './postgresDatabase.js';
 import { SqliteDatabase } from './sqliteDatabase.js';
 
 export function isPostgresUrl(spec: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(spec);
+  return /^postgres(ql)?:/i.test(spec);
 }
 
 /**
