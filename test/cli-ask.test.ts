@@ -38,11 +38,31 @@ const ask = (args: string[], input?: string) =>
   sqlora('ask', ['--adapter', adapter, '--quantize', 'none', '--device', 'cpu', ...args], { input });
 
 describe('sqlora ask', () => {
-  it('prints the SQL and the rows as a table', async () => {
+  it('prints the SQL and the rows as a table; --max-rows shows the first N with the total', async () => {
     const r = await ask(['--db', PETS, 'How many pets are there?']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(`${SQL}\n\n count(*)\n----------\n        3\n\n(1 row)\n`);
     expect(r.stderr).not.toMatch(/warning/);
+    const all = join(tmp, 'all-model');
+    writeAnswerModel(all, 'SELECT * FROM pets');
+    const allAdapter = join(tmp, 'all-adapter');
+    writeAnswerAdapter(allAdapter, all);
+    writePromptSettings(allAdapter, { ...DEFAULT_PROMPT_SETTINGS, max_prompt_tokens: 4000 });
+    const some = await ask(['--db', PETS, '--adapter', allAdapter, '--max-rows', '2', 'Show the pets']);
+    expect(some.code, some.stderr).toBe(0);
+    expect(some.stdout).toBe(
+      [
+        'SELECT * FROM pets',
+        '',
+        ' PetID | PetType | pet_age | weight',
+        '-------+---------+---------+--------',
+        '  2001 | cat     |       3 |     12',
+        '  2002 | dog     |       2 |   13.4',
+        '',
+        '(2 rows of 3; --max-rows shows more)',
+        '',
+      ].join('\n'),
+    );
   });
 
   it('--json: the /v1/sql shape with the question; --sql-only does not run it', async () => {

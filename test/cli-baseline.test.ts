@@ -211,6 +211,11 @@ describe('sqlora baseline / eval', () => {
     expect(r.code, r.stderr).toBe(0);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     expect(results.meta).toMatchObject({ mode: 'eval', adapter: adapterDir, model: null, generated: COUNT });
+    // An adapter without sqlora.json is scored on the records' own prompts.
+    expect(results.meta.prompts).toBe('records');
+    expect(r.stderr).toContain(
+      `note: ${adapterDir} records no prompt (sqlora.json): using the eval records' prompts as prepared`,
+    );
     expect(results.comparison.seed_exact.baseline).toBe(20); // 1 of 5: the prefilled dev-0
     expect(results.comparison.seed_exact.change).toBeCloseTo(results.comparison.seed_exact.eval - 20, 10);
     expect(r.stdout).toMatch(

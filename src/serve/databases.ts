@@ -8,13 +8,18 @@ export function isPostgresUrl(spec: string): boolean {
   return /^postgres(ql)?:/i.test(spec);
 }
 
+export interface OpenOptions {
+  /** Queries that may run at once: SQLite sandbox processes, PostgreSQL connections (default 1 and 4). */
+  concurrency?: number;
+}
+
 /**
  * Opens the database `spec` names under `name` and reads its schema, so that a file that is not
  * a database, or a server that cannot be reached, fails here with one line (a UserError).
  */
-export async function openDatabase(name: string, spec: string): Promise<SqlDatabase> {
-  if (isPostgresUrl(spec)) return PostgresDatabase.open(name, spec);
-  return Promise.resolve(SqliteDatabase.open(name, spec));
+export async function openDatabase(name: string, spec: string, opts: OpenOptions = {}): Promise<SqlDatabase> {
+  if (isPostgresUrl(spec)) return PostgresDatabase.open(name, spec, { connections: opts.concurrency });
+  return Promise.resolve(SqliteDatabase.open(name, spec, { workers: opts.concurrency }));
 }
 
 /** The name a database goes by when none is given: a file's base name, a URL's database. */
