@@ -196,7 +196,7 @@ describe('PostgreSQL database', () => {
     const renderer = { render: (m: { role: string; content: string }[]) => m.map((x) => x.content).join('\n---\n') };
     const prompter = new QuestionPrompter(
       renderer,
-      { encode: (t: string) => [...t] },
+      { encode: (t: string) => [...t].map((c) => c.charCodeAt(0)) },
       {
         ...DEFAULT_PROMPT_SETTINGS,
         sample_rows: 1,

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -92,6 +92,7 @@ describe('SQLite database', () => {
       ['PRAGMA query_only = 0', 'rejected', /returns no rows/],
       ["SELECT load_extension('/usr/lib/x86_64-linux-gnu/libsqlite3.so.0')", 'sql', /not authorized/],
       ['SELECT 1; DROP TABLE singer', 'rejected', /more than one statement/],
+      [`VACUUM INTO '${join(tmp, 'copy.db')}'`, 'rejected', /would modify the database/],
       ['SELECT * FROM nowhere', 'sql', /no such table: nowhere/],
     ];
     for (const [sql, kind, message] of attempts) {
@@ -101,6 +102,10 @@ describe('SQLite database', () => {
     }
     expect((await db.query('SELECT count(*) FROM singer')).rows).toEqual([[6]]);
     expect(sha256(path)).toBe(before);
+    expect(existsSync(join(tmp, 'x.db')) || existsSync(join(tmp, 'copy.db'))).toBe(false);
+    // A reading PRAGMA (which the byte guard cannot wrap) still answers.
+    const info = await db.query('PRAGMA table_info(concert)');
+    expect(info.rows.map((r) => r[1])).toEqual(['concert_ID', 'concert_Name', 'Theme', 'Stadium_ID', 'Year']);
   });
 
   it('fails a huge value or result as "result too large" without materializing it', async () => {

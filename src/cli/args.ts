@@ -25,6 +25,8 @@ export interface CommandSpec {
   flags: FlagSpec[];
   /** Extra help text printed after the flags. */
   details?: string;
+  /** The one argument besides flags a command takes, if any (`sqlora ask ... "question"`). */
+  positional?: { metavar: string; description: string };
   run(args: ParsedArgs): Promise<void> | void;
 }
 
@@ -44,6 +46,8 @@ export class ParsedArgs {
   constructor(
     readonly command: string,
     private readonly values: Map<string, FlagValue | undefined>,
+    /** The command's positional argument (see CommandSpec.positional), when given. */
+    readonly positional?: string,
     private readonly lists: Map<string, string[]> = new Map(),
   ) {}
 
@@ -119,16 +123,28 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
   const byName = new Map(all.map((f) => [f.name, f]));
   const cli = new Map<string, FlagValue>();
   const cliLists = new Map<string, string[]>();
+  let positional: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '-h') {
       cli.set('help', true);
       continue;
     }
-    // No command takes arguments besides flags: a stray word is most likely a flag's value misplaced
-    // (--resume takes none), which must not pass silently.
-    if (!arg.startsWith('--') || arg === '--')
-      throw new UserError(`sqlora ${spec.name}: unexpected argument "${arg}" (see sqlora ${spec.name} --help)`);
+    // Besides flags a command takes at most its one positional argument (after `--` it may start
+    // with dashes): any other word is most likely a flag's value misplaced (--resume takes none),
+    // which must not pass silently.
+    const unexpected = (w: string) =>
+      new UserError(`sqlora ${spec.name}: unexpected argument "${w}" (see sqlora ${spec.name} --help)`);
+    let word: string | null = null;
+    if (arg === '--') {
+      if (!spec.positional || i + 1 >= argv.length) throw unexpected(arg);
+      word = argv[++i];
+    } else if (!arg.startsWith('--')) word = arg;
+    if (word !== null) {
+      if (!spec.positional || positional !== undefined) throw unexpected(word);
+      positional = word;
+      continue;
+    }
     let name = arg.slice(2);
     let inline: string | undefined;
     const eq = name.indexOf('=');
@@ -199,7 +215,7 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
     const list = cliLists.get(f.name) ?? configLists.get(f.name);
     if (list) lists.set(f.name, list);
   }
-  return new ParsedArgs(spec.name, values, lists);
+  return new ParsedArgs(spec.name, values, positional, lists);
 }
 
 export function formatCommandHelp(spec: CommandSpec): string {
@@ -222,6 +238,7 @@ export function formatCommandHelp(spec: CommandSpec): string {
       '',
       `usage: sqlora ${spec.name} ${spec.usage}`,
       '',
+      ...(spec.positional ? [`  ${spec.positional.metavar}`.padEnd(width) + spec.positional.description, ''] : []),
       'flags:',
       ...lines,
       ...(spec.details ? ['', spec.details] : []),

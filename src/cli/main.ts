@@ -36,6 +36,11 @@ const COMMANDS: CommandEntry[] = [
     load: () => import('./commands/evaluate.js'),
   },
   {
+    name: 'ask',
+    summary: 'question + SQLite file or PostgreSQL URL -> SQL -> rows, with the adapter',
+    load: () => import('./commands/ask.js'),
+  },
+  {
     name: 'generate',
     summary: 'generate text from prompts (raw or chat), greedy or sampled',
     load: () => import('./commands/generate.js'),

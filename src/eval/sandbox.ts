@@ -36,6 +36,8 @@ export interface CellTable {
   /** All rows the query returned (rows.length unless truncated). */
   rowCount: number;
   truncated: boolean;
+  /** Time the query took in the child process (not counting its start). */
+  elapsedMs: number;
 }
 
 /** Rows come back with each value as a comparison key (see valueKey in sandboxWorker.ts), or as cells. */

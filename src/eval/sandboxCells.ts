@@ -64,6 +64,7 @@ function valueBytes(v: unknown): number {
 
 /** Reads `stmt` (already checked read-only and a reader) into cells within `limits`. */
 export function readCells(db: Database.Database, stmt: Database.Statement, limits: CellLimits): CellTable {
+  const t0 = performance.now();
   const columns = stmt.columns().map((c) => c.name);
   const guarded = guardedStatement(db, stmt.source, columns.length);
   const guard = installGuard(db);
@@ -91,5 +92,5 @@ export function readCells(db: Database.Database, stmt: Database.Statement, limit
       throw new Error(`${TOO_LARGE} (over ${limits.maxBytes} bytes)`, { cause: err });
     throw err;
   }
-  return { columns, rows, rowCount, truncated: rowCount > rows.length };
+  return { columns, rows, rowCount, truncated: rowCount > rows.length, elapsedMs: Math.round(performance.now() - t0) };
 }

@@ -34,11 +34,14 @@ export function parseDatabaseFlags(values: readonly string[]): DatabaseFlag[] {
   return out;
 }
 
-/** Opens every database (closing those already open when one fails). */
-export async function openDatabases(flags: readonly DatabaseFlag[]): Promise<Map<string, SqlDatabase>> {
+/** Opens every database, each running up to `concurrency` queries at once (closing those already open when one fails). */
+export async function openDatabases(
+  flags: readonly DatabaseFlag[],
+  concurrency: number,
+): Promise<Map<string, SqlDatabase>> {
   const open = new Map<string, SqlDatabase>();
   try {
-    for (const f of flags) open.set(f.name, await openDatabase(f.name, f.spec));
+    for (const f of flags) open.set(f.name, await openDatabase(f.name, f.spec, { concurrency }));
   } catch (err) {
     await closeDatabases(open);
     throw err;

@@ -1,18 +1,13 @@
 /**
  * The prompt /v1/sql sends for a question on a database, built as the adapter was trained
- * (its recorded prompt settings, data/promptSettings.ts), and the SQL taken from the answer.
+ * (its recorded prompt settings, data/promptSettings.ts), and the SQL taken from the answer as
+ * eval and ask take it.
  */
 import type { ChatRenderer, TokenCounter } from '../data/prompts.js';
 import type { PromptSettings } from '../data/promptSettings.js';
+import { extractSql } from '../eval/extractSql.js';
 import type { SqlPrompting } from './engine.js';
 import { QuestionPrompter } from './questionPrompts.js';
-
-/** The statement in a model's answer: the inside of a ``` fence if there is one, trimmed, without a trailing ;. */
-export function extractSql(answer: string): string {
-  const fence = /```(?:sql|sqlite|postgresql)?\s*\n?([\s\S]*?)(?:```|$)/i.exec(answer);
-  const body = fence ? fence[1] : answer;
-  return body.trim().replace(/;\s*$/, '').trim();
-}
 
 /** Prompts in the adapter's recorded format (schema or seed, sample rows, budget, system prompt), naming each database's dialect. */
 export function adapterPrompting(

@@ -57,11 +57,9 @@ export class SqliteDatabase implements SqlDatabase {
 
   async query(sql: string, limits: Partial<QueryLimits> = {}): Promise<QueryResult> {
     const { timeoutMs, maxRows, maxBytes } = { ...DEFAULT_LIMITS, ...limits };
-    const t0 = performance.now();
     const out = await this.sandbox.table(this.path, sql, timeoutMs, { maxRows, maxBytes });
-    const elapsedMs = Math.round(performance.now() - t0);
     if (!out.ok) throw new QueryError(out.error, out.timedOut ? 'timeout' : failureOf(out.error));
-    return { ...out.table, elapsedMs };
+    return out.table;
   }
 
   close(): Promise<void> {

@@ -97,6 +97,12 @@ export const command: CommandSpec = {
       description: 'seconds one /v1/sql query may run',
     },
     {
+      name: 'query-workers',
+      type: 'number',
+      default: 2,
+      description: 'queries each database runs at once (SQLite: worker processes; PostgreSQL: connections)',
+    },
+    {
       name: 'max-rows',
       type: 'number',
       default: DEFAULT_LIMITS.maxRows,
@@ -156,7 +162,7 @@ async function runServe(args: ParsedArgs): Promise<void> {
   const maxQueue = int('max-queue', true);
   const flags = parseDatabaseFlags(args.strings('db'));
   await probePort(host, port);
-  const databases = await openDatabases(flags);
+  const databases = await openDatabases(flags, int('query-workers'));
   try {
     const loaded = await loadModel({
       model: args.string('model'),
