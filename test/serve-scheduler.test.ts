@@ -140,6 +140,24 @@ describe('continuous batching scheduler', () => {
     s.free();
   });
 
+  it('fails the batch whose pass fails (here a callback throws), then serves on', async () => {
+    const s = new Scheduler(model, { maxBatch: 2, capacity: 40, maxQueue: 8, stopIds: [], padId: 0 });
+    expect(() => s.submit({ promptIds: [1, cfg.vocabSize], maxTokens: 2 })).toThrow(/outside the vocabulary/);
+    const bad = s.submit({
+      promptIds: prompts[0],
+      maxTokens: 10,
+      onToken: () => {
+        throw new Error('callback failed');
+      },
+    });
+    const neighbour = s.submit({ promptIds: prompts[1], maxTokens: 10 });
+    await expect(bad).rejects.toThrow('callback failed');
+    await expect(neighbour).rejects.toThrow('callback failed');
+    expect(s.stats.running).toBe(0);
+    expect((await s.submit({ promptIds: prompts[2], maxTokens: 6 })).newIds).toEqual(await alone(prompts[2], 6));
+    s.free();
+  });
+
   it('drain cancels what is still running after its time limit', async () => {
     const s = new Scheduler(model, { maxBatch: 2, capacity: 500, maxQueue: 2, stopIds: [], padId: 0 });
     const long = s.submit({ promptIds: prompts[0], maxTokens: 480 });

@@ -170,6 +170,13 @@ export class SlotKvCache {
     this.invalidate();
   }
 
+  /** Empties every row (their slots are left as they are: masked, and never NaN). */
+  reset(): void {
+    this.active = 0;
+    this.length = 0;
+    this.invalidate();
+  }
+
   free(): void {
     for (const t of [...this.k, ...this.v]) this.be.free(t);
     this.k.length = 0;

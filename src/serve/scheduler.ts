@@ -140,6 +140,9 @@ export class Scheduler {
     if (this.closed) throw new SchedulerClosedError('the server is shutting down');
     const P = req.promptIds.length;
     if (P === 0) throw new RequestError('the prompt is empty');
+    const V = this.model.config.vocabSize;
+    if (req.promptIds.some((id) => !(Number.isInteger(id) && id >= 0 && id < V)))
+      throw new RequestError(`the prompt holds token ids outside the vocabulary (${V})`);
     if (!(Number.isInteger(req.maxTokens) && req.maxTokens > 0))
       throw new RequestError('max_tokens must be a positive integer');
     if (P + req.maxTokens > this.opts.capacity)
@@ -170,7 +173,15 @@ export class Scheduler {
         req.signal.addEventListener('abort', entry.onAbort, { once: true });
       }
       this.waiting.push(entry);
-      this.loop ??= this.run().finally(() => (this.loop = null));
+      this.kick();
+    });
+  }
+
+  /** Starts the loop unless it runs (and again should a request have come as it ended). */
+  private kick(): void {
+    this.loop ??= this.run().finally(() => {
+      this.loop = null;
+      if (this.waiting.length > 0) this.kick();
     });
   }
 
@@ -224,10 +235,12 @@ export class Scheduler {
         this.admit();
         if (this.rows.length > 0) this.decode();
       } catch (err) {
-        // A failed pass leaves the cache in an unknown state: fail everything in it and start over.
-        for (const e of [...this.rows]) e.reject(err);
-        while (this.cache.active > 0) this.cache.release(this.cache.active - 1);
-        this.rows = [];
+        // A failed pass leaves the rows in an unknown state: fail their requests and start over.
+        for (const e of this.rows.splice(0)) {
+          if (e.onAbort) e.req.signal?.removeEventListener('abort', e.onAbort);
+          e.reject(err);
+        }
+        this.cache.reset();
       }
       await yieldToEventLoop();
     }
