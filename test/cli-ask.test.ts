@@ -65,7 +65,7 @@ describe('sqlora ask', () => {
     );
   });
 
-  it('--json: the /v1/sql shape with the question; --sql-only does not run it', async () => {
+  it('--json: the /v1/sql shape with the question', async () => {
     const r = await ask(['--db', PETS, '--json', 'How many pets are there?']);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({
@@ -77,8 +77,6 @@ describe('sqlora ask', () => {
       truncated: false,
       elapsed_ms: expect.any(Number),
     });
-    const only = await ask(['--db', PETS, '--sql-only', 'How many pets are there?']);
-    expect([only.code, only.stdout]).toEqual([0, `${SQL}\n`]);
   });
 
   it('interactive: questions from stdin one a line, the model loaded once, until "quit"', async () => {

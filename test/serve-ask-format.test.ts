@@ -48,6 +48,9 @@ describe("ask's output", () => {
       truncated: true,
       elapsed_ms: 3,
     });
+    // --sql-only: the SQL alone.
+    expect(formatAnswerText(answer({}))).toEqual({ out: 'SELECT name, age FROM singer\n', error: null });
+    expect(answerJson(answer({}))).toEqual({ question: 'q', sql: 'SELECT name, age FROM singer' });
     const failed = answer({ sql: '', error: { failure: 'empty', message: 'the model wrote no SQL' } });
     expect(formatAnswerText(failed)).toEqual({ out: '(no SQL)\n', error: 'the model wrote no SQL' });
     expect(answerJson(failed)).toEqual({ question: 'q', sql: '', error: 'the model wrote no SQL' });

@@ -152,6 +152,12 @@ class SandboxProcess {
   }
 }
 
+// One exit hook for every open sandbox (serve opens one per SQLite database): no child outlives us.
+const openSandboxes = new Set<SqlSandbox>();
+process.on('exit', () => {
+  for (const s of [...openSandboxes]) s.close();
+});
+
 /** A small pool of sandbox processes; `execute` queues when all are busy. */
 export class SqlSandbox {
   private readonly idle: SandboxProcess[] = [];
@@ -159,7 +165,6 @@ export class SqlSandbox {
   private readonly waiting: ((p: SandboxProcess) => void)[] = [];
   private nextId = 1;
   private closed = false;
-  private readonly onExit = () => this.close();
 
   constructor(readonly size = 2) {
     if (!Number.isInteger(size) || size < 1) throw new Error(`sandbox size must be a positive integer, got ${size}`);
@@ -168,7 +173,7 @@ export class SqlSandbox {
       this.all.push(p);
       this.idle.push(p);
     }
-    process.once('exit', this.onExit);
+    openSandboxes.add(this);
   }
 
   /**
@@ -207,7 +212,7 @@ export class SqlSandbox {
   /** Stops every child process; call when done so the parent can exit. */
   close(): void {
     this.closed = true;
-    process.removeListener('exit', this.onExit);
+    openSandboxes.delete(this);
     for (const p of this.all) p.kill();
   }
 }

@@ -129,7 +129,7 @@ export class PostgresDatabase implements SqlDatabase {
       // Rows past the cap are not fetched; the guard fails the query on the server as soon as the
       // kept rows' size (pg_column_size: cheap, near the text that would be sent) passes the cap.
       const guard =
-        `CASE WHEN sum(pg_column_size(q.*)) OVER w > ${maxBytes} ` +
+        `CASE WHEN row_number() OVER w <= ${maxRows} AND sum(pg_column_size(q.*)) OVER w > ${maxBytes} ` +
         `THEN ('${TOO_LARGE} (over ${maxBytes} bytes) ' || row_number() OVER w)::int END`;
       const select: pg.QueryArrayConfig & { queryMode: 'extended'; query_timeout: number } = {
         text: `SELECT ${guard} AS sqlora_guard, q.* FROM (\n${body}\n) AS q WINDOW w AS (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) LIMIT ${maxRows + 1}`,
@@ -160,7 +160,8 @@ export class PostgresDatabase implements SqlDatabase {
         elapsedMs: Math.round(performance.now() - t0),
       };
     } catch (err) {
-      broken = !(err instanceof Error && 'code' in err);
+      // A server error leaves the connection usable; anything else (a lost socket, pg's read timeout) does not.
+      broken = !(err instanceof QueryError) && !(err instanceof Error && 'code' in err);
       throw queryError(err, timeoutMs);
     } finally {
       await client.query('ROLLBACK').catch(() => (broken = true));
