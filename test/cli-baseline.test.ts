@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseCommandArgs } from '../src/cli/args.js';
 import { command as baseline } from '../src/cli/commands/baseline.js';
-import { extractSql, type Prediction } from '../src/cli/commands/predict.js';
+import type { Prediction } from '../src/cli/commands/predict.js';
+import { extractSql } from '../src/eval/extractSql.js';
 import { initLora } from '../src/lora/lora.js';
 import { writePeftAdapter } from '../src/lora/peft.js';
 import { loadModelConfig } from '../src/model/config.js';
@@ -210,6 +211,11 @@ describe('sqlora baseline / eval', () => {
     expect(r.code, r.stderr).toBe(0);
     const results = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8'));
     expect(results.meta).toMatchObject({ mode: 'eval', adapter: adapterDir, model: null, generated: COUNT });
+    // An adapter without sqlora.json is scored on the records' own prompts.
+    expect(results.meta.prompts).toBe('records');
+    expect(r.stderr).toContain(
+      `note: ${adapterDir} records no prompt (sqlora.json): using the eval records' prompts as prepared`,
+    );
     expect(results.comparison.seed_exact.baseline).toBe(20); // 1 of 5: the prefilled dev-0
     expect(results.comparison.seed_exact.change).toBeCloseTo(results.comparison.seed_exact.eval - 20, 10);
     expect(r.stdout).toMatch(

@@ -4,12 +4,13 @@
  * Ctrl-C saves a checkpoint and exits non-zero saying how to resume; --device cuda (a GPU, or
  * the CUDA emulator) follows the CPU's loss curve.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseCommandArgs } from '../src/cli/args.js';
 import { command } from '../src/cli/commands/train.js';
+import { readPromptSettings } from '../src/data/promptSettings.js';
 import { readPeftAdapter } from '../src/lora/peft.js';
 import type { MetricsRecord, TrainRecord } from '../src/train/metrics.js';
 import { sqlora } from './helpers/cli.js';
@@ -47,6 +48,11 @@ beforeAll(() => {
   const dev = JSON.parse(readFileSync('test/fixtures/spider/dev.json', 'utf8')) as SpiderQuestion[];
   writeRecords(join(data, 'train.jsonl'), tiny.dir, 'train', train.slice(0, 12));
   writeRecords(join(data, 'eval.jsonl'), tiny.dir, 'dev', dev.slice(0, 4));
+  // The parts of prepare's dataset card that the adapter records as its prompt (sqlora.json).
+  writeFileSync(
+    join(data, 'dataset.json'),
+    JSON.stringify({ format: 'schema', options: { sample_rows: 2, max_prompt_tokens: 300 } }),
+  );
 });
 
 const common = (out: string, steps: number): string[] => [
@@ -97,6 +103,20 @@ describe('sqlora train', () => {
       targetModules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
     });
     expect(adapter.baseModelNameOrPath).toBe(tiny.dir);
+    const prompt = {
+      format: 'schema',
+      sample_rows: 2,
+      max_prompt_tokens: 300,
+      system_prompt: 'Write SQL.', // the records' system message
+      dialect: 'sqlite',
+    };
+    for (const dir of ['adapter', 'checkpoint-3']) {
+      expect(JSON.parse(readFileSync(join(out1, dir, 'sqlora.json'), 'utf8'))).toEqual({
+        sqlora: 'sqlora-prompt/1',
+        prompt,
+      });
+      expect(readPromptSettings(join(out1, dir))).toEqual({ settings: prompt, warning: null });
+    }
     const summary = JSON.parse(readFileSync(join(out1, 'training_summary.json'), 'utf8'));
     expect(summary).toMatchObject({ steps: { total: 6, warmup: 1 }, data: { train_examples: 12, eval_examples: 4 } });
     expect(summary.final_eval.step).toBe(6);

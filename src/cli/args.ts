@@ -13,6 +13,8 @@ export interface FlagSpec {
   metavar?: string;
   /** Allowed values for a string flag. */
   choices?: readonly string[];
+  /** A string flag that may be given several times (read with ParsedArgs.strings; a config gives an array). */
+  repeatable?: boolean;
 }
 
 export interface CommandSpec {
@@ -23,6 +25,8 @@ export interface CommandSpec {
   flags: FlagSpec[];
   /** Extra help text printed after the flags. */
   details?: string;
+  /** The one argument besides flags a command takes, if any (`sqlora ask ... "question"`). */
+  positional?: { metavar: string; description: string };
   run(args: ParsedArgs): Promise<void> | void;
 }
 
@@ -42,7 +46,16 @@ export class ParsedArgs {
   constructor(
     readonly command: string,
     private readonly values: Map<string, FlagValue | undefined>,
+    /** The command's positional argument (see CommandSpec.positional), when given. */
+    readonly positional?: string,
+    private readonly lists: Map<string, string[]> = new Map(),
   ) {}
+
+  /** Every value of a repeatable flag, in order (empty when not given). */
+  strings(name: string): string[] {
+    if (!this.values.has(name)) throw new Error(`internal: flag --${name} is not declared by ${this.command}`);
+    return this.lists.get(name) ?? [];
+  }
 
   has(name: string): boolean {
     return this.values.get(name) !== undefined;
@@ -109,16 +122,29 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
   const all = [...spec.flags, ...COMMON_FLAGS];
   const byName = new Map(all.map((f) => [f.name, f]));
   const cli = new Map<string, FlagValue>();
+  const cliLists = new Map<string, string[]>();
+  let positional: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '-h') {
       cli.set('help', true);
       continue;
     }
-    // No command takes arguments besides flags: a stray word is most likely a flag's value misplaced
-    // (--resume takes none), which must not pass silently.
-    if (!arg.startsWith('--') || arg === '--')
-      throw new UserError(`sqlora ${spec.name}: unexpected argument "${arg}" (see sqlora ${spec.name} --help)`);
+    // Besides flags a command takes at most its one positional argument (after `--` it may start
+    // with dashes): any other word is most likely a flag's value misplaced (--resume takes none),
+    // which must not pass silently.
+    const unexpected = (w: string) =>
+      new UserError(`sqlora ${spec.name}: unexpected argument "${w}" (see sqlora ${spec.name} --help)`);
+    let word: string | null = null;
+    if (arg === '--') {
+      if (!spec.positional || i + 1 >= argv.length) throw unexpected(arg);
+      word = argv[++i];
+    } else if (!arg.startsWith('--')) word = arg;
+    if (word !== null) {
+      if (!spec.positional || positional !== undefined) throw unexpected(word);
+      positional = word;
+      continue;
+    }
     let name = arg.slice(2);
     let inline: string | undefined;
     const eq = name.indexOf('=');
@@ -142,10 +168,23 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
       if (i + 1 >= argv.length) throw new UserError(`sqlora ${spec.name}: --${name} needs a value`);
       raw = argv[++i];
     }
-    cli.set(name, coerce(spec.name, flag, raw, 'flag'));
+    const value = coerce(spec.name, flag, raw, 'flag');
+    if (flag.repeatable) cliLists.set(name, [...(cliLists.get(name) ?? []), String(value)]);
+    cli.set(name, value);
   }
 
   const fromConfig = new Map<string, FlagValue>();
+  const configLists = new Map<string, string[]>();
+  /** A config value: a repeatable flag takes an array of strings (or one string). */
+  const configValue = (flag: FlagSpec, v: unknown, where: string): FlagValue => {
+    if (flag.repeatable) {
+      const items = Array.isArray(v) ? (v as unknown[]) : [v];
+      const list = items.map((x) => String(coerce(spec.name, flag, x, where)));
+      configLists.set(flag.name, list);
+      return list[0] ?? '';
+    }
+    return coerce(spec.name, flag, v, where);
+  };
   const configPath = cli.get('config') as string | undefined;
   if (configPath !== undefined && !cli.get('help')) {
     const cfg = readJsonFile<Record<string, unknown>>(configPath, 'config file');
@@ -153,8 +192,8 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
       throw new UserError(`config file ${configPath}: expected a JSON object`);
     for (const [k, v] of Object.entries(cfg)) {
       const flag = byName.get(k);
-      if (flag && (v === null || typeof v !== 'object'))
-        fromConfig.set(k, coerce(spec.name, flag, v, `config ${configPath}:`));
+      if (flag && (v === null || typeof v !== 'object' || (flag.repeatable && Array.isArray(v))))
+        fromConfig.set(k, configValue(flag, v, `config ${configPath}:`));
     }
     const section = cfg[spec.name];
     if (section !== undefined) {
@@ -164,14 +203,19 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
         const flag = byName.get(k);
         if (!flag)
           throw new UserError(`config file ${configPath}: "${spec.name}.${k}" is not a flag of sqlora ${spec.name}`);
-        fromConfig.set(k, coerce(spec.name, flag, v, `config ${configPath}:`));
+        fromConfig.set(k, configValue(flag, v, `config ${configPath}:`));
       }
     }
   }
 
   const values = new Map<string, FlagValue | undefined>();
-  for (const f of all) values.set(f.name, cli.get(f.name) ?? fromConfig.get(f.name) ?? f.default);
-  return new ParsedArgs(spec.name, values);
+  const lists = new Map<string, string[]>();
+  for (const f of all) {
+    values.set(f.name, cli.get(f.name) ?? fromConfig.get(f.name) ?? f.default);
+    const list = cliLists.get(f.name) ?? configLists.get(f.name);
+    if (list) lists.set(f.name, list);
+  }
+  return new ParsedArgs(spec.name, values, positional, lists);
 }
 
 export function formatCommandHelp(spec: CommandSpec): string {
@@ -194,6 +238,7 @@ export function formatCommandHelp(spec: CommandSpec): string {
       '',
       `usage: sqlora ${spec.name} ${spec.usage}`,
       '',
+      ...(spec.positional ? [`  ${spec.positional.metavar}`.padEnd(width) + spec.positional.description, ''] : []),
       'flags:',
       ...lines,
       ...(spec.details ? ['', spec.details] : []),

@@ -41,9 +41,19 @@ const COMMANDS: CommandEntry[] = [
     load: () => import('./commands/evaluate.js'),
   },
   {
+    name: 'ask',
+    summary: 'question + SQLite file or PostgreSQL URL -> SQL -> rows, with the adapter',
+    load: () => import('./commands/ask.js'),
+  },
+  {
     name: 'generate',
     summary: 'generate text from prompts (raw or chat), greedy or sampled',
     load: () => import('./commands/generate.js'),
+  },
+  {
+    name: 'serve',
+    summary: 'OpenAI-compatible API, /v1/sql on your databases and a web page, with continuous batching',
+    load: () => import('./commands/serve.js'),
   },
   {
     name: 'report',

@@ -8,12 +8,13 @@
  * - `schema`: the database's tables as SQLite CREATE TABLE statements (see sqliteSchema.ts),
  *   optionally K sample rows per table as INSERT statements, then the question and an
  *   instruction to answer with one SQLite query. The rendered prompt is kept within a token
- *   budget, see fitSchema below. Its `text` is the template's output unchanged.
+ *   budget, see fitSchema below. Its `text` is the template's output unchanged. For another
+ *   dialect (PostgreSQL) the statements, the system prompt and the instruction name it instead.
  */
 import Database from 'better-sqlite3';
 import { UserError, describeError } from '../util/errors.js';
 import type { ChatMessage } from './records.js';
-import { createTableSql, readTables, sampleRowsSql, type TableInfo } from './sqliteSchema.js';
+import { createTableStatement, readTables, sampleRowsSql, type SqlDialect, type TableInfo } from './sqliteSchema.js';
 
 export type PromptFormat = 'seed' | 'schema';
 export const PROMPT_FORMATS: readonly PromptFormat[] = ['seed', 'schema'];
@@ -45,11 +46,23 @@ export function seedUserMessage(dbId: string, question: string): string {
   );
 }
 
-export const SCHEMA_SYSTEM =
-  'You are an expert SQL assistant. Given the schema of a SQLite database and a question, you write the SQLite query that answers the question.';
+/** How prompts name a dialect. */
+export const DIALECT_NAMES: Record<SqlDialect, string> = { sqlite: 'SQLite', postgresql: 'PostgreSQL' };
 
-export function schemaUserMessage(dbId: string, statements: string[], question: string): string {
-  return `Database: ${dbId}\n\n${statements.join('\n')}\n\nQuestion: ${question}\n\nAnswer with one SQLite query and nothing else.`;
+export function schemaSystem(dialect: SqlDialect): string {
+  const d = DIALECT_NAMES[dialect];
+  return `You are an expert SQL assistant. Given the schema of a ${d} database and a question, you write the ${d} query that answers the question.`;
+}
+
+export const SCHEMA_SYSTEM = schemaSystem('sqlite');
+
+export function schemaUserMessage(
+  dbId: string,
+  statements: string[],
+  question: string,
+  dialect: SqlDialect = 'sqlite',
+): string {
+  return `Database: ${dbId}\n\n${statements.join('\n')}\n\nQuestion: ${question}\n\nAnswer with one ${DIALECT_NAMES[dialect]} query and nothing else.`;
 }
 
 // Words too common in questions to say anything about which table is meant.
@@ -102,8 +115,18 @@ export function dropOrder(tables: readonly TableInfo[], question: string): numbe
   return tables.map((_, i) => i).sort((a, b) => final[a] - final[b] || b - a);
 }
 
+/** A database's schema as a prompt shows it: tables and, per table, its sample rows as one INSERT ('' for none). */
+export interface SchemaSource {
+  /** Identifies the database for caching (a path, a server's database name). */
+  key: string;
+  dialect: SqlDialect;
+  tables: TableInfo[];
+  sampleRows: string[];
+}
+
 /** A database's statements and their token counts, computed once per database. */
 interface SchemaParts {
+  dialect: SqlDialect;
   tables: TableInfo[];
   create: string[];
   rows: string[];
@@ -117,6 +140,8 @@ export interface PromptOptions {
   sampleRows: number;
   /** Budget for the rendered prompt, in tokens (`schema` trims to it; both formats count overruns). */
   maxPromptTokens: number;
+  /** System prompt in place of the format's own (an adapter's recorded one, see promptSettings.ts). */
+  system?: string;
 }
 
 export interface BuiltPrompt {
@@ -143,7 +168,16 @@ export class PromptBuilder {
 
   /** Builds the messages and renderings of one example; `sqlitePath` is its database. */
   build(q: Question, sqlitePath: string): BuiltPrompt {
-    const fitted = this.options.format === 'seed' ? this.seed(q) : this.fitSchema(q, this.schemaParts(sqlitePath));
+    return this.buildWith(q, () => this.sqliteParts(sqlitePath));
+  }
+
+  /** Builds one example's prompt from a schema read elsewhere (a PostgreSQL catalog, any SqlDatabase). */
+  buildFor(q: Question, source: SchemaSource): BuiltPrompt {
+    return this.buildWith(q, () => this.sourceParts(source));
+  }
+
+  private buildWith(q: Question, parts: () => SchemaParts): BuiltPrompt {
+    const fitted = this.options.format === 'seed' ? this.seed(q) : this.fitSchema(q, parts());
     const messages = [...fitted.head];
     let text = fitted.prompt;
     if (q.query !== undefined) {
@@ -167,14 +201,14 @@ export class PromptBuilder {
 
   private seed(q: Question) {
     const head: ChatMessage[] = [
-      { role: 'system', content: SEED_SYSTEM },
+      { role: 'system', content: this.options.system ?? SEED_SYSTEM },
       { role: 'user', content: seedUserMessage(q.db_id, q.question) },
     ];
     return { head, ...this.render(head), trimmedRows: false, trimmedTables: false };
   }
 
-  private schemaParts(sqlitePath: string): SchemaParts {
-    let parts = this.schemas.get(sqlitePath);
+  private sqliteParts(sqlitePath: string): SchemaParts {
+    const parts = this.schemas.get(sqlitePath);
     if (parts) return parts;
     let tables: TableInfo[];
     let rows: string[];
@@ -189,10 +223,24 @@ export class PromptBuilder {
     } catch (err) {
       throw new UserError(`cannot read the schema of ${sqlitePath}: ${describeError(err)}`);
     }
-    const create = tables.map(createTableSql);
+    return this.sourceParts({ key: sqlitePath, dialect: 'sqlite', tables, sampleRows: rows });
+  }
+
+  private sourceParts(source: SchemaSource): SchemaParts {
+    let parts = this.schemas.get(source.key);
+    if (parts && parts.tables === source.tables) return parts;
+    const create = source.tables.map((t) => createTableStatement(t, source.dialect));
+    const rows = source.tables.map((_, i) => (this.options.sampleRows > 0 ? (source.sampleRows[i] ?? '') : ''));
     const count = (s: string) => (s === '' ? 0 : this.tokenizer.encode(s + '\n').length);
-    parts = { tables, create, rows, createTokens: create.map(count), rowTokens: rows.map(count) };
-    this.schemas.set(sqlitePath, parts);
+    parts = {
+      dialect: source.dialect,
+      tables: source.tables,
+      create,
+      rows,
+      createTokens: create.map(count),
+      rowTokens: rows.map(count),
+    };
+    this.schemas.set(source.key, parts);
     return parts;
   }
 
@@ -214,8 +262,8 @@ export class PromptBuilder {
         if (keepRows[i]) statements.push(s.rows[i]);
       });
       return [
-        { role: 'system', content: SCHEMA_SYSTEM },
-        { role: 'user', content: schemaUserMessage(q.db_id, statements, q.question) },
+        { role: 'system', content: this.options.system ?? schemaSystem(s.dialect) },
+        { role: 'user', content: schemaUserMessage(q.db_id, statements, q.question, s.dialect) },
       ];
     };
     const order = dropOrder(s.tables, q.question);

@@ -23,12 +23,16 @@ export interface ColumnInfo {
 export interface ForeignKey {
   columns: string[];
   table: string;
+  /** The referenced table's schema where names need qualifying (PostgreSQL with several schemas). */
+  schema?: string;
   /** Referenced columns; empty when the DDL names only the table (its primary key is meant). */
   refColumns: string[];
 }
 
 export interface TableInfo {
   name: string;
+  /** The table's schema where names need qualifying (PostgreSQL with several schemas); SQLite: absent. */
+  schema?: string;
   columns: ColumnInfo[];
   /** Column sets of UNIQUE constraints (not separate CREATE INDEX statements). */
   unique: string[][];
@@ -50,10 +54,37 @@ const SQLITE_KEYWORDS = new Set(
   VALUES VIEW VIRTUAL WHEN WHERE WINDOW WITH WITHOUT`.split(/\s+/),
 );
 
-/** An identifier as SQL: bare when it is a plain word and not a keyword, else double-quoted. */
-export function quoteIdent(name: string): string {
-  if (/^[A-Za-z_][A-Za-z0-9_]*$/.test(name) && !SQLITE_KEYWORDS.has(name.toUpperCase())) return name;
-  return `"${name.replace(/"/g, '""')}"`;
+// PostgreSQL's reserved key words (postgresql.org/docs/current/sql-keywords-appendix.html, reserved
+// and reserved "(can be function or type)"): a column or table spelled like one is quoted.
+const POSTGRES_KEYWORDS = new Set(
+  `ALL ANALYSE ANALYZE AND ANY ARRAY AS ASC ASYMMETRIC AUTHORIZATION BINARY BOTH CASE CAST CHECK
+  COLLATE COLLATION COLUMN CONCURRENTLY CONSTRAINT CREATE CROSS CURRENT_CATALOG CURRENT_DATE
+  CURRENT_ROLE CURRENT_SCHEMA CURRENT_TIME CURRENT_TIMESTAMP CURRENT_USER DEFAULT DEFERRABLE DESC
+  DISTINCT DO ELSE END EXCEPT FALSE FETCH FOR FOREIGN FREEZE FROM FULL GRANT GROUP HAVING ILIKE IN
+  INITIALLY INNER INTERSECT INTO IS ISNULL JOIN LATERAL LEADING LEFT LIKE LIMIT LOCALTIME
+  LOCALTIMESTAMP NATURAL NOT NOTNULL NULL OFFSET ON ONLY OR ORDER OUTER OVERLAPS PLACING PRIMARY
+  REFERENCES RETURNING RIGHT SELECT SESSION_USER SIMILAR SOME SYMMETRIC SYSTEM_USER TABLE
+  TABLESAMPLE THEN TO TRAILING TRUE UNION UNIQUE USER USING VARIADIC VERBOSE WHEN WHERE WINDOW WITH`.split(/\s+/),
+);
+
+/** The SQL dialects prompts are written for. */
+export type SqlDialect = 'sqlite' | 'postgresql';
+
+/**
+ * An identifier as SQL: bare when it is a plain word and not a keyword, else double-quoted.
+ * PostgreSQL folds bare names to lower case, so there only lower-case names go bare.
+ */
+export function quoteIdent(name: string, dialect: SqlDialect = 'sqlite'): string {
+  const bare =
+    dialect === 'sqlite'
+      ? /^[A-Za-z_][A-Za-z0-9_]*$/.test(name) && !SQLITE_KEYWORDS.has(name.toUpperCase())
+      : /^[a-z_][a-z0-9_]*$/.test(name) && !POSTGRES_KEYWORDS.has(name.toUpperCase());
+  return bare ? name : `"${name.replace(/"/g, '""')}"`;
+}
+
+/** A table's name as SQL, with its schema where it carries one. */
+function tableName(name: string, schema: string | undefined, dialect: SqlDialect): string {
+  return (schema !== undefined ? quoteIdent(schema, dialect) + '.' : '') + quoteIdent(name, dialect);
 }
 
 /** The user tables of a database, in creation order (internal sqlite_* tables and views left out). */
@@ -107,21 +138,28 @@ export function readTables(db: Database): TableInfo[] {
   });
 }
 
-/** `CREATE TABLE ... );` for one table: columns with types, primary key, foreign keys. */
+/** `CREATE TABLE ... );` for one table of a SQLite database: columns with types, primary key, foreign keys. */
 export function createTableSql(table: TableInfo): string {
+  return createTableStatement(table, 'sqlite');
+}
+
+/** `CREATE TABLE ... );` in the given dialect (identifiers quoted as it needs, schemas named). */
+export function createTableStatement(table: TableInfo, dialect: SqlDialect): string {
+  const q = (name: string) => quoteIdent(name, dialect);
   const pkCols = table.columns.filter((c) => c.pk > 0).sort((a, b) => a.pk - b.pk);
   const lines = table.columns.map((c) => {
     const inlinePk = pkCols.length === 1 && pkCols[0] === c ? ' PRIMARY KEY' : '';
     const inlineUnique = table.unique.some((u) => u.length === 1 && u[0] === c.name) ? ' UNIQUE' : '';
-    return `  ${quoteIdent(c.name)}${c.type ? ' ' + c.type : ''}${inlinePk}${inlineUnique}`;
+    return `  ${q(c.name)}${c.type ? ' ' + c.type : ''}${inlinePk}${inlineUnique}`;
   });
-  if (pkCols.length > 1) lines.push(`  PRIMARY KEY (${pkCols.map((c) => quoteIdent(c.name)).join(', ')})`);
-  for (const u of table.unique) if (u.length > 1) lines.push(`  UNIQUE (${u.map(quoteIdent).join(', ')})`);
+  if (pkCols.length > 1) lines.push(`  PRIMARY KEY (${pkCols.map((c) => q(c.name)).join(', ')})`);
+  for (const u of table.unique) if (u.length > 1) lines.push(`  UNIQUE (${u.map(q).join(', ')})`);
   for (const fk of table.foreignKeys) {
-    const ref = fk.refColumns.length > 0 ? `(${fk.refColumns.map(quoteIdent).join(', ')})` : '';
-    lines.push(`  FOREIGN KEY (${fk.columns.map(quoteIdent).join(', ')}) REFERENCES ${quoteIdent(fk.table)}${ref}`);
+    const ref = fk.refColumns.length > 0 ? `(${fk.refColumns.map(q).join(', ')})` : '';
+    const target = tableName(fk.table, fk.schema, dialect);
+    lines.push(`  FOREIGN KEY (${fk.columns.map(q).join(', ')}) REFERENCES ${target}${ref}`);
   }
-  return `CREATE TABLE ${quoteIdent(table.name)} (\n${lines.join(',\n')}\n);`;
+  return `CREATE TABLE ${tableName(table.name, table.schema, dialect)} (\n${lines.join(',\n')}\n);`;
 }
 
 /** Longest text value shown in a sample row; longer ones are cut and marked with `...`. */
@@ -152,6 +190,11 @@ export function sampleRowsSql(db: Database, table: TableInfo, k: number): string
     .raw()
     .safeIntegers(true)
     .all(k) as unknown[][];
+  return insertRowsSql(table, rows, 'sqlite');
+}
+
+/** Rows of a table (values as read: numbers, bigints, strings, Buffers, null) as one INSERT, or ''. */
+export function insertRowsSql(table: TableInfo, rows: unknown[][], dialect: SqlDialect): string {
   if (rows.length === 0) return '';
-  return `INSERT INTO ${quoteIdent(table.name)} VALUES\n${rows.map((r) => `(${r.map(sqlLiteral).join(', ')})`).join(',\n')};`;
+  return `INSERT INTO ${tableName(table.name, table.schema, dialect)} VALUES\n${rows.map((r) => `(${r.map(sqlLiteral).join(', ')})`).join(',\n')};`;
 }

@@ -1,6 +1,7 @@
 /**
  * Runs SQL that a model wrote against SQLite files, safely: read-only, one statement, rows only,
- * and a wall-clock limit per query. better-sqlite3 is synchronous and its native calls cannot be
+ * and a wall-clock limit per query; rows come back as comparison keys (the evaluator) or as
+ * display cells under a row and byte cap (`ask` and `serve`). better-sqlite3 is synchronous and its native calls cannot be
  * interrupted (not even by Worker.terminate()), so queries run in long-lived child processes that
  * are killed and replaced when a query overruns; evaluation then goes on with a fresh one.
  */
@@ -15,12 +16,40 @@ export interface SandboxRequest {
   sql: string;
   /** Stop reading after this many rows plus one: enough to know the result is bigger. */
   maxRows?: number;
+  /** Rows as display cells (see CellTable) instead of comparison keys. */
+  cells?: CellLimits;
 }
 
-/** Rows come back with each value as a comparison key (see valueKey in sandboxWorker.ts). */
-export type SandboxReply = { id: number; ok: true; rows: string[][] } | { id: number; ok: false; error: string };
+export interface CellLimits {
+  /** Rows kept at most; the rest are only counted. */
+  maxRows: number;
+  /** Bytes of kept values at most, and of any one row: more fails the query as "result too large". */
+  maxBytes: number;
+}
 
-export type QueryOutcome = { ok: true; rows: string[][] } | { ok: false; error: string; timedOut: boolean };
+/** A display cell: integers beyond 2^53 and non-finite reals as strings, blobs as hex strings. */
+export type Cell = string | number | null;
+
+export interface CellTable {
+  columns: string[];
+  rows: Cell[][];
+  /** All rows the query returned (rows.length unless truncated). */
+  rowCount: number;
+  truncated: boolean;
+  /** Time the query took in the child process (not counting its start). */
+  elapsedMs: number;
+}
+
+/** Rows come back with each value as a comparison key (see valueKey in sandboxWorker.ts), or as cells. */
+export type SandboxReply =
+  | { id: number; ok: true; rows: string[][] }
+  | { id: number; ok: true; table: CellTable }
+  | { id: number; ok: false; error: string };
+
+type Failure = { ok: false; error: string; timedOut: boolean };
+export type QueryOutcome = { ok: true; rows: string[][] } | Failure;
+export type TableOutcome = { ok: true; table: CellTable } | Failure;
+type ProcessOutcome = Extract<SandboxReply, { ok: true }> | Failure;
 
 const STARTUP_LIMIT_MS = 60_000;
 
@@ -55,7 +84,7 @@ export function describeWorkerExit(code: number | null, signal: NodeJS.Signals |
 interface Pending {
   id: number;
   child: ChildProcess;
-  resolve: (o: QueryOutcome) => void;
+  resolve: (o: ProcessOutcome) => void;
   timer?: NodeJS.Timeout;
 }
 
@@ -66,7 +95,7 @@ class SandboxProcess {
   private pending: Pending | null = null;
   private stderrTail = '';
 
-  async run(req: SandboxRequest, timeoutMs: number): Promise<QueryOutcome> {
+  async run(req: SandboxRequest, timeoutMs: number): Promise<ProcessOutcome> {
     try {
       await this.start();
     } catch (err) {
@@ -76,7 +105,7 @@ class SandboxProcess {
     const child = this.child;
     if (!child)
       return { ok: false, error: 'the SQL sandbox process exited before the query was sent', timedOut: false };
-    return new Promise<QueryOutcome>((resolve) => {
+    return new Promise<ProcessOutcome>((resolve) => {
       const pending: Pending = { id: req.id, child, resolve };
       pending.timer = setTimeout(() => {
         this.settle({ ok: false, error: `timed out after ${formatSeconds(timeoutMs)}`, timedOut: true });
@@ -115,7 +144,7 @@ class SandboxProcess {
           clearTimeout(startup);
           resolve();
         } else if (this.pending && msg.id === this.pending.id) {
-          this.settle(msg.ok ? { ok: true, rows: msg.rows } : { ok: false, error: msg.error, timedOut: false });
+          this.settle(msg.ok ? msg : { ok: false, error: msg.error, timedOut: false });
         }
       });
       child.on('close', (code, signal) => {
@@ -133,7 +162,7 @@ class SandboxProcess {
     return this.ready;
   }
 
-  private settle(outcome: QueryOutcome): void {
+  private settle(outcome: ProcessOutcome): void {
     const p = this.pending;
     if (!p) return;
     this.pending = null;
@@ -142,6 +171,12 @@ class SandboxProcess {
   }
 }
 
+// One exit hook for every open sandbox (serve opens one per SQLite database): no child outlives us.
+const openSandboxes = new Set<SqlSandbox>();
+process.on('exit', () => {
+  for (const s of [...openSandboxes]) s.close();
+});
+
 /** A small pool of sandbox processes; `execute` queues when all are busy. */
 export class SqlSandbox {
   private readonly idle: SandboxProcess[] = [];
@@ -149,7 +184,6 @@ export class SqlSandbox {
   private readonly waiting: ((p: SandboxProcess) => void)[] = [];
   private nextId = 1;
   private closed = false;
-  private readonly onExit = () => this.close();
 
   constructor(readonly size = 2) {
     if (!Number.isInteger(size) || size < 1) throw new Error(`sandbox size must be a positive integer, got ${size}`);
@@ -158,7 +192,7 @@ export class SqlSandbox {
       this.all.push(p);
       this.idle.push(p);
     }
-    process.once('exit', this.onExit);
+    openSandboxes.add(this);
   }
 
   /**
@@ -166,13 +200,27 @@ export class SqlSandbox {
    * With `maxRows`, at most maxRows + 1 rows come back.
    */
   async execute(dbPath: string, sql: string, timeoutMs: number, maxRows?: number): Promise<QueryOutcome> {
+    const out = await this.run({ dbPath, sql, ...(maxRows !== undefined ? { maxRows } : {}) }, timeoutMs);
+    if (!out.ok) return out;
+    return 'rows' in out
+      ? { ok: true, rows: out.rows }
+      : { ok: false, error: 'the sandbox sent cells', timedOut: false };
+  }
+
+  /** Runs one statement like `execute`, the rows as display cells within `limits`. */
+  async table(dbPath: string, sql: string, timeoutMs: number, limits: CellLimits): Promise<TableOutcome> {
+    const out = await this.run({ dbPath, sql, cells: limits }, timeoutMs);
+    if (!out.ok) return out;
+    return 'table' in out
+      ? { ok: true, table: out.table }
+      : { ok: false, error: 'the sandbox sent keys', timedOut: false };
+  }
+
+  private async run(req: Omit<SandboxRequest, 'id'>, timeoutMs: number): Promise<ProcessOutcome> {
     if (this.closed) throw new Error('SqlSandbox is closed');
     const proc = this.idle.pop() ?? (await new Promise<SandboxProcess>((resolve) => this.waiting.push(resolve)));
     try {
-      return await proc.run(
-        { id: this.nextId++, dbPath, sql, ...(maxRows !== undefined ? { maxRows } : {}) },
-        timeoutMs,
-      );
+      return await proc.run({ id: this.nextId++, ...req }, timeoutMs);
     } finally {
       const next = this.waiting.shift();
       if (next) next(proc);
@@ -183,12 +231,13 @@ export class SqlSandbox {
   /** Stops every child process; call when done so the parent can exit. */
   close(): void {
     this.closed = true;
-    process.removeListener('exit', this.onExit);
+    openSandboxes.delete(this);
     for (const p of this.all) p.kill();
   }
 }
 
-function formatSeconds(ms: number): string {
+/** A time limit as messages print it: `2 s`, `0.30 s`. */
+export function formatSeconds(ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(2)} s`;
 }
 

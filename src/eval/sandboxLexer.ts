@@ -39,6 +39,17 @@ export function sqlPieces(sql: string): SqlPiece[] {
   return out;
 }
 
+/** The statement without trailing semicolons, whitespace and comments, so it can sit in a CTE. */
+export function statementBody(sql: string): string {
+  const pieces = sqlPieces(sql);
+  while (pieces.length > 0) {
+    const last = pieces[pieces.length - 1];
+    if (last.kind === 'comment' || (last.kind === 'other' && /^[\s;]$/.test(last.text))) pieces.pop();
+    else break;
+  }
+  return pieces.map((p) => p.text).join('');
+}
+
 function closingQuote(sql: string, start: number, q: string): number {
   let i = start + 1;
   while (i < sql.length) {

@@ -6,6 +6,7 @@
 import Database from 'better-sqlite3';
 import { Worker } from 'node:worker_threads';
 import type { SandboxReply, SandboxRequest } from './sandbox.js';
+import { readCells } from './sandboxCells.js';
 import { doubleQuotedToString } from './sandboxLexer.js';
 
 const connections = new Map<string, Database.Database>();
@@ -74,6 +75,7 @@ function runQuery(req: SandboxRequest): SandboxReply {
       };
     if (!stmt.reader)
       return { id: req.id, ok: false, error: 'rejected: the statement returns no rows (only queries are run)' };
+    if (req.cells) return { id: req.id, ok: true, table: readCells(connect(req.dbPath), stmt, req.cells) };
     stmt.raw(true).safeIntegers(true);
     const rows: string[][] = [];
     const limit = req.maxRows ?? Infinity;

@@ -68,9 +68,11 @@ export function peftConfigJson(c: LoraConfig, baseModelNameOrPath: string | null
 export interface WritePeftOptions {
   /** The base model's hub id or path, recorded for PeftModel.from_pretrained. */
   baseModelNameOrPath?: string | null;
+  /** More files for the folder (name -> text), such as sqlora.json, the adapter's prompt settings. */
+  extraFiles?: Record<string, string>;
 }
 
-/** Writes `dir`/adapter_config.json and `dir`/adapter_model.safetensors. */
+/** Writes `dir`/adapter_config.json, `dir`/adapter_model.safetensors and any extra files. */
 export function writePeftAdapter(dir: string, adapter: HostLora, opts: WritePeftOptions = {}): void {
   const c = validateLoraConfig(adapter.config);
   mkdirSync(dir, { recursive: true });
@@ -79,6 +81,7 @@ export function writePeftAdapter(dir: string, adapter: HostLora, opts: WritePeft
     JSON.stringify(peftConfigJson(c, opts.baseModelNameOrPath ?? null), null, 2) + '\n',
   );
   writeSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), adapter.tensors, { format: 'pt' });
+  for (const [name, text] of Object.entries(opts.extraFiles ?? {})) writeFileSync(join(dir, name), text);
 }
 
 export interface PeftAdapter extends HostLora {

@@ -131,8 +131,14 @@ interface ActivationViews {
   act: Tensor;
 }
 
+/** The key and value slabs [B, capacity, Hkv, hd] of each layer that a pass reads and writes. */
+export interface KvSlabs {
+  readonly k: readonly Tensor[];
+  readonly v: readonly Tensor[];
+}
+
 /** What every layer of one pass reads: B sequences of T new tokens going to cache slots [offset, offset + T). */
-interface PassInput {
+export interface PassInput {
   B: number;
   T: number;
   /** i32 [B*T]. */
@@ -148,7 +154,7 @@ interface PassInput {
  * Runs the new tokens through every layer, storing their keys and values in the cache, and
  * leaves the final-normed hidden rows [B*T, D] in the returned view.
  */
-function runLayers(model: Qwen2Model, cache: KvCache, ws: InferenceBuffers, p: PassInput): Tensor {
+export function runLayers(model: Qwen2Model, cache: KvSlabs, ws: InferenceBuffers, p: PassInput): Tensor {
   const be = model.backend,
     cfg = model.config,
     w = model.weights;

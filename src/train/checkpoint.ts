@@ -63,11 +63,12 @@ export function saveTrainCheckpoint(
   adapter: HostLora,
   optimizer: Record<string, HostTensor>,
   state: Omit<TrainerState, 'format'>,
+  adapterFiles: Record<string, string> = {},
 ): string {
   const dir = checkpointDir(outDir, state.step);
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
-  writePeftAdapter(tmp, adapter, { baseModelNameOrPath: state.base_model });
+  writePeftAdapter(tmp, adapter, { baseModelNameOrPath: state.base_model, extraFiles: adapterFiles });
   writeSafetensors(join(tmp, OPTIMIZER_FILE), optimizer, { format: 'pt' });
   writeFileSync(
     join(tmp, TRAINER_STATE_FILE),

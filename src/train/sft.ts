@@ -50,6 +50,8 @@ export interface SftConfig {
   outDir: string;
   /** Recorded in adapter_config.json as base_model_name_or_path. */
   baseModel: string | null;
+  /** More files for every checkpoint's adapter folder (name -> text): sqlora.json. */
+  adapterFiles?: Record<string, string>;
   /** Everything a resumed run must share with the one it continues (flag -> value). */
   settings: Record<string, unknown>;
   /**
@@ -171,7 +173,13 @@ export async function trainSft(
 
   let lastCheckpoint: string | null = null;
   const save = (): void => {
-    lastCheckpoint = saveTrainCheckpoint(cfg.outDir, adapter.toHost(), optimizer.stateToHost(), state);
+    lastCheckpoint = saveTrainCheckpoint(
+      cfg.outDir,
+      adapter.toHost(),
+      optimizer.stateToHost(),
+      state,
+      cfg.adapterFiles,
+    );
     pruneCheckpoints(cfg.outDir, cfg.saveTotalLimit, state.best_eval?.step ?? null);
   };
   const runEval = async (): Promise<void> => {

@@ -62,18 +62,28 @@ export interface LoadModelOptions {
   quantize: string;
 }
 
+/** The model to load: --model, else the adapter's base_model_name_or_path; a UserError when neither names one. */
+export function baseModelSource(
+  model: string | undefined,
+  adapterDir: string | undefined,
+  peft: PeftAdapter | null,
+): string {
+  const source = model ?? peft?.baseModelNameOrPath ?? undefined;
+  if (source === undefined) {
+    throw new UserError(
+      adapterDir !== undefined
+        ? `--model is required: ${adapterDir}/adapter_config.json names no base model`
+        : '--model is required (a model folder or a Hugging Face repo id)',
+    );
+  }
+  return source;
+}
+
 /** Reads the adapter's config first (it may name the base), then the model, then attaches the adapter. */
 export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   const backend = createBackend(opts.device);
   const peft: PeftAdapter | null = opts.adapter !== undefined ? readPeftAdapter(opts.adapter) : null;
-  const source = opts.model ?? peft?.baseModelNameOrPath ?? undefined;
-  if (source === undefined) {
-    throw new UserError(
-      opts.adapter !== undefined
-        ? `--model is required: ${opts.adapter}/adapter_config.json names no base model`
-        : '--model is required (a model folder or a Hugging Face repo id)',
-    );
-  }
+  const source = baseModelSource(opts.model, opts.adapter, peft);
   const dir = (await resolveModel(source)).dir;
   const nf4 = opts.quantize === 'nf4';
   // Loading a 1.8B model takes seconds: say what is happening, then how long it took.

@@ -6,9 +6,12 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { evalPromptPlan, rebuildPrompts } from '../../data/adapterPrompts.js';
+import { promptSettingsFromDataset, type PromptSettings } from '../../data/promptSettings.js';
 import type { DatasetCard, PromptRecord } from '../../data/records.js';
 import { evaluatePredictions, formatSummaryTable, type LevelSummary, type Summary } from '../../eval/evaluate.js';
 import type { EvalItem } from '../../eval/predictions.js';
+import { extractSql } from '../../eval/extractSql.js';
 import { generate } from '../../model/generate.js';
 import { UserError } from '../../util/errors.js';
 import { appendJsonl, readAppendedJsonl, readJsonFile, readJsonl } from '../../util/jsonl.js';
@@ -28,32 +31,6 @@ export interface Prediction {
   sql: string;
   /** The model's text as generated (special tokens included). */
   raw: string;
-}
-
-/**
- * The reference workflow's post-processing: cut at `<|im_end|>` (and `<|endoftext|>`), at the
- * first blank line and after the first `;` (kept), drop non-ASCII characters, collapse
- * whitespace. Leading whitespace is dropped first, so a reply opening with a blank line still
- * yields its SQL.
- */
-export function extractSql(raw: string): string {
-  let s = raw;
-  for (const stop of ['<|im_end|>', '<|endoftext|>']) {
-    const at = s.indexOf(stop);
-    if (at >= 0) s = s.slice(0, at);
-  }
-  s = s.trimStart();
-  const blank = /\n[ \t\r]*\n/.exec(s);
-  if (blank) s = s.slice(0, blank.index);
-  const semi = s.indexOf(';');
-  if (semi >= 0) s = s.slice(0, semi + 1);
-  return (
-    s
-      // eslint-disable-next-line no-control-regex
-      .replace(/[^\x00-\x7f]/g, '')
-      .replace(/\s+/g, ' ')
-      .trim()
-  );
 }
 
 export function predictFlags(mode: PredictMode): FlagSpec[] {
@@ -145,6 +122,8 @@ interface RunInfo {
   quantize: string;
   max_new_tokens: number;
   repetition_penalty: number;
+  /** The records' own prompts, or the adapter's settings they were rebuilt with. */
+  prompts: 'records' | PromptSettings;
 }
 
 export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<void> {
@@ -167,6 +146,13 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
 
   const allRecords = readEvalRecords(evalFile);
   const records = allRecords.slice(0, limit);
+  // The adapter is scored on the prompt it was trained on (its sqlora.json).
+  const plan = adapterDir ? evalPromptPlan(adapterDir, promptSettingsFromDataset(data, evalFile)) : null;
+  if (plan?.note) process.stderr.write(`note: ${plan.note}\n`);
+  if (plan?.rebuild?.format === 'schema' && scoring.dbDir === undefined)
+    throw new UserError(
+      `sqlora ${mode}: rebuilding the prompts for the adapter needs the databases: pass --spider DIR`,
+    );
   const lock = acquireRunLock(out, mode);
   try {
     await predictLocked(args, mode, {
@@ -181,6 +167,7 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
       scoring,
       compare,
       baseline,
+      plan,
     });
   } finally {
     lock.release();
@@ -199,10 +186,11 @@ interface PredictInputs {
   scoring: ScoringInputs;
   compare: string | undefined;
   baseline: { summary?: Summary } | undefined;
+  plan: ReturnType<typeof evalPromptPlan> | null;
 }
 
 async function predictLocked(args: ParsedArgs, mode: PredictMode, inputs: PredictInputs): Promise<void> {
-  const { out, evalFile, adapterDir, allRecords, records, maxNewTokens, repetitionPenalty } = inputs;
+  const { out, evalFile, adapterDir, allRecords, records, maxNewTokens, repetitionPenalty, plan } = inputs;
   const resultsPath = join(out, 'results.json');
   const predPath = join(out, 'predictions.jsonl');
   const runPath = join(out, 'run.json');
@@ -215,6 +203,7 @@ async function predictLocked(args: ParsedArgs, mode: PredictMode, inputs: Predic
     quantize: args.string('quantize')!,
     max_new_tokens: maxNewTokens,
     repetition_penalty: repetitionPenalty,
+    prompts: plan?.rebuild ?? 'records',
   };
   const done = new Map<string, Prediction>();
   // Predictions past --limit stay in the file (a later run without it uses them).
@@ -249,7 +238,10 @@ async function predictLocked(args: ParsedArgs, mode: PredictMode, inputs: Predic
         device: args.string('device')!,
         quantize: args.string('quantize')!,
       });
-      const prompts = todo.map((r) => loaded.tokenizer.encode(r.prompt));
+      const texts = plan?.rebuild
+        ? rebuildPrompts(todo, plan.rebuild, loaded.dir, inputs.scoring.dbDir)
+        : todo.map((r) => r.prompt);
+      const prompts = texts.map((t) => loaded.tokenizer.encode(t));
       const progress = new Progress({ label: mode, total: records.length, unit: 'ex' }, done.size);
       try {
         await generate(loaded.model, prompts, {

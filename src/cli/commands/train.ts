@@ -1,5 +1,6 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PROMPT_SETTINGS_FILE, promptSettingsFromDataset, promptSettingsJson } from '../../data/promptSettings.js';
 import { initLora, LoraAdapter, type LoraConfig } from '../../lora/lora.js';
 import { ADAPTER_WEIGHTS_FILE, writePeftAdapter } from '../../lora/peft.js';
 import { PROJECTIONS, type ProjectionName } from '../../model/qwen2-linear.js';
@@ -201,13 +202,14 @@ async function runTrain(args: ParsedArgs): Promise<void> {
     if (!(args.number(name)! >= 0)) throw new UserError(`sqlora train: --${name} must be >= 0`);
   const lock = acquireRunLock(out, 'train');
   try {
-    await trainLocked(args, { out, trainFile, evalFile, lora, maxLength, int });
+    await trainLocked(args, { data, out, trainFile, evalFile, lora, maxLength, int });
   } finally {
     lock.release();
   }
 }
 
 interface TrainInputs {
+  data: string;
   out: string;
   trainFile: string;
   evalFile: string | undefined;
@@ -217,7 +219,7 @@ interface TrainInputs {
 }
 
 async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void> {
-  const { out, trainFile, evalFile, lora, maxLength, int } = inputs;
+  const { data, out, trainFile, evalFile, lora, maxLength, int } = inputs;
   // Checkpoint writes cut off by a kill leave checkpoint-N.tmp-PID folders; their writer is gone.
   for (const name of removeStaleTempEntries(out, /^checkpoint-\d+\.tmp-\d+$/))
     process.stderr.write(`removed ${join(out, name)}, a checkpoint an interrupted run did not finish writing\n`);
@@ -226,6 +228,15 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
   if (resume) readTrainerState(resume);
 
   const records = readRecords(trainFile);
+  // The adapter records the prompt it is trained on, for ask, serve and eval (sqlora.json).
+  const promptSettings = promptSettingsFromDataset(data, trainFile);
+  if (!promptSettings)
+    process.stderr.write(
+      `warning: no dataset.json in ${data}: the adapter will not record its prompt format (${PROMPT_SETTINGS_FILE}); ask, serve and eval will assume the default\n`,
+    );
+  const adapterFiles: Record<string, string> = promptSettings
+    ? { [PROMPT_SETTINGS_FILE]: promptSettingsJson(promptSettings) }
+    : {};
   const evalRecords = evalFile !== undefined ? readRecords(evalFile) : null;
   const loaded = await loadModel({
     model: args.string('model'),
@@ -269,6 +280,7 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
     padId,
     outDir: out,
     baseModel: loaded.source,
+    adapterFiles,
     settings,
     activationBudget: args.number('max-activation-gib')! > 0 ? args.number('max-activation-gib')! * 2 ** 30 : undefined,
   };
@@ -339,7 +351,7 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
     );
   }
   const adapterDir = join(out, 'adapter');
-  writePeftAdapter(adapterDir, adapter.toHost(), { baseModelNameOrPath: loaded.source });
+  writePeftAdapter(adapterDir, adapter.toHost(), { baseModelNameOrPath: loaded.source, extraFiles: adapterFiles });
   const s = result.state;
   const summary = {
     model: loaded.source,

@@ -1,0 +1,37 @@
+/** `--db` specs to databases: a postgres:// or postgresql:// URL (anything starting postgres:), else a SQLite file path. */
+import { basename, extname } from 'node:path';
+import type { SqlDatabase } from './database.js';
+import { PostgresDatabase } from './postgresDatabase.js';
+import { SqliteDatabase } from './sqliteDatabase.js';
+
+export function isPostgresUrl(spec: string): boolean {
+  return /^postgres(ql)?:/i.test(spec);
+}
+
+export interface OpenOptions {
+  /** Queries that may run at once: SQLite sandbox processes, PostgreSQL connections (default 1 and 4). */
+  concurrency?: number;
+}
+
+/**
+ * Opens the database `spec` names under `name` and reads its schema, so that a file that is not
+ * a database, or a server that cannot be reached, fails here with one line (a UserError).
+ */
+export async function openDatabase(name: string, spec: string, opts: OpenOptions = {}): Promise<SqlDatabase> {
+  if (isPostgresUrl(spec)) return PostgresDatabase.open(name, spec, { connections: opts.concurrency });
+  return Promise.resolve(SqliteDatabase.open(name, spec, { workers: opts.concurrency }));
+}
+
+/** The name a database goes by when none is given: a file's base name, a URL's database. */
+export function defaultDatabaseName(spec: string): string {
+  if (isPostgresUrl(spec)) {
+    try {
+      const db = decodeURIComponent(new URL(spec).pathname.replace(/^\//, ''));
+      if (db !== '') return db;
+    } catch {
+      // A malformed URL is reported when it is opened.
+    }
+    return 'postgres';
+  }
+  return basename(spec, extname(spec));
+}
