@@ -4,7 +4,7 @@
  * depends that way: quant sits below model (model/qwen2-weights builds NF4 weights with
  * quant/nf4), and eval below data (prepare reports Spider hardness and reads schemas through
  * eval). sql, shared by evaluation, the sandbox and constrained decoding, sits below all of
- * them; report and demo are library code that only the CLI calls, above what they read.
+ * them; report, demo and doctor are library code that only the CLI calls, above what they read.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -26,6 +26,7 @@ const LAYERS = [
   'serve',
   'report',
   'demo',
+  'doctor',
   'cli',
 ] as const;
 
