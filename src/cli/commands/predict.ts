@@ -7,6 +7,7 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DatasetCard, PromptRecord } from '../../data/records.js';
+import { promptFormatOf, setupDifferences, type ResultsSetup } from '../../eval/compareSetup.js';
 import { evaluatePredictions, formatSummaryTable, type LevelSummary, type Summary } from '../../eval/evaluate.js';
 import type { EvalItem } from '../../eval/predictions.js';
 import { generate } from '../../model/generate.js';
@@ -156,7 +157,8 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   if (!(repetitionPenalty > 0)) throw new UserError(`sqlora ${mode}: --repetition-penalty must be positive`);
   const { dbDir, tablesPath, timeoutMs, workers } = scoringInputs(args, () => recordedDatabases(data));
   const compare = mode === 'eval' ? args.string('compare') : undefined;
-  const baseline = compare !== undefined ? readJsonFile<{ summary?: Summary }>(compare, 'baseline results') : undefined;
+  const baseline =
+    compare !== undefined ? readJsonFile<{ summary?: Summary } & ResultsSetup>(compare, 'baseline results') : undefined;
   if (baseline && !baseline.summary?.overall)
     throw new UserError(
       `${compare}: no "summary.overall" (expected results.json from sqlora baseline or sqlora evaluate --out)`,
@@ -243,6 +245,7 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
     db_dir: dbDir ?? null,
     tables: tablesPath ?? null,
     compare: compare ?? null,
+    prompt_format: promptFormatOf(evalFile),
   };
   writeFileSync(
     resultsPath,
@@ -258,7 +261,16 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
     '',
     formatSummaryTable(report.summary),
   ];
-  if (comparison) lines.push(`compared with ${compare} (overall):`, formatComparison(comparison));
+  if (comparison) {
+    const unlike = setupDifferences(baseline as ResultsSetup, {
+      meta,
+      summary: report.summary,
+      examples: report.examples,
+    });
+    for (const d of unlike) process.stderr.write(`warning: ${compare} was not run like this eval: ${d}\n`);
+    lines.push(`compared with ${compare} (overall):`, formatComparison(comparison));
+    if (unlike.length > 0) lines.push(`(unlike runs: ${unlike.join('; ')})`);
+  }
   if (dbDir === undefined) lines.push('exact-set-match and execution need the databases: pass --spider DIR');
   lines.push(`wrote ${predPath} and ${resultsPath}`);
   process.stdout.write(lines.join('\n') + '\n');
