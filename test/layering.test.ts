@@ -4,7 +4,8 @@
  * depends that way: quant sits below model (model/qwen2-weights builds NF4 weights with
  * quant/nf4), and eval below data (prepare reports Spider hardness and reads schemas through
  * eval). sql, shared by evaluation, the sandbox and constrained decoding, sits below all of
- * them; report, demo and doctor are library code that only the CLI calls, above what they read.
+ * them; api (the typed library calls src/index.ts exports: load, generate, train) sits above every
+ * layer it composes; report, demo and doctor are library code that only the CLI calls.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -24,6 +25,7 @@ const LAYERS = [
   'hub',
   'export',
   'serve',
+  'api',
   'report',
   'demo',
   'doctor',
