@@ -225,4 +225,38 @@ describe('sqlora baseline / eval', () => {
     const base = new Map(readPredictions(join(tmp, 'baseline')).map((p) => [p.id, p.raw]));
     expect(readPredictions(out).some((p) => p.id !== 'dev-0' && p.raw !== base.get(p.id))).toBe(true);
   });
+
+  it('eval --compare warns when the baseline ran on another prompt format, eval set or count', async () => {
+    // The baseline's data folder now says schema format; this eval runs seed-format prompts of 3 of its 5 questions.
+    writeFileSync(join(data, 'dataset.json'), JSON.stringify({ format: 'schema' }));
+    const seedData = join(tmp, 'data-seed');
+    mkdirSync(seedData);
+    writeRecords(join(seedData, 'eval.jsonl'), tiny.dir, 'dev', dev.slice(0, 3));
+    writeFileSync(join(seedData, 'dataset.json'), JSON.stringify({ format: 'seed' }));
+    const baselineResults = join(tmp, 'baseline', 'results.json');
+    const r = await sqlora('eval', [
+      '--adapter',
+      join(tmp, 'adapter'),
+      '--data',
+      seedData,
+      '--out',
+      join(tmp, 'eval-seed'),
+      '--quantize',
+      'none',
+      '--max-new-tokens',
+      '4',
+      '--compare',
+      baselineResults,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('warning:'))).toEqual([
+      `warning: ${baselineResults} was not run like this eval: prompt format: schema in the baseline, seed here`,
+      `warning: ${baselineResults} was not run like this eval: count: ${COUNT} questions in the baseline, 3 here (3 in common)`,
+    ]);
+    expect(r.stdout).toContain(
+      `(unlike runs: prompt format: schema in the baseline, seed here; count: ${COUNT} questions in the baseline, 3 here (3 in common))`,
+    );
+    const results = JSON.parse(readFileSync(join(tmp, 'eval-seed', 'results.json'), 'utf8'));
+    expect(results.meta.prompt_format).toBe('seed');
+  });
 });

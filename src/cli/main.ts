@@ -61,6 +61,11 @@ const COMMANDS: CommandEntry[] = [
     load: () => import('./commands/report.js'),
   },
   {
+    name: 'doctor',
+    summary: 'can this machine run the main job? GPU, driver, CUDA libraries, memory, caches, Hub',
+    load: () => import('./commands/doctor.js'),
+  },
+  {
     name: 'demo',
     summary: 'the whole pipeline on a toy model and the bundled Spider subset, on the CPU in a minute or two',
     load: () => import('./commands/demo.js'),

@@ -1,10 +1,12 @@
 /**
  * `sqlora prepare` as a function: Spider (folder or parquet) -> train.jsonl, eval.jsonl and the
- * dataset.json card. The CLI command only parses flags and calls prepareDataset.
+ * dataset card (dataset.json for programs, README.md for people). The CLI command only parses
+ * flags and calls prepareDataset.
  */
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ChatTemplate } from './chatTemplate.js';
+import { datasetReadme } from './datasetReadme.js';
 import { Tokenizer } from './tokenizer.js';
 import { PromptBuilder, type PromptFormat } from './prompts.js';
 import type { DatasetCard, LengthStats, PromptRecord, SplitCard } from './records.js';
@@ -214,6 +216,9 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
   };
   writeJsonl(join(o.out, 'train.jsonl'), trainOut.records);
   writeJsonl(join(o.out, 'eval.jsonl'), evalOut.records);
+  const readme = join(o.out, 'README.md');
+  writeFileSync(`${readme}.tmp`, datasetReadme(card, trainOut.records[0] ?? evalOut.records[0]));
+  renameSync(`${readme}.tmp`, readme);
   writeFileSync(join(o.out, 'dataset.json'), JSON.stringify(card, null, 2) + '\n');
   return card;
 }

@@ -1,5 +1,3 @@
-/** SQL out of a model's reply, as `baseline`, `eval`, `ask` and `serve` read it. */
-
 /**
  * The reference workflow's post-processing: cut at `<|im_end|>` (and `<|endoftext|>`), at the
  * first blank line and after the first `;` (kept), drop non-ASCII characters, collapse

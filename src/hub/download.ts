@@ -90,7 +90,7 @@ export async function resolveModel(idOrDir: string, opts: ResolveModelOptions = 
   const revision = opts.revision ?? ref.revision ?? 'main';
   const cacheDir = opts.cacheDir ?? hubCacheDir(env);
   const repoDir = repoCacheDir(cacheDir, ref.repoId);
-  const endpoint = (opts.endpoint ?? env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
+  const endpoint = opts.endpoint?.replace(/\/+$/, '') ?? hubEndpoint(env);
   const offline = opts.offline ?? isTrue(env.HF_HUB_OFFLINE);
   const warn = (msg: string): void => {
     if (!opts.quiet) (opts.stream ?? process.stderr).write(`warning: ${msg}\n`);
@@ -254,6 +254,18 @@ function sizeOf(path: string): number | undefined {
 
 function isTrue(v: string | undefined): boolean {
   return v !== undefined && ['1', 'true', 'yes', 'on'].includes(v.toLowerCase());
+}
+
+/** Where the Hub token would come from (HF_TOKEN, HUGGING_FACE_HUB_TOKEN or the token file), or null when none is set; never the token. */
+export function hubTokenSource(env: NodeJS.ProcessEnv = process.env): string | null {
+  if (env.HF_TOKEN) return 'HF_TOKEN';
+  if (env.HUGGING_FACE_HUB_TOKEN) return 'HUGGING_FACE_HUB_TOKEN';
+  return readTokenFile(env) ? (env.HF_TOKEN_PATH ?? join(hfHome(env), 'token')) : null;
+}
+
+/** The Hub endpoint: HF_ENDPOINT (a mirror) or huggingface.co, without a trailing slash. */
+export function hubEndpoint(env: NodeJS.ProcessEnv = process.env): string {
+  return (env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
 }
 
 /** huggingface_hub's token file ($HF_HOME/token), written by `huggingface-cli login`. */

@@ -4,7 +4,7 @@
  * results.json, or `sqlora evaluate --out`). Each is checked for the fields the report uses.
  */
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { ExampleResult, LevelSummary, Summary } from '../eval/evaluate.js';
 import type { EvalRecord, TrainRecord } from '../train/metrics.js';
 import { UserError } from '../util/errors.js';
@@ -147,4 +147,26 @@ function readQuestions(evalFile: unknown): Map<string, string> {
     out.clear();
   }
   return out;
+}
+
+/** The dataset a train or eval file came from, per the dataset.json that `sqlora prepare` wrote beside it. */
+export interface DatasetInfo {
+  file: string;
+  /** Prompt format (seed, schema), when known. */
+  format: string | null;
+  /** The Spider folder or parquet files it was prepared from, when known. */
+  source: string | null;
+}
+
+export function datasetOf(file: unknown, format?: unknown): DatasetInfo | null {
+  if (typeof file !== 'string') return null;
+  let card: { format?: unknown; source?: { path?: unknown } } = {};
+  const cardPath = join(dirname(file), 'dataset.json');
+  try {
+    if (existsSync(cardPath)) card = readJsonFile<typeof card>(cardPath, 'dataset card') ?? {};
+  } catch {
+    // The dataset only labels the report; an unreadable card leaves it unlabelled.
+  }
+  const known = typeof format === 'string' ? format : typeof card.format === 'string' ? card.format : null;
+  return { file, format: known, source: typeof card.source?.path === 'string' ? card.source.path : null };
 }

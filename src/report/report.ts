@@ -17,7 +17,7 @@ import {
 } from './compare.js';
 import { cell, type Block, type Cell, type Inline, type Tone } from './document.js';
 import { renderHtml } from './html.js';
-import type { ResultsFile, TrainingRun } from './inputs.js';
+import { datasetOf, type DatasetInfo, type ResultsFile, type TrainingRun } from './inputs.js';
 import { renderMarkdown } from './markdown.js';
 import { lineChart } from './svgChart.js';
 import { mmluSection, type MmluReportInput } from './mmluSection.js';
@@ -83,14 +83,22 @@ function whatWasEvaluated(r: ResultsFile): string {
   return bits.filter(Boolean).join(' + ');
 }
 
+/** "data/eval.jsonl (Spider from /data/spider), seed prompts" */
+function describeDataset(d: DatasetInfo): string {
+  return `${d.file}${d.source ? ` (Spider from ${d.source})` : ''}, ${d.format ? `${d.format} prompts` : 'prompt format unknown'}`;
+}
+
 function resultsSection(inp: ReportInputs, al: Alignment): Block[] {
   const { baseline: b, finetuned: f } = inp;
   if (!b && !f) return [];
   const blocks: Block[] = [{ kind: 'heading', level: 2, text: 'Results' }];
   const both = b !== null && f !== null;
+  const data = (r: ResultsFile): DatasetInfo | null => datasetOf(r.meta.eval_file, r.meta.prompt_format);
+  const db = b && data(b),
+    df = f && data(f);
   const described = [
-    b ? `Baseline: ${whatWasEvaluated(b) || b.path}.` : '',
-    f ? `Fine-tuned: ${whatWasEvaluated(f) || f.path}.` : '',
+    b ? `Baseline: ${whatWasEvaluated(b) || b.path}${db ? `, on ${describeDataset(db)}` : ''}.` : '',
+    f ? `Fine-tuned: ${whatWasEvaluated(f) || f.path}${df ? `, on ${describeDataset(df)}` : ''}.` : '',
   ]
     .filter(Boolean)
     .join(' ');
@@ -98,6 +106,14 @@ function resultsSection(inp: ReportInputs, al: Alignment): Block[] {
     kind: 'paragraph',
     inlines: [`Percentages of the questions${both ? '; the change is in percentage points' : ''}. ${described}`],
   });
+  if (db?.format && df?.format && db.format !== df.format) {
+    blocks.push({
+      kind: 'note',
+      inlines: [
+        `The two runs used different prompt formats (${db.format} before, ${df.format} after): the change mixes the effect of training with that of the prompt.`,
+      ],
+    });
+  }
   if (al.restricted) {
     blocks.push({
       kind: 'note',
@@ -186,6 +202,11 @@ function trainingSection(run: TrainingRun): { blocks: Block[]; charts: string[] 
   const rows: [string, string][] = [];
   if (!s) rows.push(['Status', 'not finished (no training_summary.json): the curves show the steps logged so far']);
   if (s?.model) rows.push(['Base model', s.model]);
+  const trainData = datasetOf(s?.data?.train_file);
+  if (trainData) {
+    rows.push(['Dataset', `${trainData.file}${trainData.source ? ` (Spider from ${trainData.source})` : ''}`]);
+    rows.push(['Prompt format', trainData.format ?? 'unknown (no dataset.json beside the train file)']);
+  }
   if (s?.adapter) rows.push(['Adapter', s.adapter]);
   if (s?.data?.train_examples !== undefined) {
     rows.push([
@@ -221,7 +242,7 @@ function trainingSection(run: TrainingRun): { blocks: Block[]; charts: string[] 
   if (rows.length > 0)
     blocks.push({
       kind: 'table',
-      header: ['', ''],
+      header: ['Item', 'Value'],
       rows: rows.map(([k, v]) => [cell(k), cell(v)]),
       numeric: [false, false],
     });

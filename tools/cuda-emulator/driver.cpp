@@ -121,6 +121,13 @@ API int cuDeviceGetAttribute(int* value, int attrib, int) {
   }
 }
 API int cuDeviceTotalMem_v2(size_t* bytes, int) { *bytes = TOTAL_MEMORY; return SUCCESS; }
+// The CUDA version of the driver API it follows (12.8), and the memory not yet allocated.
+API int cuDriverGetVersion(int* version) { *version = 12080; return SUCCESS; }
+API int cuMemGetInfo_v2(size_t* freeBytes, size_t* totalBytes) {
+  *freeBytes = TOTAL_MEMORY - allocatedBytes;
+  *totalBytes = TOTAL_MEMORY;
+  return SUCCESS;
+}
 API int cuDevicePrimaryCtxRetain(void** ctx, int) { static int context; *ctx = &context; return SUCCESS; }
 API int cuCtxSetCurrent(void*) { return SUCCESS; }
 API int cuStreamCreate(void** stream, unsigned) { static int s; *stream = &s; return SUCCESS; }
@@ -418,6 +425,11 @@ size_t typeBytes(int t) { return t == R_32F ? 4 : 2; }
 
 API int cublasCreate_v2(void** handle) { static int h; *handle = &h; return CUBLAS_SUCCESS; }
 API int cublasSetStream_v2(void*, void*) { return CUBLAS_SUCCESS; }
+API int cublasGetProperty(int type, int* value) {
+  if (type < 0 || type > 2) return CUBLAS_INVALID_VALUE;
+  *value = type == 0 ? 12 : type == 1 ? 8 : 0;  // as cuBLAS 12.8.0
+  return CUBLAS_SUCCESS;
+}
 API const char* cublasGetStatusString(int status) {
   return status == CUBLAS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : status == CUBLAS_NOT_SUPPORTED ? "CUBLAS_STATUS_NOT_SUPPORTED" : "CUBLAS_STATUS_INVALID_VALUE";
 }

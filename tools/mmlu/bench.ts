@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadModel } from '../../src/cli/commands/engine.js';
+import { loadModel } from '../../src/api/load.js';
 import { mmluEvaluate } from '../../src/eval/mmlu.js';
 import { readJsonFile } from '../../src/util/jsonl.js';
 

@@ -16,6 +16,9 @@ import { UserError } from '../../util/errors.js';
 
 type Fn = (...args: unknown[]) => unknown;
 
+/** The file each library was loaded from (the name the loader took, or a path), for `sqlora doctor`. */
+export const loadedLibraries: { driver?: string; nvrtc?: string; cublas?: string } = {};
+
 /** Folders tried after the dynamic loader's own search (LD_LIBRARY_PATH, ldconfig). */
 function fallbackDirs(): string[] {
   const dirs = [process.env.CUDA_PATH, process.env.CUDA_HOME]
@@ -24,10 +27,18 @@ function fallbackDirs(): string[] {
   return [...dirs, '/usr/local/cuda/lib64', '/usr/local/nvidia/lib64', '/usr/lib/x86_64-linux-gnu'];
 }
 
-function loadLibrary(names: readonly string[], what: string, install: string): LibraryHandle {
+function loadLibrary(
+  key: keyof typeof loadedLibraries,
+  names: readonly string[],
+  what: string,
+  install: string,
+): LibraryHandle {
   // tools/cuda-emulator: one library standing in for all three, running the backend on the CPU.
   const emulator = process.env.SQLORA_CUDA_EMULATOR;
-  if (emulator) return koffi.load(emulator);
+  if (emulator) {
+    loadedLibraries[key] = emulator;
+    return koffi.load(emulator);
+  }
   const errors: string[] = [];
   const candidates = [
     ...names,
@@ -37,7 +48,9 @@ function loadLibrary(names: readonly string[], what: string, install: string): L
   ];
   for (const name of candidates) {
     try {
-      return koffi.load(name);
+      const lib = koffi.load(name);
+      loadedLibraries[key] = name;
+      return lib;
     } catch (err) {
       errors.push(`${name}: ${(err as Error).message}`);
     }
@@ -61,6 +74,9 @@ const DRIVER = {
   cuDeviceGetName: 'int cuDeviceGetName(_Out_ uint8_t *name, int len, int dev)',
   cuDeviceGetAttribute: 'int cuDeviceGetAttribute(_Out_ int *value, int attrib, int dev)',
   cuDeviceTotalMem: 'int cuDeviceTotalMem_v2(_Out_ size_t *bytes, int dev)',
+  // sqlora doctor: the driver's CUDA version and the current context's free memory.
+  cuDriverGetVersion: 'int cuDriverGetVersion(_Out_ int *version)',
+  cuMemGetInfo: 'int cuMemGetInfo_v2(_Out_ size_t *free, _Out_ size_t *total)',
   cuDevicePrimaryCtxRetain: 'int cuDevicePrimaryCtxRetain(_Out_ void **ctx, int dev)',
   cuCtxSetCurrent: 'int cuCtxSetCurrent(void *ctx)',
   cuStreamCreate: 'int cuStreamCreate(_Out_ void **stream, unsigned int flags)',
@@ -110,6 +126,8 @@ const CUBLAS = {
   cublasCreate: 'int cublasCreate_v2(_Out_ void **handle)',
   cublasSetStream: 'int cublasSetStream_v2(void *handle, void *stream)',
   cublasGetStatusString: 'const char *cublasGetStatusString(int status)',
+  /** type 0, 1, 2: major version, minor version, patch level. */
+  cublasGetProperty: 'int cublasGetProperty(int type, _Out_ int *value)',
   cublasGemmEx:
     'int cublasGemmEx(void *h, int transa, int transb, int m, int n, int k, const void *alpha, uint64_t A, int Atype, int lda, uint64_t B, int Btype, int ldb, const void *beta, uint64_t C, int Ctype, int ldc, int computeType, int algo)',
   cublasGemmBatchedEx:
@@ -129,6 +147,7 @@ let cublas: CublasApi | null = null;
 export function driverApi(): DriverApi {
   driver ??= bind(
     loadLibrary(
+      'driver',
       ['libcuda.so.1', 'libcuda.so'],
       'the NVIDIA driver library',
       'install the NVIDIA driver (nvidia-smi must work)',
@@ -141,6 +160,7 @@ export function driverApi(): DriverApi {
 export function nvrtcApi(): NvrtcApi {
   nvrtc ??= bind(
     loadLibrary(
+      'nvrtc',
       ['libnvrtc.so.13', 'libnvrtc.so.12', 'libnvrtc.so'],
       'NVRTC, the CUDA runtime compiler',
       'install the CUDA toolkit or `pip install nvidia-cuda-nvrtc`, and add its lib folder to LD_LIBRARY_PATH',
@@ -153,6 +173,7 @@ export function nvrtcApi(): NvrtcApi {
 export function cublasApi(): CublasApi {
   cublas ??= bind(
     loadLibrary(
+      'cublas',
       ['libcublas.so.13', 'libcublas.so.12', 'libcublas.so'],
       'cuBLAS',
       'install the CUDA toolkit or `pip install nvidia-cublas`, and add its lib folder to LD_LIBRARY_PATH',

@@ -17,7 +17,8 @@ export interface CompiledModule {
   image: Buffer;
 }
 
-function kernelCacheDir(): string {
+/** Where compiled kernel images are kept (also shown by `sqlora doctor`). */
+export function kernelCacheDir(): string {
   const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
   return join(base, 'sqlora', 'kernels');
 }

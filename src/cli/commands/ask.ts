@@ -10,7 +10,8 @@ import { QuestionPrompter } from '../../serve/questionPrompts.js';
 import { ModelSqlGenerator } from '../../serve/sqlGenerator.js';
 import { UserError } from '../../util/errors.js';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
-import { baseModelSource, deviceFlag, loadModel, quantizeFlag } from './engine.js';
+import { baseModelSource, loadModel } from '../../api/load.js';
+import { deviceFlag, quantizeFlag } from './engine.js';
 
 export const command: CommandSpec = {
   name: 'ask',

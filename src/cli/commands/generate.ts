@@ -4,7 +4,8 @@ import { generate, type Generation } from '../../model/generate.js';
 import { UserError } from '../../util/errors.js';
 import { readJsonl } from '../../util/jsonl.js';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
-import { decodeBatchSize, deviceFlag, loadModel, quantizeFlag } from './engine.js';
+import { decodeBatchSize, loadModel } from '../../api/load.js';
+import { deviceFlag, quantizeFlag } from './engine.js';
 
 export const command: CommandSpec = {
   name: 'generate',

@@ -2,7 +2,8 @@ import { mmluEvaluate } from '../../eval/mmlu.js';
 import { formatSummary } from '../../eval/mmluSummary.js';
 import { UserError } from '../../util/errors.js';
 import { positiveInt, type CommandSpec } from '../args.js';
-import { deviceFlag, loadModel, quantizeFlag } from './engine.js';
+import { loadModel } from '../../api/load.js';
+import { deviceFlag, quantizeFlag } from './engine.js';
 
 export const command: CommandSpec = {
   name: 'mmlu',

@@ -9,9 +9,10 @@ import { dirname, join } from 'node:path';
 import { evalPromptPlan, rebuildPrompts } from '../../data/adapterPrompts.js';
 import { promptSettingsFromDataset, type PromptSettings } from '../../data/promptSettings.js';
 import type { DatasetCard, PromptRecord } from '../../data/records.js';
+import { extractSql } from '../../eval/extractSql.js';
+import { promptFormatOf, setupDifferences, type ResultsSetup } from '../../eval/compareSetup.js';
 import { evaluatePredictions, formatSummaryTable, type LevelSummary, type Summary } from '../../eval/evaluate.js';
 import type { EvalItem } from '../../eval/predictions.js';
-import { extractSql } from '../../eval/extractSql.js';
 import { generate } from '../../model/generate.js';
 import { UserError } from '../../util/errors.js';
 import { appendJsonl, readAppendedJsonl, readJsonFile, readJsonl } from '../../util/jsonl.js';
@@ -21,7 +22,8 @@ import { checkGoldErrors, scoringFlags, scoringInputs, type ScoringInputs } from
 import { exitOnInterrupt } from '../../util/interrupt.js';
 import { checkWritableFile } from '../../util/outputs.js';
 import { acquireRunLock } from '../../util/runLock.js';
-import { decodeBatchSize, deviceFlag, loadModel, quantizeFlag } from './engine.js';
+import { decodeBatchSize, loadModel } from '../../api/load.js';
+import { deviceFlag, quantizeFlag } from './engine.js';
 
 export type PredictMode = 'baseline' | 'eval';
 
@@ -138,7 +140,8 @@ export async function runPredict(args: ParsedArgs, mode: PredictMode): Promise<v
   if (!(repetitionPenalty > 0)) throw new UserError(`sqlora ${mode}: --repetition-penalty must be positive`);
   const scoring = scoringInputs(args, () => recordedDatabases(data));
   const compare = mode === 'eval' ? args.string('compare') : undefined;
-  const baseline = compare !== undefined ? readJsonFile<{ summary?: Summary }>(compare, 'baseline results') : undefined;
+  const baseline =
+    compare !== undefined ? readJsonFile<{ summary?: Summary } & ResultsSetup>(compare, 'baseline results') : undefined;
   if (baseline && !baseline.summary?.overall)
     throw new UserError(
       `${compare}: no "summary.overall" (expected results.json from sqlora baseline or sqlora evaluate --out)`,
@@ -310,6 +313,7 @@ async function scoreAndReport(inputs: ScoreInputs): Promise<void> {
     db_dir: dbDir ?? null,
     tables: tablesPath ?? null,
     compare: compare ?? null,
+    prompt_format: promptFormatOf(evalFile),
   };
   writeFileSync(
     resultsPath,
@@ -325,7 +329,16 @@ async function scoreAndReport(inputs: ScoreInputs): Promise<void> {
     '',
     formatSummaryTable(report.summary),
   ];
-  if (comparison) lines.push(`compared with ${compare} (overall):`, formatComparison(comparison));
+  if (comparison) {
+    const unlike = setupDifferences(baseline as ResultsSetup, {
+      meta,
+      summary: report.summary,
+      examples: report.examples,
+    });
+    for (const d of unlike) process.stderr.write(`warning: ${compare} was not run like this eval: ${d}\n`);
+    lines.push(`compared with ${compare} (overall):`, formatComparison(comparison));
+    if (unlike.length > 0) lines.push(`(unlike runs: ${unlike.join('; ')})`);
+  }
   if (dbDir === undefined) lines.push('exact-set-match and execution need the databases: pass --spider DIR');
   lines.push(`wrote ${predPath} and ${resultsPath}`);
   process.stdout.write(lines.join('\n') + '\n');

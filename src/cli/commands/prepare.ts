@@ -35,7 +35,7 @@ export const command: CommandSpec = {
       type: 'string',
       metavar: 'DIR',
       default: 'data',
-      description: 'where train.jsonl, eval.jsonl and dataset.json go',
+      description: 'where train.jsonl, eval.jsonl, dataset.json and README.md (the dataset card) go',
     },
     {
       name: 'format',
@@ -93,7 +93,8 @@ export const command: CommandSpec = {
     'Each record: id (dev-0, train-12: index in the source file), db_id, question, query, hardness,',
     "messages (system/user/assistant), text (whole chat, rendered by the model's chat template) and",
     'prompt (the chat up to the answer, a prefix of text). dataset.json has counts, options, token',
-    'length percentiles (p50/p90/p99/max) and hardness counts.',
+    'length percentiles (p50/p90/p99/max) and hardness counts; README.md is the same card for people',
+    '(source, counts, format with one example, token lengths, license: Spider is CC BY-SA 4.0).',
     '',
     'Shuffling uses a Fisher-Yates shuffle driven by mulberry32(seed): the same seed gives the same',
     "subset on every machine. Trimming relevance: question words found in a table's name (x2) and",
@@ -120,7 +121,7 @@ export const command: CommandSpec = {
     const out = args.string('out') as string;
     const over = card.train.over_budget + card.eval.over_budget;
     process.stderr.write(
-      `wrote ${out}/train.jsonl (${card.train.count}), ${out}/eval.jsonl (${card.eval.count}), ${out}/dataset.json; ` +
+      `wrote ${out}/train.jsonl (${card.train.count}), ${out}/eval.jsonl (${card.eval.count}), ${out}/dataset.json, ${out}/README.md; ` +
         `prompt tokens p50/max: train ${card.train.tokens.prompt.p50}/${card.train.tokens.prompt.max}, eval ${card.eval.tokens.prompt.p50}/${card.eval.tokens.prompt.max}` +
         (over > 0 ? `; ${over} prompts over --max-prompt-tokens ${card.options.max_prompt_tokens}` : '') +
         '\n',

@@ -18,7 +18,8 @@ import { adapterPrompting } from '../../serve/sqlPrompting.js';
 import { DEFAULT_PROMPT_SETTINGS, readPromptSettings } from '../../data/promptSettings.js';
 import { UserError } from '../../util/errors.js';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
-import { decodeBatchSize, deviceFlag, loadModel, quantizeFlag } from './engine.js';
+import { decodeBatchSize, loadModel } from '../../api/load.js';
+import { deviceFlag, quantizeFlag } from './engine.js';
 
 export const command: CommandSpec = {
   name: 'serve',

@@ -18,8 +18,9 @@ import { Progress } from '../../util/progress.js';
 import { GracefulStop, signalExitCode } from '../../util/interrupt.js';
 import { acquireRunLock, removeStaleTempEntries } from '../../util/runLock.js';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
-import { deviceFlag, loadModel, quantizeFlag } from './engine.js';
-import { endOfTurnIds, readRecords, tokenizeRecords } from './train-data.js';
+import { loadModel } from '../../api/load.js';
+import { deviceFlag, quantizeFlag } from './engine.js';
+import { endOfTurnIds, readRecords, tokenizeRecords } from '../../api/train-data.js';
 
 export const command: CommandSpec = {
   name: 'train',

@@ -3,12 +3,12 @@
  * examples: the whole rendered `text`, with the tokens of `prompt` (its prefix) masked unless
  * the loss is on the whole sequence.
  */
-import type { PromptRecord } from '../../data/records.js';
-import type { Tokenizer } from '../../data/tokenizer.js';
-import { buildExample, type ExampleOptions, type TrainExample } from '../../train/batching.js';
-import { UserError } from '../../util/errors.js';
-import { readJsonl } from '../../util/jsonl.js';
-import { END_OF_TURN } from './engine.js';
+import type { PromptRecord } from '../data/records.js';
+import type { Tokenizer } from '../data/tokenizer.js';
+import { buildExample, type ExampleOptions, type TrainExample } from '../train/batching.js';
+import { UserError } from '../util/errors.js';
+import { readJsonl } from '../util/jsonl.js';
+import { END_OF_TURN } from './load.js';
 
 export interface TokenizedSplit {
   examples: TrainExample[];

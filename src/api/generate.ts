@@ -1,0 +1,51 @@
+/**
+ * Text-to-SQL generation for library users: prompts (text, as `prepare` writes them) -> the
+ * model's replies and the SQL in them, greedy by default, as `sqlora baseline` and `eval` run it.
+ */
+import { extractSql } from '../eval/extractSql.js';
+import { generate } from '../model/generate.js';
+import { GREEDY, type SamplingOptions } from '../model/sampling.js';
+import { decodeBatchSize, type LoadedModel } from './load.js';
+
+export interface GenerateSqlOptions {
+  /** Default 128. */
+  maxNewTokens?: number;
+  /** Prompts decoded together; default: what pays on the backend (8 on the CPU, 64 on a GPU). */
+  batchSize?: number;
+  /** Default greedy (temperature 0). */
+  sampling?: SamplingOptions;
+  /** Called as each prompt finishes (in completion order), e.g. for progress. */
+  onResult?(index: number, reply: SqlReply): void;
+}
+
+export interface SqlReply {
+  /** The model's reply, decoded. */
+  raw: string;
+  /** The SQL in it (the reference workflow's post-processing: see extractSql). */
+  sql: string;
+  finishReason: 'stop' | 'length';
+}
+
+export async function generateSql(
+  loaded: LoadedModel,
+  prompts: readonly string[],
+  opts: GenerateSqlOptions = {},
+): Promise<SqlReply[]> {
+  const reply = (ids: number[], finishReason: SqlReply['finishReason']): SqlReply => {
+    const raw = loaded.tokenizer.decode(ids);
+    return { raw, sql: extractSql(raw), finishReason };
+  };
+  const results = await generate(
+    loaded.model,
+    prompts.map((p) => loaded.tokenizer.encode(p)),
+    {
+      maxNewTokens: opts.maxNewTokens ?? 128,
+      batchSize: decodeBatchSize(opts.batchSize ?? 0, loaded),
+      stopIds: loaded.stopIds,
+      padId: loaded.padId,
+      sampling: opts.sampling ?? GREEDY,
+      onResult: opts.onResult ? (i, g) => opts.onResult?.(i, reply(g.newIds, g.finishReason)) : undefined,
+    },
+  );
+  return results.map((g) => reply(g.newIds, g.finishReason));
+}
