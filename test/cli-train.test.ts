@@ -206,5 +206,6 @@ describe('sqlora train', () => {
       if (saved === undefined) delete process.env.SQLORA_CUDA_EMULATOR;
       else process.env.SQLORA_CUDA_EMULATOR = saved;
     }
-  });
+    // Kernels compile on first use in the emulator: tens of seconds on 2 busy cores.
+  }, 240_000);
 });
