@@ -46,6 +46,11 @@ const COMMANDS: CommandEntry[] = [
     load: () => import('./commands/report.js'),
   },
   {
+    name: 'export',
+    summary: 'adapter -> merged HF folder, GGUF (f32 .. q4_k_m) + Ollama Modelfile, or LoRA GGUF',
+    load: () => import('./commands/export.js'),
+  },
+  {
     name: 'demo',
     summary: 'the whole pipeline on a toy model and the bundled Spider subset, on the CPU in a minute or two',
     load: () => import('./commands/demo.js'),

@@ -11,7 +11,7 @@ import { loraScale, peftTensorName } from '../lora/lora.js';
 import { projectionPrefix } from '../model/qwen2-weights.js';
 import { toF32 } from '../tensor/tensor.js';
 import { gguf, GgmlType, LLAMA_FTYPE, type GgufValue } from './gguf-format.js';
-import { ggufTensorName, ggufTensorType, type GgufQuant } from './gguf-qwen2.js';
+import { GGUF_QUANTS, ggufTensorName, ggufTensorType, isGgufQuant, type GgufQuant } from './gguf-qwen2.js';
 import { readGgufVocab, tokenizerMetadata } from './gguf-tokenizer.js';
 import { GgufWriter, type GgufTensorInfo } from './gguf-writer.js';
 import { MergedWeights } from './merged-weights.js';
@@ -89,6 +89,8 @@ function planTensors(w: MergedWeights, quant: GgufQuant): [string, GgufTensorInf
 
 export async function exportGguf(opts: ExportGgufOptions): Promise<ExportGgufResult> {
   const quant = opts.quant ?? 'q4_k_m';
+  if (!isGgufQuant(quant))
+    throw new UserError(`unknown GGUF quantization ${JSON.stringify(quant)}: use one of ${GGUF_QUANTS.join(', ')}`);
   ensureWritableDir(dirname(opts.outFile));
   const w = MergedWeights.open({ baseDir: opts.baseDir, adapterDir: opts.adapterDir, fromNf4: opts.fromNf4 });
   let writer: GgufWriter | undefined;
