@@ -91,12 +91,22 @@ function buildAdapter(): void {
   writePeftAdapter(adapterDir, adapter, { baseModelNameOrPath: baseDir });
 }
 
-async function timed<T>(label: string, f: () => Promise<T>): Promise<{ seconds: number; result: T }> {
+/**
+ * Wall and CPU seconds (user + system) of one export. The machine is shared: CPU time is what
+ * the (single-threaded) export itself used, the wall clock includes waiting for a core.
+ */
+async function timed<T>(
+  label: string,
+  f: () => Promise<T>,
+): Promise<{ seconds: number; cpuSeconds: number; result: T }> {
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   const result = await f();
   const seconds = (performance.now() - t0) / 1000;
-  process.stderr.write(`${label}: ${seconds.toFixed(1)} s\n`);
-  return { seconds, result };
+  const c = process.cpuUsage(c0);
+  const cpuSeconds = (c.user + c.system) / 1e6;
+  process.stderr.write(`${label}: ${seconds.toFixed(1)} s wall, ${cpuSeconds.toFixed(1)} s CPU\n`);
+  return { seconds, cpuSeconds, result };
 }
 
 if (!existsSync(join(baseDir, 'model.safetensors'))) {
@@ -107,12 +117,14 @@ const report: Record<string, unknown> = {
   shape: '1.8b',
   baseBytes: statSync(join(baseDir, 'model.safetensors')).size,
   date: new Date().toISOString(),
+  loadAverageAtStart: (await import('node:os')).loadavg(),
 };
 if (!values['skip-merged']) {
   const outDir = join(work, 'merged-bf16');
   rmSync(outDir, { recursive: true, force: true });
   const r = await timed('merged bf16', () => exportMerged({ baseDir, adapterDir, outDir, dtype: 'bf16' }));
   report.mergedBf16Seconds = r.seconds;
+  report.mergedBf16CpuSeconds = r.cpuSeconds;
   rmSync(outDir, { recursive: true, force: true });
 }
 for (const quant of values.quant.split(',')) {
@@ -120,6 +132,7 @@ for (const quant of values.quant.split(',')) {
   const outFile = join(work, `model-${quant}.gguf`);
   const r = await timed(`gguf ${quant}`, () => exportGguf({ baseDir, adapterDir, outFile, quant, modelfile: false }));
   report[`gguf_${quant}_seconds`] = r.seconds;
+  report[`gguf_${quant}_cpu_seconds`] = r.cpuSeconds;
   report[`gguf_${quant}_bytes`] = r.result.bytes;
   rmSync(outFile, { force: true });
 }
