@@ -61,6 +61,11 @@ const COMMANDS: CommandEntry[] = [
     load: () => import('./commands/report.js'),
   },
   {
+    name: 'export',
+    summary: 'adapter -> merged HF folder, GGUF (f32 .. q4_k_m) + Ollama Modelfile, or LoRA GGUF',
+    load: () => import('./commands/export.js'),
+  },
+  {
     name: 'doctor',
     summary: 'can this machine run the main job? GPU, driver, CUDA libraries, memory, caches, Hub',
     load: () => import('./commands/doctor.js'),

@@ -172,10 +172,15 @@ export class SafetensorsFile {
     return info;
   }
 
-  /** The tensor's bytes, in a fresh (hence aligned) buffer. */
-  readRaw(name: string): Uint8Array {
+  /**
+   * The tensor's bytes, in a fresh (hence aligned) buffer, or at the start of `into` (at least
+   * as long; the view is returned) so a caller streaming many tensors reuses one buffer.
+   */
+  readRaw(name: string, into?: Uint8Array): Uint8Array {
     const info = this.info(name);
-    const out = new Uint8Array(info.byteLength);
+    if (into && into.length < info.byteLength)
+      throw new RangeError(`readRaw: ${name} has ${info.byteLength} bytes, the buffer holds ${into.length}`);
+    const out = into ? into.subarray(0, info.byteLength) : new Uint8Array(info.byteLength);
     readExactly(this.openFd(), out, info.fileOffset, this.path);
     return out;
   }
@@ -267,9 +272,15 @@ function compareNames(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
-/** Serializes the header the way the reference library does; returns it and the tensor order. */
+/** A tensor as the header sees it: data may be absent when the bytes are streamed later. */
+export type SafetensorsEntry = Pick<HostTensor, 'dtype' | 'shape'> & { data?: ArrayBufferView };
+
+/**
+ * Serializes the header the way the reference library does; returns it and the tensor order
+ * (the order the data must follow).
+ */
 export function safetensorsLayout(
-  tensors: Record<string, HostTensor>,
+  tensors: Record<string, SafetensorsEntry>,
   metadata?: Record<string, string>,
 ): { header: Uint8Array; order: string[] } {
   const order = Object.keys(tensors).sort(
@@ -288,7 +299,7 @@ export function safetensorsLayout(
     if (name === '__metadata__') throw new Error('"__metadata__" is reserved and cannot name a tensor');
     const t = tensors[name];
     const want = byteLengthOf(t.dtype, t.shape);
-    if (t.data.byteLength !== want) {
+    if (t.data && t.data.byteLength !== want) {
       throw new RangeError(
         `tensor ${name}: ${t.dtype} ${formatShape(t.shape)} needs ${want} bytes, data has ${t.data.byteLength}`,
       );
@@ -332,7 +343,8 @@ export function writeSafetensors(
   }
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
+/** Writes all of `bytes` at the descriptor's position. */
+export function writeAll(fd: number, bytes: Uint8Array): void {
   for (let done = 0; done < bytes.length;) {
     done += writeSync(fd, bytes, done, Math.min(bytes.length - done, CHUNK_BYTES * 8));
   }
