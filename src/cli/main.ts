@@ -46,6 +46,11 @@ const COMMANDS: CommandEntry[] = [
     load: () => import('./commands/report.js'),
   },
   {
+    name: 'publish',
+    summary: 'adapter + model card (Hub metadata, scores, loss curve) -> folder or Hugging Face Hub',
+    load: () => import('./commands/publish.js'),
+  },
+  {
     name: 'demo',
     summary: 'the whole pipeline on a toy model and the bundled Spider subset, on the CPU in a minute or two',
     load: () => import('./commands/demo.js'),
