@@ -118,16 +118,17 @@ export async function uploadToHub(files: readonly UploadFile[], opts: UploadOpti
   const sizes = new Map(changed.map((f) => [f.path, statSync(f.file).size]));
   const totalBytes = [...sizes.values()].reduce((s, n) => s + n, 0);
   const unit = totalBytes >= 10e6 ? { name: 'MB', bytes: 1e6 } : { name: 'kB', bytes: 1e3 };
+  const totalUnits = Math.ceil(totalBytes / unit.bytes);
   const progress = new Progress({
     label: `upload ${opts.repo}`,
-    total: Math.ceil(totalBytes / unit.bytes),
+    total: totalUnits,
     unit: unit.name,
     quiet: opts.quiet,
     stream: opts.stream,
   });
   let shown = 0;
   const show = (bytes: number): void => {
-    const units = Math.floor(bytes / unit.bytes);
+    const units = bytes >= totalBytes ? totalUnits : Math.floor(bytes / unit.bytes);
     if (units > shown) progress.tick(units - shown);
     shown = Math.max(shown, units);
   };

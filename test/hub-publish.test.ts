@@ -1,0 +1,429 @@
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cardMetadata } from '../src/hub/modelCard.js';
+import { buildPublishFolder, type PublishFolderOptions } from '../src/hub/publishFolder.js';
+import { uploadToHub, type UploadOptions } from '../src/hub/upload.js';
+import { sqlora } from './helpers/cli.js';
+import { FakeHub, sha256Hex } from './helpers/fake-hub.js';
+
+const REPORT = 'test/fixtures/report';
+const PUBLISH = 'test/fixtures/publish';
+const TOKEN = 'hf_writeToken_8c1f2e7d9a';
+const READ_TOKEN = 'hf_readToken_51b0c9';
+const tmp = mkdtempSync(join(tmpdir(), 'sqlora-publish-'));
+const hub = new FakeHub();
+
+let runCount = 0;
+/** A finished training run: the report fixture's logs plus a PEFT adapter. */
+function makeRun(): string {
+  const run = join(tmp, `run${runCount++}`);
+  cpSync(join(REPORT, 'run'), run, { recursive: true });
+  cpSync('test/fixtures/sqlora-adapter/adapter', join(run, 'adapter'), { recursive: true });
+  return run;
+}
+
+function options(run: string, extra: Partial<PublishFolderOptions> = {}): PublishFolderOptions {
+  return {
+    run,
+    repo: 'acme/qwen-sql',
+    out: join(run, 'publish'),
+    eval: join(REPORT, 'finetuned_results.json'),
+    baseline: join(REPORT, 'baseline_results.json'),
+    mmlu: join(PUBLISH, 'mmlu_results.json'),
+    data: join(PUBLISH, 'data'),
+    ...extra,
+  };
+}
+
+function captured(): { stream: NodeJS.WriteStream; text: () => string } {
+  let out = '';
+  const stream = { isTTY: false, write: (s: string) => ((out += s), true) } as unknown as NodeJS.WriteStream;
+  return { stream, text: () => out };
+}
+
+function uploadOpts(repo: string, stream: NodeJS.WriteStream, token = TOKEN): UploadOptions {
+  return {
+    repo,
+    token: { value: token, source: 'the HF_TOKEN environment variable' },
+    endpoint: hub.endpoint,
+    commitTitle: 'Upload sqlora adapter and model card',
+    stream,
+  };
+}
+
+beforeAll(async () => {
+  await hub.start();
+  hub.tokens.set(TOKEN, 'write');
+  hub.tokens.set(READ_TOKEN, 'read');
+});
+afterAll(() => hub.stop());
+
+const FRONT_MATTER = `---
+base_model: Qwen/Qwen1.5-1.8B-Chat
+library_name: peft
+license: other
+license_name: base-model-license
+license_link: "https://huggingface.co/Qwen/Qwen1.5-1.8B-Chat"
+datasets:
+- xlangai/spider
+language:
+- en
+pipeline_tag: text-generation
+tags:
+- text-to-sql
+- sql
+- spider
+- lora
+- peft
+- qlora
+- sqlora
+model-index:
+- name: qwen-sql
+  results:
+  - task:
+      type: text-generation
+      name: Text-to-SQL
+    dataset:
+      name: Spider dev (8 questions)
+      type: xlangai/spider
+      split: validation
+    metrics:
+    - type: execution_accuracy
+      value: 50
+      name: Execution accuracy
+      verified: false
+    - type: exact_set_match
+      value: 37.5
+      name: Exact-set-match
+      verified: false
+---
+`;
+
+describe('publish folder and model card', () => {
+  it('writes the files a Hub user expects, with the card metadata the Hub reads', () => {
+    const run = makeRun();
+    const folder = buildPublishFolder(options(run));
+    const out = join(run, 'publish');
+    expect(folder.files.map((f) => f.path)).toEqual([
+      'adapter_config.json',
+      'adapter_model.safetensors',
+      'training_summary.json',
+      'metrics.jsonl',
+      'loss.svg',
+      'README.md',
+    ]);
+    expect(readdirSync(out).sort()).toEqual(folder.files.map((f) => f.path).sort());
+    expect(folder.warnings).toEqual([]);
+    // The adapter is PEFT's, naming the base by its Hub id (the fixture named a local folder).
+    const config = JSON.parse(readFileSync(join(out, 'adapter_config.json'), 'utf8'));
+    const original = JSON.parse(readFileSync(join(run, 'adapter', 'adapter_config.json'), 'utf8'));
+    expect(config).toEqual({ ...original, base_model_name_or_path: 'Qwen/Qwen1.5-1.8B-Chat' });
+    expect(Object.keys(config)).toEqual(Object.keys(original));
+    expect(readFileSync(join(out, 'adapter_model.safetensors'))).toEqual(
+      readFileSync(join(run, 'adapter', 'adapter_model.safetensors')),
+    );
+    expect(readFileSync(join(out, 'metrics.jsonl'), 'utf8')).toBe(readFileSync(join(run, 'metrics.jsonl'), 'utf8'));
+
+    const card = readFileSync(join(out, 'README.md'), 'utf8');
+    expect(card.slice(0, FRONT_MATTER.length)).toBe(FRONT_MATTER);
+    // Before/after by hardness, from the two results files.
+    expect(card).toContain('| overall | 8 | Execution accuracy | 25.00 | 50.00 | +25.00 |');
+    expect(card).toContain('| hard | 2 | Execution accuracy | 0.00 | 50.00 | +50.00 |');
+    expect(card).toContain('|  |  | Exact-set-match | 0.00 | 50.00 | +50.00 |');
+    // MMLU: overall and per category, and the verdict in words.
+    expect(card).toContain('MMLU accuracy on 4 questions');
+    expect(card).toContain('| overall | 39.65 | 38.68 | −0.96 |');
+    expect(card).toContain('| STEM | 26.32 | 25.26 | −1.05 |');
+    expect(card).toContain('**Verdict:** no significant change (-0.96 points, 95% CI -3.10 to +1.20)');
+    // The loss curve as a file the Hub renders, referenced from the card.
+    expect(card).toContain('![Train and eval loss by step](loss.svg)');
+    expect(readFileSync(join(out, 'loss.svg'), 'utf8')).toMatch(
+      /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"[^]*<\/svg>\n$/,
+    );
+    // The prompt example is the prepared record, rendered; usage repeats its messages.
+    const record = JSON.parse(readFileSync(join(PUBLISH, 'data', 'eval.jsonl'), 'utf8'));
+    expect(card).toContain('```\n' + record.prompt.replace(/\n$/, '') + '\n```');
+    expect(card).toContain('```sql\nSELECT count(*) FROM singer\n```');
+    expect(card).toContain(`    {"role": "user", "content": ${JSON.stringify(record.messages[1].content)}},`);
+    expect(card).toContain('AutoPeftModelForCausalLM.from_pretrained("acme/qwen-sql", device_map="auto")');
+    expect(card).toContain("the database's tables as SQLite `CREATE TABLE` statements");
+    expect(card).toContain('## Limitations');
+
+    // Same inputs, same bytes: a rerun has nothing to upload.
+    const again = buildPublishFolder(options(run, { out: join(run, 'publish2') }));
+    for (const f of again.files) expect(readFileSync(f.file)).toEqual(readFileSync(join(out, f.path)));
+  });
+
+  it('front matter parses as YAML to the metadata (PyYAML, where installed)', (ctx) => {
+    const py = spawnSync('python3', ['-c', 'import yaml'], { encoding: 'utf8' });
+    if (py.status !== 0) {
+      console.log('skipped: python3 with PyYAML is not installed');
+      ctx.skip();
+    }
+    const run = makeRun();
+    const folder = buildPublishFolder(options(run, { license: 'apache-2.0' }));
+    const card = readFileSync(folder.files.find((f) => f.path === 'README.md')!.file, 'utf8');
+    const front = card.split('---\n')[1];
+    const parsed = spawnSync(
+      'python3',
+      ['-c', 'import json,sys,yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))'],
+      { input: front, encoding: 'utf8' },
+    );
+    expect(parsed.stderr).toBe('');
+    const meta = JSON.parse(parsed.stdout);
+    expect(meta.license).toBe('apache-2.0');
+    expect(meta['model-index'][0].results[0].metrics).toEqual([
+      { type: 'execution_accuracy', value: 50, name: 'Execution accuracy', verified: false },
+      { type: 'exact_set_match', value: 37.5, name: 'Exact-set-match', verified: false },
+    ]);
+    expect(JSON.parse(JSON.stringify(meta))).toEqual(
+      JSON.parse(
+        JSON.stringify(
+          cardMetadata({
+            repo: 'acme/qwen-sql',
+            baseModel: 'Qwen/Qwen1.5-1.8B-Chat',
+            license: 'apache-2.0',
+            lora: { r: 4, alpha: 12, dropout: 0, targetModules: ['q_proj'], useRslora: false },
+            run: { dir: run, train: [], eval: [], summary: { settings: { quantize: 'nf4' } } },
+            lossChart: null,
+            example: null,
+            finetuned: {
+              path: '',
+              meta: {},
+              examples: [],
+              questions: new Map(),
+              summary: JSON.parse(readFileSync(join(REPORT, 'finetuned_results.json'), 'utf8')).summary,
+            },
+            baseline: null,
+            mmlu: null,
+            files: [],
+          }),
+        ),
+      ),
+    );
+  });
+
+  it('without --eval the card has no model-index, and says what it lacks', () => {
+    const run = makeRun();
+    const folder = buildPublishFolder(
+      options(run, { eval: undefined, baseline: undefined, mmlu: undefined, data: undefined }),
+    );
+    const card = readFileSync(join(run, 'publish', 'README.md'), 'utf8');
+    expect(card).not.toContain('model-index');
+    expect(card).not.toContain('## Results');
+    expect(card).not.toContain('## Prompt format');
+    expect(folder.warnings).toEqual([
+      'no --eval: the card has no Spider scores and no model-index',
+      "the run's prompt records were not found, so the card shows no prompt example: pass --data DIR (the sqlora prepare folder)",
+    ]);
+  });
+
+  it('refuses a run without an adapter, a repo id that is not owner/name, an unwritable --out and a local base', () => {
+    const run = makeRun();
+    expect(() => buildPublishFolder(options(run, { repo: 'qwen-sql' }))).toThrow(
+      '--repo "qwen-sql" is not a Hub repo id: expected OWNER/NAME',
+    );
+    expect(() => buildPublishFolder(options(run, { repo: 'acme/qwen/sql' }))).toThrow('is not a Hub repo id');
+    const file = join(tmp, 'a-file');
+    writeFileSync(file, '');
+    expect(() => buildPublishFolder(options(run, { out: join(file, 'publish') }))).toThrow(
+      `cannot write --out ${join(file, 'publish')}: ENOTDIR (choose a writable folder)`,
+    );
+    const summary = JSON.parse(readFileSync(join(run, 'training_summary.json'), 'utf8'));
+    writeFileSync(join(run, 'training_summary.json'), JSON.stringify({ ...summary, model: '/models/qwen' }));
+    expect(() => buildPublishFolder(options(run))).toThrow(
+      `the base model of ${run} is /models/qwen, not a Hub repo id: pass --base-model OWNER/NAME`,
+    );
+    expect(buildPublishFolder(options(run, { baseModel: 'Qwen/Qwen1.5-1.8B-Chat' })).baseModel).toBe(
+      'Qwen/Qwen1.5-1.8B-Chat',
+    );
+    const bare = join(tmp, 'no-adapter');
+    cpSync(join(REPORT, 'run'), bare, { recursive: true });
+    expect(() => buildPublishFolder(options(bare))).toThrow(
+      `${bare} has no adapter (adapter/adapter_config.json and adapter/adapter_model.safetensors)`,
+    );
+    expect(existsSync(join(bare, 'publish'))).toBe(false);
+  });
+});
+
+describe('upload to the Hub', () => {
+  it('creates the repo and commits every file once, the weights through LFS; a rerun commits nothing', async () => {
+    const run = makeRun();
+    const folder = buildPublishFolder(options(run));
+    const { stream, text } = captured();
+    hub.requests.length = 0;
+    const r = await uploadToHub(folder.files, { ...uploadOpts('acme/qwen-sql', stream), private: true });
+    expect(r.created).toBe(true);
+    expect(hub.repos.get('acme/qwen-sql')!.private).toBe(true);
+    const head = hub.head('acme/qwen-sql');
+    expect(r.commit).toEqual({ oid: head.oid, url: `${hub.endpoint}/acme/qwen-sql/commit/${head.oid}` });
+    expect(head.title).toBe('Upload sqlora adapter and model card');
+    expect(head.changes).toEqual([
+      { path: 'adapter_config.json', kind: 'file' },
+      { path: 'adapter_model.safetensors', kind: 'lfsFile' },
+      { path: 'training_summary.json', kind: 'file' },
+      { path: 'metrics.jsonl', kind: 'file' },
+      { path: 'loss.svg', kind: 'file' },
+      { path: 'README.md', kind: 'file' },
+    ]);
+    for (const f of folder.files) expect(head.files.get(f.path)!.data).toEqual(readFileSync(f.file));
+    const weights = readFileSync(join(run, 'adapter', 'adapter_model.safetensors'));
+    const oid = sha256Hex(weights);
+    // The LFS protocol in order: preupload, batch, the bytes, verify, then the commit.
+    expect(hub.requests.map((q) => `${q.method} ${q.path}`)).toEqual([
+      'GET /api/models/acme/qwen-sql/revision/main',
+      'POST /api/repos/create',
+      'POST /api/models/acme/qwen-sql/preupload/main',
+      'POST /acme/qwen-sql.git/info/lfs/objects/batch',
+      `PUT /_lfs/${oid}`,
+      `POST /_lfs/${oid}/verify`,
+      'POST /api/models/acme/qwen-sql/commit/main',
+    ]);
+    expect(hub.lfsObjects.get(oid)).toEqual(weights);
+    // The token goes to the Hub API only, never to the storage URLs.
+    for (const q of hub.requests)
+      expect(q.auth).toBe(
+        q.path.startsWith('/_lfs/') ? (q.path.endsWith('/verify') ? 'Basic dmVyaWZ5' : undefined) : `Bearer ${TOKEN}`,
+      );
+    expect(text()).toMatch(/^upload acme\/qwen-sql \[#{20}\] 35\/35 [\d.]+ kB\/s ETA \d\d:\d\d {2}phase committing$/m);
+    expect(text()).not.toContain(TOKEN);
+
+    hub.requests.length = 0;
+    const again = await uploadToHub(folder.files, uploadOpts('acme/qwen-sql', stream));
+    expect(again).toMatchObject({ created: false, commit: null, uploaded: [] });
+    expect(again.unchanged).toEqual(folder.files.map((f) => f.path));
+    expect(hub.repos.get('acme/qwen-sql')!.commits.length).toBe(2);
+    expect(hub.requests.map((q) => `${q.method} ${q.path}`)).toEqual([
+      'GET /api/models/acme/qwen-sql/revision/main',
+      `GET /api/models/acme/qwen-sql/tree/${head.oid}`,
+    ]);
+  });
+
+  it('uploads only the file that changed, on top of the commit it compared with', async () => {
+    const run = makeRun();
+    const repo = 'acme/changed-one';
+    const first = buildPublishFolder(options(run, { repo }));
+    const { stream } = captured();
+    await uploadToHub(first.files, uploadOpts(repo, stream));
+    const before = hub.head(repo);
+    // New weights, same config: only adapter_model.safetensors differs.
+    const weightsPath = join(run, 'adapter', 'adapter_model.safetensors');
+    const weights = readFileSync(weightsPath);
+    weights[weights.length - 1] ^= 0x01;
+    writeFileSync(weightsPath, weights);
+    const second = buildPublishFolder(options(run, { repo }));
+    hub.requests.length = 0;
+    const r = await uploadToHub(second.files, uploadOpts(repo, stream));
+    expect(r.uploaded).toEqual(['adapter_model.safetensors']);
+    const head = hub.head(repo);
+    expect(head.parent).toBe(before.oid);
+    expect(head.changes).toEqual([{ path: 'adapter_model.safetensors', kind: 'lfsFile' }]);
+    expect(head.files.get('adapter_model.safetensors')!.data).toEqual(weights);
+    expect(head.files.get('README.md')).toEqual(before.files.get('README.md'));
+    expect(hub.calls(/^\/_lfs\//)).toEqual([
+      `PUT /_lfs/${sha256Hex(weights)}`,
+      `POST /_lfs/${sha256Hex(weights)}/verify`,
+    ]);
+  });
+
+  it('says which token the Hub refused, never its value', async () => {
+    const run = makeRun();
+    const folder = buildPublishFolder(options(run, { repo: 'acme/refused' }));
+    const { stream, text } = captured();
+    const bad = 'hf_notAValidToken_123';
+    await expect(uploadToHub(folder.files, uploadOpts('acme/refused', stream, bad))).rejects.toThrow(
+      `the Hub at ${hub.endpoint} refused the token from the HF_TOKEN environment variable (HTTP 401 while reading acme/refused): it is invalid or expired`,
+    );
+    await expect(uploadToHub(folder.files, uploadOpts('acme/refused', stream, READ_TOKEN))).rejects.toThrow(
+      'the token from the HF_TOKEN environment variable may not write to acme/refused (HTTP 403 while creating acme/refused): use a token with write access to the acme namespace',
+    );
+    expect(text()).toBe('');
+    expect(hub.repos.has('acme/refused')).toBe(false);
+  });
+});
+
+describe('sqlora publish', () => {
+  const env = (extra: Record<string, string> = {}): Record<string, string> => ({
+    HF_ENDPOINT: hub.endpoint,
+    HF_HOME: join(tmp, 'no-hf-home'),
+    HF_TOKEN: '',
+    ...extra,
+  });
+
+  it('uploads to HF_ENDPOINT with HF_TOKEN, never printing it; a rerun says nothing changed', async () => {
+    const run = makeRun();
+    const args = [
+      '--run',
+      run,
+      '--repo',
+      'acme/cli-model',
+      '--eval',
+      join(REPORT, 'finetuned_results.json'),
+      '--data',
+      join(PUBLISH, 'data'),
+    ];
+    const r = await sqlora('publish', args, { env: env({ HF_TOKEN: TOKEN }) });
+    expect(r.stderr).not.toContain(TOKEN);
+    expect(r.stdout).not.toContain(TOKEN);
+    expect(r.code).toBe(0);
+    const head = hub.head('acme/cli-model');
+    expect(r.stdout).toBe(
+      [
+        `wrote 6 files to ${join(run, 'publish')}`,
+        `created repo ${hub.endpoint}/acme/cli-model`,
+        `uploaded 6 of 6 files (adapter_config.json, adapter_model.safetensors, training_summary.json, metrics.jsonl, loss.svg, README.md) in commit ${head.oid}: ${hub.endpoint}/acme/cli-model/commit/${head.oid}`,
+        '',
+      ].join('\n'),
+    );
+    expect([...head.files.keys()].sort()).toEqual([
+      '.gitattributes',
+      'README.md',
+      'adapter_config.json',
+      'adapter_model.safetensors',
+      'loss.svg',
+      'metrics.jsonl',
+      'training_summary.json',
+    ]);
+    const again = await sqlora('publish', args, { env: env({ HF_TOKEN: TOKEN }) });
+    expect(again.code).toBe(0);
+    expect(again.stdout).toBe(
+      `wrote 6 files to ${join(run, 'publish')}\nnothing changed: ${hub.endpoint}/acme/cli-model already has these 6 files; no commit made\n`,
+    );
+  });
+
+  it('--dry-run writes the folder and sends nothing; bad input is one line and a non-zero exit', async () => {
+    const run = makeRun();
+    const out = join(tmp, 'dry');
+    hub.requests.length = 0;
+    const dry = await sqlora('publish', ['--run', run, '--repo', 'acme/dry', '--dry-run', '--out', out], {
+      env: env(),
+    });
+    expect(dry.code).toBe(0);
+    expect(dry.stdout).toBe(
+      `wrote 6 files to ${out} (adapter_config.json, adapter_model.safetensors, training_summary.json, metrics.jsonl, loss.svg, README.md); nothing uploaded (--dry-run)\n`,
+    );
+    expect(hub.requests).toEqual([]);
+
+    const flagToken = 'hf_flagTokenRefused_77';
+    const refused = await sqlora('publish', ['--run', run, '--repo', 'acme/x', '--token', flagToken], { env: env() });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.split('\n').filter((l) => l.startsWith('error:'))).toEqual([
+      `error: the Hub at ${hub.endpoint} refused the token from the --token flag (HTTP 401 while reading acme/x): it is invalid or expired; create a write token at https://huggingface.co/settings/tokens`,
+    ]);
+    expect(refused.stderr + refused.stdout).not.toContain(flagToken);
+
+    const noToken = await sqlora('publish', ['--run', run, '--repo', 'acme/x'], { env: env() });
+    expect(noToken.code).toBe(1);
+    expect(noToken.stderr).toBe(
+      'error: uploading needs a Hugging Face token with write access: set HF_TOKEN (or pass --token), or use --dry-run to only write the folder\n',
+    );
+    const badRepo = await sqlora('publish', ['--run', run, '--repo', 'https://huggingface.co/acme/x', '--dry-run'], {
+      env: env(),
+    });
+    expect(badRepo.code).toBe(1);
+    expect(badRepo.stderr).toMatch(/^error: --repo "https:\/\/huggingface.co\/acme\/x" is not a Hub repo id[^\n]*\n$/);
+  });
+});
