@@ -329,6 +329,33 @@ describe('upload to the Hub', () => {
     ]);
   });
 
+  it('sends a file the Hub wants in parts as parts, then completes and verifies it', async () => {
+    const run = makeRun();
+    const repo = 'acme/multipart';
+    const folder = buildPublishFolder(options(run, { repo }));
+    const weights = readFileSync(join(run, 'adapter', 'adapter_model.safetensors'));
+    const oid = sha256Hex(weights);
+    hub.lfsObjects.delete(oid);
+    hub.verified.delete(oid);
+    hub.multipartChunk = 8000;
+    hub.requests.length = 0;
+    try {
+      const { stream } = captured();
+      await uploadToHub(folder.files, uploadOpts(repo, stream));
+    } finally {
+      hub.multipartChunk = 0;
+    }
+    expect(weights.length).toBe(21456);
+    expect(hub.calls(/^\/_lfs\//)).toEqual([
+      `PUT /_lfs/${oid}/part/1`,
+      `PUT /_lfs/${oid}/part/2`,
+      `PUT /_lfs/${oid}/part/3`,
+      `POST /_lfs/${oid}`,
+      `POST /_lfs/${oid}/verify`,
+    ]);
+    expect(hub.head(repo).files.get('adapter_model.safetensors')!.data).toEqual(weights);
+  });
+
   it('says which token the Hub refused, never its value', async () => {
     const run = makeRun();
     const folder = buildPublishFolder(options(run, { repo: 'acme/refused' }));

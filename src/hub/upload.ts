@@ -227,7 +227,8 @@ function lfsFetch(counter: ByteCounter): typeof fetch {
           verifyByHref.set(o.actions.upload.href, { action: o.actions.verify, oid: o.oid, size: o.size });
       }
     }
-    const verify = init?.method === 'PUT' && res.ok ? verifyByHref.get(url) : undefined;
+    // A basic upload PUTs to the upload href; a multipart one POSTs its completion there.
+    const verify = res.ok && (init?.method === 'PUT' || init?.method === 'POST') ? verifyByHref.get(url) : undefined;
     if (verify) {
       const v = await fetch(verify.action.href, {
         method: 'POST',

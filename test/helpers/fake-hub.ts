@@ -8,6 +8,7 @@
  *   POST /api/models/{repo}/preupload/{branch}      which files go through LFS
  *   POST /{repo}.git/info/lfs/objects/batch         LFS batch: upload + verify actions, "basic" transfer
  *   PUT  /_lfs/{oid}                                the bytes (sha256 and size checked)
+ *   PUT  /_lfs/{oid}/part/{n}, POST /_lfs/{oid}     multipart: objects over `multipartChunk` bytes
  *   POST /_lfs/{oid}/verify                         LFS verify
  *   POST /api/models/{repo}/commit/{branch}         the commit (NDJSON: header, file, lfsFile)
  *
@@ -60,6 +61,9 @@ export class FakeHub {
   /** LFS objects stored by PUT, and those verified since. */
   readonly lfsObjects = new Map<string, Buffer>();
   readonly verified = new Set<string>();
+  /** Objects larger than this go up in parts of this size (the Hub's multipart transfer); 0: never. */
+  multipartChunk = 0;
+  private readonly parts = new Map<string, Buffer>();
   private server: Server | undefined;
 
   async start(): Promise<this> {
@@ -203,7 +207,7 @@ export class FakeHub {
                 size: o.size,
                 authenticated: true,
                 actions: {
-                  upload: { href: `${this.endpoint}/_lfs/${o.oid}`, expires_in: 3600 },
+                  upload: this.uploadAction(o.oid, o.size),
                   verify: {
                     href: `${this.endpoint}/_lfs/${o.oid}/verify`,
                     header: { Authorization: 'Basic dmVyaWZ5' },
@@ -219,6 +223,24 @@ export class FakeHub {
         return json(res, 400, { error: 'content does not match its oid' });
       this.lfsObjects.set(m[1], body);
       return void res.writeHead(200).end();
+    }
+    m = path.match(/^\/_lfs\/([0-9a-f]{64})\/part\/(\d+)$/);
+    if (m && method === 'PUT') {
+      this.parts.set(`${m[1]}/${m[2]}`, body);
+      return void res.writeHead(200, { ETag: `"etag-${m[2]}"` }).end();
+    }
+    m = path.match(/^\/_lfs\/([0-9a-f]{64})$/);
+    if (m && method === 'POST') {
+      const p = JSON.parse(body.toString()) as { oid: string; parts: Array<{ partNumber: number; etag: string }> };
+      const data = Buffer.concat(
+        p.parts.map((part) => {
+          if (part.etag !== `"etag-${part.partNumber}"`) throw new Error(`bad etag ${part.etag}`);
+          return this.parts.get(`${m![1]}/${part.partNumber}`) ?? Buffer.alloc(0);
+        }),
+      );
+      if (p.oid !== m[1] || sha256Hex(data) !== m[1]) return json(res, 400, { error: 'parts do not make the object' });
+      this.lfsObjects.set(m[1], data);
+      return json(res, 200, {});
     }
     m = path.match(/^\/_lfs\/([0-9a-f]{64})\/verify$/);
     if (m && method === 'POST') {
@@ -265,6 +287,14 @@ export class FakeHub {
       return json(res, 200, { commitOid: oid, commitUrl: `${this.endpoint}/${m[1]}/commit/${oid}`, hookOutput: '' });
     }
     json(res, 404, { error: `not found: ${method} ${path}` });
+  }
+
+  private uploadAction(oid: string, size: number): { href: string; header?: Record<string, string> } {
+    const href = `${this.endpoint}/_lfs/${oid}`;
+    if (this.multipartChunk === 0 || size <= this.multipartChunk) return { href };
+    const header: Record<string, string> = { chunk_size: String(this.multipartChunk) };
+    for (let n = 1; (n - 1) * this.multipartChunk < size; n++) header[String(n).padStart(5, '0')] = `${href}/part/${n}`;
+    return { href, header };
   }
 
   private resolve(repo: HubRepo, rev: string): HubCommit | undefined {
