@@ -3,6 +3,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readMmluResults } from '../src/hub/mmluResults.js';
 import { cardMetadata } from '../src/hub/modelCard.js';
 import { buildPublishFolder, type PublishFolderOptions } from '../src/hub/publishFolder.js';
 import { uploadToHub, type UploadOptions } from '../src/hub/upload.js';
@@ -134,7 +135,7 @@ describe('publish folder and model card', () => {
     expect(card).toContain('| hard | 2 | Execution accuracy | 0.00 | 50.00 | +50.00 |');
     expect(card).toContain('|  |  | Exact-set-match | 0.00 | 50.00 | +50.00 |');
     // MMLU: overall and per category, and the verdict in words.
-    expect(card).toContain('MMLU accuracy on 4 questions');
+    expect(card).toContain('MMLU accuracy on 1,140 questions');
     expect(card).toContain('| overall | 39.65 | 38.68 | −0.96 |');
     expect(card).toContain('| STEM | 26.32 | 25.26 | −1.05 |');
     expect(card).toContain('**Verdict:** no significant change (-0.96 points, 95% CI -3.10 to +1.20)');
@@ -246,6 +247,46 @@ describe('publish folder and model card', () => {
       `${bare} has no adapter (adapter/adapter_config.json and adapter/adapter_model.safetensors)`,
     );
     expect(existsSync(join(bare, 'publish'))).toBe(false);
+  });
+});
+
+describe('MMLU results', () => {
+  const write = (name: string, body: unknown): string => {
+    const p = join(tmp, name);
+    writeFileSync(p, JSON.stringify(body));
+    return p;
+  };
+
+  it('reads the shape of issue 18 and tolerates missing or other fields', () => {
+    // Accuracies are fractions in this shape: the card shows percent.
+    const fx = JSON.parse(readFileSync(join(PUBLISH, 'mmlu_results.json'), 'utf8')).summary;
+    const pct = (s: { accuracy: number; count: number }): { pct: number; count: number } => ({
+      pct: 100 * s.accuracy,
+      count: s.count,
+    });
+    expect(readMmluResults(join(PUBLISH, 'mmlu_results.json'))).toEqual({
+      path: join(PUBLISH, 'mmlu_results.json'),
+      overall: { name: 'overall', base: pct(fx.overall.base), adapter: pct(fx.overall.adapter) },
+      categories: ['STEM', 'humanities'].map((name) => ({
+        name,
+        base: pct(fx.categories[name].base),
+        adapter: pct(fx.categories[name].adapter),
+      })),
+      verdict: 'no significant change (-0.96 points, 95% CI -3.10 to +1.20)',
+      questions: 1140,
+    });
+    const single = write('mmlu-single.json', { summary: { overall: { acc: 0.25 }, per_category: { other: 31.5 } } });
+    expect(readMmluResults(single)).toEqual({
+      path: single,
+      overall: { name: 'overall', base: { pct: 25 } },
+      categories: [{ name: 'other', base: { pct: 31.5 } }],
+    });
+    const verdictOnly = write('mmlu-verdict.json', { summary: { verdict: 'significant drop of 9.0 points' } });
+    expect(readMmluResults(verdictOnly)).toMatchObject({ categories: [], verdict: 'significant drop of 9.0 points' });
+    const empty = write('mmlu-empty.json', { summary: {} });
+    expect(() => readMmluResults(empty)).toThrow(`${empty}: summary has neither an overall accuracy nor a verdict`);
+    const none = write('mmlu-none.json', { questions: [] });
+    expect(() => readMmluResults(none)).toThrow(`${none}: no "summary" object`);
   });
 });
 

@@ -78,9 +78,10 @@ export function readMmluResults(path: string): MmluResults {
   const categories = Object.entries(cats)
     .map(([name, v]) => row(name, v))
     .filter((r): r is MmluRow => r !== undefined);
-  const questions = Array.isArray(raw.questions)
-    ? raw.questions.length
-    : (overall?.adapter?.count ?? overall?.base?.count);
+  const questions =
+    overall?.adapter?.count ??
+    overall?.base?.count ??
+    (Array.isArray(raw.questions) ? raw.questions.length : undefined);
   return {
     path,
     overall: overall ?? { name: 'overall' },
