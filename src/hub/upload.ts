@@ -115,8 +115,7 @@ export async function uploadToHub(files: readonly UploadFile[], opts: UploadOpti
   }
   if (changed.length === 0) return { repoUrl, created, commit: null, uploaded: [], unchanged };
 
-  const sizes = new Map(changed.map((f) => [f.path, statSync(f.file).size]));
-  const totalBytes = [...sizes.values()].reduce((s, n) => s + n, 0);
+  const totalBytes = changed.reduce((s, f) => s + statSync(f.file).size, 0);
   const unit = totalBytes >= 10e6 ? { name: 'MB', bytes: 1e6 } : { name: 'kB', bytes: 1e3 };
   const totalUnits = Math.ceil(totalBytes / unit.bytes);
   const progress = new Progress({
@@ -157,11 +156,11 @@ export async function uploadToHub(files: readonly UploadFile[], opts: UploadOpti
       if (ev.event === 'phase') progress.set({ phase: ev.phase });
       else if (ev.state === 'error') throw new UserError(`the Hub did not accept ${ev.path}`);
     }
+    // Regular files travel inside the commit request: they count once it is answered.
+    show(totalBytes);
   } catch (err) {
     throw fail(err, `uploading to ${opts.repo}`);
   } finally {
-    // Regular files travel inside the commit request: they count once it is answered.
-    show(totalBytes);
     progress.finish();
   }
   if (!output?.commit?.oid)
