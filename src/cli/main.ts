@@ -46,6 +46,11 @@ const COMMANDS: CommandEntry[] = [
     load: () => import('./commands/report.js'),
   },
   {
+    name: 'export',
+    summary: 'adapter -> merged HF folder, GGUF (f32 .. q4_k_m) + Ollama Modelfile, or LoRA GGUF',
+    load: () => import('./commands/export.js'),
+  },
+  {
     name: 'publish',
     summary: 'adapter + model card (Hub metadata, scores, loss curve) -> folder or Hugging Face Hub',
     load: () => import('./commands/publish.js'),

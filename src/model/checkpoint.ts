@@ -219,17 +219,10 @@ export function saveCheckpoint(
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(modelConfigToJson(config), null, 2) + '\n');
   const names = Object.keys(tensors);
-  const shards: string[][] = [[]];
-  let size = 0;
-  for (const name of names) {
-    const bytes = tensors[name].data.byteLength;
-    if (opts.maxShardBytes !== undefined && size > 0 && size + bytes > opts.maxShardBytes) {
-      shards.push([]);
-      size = 0;
-    }
-    shards[shards.length - 1].push(name);
-    size += bytes;
-  }
+  const shards = planShards(
+    names.map((n) => tensors[n].data.byteLength),
+    opts.maxShardBytes,
+  ).map((group) => group.map((i) => names[i]));
   const meta = { format: 'pt' };
   // Never leave the other layout behind: a stale file would shadow or confuse the new one.
   for (const f of readdirSync(dir)) if (SHARD_FILE.test(f)) rmSync(join(dir, f));
@@ -239,21 +232,47 @@ export function saveCheckpoint(
     return;
   }
   rmSync(join(dir, SINGLE_FILE), { force: true });
-  const pad = (i: number): string => String(i).padStart(5, '0');
   const weightMap: Record<string, string> = {};
   shards.forEach((group, i) => {
-    const file = `model-${pad(i + 1)}-of-${pad(shards.length)}.safetensors`;
+    const file = shardFileName(i, shards.length);
     writeSafetensors(join(dir, file), Object.fromEntries(group.map((n) => [n, tensors[n]])), meta);
     for (const n of group) weightMap[n] = file;
   });
   const totalSize = names.reduce((s, n) => s + tensors[n].data.byteLength, 0);
+  writeFileSync(join(dir, INDEX_FILE), checkpointIndexJson(weightMap, totalSize));
+}
+
+/**
+ * Groups tensors (by index, in order) into shards of at most `maxShardBytes` each, as
+ * transformers' save_pretrained does: a tensor that would overflow the current shard starts
+ * the next one (a tensor larger than the limit gets a shard of its own). One group without a limit.
+ */
+export function planShards(sizes: readonly number[], maxShardBytes?: number): number[][] {
+  const shards: number[][] = [[]];
+  let size = 0;
+  sizes.forEach((bytes, i) => {
+    if (maxShardBytes !== undefined && size > 0 && size + bytes > maxShardBytes) {
+      shards.push([]);
+      size = 0;
+    }
+    shards[shards.length - 1].push(i);
+    size += bytes;
+  });
+  return shards;
+}
+
+/** transformers' shard name: model-00001-of-00003.safetensors (1-based). */
+export function shardFileName(index: number, count: number): string {
+  const pad = (i: number): string => String(i).padStart(5, '0');
+  return `model-${pad(index + 1)}-of-${pad(count)}.safetensors`;
+}
+
+/** model.safetensors.index.json: total bytes and the weight map, sorted by tensor name. */
+export function checkpointIndexJson(weightMap: Record<string, string>, totalSize: number): string {
   const sortedMap = Object.fromEntries(
     Object.keys(weightMap)
       .sort()
       .map((k) => [k, weightMap[k]]),
   );
-  writeFileSync(
-    join(dir, INDEX_FILE),
-    JSON.stringify({ metadata: { total_size: totalSize }, weight_map: sortedMap }, null, 2) + '\n',
-  );
+  return JSON.stringify({ metadata: { total_size: totalSize }, weight_map: sortedMap }, null, 2) + '\n';
 }

@@ -260,9 +260,15 @@ function compareNames(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
-/** Serializes the header the way the reference library does; returns it and the tensor order. */
+/** A tensor as the header sees it: data may be absent when the bytes are streamed later. */
+export type SafetensorsEntry = Pick<HostTensor, 'dtype' | 'shape'> & { data?: ArrayBufferView };
+
+/**
+ * Serializes the header the way the reference library does; returns it and the tensor order
+ * (the order the data must follow).
+ */
 export function safetensorsLayout(
-  tensors: Record<string, HostTensor>,
+  tensors: Record<string, SafetensorsEntry>,
   metadata?: Record<string, string>,
 ): { header: Uint8Array; order: string[] } {
   const order = Object.keys(tensors).sort(
@@ -281,7 +287,7 @@ export function safetensorsLayout(
     if (name === '__metadata__') throw new Error('"__metadata__" is reserved and cannot name a tensor');
     const t = tensors[name];
     const want = byteLengthOf(t.dtype, t.shape);
-    if (t.data.byteLength !== want) {
+    if (t.data && t.data.byteLength !== want) {
       throw new RangeError(
         `tensor ${name}: ${t.dtype} ${formatShape(t.shape)} needs ${want} bytes, data has ${t.data.byteLength}`,
       );
@@ -325,7 +331,8 @@ export function writeSafetensors(
   }
 }
 
-function writeAll(fd: number, bytes: Uint8Array): void {
+/** Writes all of `bytes` at the descriptor's position. */
+export function writeAll(fd: number, bytes: Uint8Array): void {
   for (let done = 0; done < bytes.length;) {
     done += writeSync(fd, bytes, done, Math.min(bytes.length - done, CHUNK_BYTES * 8));
   }
