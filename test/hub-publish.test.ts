@@ -3,11 +3,14 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportGguf, exportMerged, GgufFile } from '../src/export/index.js';
 import { readMmluResults } from '../src/hub/mmluResults.js';
 import { cardMetadata } from '../src/hub/modelCard.js';
+import { parsePublishExtras } from '../src/hub/publishExports.js';
 import { buildPublishFolder, type PublishFolderOptions } from '../src/hub/publishFolder.js';
 import { uploadToHub, type UploadOptions } from '../src/hub/upload.js';
 import { sqlora } from './helpers/cli.js';
+import { buildExportFixture } from './helpers/export-model.js';
 import { FakeHub, sha256Hex } from './helpers/fake-hub.js';
 
 const REPORT = 'test/fixtures/report';
@@ -104,9 +107,9 @@ model-index:
 `;
 
 describe('publish folder and model card', () => {
-  it('writes the files a Hub user expects, with the card metadata the Hub reads', () => {
+  it('writes the files a Hub user expects, with the card metadata the Hub reads', async () => {
     const run = makeRun();
-    const folder = buildPublishFolder(options(run));
+    const folder = await buildPublishFolder(options(run));
     const out = join(run, 'publish');
     expect(folder.files.map((f) => f.path)).toEqual([
       'adapter_config.json',
@@ -154,18 +157,18 @@ describe('publish folder and model card', () => {
     expect(card).toContain('## Limitations');
 
     // Same inputs, same bytes: a rerun has nothing to upload.
-    const again = buildPublishFolder(options(run, { out: join(run, 'publish2') }));
+    const again = await buildPublishFolder(options(run, { out: join(run, 'publish2') }));
     for (const f of again.files) expect(readFileSync(f.file)).toEqual(readFileSync(join(out, f.path)));
   });
 
-  it('front matter parses as YAML to the metadata (PyYAML, where installed)', (ctx) => {
+  it('front matter parses as YAML to the metadata (PyYAML, where installed)', async (ctx) => {
     const py = spawnSync('python3', ['-c', 'import yaml'], { encoding: 'utf8' });
     if (py.status !== 0) {
       console.log('skipped: python3 with PyYAML is not installed');
       ctx.skip();
     }
     const run = makeRun();
-    const folder = buildPublishFolder(options(run, { license: 'apache-2.0' }));
+    const folder = await buildPublishFolder(options(run, { license: 'apache-2.0' }));
     const card = readFileSync(folder.files.find((f) => f.path === 'README.md')!.file, 'utf8');
     const front = card.split('---\n')[1];
     const parsed = spawnSync(
@@ -207,9 +210,9 @@ describe('publish folder and model card', () => {
     );
   });
 
-  it('without --eval the card has no model-index, and says what it lacks', () => {
+  it('without --eval the card has no model-index, and says what it lacks', async () => {
     const run = makeRun();
-    const folder = buildPublishFolder(
+    const folder = await buildPublishFolder(
       options(run, { eval: undefined, baseline: undefined, mmlu: undefined, data: undefined }),
     );
     const card = readFileSync(join(run, 'publish', 'README.md'), 'utf8');
@@ -222,28 +225,28 @@ describe('publish folder and model card', () => {
     ]);
   });
 
-  it('refuses a run without an adapter, a repo id that is not owner/name, an unwritable --out and a local base', () => {
+  it('refuses a run without an adapter, a repo id that is not owner/name, an unwritable --out and a local base', async () => {
     const run = makeRun();
-    expect(() => buildPublishFolder(options(run, { repo: 'qwen-sql' }))).toThrow(
+    await expect(buildPublishFolder(options(run, { repo: 'qwen-sql' }))).rejects.toThrow(
       '--repo "qwen-sql" is not a Hub repo id: expected OWNER/NAME',
     );
-    expect(() => buildPublishFolder(options(run, { repo: 'acme/qwen/sql' }))).toThrow('is not a Hub repo id');
+    await expect(buildPublishFolder(options(run, { repo: 'acme/qwen/sql' }))).rejects.toThrow('is not a Hub repo id');
     const file = join(tmp, 'a-file');
     writeFileSync(file, '');
-    expect(() => buildPublishFolder(options(run, { out: join(file, 'publish') }))).toThrow(
+    await expect(buildPublishFolder(options(run, { out: join(file, 'publish') }))).rejects.toThrow(
       `cannot write --out ${join(file, 'publish')}: ENOTDIR (choose a writable folder)`,
     );
     const summary = JSON.parse(readFileSync(join(run, 'training_summary.json'), 'utf8'));
     writeFileSync(join(run, 'training_summary.json'), JSON.stringify({ ...summary, model: '/models/qwen' }));
-    expect(() => buildPublishFolder(options(run))).toThrow(
+    await expect(buildPublishFolder(options(run))).rejects.toThrow(
       `the base model of ${run} is /models/qwen, not a Hub repo id: pass --base-model OWNER/NAME`,
     );
-    expect(buildPublishFolder(options(run, { baseModel: 'Qwen/Qwen1.5-1.8B-Chat' })).baseModel).toBe(
+    expect((await buildPublishFolder(options(run, { baseModel: 'Qwen/Qwen1.5-1.8B-Chat' }))).baseModel).toBe(
       'Qwen/Qwen1.5-1.8B-Chat',
     );
     const bare = join(tmp, 'no-adapter');
     cpSync(join(REPORT, 'run'), bare, { recursive: true });
-    expect(() => buildPublishFolder(options(bare))).toThrow(
+    await expect(buildPublishFolder(options(bare))).rejects.toThrow(
       `${bare} has no adapter (adapter/adapter_config.json and adapter/adapter_model.safetensors)`,
     );
     expect(existsSync(join(bare, 'publish'))).toBe(false);
@@ -257,7 +260,7 @@ describe('MMLU results', () => {
     return p;
   };
 
-  it('reads the shape of issue 18 and tolerates missing or other fields', () => {
+  it('reads the shape of issue 18 and tolerates missing or other fields', async () => {
     // Accuracies are fractions in this shape: the card shows percent.
     const fx = JSON.parse(readFileSync(join(PUBLISH, 'mmlu_results.json'), 'utf8')).summary;
     const pct = (s: { accuracy: number; count: number }): { pct: number; count: number } => ({
@@ -293,7 +296,7 @@ describe('MMLU results', () => {
 describe('upload to the Hub', () => {
   it('creates the repo and commits every file once, the weights through LFS; a rerun commits nothing', async () => {
     const run = makeRun();
-    const folder = buildPublishFolder(options(run));
+    const folder = await buildPublishFolder(options(run));
     const { stream, text } = captured();
     hub.requests.length = 0;
     const r = await uploadToHub(folder.files, { ...uploadOpts('acme/qwen-sql', stream), private: true });
@@ -346,7 +349,7 @@ describe('upload to the Hub', () => {
   it('uploads only the file that changed, on top of the commit it compared with', async () => {
     const run = makeRun();
     const repo = 'acme/changed-one';
-    const first = buildPublishFolder(options(run, { repo }));
+    const first = await buildPublishFolder(options(run, { repo }));
     const { stream } = captured();
     await uploadToHub(first.files, uploadOpts(repo, stream));
     const before = hub.head(repo);
@@ -355,7 +358,7 @@ describe('upload to the Hub', () => {
     const weights = readFileSync(weightsPath);
     weights[weights.length - 1] ^= 0x01;
     writeFileSync(weightsPath, weights);
-    const second = buildPublishFolder(options(run, { repo }));
+    const second = await buildPublishFolder(options(run, { repo }));
     hub.requests.length = 0;
     const r = await uploadToHub(second.files, uploadOpts(repo, stream));
     expect(r.uploaded).toEqual(['adapter_model.safetensors']);
@@ -373,7 +376,7 @@ describe('upload to the Hub', () => {
   it('sends a file the Hub wants in parts as parts, then completes and verifies it', async () => {
     const run = makeRun();
     const repo = 'acme/multipart';
-    const folder = buildPublishFolder(options(run, { repo }));
+    const folder = await buildPublishFolder(options(run, { repo }));
     const weights = readFileSync(join(run, 'adapter', 'adapter_model.safetensors'));
     const oid = sha256Hex(weights);
     hub.lfsObjects.delete(oid);
@@ -399,7 +402,7 @@ describe('upload to the Hub', () => {
 
   it('says which token the Hub refused, never its value', async () => {
     const run = makeRun();
-    const folder = buildPublishFolder(options(run, { repo: 'acme/refused' }));
+    const folder = await buildPublishFolder(options(run, { repo: 'acme/refused' }));
     const { stream, text } = captured();
     const bad = 'hf_notAValidToken_123';
     await expect(uploadToHub(folder.files, uploadOpts('acme/refused', stream, bad))).rejects.toThrow(
@@ -410,6 +413,102 @@ describe('upload to the Hub', () => {
     );
     expect(text()).toBe('');
     expect(hub.repos.has('acme/refused')).toBe(false);
+  });
+});
+
+describe('publish --with merged,gguf', () => {
+  it('exports into the folder as sqlora export does, uploads it through LFS and shows how to run it', async () => {
+    const fx = buildExportFixture({ hiddenSize: 128 });
+    const run = join(tmp, 'run-with');
+    cpSync(join(REPORT, 'run'), run, { recursive: true });
+    cpSync(fx.adapterDir, join(run, 'adapter'), { recursive: true });
+    const repo = 'acme/with-gguf';
+    const opts = options(run, {
+      repo,
+      exports: { with: ['merged', 'gguf'], model: fx.baseDir, quant: 'q8_0', quiet: true },
+    });
+    const folder = await buildPublishFolder(opts);
+    const out = join(run, 'publish');
+    const paths = folder.files.map((f) => f.path);
+    const merged = paths.filter((p) => p.startsWith('merged/'));
+    expect(merged.slice(0, 2)).toEqual(['merged/config.json', 'merged/model.safetensors']);
+    expect(paths).toEqual([
+      'adapter_config.json',
+      'adapter_model.safetensors',
+      'training_summary.json',
+      'metrics.jsonl',
+      'loss.svg',
+      ...merged,
+      'with-gguf-q8_0.gguf',
+      'Modelfile',
+      'README.md',
+    ]);
+    // The same bytes as the exporters write on their own (digests: deep-comparing megabytes is slow).
+    const direct = join(tmp, 'direct');
+    const m = await exportMerged({
+      baseDir: fx.baseDir,
+      adapterDir: join(run, 'adapter'),
+      outDir: join(direct, 'merged'),
+    });
+    expect(merged).toEqual(m.files.map((f) => `merged/${f}`));
+    for (const f of m.files)
+      expect(sha256Hex(readFileSync(join(out, 'merged', f)))).toBe(sha256Hex(readFileSync(join(direct, 'merged', f))));
+    const g = await exportGguf({
+      baseDir: fx.baseDir,
+      adapterDir: join(run, 'adapter'),
+      outFile: join(direct, 'with-gguf-q8_0.gguf'),
+      quant: 'q8_0',
+      name: 'with-gguf',
+      modelfile: false,
+    });
+    expect(sha256Hex(readFileSync(join(out, 'with-gguf-q8_0.gguf')))).toBe(sha256Hex(readFileSync(g.outFile)));
+    const gguf = GgufFile.open(join(out, 'with-gguf-q8_0.gguf'));
+    expect([gguf.get('general.architecture'), gguf.get('general.name'), gguf.get('general.file_type')]).toEqual([
+      'qwen2',
+      'with-gguf',
+      7,
+    ]);
+    gguf.close();
+    // The Modelfile's SYSTEM is the one the prompt records were made with.
+    const record = JSON.parse(readFileSync(join(PUBLISH, 'data', 'eval.jsonl'), 'utf8'));
+    const modelfile = readFileSync(join(out, 'Modelfile'), 'utf8');
+    expect(modelfile.split('\n')[0]).toBe('FROM ./with-gguf-q8_0.gguf');
+    expect(modelfile).toContain(`PARAMETER stop "<|im_end|>"\nSYSTEM """${record.messages[0].content}"""\n`);
+
+    const card = readFileSync(join(out, 'README.md'), 'utf8');
+    expect(card).toContain('- gguf\n- sqlora\nmodel-index:');
+    expect(card).toContain(
+      'model = AutoModelForCausalLM.from_pretrained("acme/with-gguf", subfolder="merged", device_map="auto")',
+    );
+    expect(card).toContain('llama-server -hf acme/with-gguf:Q8_0');
+    expect(card).toContain(
+      'huggingface-cli download acme/with-gguf with-gguf-q8_0.gguf Modelfile --local-dir with-gguf\nollama create with-gguf -f with-gguf/Modelfile\n',
+    );
+    expect(card).toContain("merged into the base model's original (unquantized) weights, quantized to Q8_0");
+
+    const { stream } = captured();
+    await uploadToHub(folder.files, uploadOpts(repo, stream));
+    const head = hub.head(repo);
+    expect(head.changes.filter((c) => c.kind === 'lfsFile').map((c) => c.path)).toEqual([
+      'adapter_model.safetensors',
+      'merged/model.safetensors',
+      'with-gguf-q8_0.gguf',
+    ]);
+    expect(sha256Hex(head.files.get('with-gguf-q8_0.gguf')!.data)).toBe(sha256Hex(readFileSync(g.outFile)));
+    // Exports are deterministic: publishing again re-exports the same bytes and commits nothing.
+    const again = await uploadToHub((await buildPublishFolder(opts)).files, uploadOpts(repo, stream));
+    expect(again.commit).toBeNull();
+    expect(again.unchanged).toEqual(paths);
+  });
+
+  it('refuses an unknown --with entry and quantization before writing anything', async () => {
+    const run = makeRun();
+    expect(() => parsePublishExtras('merged,onnx')).toThrow('--with: "onnx" is not one of merged, gguf');
+    expect(parsePublishExtras(' gguf, merged,gguf')).toEqual(['gguf', 'merged']);
+    await expect(
+      buildPublishFolder(options(run, { exports: { with: ['gguf'], quant: 'q3_k' as never } })),
+    ).rejects.toThrow('--quant "q3_k" is not a GGUF quantization: use one of');
+    expect(existsSync(join(run, 'publish'))).toBe(false);
   });
 });
 

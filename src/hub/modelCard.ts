@@ -12,6 +12,7 @@ import { alignResults, metricRows, type MetricName } from '../report/compare.js'
 import type { ResultsFile, TrainingRun } from '../report/inputs.js';
 import { formatSeconds } from '../report/report.js';
 import type { MmluResults, MmluScore } from './mmluResults.js';
+import type { PublishedExports } from './publishExports.js';
 import { toYaml, type YamlValue } from './yaml.js';
 
 export interface PromptExample {
@@ -34,6 +35,8 @@ export interface ModelCardInputs {
   finetuned: ResultsFile | null;
   baseline: ResultsFile | null;
   mmlu: MmluResults | null;
+  /** The merged model and GGUF of --with, when included. */
+  exports?: Omit<PublishedExports, 'files'>;
   /** Every file of the repo folder, README.md included. */
   files: string[];
 }
@@ -79,7 +82,16 @@ export function cardMetadata(inp: ModelCardInputs): { [key: string]: YamlValue |
     datasets: [SPIDER.id],
     language: ['en'],
     pipeline_tag: 'text-generation',
-    tags: ['text-to-sql', 'sql', 'spider', 'lora', 'peft', ...(quantized(inp.run) ? ['qlora'] : []), 'sqlora'],
+    tags: [
+      'text-to-sql',
+      'sql',
+      'spider',
+      'lora',
+      'peft',
+      ...(quantized(inp.run) ? ['qlora'] : []),
+      ...(inp.exports?.gguf ? ['gguf'] : []),
+      'sqlora',
+    ],
     'model-index':
       metrics.length > 0
         ? [
@@ -133,6 +145,16 @@ function intro(inp: ModelCardInputs): string {
       `${examples !== undefined ? ` on ${int(examples)} question-SQL pairs from the [Spider](https://huggingface.co/datasets/${SPIDER.id}) training set` : ' on Spider'}` +
       ' by [sqlora](https://www.npmjs.com/package/sqlora), a TypeScript QLoRA toolkit; the files are the ones PEFT writes, so it loads in Python PEFT as is.',
   ];
+  const { merged, gguf } = inp.exports ?? {};
+  const extras = [
+    merged
+      ? `\`${merged.folder}/\`, the adapter merged into the base (${merged.dtype}), for transformers and vLLM without PEFT`
+      : '',
+    gguf
+      ? `\`${gguf.file}\` (${gguf.quant.toUpperCase()}), the merged model for llama.cpp and Ollama, with its \`${gguf.modelfile}\``
+      : '',
+  ].filter(Boolean);
+  if (extras.length > 0) lines.push('', `Also in this repo: ${extras.join('; ')}.`);
   const f = inp.finetuned?.summary.overall;
   if (f?.execution) {
     const b = inp.baseline?.summary.overall.execution;
@@ -361,13 +383,82 @@ function usageSection(inp: ModelCardInputs): string {
       '',
       fence(python, 'python'),
       '',
+      ...mergedUsage(inp, messages),
       '### sqlora',
       '',
       fence(sh, 'sh'),
       '',
       'sqlora runs the same adapter on an NVIDIA GPU or the CPU, with the base in NF4 (`--quantize nf4`) or its own precision.',
+      ...ggufUsage(inp, msgs.find((m) => m.role === 'user')?.content),
     ].join('\n') + '\n'
   );
+}
+
+function mergeSource(fromNf4: boolean): string {
+  return fromNf4
+    ? 'merged into the NF4-dequantized base weights the adapter was trained against'
+    : "merged into the base model's original (unquantized) weights";
+}
+
+function mergedUsage(inp: ModelCardInputs, messages: string): string[] {
+  const m = inp.exports?.merged;
+  if (!m) return [];
+  const at = `${JSON.stringify(inp.repo)}, subfolder=${JSON.stringify(m.folder)}`;
+  const py = [
+    'from transformers import AutoModelForCausalLM, AutoTokenizer',
+    '',
+    `model = AutoModelForCausalLM.from_pretrained(${at}, device_map="auto")`,
+    `tokenizer = AutoTokenizer.from_pretrained(${at})`,
+    '',
+    messages,
+    'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt").to(model.device)',
+    'output = model.generate(inputs, max_new_tokens=128, do_sample=False)',
+    'print(tokenizer.decode(output[0][inputs.shape[1]:], skip_special_tokens=True))',
+  ].join('\n');
+  const dir = modelName(inp.repo);
+  const sh = [
+    `huggingface-cli download ${inp.repo} --include "${m.folder}/*" --local-dir ${dir}`,
+    `vllm serve ${dir}/${m.folder}`,
+  ].join('\n');
+  return [
+    `### transformers or vLLM, without PEFT (\`${m.folder}/\`)`,
+    '',
+    `\`${m.folder}/\` is the adapter ${mergeSource(m.fromNf4)}, stored in ${m.dtype}.`,
+    '',
+    fence(py, 'python'),
+    '',
+    fence(sh, 'sh'),
+    '',
+  ];
+}
+
+/** A shell single-quoted word. */
+const shellWord = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
+
+function ggufUsage(inp: ModelCardInputs, user: string | undefined): string[] {
+  const g = inp.exports?.gguf;
+  if (!g) return [];
+  const tag = g.quant.toUpperCase();
+  const dir = modelName(inp.repo);
+  const question = shellWord(user ?? 'Database: concert_singer\nQuestion: How many singers do we have?');
+  const sh = [
+    '# llama.cpp (the GGUF carries the chat template)',
+    `llama-cli -hf ${inp.repo}:${tag} --temp 0 -sys ${shellWord('<the system prompt, as in the Modelfile>')} -p ${question}`,
+    `llama-server -hf ${inp.repo}:${tag}     # OpenAI-compatible API on :8080`,
+    '# Ollama, with the Modelfile (system prompt, stop token)',
+    `huggingface-cli download ${inp.repo} ${g.file} ${g.modelfile} --local-dir ${dir}`,
+    `ollama create ${dir} -f ${dir}/${g.modelfile}`,
+    `ollama run ${dir} ${question}`,
+  ].join('\n');
+  return [
+    '',
+    `### llama.cpp and Ollama (\`${g.file}\`)`,
+    '',
+    `\`${g.file}\` is the adapter ${mergeSource(g.fromNf4)}, quantized to ${tag} (${(g.bytes / 1e6).toFixed(1)} MB). ` +
+      `\`${g.modelfile}\` gives Ollama the chat template, the system prompt the adapter was trained with and the end-of-turn stop.`,
+    '',
+    fence(sh, 'sh'),
+  ];
 }
 
 function limitations(inp: ModelCardInputs): string {

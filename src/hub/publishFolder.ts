@@ -1,7 +1,8 @@
 /**
  * The folder `sqlora publish` uploads, built from a training run: the PEFT adapter files (its
  * adapter_config.json naming the base by its Hub id, so AutoPeftModelForCausalLM finds it),
- * training_summary.json, metrics.jsonl, loss.svg and the README.md model card. Each file is
+ * training_summary.json, metrics.jsonl, loss.svg, the README.md model card and, with --with,
+ * the merged model and the GGUF (see publishExports.ts). Each file is
  * written beside its final name and renamed into place, so an interrupted run never leaves a
  * truncated file that looks complete. The returned list, not the folder's listing, is what gets
  * uploaded: stray files in --out stay local.
@@ -16,6 +17,7 @@ import { UserError, describeError } from '../util/errors.js';
 import { readJsonFile, readJsonl } from '../util/jsonl.js';
 import { readMmluResults } from './mmluResults.js';
 import { renderModelCard, type PromptExample } from './modelCard.js';
+import { checkExportOptions, writePublishExports, type PublishExportOptions } from './publishExports.js';
 import { checkRepoId, REPO_ID, type UploadFile } from './upload.js';
 
 export interface PublishFolderOptions {
@@ -34,6 +36,8 @@ export interface PublishFolderOptions {
   /** The base model's Hub id, when the run names a local folder. */
   baseModel?: string;
   license?: string;
+  /** --with merged,gguf and the export flags. */
+  exports?: PublishExportOptions;
 }
 
 export interface PublishFolder {
@@ -50,7 +54,7 @@ function resultsPath(p: string): string {
   return existsSync(p) && statSync(p).isDirectory() ? join(p, 'results.json') : p;
 }
 
-export function buildPublishFolder(opts: PublishFolderOptions): PublishFolder {
+export async function buildPublishFolder(opts: PublishFolderOptions): Promise<PublishFolder> {
   checkRepoId(opts.repo);
   if (!existsSync(opts.run)) throw new UserError(`training run folder not found: ${opts.run}`);
   const adapterDir = join(opts.run, 'adapter');
@@ -67,6 +71,7 @@ export function buildPublishFolder(opts: PublishFolderOptions): PublishFolder {
   const baseline = read(opts.baseline, 'baseline');
   const mmlu = opts.mmlu !== undefined ? readMmluResults(opts.mmlu) : null;
   const example = promptExample(opts.data, run.summary?.data);
+  if (opts.exports) checkExportOptions(opts.exports);
   if (opts.license !== undefined && !/^[a-z0-9][a-z0-9.-]*$/.test(opts.license))
     throw new UserError(
       `--license ${JSON.stringify(opts.license)} is not a Hub license id (lower case, like apache-2.0, mit, llama3, other)`,
@@ -117,6 +122,12 @@ export function buildPublishFolder(opts: PublishFolderOptions): PublishFolder {
   for (const f of ['training_summary.json', 'metrics.jsonl'])
     if (existsSync(join(opts.run, f))) copy(f, join(opts.run, f));
   if (loss) text(LOSS_CHART, loss + '\n');
+  const system = example?.record.messages.find((m) => m.role === 'system')?.content;
+  const exports = await writePublishExports(adapterDir, out, opts.repo.split('/')[1], system, {
+    with: [],
+    ...opts.exports,
+  });
+  files.push(...exports.files);
   const card = renderModelCard({
     repo: opts.repo,
     baseModel,
@@ -128,6 +139,7 @@ export function buildPublishFolder(opts: PublishFolderOptions): PublishFolder {
     finetuned,
     baseline,
     mmlu,
+    exports,
     files: [...files.map((f) => f.path), 'README.md'].sort(),
   });
   text('README.md', card);

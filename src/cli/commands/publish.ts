@@ -1,4 +1,6 @@
 import { join } from 'node:path';
+import { GGUF_QUANTS, MERGED_DTYPES, type GgufQuant, type MergedDType } from '../../export/index.js';
+import { PUBLISH_EXTRAS, parsePublishExtras } from '../../hub/publishExports.js';
 import { buildPublishFolder } from '../../hub/publishFolder.js';
 import { findHubToken } from '../../hub/token.js';
 import { uploadToHub } from '../../hub/upload.js';
@@ -8,7 +10,8 @@ import type { CommandSpec } from '../args.js';
 export const command: CommandSpec = {
   name: 'publish',
   summary: 'adapter + model card -> a Hub-ready folder, uploaded to the Hugging Face Hub',
-  usage: '--run DIR --repo OWNER/NAME [--eval DIR] [--baseline DIR] [--mmlu FILE] [--private] [--dry-run] [--out DIR]',
+  usage:
+    '--run DIR --repo OWNER/NAME [--eval DIR] [--baseline DIR] [--mmlu FILE] [--with merged,gguf] [--private] [--dry-run] [--out DIR]',
   flags: [
     { name: 'run', type: 'string', metavar: 'DIR', description: 'training run folder from sqlora train --out' },
     { name: 'repo', type: 'string', metavar: 'OWNER/NAME', description: 'the Hub model repo to create or update' },
@@ -44,6 +47,36 @@ export const command: CommandSpec = {
       description: "the card's Hub license id (apache-2.0, mit, ...); default: other, the base model's license",
     },
     {
+      name: 'with',
+      type: 'string',
+      metavar: 'LIST',
+      description: `also export and upload, comma-separated: ${PUBLISH_EXTRAS.join(', ')} (merged/ for transformers and vLLM; a GGUF + Modelfile for llama.cpp and Ollama)`,
+    },
+    {
+      name: 'model',
+      type: 'string',
+      metavar: 'DIR|ID',
+      description: "--with: the base model to merge into (default: the adapter's base_model_name_or_path)",
+    },
+    {
+      name: 'quant',
+      type: 'string',
+      choices: GGUF_QUANTS,
+      default: 'q4_k_m',
+      description: '--with gguf: tensor types',
+    },
+    {
+      name: 'dtype',
+      type: 'string',
+      choices: MERGED_DTYPES,
+      description: "--with merged: storage dtype (default: the base's)",
+    },
+    {
+      name: 'from-nf4',
+      type: 'boolean',
+      description: '--with: merge into the NF4-dequantized base QLoRA trained against (default: the original weights)',
+    },
+    {
       name: 'private',
       type: 'boolean',
       description: 'create the repo private (an existing repo keeps its visibility)',
@@ -69,6 +102,8 @@ export const command: CommandSpec = {
     'The folder: adapter_config.json + adapter_model.safetensors (PEFT), training_summary.json, metrics.jsonl,',
     'loss.svg and README.md, a model card with the Hub metadata (base_model, library_name: peft, license, datasets,',
     'tags, pipeline_tag, model-index with Spider execution accuracy and exact-set-match from --eval).',
+    '--with merged adds merged/ (sqlora export --to merged); --with gguf adds NAME-QUANT.gguf and an Ollama Modelfile',
+    '(sqlora export --to gguf), and the card shows how to run them.',
     'Upload: one commit of the files whose content differs from the repo (none: no commit); large files through',
     "the Hub's LFS protocol. HF_ENDPOINT selects another Hub. The token is never printed.",
     'Example:',
@@ -85,7 +120,8 @@ export const command: CommandSpec = {
       throw new UserError(
         'uploading needs a Hugging Face token with write access: set HF_TOKEN (or pass --token), or use --dry-run to only write the folder',
       );
-    const folder = buildPublishFolder({
+    const extras = args.has('with') ? parsePublishExtras(args.string('with')!) : [];
+    const folder = await buildPublishFolder({
       run: runDir,
       repo,
       out,
@@ -95,6 +131,13 @@ export const command: CommandSpec = {
       data: args.string('data'),
       baseModel: args.string('base-model'),
       license: args.string('license'),
+      exports: {
+        with: extras,
+        model: args.string('model'),
+        quant: args.string('quant') as GgufQuant,
+        dtype: args.string('dtype') as MergedDType | undefined,
+        fromNf4: args.boolean('from-nf4'),
+      },
     });
     for (const w of folder.warnings) process.stderr.write(`warning: ${w}\n`);
     const list = folder.files.map((f) => f.path).join(', ');
