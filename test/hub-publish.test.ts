@@ -561,17 +561,27 @@ describe('sqlora publish', () => {
     );
   });
 
-  it('--dry-run writes the folder and sends nothing; bad input is one line and a non-zero exit', async () => {
+  it('--dry-run writes the folder (--with merged) and sends nothing; bad input is one line and a non-zero exit', async () => {
     const run = makeRun();
     const out = join(tmp, 'dry');
     hub.requests.length = 0;
-    const dry = await sqlora('publish', ['--run', run, '--repo', 'acme/dry', '--dry-run', '--out', out], {
-      env: env(),
-    });
+    // The adapter names its base by a folder: the merge finds it there.
+    const dry = await sqlora(
+      'publish',
+      ['--run', run, '--repo', 'acme/dry', '--with', 'merged', '--dry-run', '--out', out],
+      {
+        env: env(),
+      },
+    );
     expect(dry.code).toBe(0);
     expect(dry.stdout).toBe(
-      `wrote 6 files to ${out} (adapter_config.json, adapter_model.safetensors, training_summary.json, metrics.jsonl, loss.svg, README.md); nothing uploaded (--dry-run)\n`,
+      `wrote 9 files to ${out} (adapter_config.json, adapter_model.safetensors, training_summary.json, metrics.jsonl, loss.svg, merged/config.json, merged/model.safetensors, merged/generation_config.json, README.md); nothing uploaded (--dry-run)\n`,
     );
+    expect(readdirSync(join(out, 'merged')).sort()).toEqual([
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+    ]);
     expect(hub.requests).toEqual([]);
 
     const flagToken = 'hf_flagTokenRefused_77';

@@ -389,7 +389,7 @@ function usageSection(inp: ModelCardInputs): string {
       fence(sh, 'sh'),
       '',
       'sqlora runs the same adapter on an NVIDIA GPU or the CPU, with the base in NF4 (`--quantize nf4`) or its own precision.',
-      ...ggufUsage(inp, msgs.find((m) => m.role === 'user')?.content),
+      ...ggufUsage(inp, msgs.find((m) => m.role === 'system')?.content, msgs.find((m) => m.role === 'user')?.content),
     ].join('\n') + '\n'
   );
 }
@@ -435,7 +435,7 @@ function mergedUsage(inp: ModelCardInputs, messages: string): string[] {
 /** A shell single-quoted word. */
 const shellWord = (s: string): string => `'${s.replaceAll("'", "'\\''")}'`;
 
-function ggufUsage(inp: ModelCardInputs, user: string | undefined): string[] {
+function ggufUsage(inp: ModelCardInputs, system: string | undefined, user: string | undefined): string[] {
   const g = inp.exports?.gguf;
   if (!g) return [];
   const tag = g.quant.toUpperCase();
@@ -443,7 +443,7 @@ function ggufUsage(inp: ModelCardInputs, user: string | undefined): string[] {
   const question = shellWord(user ?? 'Database: concert_singer\nQuestion: How many singers do we have?');
   const sh = [
     '# llama.cpp (the GGUF carries the chat template)',
-    `llama-cli -hf ${inp.repo}:${tag} --temp 0 -sys ${shellWord('<the system prompt, as in the Modelfile>')} -p ${question}`,
+    `llama-cli -hf ${inp.repo}:${tag} --temp 0${system !== undefined ? ` -sys ${shellWord(system)}` : ''} -p ${question}`,
     `llama-server -hf ${inp.repo}:${tag}     # OpenAI-compatible API on :8080`,
     '# Ollama, with the Modelfile (system prompt, stop token)',
     `huggingface-cli download ${inp.repo} ${g.file} ${g.modelfile} --local-dir ${dir}`,
@@ -454,7 +454,7 @@ function ggufUsage(inp: ModelCardInputs, user: string | undefined): string[] {
     '',
     `### llama.cpp and Ollama (\`${g.file}\`)`,
     '',
-    `\`${g.file}\` is the adapter ${mergeSource(g.fromNf4)}, quantized to ${tag} (${(g.bytes / 1e6).toFixed(1)} MB). ` +
+    `\`${g.file}\` is the adapter ${mergeSource(g.fromNf4)}, quantized to ${tag} (${g.bytes >= 1e9 ? `${(g.bytes / 1e9).toFixed(2)} GB` : `${(g.bytes / 1e6).toFixed(1)} MB`}). ` +
       `\`${g.modelfile}\` gives Ollama the chat template, the system prompt the adapter was trained with and the end-of-turn stop.`,
     '',
     fence(sh, 'sh'),
