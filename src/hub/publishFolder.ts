@@ -10,7 +10,9 @@
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { PromptRecord } from '../data/records.js';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, readPeftAdapter } from '../lora/peft.js';
+import type { LoraConfig } from '../lora/lora.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, parsePeftConfig } from '../lora/peft.js';
+import { SafetensorsFile } from '../tensor/safetensors.js';
 import { readResults, readTrainingRun, type ResultsFile } from '../report/inputs.js';
 import { lineChart } from '../report/svgChart.js';
 import { UserError, describeError } from '../util/errors.js';
@@ -62,9 +64,14 @@ export async function buildPublishFolder(opts: PublishFolderOptions): Promise<Pu
     throw new UserError(
       `${opts.run} has no adapter (adapter/${ADAPTER_CONFIG_FILE} and adapter/${ADAPTER_WEIGHTS_FILE}): --run takes the folder of a finished sqlora train run`,
     );
-  const peft = readPeftAdapter(adapterDir);
+  const lora = adapterConfig(adapterDir);
   const run = readTrainingRun(opts.run);
-  const baseModel = baseModelId(opts.baseModel, run.summary?.model ?? peft.baseModelNameOrPath, opts.run);
+  const recordedBase = lora.raw.base_model_name_or_path;
+  const baseModel = baseModelId(
+    opts.baseModel,
+    run.summary?.model ?? (typeof recordedBase === 'string' ? recordedBase : null),
+    opts.run,
+  );
   const read = (p: string | undefined, role: string): ResultsFile | null =>
     p === undefined ? null : readResults(resultsPath(p), role);
   const finetuned = read(opts.eval, 'fine-tuned');
@@ -116,8 +123,7 @@ export async function buildPublishFolder(opts: PublishFolderOptions): Promise<Pu
   const text = (path: string, body: string): void => put(path, (tmp) => writeFileSync(tmp, body));
   const copy = (path: string, src: string): void => put(path, (tmp) => copyFileSync(src, tmp));
 
-  const config = readJsonFile<Record<string, unknown>>(join(adapterDir, ADAPTER_CONFIG_FILE), 'adapter config');
-  text(ADAPTER_CONFIG_FILE, JSON.stringify({ ...config, base_model_name_or_path: baseModel }, null, 2) + '\n');
+  text(ADAPTER_CONFIG_FILE, JSON.stringify({ ...lora.raw, base_model_name_or_path: baseModel }, null, 2) + '\n');
   copy(ADAPTER_WEIGHTS_FILE, join(adapterDir, ADAPTER_WEIGHTS_FILE));
   for (const f of ['training_summary.json', 'metrics.jsonl'])
     if (existsSync(join(opts.run, f))) copy(f, join(opts.run, f));
@@ -132,7 +138,7 @@ export async function buildPublishFolder(opts: PublishFolderOptions): Promise<Pu
     repo: opts.repo,
     baseModel,
     license: opts.license ?? null,
-    lora: peft.config,
+    lora: lora.config,
     run,
     lossChart: loss ? LOSS_CHART : null,
     example,
@@ -144,6 +150,18 @@ export async function buildPublishFolder(opts: PublishFolderOptions): Promise<Pu
   });
   text('README.md', card);
   return { dir: out, files, baseModel, warnings };
+}
+
+/** The adapter's config, checked against its weight file's tensor names (the tensors are not read). */
+function adapterConfig(adapterDir: string): { raw: Record<string, unknown>; config: LoraConfig } {
+  const configPath = join(adapterDir, ADAPTER_CONFIG_FILE);
+  const raw = readJsonFile<Record<string, unknown>>(configPath, 'adapter config');
+  const weights = SafetensorsFile.open(join(adapterDir, ADAPTER_WEIGHTS_FILE));
+  try {
+    return { raw, config: parsePeftConfig(raw, configPath, weights.names()) };
+  } finally {
+    weights.close();
+  }
 }
 
 /** The base as a Hub id (a revision suffix dropped): the card's base_model must name a Hub model. */

@@ -6,15 +6,17 @@
  * (the LFS sha256 for LFS files, the git blob sha1 for the others). Nothing changed, no commit.
  *
  * The library's basic LFS transfer PUTs the bytes but does not call the verify action the LFS
- * batch answer carries; the fetch wrapper below calls it after each successful PUT, as git-lfs
- * and huggingface_hub do, and counts the bytes of each PUT for the progress bar. Xet storage is
- * not used: the LFS protocol is what every Hub endpoint (and mirror) serves.
+ * batch answer carries; the fetch wrapper below calls it after each successful upload, as
+ * git-lfs and huggingface_hub do. It also sends the PUTs itself (streamingPut.ts: with
+ * backpressure, counting bytes for the progress bar). Xet storage is not used: the LFS
+ * protocol is what every Hub endpoint (and mirror) serves.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, openAsBlob, statSync } from 'node:fs';
 import { commitIter, createRepo, HubApiError, listFiles, modelInfo, type CommitOperation } from '@huggingface/hub';
 import { UserError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
+import { streamingPut } from './streamingPut.js';
 import { redactToken, type HubToken } from './token.js';
 
 export interface UploadFile {
@@ -194,29 +196,17 @@ class ByteCounter {
 type LfsAction = { href: string; header?: Record<string, string> };
 
 /**
- * fetch for the library: counts the bytes of LFS PUTs as they stream out, and calls the LFS
- * verify action after each successful PUT (see the file comment).
+ * fetch for the library: LFS PUTs stream from the file with backpressure and count their bytes,
+ * and the LFS verify action follows each successful upload (see the file comment).
  */
 function lfsFetch(counter: ByteCounter): typeof fetch {
   const verifyByHref = new Map<string, { action: LfsAction; oid: string; size: number }>();
   return async (input, init) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    let req = init;
-    if (init?.method === 'PUT' && init.body instanceof Blob) {
-      const blob = init.body;
-      const headers = new Headers(init.headers);
-      headers.set('Content-Length', String(blob.size));
-      const counted = blob.stream().pipeThrough(
-        new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, ctl) {
-            counter.add(chunk.length);
-            ctl.enqueue(chunk);
-          },
-        }),
-      );
-      req = { ...init, headers, body: counted, duplex: 'half' } as RequestInit;
-    }
-    const res = await fetch(input, req);
+    const res =
+      init?.method === 'PUT' && init.body instanceof Blob
+        ? await streamingPut(url, init.body, new Headers(init.headers), (n) => counter.add(n), init.signal)
+        : await fetch(input, init);
     if (res.ok && init?.method === 'POST' && url.endsWith('/info/lfs/objects/batch')) {
       const body = (await res.clone().json()) as {
         objects?: Array<{ oid: string; size: number; actions?: { upload?: LfsAction; verify?: LfsAction } }>;
