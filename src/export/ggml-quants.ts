@@ -52,11 +52,31 @@ function halves(): Float32Array {
   return t;
 }
 
+const f32Scratch = new Float32Array(1);
+const u32Scratch = new Uint32Array(f32Scratch.buffer);
+
+/** f32 -> f16 bits, round to nearest even (scales are normal numbers well inside f16's range, or 0). */
+function halfBits(v: number): number {
+  f32Scratch[0] = v;
+  const x = u32Scratch[0];
+  const sign = (x >>> 16) & 0x8000;
+  const exp = ((x >>> 23) & 0xff) - 112;
+  if (exp <= 0 || exp >= 31) return f32ToF16Bits(v); // zero, subnormal, overflow: the general path
+  const mant = x & 0x7fffff;
+  let r = (exp << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && r & 1)) r++;
+  return sign | r;
+}
+
 /** The f16 bits of v and the value they hold. */
 function toHalf(v: number): [number, number] {
-  const bits = f32ToF16Bits(v);
+  const bits = halfBits(v);
   return [bits, halves()[bits]];
 }
+
+/** Rounds to nearest, halves away from zero (C's roundf, which ggml uses); |v| < 2^31. */
+const roundf = (v: number): number => (v + (v < 0 ? -0.5 : 0.5)) | 0;
 
 function checkRow(n: number, block: number, what: string): void {
   if (n % block !== 0) throw new RangeError(`${what}: ${n} values is not a multiple of ${block}`);
@@ -69,14 +89,20 @@ export function quantizeQ8_0(
   out: Uint8Array = new Uint8Array((x.length / QK8_0) * Q8_0_BYTES),
 ): Uint8Array {
   checkRow(x.length, QK8_0, 'Q8_0');
-  const dv = new DataView(out.buffer, out.byteOffset, out.byteLength);
   for (let b = 0, o = 0; b < x.length; b += QK8_0, o += Q8_0_BYTES) {
     let amax = 0;
-    for (let i = 0; i < QK8_0; i++) amax = Math.max(amax, Math.abs(x[b + i]));
-    const d = amax / 127;
-    const inv = d > 0 ? 1 / d : 0;
-    dv.setUint16(o, f32ToF16Bits(d), true);
-    for (let i = 0; i < QK8_0; i++) dv.setInt8(o + 2 + i, Math.round(x[b + i] * inv));
+    for (let i = 0; i < QK8_0; i++) {
+      const a = Math.abs(x[b + i]);
+      if (a > amax) amax = a;
+    }
+    // In f32 as ggml computes it, so the codes are ggml's own.
+    const d = Math.fround(amax / 127);
+    const inv = d > 0 ? Math.fround(1 / d) : 0;
+    const bits = halfBits(d);
+    out[o] = bits & 0xff;
+    out[o + 1] = bits >>> 8;
+    // Uint8Array stores the low byte: the int8's two's complement.
+    for (let i = 0; i < QK8_0; i++) out[o + 2 + i] = roundf(Math.fround(x[b + i] * inv));
   }
   return out;
 }
@@ -101,14 +127,16 @@ export function quantizeQ5_0(
     // The value of largest magnitude maps to -16, the one end of the range reached exactly.
     let max = 0;
     for (let i = 0; i < QK5_0; i++) if (Math.abs(x[b + i]) > Math.abs(max)) max = x[b + i];
-    const [bits, d] = toHalf(max / -16);
-    const inv = d !== 0 ? 1 / d : 0;
+    // The codes from the f32 scale (not its f16 rounding), truncating x / d + 16.5, as ggml does.
+    const d = Math.fround(max / -16);
+    const inv = d !== 0 ? Math.fround(1 / d) : 0;
+    const bits = halfBits(d);
     out[o] = bits & 0xff;
     out[o + 1] = bits >>> 8;
     let qh = 0;
     for (let j = 0; j < 16; j++) {
-      const q0 = Math.min(31, Math.max(0, Math.round(x[b + j] * inv) + 16));
-      const q1 = Math.min(31, Math.max(0, Math.round(x[b + j + 16] * inv) + 16));
+      const q0 = Math.min(31, Math.fround(Math.fround(x[b + j] * inv) + 16.5) | 0);
+      const q1 = Math.min(31, Math.fround(Math.fround(x[b + j + 16] * inv) + 16.5) | 0);
       out[o + 6 + j] = (q0 & 15) | ((q1 & 15) << 4);
       qh |= ((q0 >> 4) << j) | ((q1 >> 4) << (j + 16));
     }
@@ -136,15 +164,16 @@ export function dequantizeQ5_0(src: Uint8Array, out: Float32Array): Float32Array
 
 // ---------------------------------------------------------------------------------------- Q4_K
 
-/** Candidate grids per sub-block: the span (max - min) divided by 15 times these factors. */
-const Q4K_STRETCH = [1, 0.93, 0.86, 1.07];
+/** Refinement rounds per sub-block: round to the grid, refit the grid to those codes. */
+const Q4K_ROUNDS = 2;
 
 /**
- * Scale s >= 0 and offset m >= 0 with x ~ s * q - m, q in 0..15, for 32 values: for each
- * candidate grid, round to it and fit s and m by least squares to those codes; keep the fit
- * with the least squared error. The min is clamped at 0 (m >= 0), as the format wants.
+ * Scale s >= 0 and offset m >= 0 with x ~ s * q - m, q in 0..15, for 32 values: start from the
+ * grid spanning [min, max], then alternate rounding to the grid and refitting s and m by least
+ * squares to the codes (each round can only lower the squared error of the fit). The min is
+ * clamped at 0 (m >= 0), as the format wants.
  */
-function fitSubBlock(x: Float32Array, at: number, q: Uint8Array, res: Float64Array): void {
+function fitSubBlock(x: Float32Array, at: number, res: Float64Array): void {
   let lo = 0,
     hi = -Infinity;
   for (let i = 0; i < 32; i++) {
@@ -157,47 +186,38 @@ function fitSubBlock(x: Float32Array, at: number, q: Uint8Array, res: Float64Arr
     res[1] = -lo;
     return;
   }
-  let bestErr = Infinity,
-    bestS = (hi - lo) / 15,
-    bestM = -lo;
-  for (const stretch of Q4K_STRETCH) {
-    const inv = 15 / ((hi - lo) * stretch);
+  let s = (hi - lo) / 15;
+  let b = lo;
+  let sx = 0;
+  for (let i = 0; i < 32; i++) sx += x[at + i];
+  for (let round = 0; round < Q4K_ROUNDS; round++) {
+    const inv = 1 / s;
     let sq = 0,
       sqq = 0,
-      sx = 0,
       sxq = 0;
     for (let i = 0; i < 32; i++) {
       const v = x[at + i];
-      let c = Math.round((v - lo) * inv);
+      let c = ((v - b) * inv + 0.5) | 0;
       c = c < 0 ? 0 : c > 15 ? 15 : c;
-      q[i] = c;
       sq += c;
       sqq += c * c;
-      sx += v;
       sxq += v * c;
     }
     // Least squares of x = s * q + b over the codes, then b (= -m) clamped to <= 0.
     const det = 32 * sqq - sq * sq;
-    let s = det > 0 ? (32 * sxq - sq * sx) / det : (hi - lo) / 15;
-    let b = (sx - s * sq) / 32;
-    if (b > 0) {
-      b = 0;
-      s = sqq > 0 ? sxq / sqq : 0;
+    if (det <= 0) break;
+    let ns = (32 * sxq - sq * sx) / det;
+    let nb = (sx - ns * sq) / 32;
+    if (nb > 0) {
+      nb = 0;
+      ns = sxq / sqq;
     }
-    if (s <= 0) continue;
-    let err = 0;
-    for (let i = 0; i < 32; i++) {
-      const e = s * q[i] + b - x[at + i];
-      err += e * e;
-    }
-    if (err < bestErr) {
-      bestErr = err;
-      bestS = s;
-      bestM = -b;
-    }
+    if (!(ns > 0)) break;
+    s = ns;
+    b = nb;
   }
-  res[0] = bestS;
-  res[1] = bestM;
+  res[0] = s;
+  res[1] = -b;
 }
 
 export function quantizeQ4_K(
@@ -208,7 +228,6 @@ export function quantizeQ4_K(
   const scales = new Float64Array(8);
   const mins = new Float64Array(8);
   const fit = new Float64Array(2);
-  const scratch = new Uint8Array(32);
   const sc = new Uint8Array(8);
   const mn = new Uint8Array(8);
   const h = halves();
@@ -216,7 +235,7 @@ export function quantizeQ4_K(
     let maxS = 0,
       maxM = 0;
     for (let j = 0; j < 8; j++) {
-      fitSubBlock(x, b + 32 * j, scratch, fit);
+      fitSubBlock(x, b + 32 * j, fit);
       scales[j] = fit[0];
       mins[j] = fit[1];
       if (fit[0] > maxS) maxS = fit[0];
@@ -247,11 +266,12 @@ export function quantizeQ4_K(
         const off = h[mBits] * mn[j];
         const inv = step > 0 ? 1 / step : 0;
         const at = b + 32 * j;
+        const q = qs + 32 * pair;
+        const shift = 4 * half;
         for (let l = 0; l < 32; l++) {
-          let c = Math.round((x[at + l] + off) * inv);
+          let c = ((x[at + l] + off) * inv + 0.5) | 0;
           c = c < 0 ? 0 : c > 15 ? 15 : c;
-          if (half === 0) out[qs + 32 * pair + l] = c;
-          else out[qs + 32 * pair + l] |= c << 4;
+          out[q + l] = half === 0 ? c : out[q + l] | (c << shift);
         }
       }
     }
@@ -287,39 +307,34 @@ export function dequantizeQ4_K(src: Uint8Array, out: Float32Array): Float32Array
 
 // ---------------------------------------------------------------------------------------- Q6_K
 
-/** Least-squares scale for x ~ s * q, q in -32..31, from the absmax grid (q = -32 at the extreme). */
+/** Refinement rounds of a Q6_K sub-block's scale. */
+const Q6K_ROUNDS = 2;
+
+/**
+ * Scale s for x ~ s * q, q in -32..31, for 16 values: start with the value of largest
+ * magnitude at -32 (the end of the range reached exactly), then alternate rounding and the
+ * least-squares scale of the codes.
+ */
 function fitQ6(x: Float32Array, at: number): number {
   let max = 0;
   for (let i = 0; i < 16; i++) if (Math.abs(x[at + i]) > Math.abs(max)) max = x[at + i];
   if (max === 0) return 0;
-  let best = 0,
-    bestErr = Infinity;
-  for (const stretch of [1, 0.95, 0.9]) {
-    const inv = -32 / (max * stretch);
+  let s = max / -32;
+  for (let round = 0; round < Q6K_ROUNDS; round++) {
+    const inv = 1 / s;
     let sxq = 0,
       sqq = 0;
     for (let i = 0; i < 16; i++) {
-      let c = Math.round(x[at + i] * inv);
+      let c = roundf(x[at + i] * inv);
       c = c < -32 ? -32 : c > 31 ? 31 : c;
       sxq += x[at + i] * c;
       sqq += c * c;
     }
-    const s = sqq > 0 ? sxq / sqq : 0;
-    if (s === 0) continue;
-    const si = 1 / s;
-    let err = 0;
-    for (let i = 0; i < 16; i++) {
-      let c = Math.round(x[at + i] * si);
-      c = c < -32 ? -32 : c > 31 ? 31 : c;
-      const e = s * c - x[at + i];
-      err += e * e;
-    }
-    if (err < bestErr) {
-      bestErr = err;
-      best = s;
-    }
+    const ns = sqq > 0 ? sxq / sqq : 0;
+    if (ns === 0) break;
+    s = ns;
   }
-  return best;
+  return s;
 }
 
 export function quantizeQ6_K(
@@ -347,7 +362,7 @@ export function quantizeQ6_K(
       const step = d * si;
       const inv = step !== 0 ? 1 / step : 0;
       for (let l = 0; l < 16; l++) {
-        let c = Math.round(x[b + 16 * j + l] * inv);
+        let c = roundf(x[b + 16 * j + l] * inv);
         c = c < -32 ? -32 : c > 31 ? 31 : c;
         codes[16 * j + l] = c + 32;
       }

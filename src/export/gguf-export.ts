@@ -3,6 +3,7 @@
  * an Ollama Modelfile beside it), or the adapter alone as a llama.cpp LoRA GGUF. Both stream
  * tensor by tensor through GgufWriter.
  */
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import type { Qwen2Config } from '../model/config.js';
 import { readJsonFile } from '../util/jsonl.js';
@@ -10,7 +11,8 @@ import { UserError } from '../util/errors.js';
 import { loraScale, peftTensorName } from '../lora/lora.js';
 import { projectionPrefix } from '../model/qwen2-weights.js';
 import { toF32 } from '../tensor/tensor.js';
-import { gguf, GgmlType, LLAMA_FTYPE, type GgufValue } from './gguf-format.js';
+import { gguf, GgmlType, GGML_TYPES, LLAMA_FTYPE, type GgufValue } from './gguf-format.js';
+import { QuantPool } from './quant-pool.js';
 import { GGUF_QUANTS, ggufTensorName, ggufTensorType, isGgufQuant, type GgufQuant } from './gguf-qwen2.js';
 import { readGgufVocab, tokenizerMetadata } from './gguf-tokenizer.js';
 import { GgufWriter, type GgufTensorInfo } from './gguf-writer.js';
@@ -31,6 +33,11 @@ export interface ExportGgufOptions {
   name?: string;
   /** Write an Ollama Modelfile beside the GGUF (default true). */
   modelfile?: boolean;
+  /**
+   * Quantization threads (0 = on the calling thread). Default: the machine's cores for models
+   * of 16M+ values, else 0 (starting workers costs more than a toy model's quantization).
+   */
+  threads?: number;
   onProgress?: ExportProgress;
 }
 
@@ -94,6 +101,8 @@ export async function exportGguf(opts: ExportGgufOptions): Promise<ExportGgufRes
   ensureWritableDir(dirname(opts.outFile));
   const w = MergedWeights.open({ baseDir: opts.baseDir, adapterDir: opts.adapterDir, fromNf4: opts.fromNf4 });
   let writer: GgufWriter | undefined;
+  const values = w.names().reduce((n, t) => n + w.shape(t).reduce((a, b) => a * b, 1), 0);
+  const pool = new QuantPool(opts.threads ?? (values >= 1 << 24 ? availableParallelism() : 0));
   try {
     checkModel(w.config, opts.baseDir);
     const vocab = readGgufVocab(opts.baseDir, w.config);
@@ -109,11 +118,23 @@ export async function exportGguf(opts: ExportGgufOptions): Promise<ExportGgufRes
     );
     const buffer = new Float32Array(w.maxElements());
     let done = 0;
+    // Tensor i is quantized on the workers while tensor i + 1 is read and merged here.
+    let previous: Promise<void> = Promise.resolve();
+    const out = writer;
     for (const [hf, info] of plan) {
-      writer.writeF32(info.name, w.readF32(hf, buffer));
-      opts.onProgress?.({ stage: 'gguf', done: ++done, total: plan.length, item: info.name });
-      await new Promise<void>((r) => setImmediate(r));
+      const values = w.readF32(hf, buffer);
+      // f32 needs no work (and its bytes are a view of the reused buffer: copied).
+      const bytes =
+        info.type === GgmlType.F32
+          ? Promise.resolve(GGML_TYPES[GgmlType.F32].quantize(values).slice())
+          : pool.quantize(info.type, values, info.ne[0]);
+      await previous;
+      previous = bytes.then((b) => {
+        out.writeRaw(info.name, b);
+        opts.onProgress?.({ stage: 'gguf', done: ++done, total: plan.length, item: info.name });
+      });
     }
+    await previous;
     const bytes = writer.totalBytes;
     writer.finish();
     writer = undefined;
@@ -128,6 +149,7 @@ export async function exportGguf(opts: ExportGgufOptions): Promise<ExportGgufRes
   } finally {
     writer?.abort();
     w.close();
+    await pool.close();
   }
 }
 

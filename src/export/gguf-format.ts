@@ -89,11 +89,15 @@ interface TypeTraits {
   /** Values per block and bytes per block. */
   block: number;
   bytes: number;
-  quantize(x: Float32Array): Uint8Array;
+  /** x's values in this type, into `out` when given (exactly the bytes needed). */
+  quantize(x: Float32Array, out?: Uint8Array): Uint8Array;
   dequantize(src: Uint8Array, out: Float32Array): Float32Array;
 }
 
 const bytesOf = (v: ArrayBufferView): Uint8Array => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+/** A u16 view of an (aligned) output buffer. */
+const u16Out = (b: Uint8Array | undefined): Uint16Array<ArrayBuffer> | undefined =>
+  b && new Uint16Array(b.buffer as ArrayBuffer, b.byteOffset, b.byteLength / 2);
 const u16Of = (b: Uint8Array): Uint16Array =>
   b.byteOffset % 2 === 0
     ? new Uint16Array(b.buffer, b.byteOffset, b.byteLength / 2)
@@ -114,42 +118,42 @@ export const GGML_TYPES: Readonly<Record<GgmlType, TypeTraits>> = {
     name: 'F16',
     block: 1,
     bytes: 2,
-    quantize: (x) => bytesOf(f32ToF16(x)),
+    quantize: (x, out) => bytesOf(f32ToF16(x, u16Out(out))),
     dequantize: (src, out) => f16ToF32(u16Of(src), out),
   },
   [GgmlType.BF16]: {
     name: 'BF16',
     block: 1,
     bytes: 2,
-    quantize: (x) => bytesOf(f32ToBf16(x)),
+    quantize: (x, out) => bytesOf(f32ToBf16(x, u16Out(out))),
     dequantize: (src, out) => bf16ToF32(u16Of(src), out),
   },
   [GgmlType.Q8_0]: {
     name: 'Q8_0',
     block: QK8_0,
     bytes: Q8_0_BYTES,
-    quantize: (x) => quantizeQ8_0(x),
+    quantize: (x, out) => quantizeQ8_0(x, out),
     dequantize: dequantizeQ8_0,
   },
   [GgmlType.Q5_0]: {
     name: 'Q5_0',
     block: QK5_0,
     bytes: Q5_0_BYTES,
-    quantize: (x) => quantizeQ5_0(x),
+    quantize: (x, out) => quantizeQ5_0(x, out),
     dequantize: dequantizeQ5_0,
   },
   [GgmlType.Q4_K]: {
     name: 'Q4_K',
     block: QK_K,
     bytes: Q4_K_BYTES,
-    quantize: (x) => quantizeQ4_K(x),
+    quantize: (x, out) => quantizeQ4_K(x, out),
     dequantize: dequantizeQ4_K,
   },
   [GgmlType.Q6_K]: {
     name: 'Q6_K',
     block: QK_K,
     bytes: Q6_K_BYTES,
-    quantize: (x) => quantizeQ6_K(x),
+    quantize: (x, out) => quantizeQ6_K(x, out),
     dequantize: dequantizeQ6_K,
   },
 };

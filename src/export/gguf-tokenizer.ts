@@ -45,7 +45,8 @@ export function readGgufVocab(modelDir: string, cfg: Qwen2Config): GgufVocab {
     const looksSpecial = /^<\|.*\|>$/.test(t.content);
     byId.set(t.id, { text: t.content, type: t.special || looksSpecial ? TOKEN_TYPE.CONTROL : TOKEN_TYPE.USER_DEFINED });
   }
-  const largest = Math.max(...byId.keys());
+  let largest = -1;
+  for (const id of byId.keys()) if (id > largest) largest = id;
   if (largest >= cfg.vocabSize)
     throw new UserError(`${path} defines token id ${largest}, but the model's vocab_size is ${cfg.vocabSize}`);
   const tokens: string[] = [];
@@ -56,11 +57,10 @@ export function readGgufVocab(modelDir: string, cfg: Qwen2Config): GgufVocab {
     types.push(t?.type ?? TOKEN_TYPE.USER_DEFINED);
   }
   const merges = (json.model.merges ?? []).map((m) => (Array.isArray(m) ? `${m[0]} ${m[1]}` : m));
-  const idOf = (content: string | undefined): number | undefined => {
-    if (content === undefined) return undefined;
-    const id = tokens.indexOf(content);
-    return id < 0 ? undefined : id;
-  };
+  const ids = new Map<string, number>();
+  tokens.forEach((t, id) => ids.set(t, id));
+  const idOf = (content: string | undefined): number | undefined =>
+    content === undefined ? undefined : ids.get(content);
   const tc = readTokenizerConfig(modelDir);
   const rawConfig = readJsonFile<Record<string, unknown>>(join(modelDir, 'config.json'), 'model config');
   const configId = (key: string): number | undefined => {

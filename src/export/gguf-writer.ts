@@ -13,7 +13,7 @@ import {
   GGUF_MAGIC,
   GGUF_VERSION,
   GgufValueType,
-  type GgmlType,
+  GgmlType,
   type GgufValue,
 } from './gguf-format.js';
 
@@ -137,6 +137,7 @@ export class GgufWriter {
   private next = 0;
   private readonly sizes: number[];
   private readonly dataStart: number;
+  private scratch = new Uint8Array(0);
   /** Bytes written so far (header included). */
   written = 0;
 
@@ -161,7 +162,11 @@ export class GgufWriter {
   /** Writes the next declared tensor from f32 values, converting to its declared type. */
   writeF32(name: string, values: Float32Array): void {
     const info = this.expect(name);
-    this.writeRaw(name, GGML_TYPES[info.type].quantize(values));
+    const size = this.sizes[this.next];
+    // One scratch buffer for every tensor (fresh ones cost page faults); F32 needs none.
+    if (info.type !== GgmlType.F32 && this.scratch.length < size) this.scratch = new Uint8Array(size);
+    const out = info.type === GgmlType.F32 ? undefined : this.scratch.subarray(0, size);
+    this.writeRaw(name, GGML_TYPES[info.type].quantize(values, out));
   }
 
   /** Writes the next declared tensor's bytes (already in its declared type). */

@@ -85,10 +85,9 @@ export class MergedWeights {
     return this.merges.has(name) || this.nf4Names.has(name);
   }
 
-  /** The base file's bytes of a tensor the merge leaves unchanged. */
-  readRaw(name: string): Uint8Array {
-    const t = this.ckpt.read(name);
-    return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  /** The base file's bytes of a tensor (as stored); `into` (long enough) is reused when given. */
+  readRaw(name: string, into?: Uint8Array): Uint8Array {
+    return this.ckpt.readRaw(name, into);
   }
 
   /** The tensor's merged values as f32; `into` (long enough) is reused when given. */

@@ -23,9 +23,22 @@ export function mergeLoraWeight(
   const row = new Float64Array(inp);
   for (let o = 0; o < out; o++) {
     row.fill(0);
-    for (let k = 0; k < r; k++) {
+    // Four ranks per pass over the row: a quarter of the row's loads and stores (this loop is
+    // most of a 1.8B model's merge time).
+    let k = 0;
+    for (; k + 4 <= r; k += 4) {
+      const b0 = b[o * r + k],
+        b1 = b[o * r + k + 1],
+        b2 = b[o * r + k + 2],
+        b3 = b[o * r + k + 3];
+      const a0 = k * inp,
+        a1 = a0 + inp,
+        a2 = a1 + inp,
+        a3 = a2 + inp;
+      for (let i = 0; i < inp; i++) row[i] += b0 * a[a0 + i] + b1 * a[a1 + i] + b2 * a[a2 + i] + b3 * a[a3 + i];
+    }
+    for (; k < r; k++) {
       const bk = b[o * r + k];
-      if (bk === 0) continue;
       const ak = k * inp;
       for (let i = 0; i < inp; i++) row[i] += bk * a[ak + i];
     }

@@ -139,6 +139,12 @@ export class Checkpoint {
     return this.shard(info.file).readF32(name, undefined, into);
   }
 
+  /** The tensor's stored bytes, into `into` when given (see SafetensorsFile.readRaw). */
+  readRaw(name: string, into?: Uint8Array): Uint8Array {
+    const info = this.info(name);
+    return this.shard(info.file).readRaw(name, into);
+  }
+
   /** The tensor with its stored dtype (raw little-endian bytes). */
   read(name: string, shape?: readonly number[]): HostTensor {
     const info = this.info(name);

@@ -165,10 +165,15 @@ export class SafetensorsFile {
     return info;
   }
 
-  /** The tensor's bytes, in a fresh (hence aligned) buffer. */
-  readRaw(name: string): Uint8Array {
+  /**
+   * The tensor's bytes, in a fresh (hence aligned) buffer, or at the start of `into` (at least
+   * as long; the view is returned) so a caller streaming many tensors reuses one buffer.
+   */
+  readRaw(name: string, into?: Uint8Array): Uint8Array {
     const info = this.info(name);
-    const out = new Uint8Array(info.byteLength);
+    if (into && into.length < info.byteLength)
+      throw new RangeError(`readRaw: ${name} has ${info.byteLength} bytes, the buffer holds ${into.length}`);
+    const out = into ? into.subarray(0, info.byteLength) : new Uint8Array(info.byteLength);
     readExactly(this.openFd(), out, info.fileOffset, this.path);
     return out;
   }
