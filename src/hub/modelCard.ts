@@ -56,7 +56,7 @@ const signed = (d: number): string => `${d >= 0 ? '+' : '−'}${Math.abs(d).toFi
 /** The front matter, as an object in the order it is written. */
 export function cardMetadata(inp: ModelCardInputs): { [key: string]: YamlValue | undefined } {
   const license: { [key: string]: YamlValue } =
-    inp.license !== null
+    inp.license !== null && inp.license !== 'other'
       ? { license: inp.license }
       : {
           license: 'other',
@@ -344,7 +344,7 @@ function limitations(inp: ModelCardInputs): string {
     'Trained and evaluated on Spider: English questions, SQLite, databases of a few tables. Other SQL dialects, large schemas and other languages were not measured.',
     'The SQL it writes can be wrong while looking right: check results, and run generated queries on a read-only connection (it never should, but may, write a modifying statement).',
     `Scores are for the Spider dev questions named in Results${inp.finetuned ? ` (${inp.finetuned.summary.overall.count})` : ''}, one greedy answer each; they say little about databases unlike Spider's.`,
-    inp.license === null
+    inp.license === null || inp.license === 'other'
       ? `The base model's license and limitations apply to this adapter: see [${inp.baseModel}](https://huggingface.co/${inp.baseModel}).`
       : `The base model's limitations apply; see [${inp.baseModel}](https://huggingface.co/${inp.baseModel}).`,
   ];
