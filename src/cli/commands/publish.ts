@@ -3,7 +3,7 @@ import { GGUF_QUANTS, MERGED_DTYPES, type GgufQuant, type MergedDType } from '..
 import { PUBLISH_EXTRAS, parsePublishExtras } from '../../hub/publishExports.js';
 import { buildPublishFolder } from '../../hub/publishFolder.js';
 import { findHubToken } from '../../hub/token.js';
-import { uploadToHub } from '../../hub/upload.js';
+import { checkRepoId, uploadToHub } from '../../hub/upload.js';
 import { UserError } from '../../util/errors.js';
 import type { CommandSpec } from '../args.js';
 
@@ -112,6 +112,7 @@ export const command: CommandSpec = {
   async run(args) {
     const runDir = args.required('run');
     const repo = args.required('repo');
+    checkRepoId(repo);
     const out = args.string('out') ?? join(runDir, 'publish');
     const dryRun = args.boolean('dry-run');
     // The token is looked up before any work, so a missing one fails at once.
