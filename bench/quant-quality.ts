@@ -10,7 +10,7 @@ import { parseArgs } from 'node:util';
 import { GgmlType, GGML_TYPES, ggmlTensorBytes } from '../src/export/gguf-format.js';
 import { openCheckpoint } from '../src/model/checkpoint.js';
 import { mulberry32 } from '../src/util/random.js';
-import { ggmlQuantize, haveGgml } from '../test/helpers/ggml-lib.js';
+import { ggmlQuantize, haveGgml } from './ggml-lib.js';
 
 const { values } = parseArgs({ options: { model: { type: 'string' } } });
 const TYPES = [GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.Q5_0, GgmlType.Q4_K];

@@ -8,7 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { GgmlType, GGML_TYPES, ggmlTensorBytes } from '../src/export/gguf-format.js';
 import { mulberry32 } from '../src/util/random.js';
-import { ggmlQuantize, haveGgml } from './helpers/ggml-lib.js';
+import { ggmlQuantize, haveGgml } from '../bench/ggml-lib.js';
 
 const ROW = 4096;
 const ROWS = 16;

@@ -27,4 +27,5 @@ export { GgufFile, type GgufTensorEntry } from './gguf-reader.js';
 export { GgmlType } from './gguf-format.js';
 export { MergedWeights, type MergedWeightsOptions } from './merged-weights.js';
 export { adapterSystemPrompt, renderModelfile, SQLORA_ADAPTER_INFO } from './modelfile.js';
+export { resolveExportBase, type ResolvedBase } from './base.js';
 export type { ExportProgress, ExportProgressEvent } from './output.js';

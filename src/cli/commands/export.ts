@@ -1,5 +1,6 @@
 import { basename, join, resolve } from 'node:path';
 import {
+  resolveExportBase,
   exportGguf,
   exportLoraGguf,
   exportMerged,
@@ -9,7 +10,6 @@ import {
   type GgufQuant,
   type MergedDType,
 } from '../../export/index.js';
-import { resolveExportBase } from '../../export/base.js';
 import { UserError } from '../../util/errors.js';
 import { Progress } from '../../util/progress.js';
 import type { CommandSpec } from '../args.js';

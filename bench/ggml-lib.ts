@@ -1,6 +1,7 @@
 /**
  * ggml's own quantizers, from the libggml-base.so that node-llama-cpp's CPU build ships,
- * called through koffi: the reference our block formats are checked against.
+ * called through koffi: the reference our block formats are checked against (by
+ * test/export-ggml-quants.test.ts and bench/quant-quality.ts).
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,7 +9,6 @@ import koffi from 'koffi';
 
 export const GGML_BASE = join(
   import.meta.dirname,
-  '..',
   '..',
   'node_modules',
   '@node-llama-cpp',
