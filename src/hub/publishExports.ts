@@ -5,7 +5,6 @@
  * llama.cpp's `-hf OWNER/NAME:QUANT` and Ollama's `hf.co/OWNER/NAME:QUANT` find it.
  */
 import { join } from 'node:path';
-import { resolveExportBase } from '../export/base.js';
 import {
   adapterSystemPrompt,
   exportGguf,
@@ -13,6 +12,7 @@ import {
   GGUF_QUANTS,
   MERGED_DTYPES,
   renderModelfile,
+  resolveExportBase,
   type ExportProgress,
   type GgufQuant,
   type MergedDType,
