@@ -135,7 +135,7 @@ describe('sqlora doctor', () => {
       status: 'fail',
       detail: `${endpoint} unreachable (ECONNREFUSED)`,
     });
-    expect(by['Hub token']).toEqual({ name: 'Hub token', status: 'ok', detail: 'set (HF_TOKEN)' });
+    expect(by['Hub token']).toEqual({ name: 'Hub token', status: 'ok', detail: 'set (the HF_TOKEN environment variable)' });
     expect(r.stderr).toBe('error: doctor: the main job cannot run here (failed: Hugging Face Hub)\n');
   }, 60_000);
 });

@@ -66,6 +66,11 @@ const COMMANDS: CommandEntry[] = [
     load: () => import('./commands/export.js'),
   },
   {
+    name: 'publish',
+    summary: 'adapter + model card (Hub metadata, scores, loss curve) -> folder or Hugging Face Hub',
+    load: () => import('./commands/publish.js'),
+  },
+  {
     name: 'doctor',
     summary: 'can this machine run the main job? GPU, driver, CUDA libraries, memory, caches, Hub',
     load: () => import('./commands/doctor.js'),

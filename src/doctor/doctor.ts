@@ -8,7 +8,8 @@ import { dirname } from 'node:path';
 import { kernelCacheDir } from '../backend/cuda/nvrtc.js';
 import { probeCuda, type CudaProbe } from '../backend/cuda/probe.js';
 import { cachedCommit, hubCacheDir, repoCacheDir } from '../hub/cache.js';
-import { hubEndpoint, hubTokenSource } from '../hub/download.js';
+import { hubEndpoint } from '../hub/download.js';
+import { findHubToken } from '../hub/token.js';
 import { hubReachable } from '../hub/reachability.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
@@ -82,7 +83,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
           fix: 'check the network or proxy, or set HF_ENDPOINT to a mirror; offline, copy the model into the cache and set HF_HUB_OFFLINE=1',
         },
   );
-  const token = hubTokenSource(env);
+  const token = findHubToken(undefined, env)?.source;
   checks.push({
     name: 'Hub token',
     status: 'ok',

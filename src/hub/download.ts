@@ -11,22 +11,13 @@
  * Environment, as huggingface_hub reads it: HF_TOKEN (sent as a Bearer token, never printed),
  * HF_ENDPOINT, HF_HUB_OFFLINE=1 (cache only), HF_HOME / HF_HUB_CACHE (cache location).
  */
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { HubApiError, listFiles, modelInfo } from '@huggingface/hub';
 import { UserError, describeError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
-import { COMMIT_HASH, cachedCommit, hfHome, hubCacheDir, linkSnapshotFile, repoCacheDir, writeRef } from './cache.js';
+import { findHubToken } from './token.js';
+import { COMMIT_HASH, cachedCommit, hubCacheDir, linkSnapshotFile, repoCacheDir, writeRef } from './cache.js';
 
 export interface ResolveModelOptions {
   /** Overrides an `@revision` in the id; default "main". */
@@ -112,7 +103,7 @@ export async function resolveModel(idOrDir: string, opts: ResolveModelOptions = 
     );
   }
 
-  const token = opts.token ?? env.HF_TOKEN ?? env.HUGGING_FACE_HUB_TOKEN ?? readTokenFile(env);
+  const token = findHubToken(opts.token, env)?.value;
   // The token is added here rather than passed to the library, so it reaches only our endpoint
   // and never appears in an argument list or a message.
   const authFetch: typeof fetch = (input, init) => {
@@ -256,23 +247,9 @@ function isTrue(v: string | undefined): boolean {
   return v !== undefined && ['1', 'true', 'yes', 'on'].includes(v.toLowerCase());
 }
 
-/** Where the Hub token would come from (HF_TOKEN, HUGGING_FACE_HUB_TOKEN or the token file), or null when none is set; never the token. */
-export function hubTokenSource(env: NodeJS.ProcessEnv = process.env): string | null {
-  if (env.HF_TOKEN) return 'HF_TOKEN';
-  if (env.HUGGING_FACE_HUB_TOKEN) return 'HUGGING_FACE_HUB_TOKEN';
-  return readTokenFile(env) ? (env.HF_TOKEN_PATH ?? join(hfHome(env), 'token')) : null;
-}
-
 /** The Hub endpoint: HF_ENDPOINT (a mirror) or huggingface.co, without a trailing slash. */
 export function hubEndpoint(env: NodeJS.ProcessEnv = process.env): string {
   return (env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
-}
-
-/** huggingface_hub's token file ($HF_HOME/token), written by `huggingface-cli login`. */
-function readTokenFile(env: NodeJS.ProcessEnv): string | undefined {
-  const path = env.HF_TOKEN_PATH ?? join(hfHome(env), 'token');
-  if (!existsSync(path)) return undefined;
-  return readFileSync(path, 'utf8').trim() || undefined;
 }
 
 /** fetch() rejects with a TypeError whose cause holds the socket error. */
