@@ -135,7 +135,11 @@ describe('sqlora doctor', () => {
       status: 'fail',
       detail: `${endpoint} unreachable (ECONNREFUSED)`,
     });
-    expect(by['Hub token']).toEqual({ name: 'Hub token', status: 'ok', detail: 'set (the HF_TOKEN environment variable)' });
+    expect(by['Hub token']).toEqual({
+      name: 'Hub token',
+      status: 'ok',
+      detail: 'set (the HF_TOKEN environment variable)',
+    });
     expect(r.stderr).toBe('error: doctor: the main job cannot run here (failed: Hugging Face Hub)\n');
   }, 60_000);
 });

@@ -4,9 +4,9 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readMmluResults } from '../src/hub/mmluResults.js';
-import { cardMetadata } from '../src/hub/modelCard.js';
-import { buildPublishFolder } from '../src/hub/publishFolder.js';
+import { readMmluResults } from '../src/publish/mmluResults.js';
+import { cardMetadata } from '../src/publish/modelCard.js';
+import { buildPublishFolder } from '../src/publish/publishFolder.js';
 import { makeRun, publishOptions, PUBLISH, REPORT } from './helpers/publish-run.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'sqlora-publish-card-'));

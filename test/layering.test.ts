@@ -5,7 +5,8 @@
  * quant/nf4), and eval below data (prepare reports Spider hardness and reads schemas through
  * eval). sql, shared by evaluation, the sandbox and constrained decoding, sits below all of
  * them; api (the typed library calls src/index.ts exports: load, generate, train) sits above every
- * layer it composes; report, demo and doctor are library code that only the CLI calls.
+ * layer it composes; report, publish (the Hub folder and card, built from reports and exports), demo and doctor are
+ * library code that only the CLI calls.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -27,6 +28,7 @@ const LAYERS = [
   'serve',
   'api',
   'report',
+  'publish',
   'demo',
   'doctor',
   'cli',

@@ -6,7 +6,7 @@
  */
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { Tokenizer } from '../data/tokenizer.js';
+import type { MmluTokenizer } from './mmluPrompt.js';
 import type { LoraProvider, Qwen2Model } from '../model/qwen2.js';
 import { readMmlu, selectQuestions } from './mmluData.js';
 import { runMmlu } from './mmluRun.js';
@@ -14,7 +14,7 @@ import { summarize, type MmluResults } from './mmluSummary.js';
 
 export interface MmluOptions {
   model: Qwen2Model;
-  tokenizer: Tokenizer;
+  tokenizer: MmluTokenizer;
   adapter: LoraProvider | null;
   /** Recorded in the results: what --model / --adapter named. */
   modelName: string;

@@ -12,7 +12,6 @@
  * encoded, and the continuation's tokens are the whole string's after the context's count. The
  * model reads context + continuation, cut to the last max_length + 1 tokens, minus the last.
  */
-import type { Tokenizer } from '../data/tokenizer.js';
 import { LETTERS, type MmluQuestion } from './mmluData.js';
 
 export function mmluDescription(subject: string): string {
@@ -47,8 +46,13 @@ export interface EncodedPair {
   continuation: number[];
 }
 
+/** What scoring needs of a tokenizer (the data layer's Tokenizer fits; eval sits below data). */
+export interface MmluTokenizer {
+  encode(text: string): number[];
+}
+
 /** The harness's _encode_pair for a decoder-only model (no special tokens added). */
-export function encodePair(tokenizer: Tokenizer, context: string, continuation: string): EncodedPair {
+export function encodePair(tokenizer: MmluTokenizer, context: string, continuation: string): EncodedPair {
   const trimmed = context.replace(PY_RSTRIP, '');
   const spaces = context.length - trimmed.length;
   if (spaces > 0) {
@@ -83,7 +87,7 @@ export interface EncodedQuestion {
 }
 
 export function encodeQuestion(
-  tokenizer: Tokenizer,
+  tokenizer: MmluTokenizer,
   q: MmluQuestion,
   fewShot: readonly MmluQuestion[],
 ): EncodedQuestion {

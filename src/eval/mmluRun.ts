@@ -5,18 +5,17 @@
  * order). A rerun with the same settings reads the progress file and scores only what is left.
  */
 import { existsSync, renameSync, writeFileSync } from 'node:fs';
-import type { Tokenizer } from '../data/tokenizer.js';
 import type { LoraProvider, Qwen2Model } from '../model/qwen2.js';
 import { appendJsonl, readAppendedJsonl } from '../util/jsonl.js';
 import { Progress } from '../util/progress.js';
 import type { MmluQuestion } from './mmluData.js';
-import { encodeQuestion, scoredSequence, type EncodedQuestion } from './mmluPrompt.js';
+import { encodeQuestion, scoredSequence, type EncodedQuestion, type MmluTokenizer } from './mmluPrompt.js';
 import { argmax, scoreGeneral, scoreSingleToken } from './mmluScore.js';
 import { questionKey, type ModelScore, type QuestionResult } from './mmluSummary.js';
 
 export interface MmluRunOptions {
   model: Qwen2Model;
-  tokenizer: Tokenizer;
+  tokenizer: MmluTokenizer;
   /** Scored after the base on every batch, with the same weights. */
   adapter: LoraProvider | null;
   questions: readonly MmluQuestion[];

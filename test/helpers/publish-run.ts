@@ -1,7 +1,7 @@
 /** A finished training run for the publish tests: the report fixture's logs plus a PEFT adapter. */
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PublishFolderOptions } from '../../src/hub/publishFolder.js';
+import type { PublishFolderOptions } from '../../src/publish/publishFolder.js';
 
 export const REPORT = 'test/fixtures/report';
 export const PUBLISH = 'test/fixtures/publish';

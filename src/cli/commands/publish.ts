@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { GGUF_QUANTS, MERGED_DTYPES, type GgufQuant, type MergedDType } from '../../export/index.js';
-import { PUBLISH_EXTRAS, parsePublishExtras } from '../../hub/publishExports.js';
-import { buildPublishFolder } from '../../hub/publishFolder.js';
+import { PUBLISH_EXTRAS, parsePublishExtras } from '../../publish/publishExports.js';
+import { buildPublishFolder } from '../../publish/publishFolder.js';
 import { findHubToken } from '../../hub/token.js';
 import { checkRepoId, uploadToHub } from '../../hub/upload.js';
 import { UserError } from '../../util/errors.js';

@@ -20,7 +20,7 @@ import { readJsonFile, readJsonl } from '../util/jsonl.js';
 import { readMmluResults } from './mmluResults.js';
 import { renderModelCard, type PromptExample } from './modelCard.js';
 import { checkExportOptions, writePublishExports, type PublishExportOptions } from './publishExports.js';
-import { checkRepoId, REPO_ID, type UploadFile } from './upload.js';
+import { checkRepoId, REPO_ID, type UploadFile } from '../hub/upload.js';
 
 export interface PublishFolderOptions {
   /** The `sqlora train --out` folder. */

@@ -20,7 +20,7 @@ import {
 import { writeFileAtomic } from '../export/output.js';
 import { UserError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
-import type { UploadFile } from './upload.js';
+import type { UploadFile } from '../hub/upload.js';
 
 export const PUBLISH_EXTRAS = ['merged', 'gguf'] as const;
 export type PublishExtra = (typeof PUBLISH_EXTRAS)[number];
