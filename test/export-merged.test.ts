@@ -6,6 +6,8 @@
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { CpuBackend } from '../src/backend/cpu/cpu-backend.js';
 import { exportMerged } from '../src/export/merged.js';
 import { LoraAdapter, peftTensorName } from '../src/lora/lora.js';
@@ -18,6 +20,15 @@ import { SafetensorsFile } from '../src/tensor/safetensors.js';
 import { f32Tensor, toF32 } from '../src/tensor/tensor.js';
 import { UserError } from '../src/util/errors.js';
 import { buildExportFixture, type ExportFixture } from './helpers/export-model.js';
+import {
+  adapterDir,
+  haveTinyFixtures,
+  maxAbsDiff as maxAbsDiffWhere,
+  MISSING_FIXTURES,
+  modelDir,
+  readReference,
+  VARIANTS,
+} from './helpers/tiny-fixture.js';
 
 const be = new CpuBackend();
 let fx: ExportFixture;
@@ -207,4 +218,30 @@ describe('exportMerged', () => {
       chmodSync(locked, 0o700);
     }
   });
+});
+
+if (!haveTinyFixtures) console.warn(`export-merged: skipping the HF fixtures: ${MISSING_FIXTURES}`);
+
+describe.skipIf(!haveTinyFixtures)('exportMerged on the HF fixtures', () => {
+  for (const v of VARIANTS) {
+    it(`${v}: the merged PEFT adapter reproduces PEFT's LoRA logits (transformers 5.17, f32)`, async () => {
+      const ref = readReference(v);
+      const out = join(mkdtempSync(join(tmpdir(), 'sqlora-merged-')), 'model');
+      await exportMerged({ baseDir: modelDir(v), adapterDir: adapterDir(v), outDir: out, dtype: 'f32' });
+      const [B, T] = ref.shape('right.input_ids');
+      const mask = ref.ints('right.attention_mask');
+      const got = be.download(
+        Qwen2Model.load(out, be).forward({
+          batchSize: B,
+          seqLen: T,
+          inputIds: ref.ints('right.input_ids'),
+          attentionMask: mask,
+        }),
+      );
+      const V = got.length / (B * T);
+      expect(maxAbsDiffWhere(got, ref.floats('right.lora_logits'), (i) => mask[Math.floor(i / V)] === 1)).toBeLessThan(
+        1e-4,
+      );
+    });
+  }
 });
