@@ -18,6 +18,26 @@ export { defaultTokenizerDir } from './data/modelFiles.js';
 /** A tiny random Qwen2 model with a shrunk tokenizer (the demo's), to try the API in seconds on the CPU. */
 export { buildToyModel, type ToyModel } from './demo/toyModel.js';
 export { runDoctor, formatDoctor, type DoctorCheck, type DoctorReport } from './doctor/doctor.js';
+export { mmluEvaluate, type MmluOptions } from './eval/mmlu.js';
+export type { MmluResults } from './eval/mmluSummary.js';
+export {
+  exportGguf,
+  exportLoraGguf,
+  exportMerged,
+  GgufFile,
+  type ExportGgufOptions,
+  type ExportLoraGgufOptions,
+  type ExportMergedOptions,
+} from './export/index.js';
+export { uploadToHub, type UploadOptions, type UploadResult } from './hub/upload.js';
+export { buildPublishFolder, type PublishFolderOptions } from './publish/publishFolder.js';
+export { askQuestion, type AskAnswer, type AskOptions } from './serve/ask.js';
+export type { QueryLimits, QueryResult, SqlDatabase } from './serve/database.js';
+export { openDatabase } from './serve/databases.js';
+export { createServeEngine } from './serve/engine.js';
+export { QuestionPrompter } from './serve/questionPrompts.js';
+export { createServeServer, type ServeOptions } from './serve/server.js';
+export { ModelSqlGenerator } from './serve/sqlGenerator.js';
 export {
   evaluatePredictions,
   formatSummaryTable,
