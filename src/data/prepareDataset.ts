@@ -16,6 +16,8 @@ import {
   type TrainSplits,
 } from './spider.js';
 import { readSpiderParquet } from './spiderParquet.js';
+import { readBirdFolder, questionWithEvidence, type BirdExample } from './bird.js';
+import { BIRD_DIFFICULTIES } from '../eval/birdExecution.js';
 import { HARDNESS_LEVELS, spiderHardness, type Hardness } from '../eval/hardness.js';
 import { loadSpiderSchema, type SpiderSchema } from '../eval/spiderSchema.js';
 import { UserError, describeError } from '../util/errors.js';
@@ -28,6 +30,10 @@ export interface PrepareOptions {
   spider?: string;
   /** Folder of xlangai/spider parquet files. */
   parquet?: string;
+  /** BIRD release folder (train/, dev/): the source instead of Spider. */
+  bird?: string;
+  /** BIRD: put each question's evidence in the prompt (default true). */
+  evidence?: boolean;
   /** Databases for the parquet layout: a Spider folder or its database/ folder. */
   dbDir?: string;
   out: string;
@@ -90,10 +96,15 @@ function checkCount(name: string, v: number): void {
 
 async function readSource(o: PrepareOptions): Promise<{
   splits: SpiderSplits;
-  databases: SpiderDatabases;
+  databases: Pick<SpiderDatabases, 'dbDir' | 'sqlitePath'>;
   layout: DatasetCard['source']['layout'];
   path: string;
 }> {
+  if (o.bird !== undefined) {
+    if (o.spider !== undefined || o.parquet !== undefined)
+      throw new UserError('give one source: --bird DIR, --spider DIR or --parquet DIR');
+    return { ...readBirdFolder(o.bird), layout: 'bird', path: o.bird };
+  }
   if (o.parquet !== undefined) {
     const dbRoot = o.dbDir ?? o.spider;
     if (dbRoot === undefined)
@@ -128,6 +139,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
   if (!Number.isInteger(o.maxPromptTokens) || o.maxPromptTokens < 1)
     throw new UserError(`--max-prompt-tokens must be a whole number >= 1, got ${o.maxPromptTokens}`);
   const { splits, databases, layout, path } = await readSource(o);
+  const bird = layout === 'bird';
   const train = selectExamples(splits.train, o.trainLimit, o.shuffle, o.seed);
   const dev = selectExamples(splits.eval, o.evalLimit, o.shuffle, o.seed + 1);
   // Resolve every database before any work: a bad db_id fails at once, not halfway through.
@@ -148,23 +160,35 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
     const records: PromptRecord[] = [];
     const promptTokens: number[] = [];
     const textTokens: number[] = [];
-    const hardness = Object.fromEntries([...HARDNESS_LEVELS, 'unparsed'].map((h) => [h, 0])) as SplitCard['hardness'];
+    const hardness = Object.fromEntries([...HARDNESS_LEVELS, 'unparsed'].map((h) => [h, 0])) as NonNullable<
+      SplitCard['hardness']
+    >;
+    const difficulty = Object.fromEntries([...BIRD_DIFFICULTIES, 'unknown'].map((d) => [d, 0])) as NonNullable<
+      SplitCard['difficulty']
+    >;
     const card = { trimmed: { sample_rows: 0, tables: 0 }, over_budget: 0 };
     for (const ex of examples) {
       const dbPath = sqlite.get(ex.db_id) as string;
-      const level = hardnessOrNull(ex.query, loadSpiderSchema(dbPath)); // cached per database
-      const built = builder.build(ex, dbPath);
+      // Spider's hardness does not apply to BIRD, which grades its own difficulty.
+      const level = bird ? null : hardnessOrNull(ex.query, loadSpiderSchema(dbPath)); // cached per database
+      const b = ex as Partial<BirdExample>;
+      const question =
+        b.evidence !== undefined && o.evidence !== false ? questionWithEvidence(ex.question, b.evidence) : ex.question;
+      const built = builder.build({ ...ex, question }, dbPath);
       records.push({
         id: ex.id,
         db_id: ex.db_id,
         question: ex.question,
+        ...(b.evidence !== undefined ? { evidence: b.evidence } : {}),
         query: ex.query,
         hardness: level,
+        ...(b.difficulty !== undefined ? { difficulty: b.difficulty } : {}),
         messages: built.messages,
         text: built.text,
         prompt: built.prompt,
       });
-      hardness[level ?? 'unparsed']++;
+      if (bird) difficulty[b.difficulty ?? 'unknown']++;
+      else hardness[level ?? 'unparsed']++;
       promptTokens.push(built.promptTokens);
       textTokens.push(built.textTokens);
       if (built.trimmedRows) card.trimmed.sample_rows++;
@@ -178,7 +202,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
         count: records.length,
         available,
         tokens: { prompt: lengthStats(promptTokens), text: lengthStats(textTokens) },
-        hardness,
+        ...(bird ? { difficulty } : { hardness }),
         ...card,
       },
     };
@@ -205,6 +229,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
       train_splits: o.trainSplits,
       sample_rows: o.format === 'schema' ? o.sampleRows : 0,
       max_prompt_tokens: o.maxPromptTokens,
+      ...(bird ? { evidence: o.evidence !== false } : {}),
     },
     selection: o.shuffle
       ? `seeded random subset (Fisher-Yates with mulberry32; train seed ${o.seed}, eval seed ${o.seed + 1}), kept in file order`

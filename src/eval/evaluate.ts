@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { UserError, describeError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
 import { exactSetMatch } from './exactSetMatch.js';
+import { BIRD_DIFFICULTIES, birdExecutionMatch, type BirdDifficulty } from './birdExecution.js';
 import { databaseVariants, executionMatch } from './execution.js';
 import { HARDNESS_LEVELS, spiderHardness, type Hardness } from './hardness.js';
 import type { EvalItem } from './predictions.js';
@@ -38,6 +39,8 @@ export interface ExampleResult {
   id?: string | number;
   db_id: string;
   hardness: Hardness | null;
+  /** BIRD's difficulty, for BIRD gold records. */
+  difficulty?: BirdDifficulty;
   seed_exact: boolean;
   seed_token: number;
   exact_set_match: boolean | null;
@@ -67,6 +70,8 @@ export interface Summary {
   overall: LevelSummary;
   /** Only the levels that have examples; empty when hardness is unknown. */
   by_hardness: Partial<Record<Hardness, LevelSummary>>;
+  /** BIRD gold: per difficulty (simple / moderate / challenging), as BIRD's script reports. */
+  by_difficulty?: Partial<Record<BirdDifficulty, LevelSummary>>;
 }
 
 export interface EvaluationReport {
@@ -80,10 +85,14 @@ export async function evaluatePredictions(
 ): Promise<EvaluationReport> {
   if (items.length === 0) throw new UserError('nothing to evaluate: no predictions');
   const dbPaths = opts.dbDir === undefined ? null : resolveDatabases(items, opts.dbDir);
-  const fkMaps = opts.tablesPath === undefined || dbPaths === null ? null : foreignKeyMaps(items, opts.tablesPath);
+  // BIRD gold is scored by BIRD's rules only: its execution metric, per difficulty; Spider's
+  // hardness and exact-set-match do not apply to it and are left out.
+  const bird = items.some((it) => it.difficulty !== undefined);
+  const fkMaps =
+    opts.tablesPath === undefined || dbPaths === null || bird ? null : foreignKeyMaps(items, opts.tablesPath);
   // Schemas load before any query runs, so a bad database file stops the run at once.
   const schemas = new Map<string, SpiderSchema>();
-  if (dbPaths && (fkMaps || items.some((it) => it.hardness === undefined))) {
+  if (dbPaths && !bird && (fkMaps || items.some((it) => it.hardness === undefined))) {
     for (const [db, path] of dbPaths) {
       // loadSpiderSchema's errors name the file already.
       schemas.set(db, loadSpiderSchema(path));
@@ -112,7 +121,7 @@ export async function evaluatePredictions(
         `the prediction is ${it.pred.length} characters long, over the limit of ${MAX_PREDICTION_CHARS}: scored as wrong without parsing or running it`,
       );
     // The official script reads a literal "value" in a prediction as a placeholder for 1.
-    const pred = it.pred.replaceAll('value', '1');
+    const pred = bird ? it.pred : it.pred.replaceAll('value', '1');
     let hardness: Hardness | null = it.hardness ?? null;
     const schema = schemas.get(it.db_id);
     if (hardness === null && schema) {
@@ -138,10 +147,12 @@ export async function evaluatePredictions(
     let goldError: string | undefined;
     if (sandbox && tooLong) execution = false;
     else if (sandbox) {
-      const r = await executionMatch(sandbox, variantsOf(it.db_id), it.gold, pred, {
-        timeoutMs,
-        keepDistinct: opts.keepDistinct,
-      });
+      const r = bird
+        ? await birdExecutionMatch(sandbox, dbPaths!.get(it.db_id)!, it.gold, pred, timeoutMs)
+        : await executionMatch(sandbox, variantsOf(it.db_id), it.gold, pred, {
+            timeoutMs,
+            keepDistinct: opts.keepDistinct,
+          });
       execution = r.match;
       if (r.error) errors.push(`execution: ${r.error}`);
       if (r.goldFailed) goldError = r.error;
@@ -153,6 +164,7 @@ export async function evaluatePredictions(
       ...(it.id !== undefined ? { id: it.id } : {}),
       db_id: it.db_id,
       hardness,
+      ...(it.difficulty !== undefined ? { difficulty: it.difficulty } : {}),
       seed_exact: seedExactMatch(it.gold, it.pred),
       seed_token: seedTokenMatch(it.gold, it.pred),
       exact_set_match: esm,
@@ -218,7 +230,16 @@ export function summarize(examples: readonly ExampleResult[]): Summary {
     const some = examples.filter((e) => e.hardness === level);
     if (some.length) by_hardness[level] = summarizeLevel(some);
   }
-  return { overall: summarizeLevel(examples), by_hardness };
+  const summary: Summary = { overall: summarizeLevel(examples), by_hardness };
+  if (examples.some((e) => e.difficulty !== undefined)) {
+    const by_difficulty: Partial<Record<BirdDifficulty, LevelSummary>> = {};
+    for (const level of BIRD_DIFFICULTIES) {
+      const some = examples.filter((e) => e.difficulty === level);
+      if (some.length) by_difficulty[level] = summarizeLevel(some);
+    }
+    summary.by_difficulty = by_difficulty;
+  }
+  return summary;
 }
 
 function summarizeLevel(examples: readonly ExampleResult[]): LevelSummary {
@@ -241,19 +262,19 @@ function summarizeLevel(examples: readonly ExampleResult[]): LevelSummary {
 
 /** The summary as a fixed-width table, levels as columns (as the official script prints). */
 export function formatSummaryTable(summary: Summary): string {
-  const levels = [
-    ...HARDNESS_LEVELS.map((h) => [h, summary.by_hardness[h]] as const),
-    ['all', summary.overall] as const,
-  ];
+  const byLevel: Partial<Record<string, LevelSummary>> = summary.by_difficulty ?? summary.by_hardness;
+  const names: readonly string[] = summary.by_difficulty ? BIRD_DIFFICULTIES : HARDNESS_LEVELS;
+  const levels = [...names.map((h) => [h, byLevel[h]] as const), ['all', summary.overall] as const];
+  const w = Math.max(9, ...names.map((n) => n.length + 1));
   const row = (name: string, cell: (l: LevelSummary) => string): string =>
-    name.padEnd(18) + levels.map(([, l]) => (l ? cell(l) : '-').padStart(9)).join('');
+    name.padEnd(18) + levels.map(([, l]) => (l ? cell(l) : '-').padStart(w)).join('');
   const pct = (pick: (l: LevelSummary) => MetricScore | null) => (l: LevelSummary) => {
     const m = pick(l);
     return m ? m.pct.toFixed(2) : 'n/a';
   };
   return (
     [
-      ''.padEnd(18) + levels.map(([name]) => name.padStart(9)).join(''),
+      ''.padEnd(18) + levels.map(([name]) => name.padStart(w)).join(''),
       row('count', (l) => String(l.count)),
       row(
         'seed exact %',

@@ -11,6 +11,7 @@
 import { extname } from 'node:path';
 import { UserError, describeError } from '../util/errors.js';
 import { parseJsonl, readTextFile } from '../util/jsonl.js';
+import { BIRD_DIFFICULTIES, type BirdDifficulty } from './birdExecution.js';
 import { HARDNESS_LEVELS, type Hardness } from './hardness.js';
 
 export interface EvalItem {
@@ -22,6 +23,8 @@ export interface EvalItem {
   pred: string;
   /** Known from the gold file (eval.jsonl); otherwise computed from the database schema. */
   hardness?: Hardness;
+  /** BIRD's difficulty (eval.jsonl of `prepare --bird`): BIRD's execution metric is used. */
+  difficulty?: BirdDifficulty;
 }
 
 export const PREDICTION_FORMATS = ['auto', 'jsonl', 'sql', 'results'] as const;
@@ -40,6 +43,7 @@ interface GoldRecord {
   db_id: string;
   query: string;
   hardness?: Hardness;
+  difficulty?: BirdDifficulty;
 }
 
 interface Prediction {
@@ -154,11 +158,18 @@ function goldRecord(r: unknown, where: string): GoldRecord {
       `${where}: "hardness" must be one of ${HARDNESS_LEVELS.join(', ')}; got ${JSON.stringify(hardness)}`,
     );
   }
+  const difficulty = rec.difficulty ?? undefined;
+  if (difficulty !== undefined && !BIRD_DIFFICULTIES.includes(difficulty as BirdDifficulty)) {
+    throw new UserError(
+      `${where}: "difficulty" must be one of ${BIRD_DIFFICULTIES.join(', ')}; got ${JSON.stringify(difficulty)}`,
+    );
+  }
   return {
     ...(isId(rec.id) ? { id: rec.id } : {}),
     db_id: stringField(rec, 'db_id', where),
     query: stringField(rec, 'query', where),
     ...(hardness !== undefined ? { hardness: hardness as Hardness } : {}),
+    ...(difficulty !== undefined ? { difficulty: difficulty as BirdDifficulty } : {}),
   };
 }
 
@@ -231,6 +242,7 @@ function item(index: number, g: GoldRecord, pred: string): EvalItem {
     gold: g.query,
     pred,
     ...(g.hardness ? { hardness: g.hardness } : {}),
+    ...(g.difficulty ? { difficulty: g.difficulty } : {}),
   };
 }
 

@@ -8,7 +8,7 @@ import { TRAIN_SPLITS, type TrainSplits } from '../../data/spider.js';
 export const command: CommandSpec = {
   name: 'prepare',
   summary: 'Spider (folder or HF parquet) -> train/eval prompts as JSONL',
-  usage: '(--spider DIR | --parquet DIR --db-dir DIR) [--out DIR] [flags]',
+  usage: '(--spider DIR | --parquet DIR --db-dir DIR | --bird DIR) [--out DIR] [flags]',
   flags: [
     {
       name: 'spider',
@@ -23,6 +23,20 @@ export const command: CommandSpec = {
       metavar: 'DIR',
       description:
         'the Hugging Face dataset xlangai/spider as downloaded (spider/train-*.parquet, spider/validation-*.parquet)',
+    },
+    {
+      name: 'bird',
+      type: 'string',
+      metavar: 'DIR',
+      description:
+        "BIRD in its release layout (train/train.json, train/train_databases/, dev/dev.json, dev/dev_databases/); evaluate then scores it by BIRD's rules",
+    },
+    {
+      name: 'evidence',
+      type: 'boolean',
+      default: true,
+      description:
+        "BIRD: show each question's evidence (external knowledge) in the prompt; --no-evidence leaves it out",
     },
     {
       name: 'db-dir',
@@ -103,6 +117,8 @@ export const command: CommandSpec = {
     const card = await prepareDataset({
       spider: args.string('spider'),
       parquet: args.string('parquet'),
+      bird: args.string('bird'),
+      evidence: args.boolean('evidence'),
       dbDir: args.string('db-dir'),
       out: args.string('out') as string,
       format: args.string('format') as PromptFormat,
