@@ -3,7 +3,7 @@
  * dataset.json card. The CLI command only parses flags and calls prepareDataset.
  */
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { ChatTemplate } from './chatTemplate.js';
 import { Tokenizer } from './tokenizer.js';
 import { PromptBuilder, type PromptFormat } from './prompts.js';
@@ -16,8 +16,10 @@ import {
   type TrainSplits,
 } from './spider.js';
 import { readSpiderParquet } from './spiderParquet.js';
-import { readBirdFolder, questionWithEvidence, type BirdExample } from './bird.js';
+import { readBirdFolder, questionWithEvidence } from './bird.js';
 import { BIRD_DIFFICULTIES } from '../eval/birdExecution.js';
+import { readPairs, type Pair } from './pairs.js';
+import { checkAndSplit, formatChecks, type PairChecks, type SplitBy } from './pairsChecks.js';
 import { HARDNESS_LEVELS, spiderHardness, type Hardness } from '../eval/hardness.js';
 import { loadSpiderSchema, type SpiderSchema } from '../eval/spiderSchema.js';
 import { UserError, describeError } from '../util/errors.js';
@@ -34,6 +36,17 @@ export interface PrepareOptions {
   bird?: string;
   /** BIRD: put each question's evidence in the prompt (default true). */
   evidence?: boolean;
+  /** Your own pairs (.jsonl or .csv of question, sql, db_id | db_path, evidence?): the source instead of Spider. */
+  pairs?: string;
+  /** Pairs: eval pairs of their own instead of a split drawn from `pairs`. */
+  evalPairs?: string;
+  /** Pairs: one SQLite file for every row. */
+  db?: string;
+  /** Pairs: share of the pairs drawn for eval (default 0.1), by row or by database. */
+  evalFraction?: number;
+  splitBy?: SplitBy;
+  /** Pairs: time limit of each gold query's check (default 30 s). */
+  checkTimeoutMs?: number;
   /** Databases for the parquet layout: a Spider folder or its database/ folder. */
   dbDir?: string;
   out: string;
@@ -99,7 +112,9 @@ async function readSource(o: PrepareOptions): Promise<{
   databases: Pick<SpiderDatabases, 'dbDir' | 'sqlitePath'>;
   layout: DatasetCard['source']['layout'];
   path: string;
+  checks?: PairChecks;
 }> {
+  if (o.pairs !== undefined) return readPairSource(o, o.pairs);
   if (o.bird !== undefined) {
     if (o.spider !== undefined || o.parquet !== undefined)
       throw new UserError('give one source: --bird DIR, --spider DIR or --parquet DIR');
@@ -120,6 +135,48 @@ async function readSource(o: PrepareOptions): Promise<{
   return { splits, databases: SpiderDatabases.open(o.dbDir ?? o.spider), layout: 'spider-folder', path: o.spider };
 }
 
+async function readPairSource(o: PrepareOptions, file: string) {
+  if (o.spider !== undefined || o.parquet !== undefined || o.bird !== undefined)
+    throw new UserError('give one source: --pairs FILE, --bird DIR, --spider DIR or --parquet DIR');
+  const dbs = { dbDir: o.dbDir, db: o.db };
+  const pairs = readPairs(file, dbs, 'pair');
+  const evalPairs = o.evalPairs === undefined ? undefined : readPairs(o.evalPairs, dbs, 'eval');
+  const {
+    train,
+    eval: evalSet,
+    checks,
+  } = await checkAndSplit(pairs, {
+    file,
+    evalPairs,
+    evalFile: o.evalPairs,
+    evalFraction: o.evalFraction ?? 0.1,
+    seed: o.seed,
+    splitBy: o.splitBy ?? 'row',
+    timeoutMs: o.checkTimeoutMs ?? 30_000,
+    quiet: o.quiet,
+  });
+  if (!o.quiet) process.stderr.write(formatChecks(checks));
+  const databases = {
+    dbDir: o.dbDir ?? (o.db !== undefined ? dirname(o.db) : dirname(file)),
+    // Pairs carry their database file; no lookup by db_id is needed.
+    sqlitePath: (): string => {
+      throw new Error('internal: pairs carry their database path');
+    },
+  };
+  return {
+    splits: {
+      train,
+      eval: evalSet,
+      trainFiles: [file],
+      evalFiles: [o.evalPairs ?? file],
+    },
+    databases,
+    layout: 'pairs' as const,
+    path: file,
+    checks,
+  };
+}
+
 export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
   // The output folder is made first: a bad --out fails before the tokenizing work.
   if (existsSync(o.out) && !statSync(o.out).isDirectory())
@@ -138,14 +195,17 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
     checkCount(name, v);
   if (!Number.isInteger(o.maxPromptTokens) || o.maxPromptTokens < 1)
     throw new UserError(`--max-prompt-tokens must be a whole number >= 1, got ${o.maxPromptTokens}`);
-  const { splits, databases, layout, path } = await readSource(o);
+  const { splits, databases, layout, path, checks } = await readSource(o);
   const bird = layout === 'bird';
+  // Spider's hardness is Spider's: BIRD grades its own difficulty, your own pairs have neither.
+  const spiderData = layout === 'spider-folder' || layout === 'hf-parquet';
   const train = selectExamples(splits.train, o.trainLimit, o.shuffle, o.seed);
   const dev = selectExamples(splits.eval, o.evalLimit, o.shuffle, o.seed + 1);
   // Resolve every database before any work: a bad db_id fails at once, not halfway through.
   const sqlite = new Map<string, string>();
   for (const ex of [...train, ...dev])
-    if (!sqlite.has(ex.db_id)) sqlite.set(ex.db_id, databases.sqlitePath(ex.db_id, `example ${ex.id}`));
+    if ((ex as Partial<Pair>).dbPath !== undefined) continue;
+    else if (!sqlite.has(ex.db_id)) sqlite.set(ex.db_id, databases.sqlitePath(ex.db_id, `example ${ex.id}`));
 
   const template = ChatTemplate.fromModelDir(o.modelDir);
   const tokenizer = Tokenizer.fromModelDir(o.modelDir);
@@ -168,10 +228,9 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
     >;
     const card = { trimmed: { sample_rows: 0, tables: 0 }, over_budget: 0 };
     for (const ex of examples) {
-      const dbPath = sqlite.get(ex.db_id) as string;
-      // Spider's hardness does not apply to BIRD, which grades its own difficulty.
-      const level = bird ? null : hardnessOrNull(ex.query, loadSpiderSchema(dbPath)); // cached per database
-      const b = ex as Partial<BirdExample>;
+      const b = ex as Partial<Pair>;
+      const dbPath = b.dbPath ?? (sqlite.get(ex.db_id) as string);
+      const level = spiderData ? hardnessOrNull(ex.query, loadSpiderSchema(dbPath)) : null; // cached per database
       const question =
         b.evidence !== undefined && o.evidence !== false ? questionWithEvidence(ex.question, b.evidence) : ex.question;
       const built = builder.build({ ...ex, question }, dbPath);
@@ -183,12 +242,13 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
         query: ex.query,
         hardness: level,
         ...(b.difficulty !== undefined ? { difficulty: b.difficulty } : {}),
+        ...(b.dbPath !== undefined ? { db_path: b.dbPath } : {}),
         messages: built.messages,
         text: built.text,
         prompt: built.prompt,
       });
       if (bird) difficulty[b.difficulty ?? 'unknown']++;
-      else hardness[level ?? 'unparsed']++;
+      else if (spiderData) hardness[level ?? 'unparsed']++;
       promptTokens.push(built.promptTokens);
       textTokens.push(built.textTokens);
       if (built.trimmedRows) card.trimmed.sample_rows++;
@@ -202,7 +262,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
         count: records.length,
         available,
         tokens: { prompt: lengthStats(promptTokens), text: lengthStats(textTokens) },
-        ...(bird ? { difficulty } : { hardness }),
+        ...(bird ? { difficulty } : spiderData ? { hardness } : {}),
         ...card,
       },
     };
@@ -229,8 +289,14 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
       train_splits: o.trainSplits,
       sample_rows: o.format === 'schema' ? o.sampleRows : 0,
       max_prompt_tokens: o.maxPromptTokens,
-      ...(bird ? { evidence: o.evidence !== false } : {}),
+      ...(bird || layout === 'pairs' ? { evidence: o.evidence !== false } : {}),
+      ...(layout === 'pairs'
+        ? o.evalPairs !== undefined
+          ? { eval_pairs: resolve(o.evalPairs) }
+          : { eval_fraction: o.evalFraction ?? 0.1, split_by: o.splitBy ?? 'row', split_seed: o.seed }
+        : {}),
     },
+    ...(checks ? { checks } : {}),
     selection: o.shuffle
       ? `seeded random subset (Fisher-Yates with mulberry32; train seed ${o.seed}, eval seed ${o.seed + 1}), kept in file order`
       : 'first N examples in file order',

@@ -4,6 +4,7 @@
  */
 import type { BirdDifficulty } from '../eval/birdExecution.js';
 import type { Hardness } from '../eval/hardness.js';
+import type { PairChecks } from './pairsChecks.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -23,6 +24,8 @@ export interface PromptRecord {
   hardness: Hardness | null;
   /** BIRD's difficulty of the question (BIRD dev only). */
   difficulty?: BirdDifficulty;
+  /** Your own pairs: the absolute path of the record's SQLite file (evaluation runs on it). */
+  db_path?: string;
   /** system, user, assistant (the gold SQL). */
   messages: ChatMessage[];
   /** The whole conversation rendered by the model's chat template: what training sees. */
@@ -62,7 +65,7 @@ export interface SplitCard {
 export interface DatasetCard {
   format: string;
   source: {
-    layout: 'spider-folder' | 'hf-parquet' | 'bird';
+    layout: 'spider-folder' | 'hf-parquet' | 'bird' | 'pairs';
     path: string;
     train_files: string[];
     eval_files: string[];
@@ -79,7 +82,14 @@ export interface DatasetCard {
     max_prompt_tokens: number;
     /** BIRD: whether prompts show the evidence. */
     evidence?: boolean;
+    /** Pairs: how eval was chosen (a drawn split, or a file of its own). */
+    eval_fraction?: number;
+    split_by?: string;
+    split_seed?: number;
+    eval_pairs?: string;
   };
+  /** Pairs: what the checks kept out before writing. */
+  checks?: PairChecks;
   /** How records were picked: the first N in file order, or a seeded random subset (kept in file order). */
   selection: string;
   train: SplitCard;

@@ -84,15 +84,19 @@ export async function evaluatePredictions(
   opts: EvaluateOptions = {},
 ): Promise<EvaluationReport> {
   if (items.length === 0) throw new UserError('nothing to evaluate: no predictions');
-  const dbPaths = opts.dbDir === undefined ? null : resolveDatabases(items, opts.dbDir);
+  // Your own pairs name their database file; Spider's hardness, exact-set-match and its
+  // dataset-specific rewrites ("value", DISTINCT) do not apply to them and are left out.
+  const own = items.some((it) => it.db_path !== undefined);
+  const dbPaths = own ? ownDatabases(items) : opts.dbDir === undefined ? null : resolveDatabases(items, opts.dbDir);
   // BIRD gold is scored by BIRD's rules only: its execution metric, per difficulty; Spider's
   // hardness and exact-set-match do not apply to it and are left out.
   const bird = items.some((it) => it.difficulty !== undefined);
+  const spiderRules = !bird && !own;
   const fkMaps =
-    opts.tablesPath === undefined || dbPaths === null || bird ? null : foreignKeyMaps(items, opts.tablesPath);
+    opts.tablesPath === undefined || dbPaths === null || !spiderRules ? null : foreignKeyMaps(items, opts.tablesPath);
   // Schemas load before any query runs, so a bad database file stops the run at once.
   const schemas = new Map<string, SpiderSchema>();
-  if (dbPaths && !bird && (fkMaps || items.some((it) => it.hardness === undefined))) {
+  if (dbPaths && spiderRules && (fkMaps || items.some((it) => it.hardness === undefined))) {
     for (const [db, path] of dbPaths) {
       // loadSpiderSchema's errors name the file already.
       schemas.set(db, loadSpiderSchema(path));
@@ -121,7 +125,7 @@ export async function evaluatePredictions(
         `the prediction is ${it.pred.length} characters long, over the limit of ${MAX_PREDICTION_CHARS}: scored as wrong without parsing or running it`,
       );
     // The official script reads a literal "value" in a prediction as a placeholder for 1.
-    const pred = bird ? it.pred : it.pred.replaceAll('value', '1');
+    const pred = spiderRules ? it.pred.replaceAll('value', '1') : it.pred;
     let hardness: Hardness | null = it.hardness ?? null;
     const schema = schemas.get(it.db_id);
     if (hardness === null && schema) {
@@ -149,9 +153,9 @@ export async function evaluatePredictions(
     else if (sandbox) {
       const r = bird
         ? await birdExecutionMatch(sandbox, dbPaths!.get(it.db_id)!, it.gold, pred, timeoutMs)
-        : await executionMatch(sandbox, variantsOf(it.db_id), it.gold, pred, {
+        : await executionMatch(sandbox, own ? [dbPaths!.get(it.db_id)!] : variantsOf(it.db_id), it.gold, pred, {
             timeoutMs,
-            keepDistinct: opts.keepDistinct,
+            keepDistinct: own || opts.keepDistinct,
           });
       execution = r.match;
       if (r.error) errors.push(`execution: ${r.error}`);
@@ -214,6 +218,25 @@ function resolveDatabases(items: readonly EvalItem[], dbDir: string): Map<string
   return out;
 }
 
+/** Pairs' own database files, keyed by db_id; one db_id naming two files is refused. */
+function ownDatabases(items: readonly EvalItem[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const it of items) {
+    if (it.db_path === undefined)
+      throw new UserError(
+        `example ${it.index} has no "db_path" while others do: mixed gold files cannot be scored together`,
+      );
+    if (!existsSync(it.db_path)) throw new UserError(`example ${it.index}: database file not found: ${it.db_path}`);
+    const known = out.get(it.db_id);
+    if (known !== undefined && known !== it.db_path)
+      throw new UserError(
+        `example ${it.index}: db_id "${it.db_id}" names both ${known} and ${it.db_path}; give them distinct db_id values`,
+      );
+    out.set(it.db_id, it.db_path);
+  }
+  return out;
+}
+
 function foreignKeyMaps(items: readonly EvalItem[], tablesPath: string): Map<string, ForeignKeyMap> {
   if (!existsSync(tablesPath)) throw new UserError(`tables.json not found: ${tablesPath}`);
   const maps = loadForeignKeyMaps(tablesPath);
@@ -263,7 +286,12 @@ function summarizeLevel(examples: readonly ExampleResult[]): LevelSummary {
 /** The summary as a fixed-width table, levels as columns (as the official script prints). */
 export function formatSummaryTable(summary: Summary): string {
   const byLevel: Partial<Record<string, LevelSummary>> = summary.by_difficulty ?? summary.by_hardness;
-  const names: readonly string[] = summary.by_difficulty ? BIRD_DIFFICULTIES : HARDNESS_LEVELS;
+  // Without levels (your own pairs, or no databases to grade hardness), only the total is shown.
+  const names: readonly string[] = summary.by_difficulty
+    ? BIRD_DIFFICULTIES
+    : Object.keys(summary.by_hardness).length > 0
+      ? HARDNESS_LEVELS
+      : [];
   const levels = [...names.map((h) => [h, byLevel[h]] as const), ['all', summary.overall] as const];
   const w = Math.max(9, ...names.map((n) => n.length + 1));
   const row = (name: string, cell: (l: LevelSummary) => string): string =>

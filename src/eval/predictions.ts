@@ -25,6 +25,8 @@ export interface EvalItem {
   hardness?: Hardness;
   /** BIRD's difficulty (eval.jsonl of `prepare --bird`): BIRD's execution metric is used. */
   difficulty?: BirdDifficulty;
+  /** The SQLite file itself (eval.jsonl of `prepare --pairs`): Spider's hardness and exact-set-match do not apply. */
+  db_path?: string;
 }
 
 export const PREDICTION_FORMATS = ['auto', 'jsonl', 'sql', 'results'] as const;
@@ -44,6 +46,7 @@ interface GoldRecord {
   query: string;
   hardness?: Hardness;
   difficulty?: BirdDifficulty;
+  db_path?: string;
 }
 
 interface Prediction {
@@ -170,6 +173,7 @@ function goldRecord(r: unknown, where: string): GoldRecord {
     query: stringField(rec, 'query', where),
     ...(hardness !== undefined ? { hardness: hardness as Hardness } : {}),
     ...(difficulty !== undefined ? { difficulty: difficulty as BirdDifficulty } : {}),
+    ...(typeof rec.db_path === 'string' ? { db_path: rec.db_path } : {}),
   };
 }
 
@@ -243,6 +247,7 @@ function item(index: number, g: GoldRecord, pred: string): EvalItem {
     pred,
     ...(g.hardness ? { hardness: g.hardness } : {}),
     ...(g.difficulty ? { difficulty: g.difficulty } : {}),
+    ...(g.db_path ? { db_path: g.db_path } : {}),
   };
 }
 

@@ -129,7 +129,8 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
     '',
     formatSummaryTable(report.summary),
   ];
-  if (dbDir === undefined) lines.push('exact-set-match and execution need the databases: pass --spider DIR');
+  if (dbDir === undefined && !items.some((it) => it.db_path !== undefined))
+    lines.push('exact-set-match and execution need the databases: pass --spider DIR');
   if (failed)
     lines.push(
       `${failed} examples have an error (a query that failed, was rejected or timed out, or SQL the parser could not read)${out ? `: see "error" in ${out}` : '; --out FILE lists them'}`,

@@ -306,6 +306,8 @@ async function scoreAndReport(inputs: ScoreInputs): Promise<void> {
     gold: r.query,
     pred: done.get(r.id)!.sql,
     ...(r.hardness ? { hardness: r.hardness } : {}),
+    ...(r.difficulty ? { difficulty: r.difficulty } : {}),
+    ...(r.db_path ? { db_path: r.db_path } : {}),
   }));
   const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs, workers, progress: true });
   const comparison = baseline?.summary ? compareSummaries(baseline.summary.overall, report.summary.overall) : undefined;
@@ -334,7 +336,8 @@ async function scoreAndReport(inputs: ScoreInputs): Promise<void> {
     formatSummaryTable(report.summary),
   ];
   if (comparison) lines.push(`compared with ${compare} (overall):`, formatComparison(comparison));
-  if (dbDir === undefined) lines.push('exact-set-match and execution need the databases: pass --spider DIR');
+  if (dbDir === undefined && !items.some((it) => it.db_path !== undefined))
+    lines.push('exact-set-match and execution need the databases: pass --spider DIR');
   lines.push(`wrote ${predPath} and ${resultsPath}`);
   process.stdout.write(lines.join('\n') + '\n');
   checkGoldErrors(report, allowGoldErrors, resultsPath);

@@ -4,11 +4,13 @@ import { defaultTokenizerDir } from '../../data/modelFiles.js';
 import { resolveModel } from '../../hub/download.js';
 import { PROMPT_FORMATS, type PromptFormat } from '../../data/prompts.js';
 import { TRAIN_SPLITS, type TrainSplits } from '../../data/spider.js';
+import { SPLIT_BY, type SplitBy } from '../../data/pairsChecks.js';
 
 export const command: CommandSpec = {
   name: 'prepare',
   summary: 'Spider (folder or HF parquet) -> train/eval prompts as JSONL',
-  usage: '(--spider DIR | --parquet DIR --db-dir DIR | --bird DIR) [--out DIR] [flags]',
+  usage:
+    '(--spider DIR | --parquet DIR --db-dir DIR | --bird DIR | --pairs FILE [--db-dir DIR | --db FILE]) [--out DIR] [flags]',
   flags: [
     {
       name: 'spider',
@@ -32,6 +34,36 @@ export const command: CommandSpec = {
         "BIRD in its release layout (train/train.json, train/train_databases/, dev/dev.json, dev/dev_databases/); evaluate then scores it by BIRD's rules",
     },
     {
+      name: 'pairs',
+      type: 'string',
+      metavar: 'FILE',
+      description:
+        'your own question/SQL pairs: .jsonl or .csv with question, sql, db_id or db_path (relative to FILE), evidence (optional)',
+    },
+    { name: 'db', type: 'string', metavar: 'FILE', description: '--pairs: one SQLite file for every row' },
+    {
+      name: 'eval-pairs',
+      type: 'string',
+      metavar: 'FILE',
+      description: '--pairs: evaluation pairs of their own (same columns) instead of a split drawn from --pairs',
+    },
+    {
+      name: 'eval-fraction',
+      type: 'number',
+      metavar: 'F',
+      default: 0.1,
+      description: '--pairs: share of the pairs drawn for eval, seeded by --seed',
+    },
+    {
+      name: 'split-by',
+      type: 'string',
+      metavar: 'WHAT',
+      default: 'row',
+      choices: SPLIT_BY,
+      description:
+        '--pairs: draw eval by row, or by database (no database in both splits: the setting for unseen databases)',
+    },
+    {
       name: 'evidence',
       type: 'boolean',
       default: true,
@@ -42,7 +74,8 @@ export const command: CommandSpec = {
       name: 'db-dir',
       type: 'string',
       metavar: 'DIR',
-      description: 'SQLite databases for --parquet: a Spider folder or its database/ folder (<db_id>/<db_id>.sqlite)',
+      description:
+        'SQLite databases for --parquet (a Spider folder or its database/ folder) or --pairs (<db_id>/<db_id>.sqlite or <db_id>.sqlite)',
     },
     {
       name: 'out',
@@ -79,7 +112,12 @@ export const command: CommandSpec = {
       type: 'boolean',
       description: 'take a seeded random subset instead of the first N (kept in file order)',
     },
-    { name: 'seed', type: 'number', default: 42, description: 'seed of --shuffle (train uses N, eval N+1)' },
+    {
+      name: 'seed',
+      type: 'number',
+      default: 42,
+      description: 'seed of --shuffle (train uses N, eval N+1) and of the --pairs split',
+    },
     {
       name: 'train-splits',
       type: 'string',
@@ -119,6 +157,11 @@ export const command: CommandSpec = {
       parquet: args.string('parquet'),
       bird: args.string('bird'),
       evidence: args.boolean('evidence'),
+      pairs: args.string('pairs'),
+      db: args.string('db'),
+      evalPairs: args.string('eval-pairs'),
+      evalFraction: args.number('eval-fraction') as number,
+      splitBy: args.string('split-by') as SplitBy,
       dbDir: args.string('db-dir'),
       out: args.string('out') as string,
       format: args.string('format') as PromptFormat,
