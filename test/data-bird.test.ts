@@ -1,13 +1,15 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { birdResultsEqual } from '../src/eval/birdExecution.js';
 import { evaluatePredictions } from '../src/eval/evaluate.js';
 import type { EvalItem } from '../src/eval/predictions.js';
 import type { DatasetCard, PromptRecord } from '../src/data/records.js';
 import { readJsonl } from '../src/util/jsonl.js';
+import { readResults } from '../src/report/inputs.js';
+import { writeReport } from '../src/report/report.js';
 
 const BIRD = 'test/fixtures/bird';
 const tmp = mkdtempSync(join(tmpdir(), 'sqlora-bird-'));
@@ -107,10 +109,25 @@ describe('prepare --bird', () => {
       '--db-dir',
       join(BIRD, 'dev/dev_databases'),
       '--json',
+      '--out',
+      join(out, 'results.json'),
     );
     expect(e.status, e.stderr).toBe(0);
     const summary = (JSON.parse(e.stdout) as { summary: { overall: { execution: { total: number } } } }).summary;
     expect(summary.overall.execution.total).toBe(reference.by_difficulty.all.correct);
+
+    // The report names the dataset and its prompt format, and shows BIRD's difficulties, not Spider's hardness.
+    const written = writeReport(join(out, 'report'), {
+      run: null,
+      baseline: null,
+      finetuned: readResults(join(out, 'results.json'), 'fine-tuned'),
+      examples: 0,
+      generatedAt: new Date(0),
+    });
+    const markdown = readFileSync(written.markdown, 'utf8');
+    expect(markdown).toContain(`Fine-tuned: on BIRD (${resolve(BIRD)}), prompt format schema.`);
+    expect(markdown).toMatch(/\| challenging \| 6 \| Execution accuracy \| 50\.00 \|/);
+    expect(markdown).not.toMatch(/\| (easy|medium|hard|extra) \|/);
   });
 
   it('names the example and db_id of an unknown database, and a missing dev.json', () => {

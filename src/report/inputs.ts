@@ -119,6 +119,9 @@ export function readResults(path: string, role: string): ResultsFile {
   const byHardness: Summary['by_hardness'] = {};
   for (const [level, l] of Object.entries(s.by_hardness ?? {}))
     byHardness[level as keyof Summary['by_hardness']] = checkLevel(l, `${path}: summary.by_hardness.${level}`);
+  const byDifficulty: NonNullable<Summary['by_difficulty']> = {};
+  for (const [level, l] of Object.entries(s.by_difficulty ?? {}))
+    byDifficulty[level as keyof typeof byDifficulty] = checkLevel(l, `${path}: summary.by_difficulty.${level}`);
   const examples = Array.isArray(raw.examples) ? (raw.examples as ExampleResult[]) : [];
   examples.forEach((e, i) => {
     if (typeof e?.gold !== 'string' || typeof e.pred !== 'string' || !isNum(e.seed_token))
@@ -128,7 +131,11 @@ export function readResults(path: string, role: string): ResultsFile {
   return {
     path,
     meta,
-    summary: { overall, by_hardness: byHardness },
+    summary: {
+      overall,
+      by_hardness: byHardness,
+      ...(s.by_difficulty !== undefined ? { by_difficulty: byDifficulty } : {}),
+    },
     examples,
     questions: readQuestions(meta.eval_file),
   };

@@ -21,6 +21,7 @@ import type { ResultsFile, TrainingRun } from './inputs.js';
 import { renderMarkdown } from './markdown.js';
 import { lineChart } from './svgChart.js';
 import { mmluSection, type MmluReportInput } from './mmluSection.js';
+import { describeDataset } from './dataset.js';
 
 export interface ReportInputs {
   run: TrainingRun | null;
@@ -79,6 +80,7 @@ function whatWasEvaluated(r: ResultsFile): string {
   const bits = [
     typeof m.model === 'string' ? `model ${m.model}` : null,
     typeof m.adapter === 'string' ? `adapter ${m.adapter}` : null,
+    describeDataset(m) !== null ? `on ${describeDataset(m)}` : null,
   ];
   return bits.filter(Boolean).join(' + ');
 }
@@ -132,6 +134,13 @@ function resultsSection(inp: ReportInputs, al: Alignment): Block[] {
     ]);
   }
   blocks.push({ kind: 'table', header, rows, numeric: header.map((h) => !['Level', 'Metric'].includes(h)) });
+  if ([b, f].some((r) => r?.summary.by_difficulty !== undefined))
+    blocks.push({
+      kind: 'paragraph',
+      inlines: [
+        "BIRD questions are scored by BIRD's own rule: the same set of result rows as the gold query (row order and repeated rows do not count, column order does), per BIRD difficulty.",
+      ],
+    });
   blocks.push({
     kind: 'paragraph',
     inlines: [

@@ -1,3 +1,4 @@
+import { datasetOf } from '../../report/dataset.js';
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
 import { checkGoldErrors, scoringFlags, scoringInputs } from './scoring.js';
@@ -99,6 +100,7 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
     keep_distinct: args.boolean('keep-distinct'),
     count: items.length,
     seconds,
+    dataset: goldPath !== undefined ? datasetOf(goldPath) : null,
   };
 
   // Written beside, then renamed: an interrupted write never leaves half a results file. A write

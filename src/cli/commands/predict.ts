@@ -4,6 +4,7 @@
  * predictions.jsonl as it goes (a rerun skips the ids already there), then scored by the
  * evaluator into results.json, optionally next to a baseline's results.
  */
+import { datasetOf } from '../../report/dataset.js';
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DatasetCard, PromptRecord } from '../../data/records.js';
@@ -320,6 +321,7 @@ async function scoreAndReport(inputs: ScoreInputs): Promise<void> {
     db_dir: dbDir ?? null,
     tables: tablesPath ?? null,
     compare: compare ?? null,
+    dataset: datasetOf(evalFile),
   };
   writeFileSync(
     resultsPath,
