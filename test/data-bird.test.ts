@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { birdResultsEqual } from '../src/eval/birdExecution.js';
 import { evaluatePredictions } from '../src/eval/evaluate.js';
-import type { EvalItem } from '../src/eval/predictions.js';
+import { loadEvalItems, type EvalItem } from '../src/eval/predictions.js';
 import type { DatasetCard, PromptRecord } from '../src/data/records.js';
 import { readJsonl } from '../src/util/jsonl.js';
 import { readResults } from '../src/report/inputs.js';
@@ -67,6 +67,20 @@ describe('BIRD execution accuracy', () => {
       expect([s?.count, s?.execution?.total]).toEqual([r.count, r.correct]);
     }
     expect(spider.summary.by_difficulty).toBeUndefined();
+  });
+});
+
+describe("evaluate on BIRD's own files", () => {
+  it('reads dev.json as gold and predict_dev.json (SQL, separator, db_id) as predictions', async () => {
+    const loaded = loadEvalItems({ predPath: join(BIRD, 'predict_dev.json'), goldPath: join(BIRD, 'dev/dev.json') });
+    expect(loaded.map((it) => [it.pred, it.difficulty])).toEqual(preds.map((p, i) => [p.sql, dev[i].difficulty]));
+    const report = await evaluatePredictions(loaded, { dbDir: join(BIRD, 'dev/dev_databases'), workers: 1 });
+    expect(report.examples.map((e) => (e.execution ? 1 : 0))).toEqual(reference.execution);
+    const bad = join(tmp, 'predict_bad.json');
+    writeFileSync(bad, '{"1": "SELECT 1\\t----- bird -----\\tschool"}');
+    expect(() => loadEvalItems({ predPath: bad, goldPath: join(BIRD, 'dev/dev.json') })).toThrow(
+      `${bad}: no prediction for question 0 (BIRD's predictions are keyed "0".."0")`,
+    );
   });
 });
 

@@ -12,6 +12,7 @@ import { extname } from 'node:path';
 import { UserError, describeError } from '../util/errors.js';
 import { parseJsonl, readTextFile } from '../util/jsonl.js';
 import { BIRD_DIFFICULTIES, type BirdDifficulty } from './birdExecution.js';
+import { isBirdGoldRow, isBirdPredictions, readBirdPredictions } from './birdFiles.js';
 import { HARDNESS_LEVELS, type Hardness } from './hardness.js';
 
 export interface EvalItem {
@@ -29,7 +30,7 @@ export interface EvalItem {
   db_path?: string;
 }
 
-export const PREDICTION_FORMATS = ['auto', 'jsonl', 'sql', 'results'] as const;
+export const PREDICTION_FORMATS = ['auto', 'jsonl', 'sql', 'results', 'bird'] as const;
 export type PredictionFormat = (typeof PREDICTION_FORMATS)[number];
 
 export interface LoadOptions {
@@ -70,14 +71,25 @@ export function loadEvalItems(opts: LoadOptions): EvalItem[] {
     );
   const gold = readGold(opts.goldPath);
   const preds =
-    format === 'jsonl' ? parsePredictionJsonl(text, opts.predPath) : parsePredictionLines(text, opts.predPath);
+    format === 'bird'
+      ? readBirdPredictions(text, opts.predPath)
+      : format === 'jsonl'
+        ? parsePredictionJsonl(text, opts.predPath)
+        : parsePredictionLines(text, opts.predPath);
   const byId = preds.some((p) => p.id !== undefined) && gold.every((g) => g.id !== undefined);
   return byId ? matchById(gold, preds, opts) : matchByPosition(gold, preds, opts);
 }
 
 function detectFormat(path: string, text: string): Exclude<PredictionFormat, 'auto'> {
   const ext = extname(path).toLowerCase();
-  if (ext === '.json') return 'results';
+  if (ext === '.json') {
+    try {
+      if (isBirdPredictions(JSON.parse(text))) return 'bird';
+    } catch {
+      // parseResultsJson reports the malformed JSON.
+    }
+    return 'results';
+  }
   if (ext === '.jsonl') return 'jsonl';
   const head = text.trimStart();
   if (head.startsWith('{')) {
@@ -135,7 +147,10 @@ function readGold(path: string): GoldRecord[] {
     }
     if (!Array.isArray(rows) || rows.length === 0)
       throw new UserError(`${path}: expected a non-empty array of {"db_id", "query"} (a Spider split file)`);
-    return rows.map((r: unknown, i) => goldRecord(r, `${path}: [${i}]`));
+    // BIRD's dev.json names the gold SQL "SQL"; its records keep their difficulty.
+    return rows.map((r: unknown, i) =>
+      goldRecord(isBirdGoldRow(r) ? { ...(r as object), query: (r as { SQL: string }).SQL } : r, `${path}: [${i}]`),
+    );
   }
   if (head.startsWith('{')) {
     const lines = nonBlankLineNumbers(text);
