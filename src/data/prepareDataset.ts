@@ -3,7 +3,7 @@
  * dataset.json card. The CLI command only parses flags and calls prepareDataset.
  */
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ChatTemplate } from './chatTemplate.js';
 import { Tokenizer } from './tokenizer.js';
 import { PromptBuilder, type PromptFormat } from './prompts.js';
@@ -18,8 +18,9 @@ import {
 import { readSpiderParquet } from './spiderParquet.js';
 import { readBirdFolder, questionWithEvidence } from './bird.js';
 import { BIRD_DIFFICULTIES } from '../eval/birdExecution.js';
-import { readPairs, type Pair } from './pairs.js';
-import { checkAndSplit, formatChecks, type PairChecks, type SplitBy } from './pairsChecks.js';
+import type { Pair } from './pairs.js';
+import type { PairChecks, SplitBy } from './pairsChecks.js';
+import { readPairSource } from './pairSource.js';
 import { HARDNESS_LEVELS, spiderHardness, type Hardness } from '../eval/hardness.js';
 import { loadSpiderSchema, type SpiderSchema } from '../eval/spiderSchema.js';
 import { UserError, describeError } from '../util/errors.js';
@@ -133,48 +134,6 @@ async function readSource(o: PrepareOptions): Promise<{
     throw new UserError('give --spider DIR (official Spider folder) or --parquet DIR with --db-dir DIR');
   const splits = readSpiderFolder(o.spider, o.trainSplits);
   return { splits, databases: SpiderDatabases.open(o.dbDir ?? o.spider), layout: 'spider-folder', path: o.spider };
-}
-
-async function readPairSource(o: PrepareOptions, file: string) {
-  if (o.spider !== undefined || o.parquet !== undefined || o.bird !== undefined)
-    throw new UserError('give one source: --pairs FILE, --bird DIR, --spider DIR or --parquet DIR');
-  const dbs = { dbDir: o.dbDir, db: o.db };
-  const pairs = readPairs(file, dbs, 'pair');
-  const evalPairs = o.evalPairs === undefined ? undefined : readPairs(o.evalPairs, dbs, 'eval');
-  const {
-    train,
-    eval: evalSet,
-    checks,
-  } = await checkAndSplit(pairs, {
-    file,
-    evalPairs,
-    evalFile: o.evalPairs,
-    evalFraction: o.evalFraction ?? 0.1,
-    seed: o.seed,
-    splitBy: o.splitBy ?? 'row',
-    timeoutMs: o.checkTimeoutMs ?? 30_000,
-    quiet: o.quiet,
-  });
-  if (!o.quiet) process.stderr.write(formatChecks(checks));
-  const databases = {
-    dbDir: o.dbDir ?? (o.db !== undefined ? dirname(o.db) : dirname(file)),
-    // Pairs carry their database file; no lookup by db_id is needed.
-    sqlitePath: (): string => {
-      throw new Error('internal: pairs carry their database path');
-    },
-  };
-  return {
-    splits: {
-      train,
-      eval: evalSet,
-      trainFiles: [file],
-      evalFiles: [o.evalPairs ?? file],
-    },
-    databases,
-    layout: 'pairs' as const,
-    path: file,
-    checks,
-  };
 }
 
 export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
