@@ -2,7 +2,10 @@
  * Scores predictions against gold, per example and in summary (overall and per Spider hardness):
  * the reference workflow's seed_exact / seed_token, Spider exact-set-match, execution accuracy.
  * Exact-set-match needs the database schemas and tables.json; execution needs the databases.
- * Whatever is missing is reported as null rather than guessed.
+ * Whatever is missing is reported as null rather than guessed. BIRD gold (items with a
+ * difficulty) is scored by BIRD's own execution rule (birdExecution.ts), per difficulty; your
+ * own pairs (items with a db_path) by execution on their own files. Neither gets Spider's
+ * hardness or exact-set-match.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
