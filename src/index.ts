@@ -48,7 +48,7 @@ export {
 } from './eval/evaluate.js';
 export { extractSql } from './eval/extractSql.js';
 export type { EvalItem } from './eval/predictions.js';
-export { setupDifferences } from './eval/compareSetup.js';
+export { setupDifferences } from './report/compareSetup.js';
 export type { LoraConfig } from './lora/lora.js';
 export { generate, type GenerateOptions, type Generation } from './model/generate.js';
 export type { SftConfig } from './train/sft.js';

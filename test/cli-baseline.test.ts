@@ -228,11 +228,17 @@ describe('sqlora baseline / eval', () => {
 
   it('eval --compare warns when the baseline ran on another prompt format, eval set or count', async () => {
     // The baseline's data folder now says schema format; this eval runs seed-format prompts of 3 of its 5 questions.
-    writeFileSync(join(data, 'dataset.json'), JSON.stringify({ format: 'schema' }));
+    writeFileSync(
+      join(data, 'dataset.json'),
+      JSON.stringify({ format: 'schema', source: { layout: 'spider-folder', path: 'spider' } }),
+    );
     const seedData = join(tmp, 'data-seed');
     mkdirSync(seedData);
     writeRecords(join(seedData, 'eval.jsonl'), tiny.dir, 'dev', dev.slice(0, 3));
-    writeFileSync(join(seedData, 'dataset.json'), JSON.stringify({ format: 'seed' }));
+    writeFileSync(
+      join(seedData, 'dataset.json'),
+      JSON.stringify({ format: 'seed', source: { layout: 'spider-folder', path: 'spider' } }),
+    );
     const baselineResults = join(tmp, 'baseline', 'results.json');
     const r = await sqlora('eval', [
       '--adapter',
@@ -257,6 +263,6 @@ describe('sqlora baseline / eval', () => {
       `(unlike runs: prompt format: schema in the baseline, seed here; count: ${COUNT} questions in the baseline, 3 here (3 in common))`,
     );
     const results = JSON.parse(readFileSync(join(tmp, 'eval-seed', 'results.json'), 'utf8'));
-    expect(results.meta.prompt_format).toBe('seed');
+    expect(results.meta.dataset.format).toBe('seed');
   });
 });

@@ -35,7 +35,7 @@ describe('prepare writes a dataset card README.md', () => {
     // The counts table agrees with dataset.json, row for row.
     const row = (name: 'train' | 'eval') => {
       const s = card[name];
-      const h = s.hardness;
+      const h = s.hardness!;
       return `| ${name} | ${s.count} | ${s.available} | ${h.easy} | ${h.medium} | ${h.hard} | ${h.extra} | ${h.unparsed} | ${s.trimmed.sample_rows + s.trimmed.tables} | ${s.over_budget} |`;
     };
     expect(lines).toContain(row('train'));

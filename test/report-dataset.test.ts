@@ -17,7 +17,10 @@ describe('report: dataset and prompt format', () => {
       [schema, 'schema'],
     ] as const) {
       mkdirSync(d);
-      writeFileSync(join(d, 'dataset.json'), JSON.stringify({ format, source: { path: '/data/spider' } }));
+      writeFileSync(
+        join(d, 'dataset.json'),
+        JSON.stringify({ format, source: { layout: 'spider-folder', path: '/data/spider' } }),
+      );
       cpSync(join(FIX, 'eval.jsonl'), join(d, 'eval.jsonl'));
     }
     cpSync(join(FIX, 'run'), join(dir, 'run'), { recursive: true });
@@ -44,10 +47,10 @@ describe('report: dataset and prompt format', () => {
     const training = html.slice(html.indexOf('<h2>Training</h2>'));
     const table = training.slice(training.indexOf('<table>'), training.indexOf('</table>'));
     expect(table).toContain('<thead><tr><th>Item</th><th>Value</th></tr></thead>');
-    expect(table).toContain(`<tr><td>Dataset</td><td>${seed}/train.jsonl (Spider from /data/spider)</td></tr>`);
+    expect(table).toContain(`<tr><td>Dataset</td><td>${seed}/train.jsonl: Spider (/data/spider)</td></tr>`);
     expect(table).toContain('<tr><td>Prompt format</td><td>seed</td></tr>');
-    expect(html).toContain(`on ${schema}/eval.jsonl (Spider from /data/spider), schema prompts.`);
-    expect(html).toContain(`on ${seed}/eval.jsonl (Spider from /data/spider), seed prompts.`);
+    expect(html).toContain('on Spider (/data/spider), prompt format schema.');
+    expect(html).toContain('on Spider (/data/spider), prompt format seed.');
     expect(html).toContain(
       '<div class="note">The two runs used different prompt formats (schema before, seed after): the change mixes the effect of training with that of the prompt.</div>',
     );

@@ -5,7 +5,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PromptRecord } from '../data/records.js';
+import { ChatTemplate } from '../data/chatTemplate.js';
 import { initLora, LoraAdapter, type LoraConfig } from '../lora/lora.js';
 import { writePeftAdapter } from '../lora/peft.js';
 import { fingerprintExamples } from '../train/batching.js';
@@ -13,11 +13,11 @@ import type { EvalRecord, TrainRecord } from '../train/metrics.js';
 import type { StepPlan } from '../train/schedule.js';
 import { trainSft, type SftConfig, type SftResult } from '../train/sft.js';
 import type { LoadedModel } from './load.js';
-import { endOfTurnIds, tokenizeRecords } from './train-data.js';
+import { endOfTurnIds, tokenizeRecords, type TrainRecord as RecordToTrain } from './train-data.js';
 
 export interface TrainAdapterOptions {
-  train: readonly Pick<PromptRecord, 'id' | 'text' | 'prompt'>[];
-  eval?: readonly Pick<PromptRecord, 'id' | 'text' | 'prompt'>[];
+  train: readonly RecordToTrain[];
+  eval?: readonly RecordToTrain[];
   /** Checkpoints go here, and the final adapter to <outDir>/adapter. */
   outDir: string;
   /** Default r 16, alpha 32, dropout 0.05 on q, k, v, o. */
@@ -49,8 +49,10 @@ export const DEFAULT_LORA: LoraConfig = {
 export async function trainAdapter(loaded: LoadedModel, opts: TrainAdapterOptions): Promise<TrainAdapterResult> {
   const { model, tokenizer } = loaded;
   const exampleOpts = { maxLength: opts.maxLength ?? 512, lossOnPrompt: false, endOfTurnIds: endOfTurnIds(tokenizer) };
-  const train = tokenizeRecords([...opts.train], tokenizer, exampleOpts).examples;
-  const evalExamples = opts.eval ? tokenizeRecords([...opts.eval], tokenizer, exampleOpts).examples : null;
+  let chatTemplate: ChatTemplate | undefined;
+  const template = () => (chatTemplate ??= ChatTemplate.fromModelDir(loaded.dir));
+  const train = tokenizeRecords(opts.train, tokenizer, exampleOpts, template).examples;
+  const evalExamples = opts.eval ? tokenizeRecords(opts.eval, tokenizer, exampleOpts, template).examples : null;
   const cfg: SftConfig = {
     epochs: 5,
     maxSteps: 0,

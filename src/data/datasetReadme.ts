@@ -21,20 +21,28 @@ function countsTable(card: DatasetCard): string[] {
     ['train', card.train],
     ['eval', card.eval],
   ];
+  // Spider hardness for Spider, BIRD's difficulty for BIRD, neither for your own pairs.
+  const levels = (s: SplitCard): [string, number][] =>
+    s.hardness
+      ? [...HARDNESS_LEVELS.map((h): [string, number] => [h, s.hardness![h]]), ['unparsed', s.hardness.unparsed]]
+      : s.difficulty
+        ? Object.entries(s.difficulty)
+        : [];
+  const names = levels(card.eval.count > 0 ? card.eval : card.train).map(([n]) => n);
   return [
-    row(['split', 'records', 'of', ...HARDNESS_LEVELS, 'unparsed', 'schema trimmed', 'over budget']),
-    row(Array(HARDNESS_LEVELS.length + 6).fill('---')),
-    ...splits.map(([name, s]) =>
-      row([
+    row(['split', 'records', 'of', ...names, 'schema trimmed', 'over budget']),
+    row(Array(names.length + 5).fill('---')),
+    ...splits.map(([name, s]) => {
+      const byLevel = new Map(levels(s));
+      return row([
         name,
         s.count,
         s.available,
-        ...HARDNESS_LEVELS.map((h) => s.hardness[h]),
-        s.hardness.unparsed,
+        ...names.map((n) => byLevel.get(n) ?? 0),
         s.trimmed.sample_rows + s.trimmed.tables,
         s.over_budget,
-      ]),
-    ),
+      ]);
+    }),
   ];
 }
 
@@ -51,31 +59,90 @@ function tokensTable(card: DatasetCard): string[] {
   return lines;
 }
 
+interface SourceText {
+  title: string;
+  tag: string;
+  origin: string;
+  yamlLicense: string;
+  license: string[];
+}
+
+const SPIDER_LICENSE = [
+  'Spider is released under the Creative Commons Attribution-ShareAlike 4.0 license',
+  '([CC BY-SA 4.0](https://creativecommons.org/licenses/by-sa/4.0/)); these prompts are derived from it',
+  'and are shared under the same license. Cite: Tao Yu et al., "Spider: A Large-Scale Human-Labeled',
+  'Dataset for Complex and Cross-Domain Semantic Parsing and Text-to-SQL Task", EMNLP 2018.',
+];
+
+function sourceText(layout: DatasetCard['source']['layout']): SourceText {
+  switch (layout) {
+    case 'bird':
+      return {
+        title: 'BIRD',
+        tag: 'bird',
+        origin: 'BIRD (Li et al., 2023), read from the release layout',
+        yamlLicense: 'cc-by-sa-4.0',
+        license: [
+          'BIRD is released under the Creative Commons Attribution-ShareAlike 4.0 license',
+          '([CC BY-SA 4.0](https://creativecommons.org/licenses/by-sa/4.0/)); these prompts are derived from it',
+          'and are shared under the same license. Cite: Jinyang Li et al., "Can LLM Already Serve as A Database',
+          'Interface? A BIg Bench for Large-Scale Database Grounded Text-to-SQLs", NeurIPS 2023.',
+        ],
+      };
+    case 'pairs':
+      return {
+        title: 'Question/SQL pairs',
+        tag: 'custom',
+        origin: 'your own question/SQL pairs',
+        yamlLicense: 'other',
+        license: [
+          'These prompts are derived from your own question/SQL pairs and databases: state their license here',
+          '(and in the `license:` line above) before you share them.',
+        ],
+      };
+    case 'hf-parquet':
+      return {
+        title: 'Spider',
+        tag: 'spider',
+        origin: 'Spider (Yu et al., 2018), read from xlangai/spider parquet files',
+        yamlLicense: 'cc-by-sa-4.0',
+        license: SPIDER_LICENSE,
+      };
+    default:
+      return {
+        title: 'Spider',
+        tag: 'spider',
+        origin: 'Spider (Yu et al., 2018), read from the official Spider folder layout',
+        yamlLicense: 'cc-by-sa-4.0',
+        license: SPIDER_LICENSE,
+      };
+  }
+}
+
 /** README.md for a prepared dataset; `example` is shown as the format's illustration. */
 export function datasetReadme(card: DatasetCard, example: PromptRecord | undefined): string {
-  const source =
-    card.source.layout === 'hf-parquet' ? 'xlangai/spider parquet files' : 'the official Spider folder layout';
+  const src = sourceText(card.source.layout);
   return [
     '---',
-    'license: cc-by-sa-4.0',
+    `license: ${src.yamlLicense}`,
     'language:',
     '- en',
     'task_categories:',
     '- text-generation',
     'tags:',
     '- text-to-sql',
-    '- spider',
+    `- ${src.tag}`,
     '- sqlora',
     '---',
     '',
-    `# Spider Text-to-SQL prompts (${card.format} format)`,
+    `# ${src.title} Text-to-SQL prompts (${card.format} format)`,
     '',
     'Prepared by `sqlora prepare` for supervised fine-tuning and evaluation: each record is a chat',
     "(system, user, assistant) rendered with the model's chat template; the answer is the gold SQL.",
     '',
     '## Source',
     '',
-    `- Spider (Yu et al., 2018), read from ${source}: \`${card.source.path}\``,
+    `- ${src.origin}: \`${card.source.path}\``,
     `- train: ${card.source.train_files.map((f) => `\`${f}\``).join(', ')}`,
     `- eval: ${card.source.eval_files.map((f) => `\`${f}\``).join(', ')}`,
     `- databases: \`${card.source.databases}\``,
@@ -84,9 +151,9 @@ export function datasetReadme(card: DatasetCard, example: PromptRecord | undefin
     '',
     '## Counts',
     '',
-    'Records per split and per Spider hardness level ("of": examples the source split held;',
-    '"unparsed": gold SQL that Spider\'s parser rejects; "schema trimmed": prompts that lost sample rows',
-    'or tables to fit the token budget; "over budget": still over it).',
+    'Records per split, by Spider hardness or BIRD difficulty where the source has them ("of": examples the',
+    'source split held; "unparsed": gold SQL that Spider\'s parser rejects; "schema trimmed": prompts that lost',
+    'sample rows or tables to fit the token budget; "over budget": still over it).',
     '',
     ...countsTable(card),
     '',
@@ -107,10 +174,7 @@ export function datasetReadme(card: DatasetCard, example: PromptRecord | undefin
     '',
     '## License',
     '',
-    'Spider is released under the Creative Commons Attribution-ShareAlike 4.0 license',
-    '([CC BY-SA 4.0](https://creativecommons.org/licenses/by-sa/4.0/)); these prompts are derived from it',
-    'and are shared under the same license. Cite: Tao Yu et al., "Spider: A Large-Scale Human-Labeled',
-    'Dataset for Complex and Cross-Domain Semantic Parsing and Text-to-SQL Task", EMNLP 2018.',
+    ...src.license,
     '',
   ].join('\n');
 }

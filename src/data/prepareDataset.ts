@@ -18,6 +18,11 @@ import {
   type TrainSplits,
 } from './spider.js';
 import { readSpiderParquet } from './spiderParquet.js';
+import { readBirdFolder, questionWithEvidence } from './bird.js';
+import { BIRD_DIFFICULTIES } from '../eval/birdExecution.js';
+import type { Pair } from './pairs.js';
+import type { PairChecks, SplitBy } from './pairsChecks.js';
+import { readPairSource } from './pairSource.js';
 import { HARDNESS_LEVELS, spiderHardness, type Hardness } from '../eval/hardness.js';
 import { loadSpiderSchema, type SpiderSchema } from '../eval/spiderSchema.js';
 import { UserError, describeError } from '../util/errors.js';
@@ -30,6 +35,21 @@ export interface PrepareOptions {
   spider?: string;
   /** Folder of xlangai/spider parquet files. */
   parquet?: string;
+  /** BIRD release folder (train/, dev/): the source instead of Spider. */
+  bird?: string;
+  /** BIRD: put each question's evidence in the prompt (default true). */
+  evidence?: boolean;
+  /** Your own pairs (.jsonl or .csv of question, sql, db_id | db_path, evidence?): the source instead of Spider. */
+  pairs?: string;
+  /** Pairs: eval pairs of their own instead of a split drawn from `pairs`. */
+  evalPairs?: string;
+  /** Pairs: one SQLite file for every row. */
+  db?: string;
+  /** Pairs: share of the pairs drawn for eval (default 0.1), by row or by database. */
+  evalFraction?: number;
+  splitBy?: SplitBy;
+  /** Pairs: time limit of each gold query's check (default 30 s). */
+  checkTimeoutMs?: number;
   /** Databases for the parquet layout: a Spider folder or its database/ folder. */
   dbDir?: string;
   out: string;
@@ -92,10 +112,17 @@ function checkCount(name: string, v: number): void {
 
 async function readSource(o: PrepareOptions): Promise<{
   splits: SpiderSplits;
-  databases: SpiderDatabases;
+  databases: Pick<SpiderDatabases, 'dbDir' | 'sqlitePath'>;
   layout: DatasetCard['source']['layout'];
   path: string;
+  checks?: PairChecks;
 }> {
+  if (o.pairs !== undefined) return readPairSource(o, o.pairs);
+  if (o.bird !== undefined) {
+    if (o.spider !== undefined || o.parquet !== undefined)
+      throw new UserError('give one source: --bird DIR, --spider DIR or --parquet DIR');
+    return { ...readBirdFolder(o.bird), layout: 'bird', path: o.bird };
+  }
   if (o.parquet !== undefined) {
     const dbRoot = o.dbDir ?? o.spider;
     if (dbRoot === undefined)
@@ -129,13 +156,17 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
     checkCount(name, v);
   if (!Number.isInteger(o.maxPromptTokens) || o.maxPromptTokens < 1)
     throw new UserError(`--max-prompt-tokens must be a whole number >= 1, got ${o.maxPromptTokens}`);
-  const { splits, databases, layout, path } = await readSource(o);
+  const { splits, databases, layout, path, checks } = await readSource(o);
+  const bird = layout === 'bird';
+  // Spider's hardness is Spider's: BIRD grades its own difficulty, your own pairs have neither.
+  const spiderData = layout === 'spider-folder' || layout === 'hf-parquet';
   const train = selectExamples(splits.train, o.trainLimit, o.shuffle, o.seed);
   const dev = selectExamples(splits.eval, o.evalLimit, o.shuffle, o.seed + 1);
   // Resolve every database before any work: a bad db_id fails at once, not halfway through.
   const sqlite = new Map<string, string>();
   for (const ex of [...train, ...dev])
-    if (!sqlite.has(ex.db_id)) sqlite.set(ex.db_id, databases.sqlitePath(ex.db_id, `example ${ex.id}`));
+    if ((ex as Partial<Pair>).dbPath !== undefined) continue;
+    else if (!sqlite.has(ex.db_id)) sqlite.set(ex.db_id, databases.sqlitePath(ex.db_id, `example ${ex.id}`));
 
   const template = ChatTemplate.fromModelDir(o.modelDir);
   const tokenizer = Tokenizer.fromModelDir(o.modelDir);
@@ -150,23 +181,35 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
     const records: PromptRecord[] = [];
     const promptTokens: number[] = [];
     const textTokens: number[] = [];
-    const hardness = Object.fromEntries([...HARDNESS_LEVELS, 'unparsed'].map((h) => [h, 0])) as SplitCard['hardness'];
+    const hardness = Object.fromEntries([...HARDNESS_LEVELS, 'unparsed'].map((h) => [h, 0])) as NonNullable<
+      SplitCard['hardness']
+    >;
+    const difficulty = Object.fromEntries([...BIRD_DIFFICULTIES, 'unknown'].map((d) => [d, 0])) as NonNullable<
+      SplitCard['difficulty']
+    >;
     const card = { trimmed: { sample_rows: 0, tables: 0 }, over_budget: 0 };
     for (const ex of examples) {
-      const dbPath = sqlite.get(ex.db_id) as string;
-      const level = hardnessOrNull(ex.query, loadSpiderSchema(dbPath)); // cached per database
-      const built = builder.build(ex, dbPath);
+      const b = ex as Partial<Pair>;
+      const dbPath = b.dbPath ?? (sqlite.get(ex.db_id) as string);
+      const level = spiderData ? hardnessOrNull(ex.query, loadSpiderSchema(dbPath)) : null; // cached per database
+      const question =
+        b.evidence !== undefined && o.evidence !== false ? questionWithEvidence(ex.question, b.evidence) : ex.question;
+      const built = builder.build({ ...ex, question }, dbPath);
       records.push({
         id: ex.id,
         db_id: ex.db_id,
         question: ex.question,
+        ...(b.evidence !== undefined ? { evidence: b.evidence } : {}),
         query: ex.query,
         hardness: level,
+        ...(b.difficulty !== undefined ? { difficulty: b.difficulty } : {}),
+        ...(b.dbPath !== undefined ? { db_path: b.dbPath } : {}),
         messages: built.messages,
         text: built.text,
         prompt: built.prompt,
       });
-      hardness[level ?? 'unparsed']++;
+      if (bird) difficulty[b.difficulty ?? 'unknown']++;
+      else if (spiderData) hardness[level ?? 'unparsed']++;
       promptTokens.push(built.promptTokens);
       textTokens.push(built.textTokens);
       if (built.trimmedRows) card.trimmed.sample_rows++;
@@ -180,7 +223,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
         count: records.length,
         available,
         tokens: { prompt: lengthStats(promptTokens), text: lengthStats(textTokens) },
-        hardness,
+        ...(bird ? { difficulty } : spiderData ? { hardness } : {}),
         ...card,
       },
     };
@@ -207,7 +250,14 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
       train_splits: o.trainSplits,
       sample_rows: o.format === 'schema' ? o.sampleRows : 0,
       max_prompt_tokens: o.maxPromptTokens,
+      ...(bird || layout === 'pairs' ? { evidence: o.evidence !== false } : {}),
+      ...(layout === 'pairs'
+        ? o.evalPairs !== undefined
+          ? { eval_pairs: resolve(o.evalPairs) }
+          : { eval_fraction: o.evalFraction ?? 0.1, split_by: o.splitBy ?? 'row', split_seed: o.seed }
+        : {}),
     },
+    ...(checks ? { checks } : {}),
     selection: o.shuffle
       ? `seeded random subset (Fisher-Yates with mulberry32; train seed ${o.seed}, eval seed ${o.seed + 1}), kept in file order`
       : 'first N examples in file order',

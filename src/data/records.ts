@@ -2,7 +2,9 @@
  * What `sqlora prepare` writes: one PromptRecord per line of train.jsonl / eval.jsonl, and a
  * DatasetCard in dataset.json. Training, baseline and evaluation read these.
  */
+import type { BirdDifficulty } from '../eval/birdExecution.js';
 import type { Hardness } from '../eval/hardness.js';
+import type { PairChecks } from './pairsChecks.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -14,10 +16,16 @@ export interface PromptRecord {
   id: string;
   db_id: string;
   question: string;
+  /** BIRD's external knowledge for the question (BIRD sources only). */
+  evidence?: string;
   /** The gold SQL, as in the source. */
   query: string;
   /** Spider's difficulty level of the gold SQL; null where Spider's parser rejects the gold SQL. */
   hardness: Hardness | null;
+  /** BIRD's difficulty of the question (BIRD dev only). */
+  difficulty?: BirdDifficulty;
+  /** Your own pairs: the absolute path of the record's SQLite file (evaluation runs on it). */
+  db_path?: string;
   /** system, user, assistant (the gold SQL). */
   messages: ChatMessage[];
   /** The whole conversation rendered by the model's chat template: what training sees. */
@@ -45,7 +53,9 @@ export interface SplitCard {
   /** Tokens of `prompt` and of `text`, by the model's tokenizer. */
   tokens: { prompt: LengthStats; text: LengthStats };
   /** Records per hardness level; `unparsed`: gold SQL that Spider's parser rejects. */
-  hardness: Record<Hardness | 'unparsed', number>;
+  hardness?: Record<Hardness | 'unparsed', number>;
+  /** BIRD sources, instead of hardness: records per BIRD difficulty (`unknown`: train.json has none). */
+  difficulty?: Record<BirdDifficulty | 'unknown', number>;
   /** Prompts whose schema had to lose sample rows or whole tables to fit --max-prompt-tokens. */
   trimmed: { sample_rows: number; tables: number };
   /** Prompts still over --max-prompt-tokens with a single table and no sample rows. */
@@ -55,7 +65,7 @@ export interface SplitCard {
 export interface DatasetCard {
   format: string;
   source: {
-    layout: 'spider-folder' | 'hf-parquet';
+    layout: 'spider-folder' | 'hf-parquet' | 'bird' | 'pairs';
     path: string;
     train_files: string[];
     eval_files: string[];
@@ -70,7 +80,16 @@ export interface DatasetCard {
     train_splits: string;
     sample_rows: number;
     max_prompt_tokens: number;
+    /** BIRD: whether prompts show the evidence. */
+    evidence?: boolean;
+    /** Pairs: how eval was chosen (a drawn split, or a file of its own). */
+    eval_fraction?: number;
+    split_by?: string;
+    split_seed?: number;
+    eval_pairs?: string;
   };
+  /** Pairs: what the checks kept out before writing. */
+  checks?: PairChecks;
   /** How records were picked: the first N in file order, or a seeded random subset (kept in file order). */
   selection: string;
   train: SplitCard;

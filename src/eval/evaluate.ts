@@ -2,13 +2,17 @@
  * Scores predictions against gold, per example and in summary (overall and per Spider hardness):
  * the reference workflow's seed_exact / seed_token, Spider exact-set-match, execution accuracy.
  * Exact-set-match needs the database schemas and tables.json; execution needs the databases.
- * Whatever is missing is reported as null rather than guessed.
+ * Whatever is missing is reported as null rather than guessed. BIRD gold (items with a
+ * difficulty) is scored by BIRD's own execution rule (birdExecution.ts), per difficulty; your
+ * own pairs (items with a db_path) by execution on their own files. Neither gets Spider's
+ * hardness or exact-set-match.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError, describeError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
 import { exactSetMatch } from './exactSetMatch.js';
+import { BIRD_DIFFICULTIES, birdExecutionMatch, type BirdDifficulty } from './birdExecution.js';
 import { databaseVariants, executionMatch } from './execution.js';
 import { HARDNESS_LEVELS, spiderHardness, type Hardness } from './hardness.js';
 import type { EvalItem } from './predictions.js';
@@ -38,6 +42,8 @@ export interface ExampleResult {
   id?: string | number;
   db_id: string;
   hardness: Hardness | null;
+  /** BIRD's difficulty, for BIRD gold records. */
+  difficulty?: BirdDifficulty;
   seed_exact: boolean;
   seed_token: number;
   exact_set_match: boolean | null;
@@ -67,6 +73,8 @@ export interface Summary {
   overall: LevelSummary;
   /** Only the levels that have examples; empty when hardness is unknown. */
   by_hardness: Partial<Record<Hardness, LevelSummary>>;
+  /** BIRD gold: per difficulty (simple / moderate / challenging), as BIRD's script reports. */
+  by_difficulty?: Partial<Record<BirdDifficulty, LevelSummary>>;
 }
 
 export interface EvaluationReport {
@@ -79,11 +87,19 @@ export async function evaluatePredictions(
   opts: EvaluateOptions = {},
 ): Promise<EvaluationReport> {
   if (items.length === 0) throw new UserError('nothing to evaluate: no predictions');
-  const dbPaths = opts.dbDir === undefined ? null : resolveDatabases(items, opts.dbDir);
-  const fkMaps = opts.tablesPath === undefined || dbPaths === null ? null : foreignKeyMaps(items, opts.tablesPath);
+  // Your own pairs name their database file; Spider's hardness, exact-set-match and its
+  // dataset-specific rewrites ("value", DISTINCT) do not apply to them and are left out.
+  const own = items.some((it) => it.db_path !== undefined);
+  const dbPaths = own ? ownDatabases(items) : opts.dbDir === undefined ? null : resolveDatabases(items, opts.dbDir);
+  // BIRD gold is scored by BIRD's rules only: its execution metric, per difficulty; Spider's
+  // hardness and exact-set-match do not apply to it and are left out.
+  const bird = items.some((it) => it.difficulty !== undefined);
+  const spiderRules = !bird && !own;
+  const fkMaps =
+    opts.tablesPath === undefined || dbPaths === null || !spiderRules ? null : foreignKeyMaps(items, opts.tablesPath);
   // Schemas load before any query runs, so a bad database file stops the run at once.
   const schemas = new Map<string, SpiderSchema>();
-  if (dbPaths && (fkMaps || items.some((it) => it.hardness === undefined))) {
+  if (dbPaths && spiderRules && (fkMaps || items.some((it) => it.hardness === undefined))) {
     for (const [db, path] of dbPaths) {
       // loadSpiderSchema's errors name the file already.
       schemas.set(db, loadSpiderSchema(path));
@@ -112,7 +128,7 @@ export async function evaluatePredictions(
         `the prediction is ${it.pred.length} characters long, over the limit of ${MAX_PREDICTION_CHARS}: scored as wrong without parsing or running it`,
       );
     // The official script reads a literal "value" in a prediction as a placeholder for 1.
-    const pred = it.pred.replaceAll('value', '1');
+    const pred = spiderRules ? it.pred.replaceAll('value', '1') : it.pred;
     let hardness: Hardness | null = it.hardness ?? null;
     const schema = schemas.get(it.db_id);
     if (hardness === null && schema) {
@@ -138,10 +154,12 @@ export async function evaluatePredictions(
     let goldError: string | undefined;
     if (sandbox && tooLong) execution = false;
     else if (sandbox) {
-      const r = await executionMatch(sandbox, variantsOf(it.db_id), it.gold, pred, {
-        timeoutMs,
-        keepDistinct: opts.keepDistinct,
-      });
+      const r = bird
+        ? await birdExecutionMatch(sandbox, dbPaths!.get(it.db_id)!, it.gold, pred, timeoutMs)
+        : await executionMatch(sandbox, own ? [dbPaths!.get(it.db_id)!] : variantsOf(it.db_id), it.gold, pred, {
+            timeoutMs,
+            keepDistinct: own || opts.keepDistinct,
+          });
       execution = r.match;
       if (r.error) errors.push(`execution: ${r.error}`);
       if (r.goldFailed) goldError = r.error;
@@ -153,6 +171,7 @@ export async function evaluatePredictions(
       ...(it.id !== undefined ? { id: it.id } : {}),
       db_id: it.db_id,
       hardness,
+      ...(it.difficulty !== undefined ? { difficulty: it.difficulty } : {}),
       seed_exact: seedExactMatch(it.gold, it.pred),
       seed_token: seedTokenMatch(it.gold, it.pred),
       exact_set_match: esm,
@@ -202,6 +221,25 @@ function resolveDatabases(items: readonly EvalItem[], dbDir: string): Map<string
   return out;
 }
 
+/** Pairs' own database files, keyed by db_id; one db_id naming two files is refused. */
+function ownDatabases(items: readonly EvalItem[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const it of items) {
+    if (it.db_path === undefined)
+      throw new UserError(
+        `example ${it.index} has no "db_path" while others do: mixed gold files cannot be scored together`,
+      );
+    if (!existsSync(it.db_path)) throw new UserError(`example ${it.index}: database file not found: ${it.db_path}`);
+    const known = out.get(it.db_id);
+    if (known !== undefined && known !== it.db_path)
+      throw new UserError(
+        `example ${it.index}: db_id "${it.db_id}" names both ${known} and ${it.db_path}; give them distinct db_id values`,
+      );
+    out.set(it.db_id, it.db_path);
+  }
+  return out;
+}
+
 function foreignKeyMaps(items: readonly EvalItem[], tablesPath: string): Map<string, ForeignKeyMap> {
   if (!existsSync(tablesPath)) throw new UserError(`tables.json not found: ${tablesPath}`);
   const maps = loadForeignKeyMaps(tablesPath);
@@ -218,7 +256,16 @@ export function summarize(examples: readonly ExampleResult[]): Summary {
     const some = examples.filter((e) => e.hardness === level);
     if (some.length) by_hardness[level] = summarizeLevel(some);
   }
-  return { overall: summarizeLevel(examples), by_hardness };
+  const summary: Summary = { overall: summarizeLevel(examples), by_hardness };
+  if (examples.some((e) => e.difficulty !== undefined)) {
+    const by_difficulty: Partial<Record<BirdDifficulty, LevelSummary>> = {};
+    for (const level of BIRD_DIFFICULTIES) {
+      const some = examples.filter((e) => e.difficulty === level);
+      if (some.length) by_difficulty[level] = summarizeLevel(some);
+    }
+    summary.by_difficulty = by_difficulty;
+  }
+  return summary;
 }
 
 function summarizeLevel(examples: readonly ExampleResult[]): LevelSummary {
@@ -241,19 +288,24 @@ function summarizeLevel(examples: readonly ExampleResult[]): LevelSummary {
 
 /** The summary as a fixed-width table, levels as columns (as the official script prints). */
 export function formatSummaryTable(summary: Summary): string {
-  const levels = [
-    ...HARDNESS_LEVELS.map((h) => [h, summary.by_hardness[h]] as const),
-    ['all', summary.overall] as const,
-  ];
+  const byLevel: Partial<Record<string, LevelSummary>> = summary.by_difficulty ?? summary.by_hardness;
+  // Without levels (your own pairs, or no databases to grade hardness), only the total is shown.
+  const names: readonly string[] = summary.by_difficulty
+    ? BIRD_DIFFICULTIES
+    : Object.keys(summary.by_hardness).length > 0
+      ? HARDNESS_LEVELS
+      : [];
+  const levels = [...names.map((h) => [h, byLevel[h]] as const), ['all', summary.overall] as const];
+  const w = Math.max(9, ...names.map((n) => n.length + 1));
   const row = (name: string, cell: (l: LevelSummary) => string): string =>
-    name.padEnd(18) + levels.map(([, l]) => (l ? cell(l) : '-').padStart(9)).join('');
+    name.padEnd(18) + levels.map(([, l]) => (l ? cell(l) : '-').padStart(w)).join('');
   const pct = (pick: (l: LevelSummary) => MetricScore | null) => (l: LevelSummary) => {
     const m = pick(l);
     return m ? m.pct.toFixed(2) : 'n/a';
   };
   return (
     [
-      ''.padEnd(18) + levels.map(([name]) => name.padStart(9)).join(''),
+      ''.padEnd(18) + levels.map(([name]) => name.padStart(w)).join(''),
       row('count', (l) => String(l.count)),
       row(
         'seed exact %',

@@ -11,6 +11,8 @@
 import { extname } from 'node:path';
 import { UserError, describeError } from '../util/errors.js';
 import { parseJsonl, readTextFile } from '../util/jsonl.js';
+import { BIRD_DIFFICULTIES, type BirdDifficulty } from './birdExecution.js';
+import { isBirdGoldRow, isBirdPredictions, readBirdPredictions } from './birdFiles.js';
 import { HARDNESS_LEVELS, type Hardness } from './hardness.js';
 
 export interface EvalItem {
@@ -22,9 +24,13 @@ export interface EvalItem {
   pred: string;
   /** Known from the gold file (eval.jsonl); otherwise computed from the database schema. */
   hardness?: Hardness;
+  /** BIRD's difficulty (eval.jsonl of `prepare --bird`): BIRD's execution metric is used. */
+  difficulty?: BirdDifficulty;
+  /** The SQLite file itself (eval.jsonl of `prepare --pairs`): Spider's hardness and exact-set-match do not apply. */
+  db_path?: string;
 }
 
-export const PREDICTION_FORMATS = ['auto', 'jsonl', 'sql', 'results'] as const;
+export const PREDICTION_FORMATS = ['auto', 'jsonl', 'sql', 'results', 'bird'] as const;
 export type PredictionFormat = (typeof PREDICTION_FORMATS)[number];
 
 export interface LoadOptions {
@@ -40,6 +46,8 @@ interface GoldRecord {
   db_id: string;
   query: string;
   hardness?: Hardness;
+  difficulty?: BirdDifficulty;
+  db_path?: string;
 }
 
 interface Prediction {
@@ -63,14 +71,25 @@ export function loadEvalItems(opts: LoadOptions): EvalItem[] {
     );
   const gold = readGold(opts.goldPath);
   const preds =
-    format === 'jsonl' ? parsePredictionJsonl(text, opts.predPath) : parsePredictionLines(text, opts.predPath);
+    format === 'bird'
+      ? readBirdPredictions(text, opts.predPath)
+      : format === 'jsonl'
+        ? parsePredictionJsonl(text, opts.predPath)
+        : parsePredictionLines(text, opts.predPath);
   const byId = preds.some((p) => p.id !== undefined) && gold.every((g) => g.id !== undefined);
   return byId ? matchById(gold, preds, opts) : matchByPosition(gold, preds, opts);
 }
 
 function detectFormat(path: string, text: string): Exclude<PredictionFormat, 'auto'> {
   const ext = extname(path).toLowerCase();
-  if (ext === '.json') return 'results';
+  if (ext === '.json') {
+    try {
+      if (isBirdPredictions(JSON.parse(text))) return 'bird';
+    } catch {
+      // parseResultsJson reports the malformed JSON.
+    }
+    return 'results';
+  }
   if (ext === '.jsonl') return 'jsonl';
   const head = text.trimStart();
   if (head.startsWith('{')) {
@@ -128,7 +147,10 @@ function readGold(path: string): GoldRecord[] {
     }
     if (!Array.isArray(rows) || rows.length === 0)
       throw new UserError(`${path}: expected a non-empty array of {"db_id", "query"} (a Spider split file)`);
-    return rows.map((r: unknown, i) => goldRecord(r, `${path}: [${i}]`));
+    // BIRD's dev.json names the gold SQL "SQL"; its records keep their difficulty.
+    return rows.map((r: unknown, i) =>
+      goldRecord(isBirdGoldRow(r) ? { ...(r as object), query: (r as { SQL: string }).SQL } : r, `${path}: [${i}]`),
+    );
   }
   if (head.startsWith('{')) {
     const lines = nonBlankLineNumbers(text);
@@ -154,11 +176,19 @@ function goldRecord(r: unknown, where: string): GoldRecord {
       `${where}: "hardness" must be one of ${HARDNESS_LEVELS.join(', ')}; got ${JSON.stringify(hardness)}`,
     );
   }
+  const difficulty = rec.difficulty ?? undefined;
+  if (difficulty !== undefined && !BIRD_DIFFICULTIES.includes(difficulty as BirdDifficulty)) {
+    throw new UserError(
+      `${where}: "difficulty" must be one of ${BIRD_DIFFICULTIES.join(', ')}; got ${JSON.stringify(difficulty)}`,
+    );
+  }
   return {
     ...(isId(rec.id) ? { id: rec.id } : {}),
     db_id: stringField(rec, 'db_id', where),
     query: stringField(rec, 'query', where),
     ...(hardness !== undefined ? { hardness: hardness as Hardness } : {}),
+    ...(difficulty !== undefined ? { difficulty: difficulty as BirdDifficulty } : {}),
+    ...(typeof rec.db_path === 'string' ? { db_path: rec.db_path } : {}),
   };
 }
 
@@ -231,6 +261,8 @@ function item(index: number, g: GoldRecord, pred: string): EvalItem {
     gold: g.query,
     pred,
     ...(g.hardness ? { hardness: g.hardness } : {}),
+    ...(g.difficulty ? { difficulty: g.difficulty } : {}),
+    ...(g.db_path ? { db_path: g.db_path } : {}),
   };
 }
 

@@ -7,6 +7,7 @@
  * questions they share, so a change is never a change of questions.
  */
 import { summarize, type ExampleResult, type LevelSummary, type Summary } from '../eval/evaluate.js';
+import { BIRD_DIFFICULTIES, type BirdDifficulty } from '../eval/birdExecution.js';
 import { HARDNESS_LEVELS, type Hardness } from '../eval/hardness.js';
 import type { ResultsFile } from './inputs.js';
 
@@ -19,8 +20,9 @@ export const METRICS: readonly { name: MetricName; label: string }[] = [
   { name: 'seed_token', label: 'Token match (seed)' },
 ];
 
-export type LevelName = 'overall' | Hardness;
-export const LEVELS: readonly LevelName[] = ['overall', ...HARDNESS_LEVELS];
+export type LevelName = 'overall' | Hardness | BirdDifficulty;
+/** Spider's hardness levels, or BIRD's difficulties where the results have them. */
+export const LEVELS: readonly LevelName[] = ['overall', ...HARDNESS_LEVELS, ...BIRD_DIFFICULTIES];
 
 export interface MetricRow {
   level: LevelName;
@@ -71,7 +73,13 @@ export function alignResults(before: ResultsFile | null, after: ResultsFile | nu
 export function metricRows(al: Alignment): MetricRow[] {
   const rows: MetricRow[] = [];
   const levelOf = (s: Summary | null, level: LevelName): LevelSummary | null =>
-    s ? (level === 'overall' ? s.overall : (s.by_hardness[level] ?? null)) : null;
+    s
+      ? level === 'overall'
+        ? s.overall
+        : ((s.by_hardness as Record<string, LevelSummary | undefined>)[level] ??
+          s.by_difficulty?.[level as BirdDifficulty] ??
+          null)
+      : null;
   for (const level of LEVELS) {
     const b = levelOf(al.before, level);
     const a = levelOf(al.after, level);

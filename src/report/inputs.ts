@@ -4,7 +4,7 @@
  * results.json, or `sqlora evaluate --out`). Each is checked for the fields the report uses.
  */
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import type { ExampleResult, LevelSummary, Summary } from '../eval/evaluate.js';
 import type { EvalRecord, TrainRecord } from '../train/metrics.js';
 import { UserError } from '../util/errors.js';
@@ -119,6 +119,9 @@ export function readResults(path: string, role: string): ResultsFile {
   const byHardness: Summary['by_hardness'] = {};
   for (const [level, l] of Object.entries(s.by_hardness ?? {}))
     byHardness[level as keyof Summary['by_hardness']] = checkLevel(l, `${path}: summary.by_hardness.${level}`);
+  const byDifficulty: NonNullable<Summary['by_difficulty']> = {};
+  for (const [level, l] of Object.entries(s.by_difficulty ?? {}))
+    byDifficulty[level as keyof typeof byDifficulty] = checkLevel(l, `${path}: summary.by_difficulty.${level}`);
   const examples = Array.isArray(raw.examples) ? (raw.examples as ExampleResult[]) : [];
   examples.forEach((e, i) => {
     if (typeof e?.gold !== 'string' || typeof e.pred !== 'string' || !isNum(e.seed_token))
@@ -128,7 +131,11 @@ export function readResults(path: string, role: string): ResultsFile {
   return {
     path,
     meta,
-    summary: { overall, by_hardness: byHardness },
+    summary: {
+      overall,
+      by_hardness: byHardness,
+      ...(s.by_difficulty !== undefined ? { by_difficulty: byDifficulty } : {}),
+    },
     examples,
     questions: readQuestions(meta.eval_file),
   };
@@ -147,26 +154,4 @@ function readQuestions(evalFile: unknown): Map<string, string> {
     out.clear();
   }
   return out;
-}
-
-/** The dataset a train or eval file came from, per the dataset.json that `sqlora prepare` wrote beside it. */
-export interface DatasetInfo {
-  file: string;
-  /** Prompt format (seed, schema), when known. */
-  format: string | null;
-  /** The Spider folder or parquet files it was prepared from, when known. */
-  source: string | null;
-}
-
-export function datasetOf(file: unknown, format?: unknown): DatasetInfo | null {
-  if (typeof file !== 'string') return null;
-  let card: { format?: unknown; source?: { path?: unknown } } = {};
-  const cardPath = join(dirname(file), 'dataset.json');
-  try {
-    if (existsSync(cardPath)) card = readJsonFile<typeof card>(cardPath, 'dataset card') ?? {};
-  } catch {
-    // The dataset only labels the report; an unreadable card leaves it unlabelled.
-  }
-  const known = typeof format === 'string' ? format : typeof card.format === 'string' ? card.format : null;
-  return { file, format: known, source: typeof card.source?.path === 'string' ? card.source.path : null };
 }

@@ -17,10 +17,11 @@ import {
 } from './compare.js';
 import { cell, type Block, type Cell, type Inline, type Tone } from './document.js';
 import { renderHtml } from './html.js';
-import { datasetOf, type DatasetInfo, type ResultsFile, type TrainingRun } from './inputs.js';
+import type { ResultsFile, TrainingRun } from './inputs.js';
 import { renderMarkdown } from './markdown.js';
 import { lineChart } from './svgChart.js';
 import { mmluSection, type MmluReportInput } from './mmluSection.js';
+import { datasetName, datasetOf, describeDataset, resultsDataset } from './dataset.js';
 
 export interface ReportInputs {
   run: TrainingRun | null;
@@ -79,13 +80,9 @@ function whatWasEvaluated(r: ResultsFile): string {
   const bits = [
     typeof m.model === 'string' ? `model ${m.model}` : null,
     typeof m.adapter === 'string' ? `adapter ${m.adapter}` : null,
+    resultsDataset(m) ? `on ${describeDataset(resultsDataset(m)!)}` : null,
   ];
   return bits.filter(Boolean).join(' + ');
-}
-
-/** "data/eval.jsonl (Spider from /data/spider), seed prompts" */
-function describeDataset(d: DatasetInfo): string {
-  return `${d.file}${d.source ? ` (Spider from ${d.source})` : ''}, ${d.format ? `${d.format} prompts` : 'prompt format unknown'}`;
 }
 
 function resultsSection(inp: ReportInputs, al: Alignment): Block[] {
@@ -93,12 +90,11 @@ function resultsSection(inp: ReportInputs, al: Alignment): Block[] {
   if (!b && !f) return [];
   const blocks: Block[] = [{ kind: 'heading', level: 2, text: 'Results' }];
   const both = b !== null && f !== null;
-  const data = (r: ResultsFile): DatasetInfo | null => datasetOf(r.meta.eval_file, r.meta.prompt_format);
-  const db = b && data(b),
-    df = f && data(f);
+  const db = b && resultsDataset(b.meta),
+    df = f && resultsDataset(f.meta);
   const described = [
-    b ? `Baseline: ${whatWasEvaluated(b) || b.path}${db ? `, on ${describeDataset(db)}` : ''}.` : '',
-    f ? `Fine-tuned: ${whatWasEvaluated(f) || f.path}${df ? `, on ${describeDataset(df)}` : ''}.` : '',
+    b ? `Baseline: ${whatWasEvaluated(b) || b.path}.` : '',
+    f ? `Fine-tuned: ${whatWasEvaluated(f) || f.path}.` : '',
   ]
     .filter(Boolean)
     .join(' ');
@@ -148,6 +144,13 @@ function resultsSection(inp: ReportInputs, al: Alignment): Block[] {
     ]);
   }
   blocks.push({ kind: 'table', header, rows, numeric: header.map((h) => !['Level', 'Metric'].includes(h)) });
+  if ([b, f].some((r) => r?.summary.by_difficulty !== undefined))
+    blocks.push({
+      kind: 'paragraph',
+      inlines: [
+        "BIRD questions are scored by BIRD's own rule: the same set of result rows as the gold query (row order and repeated rows do not count, column order does), per BIRD difficulty.",
+      ],
+    });
   blocks.push({
     kind: 'paragraph',
     inlines: [
@@ -202,10 +205,11 @@ function trainingSection(run: TrainingRun): { blocks: Block[]; charts: string[] 
   const rows: [string, string][] = [];
   if (!s) rows.push(['Status', 'not finished (no training_summary.json): the curves show the steps logged so far']);
   if (s?.model) rows.push(['Base model', s.model]);
-  const trainData = datasetOf(s?.data?.train_file);
-  if (trainData) {
-    rows.push(['Dataset', `${trainData.file}${trainData.source ? ` (Spider from ${trainData.source})` : ''}`]);
-    rows.push(['Prompt format', trainData.format ?? 'unknown (no dataset.json beside the train file)']);
+  const trainFile = s?.data?.train_file;
+  if (typeof trainFile === 'string') {
+    const d = datasetOf(trainFile);
+    rows.push(['Dataset', d ? `${trainFile}: ${datasetName(d)}` : `${trainFile} (no dataset.json beside it)`]);
+    rows.push(['Prompt format', d?.format ?? 'unknown (no dataset.json beside the train file)']);
   }
   if (s?.adapter) rows.push(['Adapter', s.adapter]);
   if (s?.data?.train_examples !== undefined) {

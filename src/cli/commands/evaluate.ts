@@ -1,3 +1,4 @@
+import { datasetOf } from '../../report/dataset.js';
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
 import { checkGoldErrors, scoringFlags, scoringInputs } from './scoring.js';
@@ -17,14 +18,14 @@ export const command: CommandSpec = {
       type: 'string',
       metavar: 'FILE',
       description:
-        'predictions: JSONL {"id","sql"} lines, one SQL per line (the official format), or a results JSON with detailed_results[] (the reference workflow\'s)',
+        'predictions: JSONL {"id","sql"} lines, one SQL per line (the official format), a results JSON with detailed_results[] (the reference workflow\'s), or BIRD\'s predict_dev.json',
     },
     {
       name: 'gold',
       type: 'string',
       metavar: 'FILE',
       description:
-        'gold: eval.jsonl from sqlora prepare (matched by id), a gold.sql of SQL<TAB>db_id lines or a Spider split JSON (matched by position); not used with a results JSON',
+        "gold: eval.jsonl from sqlora prepare (matched by id), a gold.sql of SQL<TAB>db_id lines a Spider split JSON or BIRD's dev.json (matched by position); not used with a results JSON",
     },
     {
       name: 'pred-format',
@@ -52,11 +53,15 @@ export const command: CommandSpec = {
     "  exact_set_match          Spider's official component match (needs --spider or --db-dir + --tables)",
     '  execution                same result rows as gold, official test-suite semantics (needs databases):',
     '                           columns may be reordered, row order counts only if gold has ORDER BY',
+    "BIRD gold (eval.jsonl of prepare --bird, or BIRD's dev.json) is scored by BIRD's own rule instead, per difficulty",
+    '(simple, moderate, challenging): the same set of result rows, column order counting, no query rewriting.',
+    'Your own pairs (prepare --pairs) run on their own database files, with no Spider hardness or exact-set-match.',
     'Predictions run read-only, one statement each, under --timeout; a write, an error or a timeout is a wrong',
     'prediction with its reason in --out. Examples:',
     '  sqlora evaluate --pred runs/eval/predictions.jsonl --gold data/eval.jsonl --spider spider --out results.json',
     '  sqlora evaluate --pred pred.sql --gold spider/dev_gold.sql --spider spider',
     '  sqlora evaluate --pred finetuned_results.json            (seed metrics only)',
+    '  sqlora evaluate --pred predict_dev.json --gold bird/dev/dev.json --db-dir bird/dev/dev_databases',
   ].join('\n'),
   run: runEvaluate,
 };
@@ -99,6 +104,7 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
     keep_distinct: args.boolean('keep-distinct'),
     count: items.length,
     seconds,
+    dataset: goldPath !== undefined ? datasetOf(goldPath) : null,
   };
 
   // Written beside, then renamed: an interrupted write never leaves half a results file. A write
@@ -129,7 +135,8 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
     '',
     formatSummaryTable(report.summary),
   ];
-  if (dbDir === undefined) lines.push('exact-set-match and execution need the databases: pass --spider DIR');
+  if (dbDir === undefined && !items.some((it) => it.db_path !== undefined))
+    lines.push('exact-set-match and execution need the databases: pass --spider DIR');
   if (failed)
     lines.push(
       `${failed} examples have an error (a query that failed, was rejected or timed out, or SQL the parser could not read)${out ? `: see "error" in ${out}` : '; --out FILE lists them'}`,

@@ -4,13 +4,14 @@
  * predictions.jsonl as it goes (a rerun skips the ids already there), then scored by the
  * evaluator into results.json, optionally next to a baseline's results.
  */
+import { datasetOf } from '../../report/dataset.js';
 import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { evalPromptPlan, rebuildPrompts } from '../../data/adapterPrompts.js';
 import { promptSettingsFromDataset, type PromptSettings } from '../../data/promptSettings.js';
 import type { DatasetCard, PromptRecord } from '../../data/records.js';
 import { extractSql } from '../../eval/extractSql.js';
-import { promptFormatOf, setupDifferences, type ResultsSetup } from '../../eval/compareSetup.js';
+import { setupDifferences, type ResultsSetup } from '../../report/compareSetup.js';
 import { evaluatePredictions, formatSummaryTable, type LevelSummary, type Summary } from '../../eval/evaluate.js';
 import type { EvalItem } from '../../eval/predictions.js';
 import { generate } from '../../model/generate.js';
@@ -301,6 +302,8 @@ async function scoreAndReport(inputs: ScoreInputs): Promise<void> {
     gold: r.query,
     pred: done.get(r.id)!.sql,
     ...(r.hardness ? { hardness: r.hardness } : {}),
+    ...(r.difficulty ? { difficulty: r.difficulty } : {}),
+    ...(r.db_path ? { db_path: r.db_path } : {}),
   }));
   const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs, workers, progress: true });
   const comparison = baseline?.summary ? compareSummaries(baseline.summary.overall, report.summary.overall) : undefined;
@@ -313,7 +316,7 @@ async function scoreAndReport(inputs: ScoreInputs): Promise<void> {
     db_dir: dbDir ?? null,
     tables: tablesPath ?? null,
     compare: compare ?? null,
-    prompt_format: promptFormatOf(evalFile),
+    dataset: datasetOf(evalFile),
   };
   writeFileSync(
     resultsPath,
@@ -339,7 +342,8 @@ async function scoreAndReport(inputs: ScoreInputs): Promise<void> {
     lines.push(`compared with ${compare} (overall):`, formatComparison(comparison));
     if (unlike.length > 0) lines.push(`(unlike runs: ${unlike.join('; ')})`);
   }
-  if (dbDir === undefined) lines.push('exact-set-match and execution need the databases: pass --spider DIR');
+  if (dbDir === undefined && !items.some((it) => it.db_path !== undefined))
+    lines.push('exact-set-match and execution need the databases: pass --spider DIR');
   lines.push(`wrote ${predPath} and ${resultsPath}`);
   process.stdout.write(lines.join('\n') + '\n');
   checkGoldErrors(report, allowGoldErrors, resultsPath);

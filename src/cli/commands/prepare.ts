@@ -4,11 +4,13 @@ import { defaultTokenizerDir } from '../../data/modelFiles.js';
 import { resolveModel } from '../../hub/download.js';
 import { PROMPT_FORMATS, type PromptFormat } from '../../data/prompts.js';
 import { TRAIN_SPLITS, type TrainSplits } from '../../data/spider.js';
+import { SPLIT_BY, type SplitBy } from '../../data/pairsChecks.js';
 
 export const command: CommandSpec = {
   name: 'prepare',
   summary: 'Spider (folder or HF parquet) -> train/eval prompts as JSONL',
-  usage: '(--spider DIR | --parquet DIR --db-dir DIR) [--out DIR] [flags]',
+  usage:
+    '(--spider DIR | --parquet DIR --db-dir DIR | --bird DIR | --pairs FILE [--db-dir DIR | --db FILE]) [--out DIR] [flags]',
   flags: [
     {
       name: 'spider',
@@ -25,10 +27,55 @@ export const command: CommandSpec = {
         'the Hugging Face dataset xlangai/spider as downloaded (spider/train-*.parquet, spider/validation-*.parquet)',
     },
     {
+      name: 'bird',
+      type: 'string',
+      metavar: 'DIR',
+      description:
+        "BIRD in its release layout (train/train.json, train/train_databases/, dev/dev.json, dev/dev_databases/); evaluate then scores it by BIRD's rules",
+    },
+    {
+      name: 'pairs',
+      type: 'string',
+      metavar: 'FILE',
+      description:
+        'your own question/SQL pairs: .jsonl or .csv with question, sql, db_id or db_path (relative to FILE), evidence (optional)',
+    },
+    { name: 'db', type: 'string', metavar: 'FILE', description: '--pairs: one SQLite file for every row' },
+    {
+      name: 'eval-pairs',
+      type: 'string',
+      metavar: 'FILE',
+      description: '--pairs: evaluation pairs of their own (same columns) instead of a split drawn from --pairs',
+    },
+    {
+      name: 'eval-fraction',
+      type: 'number',
+      metavar: 'F',
+      default: 0.1,
+      description: '--pairs: share of the pairs drawn for eval, seeded by --seed',
+    },
+    {
+      name: 'split-by',
+      type: 'string',
+      metavar: 'WHAT',
+      default: 'row',
+      choices: SPLIT_BY,
+      description:
+        '--pairs: draw eval by row, or by database (no database in both splits: the setting for unseen databases)',
+    },
+    {
+      name: 'evidence',
+      type: 'boolean',
+      default: true,
+      description:
+        "BIRD: show each question's evidence (external knowledge) in the prompt; --no-evidence leaves it out",
+    },
+    {
       name: 'db-dir',
       type: 'string',
       metavar: 'DIR',
-      description: 'SQLite databases for --parquet: a Spider folder or its database/ folder (<db_id>/<db_id>.sqlite)',
+      description:
+        'SQLite databases for --parquet (a Spider folder or its database/ folder) or --pairs (<db_id>/<db_id>.sqlite or <db_id>.sqlite)',
     },
     {
       name: 'out',
@@ -65,7 +112,12 @@ export const command: CommandSpec = {
       type: 'boolean',
       description: 'take a seeded random subset instead of the first N (kept in file order)',
     },
-    { name: 'seed', type: 'number', default: 42, description: 'seed of --shuffle (train uses N, eval N+1)' },
+    {
+      name: 'seed',
+      type: 'number',
+      default: 42,
+      description: 'seed of --shuffle (train uses N, eval N+1) and of the --pairs split',
+    },
     {
       name: 'train-splits',
       type: 'string',
@@ -96,6 +148,12 @@ export const command: CommandSpec = {
     'length percentiles (p50/p90/p99/max) and hardness counts; README.md is the same card for people',
     '(source, counts, format with one example, token lengths, license: Spider is CC BY-SA 4.0).',
     '',
+    '--bird: records add evidence and difficulty (dev); ids are dev-<question_id> and train-<index>; dataset.json',
+    "counts difficulties instead of Spider's hardness. --pairs: records add db_path; before anything is written",
+    'the gold SQL of every pair is run (failures kept out with their error), exact duplicates are dropped, and a',
+    'train question asked of the same database in eval is removed from train; all three are listed on stderr and',
+    'in dataset.json "checks". Spider hardness is not computed for BIRD or your own pairs.',
+    '',
     'Shuffling uses a Fisher-Yates shuffle driven by mulberry32(seed): the same seed gives the same',
     "subset on every machine. Trimming relevance: question words found in a table's name (x2) and",
     'column names, plus a bonus for tables linked by a foreign key to a matching one.',
@@ -104,6 +162,13 @@ export const command: CommandSpec = {
     const card = await prepareDataset({
       spider: args.string('spider'),
       parquet: args.string('parquet'),
+      bird: args.string('bird'),
+      evidence: args.boolean('evidence'),
+      pairs: args.string('pairs'),
+      db: args.string('db'),
+      evalPairs: args.string('eval-pairs'),
+      evalFraction: args.number('eval-fraction') as number,
+      splitBy: args.string('split-by') as SplitBy,
       dbDir: args.string('db-dir'),
       out: args.string('out') as string,
       format: args.string('format') as PromptFormat,

@@ -1,5 +1,6 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ChatTemplate } from '../../data/chatTemplate.js';
 import { PROMPT_SETTINGS_FILE, promptSettingsFromDataset, promptSettingsJson } from '../../data/promptSettings.js';
 import { initLora, LoraAdapter, type LoraConfig } from '../../lora/lora.js';
 import { ADAPTER_WEIGHTS_FILE, writePeftAdapter } from '../../lora/peft.js';
@@ -45,7 +46,8 @@ export const command: CommandSpec = {
       name: 'train-file',
       type: 'string',
       metavar: 'FILE',
-      description: 'training records (default: DATA/train.jsonl)',
+      description:
+        'training records (default: DATA/train.jsonl): sqlora prepare\'s, or chat records {"messages": [{role, content}, ...]} (TRL/axolotl), rendered with the model\'s chat template',
     },
     {
       name: 'eval-file',
@@ -250,8 +252,10 @@ async function trainLocked(args: ParsedArgs, inputs: TrainInputs): Promise<void>
     lossOnPrompt: args.boolean('loss-on-prompt'),
     endOfTurnIds: endOfTurnIds(tokenizer),
   };
-  const train = tokenizeRecords(records, tokenizer, exampleOpts);
-  const evalSplit = evalRecords ? tokenizeRecords(evalRecords, tokenizer, exampleOpts) : null;
+  let chatTemplate: ChatTemplate | undefined;
+  const template = () => (chatTemplate ??= ChatTemplate.fromModelDir(loaded.dir));
+  const train = tokenizeRecords(records, tokenizer, exampleOpts, template);
+  const evalSplit = evalRecords ? tokenizeRecords(evalRecords, tokenizer, exampleOpts, template) : null;
   const padId = tokenizer.special.eos ?? loaded.padId;
 
   const checkpoint: TrainCheckpoint | null = resume ? loadTrainCheckpoint(resume, model.config) : null;

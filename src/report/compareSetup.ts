@@ -3,31 +3,17 @@
  * scored on schema-format prompts against a fine-tuned model on seed-format prompts, on another
  * eval set or on fewer questions, compares unlike runs; these are the differences to warn about.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { resultsDataset } from './dataset.js';
 
 /** What a results.json (sqlora baseline / eval) says about its run. */
 export interface ResultsSetup {
-  meta?: { prompt_format?: string | null; eval_file?: string; count?: number };
+  meta?: { dataset?: unknown; eval_file?: string; count?: number };
   summary?: { overall?: { count?: number } };
   examples?: readonly { id?: string | number; gold: string }[];
 }
 
-/** The prompt format of an eval file: the `format` of the dataset.json that `sqlora prepare` wrote beside it. */
-export function promptFormatOf(evalFile: string): string | null {
-  const card = join(dirname(evalFile), 'dataset.json');
-  if (!existsSync(card)) return null;
-  try {
-    const format = (JSON.parse(readFileSync(card, 'utf8')) as { format?: unknown }).format;
-    return typeof format === 'string' ? format : null;
-  } catch {
-    return null;
-  }
-}
-
 function formatOf(r: ResultsSetup): string | null {
-  if (r.meta?.prompt_format) return r.meta.prompt_format;
-  return r.meta?.eval_file ? promptFormatOf(r.meta.eval_file) : null;
+  return resultsDataset(r.meta)?.format ?? null;
 }
 
 /** One line per difference in prompt format, eval set or count between the baseline and this run; empty when alike. */

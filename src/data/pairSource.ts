@@ -1,0 +1,51 @@
+/**
+ * `prepare --pairs` as prepare's source: the pairs read, checked and split (pairs.ts,
+ * pairsChecks.ts), the checks printed as a table, each pair carrying its own database file.
+ */
+import { dirname } from 'node:path';
+import { UserError } from '../util/errors.js';
+import { readPairs } from './pairs.js';
+import { checkAndSplit, formatChecks } from './pairsChecks.js';
+import type { PrepareOptions } from './prepareDataset.js';
+
+export async function readPairSource(o: PrepareOptions, file: string) {
+  if (o.spider !== undefined || o.parquet !== undefined || o.bird !== undefined)
+    throw new UserError('give one source: --pairs FILE, --bird DIR, --spider DIR or --parquet DIR');
+  const dbs = { dbDir: o.dbDir, db: o.db };
+  const pairs = readPairs(file, dbs, 'pair');
+  const evalPairs = o.evalPairs === undefined ? undefined : readPairs(o.evalPairs, dbs, 'eval');
+  const {
+    train,
+    eval: evalSet,
+    checks,
+  } = await checkAndSplit(pairs, {
+    file,
+    evalPairs,
+    evalFile: o.evalPairs,
+    evalFraction: o.evalFraction ?? 0.1,
+    seed: o.seed,
+    splitBy: o.splitBy ?? 'row',
+    timeoutMs: o.checkTimeoutMs ?? 30_000,
+    quiet: o.quiet,
+  });
+  if (!o.quiet) process.stderr.write(formatChecks(checks));
+  const databases = {
+    dbDir: o.dbDir ?? (o.db !== undefined ? dirname(o.db) : dirname(file)),
+    // Pairs carry their database file; no lookup by db_id is needed.
+    sqlitePath: (): string => {
+      throw new Error('internal: pairs carry their database path');
+    },
+  };
+  return {
+    splits: {
+      train,
+      eval: evalSet,
+      trainFiles: [file],
+      evalFiles: [o.evalPairs ?? file],
+    },
+    databases,
+    layout: 'pairs' as const,
+    path: file,
+    checks,
+  };
+}
