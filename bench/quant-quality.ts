@@ -9,33 +9,11 @@
 import { parseArgs } from 'node:util';
 import { GgmlType, GGML_TYPES, ggmlTensorBytes } from '../src/export/gguf-format.js';
 import { openCheckpoint } from '../src/model/checkpoint.js';
-import { mulberry32 } from '../src/util/random.js';
 import { ggmlQuantize, haveGgml } from './ggml-lib.js';
+import { gaussian, relRms } from './quant-error.js';
 
 const { values } = parseArgs({ options: { model: { type: 'string' } } });
 const TYPES = [GgmlType.Q8_0, GgmlType.Q6_K, GgmlType.Q5_0, GgmlType.Q4_K];
-
-function gaussian(n: number, seed: number): Float32Array {
-  const rand = mulberry32(seed);
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(1 - rand()));
-    const t = 2 * Math.PI * rand();
-    x[i] = r * Math.cos(t);
-    x[i + 1] = r * Math.sin(t);
-  }
-  return x;
-}
-
-function relRms(a: Float32Array, x: Float32Array): number {
-  let e = 0,
-    d = 0;
-  for (let i = 0; i < x.length; i++) {
-    e += (a[i] - x[i]) ** 2;
-    d += x[i] ** 2;
-  }
-  return Math.sqrt(e / d);
-}
 
 function row(label: string, x: Float32Array, ne0: number): string {
   const cells = TYPES.map((type) => {

@@ -7,33 +7,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { GgmlType, GGML_TYPES, ggmlTensorBytes } from '../src/export/gguf-format.js';
-import { mulberry32 } from '../src/util/random.js';
 import { ggmlQuantize, haveGgml } from '../bench/ggml-lib.js';
+import { gaussian, relRms } from '../bench/quant-error.js';
 
 const ROW = 4096;
 const ROWS = 16;
-
-function gaussian(n: number, seed: number, std: number): Float32Array {
-  const rand = mulberry32(seed);
-  const x = new Float32Array(n);
-  for (let i = 0; i < n; i += 2) {
-    const r = Math.sqrt(-2 * Math.log(1 - rand()));
-    const t = 2 * Math.PI * rand();
-    x[i] = std * r * Math.cos(t);
-    x[i + 1] = std * r * Math.sin(t);
-  }
-  return x;
-}
-
-function relRms(a: Float32Array, x: Float32Array): number {
-  let e = 0,
-    d = 0;
-  for (let i = 0; i < x.length; i++) {
-    e += (a[i] - x[i]) ** 2;
-    d += x[i] ** 2;
-  }
-  return Math.sqrt(e / d);
-}
 
 const roundTrip = (type: GgmlType, x: Float32Array): Float32Array =>
   GGML_TYPES[type].dequantize(GGML_TYPES[type].quantize(x), new Float32Array(x.length));

@@ -3,14 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { QueryError, type SqlDatabase } from '../src/serve/database.js';
+import type { QueryError, SqlDatabase } from '../src/serve/database.js';
 import { openDatabase } from '../src/serve/databases.js';
 import { parsePostgresUrl } from '../src/serve/postgresDatabase.js';
 import { QuestionPrompter } from '../src/serve/questionPrompts.js';
 import { DEFAULT_PROMPT_SETTINGS } from '../src/data/promptSettings.js';
 import { loadSqliteDatabase, startPostgres, type PgCluster } from './helpers/postgres.js';
-
-const dbFile = (db: string) => join('test/fixtures/spider/database', db, `${db}.sqlite`);
+import { queryFailure, spiderDbFile } from './helpers/sql-database.js';
 
 let cluster: PgCluster | null = null;
 let db: SqlDatabase;
@@ -20,9 +19,9 @@ beforeAll(async () => {
   const started = await startPostgres();
   if ('skip' in started) return;
   cluster = started;
-  await loadSqliteDatabase(cluster, 'pets_1', dbFile('pets_1'));
-  await loadSqliteDatabase(cluster, 'spider', dbFile('pets_1'), 'pets_1');
-  await loadSqliteDatabase(cluster, 'spider', dbFile('farm'), 'farm');
+  await loadSqliteDatabase(cluster, 'pets_1', spiderDbFile('pets_1'));
+  await loadSqliteDatabase(cluster, 'spider', spiderDbFile('pets_1'), 'pets_1');
+  await loadSqliteDatabase(cluster, 'spider', spiderDbFile('farm'), 'farm');
   db = await openDatabase('pets_1', cluster.urlFor('pets_1'));
 }, 60_000);
 afterAll(async () => {
@@ -36,18 +35,11 @@ function need(ctx: TestContext): PgCluster {
   return cluster as PgCluster;
 }
 
-async function failure(sql: string, limits = {}): Promise<QueryError> {
-  const err: unknown = await db.query(sql, limits).then(
-    () => null,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof QueryError)) throw new Error(`expected a QueryError for ${sql}, got ${String(err)}`);
-  return err;
-}
+const failure = (sql: string, limits = {}): Promise<QueryError> => queryFailure(db, sql, limits);
 
 /** Row counts of every table, straight from the SQLite original. */
 function sqliteCounts(): Record<string, number> {
-  const src = new Database(dbFile('pets_1'), { readonly: true });
+  const src = new Database(spiderDbFile('pets_1'), { readonly: true });
   const out: Record<string, number> = {};
   for (const t of ['Student', 'Has_Pet', 'Pets'])
     out[t.toLowerCase()] = src.prepare(`SELECT count(*) FROM ${t}`).pluck().get() as number;

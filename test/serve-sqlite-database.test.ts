@@ -3,10 +3,10 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { QueryError, type SqlDatabase } from '../src/serve/database.js';
+import type { QueryError, SqlDatabase } from '../src/serve/database.js';
 import { defaultDatabaseName, openDatabase } from '../src/serve/databases.js';
+import { queryFailure, spiderDbFile } from './helpers/sql-database.js';
 
-const dbFile = (db: string) => join('test/fixtures/spider/database', db, `${db}.sqlite`);
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 let tmp: string;
@@ -15,7 +15,7 @@ let db: SqlDatabase;
 beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'sqlora-sqlite-db-'));
   path = join(tmp, 'concert_singer.sqlite');
-  copyFileSync(dbFile('concert_singer'), path);
+  copyFileSync(spiderDbFile('concert_singer'), path);
   db = await openDatabase('concert_singer', path);
 });
 afterAll(async () => {
@@ -23,14 +23,7 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-async function failure(sql: string, limits = {}): Promise<QueryError> {
-  const err: unknown = await db.query(sql, limits).then(
-    () => null,
-    (e: unknown) => e,
-  );
-  if (!(err instanceof QueryError)) throw new Error(`expected a QueryError for ${sql}, got ${String(err)}`);
-  return err;
-}
+const failure = (sql: string, limits = {}): Promise<QueryError> => queryFailure(db, sql, limits);
 
 describe('SQLite database', () => {
   it('reads the schema and sample rows', async () => {

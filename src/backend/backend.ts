@@ -365,6 +365,59 @@ export function checkSameSize(what: string, ...ts: Tensor[]): void {
   }
 }
 
+/** upload's values fill its shape; returns the element count. */
+export function checkUploadSize(data: ArrayLike<number>, shape: readonly number[]): number {
+  const n = shapeSize(shape);
+  if (data.length !== n) throw new Error(`upload: ${data.length} values for shape [${shape.join(', ')}]`);
+  return n;
+}
+
+/** reshape keeps the element count. */
+export function checkReshape(t: Tensor, shape: readonly number[]): void {
+  if (shapeSize(shape) !== t.size)
+    throw new Error(
+      `reshape: [${t.shape.join(', ')}] has ${t.size} elements, [${shape.join(', ')}] needs ${shapeSize(shape)}`,
+    );
+}
+
+/** rows(t, start, count) views whole rows of a float or i32 tensor. */
+export function checkRows<T extends Tensor>(
+  t: T,
+  start: number,
+  count: number,
+): asserts t is T & { readonly dtype: Exclude<TensorDType, 'nf4'> } {
+  if (t.dtype === 'nf4') throw new TypeError('rows: nf4 tensors cannot be sliced');
+  if (start < 0 || count < 0 || start + count > t.shape[0]) {
+    throw new RangeError(`rows: [${start}, ${start + count}) outside dimension 0 of [${t.shape.join(', ')}]`);
+  }
+}
+
+/** addBias' bias (of `D` elements) repeats along x. */
+export function checkBias(x: Tensor, D: number): void {
+  if (x.size % D !== 0) throw new Error(`addBias: bias of ${D} does not divide [${x.shape.join(', ')}]`);
+}
+
+/** dropout's probability is in [0, 1). */
+export function checkDropoutP(p: number): void {
+  if (!(p >= 0 && p < 1)) throw new RangeError(`dropout: p must be in [0, 1), got ${p}`);
+}
+
+/** matmulBatch's outputs and operands pair up. */
+export function checkMatmulBatch(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[]): void {
+  if (outs.length !== as.length || as.length !== bs.length)
+    throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
+}
+
+/** matmulMany has an output for each weight. */
+export function checkMatmulMany(outs: readonly Tensor[], bs: readonly Tensor[]): void {
+  if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
+}
+
+/** matmulSum has a weight for each input. */
+export function checkMatmulSum(as: readonly Tensor[], bs: readonly Tensor[]): void {
+  if (as.length !== bs.length) throw new Error(`matmulSum: ${as.length} inputs for ${bs.length} weights`);
+}
+
 /** quantizeNf4's values fill its shape. */
 export function checkNf4Values(values: Float32Array, shape: readonly [number, number]): void {
   if (values.length !== shape[0] * shape[1])

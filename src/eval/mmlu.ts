@@ -44,7 +44,8 @@ export async function mmluEvaluate(opts: MmluOptions): Promise<MmluResults> {
     limit: opts.limit,
     shots: opts.shots,
   });
-  const settings = {
+  // What the results' meta and the progress file's settings both record.
+  const recorded = {
     model: opts.modelName,
     adapter: opts.adapterName,
     data: set.description,
@@ -53,8 +54,8 @@ export async function mmluEvaluate(opts: MmluOptions): Promise<MmluResults> {
     limit: opts.limit ?? null,
     quantize: opts.quantize,
     device: `${opts.model.backend.name} ${opts.model.backend.computeDType}`,
-    general: opts.forceGeneral ?? false,
   };
+  const settings = { ...recorded, general: opts.forceGeneral ?? false };
   if (opts.out !== null) mkdirSync(dirname(opts.out), { recursive: true });
   const run = runMmlu({
     model: opts.model,
@@ -70,14 +71,7 @@ export async function mmluEvaluate(opts: MmluOptions): Promise<MmluResults> {
   });
   const results: MmluResults = {
     meta: {
-      model: opts.modelName,
-      adapter: opts.adapterName,
-      data: set.description,
-      shots: opts.shots,
-      subjects: opts.subjects ?? null,
-      limit: opts.limit ?? null,
-      quantize: opts.quantize,
-      device: settings.device,
+      ...recorded,
       single_token_questions: run.singleToken,
       general_questions: run.general,
       resumed_questions: run.resumed,

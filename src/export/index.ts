@@ -28,4 +28,4 @@ export { GgmlType } from './gguf-format.js';
 export { MergedWeights, type MergedWeightsOptions } from './merged-weights.js';
 export { adapterSystemPrompt, renderModelfile, SQLORA_ADAPTER_INFO } from './modelfile.js';
 export { resolveExportBase, type ResolvedBase } from './base.js';
-export type { ExportProgress, ExportProgressEvent } from './output.js';
+export { exportProgressBars, type ExportProgress, type ExportProgressEvent } from './output.js';

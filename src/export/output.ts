@@ -5,6 +5,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError, describeError } from '../util/errors.js';
+import { Progress } from '../util/progress.js';
 
 export interface ExportProgressEvent {
   /** What is being done: 'merge' (tensors into the folder), 'gguf' (tensors into the file), 'lora'. */
@@ -16,6 +17,26 @@ export interface ExportProgressEvent {
 }
 
 export type ExportProgress = (e: ExportProgressEvent) => void;
+
+/** One progress bar per export stage, created on its first event, naming the tensor just finished. */
+export function exportProgressBars(quiet: boolean): { onProgress: ExportProgress; finish(): void } {
+  let bar: Progress | undefined;
+  let stage = '';
+  return {
+    onProgress(e) {
+      if (!bar || stage !== e.stage) {
+        bar?.finish();
+        stage = e.stage;
+        bar = new Progress({ label: `export ${e.stage}`, total: e.total, unit: 'tensors', quiet });
+      }
+      bar.tick(1, e.item ? { tensor: e.item } : undefined);
+    },
+    finish() {
+      bar?.finish();
+      bar = undefined;
+    },
+  };
+}
 
 /** Makes sure `dir` exists and can be written to; the error names it. */
 export function ensureWritableDir(dir: string): void {

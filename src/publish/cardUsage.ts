@@ -17,6 +17,13 @@ export function fence(text: string, lang = ''): string {
   return `${f}${lang}\n${text.replace(/\n$/, '')}\n${f}`;
 }
 
+/** The Python snippets' last lines: the greedy reply to `messages` from `model` and `tokenizer`. */
+const GREEDY_REPLY_PY = [
+  'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt").to(model.device)',
+  'output = model.generate(inputs, max_new_tokens=128, do_sample=False)',
+  'print(tokenizer.decode(output[0][inputs.shape[1]:], skip_special_tokens=True))',
+];
+
 export function usageSection(inp: ModelCardInputs): string {
   const msgs = inp.example?.record.messages.filter((m) => m.role !== 'assistant') ?? [];
   const py = (s: string): string => JSON.stringify(s);
@@ -33,9 +40,7 @@ export function usageSection(inp: ModelCardInputs): string {
     `tokenizer = AutoTokenizer.from_pretrained(${py(inp.baseModel)})`,
     '',
     messages,
-    'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt").to(model.device)',
-    'output = model.generate(inputs, max_new_tokens=128, do_sample=False)',
-    'print(tokenizer.decode(output[0][inputs.shape[1]:], skip_special_tokens=True))',
+    ...GREEDY_REPLY_PY,
   ].join('\n');
   const sh = [
     `huggingface-cli download ${inp.repo} --local-dir ${modelName(inp.repo)}`,
@@ -80,9 +85,7 @@ function mergedUsage(inp: ModelCardInputs, messages: string): string[] {
     `tokenizer = AutoTokenizer.from_pretrained(${at})`,
     '',
     messages,
-    'inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt").to(model.device)',
-    'output = model.generate(inputs, max_new_tokens=128, do_sample=False)',
-    'print(tokenizer.decode(output[0][inputs.shape[1]:], skip_special_tokens=True))',
+    ...GREEDY_REPLY_PY,
   ].join('\n');
   const dir = modelName(inp.repo);
   const sh = [

@@ -13,13 +13,12 @@ import {
   MERGED_DTYPES,
   renderModelfile,
   resolveExportBase,
-  type ExportProgress,
+  exportProgressBars,
   type GgufQuant,
   type MergedDType,
 } from '../export/index.js';
 import { writeFileAtomic } from '../export/output.js';
 import { UserError } from '../util/errors.js';
-import { Progress } from '../util/progress.js';
 import type { UploadFile } from '../hub/upload.js';
 
 export const PUBLISH_EXTRAS = ['merged', 'gguf'] as const;
@@ -64,26 +63,6 @@ export function checkExportOptions(o: PublishExportOptions): void {
     throw new UserError(`--dtype ${JSON.stringify(o.dtype)}: use one of ${MERGED_DTYPES.join(', ')}`);
 }
 
-/** One progress bar per export stage. */
-function progressBars(quiet: boolean): { onProgress: ExportProgress; finish(): void } {
-  let bar: Progress | undefined;
-  let stage = '';
-  return {
-    onProgress(e) {
-      if (!bar || stage !== e.stage) {
-        bar?.finish();
-        stage = e.stage;
-        bar = new Progress({ label: `export ${e.stage}`, total: e.total, unit: 'tensors', quiet });
-      }
-      bar.tick(1);
-    },
-    finish() {
-      bar?.finish();
-      bar = undefined;
-    },
-  };
-}
-
 /**
  * Writes the requested exports into `outDir` and returns their files. `system` is the system
  * prompt the adapter was trained with (the Modelfile's SYSTEM), when known from its prompt
@@ -101,7 +80,7 @@ export async function writePublishExports(
   if (o.with.length === 0) return result;
   const base = await resolveExportBase(adapterDir, o.model);
   const fromNf4 = o.fromNf4 ?? false;
-  const bars = progressBars(o.quiet ?? false);
+  const bars = exportProgressBars(o.quiet ?? false);
   try {
     if (o.with.includes('merged')) {
       const folder = 'merged';

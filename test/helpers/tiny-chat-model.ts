@@ -13,7 +13,7 @@ import { f32Tensor } from '../../src/tensor/tensor.js';
 import { randomWeights, tinyConfig } from './random-qwen2.js';
 
 /** Qwen2's pre-tokenizer split pattern. */
-const QWEN_SPLIT =
+export const QWEN_SPLIT =
   "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const WORDS = ['SELECT', 'FROM', 'WHERE', 'count'];
 export const SPECIAL_TOKENS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'] as const;
@@ -28,7 +28,7 @@ export interface TinyChatModel {
 }
 
 /** Merges spelling each word (and its space-prefixed form) left to right. */
-function mergesFor(words: string[]): [string, string][] {
+export function mergesFor(words: string[]): [string, string][] {
   const merges: [string, string][] = [];
   for (const w of words) {
     for (const word of [w, BYTE_TO_CHAR[32] + w]) {
@@ -42,59 +42,77 @@ function mergesFor(words: string[]): [string, string][] {
   return merges;
 }
 
-export function writeTinyChatModel(dir: string, seed = 1): TinyChatModel {
+/** The 256 byte tokens of a byte-level BPE vocabulary (ids 0..255). */
+export function byteVocab(): Record<string, number> {
   const vocab: Record<string, number> = {};
   BYTE_TO_CHAR.forEach((c, b) => (vocab[c] = b));
-  let next = 256;
-  const merges: [string, string][] = [];
-  for (const [a, b] of mergesFor(WORDS)) {
+  return vocab;
+}
+
+/** Adds the token of each merge not in `vocab` yet, numbered on from its last; returns the merges added. */
+export function addMerges(vocab: Record<string, number>, pairs: readonly [string, string][]): [string, string][] {
+  let next = Object.keys(vocab).length;
+  const kept: [string, string][] = [];
+  for (const [a, b] of pairs) {
     if (vocab[a + b] !== undefined) continue;
     vocab[a + b] = next++;
-    merges.push([a, b]);
+    kept.push([a, b]);
   }
-  const first = next;
-  const added = SPECIAL_TOKENS.map((content, i) => ({
-    id: first + i,
-    content,
-    single_word: false,
-    lstrip: false,
-    rstrip: false,
-    normalized: false,
-    special: true,
-  }));
-  const vocabSize = first + added.length;
+  return kept;
+}
+
+/** tokenizer.json of a byte-level BPE (Qwen's split pattern): `vocab`, `merges`, then the special tokens. */
+export function bpeTokenizerJson(
+  vocab: Record<string, number>,
+  merges: readonly [string, string][],
+  special: readonly string[],
+): object {
+  const first = Object.keys(vocab).length;
   const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: false, use_regex: false };
+  return {
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: special.map((content, i) => ({
+      id: first + i,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
+    normalizer: { type: 'NFC' },
+    pre_tokenizer: {
+      type: 'Sequence',
+      pretokenizers: [
+        { type: 'Split', pattern: { Regex: QWEN_SPLIT }, behavior: 'Isolated', invert: false },
+        byteLevel,
+      ],
+    },
+    post_processor: byteLevel,
+    decoder: byteLevel,
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      vocab,
+      merges: merges.map(([a, b]) => `${a} ${b}`),
+    },
+  };
+}
+
+export function writeTinyChatModel(dir: string, seed = 1): TinyChatModel {
+  const vocab = byteVocab();
+  const merges = addMerges(vocab, mergesFor(WORDS));
+  const first = Object.keys(vocab).length;
+  const vocabSize = first + SPECIAL_TOKENS.length;
   mkdirSync(dir, { recursive: true });
-  writeFileSync(
-    join(dir, 'tokenizer.json'),
-    JSON.stringify({
-      version: '1.0',
-      truncation: null,
-      padding: null,
-      added_tokens: added,
-      normalizer: { type: 'NFC' },
-      pre_tokenizer: {
-        type: 'Sequence',
-        pretokenizers: [
-          { type: 'Split', pattern: { Regex: QWEN_SPLIT }, behavior: 'Isolated', invert: false },
-          byteLevel,
-        ],
-      },
-      post_processor: byteLevel,
-      decoder: byteLevel,
-      model: {
-        type: 'BPE',
-        dropout: null,
-        unk_token: null,
-        continuing_subword_prefix: '',
-        end_of_word_suffix: '',
-        fuse_unk: false,
-        byte_fallback: false,
-        vocab,
-        merges: merges.map(([a, b]) => `${a} ${b}`),
-      },
-    }),
-  );
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(bpeTokenizerJson(vocab, merges, SPECIAL_TOKENS)));
   writeFileSync(
     join(dir, 'tokenizer_config.json'),
     JSON.stringify({

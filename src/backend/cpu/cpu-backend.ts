@@ -8,7 +8,15 @@ import {
   attentionForwardDims,
   checkNf4Payload,
   checkNf4Values,
+  checkBias,
+  checkDropoutP,
+  checkMatmulBatch,
+  checkMatmulMany,
+  checkMatmulSum,
+  checkReshape,
+  checkRows,
   checkSameSize,
+  checkUploadSize,
   copyRowsDims,
   expectShape,
   loraDownGradsDims,
@@ -81,8 +89,7 @@ export class CpuBackend implements Backend {
   }
 
   upload(data: HostFloats | Int32Array, shape: readonly number[], dtype: TensorDType = 'f32'): Tensor {
-    const n = shapeSize(shape);
-    if (data.length !== n) throw new Error(`upload: ${data.length} values for shape [${shape.join(', ')}]`);
+    const n = checkUploadSize(data, shape);
     const store = this.storageFor(dtype, n);
     store.set(data);
     return new CpuTensor([...shape], dtype, store);
@@ -120,11 +127,8 @@ export class CpuBackend implements Backend {
 
   rows(t: Tensor, start: number, count: number): Tensor {
     const c = t as CpuTensor;
+    checkRows(c, start, count);
     const rowSize = c.size / c.shape[0];
-    if (c.dtype === 'nf4') throw new TypeError('rows: nf4 tensors cannot be sliced');
-    if (start < 0 || count < 0 || start + count > c.shape[0]) {
-      throw new RangeError(`rows: [${start}, ${start + count}) outside dimension 0 of [${c.shape.join(', ')}]`);
-    }
     return new CpuTensor(
       [count, ...c.shape.slice(1)],
       c.dtype,
@@ -136,10 +140,7 @@ export class CpuBackend implements Backend {
 
   reshape(t: Tensor, shape: readonly number[]): Tensor {
     const c = t as CpuTensor;
-    if (shapeSize(shape) !== c.size)
-      throw new Error(
-        `reshape: [${c.shape.join(', ')}] has ${c.size} elements, [${shape.join(', ')}] needs ${shapeSize(shape)}`,
-      );
+    checkReshape(c, shape);
     return new CpuTensor([...shape], c.dtype, c.data, c.nf4, c.base ?? c);
   }
 
@@ -187,7 +188,7 @@ export class CpuBackend implements Backend {
     const X = f32(x, 'addBias x'),
       b = f32(bias, 'addBias bias');
     const D = b.length;
-    if (X.length % D !== 0) throw new Error(`addBias: bias of ${D} does not divide [${x.shape.join(', ')}]`);
+    checkBias(x, D);
     for (let o = 0; o < X.length; o += D) for (let i = 0; i < D; i++) X[o + i] += b[i];
   }
 
@@ -235,7 +236,7 @@ export class CpuBackend implements Backend {
 
   dropout(out: Tensor, x: Tensor, p: number, seed: number): void {
     checkSameSize('dropout', out, x);
-    if (!(p >= 0 && p < 1)) throw new RangeError(`dropout: p must be in [0, 1), got ${p}`);
+    checkDropoutP(p);
     dropoutCpu(f32(out), f32(x), p, seed);
   }
 
@@ -380,8 +381,7 @@ export class CpuBackend implements Backend {
   }
 
   matmulBatch(outs: readonly Tensor[], as: readonly Tensor[], bs: readonly Tensor[], opts: MatmulOptions = {}): void {
-    if (outs.length !== as.length || as.length !== bs.length)
-      throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
+    checkMatmulBatch(outs, as, bs);
     outs.forEach((out, i) => this.matmul(out, as[i], bs[i], opts));
   }
 
@@ -392,7 +392,7 @@ export class CpuBackend implements Backend {
     biases: readonly (Tensor | null)[] = [],
     accumulate = false,
   ): void {
-    if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
+    checkMatmulMany(outs, bs);
     outs.forEach((out, i) => this.matmul(out, a, bs[i], { transB: true, accumulate }));
     outs.forEach((out, i) => {
       const bias = biases[i];
@@ -401,7 +401,7 @@ export class CpuBackend implements Backend {
   }
 
   matmulSum(out: Tensor, as: readonly Tensor[], bs: readonly Tensor[], accumulate = false): void {
-    if (as.length !== bs.length) throw new Error(`matmulSum: ${as.length} inputs for ${bs.length} weights`);
+    checkMatmulSum(as, bs);
     as.forEach((a, i) => this.matmul(out, a, bs[i], { accumulate: accumulate || i > 0 }));
   }
 

@@ -11,6 +11,8 @@
 import { f32ToBf16Bits, f32ToF16Bits } from '../../tensor/dtype.js';
 import { UserError } from '../../util/errors.js';
 import {
+  checkReshape,
+  checkRows,
   checkSameSize,
   shapeSize,
   type AdamWOptions,
@@ -119,11 +121,8 @@ export class CudaBackend implements Backend, MatmulHost {
 
   rows(t: Tensor, start: number, count: number): Tensor {
     const c = asCuda(t, 'rows');
-    if (c.dtype === 'nf4') throw new TypeError('rows: nf4 tensors cannot be sliced');
+    checkRows(c, start, count);
     const rowSize = c.size / c.shape[0];
-    if (start < 0 || count < 0 || start + count > c.shape[0]) {
-      throw new RangeError(`rows: [${start}, ${start + count}) outside dimension 0 of [${c.shape.join(', ')}]`);
-    }
     return new CudaTensor(
       [count, ...c.shape.slice(1)],
       c.dtype,
@@ -135,10 +134,7 @@ export class CudaBackend implements Backend, MatmulHost {
 
   reshape(t: Tensor, shape: readonly number[]): Tensor {
     const c = asCuda(t, 'reshape');
-    if (shapeSize(shape) !== c.size)
-      throw new Error(
-        `reshape: [${c.shape.join(', ')}] has ${c.size} elements, [${shape.join(', ')}] needs ${shapeSize(shape)}`,
-      );
+    checkReshape(c, shape);
     return new CudaTensor([...shape], c.dtype, c.ptr, [], c.base ?? c, c.nf4);
   }
 

@@ -3,7 +3,7 @@
  * launch of the elementwise module, in a bf16 variant moving 8 elements per access where every
  * tensor allows, else the generic one that takes each tensor's dtype.
  */
-import { checkSameSize, type AdamWOptions, type Tensor } from '../backend.js';
+import { checkBias, checkDropoutP, checkSameSize, type AdamWOptions, type Tensor } from '../backend.js';
 import type { CudaBackend } from './cuda-backend.js';
 import { asCuda, floatArg, ptrOf } from './cuda-tensor.js';
 import { loraSeedMix } from './kernels/lora.js';
@@ -11,7 +11,7 @@ import { bf16x8, elementwise, ptrArg } from './launch.js';
 
 export function addBias(cb: CudaBackend, x: Tensor, bias: Tensor): void {
   const D = bias.size;
-  if (x.size % D !== 0) throw new Error(`addBias: bias of ${D} does not divide [${x.shape.join(', ')}]`);
+  checkBias(x, D);
   if (D % 8 === 0 && bf16x8(x, bias))
     elementwise(cb.device, 'add_bias_bf16x8', x.size / 8, [ptrArg(x), ptrArg(bias), x.size / 8, D / 8]);
   else
@@ -56,7 +56,7 @@ export function clipByNorm(cb: CudaBackend, x: Tensor, sumSquares: Tensor, maxNo
 
 export function dropout(cb: CudaBackend, out: Tensor, x: Tensor, p: number, seed: number): void {
   checkSameSize('dropout', out, x);
-  if (!(p >= 0 && p < 1)) throw new RangeError(`dropout: p must be in [0, 1), got ${p}`);
+  checkDropoutP(p);
   const o = asCuda(out, 'dropout out'),
     s = asCuda(x, 'dropout x');
   if (p === 0) {

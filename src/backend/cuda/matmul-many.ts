@@ -4,7 +4,15 @@
  * batched calls as the shapes allow. NF4 weights of a group are dequantized together into one
  * scratch block.
  */
-import { expectShape, matmulDims, type MatmulOptions, type Tensor } from '../backend.js';
+import {
+  checkMatmulBatch,
+  checkMatmulMany,
+  checkMatmulSum,
+  expectShape,
+  matmulDims,
+  type MatmulOptions,
+  type Tensor,
+} from '../backend.js';
 import type { GemmDType } from './cublas.js';
 import type { CudaBackend } from './cuda-backend.js';
 import { asCuda, CudaTensor, elementBytes, floatArg, type Block } from './cuda-tensor.js';
@@ -19,8 +27,7 @@ export function matmulBatch(
   bs: readonly Tensor[],
   opts: MatmulOptions = {},
 ): void {
-  if (outs.length !== as.length || as.length !== bs.length)
-    throw new Error(`matmulBatch: ${outs.length} outputs for ${as.length} and ${bs.length} operands`);
+  checkMatmulBatch(outs, as, bs);
   if (outs.length === 0) return;
   const [A0, B0, O0] = [as[0], bs[0], outs[0]].map((t) => asCuda(t, 'matmulBatch'));
   /** Every tensor of ts 2-D with first's shape and dtype. */
@@ -78,7 +85,7 @@ export function matmulMany(
   biases: readonly (Tensor | null)[] = [],
   accumulate = false,
 ): void {
-  if (outs.length !== bs.length) throw new Error(`matmulMany: ${outs.length} outputs for ${bs.length} weights`);
+  checkMatmulMany(outs, bs);
   productsSharingInput(cb, outs, a, bs, accumulate);
   // The biases, three outputs per launch; 16 bytes at a time where every tensor allows.
   const pairs = outs.flatMap((out, i) => {
@@ -192,7 +199,7 @@ export function matmulSum(
   bs: readonly Tensor[],
   accumulate = false,
 ): void {
-  if (as.length !== bs.length) throw new Error(`matmulSum: ${as.length} inputs for ${bs.length} weights`);
+  checkMatmulSum(as, bs);
   const O = asCuda(out, 'matmulSum out');
   const nf4 = bs.flatMap((b, i) =>
     asCuda(b, 'matmulSum b').dtype === 'nf4' && asCuda(as[i], 'matmulSum a').dtype === 'bf16' ? [i] : [],

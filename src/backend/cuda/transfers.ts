@@ -8,7 +8,7 @@ import { NF4_BLOCKSIZE, NF4_CODE } from '../../tensor/nf4-blocks.js';
 import {
   checkNf4Payload,
   checkNf4Values,
-  shapeSize,
+  checkUploadSize,
   type FloatDType,
   type HostFloats,
   type Nf4Weight,
@@ -31,8 +31,7 @@ export function upload(
   shape: readonly number[],
   dtype: TensorDType = 'f32',
 ): Tensor {
-  const n = shapeSize(shape);
-  if (data.length !== n) throw new Error(`upload: ${data.length} values for shape [${shape.join(', ')}]`);
+  const n = checkUploadSize(data, shape);
   const t = cb.raw(shape, dtype, 'upload');
   if (dtype === 'i32') {
     cb.device.upload(t.ptr, data instanceof Int32Array ? data : Int32Array.from(data));

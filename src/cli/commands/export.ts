@@ -4,37 +4,16 @@ import {
   exportGguf,
   exportLoraGguf,
   exportMerged,
+  exportProgressBars,
   GGUF_QUANTS,
   MERGED_DTYPES,
-  type ExportProgress,
   type GgufQuant,
   type MergedDType,
 } from '../../export/index.js';
 import { UserError } from '../../util/errors.js';
-import { Progress } from '../../util/progress.js';
 import type { CommandSpec } from '../args.js';
 
 const TARGETS = ['merged', 'gguf', 'gguf-lora'] as const;
-
-/** One progress bar per stage, created on its first event. */
-function progressBars(quiet: boolean): { onProgress: ExportProgress; finish(): void } {
-  let bar: Progress | undefined;
-  let stage = '';
-  return {
-    onProgress(e) {
-      if (!bar || stage !== e.stage) {
-        bar?.finish();
-        stage = e.stage;
-        bar = new Progress({ label: `export ${e.stage}`, total: e.total, unit: 'tensors', quiet });
-      }
-      bar.tick(1, e.item ? { tensor: e.item } : undefined);
-    },
-    finish() {
-      bar?.finish();
-      bar = undefined;
-    },
-  };
-}
 
 export const command: CommandSpec = {
   name: 'export',
@@ -87,7 +66,7 @@ export const command: CommandSpec = {
     const out = resolve(args.required('out'));
     const base = await resolveExportBase(adapterDir, args.string('model'));
     const fromNf4 = args.boolean('from-nf4');
-    const bars = progressBars(args.boolean('quiet'));
+    const bars = exportProgressBars(args.boolean('quiet'));
     const name =
       basename(resolve(adapterDir)) === 'adapter' ? basename(resolve(adapterDir, '..')) : basename(resolve(adapterDir));
     const weights = fromNf4 ? 'NF4-dequantized base weights (--from-nf4)' : 'the original unquantized base weights';
