@@ -23,6 +23,11 @@ export interface PromptSettings {
   system_prompt: string;
   /** The dialect the training prompts named (Spider: sqlite). */
   dialect: SqlDialect;
+  /**
+   * Whether the training prompts carried the question's evidence (BIRD, or pairs with an
+   * evidence column; dataset.json's options.evidence). Absent: the data had none (Spider).
+   */
+  evidence?: boolean;
 }
 
 /** What `sqlora prepare` writes by default (checked against its flags in test/prompt-settings.test.ts). */
@@ -47,7 +52,10 @@ function formatSystem(format: PromptFormat, dialect: SqlDialect): string {
 export function promptSettingsFromDataset(dataDir: string, trainFile: string): PromptSettings | null {
   const cardPath = join(dataDir, 'dataset.json');
   if (!existsSync(cardPath)) return null;
-  const card = readJsonFile<Partial<DatasetCard> & { options?: { dialect?: unknown } }>(cardPath, 'dataset card');
+  const card = readJsonFile<Partial<DatasetCard> & { options?: { dialect?: unknown; evidence?: unknown } }>(
+    cardPath,
+    'dataset card',
+  );
   const format = card.format as PromptFormat;
   if (!PROMPT_FORMATS.includes(format))
     throw new UserError(
@@ -62,6 +70,7 @@ export function promptSettingsFromDataset(dataDir: string, trainFile: string): P
     max_prompt_tokens: card.options?.max_prompt_tokens ?? DEFAULT_PROMPT_SETTINGS.max_prompt_tokens,
     system_prompt: firstSystemMessage(trainFile) ?? formatSystem(format, dialect),
     dialect,
+    ...(typeof card.options?.evidence === 'boolean' ? { evidence: card.options.evidence } : {}),
   };
 }
 
@@ -118,6 +127,7 @@ export function readPromptSettings(adapterDir: string): ReadPromptSettings {
     throw bad('max_prompt_tokens', 'a whole number >= 1');
   if (typeof p.system_prompt !== 'string') throw bad('system_prompt', 'a string');
   if (!DIALECTS.includes(p.dialect as SqlDialect)) throw bad('dialect', DIALECTS.join(' or '));
+  if (p.evidence !== undefined && typeof p.evidence !== 'boolean') throw bad('evidence', 'true or false');
   return { settings: p as PromptSettings, warning: null };
 }
 

@@ -4,6 +4,7 @@
  * Ollama with the Modelfile).
  */
 import type { ModelCardInputs } from './modelCard.js';
+import { SPIDER } from './cardDataset.js';
 
 /** The repo's name without its owner. */
 export function modelName(repo: string): string {
@@ -42,10 +43,11 @@ export function usageSection(inp: ModelCardInputs): string {
     messages,
     ...GREEDY_REPLY_PY,
   ].join('\n');
+  const { evalUsage } = inp.datasets?.eval ?? SPIDER;
   const sh = [
     `huggingface-cli download ${inp.repo} --local-dir ${modelName(inp.repo)}`,
-    '# the Spider dev score, as in Results (prompts from sqlora prepare, in the format above)',
-    `sqlora eval --model ${inp.baseModel} --adapter ${modelName(inp.repo)} --data data --spider spider --out runs/eval`,
+    evalUsage.comment,
+    `sqlora eval --model ${inp.baseModel} --adapter ${modelName(inp.repo)} --data data${evalUsage.flags} --out runs/eval`,
     '# SQL for your own prompts: one {"prompt": "<the rendered chat prompt>"} per line',
     `sqlora generate --model ${inp.baseModel} --adapter ${modelName(inp.repo)} --prompts prompts.jsonl`,
   ].join('\n');

@@ -15,6 +15,7 @@ import type { MmluResults, MmluScore } from './mmluResults.js';
 import type { PublishedExports } from './publishExports.js';
 import { fence, modelName, usageSection } from './cardUsage.js';
 import { toYaml, type YamlValue } from './yaml.js';
+import { SPIDER, type CardDataset } from './cardDataset.js';
 
 export interface PromptExample {
   /** `sqlora prepare --format`, when known. */
@@ -40,13 +41,17 @@ export interface ModelCardInputs {
   exports?: Omit<PublishedExports, 'files'>;
   /** Every file of the repo folder, README.md included. */
   files: string[];
+  /** What the run trained on and what the results scored (cardDatasets); default: Spider. */
+  datasets?: { train: CardDataset; eval: CardDataset };
 }
 
-const SPIDER = { id: 'xlangai/spider', name: 'Spider' };
 const CARD_METRICS: readonly { name: MetricName; type: string; label: string }[] = [
   { name: 'execution', type: 'execution_accuracy', label: 'Execution accuracy' },
   { name: 'exact_set_match', type: 'exact_set_match', label: 'Exact-set-match' },
 ];
+
+const trainSet = (inp: ModelCardInputs): CardDataset => inp.datasets?.train ?? SPIDER;
+const evalSet = (inp: ModelCardInputs): CardDataset => inp.datasets?.eval ?? SPIDER;
 
 const round2 = (v: number): number => Math.round(v * 100) / 100;
 const pct = (v: number | null | undefined): string => (v === null || v === undefined ? '—' : v.toFixed(2));
@@ -64,8 +69,10 @@ export function cardMetadata(inp: ModelCardInputs): { [key: string]: YamlValue |
           license_link: `https://huggingface.co/${inp.baseModel}`,
         };
   const f = inp.finetuned;
+  const train = trainSet(inp);
+  const scored = evalSet(inp);
   const metrics = f
-    ? CARD_METRICS.filter((m) => f.summary.overall[m.name] !== null).map((m) => ({
+    ? CARD_METRICS.filter((m) => scored.metrics.includes(m.name) && f.summary.overall[m.name] !== null).map((m) => ({
         type: m.type,
         value: round2(f.summary.overall[m.name]!.pct),
         name: m.label,
@@ -76,13 +83,13 @@ export function cardMetadata(inp: ModelCardInputs): { [key: string]: YamlValue |
     base_model: inp.baseModel,
     library_name: 'peft',
     ...license,
-    datasets: [SPIDER.id],
+    datasets: train.hubId !== null ? [train.hubId] : undefined,
     language: ['en'],
     pipeline_tag: 'text-generation',
     tags: [
       'text-to-sql',
       'sql',
-      'spider',
+      ...(train.tag !== null ? [train.tag] : []),
       'lora',
       'peft',
       ...(quantized(inp.run) ? ['qlora'] : []),
@@ -98,8 +105,8 @@ export function cardMetadata(inp: ModelCardInputs): { [key: string]: YamlValue |
                 {
                   task: { type: 'text-generation', name: 'Text-to-SQL' },
                   dataset: {
-                    name: `${SPIDER.name} dev (${f!.summary.overall.count} questions)`,
-                    type: SPIDER.id,
+                    name: `${scored.evalName} (${f!.summary.overall.count} questions)`,
+                    type: scored.indexType,
                     split: 'validation',
                   },
                   metrics,
@@ -139,7 +146,7 @@ function intro(inp: ModelCardInputs): string {
     '',
     `A LoRA adapter for [${inp.baseModel}](https://huggingface.co/${inp.baseModel}) that writes the SQLite query answering a ` +
       `question about a database (Text-to-SQL). It was fine-tuned with ${method}` +
-      `${examples !== undefined ? ` on ${int(examples)} question-SQL pairs from the [Spider](https://huggingface.co/datasets/${SPIDER.id}) training set` : ' on Spider'}` +
+      trainSet(inp).trainedOn(examples !== undefined ? int(examples) : undefined) +
       ' by [sqlora](https://www.npmjs.com/package/sqlora), a TypeScript QLoRA toolkit; the files are the ones PEFT writes, so it loads in Python PEFT as is.',
   ];
   const { merged, gguf } = inp.exports ?? {};
@@ -157,7 +164,7 @@ function intro(inp: ModelCardInputs): string {
     const b = inp.baseline?.summary.overall.execution;
     lines.push(
       '',
-      `On ${int(f.count)} Spider dev questions its execution accuracy is **${pct(f.execution.pct)}%**` +
+      `On ${evalSet(inp).evalQuestions(int(f.count))} its execution accuracy is **${pct(f.execution.pct)}%**` +
         (b ? ` (the base model: ${pct(b.pct)}%)` : '') +
         '.',
     );
@@ -168,15 +175,16 @@ function intro(inp: ModelCardInputs): string {
 function resultsSection(inp: ModelCardInputs): string {
   const { baseline: b, finetuned: f } = inp;
   if (!f) return '';
+  const scored = evalSet(inp);
   const al = alignResults(b, f);
   const hasDb = f.summary.overall.execution !== null || f.summary.overall.exact_set_match !== null;
-  const wanted: MetricName[] = hasDb ? ['execution', 'exact_set_match'] : ['seed_exact', 'seed_token'];
-  const rows = metricRows(al).filter((r) => wanted.includes(r.metric));
+  const wanted: readonly MetricName[] = hasDb ? scored.metrics : ['seed_exact', 'seed_token'];
+  const rows = metricRows(al).filter((r) => wanted.includes(r.metric) && (scored.levels || r.level === 'overall'));
   const header = ['Level', 'Questions', 'Metric', ...(b ? ['Base %'] : []), 'Fine-tuned %', ...(b ? ['Change'] : [])];
   const lines = [
     '## Results',
     '',
-    `Spider dev (${al.after?.overall.count ?? f.summary.overall.count} questions), by Spider's hardness levels` +
+    scored.resultsLead(al.after?.overall.count ?? f.summary.overall.count) +
       (b ? `; the base model is ${inp.baseModel} without the adapter, the change is in percentage points` : '') +
       '.' +
       (al.restricted
@@ -198,7 +206,7 @@ function resultsSection(inp: ModelCardInputs): string {
   lines.push(
     '',
     hasDb
-      ? "Execution accuracy: the predicted query returns the same rows as the gold query on the database (as Spider's official script computes it). Exact-set-match: Spider's official component-by-component comparison of the two queries (values ignored)."
+      ? scored.metricNote
       : "Exact string match and token match: the reference workflow's lower-cased string metrics (no databases were given to the evaluation).",
   );
   return lines.join('\n') + '\n';
@@ -289,7 +297,7 @@ function trainingSection(inp: ModelCardInputs): string {
   if (s?.data?.train_examples !== undefined)
     rows.push([
       'Data',
-      `${int(s.data.train_examples)} Spider train examples${s.data.eval_examples ? `, ${int(s.data.eval_examples)} for the eval loss` : ''}` +
+      `${trainSet(inp).trainExamples(int(s.data.train_examples))}${s.data.eval_examples ? `, ${int(s.data.eval_examples)} for the eval loss` : ''}` +
         (s.data.truncated ? ` (${s.data.truncated} cut at the max length)` : ''),
     ]);
   for (const [flag, label] of SETTING_ROWS) {
@@ -340,10 +348,11 @@ function trainingSection(inp: ModelCardInputs): string {
 }
 
 function limitations(inp: ModelCardInputs): string {
+  const scored = evalSet(inp);
   const items = [
-    'Trained and evaluated on Spider: English questions, SQLite, databases of a few tables. Other SQL dialects, large schemas and other languages were not measured.',
+    scored.scope,
     'The SQL it writes can be wrong while looking right: check results, and run generated queries on a read-only connection (it never should, but may, write a modifying statement).',
-    `Scores are for the Spider dev questions named in Results${inp.finetuned ? ` (${inp.finetuned.summary.overall.count})` : ''}, one greedy answer each; they say little about databases unlike Spider's.`,
+    `Scores are for the ${scored.evalName} questions named in Results${inp.finetuned ? ` (${inp.finetuned.summary.overall.count})` : ''}, one greedy answer each; they say little about ${scored.unlike}.`,
     inp.license === null || inp.license === 'other'
       ? `The base model's license and limitations apply to this adapter: see [${inp.baseModel}](https://huggingface.co/${inp.baseModel}).`
       : `The base model's limitations apply; see [${inp.baseModel}](https://huggingface.co/${inp.baseModel}).`,

@@ -19,6 +19,7 @@ import { UserError, describeError } from '../util/errors.js';
 import { readJsonFile, readJsonl } from '../util/jsonl.js';
 import { readMmluResults } from './mmluResults.js';
 import { renderModelCard, type PromptExample } from './modelCard.js';
+import { cardDatasets } from './cardDataset.js';
 import { checkExportOptions, writePublishExports, type PublishExportOptions } from './publishExports.js';
 import { checkRepoId, REPO_ID, type UploadFile } from '../hub/upload.js';
 
@@ -147,6 +148,7 @@ export async function buildPublishFolder(opts: PublishFolderOptions): Promise<Pu
     mmlu,
     exports,
     files: [...files.map((f) => f.path), 'README.md'].sort(),
+    datasets: cardDatasets(run, finetuned),
   });
   text('README.md', card);
   return { dir: out, files, baseModel, warnings };

@@ -23,6 +23,8 @@ export interface AskAnswer {
 export interface AskOptions {
   /** Generate only; do not run the SQL. */
   sqlOnly?: boolean;
+  /** BIRD's evidence for the question, put in the prompt as prepare --bird does. */
+  evidence?: string;
   limits?: Partial<QueryLimits>;
 }
 
@@ -33,7 +35,7 @@ export async function askQuestion(
   question: string,
   opts: AskOptions = {},
 ): Promise<AskAnswer> {
-  const built = await prompter.prompt(db, question);
+  const built = await prompter.prompt(db, question, opts.evidence);
   const g = await generator.generateSql(built.prompt);
   const answer: AskAnswer = {
     question,

@@ -7,8 +7,8 @@ import { Scheduler } from './scheduler.js';
 
 /** How a SQL question becomes the adapter's prompt, and its answer a statement. */
 export interface SqlPrompting {
-  /** The chat messages (system, user) asking for SQL on `db`, as the adapter was trained. */
-  messages(db: SqlDatabase, question: string): Promise<ChatMessage[]>;
+  /** The chat messages (system, user) asking for SQL on `db`, as the adapter was trained; `evidence`: BIRD's hint. */
+  messages(db: SqlDatabase, question: string, evidence?: string): Promise<ChatMessage[]>;
   /** The statement in the model's answer. */
   extractSql(answer: string): string;
 }

@@ -4,6 +4,7 @@
  * same serialization as `prepare --format schema`, naming the database's dialect.
  */
 import type { BuiltPrompt, ChatRenderer, SchemaSource, TokenCounter } from '../data/prompts.js';
+import { questionWithEvidence } from '../data/bird.js';
 import { PromptBuilder } from '../data/prompts.js';
 import { promptOptions, type PromptSettings } from '../data/promptSettings.js';
 import { insertRowsSql, type SqlDialect } from '../data/sqliteSchema.js';
@@ -33,8 +34,11 @@ export class QuestionPrompter {
     readonly settings: PromptSettings,
   ) {}
 
-  /** The prompt for `question` on `db` (its schema is read once per database). */
-  async prompt(db: SqlDatabase, question: string): Promise<BuiltPrompt> {
+  /**
+   * The prompt for `question` on `db` (its schema is read once per database); `evidence` (BIRD's
+   * hint) goes into the question as prepare --bird puts it.
+   */
+  async prompt(db: SqlDatabase, question: string, evidence = ''): Promise<BuiltPrompt> {
     let source = this.sources.get(db);
     if (!source) {
       source = readSchemaSource(db, this.settings.format === 'schema' ? this.settings.sample_rows : 0);
@@ -45,6 +49,6 @@ export class QuestionPrompter {
       builder = new PromptBuilder(this.template, this.tokenizer, promptOptions(this.settings, db.dialect));
       this.builders.set(db.dialect, builder);
     }
-    return builder.buildFor({ db_id: db.name, question }, await source);
+    return builder.buildFor({ db_id: db.name, question: questionWithEvidence(question, evidence) }, await source);
   }
 }

@@ -17,7 +17,7 @@ export function adapterPrompting(
 ): SqlPrompting {
   const prompter = new QuestionPrompter(template, tokenizer, settings);
   return {
-    messages: async (db, question) => (await prompter.prompt(db, question)).messages,
+    messages: async (db, question, evidence) => (await prompter.prompt(db, question, evidence)).messages,
     extractSql,
   };
 }

@@ -1,6 +1,6 @@
 /**
- * POST /v1/sql `{db, question}`: the adapter's prompt for that database (its schema, as in
- * training), greedy SQL from the model, run read-only on that database only. Answers
+ * POST /v1/sql `{db, question, evidence?}`: the adapter's prompt for that database (its schema,
+ * as in training; BIRD's evidence after the question, as prepare --bird puts it), greedy SQL from the model, run read-only on that database only. Answers
  * `{sql, columns, rows, row_count, truncated, elapsed_ms}` or, when the query fails,
  * `{sql, error}`. GET /v1/databases lists the databases and their tables (for the web page).
  */
@@ -47,7 +47,8 @@ export async function sqlQuestion(
   const db = namedDatabase(databases, field.string(body, 'db', 256));
   const question = field.string(body, 'question', 4000).trim();
   if (question === '') throw new HttpError(400, '"question" is empty');
-  const messages = await engine.sql.messages(db, question);
+  const evidence = body.evidence === undefined || body.evidence === null ? '' : field.string(body, 'evidence', 4000);
+  const messages = await engine.sql.messages(db, question, evidence);
   const promptIds = engine.tokenizer.encode(engine.template.render(messages, { addGenerationPrompt: true }));
   const maxTokens = Math.min(limits.sqlMaxTokens, engine.contextTokens - promptIds.length);
   if (maxTokens < 1)

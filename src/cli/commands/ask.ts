@@ -50,6 +50,12 @@ export const command: CommandSpec = {
         'one JSON object per question: {question, sql, columns, rows, row_count, truncated, elapsed_ms} or {question, sql, error}',
     },
     { name: 'sql-only', type: 'boolean', description: 'print the SQL without running it' },
+    {
+      name: 'evidence',
+      type: 'string',
+      metavar: 'TEXT',
+      description: "BIRD's evidence (a hint on the data) for the question, put in the prompt as prepare --bird does",
+    },
     { name: 'max-new-tokens', type: 'number', default: 128, description: 'tokens generated at most per question' },
     quantizeFlag('nf4'),
     deviceFlag(),
@@ -76,6 +82,11 @@ async function runAsk(args: ParsedArgs): Promise<void> {
   const sqlOnly = args.boolean('sql-only');
   const question = args.positional?.trim();
   if (question === '') throw new UserError('sqlora ask: the question is empty');
+  const evidence = args.string('evidence');
+  if (evidence !== undefined && question === undefined)
+    throw new UserError(
+      'sqlora ask: --evidence goes with one question given as the argument (not with questions from stdin)',
+    );
 
   // Everything that can be wrong with the input fails before the model loads.
   baseModelSource(args.string('model'), adapterDir, readPeftAdapter(adapterDir));
@@ -83,6 +94,10 @@ async function runAsk(args: ParsedArgs): Promise<void> {
   const db = await openDatabase(defaultDatabaseName(spec), spec);
   try {
     if (warning) process.stderr.write(`warning: ${warning}\n`);
+    if (evidence !== undefined && settings.evidence === false)
+      process.stderr.write(
+        `warning: ${adapterDir} was trained without evidence in its prompts (prepare --no-evidence); it is put in the prompt anyway\n`,
+      );
     const loaded = await loadModel({
       model: args.string('model'),
       adapter: adapterDir,
@@ -92,7 +107,7 @@ async function runAsk(args: ParsedArgs): Promise<void> {
     const prompter = new QuestionPrompter(ChatTemplate.fromModelDir(loaded.dir), loaded.tokenizer, settings);
     const generator = new ModelSqlGenerator({ ...loaded, maxNewTokens });
     const ask = (q: string) =>
-      askQuestion(db, prompter, generator, q, { sqlOnly, limits: { maxRows, timeoutMs: timeout * 1000 } });
+      askQuestion(db, prompter, generator, q, { sqlOnly, evidence, limits: { maxRows, timeoutMs: timeout * 1000 } });
     if (question !== undefined) {
       const error = show(await ask(question), json);
       if (error) throw new UserError(error);
