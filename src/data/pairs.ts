@@ -1,6 +1,6 @@
 /**
  * Your own question/SQL pairs: a JSONL or CSV file of {question, sql, db_id | db_path, evidence?}
- * over SQLite databases, each row resolved to its database file before anything else runs, so a
+ * over SQLite databases (or one PostgreSQL database for every row: `--db postgres://...`), each row resolved to its database file before anything else runs, so a
  * bad row stops the run with one line naming the file, the row and the field.
  */
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
@@ -8,9 +8,10 @@ import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path
 import { parseCsv } from '../eval/mmluCsv.js';
 import { UserError } from '../util/errors.js';
 import { parseJsonl, readTextFile } from '../util/jsonl.js';
+import { isPostgresUrl, urlDatabaseName, withoutPassword } from '../eval/postgresUrl.js';
 import type { BirdExample } from './bird.js';
 
-/** One pair, resolved: `dbPath` is the absolute path of its SQLite file. */
+/** One pair, resolved: `dbPath` is the absolute path of its SQLite file, or a PostgreSQL URL without its password. */
 export interface Pair extends BirdExample {
   dbPath: string;
   /** FILE:ROW, for messages. */
@@ -20,6 +21,7 @@ export interface Pair extends BirdExample {
 /** Where the databases are: a folder of db_ids, or one file for every row. */
 export interface PairDatabases {
   dbDir?: string;
+  /** A SQLite file or a PostgreSQL URL. */
   db?: string;
 }
 
@@ -91,7 +93,8 @@ function readRows(path: string): RawRow[] {
  */
 export function readPairs(path: string, dbs: PairDatabases, prefix: string): Pair[] {
   if (!existsSync(path)) throw new UserError(`pairs file not found: ${path}`);
-  if (dbs.db !== undefined) checkSqlite(dbs.db, '--db');
+  const onPostgres = dbs.db !== undefined && isPostgresUrl(dbs.db);
+  if (dbs.db !== undefined && !onPostgres) checkSqlite(dbs.db, '--db');
   const rows = readRows(path);
   if (rows.length === 0) throw new UserError(`${path} has no pairs`);
   const byId = new Map<string, Pair>();
@@ -106,7 +109,7 @@ export function readPairs(path: string, dbs: PairDatabases, prefix: string): Pai
       const p = isAbsolute(dbPathField) ? dbPathField : join(dirname(path), dbPathField);
       dbPath = checkSqlite(p, `${where}: field "db_path"`);
     } else if (dbs.db !== undefined) {
-      dbPath = resolve(dbs.db);
+      dbPath = onPostgres ? withoutPassword(dbs.db) : resolve(dbs.db);
     } else if (dbIdField !== undefined) {
       if (dbs.dbDir === undefined)
         throw new UserError(`${where}: field "db_id" needs --db-dir DIR (or give db_path, or --db FILE for every row)`);
@@ -119,7 +122,9 @@ export function readPairs(path: string, dbs: PairDatabases, prefix: string): Pai
     } else {
       throw new UserError(`${where}: field "db_id" or "db_path" is missing (or pass --db FILE for every row)`);
     }
-    const dbId = dbIdField ?? basename(dbPath).replace(/\.(sqlite3?|db)$/i, '');
+    const dbId =
+      dbIdField ??
+      (isPostgresUrl(dbPath) ? (urlDatabaseName(dbPath) ?? 'postgres') : basename(dbPath).replace(/\.(sqlite3?|db)$/i, ''));
     const other = byId.get(dbId);
     if (other !== undefined && other.dbPath !== dbPath)
       throw new UserError(

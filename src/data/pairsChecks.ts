@@ -4,6 +4,8 @@
  * at random or by database (no database in both splits), and a question asked of the same
  * database in both splits is taken out of train, so evaluation never scores a memorised answer.
  */
+import { isPostgresUrl } from '../eval/postgresUrl.js';
+import type { QueryExecutor } from '../eval/queryExecutor.js';
 import { SqlSandbox } from '../eval/sandbox.js';
 import { UserError } from '../util/errors.js';
 import { Progress } from '../util/progress.js';
@@ -40,6 +42,8 @@ export interface SplitOptions {
   splitBy: SplitBy;
   timeoutMs: number;
   quiet?: boolean;
+  /** Runs the gold SQL of pairs on PostgreSQL URLs (read-only). */
+  postgres?: QueryExecutor;
 }
 
 function shuffled<T>(items: readonly T[], seed: number): T[] {
@@ -74,8 +78,18 @@ export function splitPairs(
   return { train: pairs.filter((p) => !inEval.has(p)), eval: pairs.filter((p) => inEval.has(p)) };
 }
 
-async function goldFailures(pairs: readonly Pair[], timeoutMs: number, quiet?: boolean): Promise<Map<Pair, string>> {
-  const sandbox = new SqlSandbox(2);
+async function goldFailures(
+  pairs: readonly Pair[],
+  timeoutMs: number,
+  quiet?: boolean,
+  postgres?: QueryExecutor,
+): Promise<Map<Pair, string>> {
+  const sandbox = pairs.some((p) => !isPostgresUrl(p.dbPath)) ? new SqlSandbox(2) : null;
+  const executorFor = (p: Pair): QueryExecutor => {
+    if (!isPostgresUrl(p.dbPath)) return sandbox!;
+    if (postgres === undefined) throw new Error('internal: PostgreSQL pairs need a PostgreSQL executor');
+    return postgres;
+  };
   const progress = new Progress({ label: 'check gold SQL', total: pairs.length, unit: 'q', quiet });
   const failed = new Map<Pair, string>();
   let next = 0;
@@ -83,7 +97,7 @@ async function goldFailures(pairs: readonly Pair[], timeoutMs: number, quiet?: b
     while (next < pairs.length) {
       const p = pairs[next++];
       // One row is enough to know the query runs.
-      const out = await sandbox.execute(p.dbPath, p.query, timeoutMs, 1);
+      const out = await executorFor(p).execute(p.dbPath, p.query, timeoutMs, 1);
       if (!out.ok) failed.set(p, out.error);
       progress.tick();
     }
@@ -91,7 +105,7 @@ async function goldFailures(pairs: readonly Pair[], timeoutMs: number, quiet?: b
   try {
     await Promise.all([lane(), lane(), lane(), lane()]);
   } finally {
-    sandbox.close();
+    sandbox?.close();
     progress.finish();
   }
   return failed;
@@ -116,7 +130,7 @@ export async function checkAndSplit(
     seen.set(key, p);
     return true;
   });
-  const failed = await goldFailures(unique, o.timeoutMs, o.quiet);
+  const failed = await goldFailures(unique, o.timeoutMs, o.quiet, o.postgres);
   const ok = unique.filter((p) => {
     const error = failed.get(p);
     if (error !== undefined) checks.gold_failed.push({ id: p.id, where: p.where, reason: error });

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { ChatTemplate } from './chatTemplate.js';
 import { datasetReadme } from './datasetReadme.js';
 import { Tokenizer } from './tokenizer.js';
-import { PromptBuilder, type PromptFormat } from './prompts.js';
+import { PromptBuilder, type PromptFormat, type SchemaSource } from './prompts.js';
 import type { DatasetCard, LengthStats, PromptRecord, SplitCard } from './records.js';
 import {
   SpiderDatabases,
@@ -22,7 +22,8 @@ import { readBirdFolder, questionWithEvidence } from './bird.js';
 import { BIRD_DIFFICULTIES } from '../eval/birdExecution.js';
 import type { Pair } from './pairs.js';
 import type { PairChecks, SplitBy } from './pairsChecks.js';
-import { readPairSource } from './pairSource.js';
+import { readPairSource, type PostgresPairs } from './pairSource.js';
+import { isPostgresUrl } from '../eval/postgresUrl.js';
 import { HARDNESS_LEVELS, spiderHardness, type Hardness } from '../eval/hardness.js';
 import { loadSpiderSchema, type SpiderSchema } from '../eval/spiderSchema.js';
 import { UserError, describeError } from '../util/errors.js';
@@ -43,8 +44,10 @@ export interface PrepareOptions {
   pairs?: string;
   /** Pairs: eval pairs of their own instead of a split drawn from `pairs`. */
   evalPairs?: string;
-  /** Pairs: one SQLite file for every row. */
+  /** Pairs: one SQLite file, or one PostgreSQL URL, for every row. */
   db?: string;
+  /** Pairs on a PostgreSQL URL: gold checks and schemas through it (the CLI opens it from serve/). */
+  postgres?: PostgresPairs;
   /** Pairs: share of the pairs drawn for eval (default 0.1), by row or by database. */
   evalFraction?: number;
   splitBy?: SplitBy;
@@ -168,6 +171,14 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
     if ((ex as Partial<Pair>).dbPath !== undefined) continue;
     else if (!sqlite.has(ex.db_id)) sqlite.set(ex.db_id, databases.sqlitePath(ex.db_id, `example ${ex.id}`));
 
+  // PostgreSQL schemas (and sample rows) come from the catalog, once per database, before any prompt.
+  const catalogs = new Map<string, SchemaSource>();
+  for (const ex of [...train, ...dev]) {
+    const p = (ex as Partial<Pair>).dbPath;
+    if (p !== undefined && isPostgresUrl(p) && !catalogs.has(p))
+      catalogs.set(p, await o.postgres!.schema(p, o.format === 'schema' ? o.sampleRows : 0));
+  }
+
   const template = ChatTemplate.fromModelDir(o.modelDir);
   const tokenizer = Tokenizer.fromModelDir(o.modelDir);
   const builder = new PromptBuilder(template, tokenizer, {
@@ -194,7 +205,8 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
       const level = spiderData ? hardnessOrNull(ex.query, loadSpiderSchema(dbPath)) : null; // cached per database
       const question =
         b.evidence !== undefined && o.evidence !== false ? questionWithEvidence(ex.question, b.evidence) : ex.question;
-      const built = builder.build({ ...ex, question }, dbPath);
+      const catalog = catalogs.get(dbPath);
+      const built = catalog ? builder.buildFor({ ...ex, question }, catalog) : builder.build({ ...ex, question }, dbPath);
       records.push({
         id: ex.id,
         db_id: ex.db_id,
@@ -239,7 +251,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
       path: resolve(path),
       train_files: splits.trainFiles.map((f) => resolve(f)),
       eval_files: splits.evalFiles.map((f) => resolve(f)),
-      databases: resolve(databases.dbDir),
+      databases: isPostgresUrl(databases.dbDir) ? databases.dbDir : resolve(databases.dbDir),
     },
     model: { dir: resolve(o.modelDir) },
     options: {

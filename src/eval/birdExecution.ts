@@ -6,7 +6,7 @@
  * "value" placeholder, and an error or a timeout scores 0 (the script's meta_time_out is 30 s).
  */
 import type { ExecutionResult } from './execution.js';
-import type { SqlSandbox } from './sandbox.js';
+import type { QueryExecutor } from './queryExecutor.js';
 
 export const BIRD_DIFFICULTIES = ['simple', 'moderate', 'challenging'] as const;
 export type BirdDifficulty = (typeof BIRD_DIFFICULTIES)[number];
@@ -21,7 +21,7 @@ export function birdResultsEqual(gold: readonly string[][], pred: readonly strin
 }
 
 export async function birdExecutionMatch(
-  sandbox: SqlSandbox,
+  sandbox: QueryExecutor,
   dbPath: string,
   gold: string,
   pred: string,

@@ -4,8 +4,9 @@
  * Exact-set-match needs the database schemas and tables.json; execution needs the databases.
  * Whatever is missing is reported as null rather than guessed. BIRD gold (items with a
  * difficulty) is scored by BIRD's own execution rule (birdExecution.ts), per difficulty; your
- * own pairs (items with a db_path) by execution on their own files. Neither gets Spider's
- * hardness or exact-set-match.
+ * own pairs (items with a db_path) by execution on their own files or PostgreSQL URLs (run
+ * by the `postgres` executor the caller hands in). Neither gets Spider's hardness or
+ * exact-set-match.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +17,8 @@ import { BIRD_DIFFICULTIES, birdExecutionMatch, type BirdDifficulty } from './bi
 import { databaseVariants, executionMatch } from './execution.js';
 import { HARDNESS_LEVELS, spiderHardness, type Hardness } from './hardness.js';
 import type { EvalItem } from './predictions.js';
+import { isPostgresUrl } from './postgresUrl.js';
+import type { QueryExecutor } from './queryExecutor.js';
 import { SqlSandbox } from './sandbox.js';
 import { seedExactMatch, seedTokenMatch } from './seedMetrics.js';
 import { loadForeignKeyMaps, loadSpiderSchema, type ForeignKeyMap, type SpiderSchema } from './spiderSchema.js';
@@ -35,6 +38,8 @@ export interface EvaluateOptions {
   keepDistinct?: boolean;
   /** Progress bar on stderr. */
   progress?: boolean;
+  /** Runs the queries of pairs whose db_path is a PostgreSQL URL (serve/postgresExecutor.ts). */
+  postgres?: QueryExecutor;
 }
 
 export interface ExampleResult {
@@ -112,7 +117,11 @@ export async function evaluatePredictions(
     return v;
   };
 
-  const sandbox = dbPaths ? new SqlSandbox(opts.workers ?? 2) : null;
+  const onPostgres = own && [...dbPaths!.values()].some(isPostgresUrl);
+  if (onPostgres && opts.postgres === undefined)
+    throw new UserError('these pairs are on PostgreSQL: scoring them needs a PostgreSQL connection (internal)');
+  const sqliteSandbox = dbPaths && [...dbPaths.values()].some((p) => !isPostgresUrl(p)) ? new SqlSandbox(opts.workers ?? 2) : null;
+  const executorFor = (path: string): QueryExecutor => (isPostgresUrl(path) ? opts.postgres! : sqliteSandbox!);
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const progress = new Progress({ label: 'evaluate', total: items.length, unit: 'ex', quiet: !opts.progress });
   const results: ExampleResult[] = new Array(items.length);
@@ -152,14 +161,19 @@ export async function evaluatePredictions(
     }
     let execution: boolean | null = null;
     let goldError: string | undefined;
-    if (sandbox && tooLong) execution = false;
-    else if (sandbox) {
+    if (dbPaths && tooLong) execution = false;
+    else if (dbPaths) {
       const r = bird
-        ? await birdExecutionMatch(sandbox, dbPaths!.get(it.db_id)!, it.gold, pred, timeoutMs)
-        : await executionMatch(sandbox, own ? [dbPaths!.get(it.db_id)!] : variantsOf(it.db_id), it.gold, pred, {
-            timeoutMs,
-            keepDistinct: own || opts.keepDistinct,
-          });
+        ? await birdExecutionMatch(sqliteSandbox!, dbPaths!.get(it.db_id)!, it.gold, pred, timeoutMs)
+        : own
+          ? await executionMatch(executorFor(dbPaths!.get(it.db_id)!), [dbPaths!.get(it.db_id)!], it.gold, pred, {
+              timeoutMs,
+              keepDistinct: true,
+            })
+          : await executionMatch(sqliteSandbox!, variantsOf(it.db_id), it.gold, pred, {
+              timeoutMs,
+              keepDistinct: opts.keepDistinct,
+            });
       execution = r.match;
       if (r.error) errors.push(`execution: ${r.error}`);
       if (r.goldFailed) goldError = r.error;
@@ -199,9 +213,9 @@ export async function evaluatePredictions(
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.min(items.length, 2 * (sandbox?.size ?? 1)) }, lane));
+    await Promise.all(Array.from({ length: Math.min(items.length, 2 * (sqliteSandbox?.size ?? (onPostgres ? 2 : 1))) }, lane));
   } finally {
-    sandbox?.close();
+    sqliteSandbox?.close();
     progress.finish();
   }
   return { examples: results, summary: summarize(results) };
@@ -229,7 +243,7 @@ function ownDatabases(items: readonly EvalItem[]): Map<string, string> {
       throw new UserError(
         `example ${it.index} has no "db_path" while others do: mixed gold files cannot be scored together`,
       );
-    if (!existsSync(it.db_path)) throw new UserError(`example ${it.index}: database file not found: ${it.db_path}`);
+    if (!isPostgresUrl(it.db_path) && !existsSync(it.db_path)) throw new UserError(`example ${it.index}: database file not found: ${it.db_path}`);
     const known = out.get(it.db_id);
     if (known !== undefined && known !== it.db_path)
       throw new UserError(

@@ -6,7 +6,7 @@
  */
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { SqlSandbox } from './sandbox.js';
+import type { QueryExecutor } from './queryExecutor.js';
 import { sqlPieces } from './sandboxLexer.js';
 
 export interface ExecutionOptions {
@@ -128,7 +128,7 @@ export function databaseVariants(dbPath: string): string[] {
 
 /** Runs gold and prediction on each database variant and compares the results. */
 export async function executionMatch(
-  sandbox: SqlSandbox,
+  sandbox: QueryExecutor,
   dbPaths: readonly string[],
   gold: string,
   pred: string,

@@ -3,10 +3,7 @@ import { basename, extname } from 'node:path';
 import type { SqlDatabase } from './database.js';
 import { PostgresDatabase } from './postgresDatabase.js';
 import { SqliteDatabase } from './sqliteDatabase.js';
-
-export function isPostgresUrl(spec: string): boolean {
-  return /^postgres(ql)?:/i.test(spec);
-}
+import { isPostgresUrl, urlDatabaseName } from '../eval/postgresUrl.js';
 
 export interface OpenOptions {
   /** Queries that may run at once: SQLite sandbox processes, PostgreSQL connections (default 1 and 4). */
@@ -24,14 +21,7 @@ export async function openDatabase(name: string, spec: string, opts: OpenOptions
 
 /** The name a database goes by when none is given: a file's base name, a URL's database. */
 export function defaultDatabaseName(spec: string): string {
-  if (isPostgresUrl(spec)) {
-    try {
-      const db = decodeURIComponent(new URL(spec).pathname.replace(/^\//, ''));
-      if (db !== '') return db;
-    } catch {
-      // A malformed URL is reported when it is opened.
-    }
-    return 'postgres';
-  }
+  // A malformed URL is reported when it is opened.
+  if (isPostgresUrl(spec)) return urlDatabaseName(spec) ?? 'postgres';
   return basename(spec, extname(spec));
 }

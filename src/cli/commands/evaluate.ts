@@ -6,6 +6,7 @@ import { exitOnInterrupt } from '../../util/interrupt.js';
 import { checkWritableFile } from '../../util/outputs.js';
 import { UserError, describeError } from '../../util/errors.js';
 import { evaluatePredictions, formatSummaryTable } from '../../eval/evaluate.js';
+import { PostgresExecutor } from '../../serve/postgresExecutor.js';
 import { PREDICTION_FORMATS, loadEvalItems, type PredictionFormat } from '../../eval/predictions.js';
 
 export const command: CommandSpec = {
@@ -82,6 +83,8 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
       `nothing was written${out !== undefined ? ` (${out} is written when scoring completes)` : ''}; run the same command again`,
   );
   let report: Awaited<ReturnType<typeof evaluatePredictions>>;
+  // Pairs on PostgreSQL (a db_path URL) connect on first use; nothing opens otherwise.
+  const postgres = new PostgresExecutor();
   try {
     report = await evaluatePredictions(items, {
       dbDir,
@@ -90,8 +93,10 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
       workers,
       keepDistinct: args.boolean('keep-distinct'),
       progress: !json,
+      postgres,
     });
   } finally {
+    await postgres.close();
     stopHandling();
   }
   const seconds = (Date.now() - started) / 1000;

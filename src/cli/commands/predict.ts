@@ -13,6 +13,7 @@ import type { DatasetCard, PromptRecord } from '../../data/records.js';
 import { extractSql } from '../../eval/extractSql.js';
 import { setupDifferences, type ResultsSetup } from '../../report/compareSetup.js';
 import { evaluatePredictions, formatSummaryTable, type LevelSummary, type Summary } from '../../eval/evaluate.js';
+import { PostgresExecutor } from '../../serve/postgresExecutor.js';
 import type { EvalItem } from '../../eval/predictions.js';
 import { generate } from '../../model/generate.js';
 import { UserError } from '../../util/errors.js';
@@ -305,7 +306,16 @@ async function scoreAndReport(inputs: ScoreInputs): Promise<void> {
     ...(r.difficulty ? { difficulty: r.difficulty } : {}),
     ...(r.db_path ? { db_path: r.db_path } : {}),
   }));
-  const report = await evaluatePredictions(items, { dbDir, tablesPath, timeoutMs, workers, progress: true });
+  // Pairs on PostgreSQL (a db_path URL) connect on first use; nothing opens otherwise.
+  const postgres = new PostgresExecutor();
+  const report = await evaluatePredictions(items, {
+    dbDir,
+    tablesPath,
+    timeoutMs,
+    workers,
+    progress: true,
+    postgres,
+  }).finally(() => postgres.close());
   const comparison = baseline?.summary ? compareSummaries(baseline.summary.overall, report.summary.overall) : undefined;
   const meta = {
     ...info,

@@ -5,6 +5,8 @@ import { resolveModel } from '../../hub/download.js';
 import { PROMPT_FORMATS, type PromptFormat } from '../../data/prompts.js';
 import { TRAIN_SPLITS, type TrainSplits } from '../../data/spider.js';
 import { SPLIT_BY, type SplitBy } from '../../data/pairsChecks.js';
+import { isPostgresUrl } from '../../eval/postgresUrl.js';
+import { PostgresExecutor } from '../../serve/postgresExecutor.js';
 
 export const command: CommandSpec = {
   name: 'prepare',
@@ -40,7 +42,13 @@ export const command: CommandSpec = {
       description:
         'your own question/SQL pairs: .jsonl or .csv with question, sql, db_id or db_path (relative to FILE), evidence (optional)',
     },
-    { name: 'db', type: 'string', metavar: 'FILE', description: '--pairs: one SQLite file for every row' },
+    {
+      name: 'db',
+      type: 'string',
+      metavar: 'FILE|URL',
+      description:
+        '--pairs: one SQLite file, or one PostgreSQL URL (password from the URL or PGPASSWORD; never written), for every row',
+    },
     {
       name: 'eval-pairs',
       type: 'string',
@@ -159,13 +167,16 @@ export const command: CommandSpec = {
     'column names, plus a bonus for tables linked by a foreign key to a matching one.',
   ].join('\n'),
   async run(args) {
+    const db = args.string('db');
+    const postgres = db !== undefined && isPostgresUrl(db) ? new PostgresExecutor([db]) : undefined;
     const card = await prepareDataset({
       spider: args.string('spider'),
       parquet: args.string('parquet'),
       bird: args.string('bird'),
       evidence: args.boolean('evidence'),
       pairs: args.string('pairs'),
-      db: args.string('db'),
+      db,
+      postgres,
       evalPairs: args.string('eval-pairs'),
       evalFraction: args.number('eval-fraction') as number,
       splitBy: args.string('split-by') as SplitBy,
@@ -182,7 +193,7 @@ export const command: CommandSpec = {
       trainSplits: args.string('train-splits') as TrainSplits,
       sampleRows: args.number('sample-rows') as number,
       maxPromptTokens: args.number('max-prompt-tokens') as number,
-    });
+    }).finally(() => postgres?.close());
     const out = args.string('out') as string;
     const over = card.train.over_budget + card.eval.over_budget;
     process.stderr.write(
