@@ -24,7 +24,8 @@ export async function readPairSource(o: PrepareOptions, file: string) {
   if (o.spider !== undefined || o.parquet !== undefined || o.bird !== undefined)
     throw new UserError('give one source: --pairs FILE, --bird DIR, --spider DIR or --parquet DIR');
   const onPostgres = o.db !== undefined && isPostgresUrl(o.db);
-  if (onPostgres && o.postgres === undefined) throw new Error('internal: --db postgres:// needs prepare options.postgres');
+  if (onPostgres && o.postgres === undefined)
+    throw new Error('internal: --db postgres:// needs prepare options.postgres');
   const dbs = { dbDir: o.dbDir, db: o.db };
   const pairs = readPairs(file, dbs, 'pair');
   const evalPairs = o.evalPairs === undefined ? undefined : readPairs(o.evalPairs, dbs, 'eval');

@@ -124,7 +124,9 @@ export function readPairs(path: string, dbs: PairDatabases, prefix: string): Pai
     }
     const dbId =
       dbIdField ??
-      (isPostgresUrl(dbPath) ? (urlDatabaseName(dbPath) ?? 'postgres') : basename(dbPath).replace(/\.(sqlite3?|db)$/i, ''));
+      (isPostgresUrl(dbPath)
+        ? (urlDatabaseName(dbPath) ?? 'postgres')
+        : basename(dbPath).replace(/\.(sqlite3?|db)$/i, ''));
     const other = byId.get(dbId);
     if (other !== undefined && other.dbPath !== dbPath)
       throw new UserError(

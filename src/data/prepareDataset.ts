@@ -206,7 +206,9 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
       const question =
         b.evidence !== undefined && o.evidence !== false ? questionWithEvidence(ex.question, b.evidence) : ex.question;
       const catalog = catalogs.get(dbPath);
-      const built = catalog ? builder.buildFor({ ...ex, question }, catalog) : builder.build({ ...ex, question }, dbPath);
+      const built = catalog
+        ? builder.buildFor({ ...ex, question }, catalog)
+        : builder.build({ ...ex, question }, dbPath);
       records.push({
         id: ex.id,
         db_id: ex.db_id,
@@ -268,6 +270,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
           ? { eval_pairs: resolve(o.evalPairs) }
           : { eval_fraction: o.evalFraction ?? 0.1, split_by: o.splitBy ?? 'row', split_seed: o.seed }
         : {}),
+      ...(catalogs.size > 0 ? { dialect: 'postgresql' as const } : {}),
     },
     ...(checks ? { checks } : {}),
     selection: o.shuffle

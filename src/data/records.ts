@@ -87,6 +87,8 @@ export interface DatasetCard {
     split_by?: string;
     split_seed?: number;
     eval_pairs?: string;
+    /** Pairs on PostgreSQL: the dialect the prompts name (sqlora.json records it for ask/serve); absent means SQLite. */
+    dialect?: 'postgresql';
   };
   /** Pairs: what the checks kept out before writing. */
   checks?: PairChecks;

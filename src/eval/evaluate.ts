@@ -120,7 +120,8 @@ export async function evaluatePredictions(
   const onPostgres = own && [...dbPaths!.values()].some(isPostgresUrl);
   if (onPostgres && opts.postgres === undefined)
     throw new UserError('these pairs are on PostgreSQL: scoring them needs a PostgreSQL connection (internal)');
-  const sqliteSandbox = dbPaths && [...dbPaths.values()].some((p) => !isPostgresUrl(p)) ? new SqlSandbox(opts.workers ?? 2) : null;
+  const sqliteSandbox =
+    dbPaths && [...dbPaths.values()].some((p) => !isPostgresUrl(p)) ? new SqlSandbox(opts.workers ?? 2) : null;
   const executorFor = (path: string): QueryExecutor => (isPostgresUrl(path) ? opts.postgres! : sqliteSandbox!);
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const progress = new Progress({ label: 'evaluate', total: items.length, unit: 'ex', quiet: !opts.progress });
@@ -213,7 +214,9 @@ export async function evaluatePredictions(
     }
   };
   try {
-    await Promise.all(Array.from({ length: Math.min(items.length, 2 * (sqliteSandbox?.size ?? (onPostgres ? 2 : 1))) }, lane));
+    await Promise.all(
+      Array.from({ length: Math.min(items.length, 2 * (sqliteSandbox?.size ?? (onPostgres ? 2 : 1))) }, lane),
+    );
   } finally {
     sqliteSandbox?.close();
     progress.finish();
@@ -243,7 +246,8 @@ function ownDatabases(items: readonly EvalItem[]): Map<string, string> {
       throw new UserError(
         `example ${it.index} has no "db_path" while others do: mixed gold files cannot be scored together`,
       );
-    if (!isPostgresUrl(it.db_path) && !existsSync(it.db_path)) throw new UserError(`example ${it.index}: database file not found: ${it.db_path}`);
+    if (!isPostgresUrl(it.db_path) && !existsSync(it.db_path))
+      throw new UserError(`example ${it.index}: database file not found: ${it.db_path}`);
     const known = out.get(it.db_id);
     if (known !== undefined && known !== it.db_path)
       throw new UserError(
