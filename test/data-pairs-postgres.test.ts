@@ -140,4 +140,19 @@ describe('prepare --pairs --db postgres://', () => {
     expect(report.summary.overall.execution).toEqual({ total: 1, pct: 100 / 3 });
     for (const f of [...filesUnder(out), results]) expect(readFileSync(f, 'utf8'), f).not.toContain(PASSWORD);
   }, 60_000);
+
+  it('a server that cannot be reached: one line naming it, never the password', async () => {
+    const pairs = jsonl('one.jsonl', [{ question: 'How many?', sql: 'SELECT 1' }]);
+    const r = await sqlora('prepare', [
+      '--pairs',
+      pairs,
+      '--db',
+      `postgres://u:${PASSWORD}@127.0.0.1:1/nowhere`,
+      '--out',
+      join(tmp, 'unreachable'),
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error: cannot open PostgreSQL database 127\.0\.0\.1:1\/nowhere: .*\n$/);
+    expect(r.stderr).not.toContain(PASSWORD);
+  });
 });

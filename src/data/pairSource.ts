@@ -29,6 +29,12 @@ export async function readPairSource(o: PrepareOptions, file: string) {
   const dbs = { dbDir: o.dbDir, db: o.db };
   const pairs = readPairs(file, dbs, 'pair');
   const evalPairs = o.evalPairs === undefined ? undefined : readPairs(o.evalPairs, dbs, 'eval');
+  // PostgreSQL schemas (and sample rows) come from the catalog, once per database, before the
+  // checks: a server that cannot be reached stops the run here with one line.
+  const catalogs = new Map<string, SchemaSource>();
+  for (const p of [...pairs, ...(evalPairs ?? [])])
+    if (isPostgresUrl(p.dbPath) && !catalogs.has(p.dbPath))
+      catalogs.set(p.dbPath, await o.postgres!.schema(p.dbPath, o.format === 'schema' ? o.sampleRows : 0));
   const {
     train,
     eval: evalSet,
@@ -63,5 +69,6 @@ export async function readPairSource(o: PrepareOptions, file: string) {
     layout: 'pairs' as const,
     path: file,
     checks,
+    catalogs,
   };
 }

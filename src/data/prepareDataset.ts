@@ -119,6 +119,8 @@ async function readSource(o: PrepareOptions): Promise<{
   layout: DatasetCard['source']['layout'];
   path: string;
   checks?: PairChecks;
+  /** Pairs on PostgreSQL: each URL's schema as read from the catalog. */
+  catalogs?: Map<string, SchemaSource>;
 }> {
   if (o.pairs !== undefined) return readPairSource(o, o.pairs);
   if (o.bird !== undefined) {
@@ -159,7 +161,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
     checkCount(name, v);
   if (!Number.isInteger(o.maxPromptTokens) || o.maxPromptTokens < 1)
     throw new UserError(`--max-prompt-tokens must be a whole number >= 1, got ${o.maxPromptTokens}`);
-  const { splits, databases, layout, path, checks } = await readSource(o);
+  const { splits, databases, layout, path, checks, catalogs = new Map<string, SchemaSource>() } = await readSource(o);
   const bird = layout === 'bird';
   // Spider's hardness is Spider's: BIRD grades its own difficulty, your own pairs have neither.
   const spiderData = layout === 'spider-folder' || layout === 'hf-parquet';
@@ -170,14 +172,6 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
   for (const ex of [...train, ...dev])
     if ((ex as Partial<Pair>).dbPath !== undefined) continue;
     else if (!sqlite.has(ex.db_id)) sqlite.set(ex.db_id, databases.sqlitePath(ex.db_id, `example ${ex.id}`));
-
-  // PostgreSQL schemas (and sample rows) come from the catalog, once per database, before any prompt.
-  const catalogs = new Map<string, SchemaSource>();
-  for (const ex of [...train, ...dev]) {
-    const p = (ex as Partial<Pair>).dbPath;
-    if (p !== undefined && isPostgresUrl(p) && !catalogs.has(p))
-      catalogs.set(p, await o.postgres!.schema(p, o.format === 'schema' ? o.sampleRows : 0));
-  }
 
   const template = ChatTemplate.fromModelDir(o.modelDir);
   const tokenizer = Tokenizer.fromModelDir(o.modelDir);
