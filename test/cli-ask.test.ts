@@ -111,7 +111,7 @@ describe('sqlora ask', () => {
     writeAnswerAdapter(bare, model, null);
     // Through the CLI: the exit code and the one line.
     const cli: [string[], string][] = [
-      [['--db', missing, 'q'], `error: cannot open SQLite database ${missing}: unable to open database file`],
+      [['--db', missing, 'q'], `error: cannot open SQLite database ${missing}: no such file`],
       [
         ['--db', PETS, '--adapter', bare, 'q'],
         `error: --model is required: ${bare}/adapter_config.json names no base model`,
