@@ -135,7 +135,10 @@ describe('sqlora ask', () => {
         ['--db', PETS, '--adapter', join(tmp, 'nowhere'), 'q'],
         `no adapter_config.json in ${join(tmp, 'nowhere')}: not a PEFT adapter folder`,
       ],
-      [['--db', PETS, 'q', 'extra'], 'sqlora ask: unexpected argument "extra" (see sqlora ask --help)'],
+      [
+        ['--db', PETS, 'How', 'many'],
+        'sqlora ask: unexpected argument "many": "question" is one argument, put it in quotes (see sqlora ask --help)',
+      ],
       [['q'], 'sqlora ask: --db is required (see sqlora ask --help)'],
       [['--db', PETS, '--max-rows', '0', 'q'], 'sqlora ask: --max-rows must be a positive integer, got 0'],
     ];
