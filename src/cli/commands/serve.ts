@@ -39,7 +39,7 @@ export const command: CommandSpec = {
       metavar: 'NAME=FILE|URL',
       repeatable: true,
       description:
-        'a database /v1/sql may query: a SQLite file or postgres:// URL under NAME (repeat for more); no other is reachable',
+        "a database /v1/sql may query: a SQLite file or postgres:// URL under NAME (without NAME=: the file's base name or the URL's database; repeat for more); no other is reachable",
     },
     {
       name: 'name',
