@@ -111,7 +111,7 @@ describe('sqlora ask', () => {
     writeAnswerAdapter(bare, model, null);
     // Through the CLI: the exit code and the one line.
     const cli: [string[], string][] = [
-      [['--db', missing, 'q'], `error: cannot open SQLite database ${missing}: unable to open database file`],
+      [['--db', missing, 'q'], `error: cannot open SQLite database ${missing}: no such file`],
       [
         ['--db', PETS, '--adapter', bare, 'q'],
         `error: --model is required: ${bare}/adapter_config.json names no base model`,
@@ -135,7 +135,10 @@ describe('sqlora ask', () => {
         ['--db', PETS, '--adapter', join(tmp, 'nowhere'), 'q'],
         `no adapter_config.json in ${join(tmp, 'nowhere')}: not a PEFT adapter folder`,
       ],
-      [['--db', PETS, 'q', 'extra'], 'sqlora ask: unexpected argument "extra" (see sqlora ask --help)'],
+      [
+        ['--db', PETS, 'How', 'many'],
+        'sqlora ask: unexpected argument "many": "question" is one argument, put it in quotes (see sqlora ask --help)',
+      ],
       [['q'], 'sqlora ask: --db is required (see sqlora ask --help)'],
       [['--db', PETS, '--max-rows', '0', 'q'], 'sqlora ask: --max-rows must be a positive integer, got 0'],
     ];

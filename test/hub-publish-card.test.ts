@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readMmluResults } from '../src/publish/mmluResults.js';
-import { cardMetadata } from '../src/publish/modelCard.js';
+import { cardMetadata, renderModelCard } from '../src/publish/modelCard.js';
 import { buildPublishFolder } from '../src/publish/publishFolder.js';
 import { makeRun, publishOptions, PUBLISH, REPORT } from './helpers/publish-run.js';
 
@@ -238,5 +238,25 @@ describe('MMLU results', () => {
     expect(() => readMmluResults(empty)).toThrow(`${empty}: summary has neither an overall accuracy nor a verdict`);
     const none = write('mmlu-none.json', { questions: [] });
     expect(() => readMmluResults(none)).toThrow(`${none}: no "summary" object`);
+  });
+});
+
+describe('model card training table', () => {
+  it('says what --quantize none means instead of "Base weights | none"', () => {
+    const card = renderModelCard({
+      repo: 'acme/qwen-sql',
+      baseModel: 'Qwen/Qwen1.5-1.8B-Chat',
+      license: 'other',
+      lora: { r: 4, alpha: 8, dropout: 0, targetModules: ['q_proj'], useRslora: false },
+      run: { dir: 'run', train: [], eval: [], summary: { settings: { quantize: 'none' } } },
+      lossChart: null,
+      example: null,
+      finetuned: null,
+      baseline: null,
+      mmlu: null,
+      files: [],
+    });
+    expect(card).toContain('| Base weights | unquantized (LoRA on the stored weights) |');
+    expect(card).not.toContain('| Base weights | none |');
   });
 });

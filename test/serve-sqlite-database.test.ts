@@ -139,7 +139,10 @@ describe('SQLite database', () => {
       `cannot open SQLite database ${junk}: file is not a database`,
     );
     await expect(openDatabase('missing', join(tmp, 'missing.sqlite'))).rejects.toThrow(
-      `cannot open SQLite database ${join(tmp, 'missing.sqlite')}: unable to open database file`,
+      `cannot open SQLite database ${join(tmp, 'missing.sqlite')}: no such file`,
+    );
+    await expect(openDatabase('dir', tmp)).rejects.toThrow(
+      `cannot open SQLite database ${tmp}: a folder, not a SQLite file`,
     );
     expect(defaultDatabaseName('/x/y/concert_singer.sqlite')).toBe('concert_singer');
     expect(defaultDatabaseName('postgres://u@localhost:5432/spider?schema=a')).toBe('spider');

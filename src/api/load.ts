@@ -66,7 +66,15 @@ export async function loadModel(opts: LoadModelOptions): Promise<LoadedModel> {
   const backend = createBackend(opts.device ?? 'auto');
   const peft: PeftAdapter | null = opts.adapter !== undefined ? readPeftAdapter(opts.adapter) : null;
   const source = baseModelSource(opts.model, opts.adapter, peft);
-  const dir = (await resolveModel(source)).dir;
+  const dir = (
+    await resolveModel(source).catch((err: unknown) => {
+      // A relative folder in adapter_config.json is read from the current folder, as PEFT does: say so.
+      if (opts.model !== undefined || !(err instanceof UserError)) throw err;
+      throw new UserError(
+        `${err.message} (the base model named by ${opts.adapter}/adapter_config.json; if it is a local folder, pass --model DIR)`,
+      );
+    })
+  ).dir;
   const quantize = opts.quantize ?? 'nf4';
   if (!(QUANTIZE as readonly string[]).includes(quantize))
     throw new UserError(`quantize must be one of ${QUANTIZE.join(', ')}, got ${JSON.stringify(quantize)}`);

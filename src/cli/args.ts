@@ -141,7 +141,12 @@ export function parseCommandArgs(spec: CommandSpec, argv: string[]): ParsedArgs 
       word = argv[++i];
     } else if (!arg.startsWith('--')) word = arg;
     if (word !== null) {
-      if (!spec.positional || positional !== undefined) throw unexpected(word);
+      if (!spec.positional) throw unexpected(word);
+      // A second word is most often an unquoted question: say so.
+      if (positional !== undefined)
+        throw new UserError(
+          `sqlora ${spec.name}: unexpected argument "${word}": ${spec.positional.metavar} is one argument, put it in quotes (see sqlora ${spec.name} --help)`,
+        );
       positional = word;
       continue;
     }

@@ -12,7 +12,7 @@ interface CommandEntry {
 const COMMANDS: CommandEntry[] = [
   {
     name: 'prepare',
-    summary: 'Spider (folder or HF parquet) -> train/eval prompts as JSONL',
+    summary: 'Spider (folder or HF parquet), BIRD or your own question/SQL pairs -> train/eval prompts as JSONL',
     load: () => import('./commands/prepare.js'),
   },
   {
@@ -37,7 +37,7 @@ const COMMANDS: CommandEntry[] = [
   },
   {
     name: 'evaluate',
-    summary: 'score predictions against gold: seed metrics, exact-set-match, execution',
+    summary: 'score predictions against gold: seed metrics, exact-set-match, execution (Spider), BIRD execution',
     load: () => import('./commands/evaluate.js'),
   },
   {

@@ -241,7 +241,9 @@ function readEmbedded(dir: string): MmluSet {
     list.push({ subject: r.subject, index: r.index, question: r.question, choices: r.choices, answer: r.answer });
   });
   const n = [...test.values()].reduce((s, l) => s + l.length, 0);
-  return { description: `the embedded selection (${n} test questions, ${test.size} subjects; ${dir})`, test, dev };
+  // The bundled copy is named, not located: results and reports are shared, the install path is not theirs.
+  const where = dir === EMBEDDED_MMLU_DIR ? "sqlora's assets/mmlu" : dir;
+  return { description: `the embedded selection (${n} test questions, ${test.size} subjects; ${where})`, test, dev };
 }
 
 /** Reads MMLU from DIR (either layout), or the embedded selection when dir is undefined. */

@@ -305,7 +305,13 @@ function trainingSection(inp: ModelCardInputs): string {
     if (v === undefined || v === null || (flag === 'quantize' && typeof v !== 'string')) continue;
     rows.push([
       label,
-      flag === 'quantize' ? (v === 'nf4' ? 'NF4 4-bit (QLoRA), double quantization' : String(v)) : String(v),
+      flag === 'quantize'
+        ? v === 'nf4'
+          ? 'NF4 4-bit (QLoRA), double quantization'
+          : v === 'none'
+            ? 'unquantized (LoRA on the stored weights)'
+            : String(v)
+        : String(v),
     ]);
   }
   if (set['loss-on-prompt'] !== undefined)

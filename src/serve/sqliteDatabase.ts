@@ -5,6 +5,7 @@
  * query overruns its time limit, and capping result rows and bytes before values are copied.
  * Extensions cannot load: better-sqlite3 leaves SQL's load_extension() disabled.
  */
+import { statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { readTables, type TableInfo } from '../data/sqliteSchema.js';
 import { SqlSandbox } from '../eval/sandbox.js';
@@ -32,6 +33,10 @@ export class SqliteDatabase implements SqlDatabase {
 
   /** Opens `path` read-only and reads its schema; a UserError names the file if either fails. */
   static open(name: string, path: string, opts: SqliteOptions = {}): SqliteDatabase {
+    // better-sqlite3 says only "unable to open database file" for both: say which it is.
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (!st) throw new UserError(`cannot open SQLite database ${path}: no such file`);
+    if (st.isDirectory()) throw new UserError(`cannot open SQLite database ${path}: a folder, not a SQLite file`);
     return new SqliteDatabase(name, path, withConnection(path, readTables), opts);
   }
 

@@ -11,7 +11,7 @@ import { PREDICTION_FORMATS, loadEvalItems, type PredictionFormat } from '../../
 
 export const command: CommandSpec = {
   name: 'evaluate',
-  summary: 'score predictions against gold: seed metrics, exact-set-match, execution',
+  summary: 'score predictions against gold: seed metrics, exact-set-match, execution (Spider), BIRD execution',
   usage: '--pred FILE [--gold FILE] [--spider DIR] [flags]',
   flags: [
     {

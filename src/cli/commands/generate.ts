@@ -10,7 +10,7 @@ import { deviceFlag, quantizeFlag } from './engine.js';
 export const command: CommandSpec = {
   name: 'generate',
   summary: 'continue prompts with a model (+ adapter): greedy or sampled, batched',
-  usage: '--model DIR|HUB_ID [--adapter DIR] (--prompt TEXT | --prompts FILE.jsonl) [flags]',
+  usage: '[--model DIR|HUB_ID] [--adapter DIR] (--prompt TEXT | --prompts FILE.jsonl) [flags]',
   flags: [
     {
       name: 'model',

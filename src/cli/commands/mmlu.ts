@@ -8,7 +8,7 @@ import { deviceFlag, quantizeFlag } from './engine.js';
 export const command: CommandSpec = {
   name: 'mmlu',
   summary: "MMLU accuracy (lm-evaluation-harness's semantics) of a model, or base vs adapter with a verdict",
-  usage: '--model DIR|HUB_ID [--adapter DIR] [--data DIR] [--subjects LIST] [--limit N] [--shots 0|5] [flags]',
+  usage: '[--model DIR|HUB_ID] [--adapter DIR] [--data DIR] [--subjects LIST] [--limit N] [--shots 0|5] [flags]',
   flags: [
     {
       name: 'model',

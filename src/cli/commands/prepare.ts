@@ -10,7 +10,7 @@ import { PostgresExecutor } from '../../serve/postgresExecutor.js';
 
 export const command: CommandSpec = {
   name: 'prepare',
-  summary: 'Spider (folder or HF parquet) -> train/eval prompts as JSONL',
+  summary: 'Spider (folder or HF parquet), BIRD or your own question/SQL pairs -> train/eval prompts as JSONL',
   usage:
     '(--spider DIR | --parquet DIR --db-dir DIR | --bird DIR | --pairs FILE [--db-dir DIR | --db FILE]) [--out DIR] [flags]',
   flags: [

@@ -51,7 +51,7 @@ export const command: CommandSpec = {
   ],
   details: [
     'report.html is one file with everything inline (CSS, SVG charts; no script): open it anywhere, mail it.',
-    'report.md links the charts it writes beside it (loss.svg, lr.svg).',
+    'report.md links the charts it writes beside it (loss.svg, lr.svg, mmlu.svg with --mmlu).',
     'Results files with per-example results for different questions are compared on the questions both have.',
     'Example:',
     '  sqlora report --run runs/train --baseline runs/baseline/results.json --finetuned runs/eval/results.json --out runs/report',

@@ -39,13 +39,14 @@ export const command: CommandSpec = {
       metavar: 'NAME=FILE|URL',
       repeatable: true,
       description:
-        'a database /v1/sql may query: a SQLite file or postgres:// URL under NAME (repeat for more); no other is reachable',
+        "a database /v1/sql may query: a SQLite file or postgres:// URL under NAME (without NAME=: the file's base name or the URL's database; repeat for more); no other is reachable",
     },
     {
       name: 'name',
       type: 'string',
       metavar: 'NAME',
-      description: "the model's name in /v1/models and answers (default: the adapter folder's name, else the model's)",
+      description:
+        "the model's name in /v1/models and answers (default: the adapter folder's name (its run folder's for RUN/adapter), else the model's)",
     },
     { name: 'host', type: 'string', default: '127.0.0.1', description: 'address to bind (loopback unless you say)' },
     { name: 'port', type: 'number', default: 8000, description: 'port to bind (0 = any free port)' },
@@ -128,10 +129,13 @@ export const command: CommandSpec = {
   run: runServe,
 };
 
-/** A folder's last name (a served name must not reveal the server's paths); a Hub id as it is. */
-function servedName(adapter: string | undefined, source: string): string {
+/**
+ * A folder's last name (a served name must not reveal the server's paths); a Hub id as it is. An
+ * adapter folder named "adapter" (train's RUN/adapter) goes by its run folder, as export names its files.
+ */
+export function servedName(adapter: string | undefined, source: string): string {
   const folder = (p: string): string => basename(resolve(p));
-  if (adapter !== undefined) return folder(adapter);
+  if (adapter !== undefined) return folder(adapter) === 'adapter' ? folder(resolve(adapter, '..')) : folder(adapter);
   return existsSync(source) ? folder(source) : source;
 }
 
