@@ -9,7 +9,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.js';
 import { readJsonFile } from '../util/jsonl.js';
-import type { DatasetCard } from './records.js';
+import { DATASET_CARD_FILE, readDatasetCard } from './records.js';
 import { PROMPT_FORMATS, SEED_SYSTEM, schemaSystem, type PromptFormat, type PromptOptions } from './prompts.js';
 import type { SqlDialect } from './sqliteSchema.js';
 
@@ -50,12 +50,9 @@ function formatSystem(format: PromptFormat, dialect: SqlDialect): string {
  * the first record of `trainFile`), or null when the folder has no dataset.json.
  */
 export function promptSettingsFromDataset(dataDir: string, trainFile: string): PromptSettings | null {
-  const cardPath = join(dataDir, 'dataset.json');
-  if (!existsSync(cardPath)) return null;
-  const card = readJsonFile<Partial<DatasetCard> & { options?: { dialect?: unknown; evidence?: unknown } }>(
-    cardPath,
-    'dataset card',
-  );
+  const card = readDatasetCard(dataDir);
+  if (!card) return null;
+  const cardPath = join(dataDir, DATASET_CARD_FILE);
   const format = card.format as PromptFormat;
   if (!PROMPT_FORMATS.includes(format))
     throw new UserError(

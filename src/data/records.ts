@@ -4,6 +4,9 @@
  */
 import type { BirdDifficulty } from '../eval/birdExecution.js';
 import type { Hardness } from '../eval/hardness.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { readJsonFile } from '../util/jsonl.js';
 import type { PairChecks } from './pairsChecks.js';
 
 export interface ChatMessage {
@@ -97,3 +100,11 @@ export interface DatasetCard {
   train: SplitCard;
   eval: SplitCard;
 }
+
+/** DIR/dataset.json as `sqlora prepare` wrote it, or null when there is none (a malformed one is a UserError). */
+export function readDatasetCard(dir: string): Partial<DatasetCard> | null {
+  const path = join(dir, DATASET_CARD_FILE);
+  return existsSync(path) ? readJsonFile<Partial<DatasetCard>>(path, 'dataset card') : null;
+}
+
+export const DATASET_CARD_FILE = 'dataset.json';

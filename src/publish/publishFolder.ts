@@ -9,7 +9,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { PromptRecord } from '../data/records.js';
+import { readDatasetCard, type PromptRecord } from '../data/records.js';
 import type { LoraConfig } from '../lora/lora.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, parsePeftConfig } from '../lora/peft.js';
 import { SafetensorsFile } from '../tensor/safetensors.js';
@@ -217,11 +217,7 @@ function promptExample(
       throw new UserError(`${path}: the first record has no "messages" and "prompt" (write it with sqlora prepare)`);
     return null;
   }
-  const card = join(dirname(path), 'dataset.json');
-  let format: string | null = null;
-  if (existsSync(card)) {
-    const f = readJsonFile<{ format?: unknown }>(card, 'dataset card').format;
-    format = typeof f === 'string' ? f : null;
-  }
+  const f = readDatasetCard(dirname(path))?.format;
+  const format = typeof f === 'string' ? f : null;
   return { format, record: first as PromptExample['record'] };
 }

@@ -3,10 +3,8 @@
  * the eval records: its layout (Spider, BIRD, your own pairs) and prompt format. The report names
  * it, and says by which rule execution was scored.
  */
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import type { DatasetCard } from '../data/records.js';
-import { readJsonFile } from '../util/jsonl.js';
+import { dirname } from 'node:path';
+import { readDatasetCard } from '../data/records.js';
 
 export interface DatasetInfo {
   layout: string;
@@ -23,11 +21,9 @@ const NAMES: Record<string, string> = {
 
 /** The dataset card beside an eval file, when there is a readable one. */
 export function datasetOf(evalFile: string): DatasetInfo | null {
-  const path = join(dirname(evalFile), 'dataset.json');
-  if (!existsSync(path)) return null;
   try {
-    const card = readJsonFile<Partial<DatasetCard>>(path, 'dataset card');
-    if (typeof card.format !== 'string' || typeof card.source?.layout !== 'string') return null;
+    const card = readDatasetCard(dirname(evalFile));
+    if (!card || typeof card.format !== 'string' || typeof card.source?.layout !== 'string') return null;
     return { layout: card.source.layout, format: card.format, path: card.source.path ?? '' };
   } catch {
     // The card only names the dataset in the report; a broken one must not stop scoring.

@@ -9,7 +9,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { evalPromptPlan, rebuildPrompts } from '../../data/adapterPrompts.js';
 import { promptSettingsFromDataset, type PromptSettings } from '../../data/promptSettings.js';
-import type { DatasetCard, PromptRecord } from '../../data/records.js';
+import { readDatasetCard, type PromptRecord } from '../../data/records.js';
 import { extractSql } from '../../eval/extractSql.js';
 import { setupDifferences, type ResultsSetup } from '../../report/compareSetup.js';
 import { evaluatePredictions, formatSummaryTable, type LevelSummary, type Summary } from '../../eval/evaluate.js';
@@ -391,12 +391,10 @@ function checkRunInfo(path: string, info: RunInfo): boolean {
 
 /** The databases (and tables.json) `sqlora prepare` recorded in DATA/dataset.json, where they still exist. */
 function recordedDatabases(data: string): { dbDir?: string; tablesPath?: string } {
-  const cardPath = join(data, 'dataset.json');
-  if (!existsSync(cardPath)) return {};
-  const card = readJsonFile<Partial<DatasetCard>>(cardPath, 'dataset card');
-  const recorded = card.source?.databases;
+  const card = readDatasetCard(data);
+  const recorded = card?.source?.databases;
   if (typeof recorded !== 'string' || !existsSync(recorded)) return {};
-  const candidates = [card.source?.path, dirname(recorded)]
+  const candidates = [card?.source?.path, dirname(recorded)]
     .filter((p): p is string => typeof p === 'string')
     .map((p) => join(p, 'tables.json'));
   return { dbDir: recorded, tablesPath: candidates.find((p) => existsSync(p)) };
