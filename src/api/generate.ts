@@ -24,6 +24,8 @@ export interface SqlReply {
   /** The SQL in it (the reference workflow's post-processing: see extractSql). */
   sql: string;
   finishReason: 'stop' | 'length';
+  /** Tokens the model generated for it. */
+  newTokens: number;
 }
 
 export async function generateSql(
@@ -33,7 +35,7 @@ export async function generateSql(
 ): Promise<SqlReply[]> {
   const reply = (ids: number[], finishReason: SqlReply['finishReason']): SqlReply => {
     const raw = loaded.tokenizer.decode(ids);
-    return { raw, sql: extractSql(raw), finishReason };
+    return { raw, sql: extractSql(raw), finishReason, newTokens: ids.length };
   };
   const results = await generate(
     loaded.model,

@@ -10,12 +10,10 @@ import { dirname, join } from 'node:path';
 import { evalPromptPlan, rebuildPrompts } from '../../data/adapterPrompts.js';
 import { promptSettingsFromDataset, type PromptSettings } from '../../data/promptSettings.js';
 import { readDatasetCard, type PromptRecord } from '../../data/records.js';
-import { extractSql } from '../../eval/extractSql.js';
 import { setupDifferences, type ResultsSetup } from '../../report/compareSetup.js';
 import { evaluatePredictions, formatSummaryTable, type LevelSummary, type Summary } from '../../eval/evaluate.js';
 import { PostgresExecutor } from '../../serve/postgresExecutor.js';
 import type { EvalItem } from '../../eval/predictions.js';
-import { generate } from '../../model/generate.js';
 import { UserError } from '../../util/errors.js';
 import { appendJsonl, readAppendedJsonl, readJsonFile, readJsonl } from '../../util/jsonl.js';
 import { Progress } from '../../util/progress.js';
@@ -24,7 +22,8 @@ import { checkGoldErrors, scoringFlags, scoringInputs, type ScoringInputs } from
 import { exitOnInterrupt } from '../../util/interrupt.js';
 import { checkWritableFile } from '../../util/outputs.js';
 import { acquireRunLock } from '../../util/runLock.js';
-import { decodeBatchSize, loadModel } from '../../api/load.js';
+import { generateSql } from '../../api/generate.js';
+import { loadModel } from '../../api/load.js';
 import { deviceFlag, quantizeFlag } from './engine.js';
 
 export type PredictMode = 'baseline' | 'eval';
@@ -246,25 +245,21 @@ async function predictLocked(args: ParsedArgs, mode: PredictMode, inputs: Predic
       const texts = plan?.rebuild
         ? rebuildPrompts(todo, plan.rebuild, loaded.dir, inputs.scoring.dbDir)
         : todo.map((r) => r.prompt);
-      const prompts = texts.map((t) => loaded.tokenizer.encode(t));
       const progress = new Progress({ label: mode, total: records.length, unit: 'ex' }, done.size);
       try {
-        await generate(loaded.model, prompts, {
+        await generateSql(loaded, texts, {
           maxNewTokens,
-          batchSize: decodeBatchSize(inputs.requestedBatch, loaded),
-          stopIds: loaded.stopIds,
-          padId: loaded.padId,
+          batchSize: inputs.requestedBatch,
           sampling: { temperature: 0, topK: 0, topP: 1, repetitionPenalty },
-          onResult(index, g) {
-            const raw = loaded.tokenizer.decode(g.newIds);
-            const p: Prediction = { id: todo[index].id, sql: extractSql(raw), raw };
+          onResult(index, reply) {
+            const p: Prediction = { id: todo[index].id, sql: reply.sql, raw: reply.raw };
             if (!infoWritten) {
               writeFileSync(runPath, JSON.stringify(info, null, 2) + '\n');
               infoWritten = true;
             }
             appendJsonl(predPath, p);
             done.set(p.id, p);
-            newTokens += g.newIds.length;
+            newTokens += reply.newTokens;
             progress.tick(1, { 'tok/s': newTokens / ((Date.now() - started) / 1000) });
           },
         });
