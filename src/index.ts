@@ -4,7 +4,7 @@
  *
  *   import { prepareDataset, loadModel, generateSql, trainAdapter, evaluatePredictions } from 'sqlora';
  */
-export { generateSql, type GenerateSqlOptions, type SqlReply } from './api/generate.js';
+export { generateSql, sqlGenerator, type GenerateSqlOptions, type SqlReply } from './api/generate.js';
 export { loadModel, END_OF_TURN, type LoadedModel, type LoadModelOptions } from './api/load.js';
 export { DEFAULT_LORA, trainAdapter, type TrainAdapterOptions, type TrainAdapterResult } from './api/train.js';
 export { readRecords } from './api/train-data.js';
@@ -37,7 +37,6 @@ export { openDatabase } from './serve/databases.js';
 export { createServeEngine } from './serve/engine.js';
 export { QuestionPrompter } from './serve/questionPrompts.js';
 export { createServeServer, type ServeOptions } from './serve/server.js';
-export { ModelSqlGenerator } from './serve/sqlGenerator.js';
 export {
   evaluatePredictions,
   formatSummaryTable,

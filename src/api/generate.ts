@@ -5,6 +5,7 @@
 import { extractSql } from '../eval/extractSql.js';
 import { generate } from '../model/generate.js';
 import { GREEDY, type SamplingOptions } from '../model/sampling.js';
+import type { SqlGenerator } from '../serve/sqlGenerator.js';
 import { decodeBatchSize, type LoadedModel } from './load.js';
 
 export interface GenerateSqlOptions {
@@ -24,7 +25,8 @@ export interface SqlReply {
   /** The SQL in it (the reference workflow's post-processing: see extractSql). */
   sql: string;
   finishReason: 'stop' | 'length';
-  /** Tokens the model generated for it. */
+  /** Tokens of the prompt, and those the model generated for it. */
+  promptTokens: number;
   newTokens: number;
 }
 
@@ -33,21 +35,28 @@ export async function generateSql(
   prompts: readonly string[],
   opts: GenerateSqlOptions = {},
 ): Promise<SqlReply[]> {
-  const reply = (ids: number[], finishReason: SqlReply['finishReason']): SqlReply => {
+  const encoded = prompts.map((p) => loaded.tokenizer.encode(p));
+  const reply = (index: number, ids: number[], finishReason: SqlReply['finishReason']): SqlReply => {
     const raw = loaded.tokenizer.decode(ids);
-    return { raw, sql: extractSql(raw), finishReason, newTokens: ids.length };
+    return { raw, sql: extractSql(raw), finishReason, promptTokens: encoded[index].length, newTokens: ids.length };
   };
-  const results = await generate(
-    loaded.model,
-    prompts.map((p) => loaded.tokenizer.encode(p)),
-    {
-      maxNewTokens: opts.maxNewTokens ?? 128,
-      batchSize: decodeBatchSize(opts.batchSize ?? 0, loaded),
-      stopIds: loaded.stopIds,
-      padId: loaded.padId,
-      sampling: opts.sampling ?? GREEDY,
-      onResult: opts.onResult ? (i, g) => opts.onResult?.(i, reply(g.newIds, g.finishReason)) : undefined,
+  const results = await generate(loaded.model, encoded, {
+    maxNewTokens: opts.maxNewTokens ?? 128,
+    batchSize: decodeBatchSize(opts.batchSize ?? 0, loaded),
+    stopIds: loaded.stopIds,
+    padId: loaded.padId,
+    sampling: opts.sampling ?? GREEDY,
+    onResult: opts.onResult ? (i, g) => opts.onResult?.(i, reply(i, g.newIds, g.finishReason)) : undefined,
+  });
+  return results.map((g, i) => reply(i, g.newIds, g.finishReason));
+}
+
+/** generateSql for one question at a time, behind the interface `askQuestion` takes. */
+export function sqlGenerator(loaded: LoadedModel, opts: Pick<GenerateSqlOptions, 'maxNewTokens'> = {}): SqlGenerator {
+  return {
+    async generateSql(prompt) {
+      const [r] = await generateSql(loaded, [prompt], { ...opts, batchSize: 1 });
+      return { sql: r.sql, raw: r.raw, promptTokens: r.promptTokens, newTokens: r.newTokens };
     },
-  );
-  return results.map((g) => reply(g.newIds, g.finishReason));
+  };
 }

@@ -7,10 +7,10 @@ import { answerJson, formatAnswerText } from '../../serve/askFormat.js';
 import type { SqlDatabase } from '../../serve/database.js';
 import { defaultDatabaseName, openDatabase } from '../../serve/databases.js';
 import { QuestionPrompter } from '../../serve/questionPrompts.js';
-import { ModelSqlGenerator } from '../../serve/sqlGenerator.js';
 import { UserError } from '../../util/errors.js';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
 import { baseModelSource, loadModel } from '../../api/load.js';
+import { sqlGenerator } from '../../api/generate.js';
 import { deviceFlag, quantizeFlag } from './engine.js';
 
 export const command: CommandSpec = {
@@ -105,7 +105,7 @@ async function runAsk(args: ParsedArgs): Promise<void> {
       quantize: args.string('quantize')!,
     });
     const prompter = new QuestionPrompter(ChatTemplate.fromModelDir(loaded.dir), loaded.tokenizer, settings);
-    const generator = new ModelSqlGenerator({ ...loaded, maxNewTokens });
+    const generator = sqlGenerator(loaded, { maxNewTokens });
     const ask = (q: string) =>
       askQuestion(db, prompter, generator, q, { sqlOnly, evidence, limits: { maxRows, timeoutMs: timeout * 1000 } });
     if (question !== undefined) {
