@@ -3,7 +3,7 @@
  * dataset card (dataset.json for programs, README.md for people). The CLI command only parses
  * flags and calls prepareDataset.
  */
-import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ChatTemplate } from './chatTemplate.js';
 import { datasetReadme } from './datasetReadme.js';
@@ -27,6 +27,7 @@ import { isPostgresUrl } from '../eval/postgresUrl.js';
 import { HARDNESS_LEVELS, spiderHardness, type Hardness } from '../eval/hardness.js';
 import { loadSpiderSchema, type SpiderSchema } from '../eval/spiderSchema.js';
 import { UserError, describeError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/outputs.js';
 import { writeJsonl } from '../util/jsonl.js';
 import { Progress } from '../util/progress.js';
 import { mulberry32 } from '../util/random.js';
@@ -275,9 +276,7 @@ export async function prepareDataset(o: PrepareOptions): Promise<DatasetCard> {
   };
   writeJsonl(join(o.out, 'train.jsonl'), trainOut.records);
   writeJsonl(join(o.out, 'eval.jsonl'), evalOut.records);
-  const readme = join(o.out, 'README.md');
-  writeFileSync(`${readme}.tmp`, datasetReadme(card, trainOut.records[0] ?? evalOut.records[0]));
-  renameSync(`${readme}.tmp`, readme);
+  writeFileAtomic(join(o.out, 'README.md'), datasetReadme(card, trainOut.records[0] ?? evalOut.records[0]));
   writeFileSync(join(o.out, 'dataset.json'), JSON.stringify(card, null, 2) + '\n');
   return card;
 }

@@ -4,13 +4,14 @@
  * (beside, then renamed). The per-question progress file beside it lets an interrupted run
  * continue.
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { MmluTokenizer } from './mmluPrompt.js';
 import type { LoraProvider, Qwen2Model } from '../model/qwen2.js';
 import { readMmlu, selectQuestions } from './mmluData.js';
 import { runMmlu } from './mmluRun.js';
 import { summarize, type MmluResults } from './mmluSummary.js';
+import { writeFileAtomic } from '../util/outputs.js';
 
 export interface MmluOptions {
   model: Qwen2Model;
@@ -80,10 +81,6 @@ export async function mmluEvaluate(opts: MmluOptions): Promise<MmluResults> {
     questions: run.questions,
     summary: summarize(run.questions),
   };
-  if (opts.out !== null) {
-    const tmp = `${opts.out}.tmp`;
-    writeFileSync(tmp, JSON.stringify(results, null, 1) + '\n');
-    renameSync(tmp, opts.out);
-  }
+  if (opts.out !== null) writeFileAtomic(opts.out, JSON.stringify(results, null, 1) + '\n');
   return results;
 }

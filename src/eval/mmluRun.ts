@@ -4,9 +4,10 @@
  * progress file as it comes, and return the results in order (subjects by name, then file
  * order). A rerun with the same settings reads the progress file and scores only what is left.
  */
-import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import type { LoraProvider, Qwen2Model } from '../model/qwen2.js';
 import { appendJsonl, readAppendedJsonl } from '../util/jsonl.js';
+import { writeFileAtomic } from '../util/outputs.js';
 import { Progress } from '../util/progress.js';
 import type { MmluQuestion } from './mmluData.js';
 import { encodeQuestion, scoredSequence, type EncodedQuestion, type MmluTokenizer } from './mmluPrompt.js';
@@ -69,9 +70,7 @@ export function runMmlu(opts: MmluRunOptions): MmluRunResult {
   const resumed = opts.questions.filter((q) => done.has(questionKey(q))).length;
   if (opts.progressPath && (resumed === 0 || !existsSync(opts.progressPath))) {
     // A fresh file: written beside and renamed, so a half-written header never looks complete.
-    const tmp = `${opts.progressPath}.tmp`;
-    writeFileSync(tmp, JSON.stringify({ settings: opts.settings }) + '\n');
-    renameSync(tmp, opts.progressPath);
+    writeFileAtomic(opts.progressPath, JSON.stringify({ settings: opts.settings }) + '\n');
   }
   const pending = opts.questions.filter((q) => !done.has(questionKey(q)));
   const encoded = pending.map((q) => ({ q, enc: encodeQuestion(tokenizer, q, opts.fewShot.get(q.subject) ?? []) }));

@@ -18,7 +18,8 @@ import { readGgufVocab, tokenizerMetadata } from './gguf-tokenizer.js';
 import { GgufWriter, type GgufTensorInfo } from './gguf-writer.js';
 import { MergedWeights } from './merged-weights.js';
 import { adapterSystemPrompt, renderModelfile } from './modelfile.js';
-import { ensureWritableDir, writeFileAtomic, type ExportProgress } from './output.js';
+import { writeFileAtomic } from '../util/outputs.js';
+import { ensureWritableDir, type ExportProgress } from './output.js';
 
 export interface ExportGgufOptions {
   baseDir: string;

@@ -77,15 +77,3 @@ export function commitDir(tmp: string, outDir: string | null): void {
   rmSync(outDir, { recursive: true, force: true });
   renameSync(tmp, outDir);
 }
-
-/** Writes a small text file atomically. */
-export function writeFileAtomic(path: string, text: string): void {
-  const tmp = `${path}.partial-${process.pid}`;
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, path);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
-}

@@ -17,7 +17,7 @@ import {
   type GgufQuant,
   type MergedDType,
 } from '../export/index.js';
-import { writeFileAtomic } from '../export/output.js';
+import { writeFileAtomic } from '../util/outputs.js';
 import { UserError } from '../util/errors.js';
 import type { UploadFile } from '../hub/upload.js';
 

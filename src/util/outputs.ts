@@ -2,7 +2,7 @@
  * Output paths checked before the work starts, so an hour of evaluation is not lost to a
  * missing folder or a name that is a directory.
  */
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { UserError } from './errors.js';
 
@@ -27,5 +27,17 @@ export function checkWritableFile(path: string, what: string): void {
     accessSync(dir, constants.W_OK);
   } catch {
     throw new UserError(`${what} ${path}: the folder ${dir} is not writable`);
+  }
+}
+
+/** Writes a file beside its final name and renames it into place, so a half-written one never looks complete. */
+export function writeFileAtomic(path: string, text: string): void {
+  const tmp = `${path}.partial-${process.pid}`;
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
   }
 }

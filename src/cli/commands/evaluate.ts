@@ -1,9 +1,8 @@
 import { datasetOf } from '../../report/dataset.js';
-import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { positiveInt, type CommandSpec, type ParsedArgs } from '../args.js';
 import { checkGoldErrors, scoringFlags, scoringInputs } from './scoring.js';
 import { exitOnInterrupt } from '../../util/interrupt.js';
-import { checkWritableFile } from '../../util/outputs.js';
+import { checkWritableFile, writeFileAtomic } from '../../util/outputs.js';
 import { UserError, describeError } from '../../util/errors.js';
 import { evaluatePredictions, formatSummaryTable } from '../../eval/evaluate.js';
 import { PostgresExecutor } from '../../serve/postgresExecutor.js';
@@ -117,13 +116,11 @@ async function runEvaluate(args: ParsedArgs): Promise<void> {
   let writeError: UserError | null = null;
   if (out !== undefined) {
     try {
-      writeFileSync(
-        `${out}.tmp-${process.pid}`,
+      writeFileAtomic(
+        out,
         JSON.stringify({ meta, summary: report.summary, examples: report.examples }, null, 1) + '\n',
       );
-      renameSync(`${out}.tmp-${process.pid}`, out);
     } catch (err) {
-      rmSync(`${out}.tmp-${process.pid}`, { force: true });
       writeError = new UserError(`cannot write ${out}: ${describeError(err)} (the summary above is all that was kept)`);
     }
   }
