@@ -2,7 +2,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseCsv } from '../src/eval/mmluCsv.js';
+import { parseCsv } from '../src/util/csv.js';
 import { MMLU_SUBJECTS, readMmlu, selectQuestions, type MmluSet } from '../src/eval/mmluData.js';
 
 const FIX = join(import.meta.dirname, 'fixtures', 'mmlu');

@@ -5,7 +5,7 @@
  */
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, dirname, extname, isAbsolute, join, resolve } from 'node:path';
-import { parseCsv } from '../eval/mmluCsv.js';
+import { parseCsv } from '../util/csv.js';
 import { UserError } from '../util/errors.js';
 import { parseJsonl, readTextFile } from '../util/jsonl.js';
 import { isPostgresUrl, urlDatabaseName, withoutPassword } from '../eval/postgresUrl.js';

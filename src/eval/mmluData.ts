@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { asyncBufferFromFile, parquetReadObjects } from 'hyparquet';
 import { UserError, describeError } from '../util/errors.js';
 import { readJsonl, readTextFile } from '../util/jsonl.js';
-import { parseCsv } from './mmluCsv.js';
+import { parseCsv } from '../util/csv.js';
 
 export const MMLU_CATEGORIES = ['stem', 'humanities', 'social_sciences', 'other'] as const;
 export type MmluCategory = (typeof MMLU_CATEGORIES)[number];

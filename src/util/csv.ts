@@ -1,9 +1,9 @@
 /**
- * CSV as Python's csv module reads MMLU's files (RFC 4180): fields separated by commas, quoted
+ * CSV as Python's csv module reads it (RFC 4180; MMLU's files and question/SQL pairs): fields separated by commas, quoted
  * fields may hold commas, newlines and doubled quotes. Each record keeps the line it starts on,
  * so errors can name file:line.
  */
-import { UserError } from '../util/errors.js';
+import { UserError } from './errors.js';
 
 export interface CsvRecord {
   /** 1-based line of the record's first character. */
