@@ -1,7 +1,7 @@
 /**
- * CSV as Python's csv module reads it (RFC 4180; MMLU's files and question/SQL pairs): fields separated by commas, quoted
- * fields may hold commas, newlines and doubled quotes. Each record keeps the line it starts on,
- * so errors can name file:line.
+ * CSV as Python's csv module reads it (RFC 4180; MMLU's files and question/SQL pairs): fields
+ * separated by commas, quoted fields may hold commas, newlines and doubled quotes. Each record
+ * keeps the line it starts on, so errors can name file:line.
  */
 import { UserError } from './errors.js';
 
