@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { GGUF_QUANTS, MERGED_DTYPES, type GgufQuant, type MergedDType } from '../../export/index.js';
 import { PUBLISH_EXTRAS, parsePublishExtras } from '../../publish/publishExports.js';
 import { buildPublishFolder } from '../../publish/publishFolder.js';
+import { hubEndpoint } from '../../hub/download.js';
 import { findHubToken } from '../../hub/token.js';
 import { checkRepoId, uploadToHub } from '../../hub/upload.js';
 import { UserError } from '../../util/errors.js';
@@ -148,7 +149,7 @@ export const command: CommandSpec = {
       );
       return;
     }
-    const endpoint = (process.env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
+    const endpoint = hubEndpoint();
     const r = await uploadToHub(folder.files, {
       repo,
       token,
